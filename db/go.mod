@@ -1,0 +1,3 @@
+module github.com/goodgo/goodgo/db
+
+go 1.26.0

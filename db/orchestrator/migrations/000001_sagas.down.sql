@@ -1,0 +1,3 @@
+DROP TABLE saga_audit;
+DROP TABLE saga_steps;
+DROP TABLE sagas;

@@ -1,0 +1,3 @@
+DROP TABLE inbox_parked;
+DROP TABLE inbox_versions;
+DROP TABLE inbox;

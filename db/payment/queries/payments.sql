@@ -1,0 +1,26 @@
+-- name: CreatePayment :one
+-- CreatePayment records the outcome of a payment attempt. The unique
+-- order_id makes a second attempt for the same order return no row.
+INSERT INTO payments (id, order_id, currency_code, amount_minor, status, decline_reason,
+                      payment_method, created_at, updated_at)
+VALUES (@id, @order_id, @currency_code, @amount_minor, @status, @decline_reason,
+        @payment_method, @now, @now)
+ON CONFLICT (order_id) DO NOTHING
+RETURNING *;
+
+-- name: GetPayment :one
+-- GetPayment reads one payment by id.
+SELECT * FROM payments WHERE id = @id;
+
+-- name: GetPaymentByOrder :one
+-- GetPaymentByOrder reads the payment of an order.
+SELECT * FROM payments WHERE order_id = @order_id;
+
+-- name: RefundPayment :one
+-- RefundPayment refunds a captured payment in full if it is still at the
+-- expected version; no row means a concurrent change (a conflict).
+UPDATE payments
+SET status = 'REFUNDED', refunded_minor = amount_minor, refund_reason = @refund_reason,
+    version = version + 1, updated_at = @now
+WHERE id = @id AND version = @version AND status = 'CAPTURED'
+RETURNING *;
