@@ -1,35 +1,50 @@
 -- name: ListProducts :many
--- ListProducts pages through the catalog in SKU order (keyset pagination).
-SELECT * FROM products WHERE sku > @after_sku ORDER BY sku LIMIT @page_limit;
+-- ListProducts pages through the catalog in SKU order (keyset pagination):
+-- the products after after_sku ('' for the first page), at most page_limit.
+SELECT * FROM products
+WHERE sku > sqlc.arg(after_sku)::text
+ORDER BY sku
+LIMIT sqlc.arg(page_limit)::int;
 
 -- name: GetProductsBySKU :many
--- GetProductsBySKU reads the named SKUs; unknown SKUs are simply absent.
-SELECT * FROM products WHERE sku = ANY(@skus::text[]) ORDER BY sku;
+-- GetProductsBySKU reads the named SKUs in SKU order; unknown SKUs are simply
+-- absent, so the caller can name the ones that are missing.
+SELECT * FROM products WHERE sku = ANY(sqlc.arg(skus)::text[]) ORDER BY sku;
 
 -- name: GetProduct :one
 -- GetProduct reads one SKU.
-SELECT * FROM products WHERE sku = @sku;
+SELECT * FROM products WHERE sku = sqlc.arg(sku);
 
 -- name: TakeStock :execrows
 -- TakeStock moves quantity from available to reserved if enough is
--- available. The row lock serializes concurrent reservations of one SKU and
--- the condition (plus the CHECK) keeps available from going negative.
+-- available; 0 rows means the SKU is short. The row lock serializes
+-- concurrent reservations of one SKU, and because the condition is
+-- re-checked on the newest row version after the lock wait (READ COMMITTED),
+-- available can never go negative; the CHECK constraint backs this up.
+-- The version is bumped: the admin's view of the SKU is no longer true.
 UPDATE products
-SET available = available - @quantity, reserved = reserved + @quantity,
-    version = version + 1, updated_at = @now
-WHERE sku = @sku AND available >= @quantity;
+SET available = available - sqlc.arg(quantity)::bigint,
+    reserved = reserved + sqlc.arg(quantity)::bigint,
+    version = version + 1,
+    updated_at = now()
+WHERE sku = sqlc.arg(sku) AND available >= sqlc.arg(quantity)::bigint;
 
 -- name: ReturnStock :execrows
--- ReturnStock moves quantity from reserved back to available.
+-- ReturnStock moves quantity from reserved back to available; 0 rows means
+-- the SKU does not hold that much reserved stock, which a correct caller
+-- never sees (it would be a bookkeeping error, so the caller aborts).
 UPDATE products
-SET available = available + @quantity, reserved = reserved - @quantity,
-    version = version + 1, updated_at = @now
-WHERE sku = @sku AND reserved >= @quantity;
+SET available = available + sqlc.arg(quantity)::bigint,
+    reserved = reserved - sqlc.arg(quantity)::bigint,
+    version = version + 1,
+    updated_at = now()
+WHERE sku = sqlc.arg(sku) AND reserved >= sqlc.arg(quantity)::bigint;
 
 -- name: SetAvailable :one
 -- SetAvailable sets the available quantity if the product is still at the
--- expected version; no row means a stale version (a conflict).
+-- expected version (optimistic locking); no row means the SKU is unknown or
+-- its version moved on (a conflict): GetProduct tells which.
 UPDATE products
-SET available = @available, version = version + 1, updated_at = @now
-WHERE sku = @sku AND version = @version
+SET available = sqlc.arg(available)::bigint, version = version + 1, updated_at = now()
+WHERE sku = sqlc.arg(sku) AND version = sqlc.arg(version)::bigint
 RETURNING *;

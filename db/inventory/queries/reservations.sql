@@ -1,21 +1,41 @@
 -- name: CreateReservation :one
--- CreateReservation records an order's reservation; the unique order_id
--- makes a second one for the same order return no row.
-INSERT INTO reservations (id, order_id, status, reject_reason, created_at, updated_at)
-VALUES (@id, @order_id, @status, @reject_reason, @now, @now)
-ON CONFLICT (order_id) DO NOTHING
+-- CreateReservation records an order's reservation and its lines (the
+-- parallel arrays skus and quantities) in one statement. The unique order_id
+-- makes a second reservation of the same order return no row and insert no
+-- lines; a concurrent duplicate waits on the unique index until the first
+-- transaction ends. An unknown SKU fails the lines' foreign key.
+WITH reservation AS (
+    INSERT INTO reservations (id, order_id, status)
+    VALUES (sqlc.arg(id), sqlc.arg(order_id), 'RESERVED')
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING *
+), lines AS (
+    -- Set-returning functions in a select list advance in lockstep.
+    INSERT INTO reservation_items (reservation_id, sku, quantity)
+    SELECT reservation.id, unnest(sqlc.arg(skus)::text[]), unnest(sqlc.arg(quantities)::int[])
+    FROM reservation
+)
+SELECT * FROM reservation;
+
+-- name: RejectReservation :one
+-- RejectReservation marks a reservation created in the same transaction
+-- REJECTED. The version stays: the RESERVED state it replaces was never
+-- committed, so no reader can have seen it.
+UPDATE reservations
+SET status = 'REJECTED', reject_reason = sqlc.arg(reject_reason)::text
+WHERE id = sqlc.arg(id) AND status = 'RESERVED'
 RETURNING *;
 
 -- name: GetReservationByOrder :one
 -- GetReservationByOrder reads an order's reservation.
-SELECT * FROM reservations WHERE order_id = @order_id;
+SELECT * FROM reservations WHERE order_id = sqlc.arg(order_id);
 
--- name: GetReservationByOrderForUpdate :one
--- GetReservationByOrderForUpdate reads and locks an order's reservation.
-SELECT * FROM reservations WHERE order_id = @order_id FOR UPDATE;
-
--- name: ReleaseReservation :execrows
--- ReleaseReservation marks a RESERVED reservation RELEASED.
+-- name: ReleaseReservation :one
+-- ReleaseReservation marks an order's RESERVED reservation RELEASED and
+-- returns it; no row means there is none or it is not RESERVED. The row lock
+-- makes a concurrent release wait, then see RELEASED and match nothing, so
+-- the stock is returned at most once.
 UPDATE reservations
-SET status = 'RELEASED', version = version + 1, updated_at = @now
-WHERE id = @id AND status = 'RESERVED';
+SET status = 'RELEASED', version = version + 1, updated_at = now()
+WHERE order_id = sqlc.arg(order_id) AND status = 'RESERVED'
+RETURNING *;

@@ -1,7 +1,5 @@
--- name: CreateOrderItems :copyfrom
--- CreateOrderItems inserts the lines of a new order in one round trip.
-INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_minor)
-VALUES (@order_id, @line_no, @sku, @name, @quantity, @unit_price_minor);
+-- Lines are written together with their order by CreateOrder (orders.sql)
+-- and never change afterwards.
 
 -- name: ListOrderItems :many
 -- ListOrderItems returns an order's lines in line order.

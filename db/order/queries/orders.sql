@@ -1,34 +1,40 @@
--- name: CreateOrder :exec
--- CreateOrder inserts a new PENDING order at version 1.
-INSERT INTO orders (id, customer_id, status, currency_code, total_minor, shipping_address,
-                    payment_method, placed_by, idempotency_key, created_at, updated_at)
-VALUES (@id, @customer_id, 'PENDING', @currency_code, @total_minor, @shipping_address,
-        @payment_method, @placed_by, @idempotency_key, @now, @now);
+-- name: CreateOrder :execrows
+-- CreateOrder inserts a new PENDING order at version 1 together with its
+-- lines, in one statement (one round trip). The line arrays must all have
+-- the same length: set-returning functions in one select list advance in
+-- lockstep, zipping the arrays into rows. If an order with the same
+-- idempotency key exists (an earlier or concurrent PlaceOrder with the same
+-- key), it inserts nothing and returns 0 rows without aborting the
+-- transaction: the caller then reads and returns that order. Otherwise it
+-- returns the number of lines inserted (at least 1).
+WITH new_order AS (
+    INSERT INTO orders (id, customer_id, status, currency_code, total_minor, shipping_address,
+                        payment_method, placed_by, idempotency_key, created_at, updated_at)
+    VALUES (@id, @customer_id, 'PENDING', @currency_code, @total_minor, @shipping_address,
+            @payment_method, @placed_by, @idempotency_key, @now, @now)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+)
+INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price_minor)
+SELECT new_order.id, unnest(@line_nos::integer[]), unnest(@skus::text[]), unnest(@names::text[]),
+       unnest(@quantities::integer[]), unnest(@unit_prices_minor::bigint[])
+FROM new_order;
 
 -- name: GetOrder :one
--- GetOrder reads one order.
+-- GetOrder reads one order (without its lines; see ListOrderItems).
 SELECT * FROM orders WHERE id = @id;
-
--- name: GetOrderForUpdate :one
--- GetOrderForUpdate reads one order and locks its row until the transaction
--- ends, for server-side transitions that must see the latest state.
-SELECT * FROM orders WHERE id = @id FOR UPDATE;
 
 -- name: GetOrderByIdempotencyKey :one
 -- GetOrderByIdempotencyKey finds the order a PlaceOrder with this hashed key
 -- already created (the database's guard when the Redis key was lost).
 SELECT * FROM orders WHERE idempotency_key = @idempotency_key;
 
--- name: UpdateOrderStatus :execrows
--- UpdateOrderStatus moves an order to a new status if it is still at the
--- expected version; zero rows means a concurrent change (a conflict).
+-- name: UpdateOrder :one
+-- UpdateOrder writes an order's mutable fields and increments its version if
+-- the order is still at the expected version. No row means the order changed
+-- since it was read (a conflict).
 UPDATE orders
-SET status = @status, cancel_reason = @cancel_reason, version = version + 1, updated_at = @now
-WHERE id = @id AND version = @version;
-
--- name: UpdateShippingAddress :execrows
--- UpdateShippingAddress changes the address if the order is still at the
--- expected version; zero rows means a stale version (a conflict).
-UPDATE orders
-SET shipping_address = @shipping_address, version = version + 1, updated_at = @now
-WHERE id = @id AND version = @version;
+SET status = @status, cancel_reason = @cancel_reason, shipping_address = @shipping_address,
+    version = version + 1, updated_at = @now
+WHERE id = @id AND version = @version
+RETURNING *;

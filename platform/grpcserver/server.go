@@ -1,0 +1,257 @@
+// Package grpcserver builds the gRPC server every GoodGo service runs: one
+// place for OpenTelemetry tracing, Prometheus metrics, panic recovery, the
+// caller identity, call logging, the health service, reflection and the
+// graceful shutdown, so that services register their handlers and nothing
+// else.
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// DefaultShutdownTimeout is used when Config.ShutdownTimeout is zero.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// Config is the server's address and shutdown bound.
+type Config struct {
+	// Addr is the listen address, "host:port"; ":0" picks a free port.
+	Addr string
+	// ShutdownTimeout bounds how long in-flight calls may drain after the
+	// context of Serve is cancelled before they are cut off.
+	ShutdownTimeout time.Duration
+}
+
+type options struct {
+	unary      []grpc.UnaryServerInterceptor
+	stream     []grpc.StreamServerInterceptor
+	serverOpts []grpc.ServerOption
+}
+
+// Option customises New.
+type Option func(*options)
+
+// WithUnaryInterceptors appends interceptors after the built-in ones, so they
+// run inside recovery and see the caller identity (e.g. idempotency).
+func WithUnaryInterceptors(i ...grpc.UnaryServerInterceptor) Option {
+	return func(o *options) { o.unary = append(o.unary, i...) }
+}
+
+// WithStreamInterceptors appends stream interceptors after the built-in ones.
+func WithStreamInterceptors(i ...grpc.StreamServerInterceptor) Option {
+	return func(o *options) { o.stream = append(o.stream, i...) }
+}
+
+// WithServerOptions adds grpc.ServerOptions such as credentials or message
+// size limits. Interceptor options given here would replace the built-in
+// chain: use WithUnaryInterceptors and WithStreamInterceptors instead.
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(o *options) { o.serverOpts = append(o.serverOpts, opts...) }
+}
+
+// Server is a gRPC server bound to its address, with health and reflection.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+
+	stopping chan struct{} // closed when shutdown starts; ends health watches
+
+	mu       sync.Mutex
+	services []string // registered service names, for per-service health
+	served   bool
+}
+
+// New builds a server, lets register add the service implementations, and
+// binds cfg.Addr so that Addr is known before Serve. Metrics are registered
+// on reg; registering a second server on the same registry shares its
+// metrics. A nil logger discards logs.
+//
+// Every call passes, outermost first: the OpenTelemetry stats handler
+// (health checks and reflection are not traced), the
+// Prometheus metrics, the call log, panic recovery, the caller identity
+// from the x-user-id metadata, then the interceptors given by options.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register func(*grpc.Server), opts ...Option) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		return nil, errors.New("grpcserver: nil prometheus.Registerer")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+
+	metrics, err := registerMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	exemplar := grpcprom.WithExemplarFromContext(exemplarFromContext)
+
+	unary := append([]grpc.UnaryServerInterceptor{
+		metrics.UnaryServerInterceptor(exemplar),
+		unaryLogging(logger),
+		unaryRecovery(logger),
+		unaryCaller(),
+	}, o.unary...)
+	stream := append([]grpc.StreamServerInterceptor{
+		metrics.StreamServerInterceptor(exemplar),
+		streamLogging(logger),
+		streamRecovery(logger),
+		streamCaller(),
+	}, o.stream...)
+
+	serverOpts := append([]grpc.ServerOption{
+		// Probes and reflection would otherwise fill the trace store.
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(
+			filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))))),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}, o.serverOpts...)
+	gs := grpc.NewServer(serverOpts...)
+
+	hs := health.NewServer()
+	stopping := make(chan struct{})
+	healthpb.RegisterHealthServer(gs, healthServer{Server: hs, stopping: stopping})
+	reflection.Register(gs)
+	if register != nil {
+		register(gs)
+	}
+	metrics.InitializeMetrics(gs)
+
+	s := &Server{cfg: cfg, logger: logger, grpc: gs, health: hs, stopping: stopping}
+	for name := range gs.GetServiceInfo() {
+		s.services = append(s.services, name)
+	}
+	s.SetServing(true)
+
+	// Binding is immediate and local: there is nothing a context could cancel.
+	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("grpcserver: listen on %s: %w", cfg.Addr, err)
+	}
+	s.lis = lis
+	return s, nil
+}
+
+// registerMetrics registers the gRPC server metrics on reg, reusing the
+// metrics already there when another server registered them first.
+func registerMetrics(reg prometheus.Registerer) (*grpcprom.ServerMetrics, error) {
+	m := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	if err := reg.Register(m); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(*grpcprom.ServerMetrics); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("grpcserver: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// exemplarFromContext links the latency histogram to the trace of the call.
+func exemplarFromContext(ctx context.Context) prometheus.Labels {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		return prometheus.Labels{"trace_id": sc.TraceID().String()}
+	}
+	return nil
+}
+
+// Addr is the bound listen address (with the real port when cfg.Addr
+// asked for port 0).
+func (s *Server) Addr() net.Addr {
+	return s.lis.Addr()
+}
+
+// SetServing sets the health status reported for the whole server (service
+// "") and for every registered service: SERVING or NOT_SERVING. A server is
+// SERVING from New on; once Serve starts shutting down it stays NOT_SERVING.
+// Safe for concurrent use.
+func (s *Server) SetServing(serving bool) {
+	status := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		status = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", status)
+	for _, name := range s.services {
+		if name != healthpb.Health_ServiceDesc.ServiceName {
+			s.health.SetServingStatus(name, status)
+		}
+	}
+}
+
+// Serve serves on the bound address until ctx is cancelled, then shuts down:
+// health turns NOT_SERVING, new calls are refused, in-flight calls drain for
+// up to ShutdownTimeout and are then cut off. It returns nil after a
+// shutdown caused by ctx, or the error that stopped serving. Serve may be
+// called once.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.served {
+		s.mu.Unlock()
+		return errors.New("grpcserver: Serve called twice")
+	}
+	s.served = true
+	s.mu.Unlock()
+
+	s.logger.InfoContext(ctx, "grpc server listening", "addr", s.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(s.lis) }()
+
+	select {
+	case err := <-errc:
+		s.health.Shutdown()
+		return fmt.Errorf("grpcserver: serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Load balancers and probes see NOT_SERVING first; GracefulStop then
+	// refuses new calls and waits for in-flight ones and open streams up to
+	// the bound. Health watches end by themselves.
+	s.health.Shutdown()
+	close(s.stopping)
+	s.logger.Info("grpc server shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+	case <-timer.C:
+		s.logger.Warn("grpc server drain timed out; closing open calls", "timeout", s.cfg.ShutdownTimeout.String())
+		s.grpc.Stop()
+		<-stopped
+	}
+	// grpc.Server.Serve returns nil once stopped, or ErrServerStopped when
+	// ctx was cancelled before it started.
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("grpcserver: serve: %w", err)
+	}
+	s.logger.Info("grpc server stopped")
+	return nil
+}

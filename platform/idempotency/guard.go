@@ -1,0 +1,294 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/goodgo/goodgo/platform/caller"
+)
+
+// Policy is the idempotency policy of one guarded RPC.
+type Policy struct {
+	// RedisDownSafe lets the RPC run unguarded when the store fails, because
+	// its own database constraint already rejects a duplicate. Leave it false
+	// unless that constraint exists; the call then fails with Unavailable.
+	RedisDownSafe bool
+}
+
+// Options tunes a Guard; zero fields take the defaults.
+type Options struct {
+	// TTL is how long a completed outcome is replayed. Default 24 h.
+	TTL time.Duration
+	// LockTTL is how long an in-progress claim lives if its holder never
+	// completes it (a crash). It must exceed the longest handler run.
+	// Default 60 s.
+	LockTTL time.Duration
+	// StoreTimeout bounds storing the outcome once the handler returned; it
+	// runs detached from the request's context so that a client hanging up
+	// does not leave the key claimed. Default 2 s.
+	StoreTimeout time.Duration
+}
+
+// Default option values.
+const (
+	DefaultTTL          = 24 * time.Hour
+	DefaultLockTTL      = 60 * time.Second
+	DefaultStoreTimeout = 2 * time.Second
+)
+
+// Status messages of the Guard, fixed so that clients and tests can rely on them.
+const (
+	msgMismatch    = "idempotency-key was already used with a different request"
+	msgInProgress  = "a request with this idempotency-key is in progress; retry later"
+	msgUnavailable = "idempotency store unavailable"
+)
+
+// Guard enforces idempotency on the RPCs of its policy map; see the package
+// documentation for the semantics. It is safe for concurrent use.
+type Guard struct {
+	store   Store
+	opts    Options
+	logger  *slog.Logger
+	methods map[string]*method
+	// redisErrors counts failed store operations of every method.
+	redisErrors prometheus.Counter
+}
+
+// method is one guarded RPC with its metric series resolved once.
+type method struct {
+	name                 string
+	policy               Policy
+	checks, hits         prometheus.Counter
+	inProgress, mismatch prometheus.Counter
+}
+
+// New returns a Guard over store for the methods in policies, keyed by full
+// gRPC method name ("/goodgo.order.v1.OrderService/PlaceOrder"). It
+// registers the idempotency_* metrics on reg. A nil logger discards logs.
+func New(store Store, policies map[string]Policy, opts Options, reg prometheus.Registerer, logger *slog.Logger) (*Guard, error) {
+	if store == nil || reg == nil {
+		return nil, errors.New("idempotency: store and registerer are required")
+	}
+	if opts.TTL == 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.LockTTL == 0 {
+		opts.LockTTL = DefaultLockTTL
+	}
+	if opts.StoreTimeout == 0 {
+		opts.StoreTimeout = DefaultStoreTimeout
+	}
+	// Redis expiries have millisecond resolution; less would expire at once.
+	if opts.TTL < time.Millisecond || opts.LockTTL < time.Millisecond || opts.StoreTimeout < time.Millisecond {
+		return nil, fmt.Errorf("idempotency: TTL %v, LockTTL %v and StoreTimeout %v must be at least 1ms",
+			opts.TTL, opts.LockTTL, opts.StoreTimeout)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "idempotency_checks_total",
+		Help: "Guarded calls checked against the idempotency store.",
+	}, []string{"method"})
+	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "idempotency_hits_total",
+		Help: "Duplicate calls answered with the stored outcome instead of running again.",
+	}, []string{"method"})
+	conflicts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "idempotency_conflicts_total",
+		Help: "Duplicate calls rejected: still in progress, or the key reused with a different request.",
+	}, []string{"method", "reason"})
+	redisErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "idempotency_redis_errors_total",
+		Help: "Failed idempotency store operations.",
+	})
+	ttl := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "idempotency_key_ttl_seconds",
+		Help: "TTL given to completed idempotency keys (every key gets the configured TTL).",
+	})
+	ttl.Set(opts.TTL.Seconds())
+	for _, c := range []prometheus.Collector{checks, hits, conflicts, redisErrors, ttl} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("idempotency: register metrics: %w", err)
+		}
+	}
+
+	g := &Guard{store: store, opts: opts, logger: logger, methods: make(map[string]*method, len(policies)), redisErrors: redisErrors}
+	for name, p := range policies {
+		if !strings.HasPrefix(name, "/") || strings.Count(name, "/") != 2 {
+			return nil, fmt.Errorf("idempotency: %q is not a full method name like /pkg.Service/Method", name)
+		}
+		// Resolving every series now also exports them at zero from the start.
+		g.methods[name] = &method{
+			name:       name,
+			policy:     p,
+			checks:     checks.WithLabelValues(name),
+			hits:       hits.WithLabelValues(name),
+			inProgress: conflicts.WithLabelValues(name, "in_progress"),
+			mismatch:   conflicts.WithLabelValues(name, "fingerprint_mismatch"),
+		}
+	}
+	return g, nil
+}
+
+// UnaryServerInterceptor returns the interceptor enforcing the Guard. It must
+// run after the interceptor that establishes the caller identity; methods
+// without a policy pass through untouched.
+func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return g.intercept
+}
+
+func (g *Guard) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	m, guarded := g.methods[info.FullMethod]
+	if !guarded {
+		return handler(ctx, req)
+	}
+	ck, err := clientKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := fingerprint(req)
+	if err != nil {
+		g.logger.ErrorContext(ctx, "idempotency: cannot fingerprint request", "method", m.name, "error", err)
+		return nil, status.Error(codes.Internal, "internal error")
+	}
+	key := Key(caller.ID(ctx), m.name, ck)
+	ctx = withKey(ctx, key)
+
+	m.checks.Inc()
+	claim, err := g.store.Claim(ctx, key, fp, g.opts.LockTTL)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// The client gave up or the deadline passed: not a store failure.
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case err != nil && m.policy.RedisDownSafe:
+		g.redisErrors.Inc()
+		g.logger.WarnContext(ctx, "idempotency store failed; running unguarded, the database constraint guards this method",
+			"method", m.name, "error", err)
+		return handler(ctx, req)
+	case err != nil:
+		g.redisErrors.Inc()
+		g.logger.ErrorContext(ctx, "idempotency store failed; rejecting call", "method", m.name, "error", err)
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	case claim.Existing != nil:
+		return g.duplicate(ctx, m, claim.Existing, fp)
+	}
+	return g.run(ctx, m, key, claim.Owner, req, handler)
+}
+
+// duplicate answers a call whose key was already claimed.
+func (g *Guard) duplicate(ctx context.Context, m *method, rec *Record, fp []byte) (any, error) {
+	if !bytes.Equal(rec.Fingerprint, fp) {
+		m.mismatch.Inc()
+		return nil, status.Error(codes.FailedPrecondition, msgMismatch)
+	}
+	if rec.State == InProgress {
+		m.inProgress.Inc()
+		return nil, status.Error(codes.Aborted, msgInProgress)
+	}
+	var resp proto.Message
+	if rec.Outcome.Status.GetCode() == int32(codes.OK) {
+		var err error
+		if resp, err = anypb.UnmarshalNew(rec.Outcome.Response, proto.UnmarshalOptions{}); err != nil {
+			g.logger.ErrorContext(ctx, "idempotency: stored response cannot be decoded", "method", m.name, "error", err)
+			return nil, status.Error(codes.Internal, "internal error")
+		}
+	}
+	m.hits.Inc()
+	if err := grpc.SetHeader(ctx, metadata.Pairs(ReplayedHeader, "true")); err != nil {
+		// Only fails outside a gRPC server stream; the replay itself is intact.
+		g.logger.DebugContext(ctx, "idempotency: cannot set replay header", "error", err)
+	}
+	if resp == nil {
+		return nil, status.ErrorProto(rec.Outcome.Status)
+	}
+	return resp, nil
+}
+
+// run executes the handler under the claim and settles the claim: outcome
+// stored, or released for a retry.
+func (g *Guard) run(ctx context.Context, m *method, key, owner string, req any, handler grpc.UnaryHandler) (resp any, herr error) {
+	settled := false
+	defer func() {
+		if !settled { // the handler panicked: free the key rather than hold it until LockTTL
+			g.settle(ctx, m, key, owner, Outcome{}, false)
+		}
+	}()
+	resp, herr = handler(ctx, req)
+	out, replayable := outcome(resp, herr)
+	if herr == nil && !replayable {
+		g.logger.ErrorContext(ctx, "idempotency: response cannot be stored; a retry will run again",
+			"method", m.name, "response_type", fmt.Sprintf("%T", resp))
+	}
+	g.settle(ctx, m, key, owner, out, replayable)
+	settled = true
+	return resp, herr
+}
+
+// settle completes or releases the claim. Failures are logged, not returned:
+// the handler's effect has happened and its result is the caller's answer.
+func (g *Guard) settle(ctx context.Context, m *method, key, owner string, out Outcome, replayable bool) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opts.StoreTimeout)
+	defer cancel()
+	var err error
+	if replayable {
+		err = g.store.Complete(sctx, key, owner, out, g.opts.TTL)
+	} else {
+		err = g.store.Release(sctx, key, owner)
+	}
+	switch {
+	case errors.Is(err, ErrNotOwner):
+		g.logger.WarnContext(ctx, "idempotency claim expired before the handler finished; raise LockTTL",
+			"method", m.name, "lock_ttl", g.opts.LockTTL)
+	case err != nil:
+		g.redisErrors.Inc()
+		g.logger.ErrorContext(ctx, "idempotency: cannot settle claim; the key stays claimed until LockTTL",
+			"method", m.name, "replayable", replayable, "error", err)
+	}
+}
+
+// outcome converts a handler result into the Outcome to store, and reports
+// whether it is deterministic enough to replay.
+func outcome(resp any, herr error) (Outcome, bool) {
+	if herr != nil {
+		st, ok := status.FromError(herr)
+		if !ok || !replayableCodes[st.Code()] {
+			return Outcome{}, false
+		}
+		return Outcome{Status: st.Proto()}, true
+	}
+	msg, ok := resp.(proto.Message)
+	if !ok {
+		return Outcome{}, false
+	}
+	a, err := anypb.New(msg)
+	if err != nil {
+		return Outcome{}, false
+	}
+	return Outcome{Status: status.New(codes.OK, "").Proto(), Response: a}, true
+}
+
+// replayableCodes are the errors a rerun would reproduce: business answers,
+// not accidents.
+var replayableCodes = map[codes.Code]bool{
+	codes.InvalidArgument:    true,
+	codes.NotFound:           true,
+	codes.AlreadyExists:      true,
+	codes.PermissionDenied:   true,
+	codes.FailedPrecondition: true,
+	codes.OutOfRange:         true,
+}

@@ -1,0 +1,91 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// MetadataKey is the gRPC metadata entry carrying the client's key.
+const MetadataKey = "idempotency-key"
+
+// MaxKeyLength is the longest client key accepted, in characters.
+const MaxKeyLength = 255
+
+// ReplayedHeader is set to "true" in the response header metadata of a
+// replayed outcome.
+const ReplayedHeader = "idempotent-replayed"
+
+// Key returns the store key for a client key: the hex SHA-256 of caller id,
+// full method name and client key, each length-prefixed so that no two
+// different triples encode alike.
+func Key(callerID, method, clientKey string) string {
+	h := sha256.New()
+	var n [4]byte
+	for _, part := range [...]string{callerID, method, clientKey} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
+		h.Write(n[:])
+		h.Write([]byte(part))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type keyCtx struct{}
+
+// KeyFromContext returns the hashed idempotency key ([Key]) of the guarded
+// call whose handler received ctx. Handlers store it in their own unique
+// column so that the database rejects a duplicate Redis did not catch.
+func KeyFromContext(ctx context.Context) (string, bool) {
+	k, ok := ctx.Value(keyCtx{}).(string)
+	return k, ok
+}
+
+func withKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, keyCtx{}, key)
+}
+
+// clientKey extracts and validates the idempotency-key metadata entry; its
+// errors are InvalidArgument statuses naming the entry.
+func clientKey(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get(MetadataKey)
+	switch {
+	case len(values) == 0 || (len(values) == 1 && values[0] == ""):
+		return "", status.Error(codes.InvalidArgument, "idempotency-key metadata is required")
+	case len(values) > 1:
+		return "", status.Error(codes.InvalidArgument, "idempotency-key metadata must be sent once")
+	}
+	k := values[0]
+	if len(k) > MaxKeyLength {
+		return "", status.Errorf(codes.InvalidArgument, "idempotency-key must be at most %d characters", MaxKeyLength)
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return "", status.Error(codes.InvalidArgument, "idempotency-key must be printable ASCII")
+		}
+	}
+	return k, nil
+}
+
+// fingerprint is the SHA-256 of req's deterministic protobuf encoding.
+// Deterministic marshalling orders map entries, so equal messages built in
+// different ways hash alike within one binary version.
+func fingerprint(req any) ([]byte, error) {
+	msg, ok := req.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("idempotency: request %T is not a protobuf message", req)
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: marshal request: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:], nil
+}

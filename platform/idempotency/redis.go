@@ -1,0 +1,156 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// DefaultPrefix is the Redis key prefix used when RedisOptions.Prefix is empty.
+const DefaultPrefix = "idem:"
+
+// RedisOptions configures a RedisStore.
+type RedisOptions struct {
+	// Prefix is prepended to every key; DefaultPrefix if empty.
+	Prefix string
+}
+
+// RedisStore is a Store on Redis or Redis Cluster. A record is one hash
+//
+//	s  state: "p" (in progress) or "c" (completed)
+//	f  request fingerprint
+//	o  owner token, while in progress
+//	st google.rpc.Status, protobuf-encoded, once completed
+//	r  google.protobuf.Any of the response, once completed with OK
+//
+// Each method is one Lua script on one key (EVALSHA, one round trip), which
+// makes it atomic and valid on Redis Cluster.
+type RedisStore struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a Store over client; the client stays the caller's
+// to close.
+func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	return &RedisStore{client: client, prefix: opts.Prefix}
+}
+
+// claimScript returns an empty array after claiming, else the record's s, f,
+// st, r. (Not nil: go-redis treats a nil reply as an error, a slower path.)
+// KEYS[1] record; ARGV owner, fingerprint, lock TTL in ms.
+var claimScript = redis.NewScript(`
+local rec = redis.call('HMGET', KEYS[1], 's', 'f', 'st', 'r')
+if rec[1] then return rec end
+redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[2], 'o', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {}
+`)
+
+// completeScript returns 1 if owner held the claim and it is now completed.
+// KEYS[1] record; ARGV owner, status, response, TTL in ms.
+var completeScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'o')
+redis.call('HSET', KEYS[1], 's', 'c', 'st', ARGV[2], 'r', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`)
+
+// releaseScript returns 1 if owner held the claim and it is now deleted.
+// KEYS[1] record; ARGV owner.
+var releaseScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+`)
+
+// Claim implements Store.
+func (s *RedisStore) Claim(ctx context.Context, key string, fingerprint []byte, lockTTL time.Duration) (Claim, error) {
+	owner := rand.Text()
+	res, err := claimScript.Run(ctx, s.client, []string{s.prefix + key}, owner, fingerprint, lockTTL.Milliseconds()).Slice()
+	if err != nil {
+		return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+	}
+	if len(res) == 0 {
+		return Claim{Owner: owner}, nil
+	}
+	rec, err := decodeRecord(res)
+	if err != nil {
+		return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+	}
+	return Claim{Existing: rec}, nil
+}
+
+// Complete implements Store.
+func (s *RedisStore) Complete(ctx context.Context, key, owner string, out Outcome, ttl time.Duration) error {
+	st, err := proto.Marshal(out.Status)
+	if err != nil {
+		return fmt.Errorf("idempotency: complete: marshal status: %w", err)
+	}
+	var resp []byte
+	if out.Response != nil {
+		if resp, err = proto.Marshal(out.Response); err != nil {
+			return fmt.Errorf("idempotency: complete: marshal response: %w", err)
+		}
+	}
+	done, err := completeScript.Run(ctx, s.client, []string{s.prefix + key}, owner, st, resp, ttl.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("idempotency: complete: %w", err)
+	}
+	if done == 0 {
+		return ErrNotOwner
+	}
+	return nil
+}
+
+// Release implements Store.
+func (s *RedisStore) Release(ctx context.Context, key, owner string) error {
+	done, err := releaseScript.Run(ctx, s.client, []string{s.prefix + key}, owner).Int()
+	if err != nil {
+		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	if done == 0 {
+		return ErrNotOwner
+	}
+	return nil
+}
+
+// decodeRecord decodes claimScript's reply [s, f, st, r].
+func decodeRecord(res []any) (*Record, error) {
+	if len(res) != 4 {
+		return nil, fmt.Errorf("unexpected reply of %d fields", len(res))
+	}
+	field := func(i int) string { s, _ := res[i].(string); return s }
+	rec := &Record{Fingerprint: []byte(field(1))}
+	switch field(0) {
+	case "p":
+		rec.State = InProgress
+		return rec, nil
+	case "c":
+		rec.State = Completed
+	default:
+		return nil, fmt.Errorf("unknown record state %q", field(0))
+	}
+	rec.Outcome.Status = new(spb.Status)
+	if err := proto.Unmarshal([]byte(field(2)), rec.Outcome.Status); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+	if r := field(3); r != "" {
+		rec.Outcome.Response = new(anypb.Any)
+		if err := proto.Unmarshal([]byte(r), rec.Outcome.Response); err != nil {
+			return nil, fmt.Errorf("decode response: %w", err)
+		}
+	}
+	return rec, nil
+}

@@ -1,0 +1,74 @@
+// Package retry waits for a dependency to become reachable at start-up:
+// binaries start in any order (docker compose, Kubernetes), so PostgreSQL or
+// Redis may come up a few seconds after the service that needs them.
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Backoff bounds between attempts: fast first retries for the common case of
+// a server that is just starting, capped so a slow one is noticed promptly.
+const (
+	initialDelay = 100 * time.Millisecond
+	maxDelay     = 2 * time.Second
+	minAttempt   = time.Second
+)
+
+// ErrTimeout is wrapped by the error Until returns when maxWait elapsed.
+var ErrTimeout = errors.New("gave up waiting")
+
+// Until calls try until it succeeds, try's error is permanent, maxWait has
+// elapsed or ctx is done, sleeping with exponential backoff (capped at 2 s)
+// between attempts. Each attempt gets a context bounded by the remaining
+// time (at least one second), so Until returns within about maxWait + 1 s. onRetry, if not nil, is called after every failed attempt that will be
+// retried. The returned error wraps the last attempt's error (and ErrTimeout
+// when time ran out).
+func Until(ctx context.Context, maxWait time.Duration, try func(context.Context) error,
+	permanent func(error) bool, onRetry func(attempt int, err error, wait time.Duration),
+) error {
+	deadline := time.Now().Add(maxWait)
+	delay := initialDelay
+	for attempt := 1; ; attempt++ {
+		// Every attempt, the last one included, gets at least minAttempt so
+		// the final error is the server's answer rather than our own deadline.
+		attemptCtx, cancel := context.WithDeadline(ctx, later(deadline, time.Now().Add(minAttempt)))
+		err := try(attemptCtx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("%w (last error: %w)", ctxErr, err)
+		}
+		if permanent != nil && permanent(err) {
+			return err
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		wait := min(delay, remaining)
+		if onRetry != nil {
+			onRetry(attempt, err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		delay = min(delay*2, maxDelay)
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,138 @@
+package opshttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/goodgo/goodgo/platform/grpcclient"
+	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/opshttp"
+	"github.com/goodgo/goodgo/platform/telemetry"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+// serve runs fn's server until the test ends and checks it stops cleanly.
+func serve(t *testing.T, fn func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+}
+
+func TestMetricsExposeRuntimeAndGRPCMetrics(t *testing.T) {
+	tel, err := telemetry.Setup(t.Context(), "opshttp-test", "dev", func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+
+	gs, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, tel.Registry, func(*grpc.Server) {})
+	require.NoError(t, err)
+	serve(t, gs.Serve)
+	ops, err := opshttp.New("127.0.0.1:0", tel.Registry, nil, nil)
+	require.NoError(t, err)
+	serve(t, ops.Serve)
+
+	conn, err := grpcclient.Dial(gs.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+
+	code, body := get(t, "http://"+ops.Addr().String()+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "go_goroutines ")
+	require.Contains(t, body, "process_start_time_seconds ")
+	require.Contains(t, body,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="Check",grpc_service="grpc.health.v1.Health",grpc_type="unary"} 1`)
+	require.Contains(t, body, "grpc_server_handling_seconds_bucket")
+}
+
+func TestHealthzAndReadyz(t *testing.T) {
+	tel, err := telemetry.Setup(t.Context(), "opshttp-test", "dev", func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+
+	var broken, bounded atomic.Bool
+	broken.Store(true)
+	ready := func(ctx context.Context) error {
+		_, hasDeadline := ctx.Deadline()
+		bounded.Store(hasDeadline)
+		if broken.Load() {
+			return errors.New("postgres: ping: connection refused")
+		}
+		return nil
+	}
+	ops, err := opshttp.New("127.0.0.1:0", tel.Registry, ready, nil)
+	require.NoError(t, err)
+	serve(t, ops.Serve)
+	base := "http://" + ops.Addr().String()
+
+	code, body := get(t, base+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+
+	code, body = get(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "not ready: postgres: ping: connection refused\n", body)
+	require.True(t, bounded.Load(), "the check gets a context with a deadline")
+
+	broken.Store(false)
+	code, body = get(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+
+	code, _ = get(t, base+"/nope")
+	require.Equal(t, http.StatusNotFound, code)
+}
+
+func TestServeStopsOnCancel(t *testing.T) {
+	tel, err := telemetry.Setup(t.Context(), "opshttp-test", "dev", func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	ops, err := opshttp.New("127.0.0.1:0", tel.Registry, nil, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ops.Serve(ctx) }()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + ops.Addr().String() + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	resp, err := http.Get("http://" + ops.Addr().String() + "/healthz")
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.Error(t, err, "listener closed")
+}

@@ -1,0 +1,103 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// SQLSTATE codes the helpers look for.
+const (
+	codeUniqueViolation   = "23505"
+	codeDuplicateDatabase = "42P04"
+)
+
+// EnsureDatabase creates the database named in url if it does not exist,
+// connecting as the same user to the "postgres" database of the same
+// server. Concurrent callers are fine: losing the race to create it is
+// success. Meant for development, where one server hosts every service's
+// database; production databases are provisioned outside the services.
+func EnsureDatabase(ctx context.Context, url string) error {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return fmt.Errorf("postgres: parse database URL: %w", err)
+	}
+	name := cfg.Database
+	if name == "" || name == "postgres" {
+		return nil
+	}
+	where := Describe(cfg.Config)
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("postgres: ensure database %s: %w", where, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: ensure database %s: %w", where, err)
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pgErr *pgconn.PgError
+	// Two concurrent CREATE DATABASE either see 42P04 or, when both passed
+	// the catalog check, a unique violation on pg_database's name index.
+	if errors.As(err, &pgErr) && (pgErr.Code == codeDuplicateDatabase || pgErr.Code == codeUniqueViolation) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: create database %s: %w", where, err)
+	}
+	return nil
+}
+
+// IsUniqueViolation reports whether err is (or wraps) a PostgreSQL unique
+// constraint violation (SQLSTATE 23505).
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation
+}
+
+// ConstraintName returns the name of the constraint err violated, or "" when
+// err is not a PostgreSQL constraint error. It lets a caller tell apart the
+// unique constraints of one table (e.g. an idempotency guard from a natural
+// key).
+func ConstraintName(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.ConstraintName
+	}
+	return ""
+}
+
+// Beginner starts a transaction: a *pgxpool.Pool, a *pgx.Conn, or a pgx.Tx
+// (which starts a savepoint).
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// InTx runs fn in a transaction begun on db. The transaction is committed
+// when fn returns nil and rolled back when fn returns an error or panics;
+// fn's error is returned as is, so callers can test it with errors.Is.
+// fn must not keep tx after returning.
+func InTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	// Rollback after Commit is a no-op; on error or panic it undoes fn.
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
