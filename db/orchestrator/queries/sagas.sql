@@ -1,3 +1,0 @@
--- name: GetSaga :one
--- GetSaga reads one saga.
-SELECT * FROM sagas WHERE id = @id;

@@ -1,0 +1,40 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/services/order/internal/order"
+)
+
+// ConfirmOrder moves a PENDING order to CONFIRMED and publishes
+// order.confirmed.v1. Confirming a CONFIRMED order returns it unchanged
+// (no new event), so the orchestrator may retry freely. Errors: ErrInvalid
+// (malformed id), ErrNotFound, ErrFailedPrecondition (CANCELLED); an error
+// wrapping optlock.ErrConflict if concurrent writers won every retry.
+func (a *App) ConfirmOrder(ctx context.Context, id string) (order.Order, error) {
+	return a.transition(ctx, "confirm order", id, func(o *order.Order) (order.Change, error) {
+		return o.Confirm(a.now())
+	})
+}
+
+// transition applies an internal (server-initiated) change with optimistic
+// locking, retrying conflicts: each attempt re-reads the order, so the
+// transition is checked against the latest state.
+func (a *App) transition(ctx context.Context, op, id string, change func(*order.Order) (order.Change, error)) (order.Order, error) {
+	id = order.NormalizeID(id)
+	if err := order.ValidateID("order_id", id); err != nil {
+		return order.Order{}, err
+	}
+	var result order.Order
+	err := optlock.Retry(ctx, a.retry, a.locks, aggregate, func(ctx context.Context) error {
+		o, err := a.repo.Update(ctx, id, change)
+		result = o
+		return err
+	})
+	if err != nil {
+		return order.Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return result, nil
+}

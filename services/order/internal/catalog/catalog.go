@@ -1,0 +1,103 @@
+// Package catalog reads product data (name, unit price, stock) from the
+// inventory service, which owns the catalog. It implements app.Catalog over
+// the inventory gRPC API; the connection, dialed with platform/grpcclient,
+// forwards the caller's identity and the trace.
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	"github.com/goodgo/goodgo/services/order/internal/app"
+	"github.com/goodgo/goodgo/services/order/internal/order"
+)
+
+// DefaultTimeout bounds one catalog read when New is given no timeout. A
+// PlaceOrder waits for it, so it is short; a slow catalog is reported as
+// unavailable and the client retries with the same idempotency key.
+const DefaultTimeout = 2 * time.Second
+
+// maxPages bounds the pages read for one request, in case a misbehaving
+// server keeps returning a page token.
+const maxPages = 10
+
+// Client implements app.Catalog. It is safe for concurrent use.
+type Client struct {
+	inventory inventoryv1.InventoryServiceClient
+	timeout   time.Duration
+}
+
+var _ app.Catalog = (*Client)(nil)
+
+// New returns a Client reading through inventory, each read bounded by
+// timeout (DefaultTimeout if zero or less).
+func New(inventory inventoryv1.InventoryServiceClient, timeout time.Duration) *Client {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Client{inventory: inventory, timeout: timeout}
+}
+
+// Products implements app.Catalog. SKUs the catalog does not know are absent
+// from the result. Errors: app.ErrCatalogUnavailable when the inventory
+// service is unreachable, overloaded or too slow; an order.ErrNotFound error
+// if it answers NotFound instead of leaving unknown SKUs out.
+func (c *Client) Products(ctx context.Context, skus []string) (map[string]app.Product, error) {
+	// When the caller's deadline comes before ours, a DeadlineExceeded is
+	// the caller's, even if the server reports it a moment before ctx ends.
+	callerDeadline, ok := ctx.Deadline()
+	callerBound := ok && !callerDeadline.After(time.Now().Add(c.timeout))
+	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	products := make(map[string]app.Product, len(skus))
+	req := &inventoryv1.GetProductsRequest{Skus: skus, PageSize: int32(len(skus))}
+	for range maxPages {
+		resp, err := c.inventory.GetProducts(callCtx, req)
+		if err != nil {
+			if err := ctx.Err(); err != nil {
+				// The caller gave up or its deadline passed: not the catalog's fault.
+				return nil, fmt.Errorf("catalog: get products: %w", err)
+			}
+			if callerBound && status.Code(err) == codes.DeadlineExceeded {
+				return nil, fmt.Errorf("catalog: get products: %w", context.DeadlineExceeded)
+			}
+			return nil, mapError(err)
+		}
+		for _, p := range resp.GetProducts() {
+			if p.GetUnitPrice() == nil {
+				return nil, fmt.Errorf("catalog: product %q has no unit price", p.GetSku())
+			}
+			products[p.GetSku()] = app.Product{
+				SKU:       p.GetSku(),
+				Name:      p.GetName(),
+				UnitPrice: order.Money{Currency: p.GetUnitPrice().GetCurrencyCode(), Minor: p.GetUnitPrice().GetAmountMinor()},
+				Available: p.GetAvailable(),
+			}
+		}
+		if resp.GetNextPageToken() == "" {
+			return products, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	return nil, fmt.Errorf("catalog: more than %d pages for %d SKUs", maxPages, len(skus))
+}
+
+// mapError classifies a failed call: transient failures become
+// ErrCatalogUnavailable (the client may retry), NotFound becomes the domain's
+// not-found, and anything else stays an internal error.
+func mapError(err error) error {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled:
+		return fmt.Errorf("%w: %w", app.ErrCatalogUnavailable, err)
+	case codes.NotFound:
+		return fmt.Errorf("catalog: %w", &order.Error{Kind: order.ErrNotFound, Field: "items", Problem: "unknown SKU"})
+	default:
+		return fmt.Errorf("catalog: get products: %w", err)
+	}
+}

@@ -1,0 +1,113 @@
+package catalog_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcclient"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	"github.com/goodgo/goodgo/services/order/internal/app"
+	"github.com/goodgo/goodgo/services/order/internal/catalog"
+	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
+	"github.com/goodgo/goodgo/services/order/internal/order"
+)
+
+func setup(t *testing.T, timeout time.Duration) (*catalog.Client, *fakeinventory.Server) {
+	t.Helper()
+	inv := fakeinventory.Start(t,
+		fakeinventory.Product("SKU-1", "Widget", "EUR", 1250, 10),
+		fakeinventory.Product("SKU-2", "Gadget", "EUR", 99, 0),
+		fakeinventory.Product("SKU-3", "Gizmo", "EUR", 500, 3),
+	)
+	conn, err := grpcclient.Dial(inv.Addr())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return catalog.New(inventoryv1.NewInventoryServiceClient(conn), timeout), inv
+}
+
+func TestProducts(t *testing.T) {
+	t.Parallel()
+
+	t.Run("returns known SKUs and leaves unknown ones out", func(t *testing.T) {
+		t.Parallel()
+		c, _ := setup(t, time.Second)
+		got, err := c.Products(context.Background(), []string{"SKU-1", "NOPE", "SKU-2"})
+		require.NoError(t, err)
+		require.Equal(t, map[string]app.Product{
+			"SKU-1": {SKU: "SKU-1", Name: "Widget", UnitPrice: order.Money{Currency: "EUR", Minor: 1250}, Available: 10},
+			"SKU-2": {SKU: "SKU-2", Name: "Gadget", UnitPrice: order.Money{Currency: "EUR", Minor: 99}, Available: 0},
+		}, got)
+	})
+
+	t.Run("follows page tokens", func(t *testing.T) {
+		t.Parallel()
+		c, inv := setup(t, time.Second)
+		inv.PageSize(1)
+		got, err := c.Products(context.Background(), []string{"SKU-1", "SKU-2", "SKU-3"})
+		require.NoError(t, err)
+		require.Len(t, got, 3)
+		require.Equal(t, int64(3), inv.Calls())
+	})
+
+	t.Run("forwards the caller identity", func(t *testing.T) {
+		t.Parallel()
+		c, inv := setup(t, time.Second)
+		_, err := c.Products(caller.WithID(context.Background(), "user-42"), []string{"SKU-1"})
+		require.NoError(t, err)
+		require.Equal(t, []string{"user-42"}, inv.Callers())
+	})
+
+	t.Run("an unavailable catalog is ErrCatalogUnavailable", func(t *testing.T) {
+		t.Parallel()
+		c, inv := setup(t, time.Second)
+		inv.FailWith(status.Error(codes.Unavailable, "down"))
+		_, err := c.Products(context.Background(), []string{"SKU-1"})
+		require.ErrorIs(t, err, app.ErrCatalogUnavailable)
+	})
+
+	t.Run("a slow catalog times out as ErrCatalogUnavailable", func(t *testing.T) {
+		t.Parallel()
+		c, inv := setup(t, 50*time.Millisecond)
+		inv.Delay(5 * time.Second)
+		start := time.Now()
+		_, err := c.Products(context.Background(), []string{"SKU-1"})
+		require.ErrorIs(t, err, app.ErrCatalogUnavailable)
+		require.Less(t, time.Since(start), 2*time.Second)
+	})
+
+	t.Run("a NotFound answer is the domain's not found", func(t *testing.T) {
+		t.Parallel()
+		c, inv := setup(t, time.Second)
+		inv.FailWith(status.Error(codes.NotFound, "sku NOPE"))
+		_, err := c.Products(context.Background(), []string{"NOPE"})
+		require.ErrorIs(t, err, order.ErrNotFound)
+		require.NotErrorIs(t, err, app.ErrCatalogUnavailable)
+	})
+
+	t.Run("other failures are internal", func(t *testing.T) {
+		t.Parallel()
+		c, inv := setup(t, time.Second)
+		inv.FailWith(status.Error(codes.Internal, "boom"))
+		_, err := c.Products(context.Background(), []string{"SKU-1"})
+		require.Error(t, err)
+		require.NotErrorIs(t, err, app.ErrCatalogUnavailable)
+		require.NotErrorIs(t, err, order.ErrNotFound)
+	})
+
+	t.Run("the caller giving up is not the catalog's fault", func(t *testing.T) {
+		t.Parallel()
+		c, inv := setup(t, 5*time.Second)
+		inv.Delay(5 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := c.Products(ctx, []string{"SKU-1"})
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NotErrorIs(t, err, app.ErrCatalogUnavailable)
+	})
+}

@@ -1,0 +1,67 @@
+package grpcapi
+
+import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/goodgo/goodgo/platform/event"
+	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
+	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	"github.com/goodgo/goodgo/services/order/internal/order"
+)
+
+// orderToProto converts an order for a response, with a version token
+// signed for its current version.
+func (s *Server) orderToProto(o order.Order) *orderv1.Order {
+	items := make([]*commonv1.LineItem, len(o.Lines))
+	for i, l := range o.Lines {
+		items[i] = &commonv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: moneyToProto(l.UnitPrice), Name: l.Name}
+	}
+	return &orderv1.Order{
+		OrderId:         o.ID,
+		CustomerId:      o.CustomerID,
+		Status:          statusToProto(o.Status),
+		Items:           items,
+		Total:           moneyToProto(o.Total),
+		ShippingAddress: addressToProto(o.ShippingAddress),
+		VersionToken:    s.tokens.Token(event.AggregateOrder, o.ID, o.Version),
+		CancelReason:    o.CancelReason,
+		CreateTime:      timestamppb.New(o.CreatedAt),
+		UpdateTime:      timestamppb.New(o.UpdatedAt),
+	}
+}
+
+func statusToProto(s order.Status) orderv1.OrderStatus {
+	switch s {
+	case order.StatusPending:
+		return orderv1.OrderStatus_ORDER_STATUS_PENDING
+	case order.StatusConfirmed:
+		return orderv1.OrderStatus_ORDER_STATUS_CONFIRMED
+	case order.StatusCancelled:
+		return orderv1.OrderStatus_ORDER_STATUS_CANCELLED
+	default:
+		return orderv1.OrderStatus_ORDER_STATUS_UNSPECIFIED
+	}
+}
+
+func moneyToProto(m order.Money) *commonv1.Money {
+	return &commonv1.Money{CurrencyCode: m.Currency, AmountMinor: m.Minor}
+}
+
+func addressToProto(a order.Address) *orderv1.Address {
+	return &orderv1.Address{
+		Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City, PostalCode: a.PostalCode, CountryCode: a.CountryCode,
+	}
+}
+
+// addressFromProto converts a request's address; a missing one becomes the
+// zero Address, which validation reports as "shipping_address: required".
+func addressFromProto(a *orderv1.Address) order.Address {
+	return order.Address{
+		Name:        a.GetName(),
+		Line1:       a.GetLine1(),
+		Line2:       a.GetLine2(),
+		City:        a.GetCity(),
+		PostalCode:  a.GetPostalCode(),
+		CountryCode: a.GetCountryCode(),
+	}
+}

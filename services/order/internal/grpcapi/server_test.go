@@ -1,0 +1,532 @@
+package grpcapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcclient"
+	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/pgtest"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	"github.com/goodgo/goodgo/services/order/internal/app"
+	"github.com/goodgo/goodgo/services/order/internal/catalog"
+	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
+	"github.com/goodgo/goodgo/services/order/internal/grpcapi"
+	"github.com/goodgo/goodgo/services/order/internal/postgres"
+)
+
+const redisURL = "redis://127.0.0.1:6379/0"
+
+// testBundle is the order API served the way run serves it: the real gRPC
+// server and interceptors, the idempotency guard on real Redis, the
+// repository on a real (per-test) PostgreSQL database, and the catalog
+// adapter talking gRPC to a fake inventory service.
+type testBundle struct {
+	client      orderv1.OrderServiceClient
+	pool        *pgxpool.Pool
+	redis       *redis.Client
+	redisPrefix string
+	inventory   *fakeinventory.Server
+}
+
+func setup(tb testing.TB) testBundle {
+	tb.Helper()
+	_, pool := pgtest.NewDatabase(tb, db.Order)
+
+	opts, err := redis.ParseURL(redisURL)
+	require.NoError(tb, err)
+	opts.PoolSize = 64
+	rdb := redis.NewClient(opts)
+	tb.Cleanup(func() { _ = rdb.Close() })
+	prefix := "order-test:" + uuid.NewString() + ":"
+	tb.Cleanup(func() { deleteKeys(tb, rdb, prefix) })
+
+	inv := fakeinventory.Start(tb,
+		fakeinventory.Product("SKU-1", "Widget", "EUR", 1250, 100),
+		fakeinventory.Product("SKU-2", "Gadget", "EUR", 99, 100),
+		fakeinventory.Product("USD-1", "Dollar thing", "USD", 100, 100),
+	)
+	conn, err := grpcclient.Dial(inv.Addr())
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = conn.Close() })
+
+	reg := prometheus.NewRegistry()
+	keys, err := keyring.New("k1", map[string][]byte{"k1": randomBytes(32)})
+	require.NoError(tb, err)
+	writer, err := outbox.NewWriter(keys, reg)
+	require.NoError(tb, err)
+	locks, err := optlock.NewMetrics(reg)
+	require.NoError(tb, err)
+	signer, err := optlock.NewSigner("t1", map[string][]byte{"t1": randomBytes(32)})
+	require.NoError(tb, err)
+	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix}),
+		grpcapi.Policies(), idempotency.Options{}, reg, nil)
+	require.NoError(tb, err)
+
+	a := app.New(postgres.New(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
+	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, reg, func(s *grpc.Server) {
+		orderv1.RegisterOrderServiceServer(s, grpcapi.New(a, signer, nil))
+	}, grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
+	require.NoError(tb, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		require.NoError(tb, <-served)
+	})
+
+	cc, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = cc.Close() })
+	return testBundle{client: orderv1.NewOrderServiceClient(cc), pool: pool, redis: rdb, redisPrefix: prefix, inventory: inv}
+}
+
+func deleteKeys(tb testing.TB, rdb *redis.Client, prefix string) {
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		tb.Errorf("list redis keys: %v", err)
+		return
+	}
+	if len(keys) > 0 {
+		if err := rdb.Del(ctx, keys...).Err(); err != nil {
+			tb.Errorf("delete redis keys: %v", err)
+		}
+	}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// withKey is a call context from caller user-1 with an idempotency key.
+func withKey(key string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(),
+		caller.MetadataKey, "user-1", idempotency.MetadataKey, key)
+}
+
+func newKey() string { return uuid.NewString() }
+
+func placeRequest() *orderv1.PlaceOrderRequest {
+	return &orderv1.PlaceOrderRequest{
+		CustomerId: "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0c",
+		Items: []*orderv1.OrderItemInput{
+			{Sku: "SKU-1", Quantity: 2},
+			{Sku: "SKU-2", Quantity: 3},
+		},
+		ShippingAddress: &orderv1.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "London", PostalCode: "N1 9GU", CountryCode: "GB"},
+		PaymentMethod:   "tok_visa",
+	}
+}
+
+func (b testBundle) count(tb testing.TB, query string, args ...any) int {
+	tb.Helper()
+	var n int
+	require.NoError(tb, b.pool.QueryRow(context.Background(), query, args...).Scan(&n))
+	return n
+}
+
+func (b testBundle) orders(tb testing.TB) int { return b.count(tb, "SELECT count(*) FROM orders") }
+
+func (b testBundle) events(tb testing.TB, orderID string) []string {
+	tb.Helper()
+	rows, err := b.pool.Query(context.Background(), "SELECT event_type FROM outbox WHERE aggregate_id = $1 ORDER BY id", orderID)
+	require.NoError(tb, err)
+	defer rows.Close()
+	var types []string
+	for rows.Next() {
+		var s string
+		require.NoError(tb, rows.Scan(&s))
+		types = append(types, s)
+	}
+	require.NoError(tb, rows.Err())
+	return types
+}
+
+func (b testBundle) place(t *testing.T) *orderv1.Order {
+	t.Helper()
+	resp, err := b.client.PlaceOrder(withKey(newKey()), placeRequest())
+	require.NoError(t, err)
+	return resp.GetOrder()
+}
+
+func requireStatus(t *testing.T, err error, code codes.Code, message string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	require.True(t, ok, "not a status: %v", err)
+	require.Equal(t, code, st.Code(), st.Message())
+	require.Equal(t, message, st.Message())
+}
+
+func TestPlaceOrder(t *testing.T) {
+	t.Parallel()
+
+	t.Run("prices from the catalog and returns a pending order with a version token", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		o := b.place(t)
+		require.NoError(t, uuid.Validate(o.GetOrderId()))
+		require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_PENDING, o.GetStatus())
+		require.Equal(t, "EUR", o.GetTotal().GetCurrencyCode())
+		require.Equal(t, int64(2*1250+3*99), o.GetTotal().GetAmountMinor())
+		require.Equal(t, "Widget", o.GetItems()[0].GetName())
+		require.Equal(t, int64(1250), o.GetItems()[0].GetUnitPrice().GetAmountMinor())
+		require.NotEmpty(t, o.GetVersionToken())
+		require.NotNil(t, o.GetCreateTime())
+		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+		require.Equal(t, []string{"user-1"}, b.inventory.Callers(), "the caller is forwarded to the catalog")
+
+		got, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(o, got.GetOrder()), "GetOrder returns what PlaceOrder returned")
+	})
+
+	t.Run("bad input is InvalidArgument naming the field, and nothing is written", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		tooMany := make([]*orderv1.OrderItemInput, 51)
+		for i := range tooMany {
+			tooMany[i] = &orderv1.OrderItemInput{Sku: fmt.Sprintf("SKU-%d", i), Quantity: 1}
+		}
+		for _, tt := range []struct {
+			name    string
+			modify  func(*orderv1.PlaceOrderRequest)
+			message string
+		}{
+			{"no items", func(r *orderv1.PlaceOrderRequest) { r.Items = nil }, "items: must have 1 to 50 lines"},
+			{"51 items", func(r *orderv1.PlaceOrderRequest) { r.Items = tooMany }, "items: must have 1 to 50 lines"},
+			{"zero quantity", func(r *orderv1.PlaceOrderRequest) { r.Items[1].Quantity = 0 }, "items[1].quantity: must be between 1 and 1000"},
+			{"negative quantity", func(r *orderv1.PlaceOrderRequest) { r.Items[0].Quantity = -2 }, "items[0].quantity: must be between 1 and 1000"},
+			{"duplicate SKU", func(r *orderv1.PlaceOrderRequest) { r.Items[1].Sku = "SKU-1" },
+				"items[1].sku: duplicates items[0].sku; put the total quantity on one line"},
+			{"malformed customer id", func(r *orderv1.PlaceOrderRequest) { r.CustomerId = "cust-1" }, "customer_id: must be a UUID"},
+			{"no address", func(r *orderv1.PlaceOrderRequest) { r.ShippingAddress = nil }, "shipping_address: required"},
+			{"bad country", func(r *orderv1.PlaceOrderRequest) { r.ShippingAddress.CountryCode = "United Kingdom" },
+				"shipping_address.country_code: must be an ISO 3166-1 alpha-2 code"},
+			{"no payment method", func(r *orderv1.PlaceOrderRequest) { r.PaymentMethod = "" }, "payment_method: required"},
+		} {
+			req := placeRequest()
+			tt.modify(req)
+			_, err := b.client.PlaceOrder(withKey(newKey()), req)
+			requireStatus(t, err, codes.InvalidArgument, tt.message)
+		}
+		require.Zero(t, b.orders(t))
+		require.Zero(t, b.inventory.Calls())
+	})
+
+	t.Run("the idempotency key is required and at most 255 characters", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.client.PlaceOrder(context.Background(), placeRequest())
+		requireStatus(t, err, codes.InvalidArgument, "idempotency-key metadata is required")
+		_, err = b.client.PlaceOrder(withKey(strings.Repeat("k", 256)), placeRequest())
+		requireStatus(t, err, codes.InvalidArgument, "idempotency-key must be at most 255 characters")
+		_, err = b.client.PlaceOrder(withKey(strings.Repeat("k", 255)), placeRequest())
+		require.NoError(t, err)
+		require.Equal(t, 1, b.orders(t))
+	})
+
+	t.Run("an unknown SKU is NotFound naming its line", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		req := placeRequest()
+		req.Items[1].Sku = "NOPE-1"
+		_, err := b.client.PlaceOrder(withKey(newKey()), req)
+		requireStatus(t, err, codes.NotFound, `items[1].sku: unknown SKU "NOPE-1"`)
+		require.Zero(t, b.orders(t))
+	})
+
+	t.Run("items in two currencies are FailedPrecondition", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		req := placeRequest()
+		req.Items[1].Sku = "USD-1"
+		_, err := b.client.PlaceOrder(withKey(newKey()), req)
+		st := status.Convert(err)
+		require.Equal(t, codes.FailedPrecondition, st.Code())
+		require.True(t, strings.HasPrefix(st.Message(), "items: priced in more than one currency"), st.Message())
+		require.Zero(t, b.orders(t))
+	})
+
+	t.Run("an unavailable catalog is Unavailable without its detail, and the key can be retried", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.inventory.FailWith(status.Error(codes.Unavailable, "inventory db on fire at 10.0.0.7"))
+		key := newKey()
+		_, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		requireStatus(t, err, codes.Unavailable, "the product catalog is unavailable; retry later")
+		require.Zero(t, b.orders(t))
+
+		b.inventory.FailWith(nil)
+		_, err = b.client.PlaceOrder(withKey(key), placeRequest())
+		require.NoError(t, err)
+		require.Equal(t, 1, b.orders(t))
+	})
+
+	t.Run("a retry with the same key replays the response and writes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		key := newKey()
+		first, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		require.NoError(t, err)
+		var header metadata.MD
+		again, err := b.client.PlaceOrder(withKey(key), placeRequest(), grpc.Header(&header))
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, again))
+		require.Equal(t, []string{"true"}, header.Get(idempotency.ReplayedHeader))
+		require.Equal(t, 1, b.orders(t))
+		require.Equal(t, 1, b.count(t, "SELECT count(*) FROM outbox"))
+		require.Equal(t, int64(1), b.inventory.Calls())
+	})
+
+	t.Run("the same key with a different request is rejected", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		key := newKey()
+		_, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		require.NoError(t, err)
+		other := placeRequest()
+		other.Items[0].Quantity = 9
+		_, err = b.client.PlaceOrder(withKey(key), other)
+		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+		require.Equal(t, 1, b.orders(t))
+	})
+
+	t.Run("with the Redis record lost, the database still returns the first order", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		key := newKey()
+		first, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		require.NoError(t, err)
+		deleteKeys(t, b.redis, b.redisPrefix)
+
+		again, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		require.NoError(t, err)
+		require.Equal(t, first.GetOrder().GetOrderId(), again.GetOrder().GetOrderId())
+		require.Equal(t, 1, b.orders(t))
+
+		deleteKeys(t, b.redis, b.redisPrefix)
+		other := placeRequest()
+		other.Items[0].Quantity = 9
+		_, err = b.client.PlaceOrder(withKey(key), other)
+		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+		require.Equal(t, 1, b.orders(t))
+	})
+
+	t.Run("50 concurrent identical requests produce exactly one order", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		key := newKey()
+		const n = 50
+		resps := make([]*orderv1.PlaceOrderResponse, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				resps[i], errs[i] = b.client.PlaceOrder(withKey(key), placeRequest())
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		var orderID string
+		for i := range n {
+			if errs[i] != nil {
+				// A duplicate of a call still running is told to retry later.
+				requireStatus(t, errs[i], codes.Aborted, "a request with this idempotency-key is in progress; retry later")
+				continue
+			}
+			if orderID == "" {
+				orderID = resps[i].GetOrder().GetOrderId()
+			}
+			require.Equal(t, orderID, resps[i].GetOrder().GetOrderId())
+		}
+		require.NotEmpty(t, orderID, "at least the first call succeeds")
+		require.Equal(t, 1, b.orders(t))
+		require.Equal(t, []string{"order.created.v1"}, b.events(t, orderID))
+
+		// Retrying any of them gets the one order.
+		again, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		require.NoError(t, err)
+		require.Equal(t, orderID, again.GetOrder().GetOrderId())
+	})
+}
+
+func TestGetOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: "42"})
+	requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
+	_, err = b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
+	requireStatus(t, err, codes.NotFound, "order_id: no such order")
+
+	t.Run("an internal failure is Internal without detail", func(t *testing.T) {
+		b := setup(t)
+		o := b.place(t)
+		b.pool.Close() // the database goes away under the service
+		_, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		requireStatus(t, err, codes.Internal, "internal error")
+	})
+}
+
+func TestConfirmOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.place(t)
+
+	resp, err := b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	require.NoError(t, err)
+	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, resp.GetOrder().GetStatus())
+	require.NotEqual(t, o.GetVersionToken(), resp.GetOrder().GetVersionToken())
+
+	// A repeat with a new key (a new saga step attempt) is a no-op success.
+	again, err := b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	require.NoError(t, err)
+	require.True(t, proto.Equal(resp, again))
+	require.Equal(t, []string{"order.created.v1", "order.confirmed.v1"}, b.events(t, o.GetOrderId()))
+
+	_, err = b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "late"})
+	requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CONFIRMED and cannot be cancelled")
+
+	_, err = b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: "x"})
+	requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
+	_, err = b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: uuid.NewString()})
+	requireStatus(t, err, codes.NotFound, "order_id: no such order")
+	_, err = b.client.ConfirmOrder(context.Background(), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	requireStatus(t, err, codes.InvalidArgument, "idempotency-key metadata is required")
+}
+
+func TestCancelOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.place(t)
+
+	resp, err := b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "payment declined"})
+	require.NoError(t, err)
+	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CANCELLED, resp.GetOrder().GetStatus())
+	require.Equal(t, "payment declined", resp.GetOrder().GetCancelReason())
+
+	again, err := b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "again"})
+	require.NoError(t, err)
+	require.True(t, proto.Equal(resp, again))
+	require.Equal(t, []string{"order.created.v1", "order.cancelled.v1"}, b.events(t, o.GetOrderId()))
+
+	_, err = b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CANCELLED and cannot be confirmed")
+	_, err = b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: strings.Repeat("r", 501)})
+	requireStatus(t, err, codes.InvalidArgument, "reason: must be at most 500 characters")
+}
+
+func TestUpdateShippingAddress(t *testing.T) {
+	t.Parallel()
+	paris := &orderv1.Address{Name: "Ada Lovelace", Line1: "2 Rue de Rivoli", City: "Paris", PostalCode: "75001", CountryCode: "FR"}
+
+	t.Run("with the token of the latest read it changes the address", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		o := b.place(t)
+		read, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		require.NoError(t, err)
+		resp, err := b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: read.GetOrder().GetVersionToken(),
+		})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(paris, resp.GetOrder().GetShippingAddress()))
+		require.NotEqual(t, read.GetOrder().GetVersionToken(), resp.GetOrder().GetVersionToken())
+		require.Equal(t, []string{"order.created.v1", "order.shipping_address_changed.v1"}, b.events(t, o.GetOrderId()))
+
+		t.Log("the old token is now stale")
+		london := placeRequest().GetShippingAddress()
+		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+			OrderId: o.GetOrderId(), ShippingAddress: london, VersionToken: read.GetOrder().GetVersionToken(),
+		})
+		requireStatus(t, err, codes.Aborted, "version_token: stale; the order has changed, read it again")
+		got, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		require.NoError(t, err)
+		require.Equal(t, "Paris", got.GetOrder().GetShippingAddress().GetCity())
+	})
+
+	t.Run("a forged token or another order's token is rejected as a conflict", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		o := b.place(t)
+		other := b.place(t)
+		tok := o.GetVersionToken()
+		forged := tok[:len(tok)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(tok, "AA")]
+		for _, token := range []string{forged, other.GetVersionToken(), "garbage"} {
+			_, err := b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+				OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: token,
+			})
+			requireStatus(t, err, codes.Aborted, "version_token: invalid; read the order again")
+		}
+		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+	})
+
+	t.Run("a missing token, a bad id or a bad address is InvalidArgument", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		o := b.place(t)
+		_, err := b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris})
+		requireStatus(t, err, codes.InvalidArgument, "version_token: required; read the order first")
+		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: "nope", ShippingAddress: paris, VersionToken: o.GetVersionToken()})
+		requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
+		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+			OrderId: o.GetOrderId(), ShippingAddress: &orderv1.Address{Name: "x"}, VersionToken: o.GetVersionToken(),
+		})
+		requireStatus(t, err, codes.InvalidArgument, "shipping_address.line1: required")
+	})
+
+	t.Run("a confirmed order is FailedPrecondition", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		o := b.place(t)
+		c, err := b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+		require.NoError(t, err)
+		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: c.GetOrder().GetVersionToken(),
+		})
+		requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CONFIRMED; the shipping address can change only while PENDING")
+	})
+
+	t.Run("a retry of a success with the same key replays it instead of conflicting", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		o := b.place(t)
+		req := &orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: o.GetVersionToken()}
+		key := newKey()
+		first, err := b.client.UpdateShippingAddress(withKey(key), req)
+		require.NoError(t, err)
+		again, err := b.client.UpdateShippingAddress(withKey(key), req)
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, again))
+	})
+}

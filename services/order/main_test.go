@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/pgtest"
+	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
+)
+
+// TestRun starts the whole service as main does, on free ports, against an
+// empty PostgreSQL database (run creates the schema), the local Redis and a
+// fake inventory service, and uses it through a real gRPC client.
+func TestRun(t *testing.T) {
+	dbURL, pool := pgtest.NewDatabase(t, nil)
+	inv := fakeinventory.Start(t, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	env := map[string]string{
+		"GRPC_ADDR":              "127.0.0.1:0",
+		"HTTP_ADDR":              "127.0.0.1:0",
+		"DATABASE_URL":           dbURL,
+		"INVENTORY_ADDR":         inv.Addr(),
+		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":",
+		"OTEL_SDK_DISABLED":      "true",
+		"STARTUP_TIMEOUT":        "10s",
+	}
+	cfg, err := loadConfig(lookup(env))
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logs, lookup(env)) }()
+
+	var started struct {
+		GRPCAddr string `json:"grpc_addr"`
+		HTTPAddr string `json:"http_addr"`
+	}
+	require.Eventually(t, func() bool {
+		line, ok := logs.find("order service started")
+		return ok && json.Unmarshal([]byte(line), &started) == nil
+	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", logs)
+
+	cc, err := grpc.NewClient(started.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer cc.Close()
+	client := orderv1.NewOrderServiceClient(cc)
+	call := func() context.Context {
+		return metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, "user-7", idempotency.MetadataKey, uuid.NewString())
+	}
+
+	placed, err := client.PlaceOrder(call(), &orderv1.PlaceOrderRequest{
+		CustomerId:      uuid.NewString(),
+		Items:           []*orderv1.OrderItemInput{{Sku: "SKU-1", Quantity: 3}},
+		ShippingAddress: &orderv1.Address{Name: "Ada", Line1: "1 Main St", City: "Boston", PostalCode: "02110", CountryCode: "US"},
+		PaymentMethod:   "tok_visa",
+	})
+	require.NoError(t, err)
+	require.Equal(t, int64(3*1999), placed.GetOrder().GetTotal().GetAmountMinor())
+
+	got, err := client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
+	require.NoError(t, err)
+	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_PENDING, got.GetOrder().GetStatus())
+
+	confirmed, err := client.ConfirmOrder(call(), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
+	require.NoError(t, err)
+	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, confirmed.GetOrder().GetStatus())
+
+	var placedBy string
+	require.NoError(t, pool.QueryRow(ctx, "SELECT placed_by FROM orders WHERE id = $1", placed.GetOrder().GetOrderId()).Scan(&placedBy))
+	require.Equal(t, "user-7", placedBy)
+	var events int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&events))
+	require.Equal(t, 2, events)
+
+	health := healthpb.NewHealthClient(cc)
+	for _, service := range []string{"", orderv1.OrderService_ServiceDesc.ServiceName} {
+		h, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		require.NoError(t, err)
+		require.Equal(t, healthpb.HealthCheckResponse_SERVING, h.GetStatus(), service)
+	}
+	_, err = health.Check(ctx, &healthpb.HealthCheckRequest{Service: orderv1.OrderQueryService_ServiceDesc.ServiceName})
+	require.Error(t, err, "the read side is not served yet")
+
+	metrics := httpGet(t, "http://"+started.HTTPAddr+"/metrics")
+	for _, name := range []string{"optimistic_lock_attempts_total", "idempotency_checks_total", "outbox_events_total", "grpc_server_handled_total"} {
+		require.Contains(t, metrics, name)
+	}
+	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/readyz"), "ok")
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+	_, ok := logs.find("order service stopped")
+	require.True(t, ok)
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+
+	t.Run("the defaults work locally", func(t *testing.T) {
+		t.Parallel()
+		cfg, err := loadConfig(lookup(nil))
+		require.NoError(t, err)
+		require.Equal(t, "127.0.0.1:50051", cfg.GRPCAddr)
+		require.Equal(t, "127.0.0.1:9091", cfg.HTTPAddr)
+		require.Equal(t, "127.0.0.1:50053", cfg.InventoryAddr)
+		require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
+		require.True(t, cfg.DevVersionTokenKeys)
+		require.True(t, cfg.DevOutboxKeys)
+		require.Equal(t, "dev", cfg.VersionTokenActiveKey)
+		require.Equal(t, "dev", cfg.OutboxKeys.ActiveKeyID())
+	})
+
+	t.Run("several keys need an active one", func(t *testing.T) {
+		t.Parallel()
+		k := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+		cfg, err := loadConfig(lookup(map[string]string{
+			"VERSION_TOKEN_KEYS": "a:" + k + ",b:" + k, "VERSION_TOKEN_ACTIVE_KEY": "b",
+			"OUTBOX_KEYS": "x:" + k, "REDIS_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000",
+		}))
+		require.NoError(t, err)
+		require.Equal(t, "b", cfg.VersionTokenActiveKey)
+		require.Len(t, cfg.VersionTokenKeys, 2)
+		require.Equal(t, "x", cfg.OutboxKeys.ActiveKeyID())
+		require.Equal(t, []string{"10.0.0.1:7000", "10.0.0.2:7000"}, cfg.RedisAddrs)
+		require.False(t, cfg.DevOutboxKeys)
+	})
+
+	t.Run("every bad variable is named", func(t *testing.T) {
+		t.Parallel()
+		_, err := loadConfig(lookup(map[string]string{
+			"GRPC_ADDR":          "nowhere",
+			"DATABASE_URL":       "mysql://x",
+			"IDEMPOTENCY_TTL":    "soon",
+			"VERSION_TOKEN_KEYS": "a:c2hvcnQ=",
+			"OUTBOX_KEYS":        "a:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=,b:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		}))
+		require.Error(t, err)
+		msg := err.Error()
+		for _, name := range []string{"GRPC_ADDR: ", "DATABASE_URL: ", "IDEMPOTENCY_TTL: ", "VERSION_TOKEN_KEYS: ", "OUTBOX_ACTIVE_KEY: "} {
+			require.Contains(t, "\n"+msg, "\n"+name, "in:\n%s", msg)
+		}
+		require.NotContains(t, msg, "MDEyMzQ1", "no key material in errors")
+	})
+}
+
+func lookup(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(body)
+}
+
+// syncBuffer collects the service's log lines; run writes while the test
+// reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// find returns the first log line whose message is msg.
+func (b *syncBuffer) find(msg string) (string, bool) {
+	sc := bufio.NewScanner(strings.NewReader(b.String()))
+	for sc.Scan() {
+		var line struct {
+			Msg string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == msg {
+			return sc.Text(), true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,38 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/goodgo/goodgo/services/payment/internal/payment"
+)
+
+// ProcessPayment captures charge for its order, or declines it under the
+// decline rules; a decline is stored too (the order has its one payment) and
+// returned without error with status DECLINED.
+//
+// An order has at most one payment. When it already has one, nothing is
+// written: if the stored payment has the same amount and currency it is
+// returned as is (a retry, even one whose idempotency key was lost, is
+// harmless); otherwise the error wraps payment.ErrAmountMismatch.
+func (s *Service) ProcessPayment(ctx context.Context, charge payment.Charge) (payment.Payment, error) {
+	id, err := s.newID()
+	if err != nil {
+		return payment.Payment{}, err
+	}
+	p := payment.NewPayment(id, charge, s.rules, s.clock())
+	stored, created, err := s.repo.CreatePayment(ctx, p)
+	if err != nil {
+		return payment.Payment{}, fmt.Errorf("process payment for order %s: %w", charge.OrderID, err)
+	}
+	if !created && !stored.Matches(charge) {
+		return payment.Payment{}, fmt.Errorf("process payment for order %s (has %s %d, asked %s %d): %w",
+			charge.OrderID, stored.Amount.Currency, stored.Amount.Minor,
+			charge.Amount.Currency, charge.Amount.Minor, payment.ErrAmountMismatch)
+	}
+	if created {
+		s.logger.InfoContext(ctx, "payment processed", "payment_id", stored.ID.String(),
+			"order_id", stored.OrderID.String(), "status", string(stored.Status), "decline_reason", stored.DeclineReason)
+	}
+	return stored, nil
+}

@@ -1,0 +1,28 @@
+package grpcapi
+
+import (
+	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
+
+	"github.com/goodgo/goodgo/platform/idempotency"
+)
+
+// IdempotencyPolicies is the idempotency policy of every mutating RPC of
+// PaymentService, keyed by full method name; GetPayment reads and needs no
+// key. Both mutating RPCs are RedisDownSafe: when the idempotency store
+// fails they run unguarded, because the database alone already makes a
+// duplicate harmless:
+//
+//   - ProcessPayment: payments.order_id is UNIQUE and the insert is ON
+//     CONFLICT DO NOTHING, so a duplicate cannot charge twice; it returns
+//     the order's existing payment (same amount) or FailedPrecondition
+//     (another amount) – the answer a replay would have given.
+//   - RefundPayment: CAPTURED → REFUNDED happens at most once (a
+//     version-checked UPDATE guarded by status = 'CAPTURED'), and refunding
+//     a REFUNDED payment succeeds without change, so a duplicate returns the
+//     same refunded payment and writes nothing.
+func IdempotencyPolicies() map[string]idempotency.Policy {
+	return map[string]idempotency.Policy{
+		paymentv1.PaymentService_ProcessPayment_FullMethodName: {RedisDownSafe: true},
+		paymentv1.PaymentService_RefundPayment_FullMethodName:  {RedisDownSafe: true},
+	}
+}

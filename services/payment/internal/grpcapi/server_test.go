@@ -1,0 +1,507 @@
+package grpcapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
+	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
+
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/services/payment/internal/app"
+	"github.com/goodgo/goodgo/services/payment/internal/grpcapi"
+	"github.com/goodgo/goodgo/services/payment/internal/payment"
+	"github.com/goodgo/goodgo/services/payment/internal/postgres"
+)
+
+type testBundle struct {
+	pool   *pgxpool.Pool
+	client paymentv1.PaymentServiceClient
+	signer *optlock.Signer
+}
+
+type setupOpts struct {
+	redisAddr string
+	redisDown bool
+}
+
+// setup runs the payment gRPC API the way run.go wires it (grpcserver's
+// interceptors, the idempotency guard on real Redis, PostgreSQL) on a free
+// port, and returns a client for it.
+func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
+	t.Helper()
+	o := setupOpts{redisAddr: "127.0.0.1:6379"}
+	for _, f := range opts {
+		f(&o)
+	}
+	pool := newTestDB(t)
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.DiscardHandler)
+
+	ropts := &redis.Options{Addr: o.redisAddr}
+	if o.redisDown {
+		// Fail fast: no retries against a server that is not there.
+		ropts.MaxRetries, ropts.DialTimeout = -1, 100*time.Millisecond
+	}
+	rdb := redis.NewClient(ropts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	prefix := make([]byte, 6)
+	_, _ = rand.Read(prefix)
+	store := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: "payment-test:" + hex.EncodeToString(prefix) + ":"})
+	guard, err := idempotency.New(store, grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, logger)
+	require.NoError(t, err)
+
+	w, err := outbox.NewWriter(nil, reg)
+	require.NoError(t, err)
+	m, err := optlock.NewMetrics(reg)
+	require.NoError(t, err)
+	signer, err := optlock.NewSigner("k1", map[string][]byte{"k1": []byte(strings.Repeat("s", 32))})
+	require.NoError(t, err)
+	svc := app.New(postgres.NewRepository(pool, w), payment.DeclineRules{AboveMinor: 1_000_000}, m)
+	api := grpcapi.NewServer(svc, signer, logger)
+
+	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, logger, reg,
+		func(s *grpc.Server) { paymentv1.RegisterPaymentServiceServer(s, api) },
+		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return testBundle{pool: pool, client: paymentv1.NewPaymentServiceClient(conn), signer: signer}
+}
+
+// withKey returns a context carrying an idempotency key and a caller id.
+func withKey(key string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(),
+		idempotency.MetadataKey, key, caller.MetadataKey, "test-user")
+}
+
+func newKey() string   { return uuid.NewString() }
+func newOrder() string { return uuid.Must(uuid.NewV7()).String() }
+
+func usd(minor int64) *commonv1.Money {
+	return &commonv1.Money{CurrencyCode: "USD", AmountMinor: minor}
+}
+
+func processReq(order string, minor int64, method string) *paymentv1.ProcessPaymentRequest {
+	return &paymentv1.ProcessPaymentRequest{OrderId: order, Amount: usd(minor), PaymentMethod: method}
+}
+
+func requireCode(t *testing.T, err error, code codes.Code, msgContains string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	require.True(t, ok, "not a status: %v", err)
+	require.Equal(t, code, st.Code(), st.Message())
+	require.Contains(t, st.Message(), msgContains)
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+func paymentsOf(t *testing.T, b testBundle, order string) int {
+	return count(t, b.pool, `SELECT count(*) FROM payments WHERE order_id = $1`, order)
+}
+
+func eventsOf(t *testing.T, b testBundle, paymentID string) []string {
+	t.Helper()
+	rows, err := b.pool.Query(context.Background(),
+		`SELECT event_type FROM outbox WHERE aggregate_id = $1 ORDER BY id`, paymentID)
+	require.NoError(t, err)
+	var out []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func TestProcessPayment(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	t.Run("an ordinary payment is captured", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(order, 1250, "tok_visa"))
+		require.NoError(t, err)
+		p := resp.GetPayment()
+		require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_CAPTURED, p.GetStatus())
+		require.Equal(t, order, p.GetOrderId())
+		require.True(t, proto.Equal(usd(1250), p.GetAmount()))
+		require.True(t, proto.Equal(usd(0), p.GetRefunded()))
+		require.Empty(t, p.GetDeclineReason())
+		require.NotEmpty(t, p.GetCreateTime())
+		version, err := b.signer.Verify(event.AggregatePayment, p.GetPaymentId(), p.GetVersionToken())
+		require.NoError(t, err)
+		require.EqualValues(t, 1, version)
+		require.Equal(t, []string{event.PaymentProcessed}, eventsOf(t, b, p.GetPaymentId()))
+	})
+
+	t.Run("the test card is declined as a normal response", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(order, 1250, payment.TestCardDecline))
+		require.NoError(t, err)
+		require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_DECLINED, resp.GetPayment().GetStatus())
+		require.Equal(t, payment.ReasonCardDeclined, resp.GetPayment().GetDeclineReason())
+		require.Equal(t, 1, paymentsOf(t, b, order), "a decline is stored: the order has its one payment")
+		require.Equal(t, []string{event.PaymentDeclined}, eventsOf(t, b, resp.GetPayment().GetPaymentId()))
+	})
+
+	t.Run("an amount above the limit is declined", func(t *testing.T) {
+		t.Parallel()
+		resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 1_000_001, "tok_visa"))
+		require.NoError(t, err)
+		require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_DECLINED, resp.GetPayment().GetStatus())
+		require.Equal(t, payment.ReasonAmountLimit, resp.GetPayment().GetDeclineReason())
+	})
+
+	t.Run("bad input is InvalidArgument naming the field and writes nothing", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		tests := []struct {
+			name string
+			req  *paymentv1.ProcessPaymentRequest
+			msg  string
+		}{
+			{"zero amount", processReq(order, 0, "tok_visa"), "amount.amount_minor: must be positive"},
+			{"negative amount", processReq(order, -1, "tok_visa"), "amount.amount_minor: must be positive"},
+			{"missing amount", &paymentv1.ProcessPaymentRequest{OrderId: order, PaymentMethod: "tok_visa"}, "amount: required"},
+			{"unknown currency", &paymentv1.ProcessPaymentRequest{OrderId: order, PaymentMethod: "tok_visa",
+				Amount: &commonv1.Money{CurrencyCode: "XXX", AmountMinor: 5}}, "amount.currency_code: unknown currency"},
+			{"malformed order id", processReq("order-1", 5, "tok_visa"), "order_id: not a UUID"},
+			{"missing order id", processReq("", 5, "tok_visa"), "order_id: required"},
+			{"missing payment method", processReq(order, 5, ""), "payment_method: required"},
+		}
+		for _, tc := range tests {
+			_, err := b.client.ProcessPayment(withKey(newKey()), tc.req)
+			requireCode(t, err, codes.InvalidArgument, tc.msg)
+		}
+		require.Equal(t, 0, paymentsOf(t, b, order))
+	})
+
+	t.Run("a missing or too long idempotency key is InvalidArgument and writes nothing", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		_, err := b.client.ProcessPayment(context.Background(), processReq(order, 5, "tok_visa"))
+		requireCode(t, err, codes.InvalidArgument, "idempotency-key")
+		_, err = b.client.ProcessPayment(withKey(strings.Repeat("k", 256)), processReq(order, 5, "tok_visa"))
+		requireCode(t, err, codes.InvalidArgument, "idempotency-key must be at most 255 characters")
+		require.Equal(t, 0, paymentsOf(t, b, order))
+		_, err = b.client.ProcessPayment(withKey(strings.Repeat("k", 219)+newKey()), processReq(order, 5, "tok_visa"))
+		require.NoError(t, err, "a key of exactly 255 characters is accepted")
+		require.Equal(t, 1, paymentsOf(t, b, order))
+	})
+
+	t.Run("a retry with the same key replays the response and writes once", func(t *testing.T) {
+		t.Parallel()
+		order, key := newOrder(), newKey()
+		first, err := b.client.ProcessPayment(withKey(key), processReq(order, 700, "tok_visa"))
+		require.NoError(t, err)
+		var header metadata.MD
+		again, err := b.client.ProcessPayment(withKey(key), processReq(order, 700, "tok_visa"), grpc.Header(&header))
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, again), "the replay is the same response")
+		require.Equal(t, []string{"true"}, header.Get(idempotency.ReplayedHeader))
+		require.Equal(t, 1, paymentsOf(t, b, order))
+		require.Len(t, eventsOf(t, b, first.GetPayment().GetPaymentId()), 1)
+	})
+
+	t.Run("the same key with a different body is rejected", func(t *testing.T) {
+		t.Parallel()
+		key := newKey()
+		_, err := b.client.ProcessPayment(withKey(key), processReq(newOrder(), 700, "tok_visa"))
+		require.NoError(t, err)
+		other := newOrder()
+		_, err = b.client.ProcessPayment(withKey(key), processReq(other, 700, "tok_visa"))
+		requireCode(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+		require.Equal(t, 0, paymentsOf(t, b, other))
+	})
+
+	t.Run("a new key for a paid order with the same amount returns the payment", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		first, err := b.client.ProcessPayment(withKey(newKey()), processReq(order, 700, "tok_visa"))
+		require.NoError(t, err)
+		again, err := b.client.ProcessPayment(withKey(newKey()), processReq(order, 700, "tok_visa"))
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, again))
+		require.Len(t, eventsOf(t, b, first.GetPayment().GetPaymentId()), 1)
+	})
+
+	t.Run("a new key for a paid order with another amount is FailedPrecondition", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		_, err := b.client.ProcessPayment(withKey(newKey()), processReq(order, 700, "tok_visa"))
+		require.NoError(t, err)
+		_, err = b.client.ProcessPayment(withKey(newKey()), processReq(order, 701, "tok_visa"))
+		requireCode(t, err, codes.FailedPrecondition, "order_id: already has a payment of a different amount")
+		require.Equal(t, 1, paymentsOf(t, b, order))
+	})
+}
+
+// concurrently runs fn n times at once and returns the results.
+func concurrently[T any](n int, fn func(i int) (T, error)) ([]T, []error) {
+	out, errs := make([]T, n), make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			out[i], errs[i] = fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out, errs
+}
+
+func TestProcessPaymentConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const n = 50
+
+	t.Run("50 identical concurrent requests produce exactly one payment", func(t *testing.T) {
+		t.Parallel()
+		order, key := newOrder(), newKey()
+		resps, errs := concurrently(n, func(int) (*paymentv1.ProcessPaymentResponse, error) {
+			return b.client.ProcessPayment(withKey(key), processReq(order, 900, "tok_visa"))
+		})
+		var ok []*paymentv1.ProcessPaymentResponse
+		for i, err := range errs {
+			if err != nil {
+				// A duplicate arriving while the first runs is told to retry.
+				requireCode(t, err, codes.Aborted, "in progress")
+				continue
+			}
+			ok = append(ok, resps[i])
+		}
+		require.NotEmpty(t, ok)
+		for _, r := range ok {
+			require.True(t, proto.Equal(ok[0], r))
+		}
+		require.Equal(t, 1, paymentsOf(t, b, order))
+		require.Len(t, eventsOf(t, b, ok[0].GetPayment().GetPaymentId()), 1)
+
+		// Once the first has finished, a retry is served the replay.
+		again, err := b.client.ProcessPayment(withKey(key), processReq(order, 900, "tok_visa"))
+		require.NoError(t, err)
+		require.True(t, proto.Equal(ok[0], again))
+	})
+
+	t.Run("50 concurrent requests with different keys for one order produce exactly one payment", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		resps, errs := concurrently(n, func(int) (*paymentv1.ProcessPaymentResponse, error) {
+			return b.client.ProcessPayment(withKey(newKey()), processReq(order, 900, "tok_visa"))
+		})
+		for i, err := range errs {
+			require.NoError(t, err)
+			require.Equal(t, resps[0].GetPayment().GetPaymentId(), resps[i].GetPayment().GetPaymentId())
+		}
+		require.Equal(t, 1, paymentsOf(t, b, order))
+		require.Len(t, eventsOf(t, b, resps[0].GetPayment().GetPaymentId()), 1)
+	})
+}
+
+func TestRefundPayment(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	captured := func(t *testing.T) *paymentv1.Payment {
+		t.Helper()
+		resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 3000, "tok_visa"))
+		require.NoError(t, err)
+		return resp.GetPayment()
+	}
+
+	t.Run("a captured payment is refunded in full", func(t *testing.T) {
+		t.Parallel()
+		p := captured(t)
+		resp, err := b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId(), Reason: "out of stock"})
+		require.NoError(t, err)
+		r := resp.GetPayment()
+		require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED, r.GetStatus())
+		require.True(t, proto.Equal(usd(3000), r.GetRefunded()))
+		version, err := b.signer.Verify(event.AggregatePayment, r.GetPaymentId(), r.GetVersionToken())
+		require.NoError(t, err)
+		require.EqualValues(t, 2, version)
+		require.Equal(t, []string{event.PaymentProcessed, event.PaymentRefunded}, eventsOf(t, b, p.GetPaymentId()))
+	})
+
+	t.Run("refunding twice refunds once", func(t *testing.T) {
+		t.Parallel()
+		p := captured(t)
+		first, err := b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{OrderId: p.GetOrderId()})
+		require.NoError(t, err)
+		second, err := b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId()})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, second))
+		require.Equal(t, []string{event.PaymentProcessed, event.PaymentRefunded}, eventsOf(t, b, p.GetPaymentId()))
+		require.Equal(t, 3000, count(t, b.pool, `SELECT refunded_minor FROM payments WHERE id = $1`, p.GetPaymentId()))
+	})
+
+	t.Run("a retry with the same key replays the refund", func(t *testing.T) {
+		t.Parallel()
+		p := captured(t)
+		key := newKey()
+		req := &paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId()}
+		first, err := b.client.RefundPayment(withKey(key), req)
+		require.NoError(t, err)
+		var header metadata.MD
+		again, err := b.client.RefundPayment(withKey(key), req, grpc.Header(&header))
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, again))
+		require.Equal(t, []string{"true"}, header.Get(idempotency.ReplayedHeader))
+		_, err = b.client.RefundPayment(withKey(key), &paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId(), Reason: "x"})
+		requireCode(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+	})
+
+	t.Run("a declined payment cannot be refunded", func(t *testing.T) {
+		t.Parallel()
+		resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 3000, payment.TestCardDecline))
+		require.NoError(t, err)
+		_, err = b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: resp.GetPayment().GetPaymentId()})
+		requireCode(t, err, codes.FailedPrecondition, "payment is DECLINED")
+		require.Len(t, eventsOf(t, b, resp.GetPayment().GetPaymentId()), 1)
+	})
+
+	t.Run("an unknown payment or order is NotFound", func(t *testing.T) {
+		t.Parallel()
+		_, err := b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: newOrder()})
+		requireCode(t, err, codes.NotFound, "payment not found")
+		_, err = b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{OrderId: newOrder()})
+		requireCode(t, err, codes.NotFound, "payment not found")
+	})
+
+	t.Run("bad input is InvalidArgument naming the field", func(t *testing.T) {
+		t.Parallel()
+		p := captured(t)
+		tests := []struct {
+			req *paymentv1.RefundPaymentRequest
+			msg string
+		}{
+			{&paymentv1.RefundPaymentRequest{}, "payment_id: exactly one of payment_id and order_id is required"},
+			{&paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId(), OrderId: p.GetOrderId()}, "order_id: exactly one of"},
+			{&paymentv1.RefundPaymentRequest{PaymentId: "nope"}, "payment_id: not a UUID"},
+			{&paymentv1.RefundPaymentRequest{OrderId: "nope"}, "order_id: not a UUID"},
+			{&paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId(), Reason: strings.Repeat("r", 501)}, "reason: must be at most 500 bytes"},
+		}
+		for _, tc := range tests {
+			_, err := b.client.RefundPayment(withKey(newKey()), tc.req)
+			requireCode(t, err, codes.InvalidArgument, tc.msg)
+		}
+		require.Len(t, eventsOf(t, b, p.GetPaymentId()), 1, "nothing written")
+	})
+
+	t.Run("concurrent refunds with different keys refund once", func(t *testing.T) {
+		t.Parallel()
+		p := captured(t)
+		resps, errs := concurrently(20, func(int) (*paymentv1.RefundPaymentResponse, error) {
+			return b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId()})
+		})
+		for i, err := range errs {
+			require.NoError(t, err)
+			require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED, resps[i].GetPayment().GetStatus())
+		}
+		require.Equal(t, []string{event.PaymentProcessed, event.PaymentRefunded}, eventsOf(t, b, p.GetPaymentId()))
+	})
+}
+
+func TestGetPayment(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 3000, "tok_visa"))
+	require.NoError(t, err)
+	p := resp.GetPayment()
+
+	t.Run("by payment id and by order id, without an idempotency key", func(t *testing.T) {
+		byID, err := b.client.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{PaymentId: p.GetPaymentId()})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(p, byID.GetPayment()))
+		byOrder, err := b.client.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{OrderId: p.GetOrderId()})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(p, byOrder.GetPayment()))
+	})
+
+	t.Run("unknown is NotFound and bad ids are InvalidArgument", func(t *testing.T) {
+		_, err := b.client.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{OrderId: newOrder()})
+		requireCode(t, err, codes.NotFound, "payment not found")
+		_, err = b.client.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{PaymentId: "1"})
+		requireCode(t, err, codes.InvalidArgument, "payment_id: not a UUID")
+		_, err = b.client.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{})
+		requireCode(t, err, codes.InvalidArgument, "payment_id: exactly one")
+	})
+}
+
+func TestInternalErrorsDoNotLeak(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.pool.Exec(context.Background(), `ALTER TABLE payments RENAME TO payments_gone`)
+	require.NoError(t, err)
+	_, err = b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 5, "tok_visa"))
+	st, _ := status.FromError(err)
+	require.Equal(t, codes.Internal, st.Code())
+	require.Equal(t, "internal error", st.Message())
+	_, err = b.client.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{OrderId: newOrder()})
+	st, _ = status.FromError(err)
+	require.Equal(t, codes.Internal, st.Code())
+	require.Equal(t, "internal error", st.Message())
+}
+
+func TestRedisDownStillPaysOnce(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on port 1: every idempotency store call fails, and the
+	// RedisDownSafe policy lets the calls through to the database guard.
+	b := setup(t, func(o *setupOpts) { o.redisAddr, o.redisDown = "127.0.0.1:1", true })
+	order, key := newOrder(), newKey()
+	first, err := b.client.ProcessPayment(withKey(key), processReq(order, 400, "tok_visa"))
+	require.NoError(t, err)
+	again, err := b.client.ProcessPayment(withKey(key), processReq(order, 400, "tok_visa"))
+	require.NoError(t, err)
+	require.Equal(t, first.GetPayment().GetPaymentId(), again.GetPayment().GetPaymentId())
+	require.Equal(t, 1, paymentsOf(t, b, order))
+
+	for range 2 {
+		r, err := b.client.RefundPayment(withKey(key), &paymentv1.RefundPaymentRequest{OrderId: order})
+		require.NoError(t, err)
+		require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED, r.GetPayment().GetStatus())
+	}
+	require.Equal(t, []string{event.PaymentProcessed, event.PaymentRefunded}, eventsOf(t, b, first.GetPayment().GetPaymentId()))
+}

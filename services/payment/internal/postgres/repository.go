@@ -1,0 +1,197 @@
+// Package postgres stores payments in PostgreSQL over the sqlc queries in
+// paymentdb. Every write puts the payment row and its domain event (outbox
+// row, platform/outbox) in one local transaction, business row first, so the
+// event exists if and only if the change committed and, per payment, outbox
+// order is commit order.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
+	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
+
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/services/payment/internal/app"
+	"github.com/goodgo/goodgo/services/payment/internal/payment"
+	"github.com/goodgo/goodgo/services/payment/internal/postgres/paymentdb"
+)
+
+// Repository implements app.Repository. It is safe for concurrent use.
+type Repository struct {
+	pool   *pgxpool.Pool
+	outbox *outbox.Writer
+}
+
+var _ app.Repository = (*Repository)(nil)
+
+// NewRepository returns a Repository over pool appending events with w.
+func NewRepository(pool *pgxpool.Pool, w *outbox.Writer) *Repository {
+	return &Repository{pool: pool, outbox: w}
+}
+
+// CreatePayment implements app.Repository. The INSERT … ON CONFLICT
+// (order_id) DO NOTHING makes the unique order id the last line of defence:
+// however many concurrent requests (with or without idempotency keys) try
+// to pay one order, one insert wins and the others read its row.
+func (r *Repository) CreatePayment(ctx context.Context, p payment.Payment) (payment.Payment, bool, error) {
+	var (
+		stored  payment.Payment
+		created bool
+	)
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		q := paymentdb.New(tx)
+		row, err := q.CreatePayment(ctx, paymentdb.CreatePaymentParams{
+			ID:            uuid.UUID(p.ID),
+			OrderID:       uuid.UUID(p.OrderID),
+			CurrencyCode:  p.Amount.Currency,
+			AmountMinor:   p.Amount.Minor,
+			Status:        string(p.Status),
+			DeclineReason: p.DeclineReason,
+			PaymentMethod: p.Method,
+			Now:           p.CreatedAt,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			// The order already has a payment. The conflicting insert had
+			// committed before ON CONFLICT gave up (it waits for an
+			// uncommitted one), and under READ COMMITTED this next statement
+			// sees it.
+			row, err = q.GetPaymentByOrder(ctx, uuid.UUID(p.OrderID))
+			if err != nil {
+				return fmt.Errorf("read existing payment of order %s: %w", p.OrderID, err)
+			}
+			stored = fromRow(row)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("insert payment: %w", err)
+		}
+		stored, created = fromRow(row), true
+		return r.outbox.Append(ctx, tx, createdEvent(stored))
+	})
+	if err != nil {
+		return payment.Payment{}, false, fmt.Errorf("postgres: create payment: %w", err)
+	}
+	return stored, created, nil
+}
+
+// FindPayment implements app.Repository.
+func (r *Repository) FindPayment(ctx context.Context, ref payment.Ref) (payment.Payment, error) {
+	q := paymentdb.New(r.pool)
+	var (
+		row paymentdb.Payment
+		err error
+	)
+	if ref.ByOrder() {
+		row, err = q.GetPaymentByOrder(ctx, uuid.UUID(ref.OrderID))
+	} else {
+		row, err = q.GetPayment(ctx, uuid.UUID(ref.PaymentID))
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.Payment{}, fmt.Errorf("postgres: %s: %w", ref, payment.ErrNotFound)
+	}
+	if err != nil {
+		return payment.Payment{}, fmt.Errorf("postgres: read %s: %w", ref, err)
+	}
+	return fromRow(row), nil
+}
+
+// SaveRefund implements app.Repository with a conditional UPDATE on id,
+// version and status CAPTURED.
+func (r *Repository) SaveRefund(ctx context.Context, p payment.Payment, expected int64) (payment.Payment, error) {
+	var stored payment.Payment
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		row, err := paymentdb.New(tx).RefundPayment(ctx, paymentdb.RefundPaymentParams{
+			ID:           uuid.UUID(p.ID),
+			Version:      expected,
+			RefundReason: p.RefundReason,
+			Now:          p.UpdatedAt,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("payment %s is no longer CAPTURED at version %d: %w", p.ID, expected, optlock.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("update payment: %w", err)
+		}
+		stored = fromRow(row)
+		return r.outbox.Append(ctx, tx, refundedEvent(stored))
+	})
+	if err != nil {
+		return payment.Payment{}, fmt.Errorf("postgres: refund payment: %w", err)
+	}
+	return stored, nil
+}
+
+func fromRow(row paymentdb.Payment) payment.Payment {
+	return payment.Payment{
+		ID:            payment.ID(row.ID),
+		OrderID:       payment.ID(row.OrderID),
+		Amount:        payment.Money{Currency: row.CurrencyCode, Minor: row.AmountMinor},
+		Status:        payment.Status(row.Status),
+		DeclineReason: row.DeclineReason,
+		Refunded:      row.RefundedMinor,
+		RefundReason:  row.RefundReason,
+		Method:        row.PaymentMethod,
+		Version:       row.Version,
+		CreatedAt:     row.CreatedAt.UTC(),
+		UpdatedAt:     row.UpdatedAt.UTC(),
+	}
+}
+
+// Events. The payloads hold ids, amounts and reasons only, never the
+// payment method or anything personal, so they are stored in plaintext
+// (PII false).
+
+func money(currency string, minor int64) *commonv1.Money {
+	return &commonv1.Money{CurrencyCode: currency, AmountMinor: minor}
+}
+
+func createdEvent(p payment.Payment) outbox.Event {
+	e := outbox.Event{
+		Topic:            event.TopicPayment,
+		AggregateType:    event.AggregatePayment,
+		AggregateID:      p.ID.String(),
+		AggregateVersion: p.Version,
+	}
+	if p.Status == payment.StatusDeclined {
+		e.Type = event.PaymentDeclined
+		e.Payload = &paymentv1.PaymentDeclined{
+			PaymentId: p.ID.String(),
+			OrderId:   p.OrderID.String(),
+			Amount:    money(p.Amount.Currency, p.Amount.Minor),
+			Reason:    p.DeclineReason,
+		}
+		return e
+	}
+	e.Type = event.PaymentProcessed
+	e.Payload = &paymentv1.PaymentProcessed{
+		PaymentId: p.ID.String(),
+		OrderId:   p.OrderID.String(),
+		Amount:    money(p.Amount.Currency, p.Amount.Minor),
+	}
+	return e
+}
+
+func refundedEvent(p payment.Payment) outbox.Event {
+	return outbox.Event{
+		Topic:            event.TopicPayment,
+		AggregateType:    event.AggregatePayment,
+		AggregateID:      p.ID.String(),
+		AggregateVersion: p.Version,
+		Type:             event.PaymentRefunded,
+		Payload: &paymentv1.PaymentRefunded{
+			PaymentId: p.ID.String(),
+			OrderId:   p.OrderID.String(),
+			Amount:    money(p.Amount.Currency, p.Refunded),
+			Reason:    p.RefundReason,
+		},
+	}
+}
