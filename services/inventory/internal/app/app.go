@@ -1,0 +1,80 @@
+// Package app holds the inventory's use cases: it validates requests with
+// the domain's rules, calls storage through the small interfaces declared
+// here, and returns domain values and domain errors for the transport to
+// map.
+package app
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
+)
+
+// Catalog reads products. Methods are safe for concurrent use and honour
+// ctx cancellation.
+type Catalog interface {
+	// ProductsBySKU returns the existing products among skus, in SKU order;
+	// unknown SKUs are absent.
+	ProductsBySKU(ctx context.Context, skus []string) ([]inventory.Product, error)
+	// ListProducts returns at most limit products after the SKU after, in
+	// SKU order.
+	ListProducts(ctx context.Context, after string, limit int) ([]inventory.Product, error)
+	// Product returns one product or an error wrapping inventory.ErrNotFound.
+	Product(ctx context.Context, sku string) (inventory.Product, error)
+}
+
+// Reservations reserves and releases stock; each call is one transaction
+// that also appends its event to the outbox.
+type Reservations interface {
+	// Reserve takes every item of req or none (storing a REJECTED
+	// reservation). created is false when the order already had a
+	// reservation, which is returned unchanged. An unknown SKU fails with a
+	// *inventory.NotFoundError whose Value is the SKU.
+	Reserve(ctx context.Context, req inventory.ReserveRequest) (res inventory.Reservation, created bool, err error)
+	// Release gives back a RESERVED reservation's stock, once; released is
+	// false when there was nothing to give back. An unknown order fails with
+	// an error wrapping inventory.ErrNotFound.
+	Release(ctx context.Context, orderID string) (res inventory.Reservation, released bool, err error)
+}
+
+// StockAdjuster sets a product's available stock under optimistic locking.
+type StockAdjuster interface {
+	// AdjustStock applies a if the product is still at a.ExpectedVersion.
+	// Errors wrap inventory.ErrNotFound or optlock.ErrConflict.
+	AdjustStock(ctx context.Context, a inventory.Adjustment) (inventory.Product, error)
+}
+
+// VersionVerifier recovers the version a client read from its version
+// token (optlock.Signer). A forged or foreign token fails with an error
+// wrapping optlock.ErrInvalidToken.
+type VersionVerifier interface {
+	Verify(aggregateType, id, token string) (int64, error)
+}
+
+var _ VersionVerifier = (*optlock.Signer)(nil)
+
+// Repository is everything the use cases need from storage.
+type Repository interface {
+	Catalog
+	Reservations
+	StockAdjuster
+}
+
+// Service runs the inventory use cases. It is safe for concurrent use.
+type Service struct {
+	repo     Repository
+	versions VersionVerifier
+	locks    *optlock.Metrics
+	logger   *slog.Logger
+}
+
+// New returns a Service. locks records AdjustStock's optimistic-lock
+// outcomes and may be nil; a nil logger discards logs.
+func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, logger *slog.Logger) *Service {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{repo: repo, versions: versions, locks: locks, logger: logger}
+}

@@ -1,0 +1,114 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/services/inventory/internal/app"
+	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
+	"github.com/goodgo/goodgo/services/inventory/internal/postgres"
+)
+
+type testBundle struct {
+	svc    *app.Service
+	signer *optlock.Signer
+	reg    *prometheus.Registry
+}
+
+// setup wires the use cases to the real repository on a fresh database
+// holding the seeded catalog.
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	_, pool := pgtest.NewDatabase(t, db.Inventory)
+	reg := prometheus.NewRegistry()
+	w, err := outbox.NewWriter(nil, reg)
+	require.NoError(t, err)
+	signer, err := optlock.NewSigner("k", map[string][]byte{"k": bytes.Repeat([]byte{1}, 32)})
+	require.NoError(t, err)
+	locks, err := optlock.NewMetrics(reg)
+	require.NoError(t, err)
+	return testBundle{svc: app.New(postgres.NewRepository(pool, w), signer, locks, nil), signer: signer, reg: reg}
+}
+
+func (b testBundle) lockCounts(t *testing.T) (attempts, conflicts int) {
+	t.Helper()
+	mfs, err := b.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "optimistic_lock_attempts_total":
+				attempts += int(m.GetCounter().GetValue())
+			case "optimistic_lock_conflicts_total":
+				conflicts += int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return attempts, conflicts
+}
+
+func TestAdjustStockRecordsOptimisticLockOutcomes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	p, err := b.svc.GetStock(ctx, "SKU-MOUSE")
+	require.NoError(t, err)
+	token := b.signer.Token("product", p.SKU, p.Version)
+
+	_, err = b.svc.AdjustStock(ctx, "SKU-MOUSE", 10, token, "")
+	require.NoError(t, err)
+	attempts, conflicts := b.lockCounts(t)
+	require.Equal(t, []int{1, 0}, []int{attempts, conflicts})
+
+	_, err = b.svc.AdjustStock(ctx, "SKU-MOUSE", 11, token, "")
+	require.ErrorIs(t, err, optlock.ErrConflict)
+	attempts, conflicts = b.lockCounts(t)
+	require.Equal(t, []int{2, 1}, []int{attempts, conflicts}, "the stale token lost a conditional update")
+
+	_, err = b.svc.AdjustStock(ctx, "SKU-MOUSE", 11, "forged", "")
+	require.ErrorIs(t, err, optlock.ErrInvalidToken)
+	_, err = b.svc.AdjustStock(ctx, "SKU-NOPE", 11, b.signer.Token("product", "SKU-NOPE", 1), "")
+	require.ErrorIs(t, err, inventory.ErrNotFound)
+	attempts, conflicts = b.lockCounts(t)
+	require.Equal(t, []int{2, 1}, []int{attempts, conflicts}, "no update ran for a forged token or an unknown SKU")
+	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "optimistic_lock_success_rate"))
+}
+
+func TestReserveStockNamesTheRequestIndexOfAnUnknownSKU(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Sorted, SKU-AAA would come first; the client sent it third.
+	_, err := b.svc.ReserveStock(context.Background(), uuid.NewString(), []inventory.Item{
+		{SKU: "SKU-MOUSE", Quantity: 1}, {SKU: "SKU-CABLE", Quantity: 1}, {SKU: "SKU-AAA", Quantity: 1},
+	})
+	var nf *inventory.NotFoundError
+	require.ErrorAs(t, err, &nf)
+	require.Equal(t, "items[2].sku", nf.Field)
+}
+
+func TestReserveStockRefusesToChangeAnOrdersReservation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	orderID := uuid.NewString()
+	first, err := b.svc.ReserveStock(ctx, orderID, []inventory.Item{{SKU: "SKU-MOUSE", Quantity: 1}, {SKU: "SKU-CABLE", Quantity: 2}})
+	require.NoError(t, err)
+
+	// Same items in another order: the same request.
+	again, err := b.svc.ReserveStock(ctx, orderID, []inventory.Item{{SKU: "SKU-CABLE", Quantity: 2}, {SKU: "SKU-MOUSE", Quantity: 1}})
+	require.NoError(t, err)
+	require.Equal(t, first.ID, again.ID)
+
+	_, err = b.svc.ReserveStock(ctx, orderID, []inventory.Item{{SKU: "SKU-MOUSE", Quantity: 1}})
+	require.ErrorIs(t, err, inventory.ErrReservationMismatch)
+}

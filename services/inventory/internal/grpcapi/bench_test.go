@@ -1,0 +1,173 @@
+package grpcapi_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/goodgo/goodgo/platform/optlock"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+)
+
+// benchClients is the number of concurrent clients of every benchmark.
+const benchClients = 32
+
+// lowContentionSKUs is how many SKUs the low-contention runs spread over:
+// more than benchClients, so that two clients rarely want one row.
+const lowContentionSKUs = 256
+
+// BenchmarkReserveStock measures ReserveStock calls per second through the
+// whole stack (gRPC, idempotency guard on Redis, one PostgreSQL transaction
+// with the outbox insert), each call a new order of one unit, with
+// benchClients concurrent clients. low_contention spreads the orders over
+// many SKUs; high_contention puts every order on one hot SKU, whose row
+// lock serializes the transactions. Stock is ample: every call reserves.
+//
+//	go test -run '^$' -bench 'ReserveStock|AdjustStock' -count 5 ./internal/grpcapi/
+func BenchmarkReserveStock(b *testing.B) {
+	// One stack for every run: the benchmark function runs several times
+	// with growing b.N, and a database (and a pool) per run would pile up.
+	bb := setup(b)
+	for _, tc := range []struct {
+		name string
+		skus int
+	}{{"low_contention", lowContentionSKUs}, {"high_contention", 1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			skus := make([]string, tc.skus)
+			for i := range skus {
+				skus[i] = bb.addProduct(b, fmt.Sprintf("BENCH-%d-%04d", benchRun.Add(1), i), 1_000_000_000)
+			}
+			ctx := context.Background()
+			var (
+				next atomic.Int64
+				lat  latencies
+			)
+			b.SetParallelism(max(1, benchClients/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					sku := skus[int(next.Add(1))%len(skus)]
+					start := time.Now()
+					resp, err := bb.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{
+						OrderId: newOrderID(), Items: items(sku, 1),
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if resp.GetReservation().GetStatus() != inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED {
+						b.Errorf("status %v", resp.GetReservation().GetStatus())
+						return
+					}
+					lat.add(time.Since(start))
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reserves/s")
+			b.ReportMetric(lat.quantile(0.99).Seconds()*1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkAdjustStock measures successful optimistic-lock updates per
+// second: each client sets a SKU's available stock with the version token
+// of its last response; on a conflict (Aborted) it reads the SKU again and
+// retries with jittered backoff (optlock.Retry). low_contention gives each
+// client its own SKU; high_contention puts every client on one SKU, where
+// most attempts lose. conflicts/update is how many lost attempts one
+// success costs.
+func BenchmarkAdjustStock(b *testing.B) {
+	bb := setup(b)
+	for _, tc := range []struct {
+		name string
+		skus int
+	}{{"low_contention", benchClients}, {"high_contention", 1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			skus := make([]string, tc.skus)
+			for i := range skus {
+				skus[i] = bb.addProduct(b, fmt.Sprintf("ADJ-%d-%04d", benchRun.Add(1), i), 1000)
+			}
+			ctx := context.Background()
+			policy := optlock.Policy{MaxAttempts: 1000, BaseDelay: 200 * time.Microsecond, MaxDelay: 5 * time.Millisecond}
+			var (
+				worker    atomic.Int64
+				conflicts atomic.Int64
+				lat       latencies
+			)
+			b.SetParallelism(max(1, benchClients/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				sku := skus[int(worker.Add(1))%len(skus)]
+				token := ""
+				read := func() error {
+					resp, err := bb.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
+					token = resp.GetProduct().GetVersionToken()
+					return err
+				}
+				if err := read(); err != nil {
+					b.Error(err)
+					return
+				}
+				for n := int64(0); pb.Next(); n++ {
+					start := time.Now()
+					err := optlock.Retry(ctx, policy, nil, "product", func(ctx context.Context) error {
+						resp, err := bb.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+							Sku: sku, Available: 1000 + n%100, VersionToken: token,
+						})
+						if status.Code(err) == codes.Aborted {
+							conflicts.Add(1)
+							if err := read(); err != nil {
+								return err
+							}
+							return optlock.ErrConflict
+						}
+						token = resp.GetProduct().GetVersionToken()
+						return err
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					lat.add(time.Since(start))
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+			b.ReportMetric(float64(conflicts.Load())/float64(b.N), "conflicts/update")
+			b.ReportMetric(lat.quantile(0.99).Seconds()*1000, "p99-ms")
+		})
+	}
+}
+
+// benchRun makes the SKUs of every benchmark run distinct.
+var benchRun atomic.Int64
+
+// latencies collects durations from concurrent clients.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) quantile(q float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	slices.Sort(l.d)
+	return l.d[min(len(l.d)-1, int(q*float64(len(l.d))))]
+}

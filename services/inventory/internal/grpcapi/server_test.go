@@ -1,0 +1,548 @@
+package grpcapi_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goodgo/goodgo/platform/idempotency"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+)
+
+func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func newKey() string { return uuid.NewString() }
+
+func items(pairs ...any) []*inventoryv1.ReservationItem {
+	var out []*inventoryv1.ReservationItem
+	for i := 0; i < len(pairs); i += 2 {
+		out = append(out, &inventoryv1.ReservationItem{Sku: pairs[i].(string), Quantity: int32(pairs[i+1].(int))})
+	}
+	return out
+}
+
+// requireStatus asserts err is a status with code whose message starts
+// with prefix.
+func requireStatus(t testing.TB, err error, code codes.Code, prefix string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	require.True(t, ok, "not a status: %v", err)
+	require.Equal(t, code, st.Code(), "message: %s", st.Message())
+	require.True(t, strings.HasPrefix(st.Message(), prefix), "message %q does not start with %q", st.Message(), prefix)
+}
+
+func TestGetProducts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+
+	t.Run("lists the seeded catalog in SKU order with version tokens", func(t *testing.T) {
+		resp, err := b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{})
+		require.NoError(t, err)
+		require.Len(t, resp.GetProducts(), 9)
+		require.Empty(t, resp.GetNextPageToken())
+		cable := resp.GetProducts()[0]
+		require.Equal(t, "SKU-CABLE", cable.GetSku())
+		require.Equal(t, "USB-C cable", cable.GetName())
+		require.Equal(t, "USD", cable.GetUnitPrice().GetCurrencyCode())
+		require.EqualValues(t, 900, cable.GetUnitPrice().GetAmountMinor())
+		require.EqualValues(t, 10000, cable.GetAvailable())
+		require.NotEmpty(t, cable.GetVersionToken())
+		require.NotNil(t, cable.GetUpdateTime())
+	})
+
+	t.Run("pages with opaque tokens", func(t *testing.T) {
+		var skus []string
+		token := ""
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, 3, "9 products in pages of 4")
+			resp, err := b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{PageSize: 4, PageToken: token})
+			require.NoError(t, err)
+			for _, p := range resp.GetProducts() {
+				skus = append(skus, p.GetSku())
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		require.Len(t, skus, 9)
+		require.IsIncreasing(t, skus)
+	})
+
+	t.Run("gives no next page token on the page that ends the catalog", func(t *testing.T) {
+		resp, err := b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{PageSize: 9})
+		require.NoError(t, err)
+		require.Len(t, resp.GetProducts(), 9)
+		require.Empty(t, resp.GetNextPageToken())
+		resp, err = b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{PageSize: 8})
+		require.NoError(t, err)
+		require.NotEmpty(t, resp.GetNextPageToken())
+		resp, err = b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{PageSize: 8, PageToken: resp.GetNextPageToken()})
+		require.NoError(t, err)
+		require.Len(t, resp.GetProducts(), 1)
+		require.Equal(t, "SKU-WEBCAM", resp.GetProducts()[0].GetSku())
+		require.Empty(t, resp.GetNextPageToken())
+	})
+
+	t.Run("returns named SKUs in request order", func(t *testing.T) {
+		resp, err := b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{Skus: []string{"SKU-MOUSE", "SKU-CABLE", "SKU-MOUSE"}})
+		require.NoError(t, err)
+		require.Len(t, resp.GetProducts(), 2)
+		require.Equal(t, "SKU-MOUSE", resp.GetProducts()[0].GetSku())
+		require.Equal(t, "SKU-CABLE", resp.GetProducts()[1].GetSku())
+	})
+
+	t.Run("names an unknown SKU", func(t *testing.T) {
+		_, err := b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{Skus: []string{"SKU-MOUSE", "SKU-NOPE"}})
+		requireStatus(t, err, codes.NotFound, `skus[1]: "SKU-NOPE" not found`)
+	})
+
+	t.Run("rejects malformed input naming the field", func(t *testing.T) {
+		_, err := b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{Skus: []string{"sku mouse"}})
+		requireStatus(t, err, codes.InvalidArgument, "skus[0]: ")
+		_, err = b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{PageToken: "%%%"})
+		requireStatus(t, err, codes.InvalidArgument, "page_token: ")
+		_, err = b.client.GetProducts(ctx, &inventoryv1.GetProductsRequest{PageSize: -1})
+		requireStatus(t, err, codes.InvalidArgument, "page_size: ")
+	})
+}
+
+func TestGetStock(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+
+	resp, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-LIMITED"})
+	require.NoError(t, err)
+	require.EqualValues(t, 5, resp.GetProduct().GetAvailable())
+	require.Zero(t, resp.GetProduct().GetReserved())
+	v, err := b.signer.Verify("product", "SKU-LIMITED", resp.GetProduct().GetVersionToken())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, v)
+
+	_, err = b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-NOPE"})
+	requireStatus(t, err, codes.NotFound, `sku: "SKU-NOPE" not found`)
+	_, err = b.client.GetStock(ctx, &inventoryv1.GetStockRequest{})
+	requireStatus(t, err, codes.InvalidArgument, "sku: required")
+}
+
+func TestReserveStock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("reserves every item", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		orderID := newOrderID()
+		resp, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{
+			OrderId: orderID, Items: items("SKU-MOUSE", 2, "SKU-CABLE", 3),
+		})
+		require.NoError(t, err)
+		r := resp.GetReservation()
+		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED, r.GetStatus())
+		require.Equal(t, orderID, r.GetOrderId())
+		require.NoError(t, uuid.Validate(r.GetReservationId()))
+		require.Len(t, r.GetItems(), 2)
+		require.Equal(t, "SKU-CABLE", r.GetItems()[0].GetSku(), "items come back in SKU order")
+		avail, reserved := b.stock(t, "SKU-MOUSE")
+		require.Equal(t, []int64{998, 2}, []int64{avail, reserved})
+	})
+
+	t.Run("comes back REJECTED when stock is short", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		resp, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{
+			OrderId: newOrderID(), Items: items("SKU-MOUSE", 1, "SKU-LIMITED", 6),
+		})
+		require.NoError(t, err)
+		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_REJECTED, resp.GetReservation().GetStatus())
+		require.Equal(t, "insufficient_stock", resp.GetReservation().GetRejectReason())
+		avail, _ := b.stock(t, "SKU-MOUSE")
+		require.EqualValues(t, 1000, avail)
+	})
+
+	t.Run("rejects bad input naming the field and writes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		many := make([]*inventoryv1.ReservationItem, 51)
+		for i := range many {
+			many[i] = &inventoryv1.ReservationItem{Sku: fmt.Sprintf("SKU-%02d", i), Quantity: 1}
+		}
+		id := newOrderID()
+		tests := []struct {
+			name   string
+			req    *inventoryv1.ReserveStockRequest
+			prefix string
+		}{
+			{"missing order id", &inventoryv1.ReserveStockRequest{Items: items("SKU-MOUSE", 1)}, "order_id: required"},
+			{"malformed order id", &inventoryv1.ReserveStockRequest{OrderId: "order-42", Items: items("SKU-MOUSE", 1)}, "order_id: not a UUID"},
+			{"empty items", &inventoryv1.ReserveStockRequest{OrderId: id}, "items: must not be empty"},
+			{"oversized items", &inventoryv1.ReserveStockRequest{OrderId: id, Items: many}, "items: must have at most 50"},
+			{"zero quantity", &inventoryv1.ReserveStockRequest{OrderId: id, Items: items("SKU-MOUSE", 1, "SKU-CABLE", 0)}, "items[1].quantity: "},
+			{"negative quantity", &inventoryv1.ReserveStockRequest{OrderId: id, Items: items("SKU-MOUSE", -1)}, "items[0].quantity: "},
+			{"malformed sku", &inventoryv1.ReserveStockRequest{OrderId: id, Items: items("SKU-MOUSE", 1, "mouse", 1)}, "items[1].sku: "},
+			{"duplicate sku", &inventoryv1.ReserveStockRequest{OrderId: id, Items: items("SKU-MOUSE", 1, "SKU-MOUSE", 1)}, "items[1].sku: duplicates items[0].sku"},
+		}
+		for _, tt := range tests {
+			_, err := b.client.ReserveStock(withKey(ctx, newKey()), tt.req)
+			requireStatus(t, err, codes.InvalidArgument, tt.prefix)
+		}
+
+		ok := &inventoryv1.ReserveStockRequest{OrderId: id, Items: items("SKU-MOUSE", 1)}
+		_, err := b.client.ReserveStock(ctx, ok)
+		requireStatus(t, err, codes.InvalidArgument, "idempotency-key")
+		_, err = b.client.ReserveStock(withKey(ctx, strings.Repeat("k", 256)), ok)
+		requireStatus(t, err, codes.InvalidArgument, "idempotency-key must be at most 255 characters")
+
+		require.Zero(t, b.count(t, `SELECT count(*) FROM reservations`))
+		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+		avail, _ := b.stock(t, "SKU-MOUSE")
+		require.EqualValues(t, 1000, avail)
+	})
+
+	t.Run("names an unknown SKU and writes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{
+			OrderId: newOrderID(), Items: items("SKU-MOUSE", 1, "SKU-GHOST", 1),
+		})
+		requireStatus(t, err, codes.NotFound, `items[1].sku: "SKU-GHOST" not found`)
+		require.Zero(t, b.count(t, `SELECT count(*) FROM reservations`))
+		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+	})
+
+	t.Run("replays a retry with the same key without writing twice", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		key := newKey()
+		req := &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-DOCK", 4)}
+
+		first, err := b.client.ReserveStock(withKey(ctx, key), req)
+		require.NoError(t, err)
+		var header metadata.MD
+		again, err := b.client.ReserveStock(withKey(ctx, key), req, grpc.Header(&header))
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, again), "the replay is the same response")
+		require.Equal(t, []string{"true"}, header.Get(idempotency.ReplayedHeader))
+
+		avail, reserved := b.stock(t, "SKU-DOCK")
+		require.Equal(t, []int64{296, 4}, []int64{avail, reserved})
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM reservations`))
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox`))
+	})
+
+	t.Run("rejects the same key with a different body", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		key, orderID := newKey(), newOrderID()
+		_, err := b.client.ReserveStock(withKey(ctx, key), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-DOCK", 1)})
+		require.NoError(t, err)
+		_, err = b.client.ReserveStock(withKey(ctx, key), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-DOCK", 2)})
+		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+		_, err = b.client.ReserveStock(withKey(ctx, key), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-DOCK", 1)})
+		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key")
+
+		avail, _ := b.stock(t, "SKU-DOCK")
+		require.EqualValues(t, 299, avail)
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM reservations`))
+	})
+
+	t.Run("returns the order's reservation to a new key and refuses different items", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		req := &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-DOCK", 1)}
+		first, err := b.client.ReserveStock(withKey(ctx, newKey()), req)
+		require.NoError(t, err)
+		// A lost Redis key looks like this: the database still says once.
+		second, err := b.client.ReserveStock(withKey(ctx, newKey()), req)
+		require.NoError(t, err)
+		require.Equal(t, first.GetReservation().GetReservationId(), second.GetReservation().GetReservationId())
+
+		_, err = b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: req.GetOrderId(), Items: items("SKU-DOCK", 2)})
+		requireStatus(t, err, codes.AlreadyExists, "order_id: ")
+		avail, _ := b.stock(t, "SKU-DOCK")
+		require.EqualValues(t, 299, avail)
+	})
+
+	t.Run("50 concurrent identical requests make exactly one reservation", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		for _, sameKey := range []bool{true, false} {
+			key := newKey()
+			req := &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-WEBCAM", 2)}
+			var (
+				wg  sync.WaitGroup
+				mu  sync.Mutex
+				ids = map[string]int{}
+			)
+			for range 50 {
+				wg.Go(func() {
+					k := key
+					if !sameKey {
+						k = newKey() // as if Redis had lost every key
+					}
+					resp, err := b.client.ReserveStock(withKey(ctx, k), req)
+					mu.Lock()
+					defer mu.Unlock()
+					switch status.Code(err) {
+					case codes.OK:
+						ids[resp.GetReservation().GetReservationId()]++
+					case codes.Aborted: // "in progress": the client retries later
+						ids["aborted"]++
+					default:
+						ids[err.Error()]++
+					}
+				})
+			}
+			wg.Wait()
+			delete(ids, "aborted")
+			require.Len(t, ids, 1, "same key %v: one reservation id and no errors: %v", sameKey, ids)
+			require.Equal(t, 1, b.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1`, req.GetOrderId()))
+			require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE aggregate_id = $1`, req.GetOrderId()))
+		}
+		avail, reserved := b.stock(t, "SKU-WEBCAM")
+		require.Equal(t, []int64{596, 4}, []int64{avail, reserved}, "two orders of 2 units")
+	})
+
+	t.Run("200 concurrent orders of one unit on a SKU with 100 reserve exactly 100", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		hot := b.addProduct(t, "HOT-1", 100)
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			statuses = map[inventoryv1.ReservationStatus]int{}
+			errs     []error
+		)
+		for range 200 {
+			wg.Go(func() {
+				resp, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items(hot, 1)})
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
+				statuses[resp.GetReservation().GetStatus()]++
+			})
+		}
+		wg.Wait()
+		require.Empty(t, errs)
+		require.Equal(t, 100, statuses[inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED])
+		require.Equal(t, 100, statuses[inventoryv1.ReservationStatus_RESERVATION_STATUS_REJECTED])
+		avail, reserved := b.stock(t, hot)
+		require.Equal(t, []int64{0, 100}, []int64{avail, reserved})
+		require.Equal(t, 100, b.count(t, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`))
+		require.Equal(t, 100, b.count(t, `SELECT count(*) FROM reservations WHERE status = 'REJECTED'`))
+	})
+}
+
+func TestReleaseStock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("returns exactly what was reserved, once, even when called concurrently", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		orderID := newOrderID()
+		_, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-LAPTOP", 3, "SKU-DOCK", 2)})
+		require.NoError(t, err)
+
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+		)
+		for range 20 {
+			wg.Go(func() {
+				resp, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+				if err == nil && resp.GetReservation().GetStatus() != inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED {
+					err = fmt.Errorf("status %v", resp.GetReservation().GetStatus())
+				}
+				if err == nil && len(resp.GetReservation().GetItems()) != 2 {
+					err = fmt.Errorf("items %v", resp.GetReservation().GetItems())
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		require.Empty(t, errs)
+		for sku, want := range map[string]int64{"SKU-LAPTOP": 200, "SKU-DOCK": 300} {
+			avail, reserved := b.stock(t, sku)
+			require.Equal(t, []int64{want, 0}, []int64{avail, reserved}, sku)
+		}
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = 'inventory.released.v1'`))
+	})
+
+	t.Run("replays a retry with the same key", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		orderID, key := newOrderID(), newKey()
+		_, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-DOCK", 2)})
+		require.NoError(t, err)
+		first, err := b.client.ReleaseStock(withKey(ctx, key), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		require.NoError(t, err)
+		again, err := b.client.ReleaseStock(withKey(ctx, key), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(first, again))
+		avail, _ := b.stock(t, "SKU-DOCK")
+		require.EqualValues(t, 300, avail)
+	})
+
+	t.Run("succeeds without change for a rejected reservation", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		orderID := newOrderID()
+		_, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-LIMITED", 9)})
+		require.NoError(t, err)
+		resp, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		require.NoError(t, err)
+		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_REJECTED, resp.GetReservation().GetStatus())
+		avail, reserved := b.stock(t, "SKU-LIMITED")
+		require.Equal(t, []int64{5, 0}, []int64{avail, reserved})
+	})
+
+	t.Run("rejects an unknown or malformed order", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		orderID := newOrderID()
+		_, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		requireStatus(t, err, codes.NotFound, fmt.Sprintf("order_id: %q not found", orderID))
+		_, err = b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: "nope"})
+		requireStatus(t, err, codes.InvalidArgument, "order_id: not a UUID")
+		_, err = b.client.ReleaseStock(ctx, &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		requireStatus(t, err, codes.InvalidArgument, "idempotency-key")
+	})
+}
+
+func TestAdjustStock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("sets available with a fresh token and rejects the stale one", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-HEADSET"})
+		require.NoError(t, err)
+		token := read.GetProduct().GetVersionToken()
+
+		resp, err := b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+			Sku: "SKU-HEADSET", Available: 42, VersionToken: token, Reason: "cycle count",
+		})
+		require.NoError(t, err)
+		require.EqualValues(t, 42, resp.GetProduct().GetAvailable())
+		require.NotEqual(t, token, resp.GetProduct().GetVersionToken())
+
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 7, VersionToken: token})
+		requireStatus(t, err, codes.Aborted, "version_token: ")
+		avail, _ := b.stock(t, "SKU-HEADSET")
+		require.EqualValues(t, 42, avail)
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = 'inventory.stock_adjusted.v1' AND aggregate_id = 'SKU-HEADSET'`))
+	})
+
+	t.Run("a reservation makes the token stale", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-HEADSET"})
+		require.NoError(t, err)
+		_, err = b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-HEADSET", 1)})
+		require.NoError(t, err)
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+			Sku: "SKU-HEADSET", Available: 1, VersionToken: read.GetProduct().GetVersionToken(),
+		})
+		requireStatus(t, err, codes.Aborted, "version_token: ")
+	})
+
+	t.Run("rejects forged and foreign tokens", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		mouse, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-MOUSE"})
+		require.NoError(t, err)
+		for _, token := range []string{"forged", mouse.GetProduct().GetVersionToken()} {
+			_, err := b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: token})
+			requireStatus(t, err, codes.Aborted, "version_token: ")
+		}
+		avail, _ := b.stock(t, "SKU-HEADSET")
+		require.EqualValues(t, 800, avail)
+	})
+
+	t.Run("rejects bad input and unknown SKUs", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		token := b.signer.Token("product", "SKU-NOPE", 1)
+		_, err := b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: token})
+		requireStatus(t, err, codes.NotFound, `sku: "SKU-NOPE" not found`)
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: "garbage"})
+		requireStatus(t, err, codes.NotFound, `sku: "SKU-NOPE" not found`)
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: -1, VersionToken: token})
+		requireStatus(t, err, codes.InvalidArgument, "available: ")
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: 1})
+		requireStatus(t, err, codes.InvalidArgument, "version_token: required")
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "", Available: 1, VersionToken: token})
+		requireStatus(t, err, codes.InvalidArgument, "sku: required")
+		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+	})
+}
+
+func TestRedisDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Nobody listens on port 1: every idempotency store call fails.
+	b := setup(t, setupOpts{redisAddr: "127.0.0.1:1"})
+
+	t.Run("ReserveStock and ReleaseStock run, guarded by the database", func(t *testing.T) {
+		req := &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-MOUSE", 1)}
+		first, err := b.client.ReserveStock(withKey(ctx, newKey()), req)
+		require.NoError(t, err)
+		again, err := b.client.ReserveStock(withKey(ctx, newKey()), req)
+		require.NoError(t, err)
+		require.Equal(t, first.GetReservation().GetReservationId(), again.GetReservation().GetReservationId())
+		avail, _ := b.stock(t, "SKU-MOUSE")
+		require.EqualValues(t, 999, avail)
+
+		_, err = b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: req.GetOrderId()})
+		require.NoError(t, err)
+		_, err = b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: req.GetOrderId()})
+		require.NoError(t, err)
+		avail, _ = b.stock(t, "SKU-MOUSE")
+		require.EqualValues(t, 1000, avail)
+	})
+
+	t.Run("AdjustStock answers Unavailable", func(t *testing.T) {
+		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-CABLE"})
+		require.NoError(t, err)
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+			Sku: "SKU-CABLE", Available: 1, VersionToken: read.GetProduct().GetVersionToken(),
+		})
+		requireStatus(t, err, codes.Unavailable, "")
+		avail, _ := b.stock(t, "SKU-CABLE")
+		require.EqualValues(t, 10000, avail)
+	})
+}
+
+func TestInternalErrorsDoNotLeak(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.pool.Close() // every query now fails inside the repository
+
+	_, err := b.client.GetStock(context.Background(), &inventoryv1.GetStockRequest{Sku: "SKU-MOUSE"})
+	requireStatus(t, err, codes.Internal, "internal error")
+	require.Equal(t, "internal error", status.Convert(err).Message())
+	_, err = b.client.ReserveStock(withKey(context.Background(), newKey()), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-MOUSE", 1)})
+	require.Equal(t, "internal error", status.Convert(err).Message())
+	require.Contains(t, b.logs.String(), "closed pool", "the detail is logged")
+}

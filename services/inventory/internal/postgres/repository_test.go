@@ -1,0 +1,552 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/outbox"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
+	"github.com/goodgo/goodgo/services/inventory/internal/postgres"
+)
+
+type testBundle struct {
+	repo *postgres.Repository
+	pool *pgxpool.Pool
+}
+
+func setup(t testing.TB) testBundle {
+	t.Helper()
+	pool := newDatabase(t)
+	w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	return testBundle{repo: postgres.NewRepository(pool, w), pool: pool}
+}
+
+// addProduct inserts a product with available units and returns its SKU.
+func (b testBundle) addProduct(t testing.TB, sku string, available int64) string {
+	t.Helper()
+	_, err := b.pool.Exec(context.Background(),
+		`INSERT INTO products (sku, name, currency_code, unit_price_minor, available) VALUES ($1, $1, 'EUR', 100, $2)`,
+		sku, available)
+	require.NoError(t, err)
+	return sku
+}
+
+// stock returns available, reserved and version of sku.
+func (b testBundle) stock(t testing.TB, sku string) (available, reserved, version int64) {
+	t.Helper()
+	err := b.pool.QueryRow(context.Background(),
+		`SELECT available, reserved, version FROM products WHERE sku = $1`, sku).Scan(&available, &reserved, &version)
+	require.NoError(t, err)
+	return available, reserved, version
+}
+
+type outboxRow struct {
+	Topic, AggregateType, AggregateID, EventType string
+	AggregateVersion                             int64
+	Payload                                      []byte
+}
+
+// events returns the outbox rows of an aggregate id in id order.
+func (b testBundle) events(t testing.TB, aggregateID string) []outboxRow {
+	t.Helper()
+	rows, err := b.pool.Query(context.Background(),
+		`SELECT topic, aggregate_type, aggregate_id, event_type, aggregate_version, payload
+		 FROM outbox WHERE aggregate_id = $1 ORDER BY id`, aggregateID)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
+	require.NoError(t, err)
+	return out
+}
+
+func (b testBundle) count(t testing.TB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), query, args...).Scan(&n))
+	return n
+}
+
+func reserveRequest(t testing.TB, orderID string, items ...inventory.Item) inventory.ReserveRequest {
+	t.Helper()
+	req, err := inventory.NewReserveRequest(orderID, items)
+	require.NoError(t, err)
+	return req
+}
+
+func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func TestReserve(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("takes every item and records the reservation with its event", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a, c := b.addProduct(t, "T-A", 10), b.addProduct(t, "T-C", 5)
+		orderID := newOrderID()
+
+		res, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: c, Quantity: 5}, inventory.Item{SKU: a, Quantity: 3}))
+		require.NoError(t, err)
+		require.True(t, created)
+		require.Equal(t, inventory.StatusReserved, res.Status)
+		require.Equal(t, orderID, res.OrderID)
+		require.Equal(t, []inventory.Item{{SKU: a, Quantity: 3}, {SKU: c, Quantity: 5}}, res.Items)
+		require.EqualValues(t, 1, res.Version)
+
+		avail, reserved, version := b.stock(t, a)
+		require.Equal(t, []int64{7, 3, 2}, []int64{avail, reserved, version}, "available, reserved, version of %s", a)
+		avail, reserved, _ = b.stock(t, c)
+		require.Equal(t, []int64{0, 5}, []int64{avail, reserved})
+
+		stored, err := b.repo.Reservation(ctx, orderID)
+		require.NoError(t, err)
+		require.Equal(t, res.ID, stored.ID)
+		require.Equal(t, res.Items, stored.Items)
+
+		evs := b.events(t, orderID)
+		require.Len(t, evs, 1)
+		require.Equal(t, outboxRow{
+			Topic: event.TopicInventory, AggregateType: event.AggregateReservation, AggregateID: orderID,
+			EventType: event.InventoryReserved, AggregateVersion: 1, Payload: evs[0].Payload,
+		}, evs[0])
+		var payload inventoryv1.StockReserved
+		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+		require.Equal(t, res.ID, payload.GetReservationId())
+		require.Equal(t, orderID, payload.GetOrderId())
+		require.Len(t, payload.GetItems(), 2)
+	})
+
+	t.Run("rejects the whole order when one item is short and takes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a, z := b.addProduct(t, "T-A", 10), b.addProduct(t, "T-Z", 1)
+		orderID := newOrderID()
+
+		// T-A is taken first (SKU order), then T-Z is short: T-A must come back.
+		res, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}, inventory.Item{SKU: z, Quantity: 2}))
+		require.NoError(t, err)
+		require.True(t, created)
+		require.Equal(t, inventory.StatusRejected, res.Status)
+		require.Equal(t, inventory.RejectInsufficientStock, res.RejectReason)
+		require.EqualValues(t, 1, res.Version)
+
+		for sku, want := range map[string]int64{a: 10, z: 1} {
+			avail, reserved, version := b.stock(t, sku)
+			require.Equal(t, []int64{want, 0, 1}, []int64{avail, reserved, version}, sku)
+		}
+		stored, err := b.repo.Reservation(ctx, orderID)
+		require.NoError(t, err)
+		require.Equal(t, inventory.StatusRejected, stored.Status)
+		require.Equal(t, res.Items, stored.Items, "a rejected reservation keeps the requested lines")
+
+		evs := b.events(t, orderID)
+		require.Len(t, evs, 1)
+		require.Equal(t, event.InventoryRejected, evs[0].EventType)
+		var payload inventoryv1.StockRejected
+		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+		require.Equal(t, inventory.RejectInsufficientStock, payload.GetReason())
+	})
+
+	t.Run("returns the existing reservation for a repeated order and writes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		orderID := newOrderID()
+		req := reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 2})
+
+		first, created, err := b.repo.Reserve(ctx, req)
+		require.NoError(t, err)
+		require.True(t, created)
+		again, created, err := b.repo.Reserve(ctx, req)
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, first.ID, again.ID)
+		require.Equal(t, first.Items, again.Items)
+		require.Equal(t, first.Status, again.Status)
+
+		avail, reserved, _ := b.stock(t, a)
+		require.Equal(t, []int64{8, 2}, []int64{avail, reserved})
+		require.Len(t, b.events(t, orderID), 1)
+	})
+
+	t.Run("fails on an unknown SKU and writes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		orderID := newOrderID()
+
+		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 1}, inventory.Item{SKU: "T-NOPE", Quantity: 1}))
+		var nf *inventory.NotFoundError
+		require.ErrorAs(t, err, &nf)
+		require.Equal(t, "T-NOPE", nf.Value)
+
+		avail, _, version := b.stock(t, a)
+		require.Equal(t, []int64{10, 1}, []int64{avail, version})
+		require.Zero(t, b.count(t, `SELECT count(*) FROM reservations`))
+		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+	})
+
+	t.Run("writes neither business rows nor events when the transaction fails after the business write", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		boom := errors.New("injected failure after the outbox insert")
+		w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
+		require.NoError(t, err)
+		repo := postgres.NewRepository(b.pool, failAfter{w, boom})
+		orderID := newOrderID()
+
+		_, _, err = repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 1}))
+		require.ErrorIs(t, err, boom)
+		avail, reserved, version := b.stock(t, a)
+		require.Equal(t, []int64{10, 0, 1}, []int64{avail, reserved, version})
+		require.Zero(t, b.count(t, `SELECT count(*) FROM reservations`))
+		require.Zero(t, b.count(t, `SELECT count(*) FROM reservation_items`))
+		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+	})
+
+	t.Run("a failed release or adjustment leaves the stock, the status and the outbox as they were", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		orderID := newOrderID()
+		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 3}))
+		require.NoError(t, err)
+		boom := errors.New("injected failure after the outbox insert")
+		w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
+		require.NoError(t, err)
+		failing := postgres.NewRepository(b.pool, failAfter{w, boom})
+
+		_, _, err = failing.Release(ctx, orderID)
+		require.ErrorIs(t, err, boom)
+		_, err = failing.AdjustStock(ctx, inventory.Adjustment{SKU: a, Available: 50, ExpectedVersion: 2})
+		require.ErrorIs(t, err, boom)
+
+		avail, reserved, version := b.stock(t, a)
+		require.Equal(t, []int64{7, 3, 2}, []int64{avail, reserved, version})
+		res, err := b.repo.Reservation(ctx, orderID)
+		require.NoError(t, err)
+		require.Equal(t, inventory.StatusReserved, res.Status)
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox`), "only the reservation's event")
+	})
+}
+
+// failAfter appends for real, then fails: the transaction has written its
+// business rows and its outbox rows and must roll back all of them.
+type failAfter struct {
+	w   *outbox.Writer
+	err error
+}
+
+func (f failAfter) Append(ctx context.Context, tx pgx.Tx, events ...outbox.Event) error {
+	if err := f.w.Append(ctx, tx, events...); err != nil {
+		return err
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil || n == 0 {
+		return fmt.Errorf("outbox row not visible in the transaction (n=%d): %w", n, err)
+	}
+	return f.err
+}
+
+func TestReserveConcurrency(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("200 orders of one unit on a SKU with 100 reserve exactly 100", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		hot := b.addProduct(t, "T-HOT", 100)
+
+		const orders = 200
+		var wg sync.WaitGroup
+		errs := make(chan error, orders)
+		for range orders {
+			wg.Go(func() {
+				_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), inventory.Item{SKU: hot, Quantity: 1}))
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+
+		avail, reserved, _ := b.stock(t, hot)
+		require.EqualValues(t, 0, avail)
+		require.EqualValues(t, 100, reserved)
+		require.Equal(t, 100, b.count(t, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`))
+		require.Equal(t, 100, b.count(t, `SELECT count(*) FROM reservations WHERE status = 'REJECTED'`))
+		require.Equal(t, 100, b.count(t, `SELECT coalesce(sum(i.quantity), 0) FROM reservation_items i JOIN reservations r ON r.id = i.reservation_id WHERE r.status = 'RESERVED'`))
+		require.Equal(t, 100, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = $1`, event.InventoryReserved))
+		require.Equal(t, 100, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = $1`, event.InventoryRejected))
+	})
+
+	t.Run("50 identical concurrent requests make one reservation", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 100)
+		orderID := newOrderID()
+		req := reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 3})
+
+		const n = 50
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			ids     = map[string]int{}
+			created int
+		)
+		for range n {
+			wg.Go(func() {
+				res, c, err := b.repo.Reserve(ctx, req)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					ids["error: "+err.Error()]++
+					return
+				}
+				ids[res.ID]++
+				if c {
+					created++
+				}
+			})
+		}
+		wg.Wait()
+		require.Len(t, ids, 1, "every call returns the same reservation: %v", ids)
+		require.Equal(t, 1, created)
+		avail, reserved, _ := b.stock(t, a)
+		require.Equal(t, []int64{97, 3}, []int64{avail, reserved})
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM reservations`))
+		require.Len(t, b.events(t, orderID), 1)
+	})
+
+	t.Run("multi-item orders over the same SKUs in any request order do not deadlock", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		skus := []string{b.addProduct(t, "T-A", 1000), b.addProduct(t, "T-B", 1000), b.addProduct(t, "T-C", 1000)}
+
+		const orders = 60
+		var wg sync.WaitGroup
+		errs := make(chan error, orders)
+		for i := range orders {
+			wg.Go(func() {
+				// Rotate the request order so that a naive implementation
+				// would lock in opposite orders.
+				items := []inventory.Item{
+					{SKU: skus[i%3], Quantity: 1}, {SKU: skus[(i+1)%3], Quantity: 1}, {SKU: skus[(i+2)%3], Quantity: 1},
+				}
+				_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), items...))
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		for _, sku := range skus {
+			avail, reserved, _ := b.stock(t, sku)
+			require.Equal(t, []int64{1000 - orders, orders}, []int64{avail, reserved}, sku)
+		}
+	})
+}
+
+func TestRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("returns exactly what was reserved, once", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a, c := b.addProduct(t, "T-A", 10), b.addProduct(t, "T-C", 10)
+		orderID := newOrderID()
+		reserved, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}, inventory.Item{SKU: c, Quantity: 1}))
+		require.NoError(t, err)
+
+		res, released, err := b.repo.Release(ctx, orderID)
+		require.NoError(t, err)
+		require.True(t, released)
+		require.Equal(t, inventory.StatusReleased, res.Status)
+		require.Equal(t, reserved.ID, res.ID)
+		require.Equal(t, reserved.Items, res.Items)
+		require.EqualValues(t, 2, res.Version)
+		for _, sku := range []string{a, c} {
+			avail, held, _ := b.stock(t, sku)
+			require.Equal(t, []int64{10, 0}, []int64{avail, held}, sku)
+		}
+
+		again, released, err := b.repo.Release(ctx, orderID)
+		require.NoError(t, err)
+		require.False(t, released)
+		require.Equal(t, inventory.StatusReleased, again.Status)
+		avail, _, _ := b.stock(t, a)
+		require.EqualValues(t, 10, avail, "a second release returns nothing")
+
+		evs := b.events(t, orderID)
+		require.Len(t, evs, 2)
+		require.Equal(t, event.InventoryReleased, evs[1].EventType)
+		require.EqualValues(t, 2, evs[1].AggregateVersion)
+		var payload inventoryv1.StockReleased
+		require.NoError(t, proto.Unmarshal(evs[1].Payload, &payload))
+		require.Len(t, payload.GetItems(), 2)
+	})
+
+	t.Run("returns the stock once when called concurrently", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		orderID := newOrderID()
+		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 7}))
+		require.NoError(t, err)
+
+		const n = 30
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			releases int
+		)
+		errs := make(chan error, n)
+		for range n {
+			wg.Go(func() {
+				res, released, err := b.repo.Release(ctx, orderID)
+				errs <- err
+				if err == nil && res.Status != inventory.StatusReleased {
+					errs <- fmt.Errorf("status %s", res.Status)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if released {
+					releases++
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.Equal(t, 1, releases)
+		avail, reserved, _ := b.stock(t, a)
+		require.Equal(t, []int64{10, 0}, []int64{avail, reserved})
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = $1`, event.InventoryReleased))
+	})
+
+	t.Run("leaves a rejected reservation and the stock alone", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 1)
+		orderID := newOrderID()
+		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 2}))
+		require.NoError(t, err)
+
+		res, released, err := b.repo.Release(ctx, orderID)
+		require.NoError(t, err)
+		require.False(t, released)
+		require.Equal(t, inventory.StatusRejected, res.Status)
+		avail, reserved, _ := b.stock(t, a)
+		require.Equal(t, []int64{1, 0}, []int64{avail, reserved})
+		require.Len(t, b.events(t, orderID), 1, "only the rejection")
+	})
+
+	t.Run("fails for an unknown order", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, _, err := b.repo.Release(ctx, newOrderID())
+		require.ErrorIs(t, err, inventory.ErrNotFound)
+		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+	})
+}
+
+func TestAdjustStock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("sets available at the expected version and records the event", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+
+		p, err := b.repo.AdjustStock(ctx, inventory.Adjustment{SKU: a, Available: 42, ExpectedVersion: 1, Reason: "recount"})
+		require.NoError(t, err)
+		require.EqualValues(t, 42, p.Available)
+		require.EqualValues(t, 2, p.Version)
+
+		evs := b.events(t, a)
+		require.Len(t, evs, 1)
+		require.Equal(t, event.AggregateProduct, evs[0].AggregateType)
+		require.Equal(t, event.InventoryStockAdjusted, evs[0].EventType)
+		require.EqualValues(t, 2, evs[0].AggregateVersion)
+		var payload inventoryv1.StockAdjusted
+		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+		require.Equal(t, "recount", payload.GetReason())
+		require.EqualValues(t, 42, payload.GetAvailable())
+	})
+
+	t.Run("rejects a stale version and changes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		// A reservation moves the stock, so version 1 is stale afterwards.
+		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), inventory.Item{SKU: a, Quantity: 1}))
+		require.NoError(t, err)
+
+		_, err = b.repo.AdjustStock(ctx, inventory.Adjustment{SKU: a, Available: 42, ExpectedVersion: 1})
+		require.ErrorIs(t, err, optlock.ErrConflict)
+		avail, _, version := b.stock(t, a)
+		require.Equal(t, []int64{9, 2}, []int64{avail, version})
+		require.Empty(t, b.events(t, a))
+	})
+
+	t.Run("fails for an unknown SKU", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.repo.AdjustStock(ctx, inventory.Adjustment{SKU: "T-NOPE", Available: 1, ExpectedVersion: 1})
+		require.ErrorIs(t, err, inventory.ErrNotFound)
+		require.NotErrorIs(t, err, optlock.ErrConflict)
+	})
+}
+
+func TestCatalog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+
+	t.Run("the migration seeds the demo catalog", func(t *testing.T) {
+		all, err := b.repo.ListProducts(ctx, "", 100)
+		require.NoError(t, err)
+		require.Len(t, all, 9)
+		require.Equal(t, "SKU-CABLE", all[0].SKU, "SKU order")
+		p, err := b.repo.Product(ctx, "SKU-LIMITED")
+		require.NoError(t, err)
+		require.Equal(t, inventory.Money{Currency: "USD", AmountMinor: 1500}, p.UnitPrice)
+		require.EqualValues(t, 5, p.Available)
+	})
+
+	t.Run("pages by SKU", func(t *testing.T) {
+		page, err := b.repo.ListProducts(ctx, "SKU-LAPTOP", 2)
+		require.NoError(t, err)
+		require.Equal(t, []string{"SKU-LIMITED", "SKU-MONITOR"}, []string{page[0].SKU, page[1].SKU})
+	})
+
+	t.Run("omits unknown SKUs", func(t *testing.T) {
+		ps, err := b.repo.ProductsBySKU(ctx, []string{"SKU-MOUSE", "SKU-NOPE"})
+		require.NoError(t, err)
+		require.Len(t, ps, 1)
+		_, err = b.repo.Product(ctx, "SKU-NOPE")
+		require.ErrorIs(t, err, inventory.ErrNotFound)
+	})
+}

@@ -1,0 +1,237 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
+	"github.com/goodgo/goodgo/services/inventory/internal/postgres/inventorydb"
+)
+
+// Reserve creates the reservation of req.OrderID in one transaction: every
+// item is taken from available stock (status RESERVED, event
+// inventory.reserved.v1) or none is (status REJECTED "insufficient_stock",
+// event inventory.rejected.v1). created is false when the order already had
+// a reservation: that one is returned unchanged and nothing is written, so a
+// retried or duplicated request never reserves twice. An unknown SKU fails
+// with an error wrapping inventory.ErrNotFound (a *inventory.NotFoundError
+// whose Value is the SKU) and nothing is written.
+//
+// How concurrency is handled:
+//   - The reservation row is inserted first, ON CONFLICT (order_id) DO
+//     NOTHING. A concurrent duplicate blocks on the unique index until the
+//     first transaction ends, then finds its row: one reservation per order.
+//   - Stock is taken with one conditional UPDATE per SKU, in SKU order (the
+//     order every writer locks products in, so no deadlock), inside a
+//     savepoint when there are several items. The row lock serializes writers of a hot SKU and the
+//     condition is re-checked on the newest row, so available never goes
+//     negative. If any SKU is short, the savepoint is rolled back and the
+//     reservation is marked REJECTED instead.
+func (r *Repository) Reserve(ctx context.Context, req inventory.ReserveRequest) (res inventory.Reservation, created bool, err error) {
+	orderID, err := uuid.Parse(req.OrderID)
+	if err != nil {
+		return inventory.Reservation{}, false, fmt.Errorf("reserve: order id: %w", err)
+	}
+	id, err := newID()
+	if err != nil {
+		return inventory.Reservation{}, false, err
+	}
+	skus := make([]string, len(req.Items))
+	quantities := make([]int32, len(req.Items))
+	for i, it := range req.Items {
+		skus[i], quantities[i] = it.SKU, it.Quantity
+	}
+
+	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		q := r.q.WithTx(tx)
+		row, err := q.CreateReservation(ctx, inventorydb.CreateReservationParams{
+			ID: id, OrderID: orderID, Skus: skus, Quantities: quantities,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			res, err = loadReservation(ctx, q, orderID)
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("create reservation: %w", err)
+		}
+		created = true
+		res = inventory.Reservation{
+			ID: row.ID.String(), OrderID: row.OrderID.String(), Status: inventory.StatusReserved,
+			Items: req.Items, Version: row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+		}
+
+		taken, err := takeStock(ctx, tx, req.Items)
+		if err != nil {
+			return err
+		}
+		if !taken {
+			rejected, err := q.RejectReservation(ctx, inventorydb.RejectReservationParams{
+				ID: row.ID, RejectReason: inventory.RejectInsufficientStock,
+			})
+			if err != nil {
+				return fmt.Errorf("reject reservation: %w", err)
+			}
+			res.Status, res.RejectReason, res.Version = inventory.StatusRejected, rejected.RejectReason, rejected.Version
+		}
+		return r.events.Append(ctx, tx, reservationEvent(res))
+	})
+	if isForeignKeyViolation(err) {
+		return inventory.Reservation{}, false, r.unknownSKU(ctx, skus)
+	}
+	if err != nil {
+		return inventory.Reservation{}, false, fmt.Errorf("reserve stock for order %s: %w", req.OrderID, err)
+	}
+	return res, created, nil
+}
+
+// takeStock takes every item or none. It reports false, having changed
+// nothing, when some SKU is short.
+//
+// One item needs no savepoint: its conditional UPDATE either takes the
+// stock or changes nothing. That matters on a hot SKU, whose row lock is
+// held until commit: one round trip less under the lock. Several items are
+// taken inside a savepoint, rolled back if a later one is short.
+func takeStock(ctx context.Context, tx pgx.Tx, items []inventory.Item) (bool, error) {
+	if len(items) == 1 {
+		it := items[0]
+		n, err := inventorydb.New(tx).TakeStock(ctx, inventorydb.TakeStockParams{SKU: it.SKU, Quantity: int64(it.Quantity)})
+		if err != nil {
+			return false, fmt.Errorf("take %d of %s: %w", it.Quantity, it.SKU, err)
+		}
+		return n == 1, nil
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("savepoint: %w", err)
+	}
+	q := inventorydb.New(sp)
+	for _, it := range items { // items are in SKU order: the lock order
+		n, err := q.TakeStock(ctx, inventorydb.TakeStockParams{SKU: it.SKU, Quantity: int64(it.Quantity)})
+		if err != nil {
+			return false, fmt.Errorf("take %d of %s: %w", it.Quantity, it.SKU, err)
+		}
+		if n == 0 {
+			// Undo the items already taken; the row locks stay until the
+			// transaction ends, which is harmless and short.
+			if err := sp.Rollback(ctx); err != nil {
+				return false, fmt.Errorf("rollback to savepoint: %w", err)
+			}
+			return false, nil
+		}
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return false, fmt.Errorf("release savepoint: %w", err)
+	}
+	return true, nil
+}
+
+// unknownSKU names the first SKU of skus that is not in the catalog, after a
+// foreign-key violation rolled the reservation back.
+func (r *Repository) unknownSKU(ctx context.Context, skus []string) error {
+	found, err := r.q.GetProductsBySKU(ctx, skus)
+	if err != nil {
+		return fmt.Errorf("find unknown sku: %w", err)
+	}
+	for _, sku := range skus {
+		if !slices.ContainsFunc(found, func(p inventorydb.Product) bool { return p.SKU == sku }) {
+			return inventory.NotFound("sku", sku)
+		}
+	}
+	// Every SKU exists now, so the violation was not about them.
+	return errors.New("reserve: foreign key violation with every sku present")
+}
+
+// Release gives back what the reservation of orderID holds and marks it
+// RELEASED, appending inventory.released.v1, in one transaction. A
+// reservation that is already RELEASED or was REJECTED is returned unchanged
+// with released false and nothing written. An unknown order fails with an
+// error wrapping inventory.ErrNotFound.
+//
+// The status change is a conditional UPDATE (RESERVED → RELEASED) that locks
+// the reservation row: of two concurrent releases, the second waits, then
+// matches nothing and returns the released reservation, so stock is returned
+// exactly once. Products are then updated in SKU order, the lock order
+// Reserve follows.
+func (r *Repository) Release(ctx context.Context, orderID string) (res inventory.Reservation, released bool, err error) {
+	oid, err := uuid.Parse(orderID)
+	if err != nil {
+		return inventory.Reservation{}, false, fmt.Errorf("release: order id: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		q := r.q.WithTx(tx)
+		row, err := q.ReleaseReservation(ctx, oid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			res, err = loadReservation(ctx, q, oid)
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("release reservation: %w", err)
+		}
+		released = true
+		if res, err = reservationFromDB(ctx, q, row); err != nil {
+			return err
+		}
+		for _, it := range res.Items { // SKU order: the lock order
+			n, err := q.ReturnStock(ctx, inventorydb.ReturnStockParams{SKU: it.SKU, Quantity: int64(it.Quantity)})
+			if err != nil {
+				return fmt.Errorf("return %d of %s: %w", it.Quantity, it.SKU, err)
+			}
+			if n != 1 {
+				// The product holds less reserved stock than this
+				// reservation: bookkeeping is broken. Change nothing.
+				return fmt.Errorf("return %d of %s: product holds less reserved stock", it.Quantity, it.SKU)
+			}
+		}
+		return r.events.Append(ctx, tx, reservationEvent(res))
+	})
+	if err != nil {
+		return inventory.Reservation{}, false, fmt.Errorf("release stock of order %s: %w", orderID, err)
+	}
+	return res, released, nil
+}
+
+// Reservation returns the reservation of orderID, or an error wrapping
+// inventory.ErrNotFound.
+func (r *Repository) Reservation(ctx context.Context, orderID string) (inventory.Reservation, error) {
+	oid, err := uuid.Parse(orderID)
+	if err != nil {
+		return inventory.Reservation{}, fmt.Errorf("reservation: order id: %w", err)
+	}
+	return loadReservation(ctx, r.q, oid)
+}
+
+// loadReservation reads a reservation with its items.
+func loadReservation(ctx context.Context, q *inventorydb.Queries, orderID uuid.UUID) (inventory.Reservation, error) {
+	row, err := q.GetReservationByOrder(ctx, orderID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return inventory.Reservation{}, inventory.NotFound("order_id", orderID.String())
+	}
+	if err != nil {
+		return inventory.Reservation{}, fmt.Errorf("get reservation: %w", err)
+	}
+	return reservationFromDB(ctx, q, row)
+}
+
+func reservationFromDB(ctx context.Context, q *inventorydb.Queries, row inventorydb.Reservation) (inventory.Reservation, error) {
+	status, err := inventory.ParseStatus(row.Status)
+	if err != nil {
+		return inventory.Reservation{}, fmt.Errorf("stored reservation %s: %w", row.ID, err)
+	}
+	lines, err := q.ListReservationItems(ctx, row.ID)
+	if err != nil {
+		return inventory.Reservation{}, fmt.Errorf("list reservation items: %w", err)
+	}
+	items := make([]inventory.Item, len(lines))
+	for i, l := range lines {
+		items[i] = inventory.Item{SKU: l.SKU, Quantity: l.Quantity}
+	}
+	return inventory.Reservation{
+		ID: row.ID.String(), OrderID: row.OrderID.String(), Status: status, Items: items,
+		RejectReason: row.RejectReason, Version: row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+	}, nil
+}

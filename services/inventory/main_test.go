@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/grpcclient"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/pgtest"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+)
+
+// TestRun starts the whole binary in-process (run with ports :0, a pgtest
+// database holding the seeded catalog, the real Redis) and drives it with a
+// real gRPC client and HTTP requests.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	dbURL, _ := pgtest.NewDatabase(t, db.Inventory)
+	env := map[string]string{
+		"GRPC_ADDR":       "127.0.0.1:0",
+		"HTTP_ADDR":       "127.0.0.1:0",
+		"DATABASE_URL":    dbURL,
+		"IDEMPOTENCY_TTL": "1m", // keys of this test expire soon after it
+		"STARTUP_TIMEOUT": "10s",
+	}
+	cfg, err := loadConfig(mapLookup(env))
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := newLogWatcher(t)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logs, mapLookup(env)) }()
+
+	grpcAddr := logs.waitFor(t, "grpc server listening", "addr")
+	httpAddr := logs.waitFor(t, "ops http server listening", "addr")
+
+	conn, err := grpcclient.Dial(grpcAddr)
+	require.NoError(t, err)
+	defer func() { _ = conn.Close() }()
+	client := inventoryv1.NewInventoryServiceClient(conn)
+	key := func() context.Context {
+		return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, uuid.NewString())
+	}
+
+	t.Run("health is SERVING", func(t *testing.T) {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		require.NoError(t, err)
+		require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+		resp, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: inventoryv1.InventoryService_ServiceDesc.ServiceName})
+		require.NoError(t, err)
+		require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+	})
+
+	t.Run("GetProducts returns the seeded catalog", func(t *testing.T) {
+		resp, err := client.GetProducts(ctx, &inventoryv1.GetProductsRequest{})
+		require.NoError(t, err)
+		var skus []string
+		for _, p := range resp.GetProducts() {
+			skus = append(skus, p.GetSku())
+		}
+		require.Equal(t, []string{"SKU-CABLE", "SKU-DOCK", "SKU-HEADSET", "SKU-KEYBOARD", "SKU-LAPTOP",
+			"SKU-LIMITED", "SKU-MONITOR", "SKU-MOUSE", "SKU-WEBCAM"}, skus)
+	})
+
+	t.Run("reserve, release and adjust with a version token", func(t *testing.T) {
+		orderID := uuid.NewString()
+		res, err := client.ReserveStock(key(), &inventoryv1.ReserveStockRequest{
+			OrderId: orderID, Items: []*inventoryv1.ReservationItem{{Sku: "SKU-KEYBOARD", Quantity: 2}},
+		})
+		require.NoError(t, err)
+		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED, res.GetReservation().GetStatus())
+
+		stock, err := client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-KEYBOARD"})
+		require.NoError(t, err)
+		require.EqualValues(t, 998, stock.GetProduct().GetAvailable())
+		require.EqualValues(t, 2, stock.GetProduct().GetReserved())
+
+		rel, err := client.ReleaseStock(key(), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		require.NoError(t, err)
+		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED, rel.GetReservation().GetStatus())
+
+		// The release moved the stock: the token read before it is stale.
+		_, err = client.AdjustStock(key(), &inventoryv1.AdjustStockRequest{
+			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(),
+		})
+		require.Equal(t, codes.Aborted, status.Code(err))
+
+		stock, err = client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-KEYBOARD"})
+		require.NoError(t, err)
+		require.EqualValues(t, 1000, stock.GetProduct().GetAvailable())
+		adj, err := client.AdjustStock(key(), &inventoryv1.AdjustStockRequest{
+			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(), Reason: "delivery",
+		})
+		require.NoError(t, err)
+		require.EqualValues(t, 1500, adj.GetProduct().GetAvailable())
+	})
+
+	t.Run("ops endpoints serve metrics, liveness and readiness", func(t *testing.T) {
+		body := httpGet(t, "http://"+httpAddr+"/metrics")
+		for _, name := range []string{
+			"grpc_server_handled_total", "idempotency_checks_total", "optimistic_lock_attempts_total",
+			"outbox_events_total", "go_goroutines",
+		} {
+			require.Contains(t, body, name)
+		}
+		require.Equal(t, "ok\n", httpGet(t, "http://"+httpAddr+"/healthz"))
+		require.Equal(t, "ok\n", httpGet(t, "http://"+httpAddr+"/readyz"))
+	})
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+}
+
+func TestRunFailsWhenPostgresIsUnreachable(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		// Nobody listens on port 1.
+		"DATABASE_URL":    "postgres://postgres@127.0.0.1:1/goodgo_inventory?sslmode=disable",
+		"STARTUP_TIMEOUT": "300ms",
+	}
+	cfg, err := loadConfig(mapLookup(env))
+	require.NoError(t, err)
+	err = run(context.Background(), cfg, io.Discard, mapLookup(env))
+	require.ErrorContains(t, err, "postgres")
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+
+	t.Run("defaults work on a developer machine", func(t *testing.T) {
+		cfg, err := loadConfig(mapLookup(nil))
+		require.NoError(t, err)
+		require.Equal(t, "inventory", cfg.Service)
+		require.Equal(t, "127.0.0.1:50053", cfg.GRPCAddr)
+		require.Equal(t, "127.0.0.1:9093", cfg.HTTPAddr)
+		require.Equal(t, "postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable", cfg.DatabaseURL)
+		require.Equal(t, "redis://127.0.0.1:6379/0", cfg.RedisURL)
+		require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
+		require.True(t, cfg.VersionTokenKeys.Dev)
+		require.True(t, cfg.DevOutboxKeys)
+		require.Equal(t, "dev", cfg.VersionTokenKeys.Active)
+		require.NotNil(t, cfg.OutboxKeys)
+	})
+
+	t.Run("real keys replace the development ones", func(t *testing.T) {
+		k := "a:" + strings.Repeat("QUFB", 10) + "QUE=" // 32 bytes
+		cfg, err := loadConfig(mapLookup(map[string]string{"VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": k}))
+		require.NoError(t, err)
+		require.False(t, cfg.VersionTokenKeys.Dev)
+		require.False(t, cfg.DevOutboxKeys)
+		require.Equal(t, "a", cfg.VersionTokenKeys.Active)
+	})
+
+	bad := map[string]map[string]string{
+		"DATABASE_URL":             {"DATABASE_URL": "mysql://x"},
+		"REDIS_URL":                {"REDIS_URL": "::"},
+		"IDEMPOTENCY_TTL":          {"IDEMPOTENCY_TTL": "10ms"},
+		"GRPC_ADDR":                {"GRPC_ADDR": "nope"},
+		"VERSION_TOKEN_KEYS":       {"VERSION_TOKEN_KEYS": "k:c2hvcnQ="},
+		"VERSION_TOKEN_ACTIVE_KEY": {"VERSION_TOKEN_ACTIVE_KEY": "other"},
+		"OUTBOX_KEYS":              {"OUTBOX_KEYS": "no-colon"},
+	}
+	for name, env := range bad {
+		t.Run(name+" is named when bad", func(t *testing.T) {
+			_, err := loadConfig(mapLookup(env))
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), name+": "), err.Error())
+			require.NotContains(t, err.Error(), "\n", "one line for one bad variable")
+		})
+	}
+}
+
+func mapLookup(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:noctx // a test against a local server
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	require.Equal(t, http.StatusOK, resp.StatusCode, url)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(body)
+}
+
+// logWatcher is the binary's stdout: it keeps the JSON log lines so that the
+// test can find the addresses the servers bound.
+type logWatcher struct {
+	mu    sync.Mutex
+	lines []map[string]any
+	w     *io.PipeWriter
+}
+
+func newLogWatcher(t *testing.T) *logWatcher {
+	r, w := io.Pipe()
+	l := &logWatcher{w: w}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				l.mu.Lock()
+				l.lines = append(l.lines, line)
+				l.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = w.Close() })
+	return l
+}
+
+func (l *logWatcher) Write(p []byte) (int, error) { return l.w.Write(p) }
+
+// waitFor returns attribute attr of the first log line whose message is msg.
+func (l *logWatcher) waitFor(t *testing.T, msg, attr string) string {
+	t.Helper()
+	var value string
+	require.Eventually(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, line := range l.lines {
+			if line["msg"] == msg {
+				value, _ = line[attr].(string)
+				return value != ""
+			}
+		}
+		return false
+	}, 15*time.Second, 10*time.Millisecond, "no %q log line", msg)
+	return value
+}
