@@ -67,3 +67,42 @@ func positive(e *Env, name string, def time.Duration) time.Duration {
 	e.invalid(name, e.String(name, ""), "must be positive")
 	return def
 }
+
+// Redis names the Redis that holds idempotency keys: REDIS_URL (default
+// redis://127.0.0.1:6379/0), or REDIS_ADDRS (comma-separated host:port) for
+// Redis Cluster, which takes precedence and takes only credentials and TLS
+// from REDIS_URL.
+type Redis struct {
+	URL   string
+	Addrs []string
+}
+
+// LoadRedis reads REDIS_URL and REDIS_ADDRS.
+func LoadRedis(e *Env) Redis {
+	return Redis{
+		URL:   e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		Addrs: e.List("REDIS_ADDRS", nil),
+	}
+}
+
+// Idempotency tunes the idempotency keys of a service's mutating RPCs.
+type Idempotency struct {
+	// TTL is how long a completed request is replayed (IDEMPOTENCY_TTL,
+	// default 24h, at least 1s).
+	TTL time.Duration
+	// Prefix starts every key in Redis (IDEMPOTENCY_KEY_PREFIX, default
+	// "idem:"); keys are scoped by caller and method, so services may share it.
+	Prefix string
+}
+
+// LoadIdempotency reads IDEMPOTENCY_TTL and IDEMPOTENCY_KEY_PREFIX.
+func LoadIdempotency(e *Env) Idempotency {
+	c := Idempotency{
+		TTL:    e.Duration("IDEMPOTENCY_TTL", 24*time.Hour),
+		Prefix: e.String("IDEMPOTENCY_KEY_PREFIX", "idem:"),
+	}
+	if c.TTL < time.Second {
+		e.Invalid("IDEMPOTENCY_TTL", "must be at least 1s")
+	}
+	return c
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/goodgo/goodgo/platform/keyring"
 )
 
 // KeySet is a set of named secret keys with one active key: the shape of
@@ -89,6 +91,21 @@ func ParseKeys(spec string, minLen int) (map[string][]byte, error) {
 // everywhere so that, for example, the outbox relay opens what the services
 // seal. Never use them in production.
 const (
-	DevVersionTokenKeys = "dev:Z29vZGdvLWRldi12ZXJzaW9uLXRva2VuLWtleS0wMDE="
-	DevEncryptionKeys   = "dev:Z29vZGdvLWRldi1vdXRib3gtcGlpLWtleS0wMDAwMDE="
+	DevVersionTokenKeys = "dev:Z29vZGdvLWRldi12ZXJzaW9uLXRva2VuLWtleS0wMDE=" //nolint:gosec // public by design, see above
+	DevEncryptionKeys   = "dev:Z29vZGdvLWRldi1vdXRib3gtcGlpLWtleS0wMDAwMDE=" //nolint:gosec // public by design, see above
 )
+
+// Keyring reads an AES-256-GCM keyring from keysName and activeName as
+// KeySet does (keys of exactly 32 bytes), and reports whether the public
+// development key is in use.
+func (e *Env) Keyring(keysName, activeName, devSpec string) (*keyring.Keyring, bool) {
+	ks := e.KeySet(keysName, activeName, devSpec, keyring.KeySize)
+	if ks.Active == "" {
+		return nil, ks.Dev // the problem is already recorded
+	}
+	kr, err := keyring.New(ks.Active, ks.Keys)
+	if err != nil {
+		e.Invalid(keysName, err.Error())
+	}
+	return kr, ks.Dev
+}

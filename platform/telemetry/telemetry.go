@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -111,4 +113,19 @@ func isSet(lookup func(string) (string, bool), name string) bool {
 func sdkDisabled(lookup func(string) (string, bool)) bool {
 	v, _ := lookup("OTEL_SDK_DISABLED")
 	return strings.EqualFold(strings.TrimSpace(v), "true")
+}
+
+// FlushTimeout bounds Close: exporting the last spans must not hold up a
+// shutdown that Kubernetes is timing.
+const FlushTimeout = 5 * time.Second
+
+// Close flushes and stops the tracer provider within FlushTimeout, even when
+// ctx is already cancelled (it usually is: the binary is stopping). A failure
+// is logged, not returned: the binary's work is done either way.
+func (t *Telemetry) Close(ctx context.Context, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FlushTimeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		logger.WarnContext(ctx, "telemetry shutdown", "error", err)
+	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"time"
-
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/keyring"
 )
@@ -11,7 +9,7 @@ import (
 // environment by loadConfig. Every variable has a default that works on a
 // developer machine.
 type Config struct {
-	// Common: GRPC_ADDR (127.0.0.1:50053), HTTP_ADDR (127.0.0.1:9093),
+	// Common: GRPC_ADDR (127.0.0.1:50053), HTTP_ADDR (127.0.0.1:9103),
 	// LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
 	config.Common
 
@@ -19,18 +17,16 @@ type Config struct {
 	// it is created if missing and migrated at start, which also seeds the
 	// demo catalog. Pool size: the pool_max_conns URL parameter (default 10).
 	DatabaseURL string
-	// RedisURL is the Redis server holding idempotency keys (REDIS_URL).
-	RedisURL string
-	// RedisAddrs, when set, names Redis Cluster nodes and takes precedence
-	// over RedisURL (REDIS_ADDRS, comma-separated host:port).
-	RedisAddrs []string
-	// IdempotencyTTL is how long a completed request is replayed
-	// (IDEMPOTENCY_TTL, default 24h).
-	IdempotencyTTL time.Duration
-	// VersionTokenKeys sign and verify version tokens (VERSION_TOKEN_KEYS
-	// "kid:base64,…", keys of at least 32 bytes; VERSION_TOKEN_ACTIVE_KEY,
-	// default the only key id). Unset: the public development key.
-	VersionTokenKeys config.KeySet
+	// Redis holds the idempotency keys (REDIS_URL, REDIS_ADDRS).
+	Redis config.Redis
+	// Idempotency tunes the idempotency keys (IDEMPOTENCY_TTL,
+	// IDEMPOTENCY_KEY_PREFIX).
+	Idempotency config.Idempotency
+	// VersionTokens sign and verify version tokens, by key id
+	// (VERSION_TOKEN_KEYS "kid:base64,…", keys of at least 32 bytes;
+	// VERSION_TOKEN_ACTIVE_KEY signs, default the only key id). Unset, the
+	// public development key is used and run logs a warning.
+	VersionTokens config.KeySet
 	// OutboxKeys seals PII event payloads (OUTBOX_KEYS "kid:base64,…" of
 	// 32-byte AES-256 keys; OUTBOX_ACTIVE_KEY, default the only key id).
 	// No inventory event carries personal data today; the keyring is
@@ -46,23 +42,12 @@ type Config struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Common:         config.LoadCommon(e, "inventory", "127.0.0.1:50053", "127.0.0.1:9093"),
-		DatabaseURL:    e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable", "postgres", "postgresql"),
-		RedisURL:       e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		RedisAddrs:     e.List("REDIS_ADDRS", nil),
-		IdempotencyTTL: e.Duration("IDEMPOTENCY_TTL", 24*time.Hour),
+		Common:        config.LoadCommon(e, "inventory", "127.0.0.1:50053", "127.0.0.1:9103"),
+		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable", "postgres", "postgresql"),
+		Redis:         config.LoadRedis(e),
+		Idempotency:   config.LoadIdempotency(e),
+		VersionTokens: e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32),
 	}
-	if c.IdempotencyTTL < time.Second {
-		e.Invalid("IDEMPOTENCY_TTL", "must be at least 1s")
-	}
-	c.VersionTokenKeys = e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32)
-	outboxKeys := e.KeySet("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys, keyring.KeySize)
-	c.DevOutboxKeys = outboxKeys.Dev
-	if outboxKeys.Active != "" {
-		var err error
-		if c.OutboxKeys, err = keyring.New(outboxKeys.Active, outboxKeys.Keys); err != nil {
-			e.Invalid("OUTBOX_KEYS", err.Error())
-		}
-	}
+	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
 	return c, e.Err()
 }

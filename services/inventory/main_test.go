@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -32,11 +33,12 @@ func TestRun(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, db.Inventory)
 	env := map[string]string{
-		"GRPC_ADDR":       "127.0.0.1:0",
-		"HTTP_ADDR":       "127.0.0.1:0",
-		"DATABASE_URL":    dbURL,
-		"IDEMPOTENCY_TTL": "1m", // keys of this test expire soon after it
-		"STARTUP_TIMEOUT": "10s",
+		"GRPC_ADDR":              "127.0.0.1:0",
+		"HTTP_ADDR":              "127.0.0.1:0",
+		"DATABASE_URL":           dbURL,
+		"IDEMPOTENCY_TTL":        "1m", // keys of this test expire soon after it
+		"IDEMPOTENCY_KEY_PREFIX": "inventory-main-test:" + uuid.NewString() + ":",
+		"STARTUP_TIMEOUT":        "10s",
 	}
 	cfg, err := loadConfig(mapLookup(env))
 	require.NoError(t, err)
@@ -49,6 +51,8 @@ func TestRun(t *testing.T) {
 
 	grpcAddr := logs.waitFor(t, "grpc server listening", "addr")
 	httpAddr := logs.waitFor(t, "ops http server listening", "addr")
+	require.Equal(t, grpcAddr, logs.waitFor(t, "inventory service started", "grpc_addr"))
+	require.Equal(t, httpAddr, logs.waitFor(t, "inventory service started", "http_addr"))
 
 	conn, err := grpcclient.Dial(grpcAddr)
 	require.NoError(t, err)
@@ -109,6 +113,12 @@ func TestRun(t *testing.T) {
 		})
 		require.NoError(t, err)
 		require.EqualValues(t, 1500, adj.GetProduct().GetAvailable())
+
+		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+		defer func() { _ = rdb.Close() }()
+		keys, err := rdb.Keys(ctx, env["IDEMPOTENCY_KEY_PREFIX"]+"*").Result()
+		require.NoError(t, err)
+		require.NotEmpty(t, keys, "idempotency keys are stored under IDEMPOTENCY_KEY_PREFIX")
 	})
 
 	t.Run("ops endpoints serve metrics, liveness and readiness", func(t *testing.T) {
@@ -130,6 +140,7 @@ func TestRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after its context was cancelled")
 	}
+	require.Equal(t, "inventory", logs.waitFor(t, "inventory service stopped", "service"))
 }
 
 func TestRunFailsWhenPostgresIsUnreachable(t *testing.T) {
@@ -154,13 +165,13 @@ func TestLoadConfig(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "inventory", cfg.Service)
 		require.Equal(t, "127.0.0.1:50053", cfg.GRPCAddr)
-		require.Equal(t, "127.0.0.1:9093", cfg.HTTPAddr)
+		require.Equal(t, "127.0.0.1:9103", cfg.HTTPAddr)
 		require.Equal(t, "postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable", cfg.DatabaseURL)
-		require.Equal(t, "redis://127.0.0.1:6379/0", cfg.RedisURL)
-		require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
-		require.True(t, cfg.VersionTokenKeys.Dev)
+		require.Equal(t, "redis://127.0.0.1:6379/0", cfg.Redis.URL)
+		require.Equal(t, 24*time.Hour, cfg.Idempotency.TTL)
+		require.True(t, cfg.VersionTokens.Dev)
 		require.True(t, cfg.DevOutboxKeys)
-		require.Equal(t, "dev", cfg.VersionTokenKeys.Active)
+		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.NotNil(t, cfg.OutboxKeys)
 	})
 
@@ -168,9 +179,9 @@ func TestLoadConfig(t *testing.T) {
 		k := "a:" + strings.Repeat("QUFB", 10) + "QUE=" // 32 bytes
 		cfg, err := loadConfig(mapLookup(map[string]string{"VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": k}))
 		require.NoError(t, err)
-		require.False(t, cfg.VersionTokenKeys.Dev)
+		require.False(t, cfg.VersionTokens.Dev)
 		require.False(t, cfg.DevOutboxKeys)
-		require.Equal(t, "a", cfg.VersionTokenKeys.Active)
+		require.Equal(t, "a", cfg.VersionTokens.Active)
 	})
 
 	bad := map[string]map[string]string{

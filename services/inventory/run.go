@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
-	"log/slog"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
@@ -25,52 +23,44 @@ import (
 	inventorypg "github.com/goodgo/goodgo/services/inventory/internal/postgres"
 )
 
-// telemetryFlushTimeout bounds flushing the last spans at exit.
-const telemetryFlushTimeout = 5 * time.Second
-
 // run is the composition root: it connects to PostgreSQL (creating and
 // migrating the database) and Redis, wires the use cases behind the gRPC
-// server and the ops HTTP server, and serves until ctx is cancelled. Then
-// both servers drain and run returns nil; it returns an error when start-up
-// fails or a server stops on its own. Logs go to stdout as JSON; lookup
-// supplies the OTEL_* variables.
-func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) (string, bool)) error {
+// server with the idempotency guard, and serves gRPC and the ops HTTP
+// endpoints until ctx is cancelled; then both drain and run returns nil. It
+// returns an error when start-up fails or a server stops on its own. Logs go
+// to stdout as JSON; lookup supplies the OTEL_* variables.
+func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
-	if cfg.VersionTokenKeys.Dev {
+	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
+	if err != nil {
+		return err
+	}
+	defer tel.Close(ctx, logger) // last, after the servers stopped, so the final spans are flushed
+	reg := tel.Registry
+	if cfg.VersionTokens.Dev {
 		logger.Warn("VERSION_TOKEN_KEYS unset: signing version tokens with the public development key")
 	}
 	if cfg.DevOutboxKeys {
 		logger.Warn("OUTBOX_KEYS unset: using the public development key for PII event payloads")
 	}
 
-	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
-		defer cancel()
-		if err := tel.Shutdown(fctx); err != nil {
-			logger.Warn("telemetry shutdown", "error", err)
-		}
-	}()
-	reg := tel.Registry
-
-	startCtx, cancelStart := context.WithTimeout(ctx, cfg.StartupTimeout)
-	defer cancelStart()
-	pool, err := postgres.Open(startCtx, cfg.DatabaseURL, db.Inventory, logger, cfg.StartupTimeout)
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL, db.Inventory, logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	rdb, err := redisclient.Connect(startCtx, cfg.RedisURL, cfg.RedisAddrs, logger, cfg.StartupTimeout)
+	rdb, err := redisclient.Connect(ctx, cfg.Redis.URL, cfg.Redis.Addrs, logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = rdb.Close() }()
-	cancelStart()
 
-	signer, err := optlock.NewSigner(cfg.VersionTokenKeys.Active, cfg.VersionTokenKeys.Keys)
+	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix}),
+		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.Idempotency.TTL}, reg, logger)
+	if err != nil {
+		return err
+	}
+	signer, err := optlock.NewSigner(cfg.VersionTokens.Active, cfg.VersionTokens.Keys)
 	if err != nil {
 		return err
 	}
@@ -83,14 +73,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) 
 		return err
 	}
 	svc := app.New(inventorypg.NewRepository(pool, events), signer, locks, logger)
-	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{}),
-		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.IdempotencyTTL}, reg, logger)
-	if err != nil {
-		return err
-	}
-
 	api := grpcapi.New(svc, signer, logger)
-	gs, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
+
+	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
 		func(s *grpc.Server) { inventoryv1.RegisterInventoryServiceServer(s, api) },
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	if err != nil {
@@ -100,37 +85,22 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) 
 	// is down, reservations and releases still run (their database
 	// constraints guard them) and only AdjustStock fails, so taking the
 	// replica out of rotation would do more harm than good.
-	ops, err := opshttp.New(cfg.HTTPAddr, reg, pool.Ping, logger)
+	ready := func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	}
+	ops, err := opshttp.New(cfg.HTTPAddr, reg, ready, logger)
 	if err != nil {
 		return err
 	}
 
-	return serveAll(ctx, logger, gs.Serve, ops.Serve)
-}
-
-// serveAll runs every serve function until ctx is cancelled or one of them
-// returns; then it cancels the others and waits for all of them. It returns
-// the errors of those that failed.
-func serveAll(ctx context.Context, logger *slog.Logger, serves ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, serve := range serves {
-		wg.Go(func() {
-			err := serve(ctx)
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-			cancel() // one server stopping stops the binary
-		})
+	logger.InfoContext(ctx, "inventory service started",
+		"grpc_addr", grpcServer.Addr().String(), "http_addr", ops.Addr().String(), "version", version)
+	if err := lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve); err != nil {
+		return err
 	}
-	wg.Wait()
-	logger.Info("inventory stopped")
-	return errors.Join(errs...)
+	logger.InfoContext(ctx, "inventory service stopped")
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -83,6 +84,7 @@ func TestRun(t *testing.T) {
 	confirmed, err := client.ConfirmOrder(call(), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, confirmed.GetOrder().GetStatus())
+	requireIdempotencyKeys(t, env["IDEMPOTENCY_KEY_PREFIX"])
 
 	var placedBy string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT placed_by FROM orders WHERE id = $1", placed.GetOrder().GetOrderId()).Scan(&placedBy))
@@ -125,12 +127,12 @@ func TestLoadConfig(t *testing.T) {
 		cfg, err := loadConfig(lookup(nil))
 		require.NoError(t, err)
 		require.Equal(t, "127.0.0.1:50051", cfg.GRPCAddr)
-		require.Equal(t, "127.0.0.1:9091", cfg.HTTPAddr)
+		require.Equal(t, "127.0.0.1:9101", cfg.HTTPAddr)
 		require.Equal(t, "127.0.0.1:50053", cfg.InventoryAddr)
-		require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
-		require.True(t, cfg.DevVersionTokenKeys)
+		require.Equal(t, 24*time.Hour, cfg.Idempotency.TTL)
+		require.True(t, cfg.VersionTokens.Dev)
 		require.True(t, cfg.DevOutboxKeys)
-		require.Equal(t, "dev", cfg.VersionTokenActiveKey)
+		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.Equal(t, "dev", cfg.OutboxKeys.ActiveKeyID())
 	})
 
@@ -142,10 +144,10 @@ func TestLoadConfig(t *testing.T) {
 			"OUTBOX_KEYS": "x:" + k, "REDIS_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000",
 		}))
 		require.NoError(t, err)
-		require.Equal(t, "b", cfg.VersionTokenActiveKey)
-		require.Len(t, cfg.VersionTokenKeys, 2)
+		require.Equal(t, "b", cfg.VersionTokens.Active)
+		require.Len(t, cfg.VersionTokens.Keys, 2)
 		require.Equal(t, "x", cfg.OutboxKeys.ActiveKeyID())
-		require.Equal(t, []string{"10.0.0.1:7000", "10.0.0.2:7000"}, cfg.RedisAddrs)
+		require.Equal(t, []string{"10.0.0.1:7000", "10.0.0.2:7000"}, cfg.Redis.Addrs)
 		require.False(t, cfg.DevOutboxKeys)
 	})
 
@@ -165,6 +167,18 @@ func TestLoadConfig(t *testing.T) {
 		}
 		require.NotContains(t, msg, "MDEyMzQ1", "no key material in errors")
 	})
+}
+
+// requireIdempotencyKeys asserts that the guard stored its keys in the local
+// Redis under prefix (IDEMPOTENCY_KEY_PREFIX), and removes them.
+func requireIdempotencyKeys(t *testing.T, prefix string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer func() { _ = rdb.Close() }()
+	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys, "no idempotency key under %q", prefix)
+	require.NoError(t, rdb.Del(context.Background(), keys...).Err())
 }
 
 func lookup(env map[string]string) func(string) (string, bool) {

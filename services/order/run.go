@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
@@ -29,60 +27,43 @@ import (
 )
 
 // run is the composition root: it connects to PostgreSQL (creating and
-// migrating the database) and Redis, wires the use cases to their adapters,
-// and serves gRPC and the ops HTTP endpoints until ctx is cancelled; then it
-// drains both and returns nil. It returns an error if start-up fails or a
-// server stops on its own. Logs go to stdout as JSON; lookup supplies the
-// standard OTEL_* variables to the tracer set-up.
-func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) (string, bool)) error {
+// migrating the database) and Redis, wires the use cases behind the gRPC
+// server with the idempotency guard, and serves gRPC and the ops HTTP
+// endpoints until ctx is cancelled; then both drain and run returns nil. It
+// returns an error when start-up fails or a server stops on its own. Logs go
+// to stdout as JSON; lookup supplies the OTEL_* variables.
+func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
 	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Last, after the servers stopped, so the final spans are flushed.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-		defer cancel()
-		if err := tel.Shutdown(sctx); err != nil {
-			logger.Warn("telemetry shutdown", "error", err)
-		}
-	}()
+	defer tel.Close(ctx, logger) // last, after the servers stopped, so the final spans are flushed
 	reg := tel.Registry
-	if cfg.DevVersionTokenKeys {
-		logger.Warn("VERSION_TOKEN_KEYS is not set: signing version tokens with the public development key")
+	if cfg.VersionTokens.Dev {
+		logger.Warn("VERSION_TOKEN_KEYS unset: signing version tokens with the public development key")
 	}
 	if cfg.DevOutboxKeys {
-		logger.Warn("OUTBOX_KEYS is not set: encrypting PII events with the public development key")
+		logger.Warn("OUTBOX_KEYS unset: using the public development key for PII event payloads")
 	}
 
-	// EnsureDatabase does not wait for the server the way Connect does, and
-	// Connect cannot wait for a database that does not exist yet.
-	if err := retryStartup(ctx, logger, cfg.StartupTimeout, func(ctx context.Context) error {
-		return postgres.EnsureDatabase(ctx, cfg.DatabaseURL)
-	}); err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, logger, cfg.StartupTimeout)
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL, db.Order, logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := postgres.Migrate(ctx, cfg.DatabaseURL, db.Order, logger); err != nil {
-		return err
-	}
-	rdb, err := redisclient.Connect(ctx, cfg.RedisURL, cfg.RedisAddrs, logger, cfg.StartupTimeout)
+	rdb, err := redisclient.Connect(ctx, cfg.Redis.URL, cfg.Redis.Addrs, logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = rdb.Close() }()
 
-	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.IdempotencyPrefix}),
-		grpcapi.Policies(), idempotency.Options{TTL: cfg.IdempotencyTTL}, reg, logger)
+	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix}),
+		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.Idempotency.TTL}, reg, logger)
 	if err != nil {
 		return err
 	}
-	signer, err := optlock.NewSigner(cfg.VersionTokenActiveKey, cfg.VersionTokenKeys)
+	signer, err := optlock.NewSigner(cfg.VersionTokens.Active, cfg.VersionTokens.Keys)
 	if err != nil {
 		return err
 	}
@@ -90,7 +71,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) 
 	if err != nil {
 		return err
 	}
-	writer, err := outbox.NewWriter(cfg.OutboxKeys, reg)
+	events, err := outbox.NewWriter(cfg.OutboxKeys, reg)
 	if err != nil {
 		return err
 	}
@@ -101,17 +82,19 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) 
 		return err
 	}
 	defer func() { _ = inventoryConn.Close() }()
-
-	orders := app.New(orderpg.New(pool, writer),
+	svc := app.New(orderpg.NewRepository(pool, events),
 		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), locks)
+	api := grpcapi.New(svc, signer, logger)
+
 	// OrderQueryService (the read side) is not registered: it belongs to the
 	// CQRS projection, a later part of this service.
-	srv, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
-		func(s *grpc.Server) { orderv1.RegisterOrderServiceServer(s, grpcapi.New(orders, signer, logger)) },
+	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
+		func(s *grpc.Server) { orderv1.RegisterOrderServiceServer(s, api) },
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	if err != nil {
 		return err
 	}
+	// Ready means PostgreSQL and Redis answer.
 	ready := func(ctx context.Context) error {
 		if err := pool.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
@@ -125,55 +108,12 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) 
 	if err != nil {
 		return err
 	}
-	logger.InfoContext(ctx, "order service started",
-		"grpc_addr", srv.Addr().String(), "http_addr", ops.Addr().String(), "version", version)
-	return serve(ctx, logger, srv.Serve, ops.Serve)
-}
 
-// serve runs the servers until ctx is cancelled or one of them stops on its
-// own, which stops the others too. It returns the servers' errors joined.
-func serve(ctx context.Context, logger *slog.Logger, servers ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, len(servers))
-	for _, s := range servers {
-		go func() { errc <- s(ctx) }()
-	}
-	var errs []error
-	for range servers {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
-		}
-		cancel() // the first to stop stops the rest
-	}
-	if err := errors.Join(errs...); err != nil {
+	logger.InfoContext(ctx, "order service started",
+		"grpc_addr", grpcServer.Addr().String(), "http_addr", ops.Addr().String(), "version", version)
+	if err := lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve); err != nil {
 		return err
 	}
-	logger.Info("order service stopped")
+	logger.InfoContext(ctx, "order service stopped")
 	return nil
-}
-
-// retryStartup calls fn until it succeeds, ctx ends or maxWait has passed,
-// backing off from 100 ms to 2 s between attempts.
-func retryStartup(ctx context.Context, logger *slog.Logger, maxWait time.Duration, fn func(context.Context) error) error {
-	deadline := time.Now().Add(maxWait)
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil {
-			return nil
-		}
-		if time.Now().Add(delay).After(deadline) {
-			return fmt.Errorf("gave up after %s: %w", maxWait, err)
-		}
-		logger.WarnContext(ctx, "postgres not reachable yet; retrying", "attempt", attempt, "retry_in", delay.String(), "error", err.Error())
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-t.C:
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/keyring"
@@ -13,19 +12,18 @@ import (
 // environment by loadConfig. Every variable has a default that works on a
 // developer machine.
 type Config struct {
+	// Common: GRPC_ADDR (127.0.0.1:50052), HTTP_ADDR (127.0.0.1:9102),
+	// LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
 	config.Common
 
 	// DatabaseURL is the payment service's own PostgreSQL database
 	// (DATABASE_URL); it is created if missing and migrated at start.
 	DatabaseURL string
-	// RedisURL is the Redis server holding idempotency keys (REDIS_URL).
-	RedisURL string
-	// RedisAddrs, when set, names Redis Cluster nodes and takes precedence
-	// over RedisURL (REDIS_ADDRS, comma-separated host:port).
-	RedisAddrs []string
-	// IdempotencyTTL is how long a completed request is replayed
-	// (IDEMPOTENCY_TTL, default 24h).
-	IdempotencyTTL time.Duration
+	// Redis holds the idempotency keys (REDIS_URL, REDIS_ADDRS).
+	Redis config.Redis
+	// Idempotency tunes the idempotency keys (IDEMPOTENCY_TTL,
+	// IDEMPOTENCY_KEY_PREFIX).
+	Idempotency config.Idempotency
 	// DeclineAboveMinor declines every payment above this many minor units
 	// (PAYMENT_DECLINE_ABOVE_MINOR, default 1000000; 0 disables the limit).
 	// With the test card "tok_decline" it lets a client produce failed
@@ -41,7 +39,8 @@ type Config struct {
 	// Payment events carry no PII today; the keyring is configured like in
 	// every service so that a future PII event needs no new settings.
 	OutboxKeys *keyring.Keyring
-	// DevOutboxKeys reports that the public development key is in use.
+	// DevOutboxKeys reports that OUTBOX_KEYS was unset and the public
+	// development key is in use.
 	DevOutboxKeys bool
 }
 
@@ -50,28 +49,16 @@ type Config struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Common:            config.LoadCommon(e, "payment", "127.0.0.1:50052", "127.0.0.1:9092"),
+		Common:            config.LoadCommon(e, "payment", "127.0.0.1:50052", "127.0.0.1:9102"),
 		DatabaseURL:       e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_payment?sslmode=disable", "postgres", "postgresql"),
-		RedisURL:          e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		RedisAddrs:        e.List("REDIS_ADDRS", nil),
-		IdempotencyTTL:    e.Duration("IDEMPOTENCY_TTL", 24*time.Hour),
+		Redis:             config.LoadRedis(e),
+		Idempotency:       config.LoadIdempotency(e),
 		DeclineAboveMinor: int64(e.Int("PAYMENT_DECLINE_ABOVE_MINOR", payment.DefaultDeclineAboveMinor)),
-	}
-	if c.IdempotencyTTL < time.Second {
-		e.Invalid("IDEMPOTENCY_TTL", "must be at least 1s")
+		VersionTokens:     e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32),
 	}
 	if c.DeclineAboveMinor < 0 {
 		e.Invalid("PAYMENT_DECLINE_ABOVE_MINOR", fmt.Sprintf("must not be negative (got %d; 0 disables the limit)", c.DeclineAboveMinor))
 	}
-
-	c.VersionTokens = e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32)
-	outboxKeys := e.KeySet("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys, keyring.KeySize)
-	c.DevOutboxKeys = outboxKeys.Dev
-	if outboxKeys.Active != "" {
-		var err error
-		if c.OutboxKeys, err = keyring.New(outboxKeys.Active, outboxKeys.Keys); err != nil {
-			e.Invalid("OUTBOX_KEYS", err.Error())
-		}
-	}
+	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
 	return c, e.Err()
 }

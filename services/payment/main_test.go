@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -66,6 +67,7 @@ func (l *logBuffer) find(msg string) map[string]any {
 
 type service struct {
 	grpcAddr, httpAddr string
+	idempotencyPrefix  string
 	conn               *grpc.ClientConn
 	client             paymentv1.PaymentServiceClient
 	cancel             context.CancelFunc
@@ -81,12 +83,13 @@ func startService(tb testing.TB, env map[string]string) *service {
 	tb.Helper()
 	dbURL, pool := pgtest.NewDatabase(tb, db.Payment)
 	vars := map[string]string{
-		"DATABASE_URL":      dbURL,
-		"GRPC_ADDR":         "127.0.0.1:0",
-		"HTTP_ADDR":         "127.0.0.1:0",
-		"OTEL_SDK_DISABLED": "true",
-		"SHUTDOWN_TIMEOUT":  "5s",
-		"STARTUP_TIMEOUT":   "10s",
+		"DATABASE_URL":           dbURL,
+		"GRPC_ADDR":              "127.0.0.1:0",
+		"HTTP_ADDR":              "127.0.0.1:0",
+		"IDEMPOTENCY_KEY_PREFIX": "payment-main-test:" + uuid.NewString() + ":",
+		"OTEL_SDK_DISABLED":      "true",
+		"SHUTDOWN_TIMEOUT":       "5s",
+		"STARTUP_TIMEOUT":        "10s",
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -96,7 +99,7 @@ func startService(tb testing.TB, env map[string]string) *service {
 	require.NoError(tb, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{cancel: cancel, done: make(chan error, 1), logs: &logBuffer{}, pool: pool}
+	s := &service{idempotencyPrefix: vars["IDEMPOTENCY_KEY_PREFIX"], cancel: cancel, done: make(chan error, 1), logs: &logBuffer{}, pool: pool}
 	go func() { s.done <- run(ctx, cfg, s.logs, lookup) }()
 	tb.Cleanup(func() {
 		cancel()
@@ -129,6 +132,18 @@ func startService(tb testing.TB, env map[string]string) *service {
 	tb.Cleanup(func() { _ = s.conn.Close() })
 	s.client = paymentv1.NewPaymentServiceClient(s.conn)
 	return s
+}
+
+// requireIdempotencyKeys asserts that the guard stored its keys in the local
+// Redis under prefix (IDEMPOTENCY_KEY_PREFIX), and removes them.
+func requireIdempotencyKeys(t *testing.T, prefix string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer func() { _ = rdb.Close() }()
+	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys, "no idempotency key under %q", prefix)
+	require.NoError(t, rdb.Del(context.Background(), keys...).Err())
 }
 
 func keyed(ctx context.Context) context.Context {
@@ -171,6 +186,7 @@ func TestRunServesPaymentsAndStopsOnCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED, refunded.GetPayment().GetStatus())
 	require.EqualValues(t, 4999, refunded.GetPayment().GetRefunded().GetAmountMinor())
+	requireIdempotencyKeys(t, s.idempotencyPrefix)
 
 	got, err := s.client.GetPayment(ctx, &paymentv1.GetPaymentRequest{PaymentId: processed.GetPayment().GetPaymentId()})
 	require.NoError(t, err)

@@ -43,9 +43,9 @@ func New(a *app.App, tokens *optlock.Signer, logger *slog.Logger) *Server {
 	return &Server{app: a, tokens: tokens, logger: logger}
 }
 
-// Policies is the idempotency policy of every mutating RPC of the service,
-// for idempotency.New. RedisDownSafe says whether the RPC may run unguarded
-// when Redis is unavailable:
+// IdempotencyPolicies is the idempotency policy of every mutating RPC of the
+// service, for idempotency.New. RedisDownSafe says whether the RPC may run
+// unguarded when Redis is unavailable:
 //
 //   - PlaceOrder: safe. orders.idempotency_key is unique, so a retry that
 //     Redis did not catch returns the order the first attempt created.
@@ -55,7 +55,7 @@ func New(a *app.App, tokens *optlock.Signer, logger *slog.Logger) *Server {
 //     would present a token the success made stale and be answered with a
 //     spurious conflict; Unavailable tells the client to retry with the same
 //     key once Redis is back, when it gets the replay.
-func Policies() map[string]idempotency.Policy {
+func IdempotencyPolicies() map[string]idempotency.Policy {
 	return map[string]idempotency.Policy{
 		orderv1.OrderService_PlaceOrder_FullMethodName:            {RedisDownSafe: true},
 		orderv1.OrderService_ConfirmOrder_FullMethodName:          {RedisDownSafe: true},

@@ -84,10 +84,10 @@ func setup(tb testing.TB) testBundle {
 	signer, err := optlock.NewSigner("t1", map[string][]byte{"t1": randomBytes(32)})
 	require.NoError(tb, err)
 	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix}),
-		grpcapi.Policies(), idempotency.Options{}, reg, nil)
+		grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, nil)
 	require.NoError(tb, err)
 
-	a := app.New(postgres.New(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
+	a := app.New(postgres.NewRepository(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
 	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, reg, func(s *grpc.Server) {
 		orderv1.RegisterOrderServiceServer(s, grpcapi.New(a, signer, nil))
 	}, grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))

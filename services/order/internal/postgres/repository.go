@@ -37,8 +37,8 @@ type Repository struct {
 
 var _ app.Repository = (*Repository)(nil)
 
-// New returns a Repository over pool that appends events through ob.
-func New(pool *pgxpool.Pool, ob Outbox) *Repository {
+// NewRepository returns a Repository over pool that appends events through ob.
+func NewRepository(pool *pgxpool.Pool, ob Outbox) *Repository {
 	return &Repository{pool: pool, q: orderdb.New(pool), outbox: ob}
 }
 

@@ -43,7 +43,7 @@ func setup(t *testing.T) testBundle {
 	require.NoError(t, err)
 	w, err := outbox.NewWriter(keys, prometheus.NewRegistry())
 	require.NoError(t, err)
-	return testBundle{pool: pool, keys: keys, repo: postgres.New(pool, w)}
+	return testBundle{pool: pool, keys: keys, repo: postgres.NewRepository(pool, w)}
 }
 
 func newOrder(t *testing.T) order.Order {
@@ -212,7 +212,7 @@ func TestCreate(t *testing.T) {
 		w, err := outbox.NewWriter(b.keys, prometheus.NewRegistry())
 		require.NoError(t, err)
 		failing := &failAfterAppend{w: w}
-		repo := postgres.New(b.pool, failing)
+		repo := postgres.NewRepository(b.pool, failing)
 		o := newOrder(t)
 		_, _, err = repo.Create(context.Background(), o, newKey())
 		require.ErrorIs(t, err, errInjected)
@@ -229,7 +229,7 @@ func TestCreate(t *testing.T) {
 		b := setup(t)
 		w, err := outbox.NewWriter(nil, prometheus.NewRegistry()) // no keyring: PII events fail
 		require.NoError(t, err)
-		_, _, err = postgres.New(b.pool, w).Create(context.Background(), newOrder(t), newKey())
+		_, _, err = postgres.NewRepository(b.pool, w).Create(context.Background(), newOrder(t), newKey())
 		require.ErrorIs(t, err, outbox.ErrNoKeyring)
 		require.Equal(t, 0, b.orderCount(t))
 	})
@@ -344,7 +344,7 @@ func TestUpdate(t *testing.T) {
 		w, err := outbox.NewWriter(b.keys, prometheus.NewRegistry())
 		require.NoError(t, err)
 		failing := &failAfterAppend{w: w}
-		_, err = postgres.New(b.pool, failing).Update(ctx, o.ID, func(o *order.Order) (order.Change, error) { return o.Confirm(later) })
+		_, err = postgres.NewRepository(b.pool, failing).Update(ctx, o.ID, func(o *order.Order) (order.Change, error) { return o.Confirm(later) })
 		require.ErrorIs(t, err, errInjected)
 		require.Equal(t, 1, failing.appended)
 		stored, err := b.repo.Get(ctx, o.ID)

@@ -31,9 +31,9 @@ type Server struct {
 
 var _ paymentv1.PaymentServiceServer = (*Server)(nil)
 
-// NewServer returns a Server running svc, signing version tokens with
-// signer and logging internal errors to logger.
-func NewServer(svc *app.Service, signer *optlock.Signer, logger *slog.Logger) *Server {
+// New returns a Server running svc, signing version tokens with signer and
+// logging internal errors to logger.
+func New(svc *app.Service, signer *optlock.Signer, logger *slog.Logger) *Server {
 	return &Server{svc: svc, signer: signer, logger: logger}
 }
 

@@ -81,7 +81,7 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 	signer, err := optlock.NewSigner("k1", map[string][]byte{"k1": []byte(strings.Repeat("s", 32))})
 	require.NoError(t, err)
 	svc := app.New(postgres.NewRepository(pool, w), payment.DeclineRules{AboveMinor: 1_000_000}, m)
-	api := grpcapi.NewServer(svc, signer, logger)
+	api := grpcapi.New(svc, signer, logger)
 
 	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, logger, reg,
 		func(s *grpc.Server) { paymentv1.RegisterPaymentServiceServer(s, api) },
