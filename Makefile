@@ -69,9 +69,10 @@ verify/tidy: ## Fail if any go.mod/go.sum is not tidy
 verify/fmt: ## Fail if any Go file is not gofmt'ed
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-verify/migrations: ## Fail if a service's copy of the outbox/inbox DDL drifts from db/outbox, db/inbox
+verify/migrations: ## Fail if a service's copy of the outbox/inbox/saga DDL drifts from db/{outbox,inbox,saga}
 	@for s in order payment inventory; do cmp -s db/outbox/schema/outbox.sql db/$$s/migrations/000002_outbox.up.sql || { echo "db/$$s outbox migration differs from db/outbox/schema/outbox.sql"; exit 1; }; done
 	@for s in orchestrator orderread; do cmp -s db/inbox/schema/inbox.sql db/$$s/migrations/000002_inbox.up.sql || { echo "db/$$s inbox migration differs from db/inbox/schema/inbox.sql"; exit 1; }; done
+	@cmp -s db/saga/schema/saga.sql db/orchestrator/migrations/000001_sagas.up.sql || { echo "db/orchestrator saga migration differs from db/saga/schema/saga.sql"; exit 1; }
 
 .PHONY: tidy fmt lint
 tidy: ## go mod tidy every module

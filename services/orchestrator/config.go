@@ -1,28 +1,69 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"time"
+
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/saga"
 )
 
 // Config is the orchestrator's configuration, read once from the environment
 // by loadConfig. Every variable has a default that works on a developer
 // machine.
 type Config struct {
-	// Common: GRPC_ADDR (127.0.0.1:50054), HTTP_ADDR (127.0.0.1:9094),
+	// Common: GRPC_ADDR (127.0.0.1:50054), HTTP_ADDR (127.0.0.1:9104),
 	// LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
 	config.Common
 	// DatabaseURL is the orchestrator's own database (DATABASE_URL): saga
 	// state, step log, audit and inbox. Created if missing, migrated at start.
 	DatabaseURL string
+	// Redis holds the idempotency keys of RetrySaga and AbortSaga
+	// (REDIS_URL, REDIS_ADDRS).
+	Redis config.Redis
+	// Idempotency tunes them (IDEMPOTENCY_TTL, IDEMPOTENCY_KEY_PREFIX).
+	Idempotency config.Idempotency
 	// KafkaBrokers are the bootstrap brokers (KAFKA_BROKERS, comma-separated).
 	KafkaBrokers []string
 	// OrderAddr, PaymentAddr and InventoryAddr are the services the saga
 	// steps call (ORDER_ADDR, PAYMENT_ADDR, INVENTORY_ADDR).
 	OrderAddr, PaymentAddr, InventoryAddr string
 	// ContextKeys encrypt the saga context at rest (SAGA_CONTEXT_KEYS
-	// "kid:base64,…" of 32-byte AES-256 keys; SAGA_CONTEXT_ACTIVE_KEY).
-	ContextKeys config.KeySet
+	// "kid:base64,…" of 32-byte AES-256 keys; SAGA_CONTEXT_ACTIVE_KEY,
+	// default the only key id). Unset, the public development key is used
+	// and run logs a warning.
+	ContextKeys *keyring.Keyring
+	// DevContextKeys reports that SAGA_CONTEXT_KEYS was unset.
+	DevContextKeys bool
+	// Saga tunes the saga engine.
+	Saga SagaConfig
+}
+
+// SagaConfig tunes the saga engine (platform/saga).
+type SagaConfig struct {
+	// OrchestratorID names this replica in leases and audit rows
+	// (ORCHESTRATOR_ID, default "<hostname>-<pid>"); unique per replica.
+	OrchestratorID string
+	// Deadline bounds each saga (SAGA_DEADLINE, default 30s).
+	Deadline time.Duration
+	// StepTimeout bounds each step call (SAGA_STEP_TIMEOUT, default 5s).
+	StepTimeout time.Duration
+	// Workers bounds the sagas executed at once (SAGA_WORKERS, default 64).
+	Workers int
+	// LeaseTTL is how long a crashed replica's sagas wait before another
+	// takes them over (SAGA_LEASE_TTL, default 10s).
+	LeaseTTL time.Duration
+	// PollInterval is how often the recovery loop looks for such sagas
+	// (SAGA_POLL_INTERVAL, default 1s).
+	PollInterval time.Duration
+	// CompensationLimit is how long a saga tries to compensate before it is
+	// PARKED for an operator (SAGA_COMPENSATION_LIMIT, default 5m).
+	CompensationLimit time.Duration
+	// DenyUsers may not have sagas act for them (SAGA_DENY_USERS,
+	// comma-separated user ids; default none).
+	DenyUsers []string
 }
 
 // loadConfig reads the configuration through lookup (os.LookupEnv in main).
@@ -30,13 +71,54 @@ type Config struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Common:        config.LoadCommon(e, "orchestrator", "127.0.0.1:50054", "127.0.0.1:9094"),
+		Common:        config.LoadCommon(e, "orchestrator", "127.0.0.1:50054", "127.0.0.1:9104"),
 		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_orchestrator?sslmode=disable", "postgres", "postgresql"),
+		Redis:         config.LoadRedis(e),
+		Idempotency:   config.LoadIdempotency(e),
 		KafkaBrokers:  e.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
 		OrderAddr:     e.HostPort("ORDER_ADDR", "127.0.0.1:50051"),
 		PaymentAddr:   e.HostPort("PAYMENT_ADDR", "127.0.0.1:50052"),
 		InventoryAddr: e.HostPort("INVENTORY_ADDR", "127.0.0.1:50053"),
-		ContextKeys:   e.KeySet("SAGA_CONTEXT_KEYS", "SAGA_CONTEXT_ACTIVE_KEY", config.DevEncryptionKeys, keyring.KeySize),
+		Saga: SagaConfig{
+			OrchestratorID:    e.String("ORCHESTRATOR_ID", defaultReplicaID()),
+			Deadline:          positive(e, "SAGA_DEADLINE", saga.DefaultDeadline),
+			StepTimeout:       positive(e, "SAGA_STEP_TIMEOUT", saga.DefaultStepTimeout),
+			Workers:           e.Int("SAGA_WORKERS", saga.DefaultWorkers),
+			LeaseTTL:          positive(e, "SAGA_LEASE_TTL", saga.DefaultLeaseTTL),
+			PollInterval:      positive(e, "SAGA_POLL_INTERVAL", saga.DefaultPollInterval),
+			CompensationLimit: positive(e, "SAGA_COMPENSATION_LIMIT", saga.DefaultCompensationLimit),
+			DenyUsers:         e.List("SAGA_DENY_USERS", nil),
+		},
+	}
+	c.ContextKeys, c.DevContextKeys = e.Keyring("SAGA_CONTEXT_KEYS", "SAGA_CONTEXT_ACTIVE_KEY", config.DevEncryptionKeys)
+	if c.Saga.Workers < 1 {
+		e.Invalid("SAGA_WORKERS", fmt.Sprintf("must be at least 1 (got %d)", c.Saga.Workers))
+	}
+	if c.Saga.LeaseTTL < 300*time.Millisecond {
+		e.Invalid("SAGA_LEASE_TTL", "must be at least 300ms (leases are renewed every third of it)")
+	}
+	if len(c.KafkaBrokers) == 0 {
+		e.Invalid("KAFKA_BROKERS", "at least one broker is needed")
 	}
 	return c, e.Err()
+}
+
+// positive reads a duration that must be above zero.
+func positive(e *config.Env, name string, def time.Duration) time.Duration {
+	d := e.Duration(name, def)
+	if d <= 0 {
+		e.Invalid(name, "must be positive")
+		return def
+	}
+	return d
+}
+
+// defaultReplicaID is unique per process on a host and per pod in
+// Kubernetes, where the hostname is the pod name.
+func defaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "orchestrator"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }

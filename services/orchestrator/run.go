@@ -2,65 +2,183 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/event"
+	grpcdial "github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/redisclient"
+	"github.com/goodgo/goodgo/platform/saga"
 	"github.com/goodgo/goodgo/platform/telemetry"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
+	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
+	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
+	"github.com/goodgo/goodgo/services/orchestrator/internal/consumer"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/grpcapi"
+	"github.com/goodgo/goodgo/services/orchestrator/internal/grpcclient"
 )
 
-// telemetryFlushTimeout bounds flushing the last spans at exit.
-const telemetryFlushTimeout = 5 * time.Second
+// Kafka names of the orchestrator's inbox consumer.
+const (
+	consumerName  = "orchestrator"
+	consumerGroup = "orchestrator"
+)
 
 // run is the composition root: it opens the orchestrator's database
-// (creating and migrating it), serves SagaService and the ops endpoints
-// until ctx is cancelled, then drains and returns nil. It returns an error
-// when start-up fails or a server stops on its own. Logs go to stdout as
-// JSON; lookup supplies the OTEL_* variables.
-func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) (string, bool)) error {
+// (creating and migrating it) and Redis, dials payment, inventory and order,
+// and runs until ctx is cancelled: the saga engine (executing sagas, taking
+// over those of crashed replicas), the order.created.v1 consumer that starts
+// them, SagaService and the ops endpoints. Then it stops consuming, drains
+// gRPC, stops the engine (whose leases other replicas then take at once)
+// and returns nil. It returns an error when start-up fails or a part stops
+// on its own. Logs go to stdout as JSON; lookup supplies the OTEL_* variables.
+func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
-	if cfg.ContextKeys.Dev {
-		logger.Warn("SAGA_CONTEXT_KEYS unset: encrypting saga context with the public development key")
-	}
 	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
-		defer cancel()
-		if err := tel.Shutdown(fctx); err != nil {
-			logger.Warn("telemetry shutdown", "error", err)
-		}
-	}()
+	defer tel.Close(ctx, logger) // last, after everything stopped, so the final spans are flushed
+	reg := tel.Registry
+	if cfg.DevContextKeys {
+		logger.Warn("SAGA_CONTEXT_KEYS unset: encrypting saga context with the public development key")
+	}
 
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL, db.Orchestrator, logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	rdb, err := redisclient.Connect(ctx, cfg.Redis.URL, cfg.Redis.Addrs, logger, cfg.StartupTimeout)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rdb.Close() }()
+	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix}),
+		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.Idempotency.TTL}, reg, logger)
+	if err != nil {
+		return err
+	}
 
-	gs, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, tel.Registry,
-		func(s *grpc.Server) { orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New()) })
+	// The neighbours: grpc.NewClient connects lazily, so a service that is
+	// not up yet only makes the first steps retry.
+	var conns []*grpc.ClientConn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	dial := func(addr string) (*grpc.ClientConn, error) {
+		c, err := grpcdial.Dial(addr)
+		if err == nil {
+			conns = append(conns, c)
+		}
+		return c, err
+	}
+	paymentConn, err := dial(cfg.PaymentAddr)
 	if err != nil {
 		return err
 	}
-	ops, err := opshttp.New(cfg.HTTPAddr, tel.Registry, pool.Ping, logger)
+	inventoryConn, err := dial(cfg.InventoryAddr)
 	if err != nil {
 		return err
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gs.Serve(ctx) })
-	g.Go(func() error { return ops.Serve(ctx) })
-	err = g.Wait()
-	logger.Info("orchestrator stopped")
+	orderConn, err := dial(cfg.OrderAddr)
+	if err != nil {
+		return err
+	}
+	deny := make(map[string]bool, len(cfg.Saga.DenyUsers))
+	for _, u := range cfg.Saga.DenyUsers {
+		deny[u] = true
+	}
+	orderSaga := checkout.Definition(
+		grpcclient.Payments{Client: paymentv1.NewPaymentServiceClient(paymentConn)},
+		grpcclient.Inventory{Client: inventoryv1.NewInventoryServiceClient(inventoryConn)},
+		grpcclient.Orders{Client: orderv1.NewOrderServiceClient(orderConn)},
+	)
+	engine, err := saga.New(pool, cfg.ContextKeys, saga.Options{
+		Owner:             cfg.Saga.OrchestratorID,
+		Workers:           cfg.Saga.Workers,
+		LeaseTTL:          cfg.Saga.LeaseTTL,
+		PollInterval:      cfg.Saga.PollInterval,
+		Deadline:          cfg.Saga.Deadline,
+		StepTimeout:       cfg.Saga.StepTimeout,
+		CompensationLimit: cfg.Saga.CompensationLimit,
+		Authorize:         checkout.Authorizer{Deny: deny}.Authorize,
+		Logger:            logger,
+		Registerer:        reg,
+		TracerProvider:    tel.TracerProvider,
+	}, orderSaga)
+	if err != nil {
+		return err
+	}
+
+	events, err := inbox.New(inbox.Config{
+		Brokers: cfg.KafkaBrokers, GroupID: consumerGroup, Consumer: consumerName, Topics: []string{event.TopicOrder},
+	}, pool, consumer.Handler(engine, logger), inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
+		func(s *grpc.Server) { orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger)) },
+		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
+	if err != nil {
+		return err
+	}
+	// Ready means PostgreSQL answers: without it no saga moves. Kafka and the
+	// neighbours are not part of readiness; their absence only delays sagas.
+	ready := func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	}
+	ops, err := opshttp.New(cfg.HTTPAddr, reg, ready, logger)
+	if err != nil {
+		return err
+	}
+
+	logger.InfoContext(ctx, "orchestrator started", "grpc_addr", grpcServer.Addr().String(),
+		"http_addr", ops.Addr().String(), "replica", cfg.Saga.OrchestratorID, "version", version)
+	// The engine outlives the consumer and the API: it stops after them, so
+	// no event starts a saga on a stopped engine.
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(engineCtx) }()
+	err = lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve, events.Run,
+		func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+				return nil
+			case err := <-engineDone: // the engine never stops on its own
+				engineDone <- err
+				return fmt.Errorf("saga engine stopped: %w", err)
+			}
+		})
+	stopEngine()
+	err = joinErr(err, <-engineDone)
+	logger.InfoContext(ctx, "orchestrator stopped")
 	return err
+}
+
+func joinErr(a, b error) error {
+	if a == nil {
+		return b
+	}
+	if b == nil {
+		return a
+	}
+	return fmt.Errorf("%w; %w", a, b)
 }

@@ -79,11 +79,6 @@ UPDATE outbox_lanes
 SET owner = '', lease_until = 'epoch'
 WHERE owner = sqlc.arg(owner) AND lane = ANY(sqlc.arg(lanes)::smallint[]);
 
--- name: LeaseOwners :many
--- LeaseOwners lists the owners of unexpired leases: the relay replicas known
--- to be alive for this database.
-SELECT DISTINCT owner FROM outbox_lanes WHERE lease_until > now() AND owner <> '';
-
 -- name: MarkPublished :execrows
 -- MarkPublished records that the broker acknowledged the rows ids, but only
 -- for rows in a lane owner still leases: a replica that lost a lane (paused

@@ -3,17 +3,19 @@
 -- audit rows of its first transition (parallel arrays, one element per
 -- row), in one statement. A saga of the same type and correlation id that
 -- already exists wins: nothing is written and no row is returned.
+-- Durations here and below are milliseconds added to the database clock,
+-- written sqlc.arg(x): sqlc v1.31 mis-rewrites @x before "* interval".
 WITH saga AS (
     INSERT INTO sagas (
         id, saga_type, correlation_id, state, cursor, context, key_id, started_by,
         traceparent, tracestate, deadline, lease_owner, lease_until
     ) VALUES (
         @id, @saga_type, @correlation_id, 'RUNNING', @cursor, @context, @key_id, @started_by,
-        @traceparent, @tracestate, @deadline, @lease_owner,
-        now() + @lease_ms::bigint * interval '1 millisecond'
+        @traceparent, @tracestate, now() + sqlc.arg(deadline_ms)::bigint * interval '1 millisecond', @lease_owner,
+        now() + sqlc.arg(lease_ms)::bigint * interval '1 millisecond'
     )
     ON CONFLICT (saga_type, correlation_id) DO NOTHING
-    RETURNING sagas.id, sagas.version, sagas.created_at
+    RETURNING sagas.id, sagas.version, sagas.created_at, sagas.deadline
 ), steps AS (
     INSERT INTO saga_steps (saga_id, name, phase, group_index, status, attempts, last_error, permanent, ended_at)
     SELECT saga.id, u.name, u.phase, u.group_index, u.status, u.attempts, u.last_error, u.permanent,
@@ -38,7 +40,7 @@ WITH saga AS (
     ) AS a
     RETURNING 1
 )
-SELECT saga.id, saga.version, saga.created_at FROM saga;
+SELECT saga.id, saga.version, saga.created_at, saga.deadline FROM saga;
 
 -- name: ApplyTransition :one
 -- ApplyTransition is every engine write after the insert: it updates the
@@ -47,16 +49,20 @@ SELECT saga.id, saga.version, saga.created_at FROM saga;
 -- in one statement. No row returned means the caller lost the saga (a
 -- takeover or an operator bumped the version) and must stop. release gives
 -- the lease up (terminal state, or a persisted backoff of delay_ms);
--- otherwise the lease is extended by lease_ms.
+-- otherwise the lease is extended by lease_ms. Indexed columns (state,
+-- next_run_at) change only when they must, so that most transitions are
+-- HOT updates that touch no index.
 WITH saga AS (
     UPDATE sagas SET
         state = @state,
         cursor = @cursor,
         failure_reason = @failure_reason,
-        next_run_at = now() + @delay_ms::bigint * interval '1 millisecond',
+        next_run_at = CASE WHEN sqlc.arg(delay_ms)::bigint > 0
+                           THEN now() + sqlc.arg(delay_ms)::bigint * interval '1 millisecond'
+                           ELSE sagas.next_run_at END,
         lease_owner = CASE WHEN @release::bool THEN '' ELSE sagas.lease_owner END,
         lease_until = CASE WHEN @release::bool THEN now()
-                           ELSE now() + @lease_ms::bigint * interval '1 millisecond' END,
+                           ELSE now() + sqlc.arg(lease_ms)::bigint * interval '1 millisecond' END,
         compensation_started_at = CASE
             WHEN @state = 'COMPENSATING' AND sagas.state = 'RUNNING' THEN now()
             ELSE sagas.compensation_started_at END,
@@ -116,7 +122,7 @@ WITH due AS (
 ), claimed AS (
     UPDATE sagas SET
         lease_owner = @owner,
-        lease_until = now() + @lease_ms::bigint * interval '1 millisecond',
+        lease_until = now() + sqlc.arg(lease_ms)::bigint * interval '1 millisecond',
         version = sagas.version + 1,
         updated_at = now()
     FROM due
@@ -145,7 +151,7 @@ WITH due AS (
 ), claimed AS (
     UPDATE sagas SET
         lease_owner = @owner,
-        lease_until = now() + @lease_ms::bigint * interval '1 millisecond',
+        lease_until = now() + sqlc.arg(lease_ms)::bigint * interval '1 millisecond',
         version = sagas.version + 1,
         updated_at = now()
     FROM due
@@ -163,7 +169,7 @@ SELECT claimed.id FROM claimed;
 -- RenewLeases extends the leases owner still holds among ids and returns
 -- those ids; an id missing from the result was lost. It does not bump the
 -- version: renewing is not a transition.
-UPDATE sagas SET lease_until = now() + @lease_ms::bigint * interval '1 millisecond'
+UPDATE sagas SET lease_until = now() + sqlc.arg(lease_ms)::bigint * interval '1 millisecond'
 WHERE lease_owner = @owner AND id = ANY(@ids::uuid[])
 RETURNING id;
 

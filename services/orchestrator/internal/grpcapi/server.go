@@ -1,18 +1,296 @@
 // Package grpcapi implements orchestratorv1.SagaService, the operators' view
-// of sagas: query them and retry or abort them.
+// of sagas: query them (with their step history) and retry or abort them.
+// Errors become gRPC codes in one place (toStatus).
 package grpcapi
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/saga"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 )
 
-// Server implements SagaService. The saga engine arrives with the
-// orchestrator issue; until then every RPC answers Unimplemented.
+// Sagas is what the API needs of the saga engine (saga.Engine).
+type Sagas interface {
+	// Get returns one saga or saga.ErrNotFound.
+	Get(ctx context.Context, id uuid.UUID) (saga.Saga, error)
+	// List returns a page of sagas, newest first.
+	List(ctx context.Context, f saga.ListFilter) ([]saga.Saga, error)
+	// Retry resumes a PARKED saga's compensation (else saga.ErrIllegalState).
+	Retry(ctx context.Context, id uuid.UUID, actor string) (saga.Saga, error)
+	// Abort compensates a RUNNING saga now (else saga.ErrIllegalState).
+	Abort(ctx context.Context, id uuid.UUID, actor, reason string) (saga.Saga, error)
+}
+
+var _ Sagas = (*saga.Engine)(nil)
+
+// Page sizes of ListSagas.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 100
+	maxReason       = 500
+)
+
+// Server implements SagaService.
 type Server struct {
 	orchestratorv1.UnimplementedSagaServiceServer
+	sagas  Sagas
+	logger *slog.Logger
 }
 
 var _ orchestratorv1.SagaServiceServer = (*Server)(nil)
 
-// New returns the SagaService server.
-func New() *Server { return &Server{} }
+// New returns the SagaService server over sagas, logging unexpected errors
+// to logger.
+func New(sagas Sagas, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{sagas: sagas, logger: logger}
+}
+
+// IdempotencyPolicies are the idempotency policies of SagaService's
+// mutating RPCs (platform/idempotency). Both are safe without Redis: a
+// repeated RetrySaga or AbortSaga finds the saga no longer PARKED or
+// RUNNING and changes nothing (FailedPrecondition), so they are
+// RedisDownSafe.
+func IdempotencyPolicies() map[string]idempotency.Policy {
+	return map[string]idempotency.Policy{
+		orchestratorv1.SagaService_RetrySaga_FullMethodName: {RedisDownSafe: true},
+		orchestratorv1.SagaService_AbortSaga_FullMethodName: {RedisDownSafe: true},
+	}
+}
+
+// GetSaga implements SagaService.
+func (s *Server) GetSaga(ctx context.Context, req *orchestratorv1.GetSagaRequest) (*orchestratorv1.GetSagaResponse, error) {
+	id, err := parseID(req.GetSagaId())
+	if err != nil {
+		return nil, err
+	}
+	sg, err := s.sagas.Get(ctx, id)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return &orchestratorv1.GetSagaResponse{Saga: toProto(sg)}, nil
+}
+
+// ListSagas implements SagaService: keyset pagination on (creation time,
+// id), newest first. The page token is opaque to clients.
+func (s *Server) ListSagas(ctx context.Context, req *orchestratorv1.ListSagasRequest) (*orchestratorv1.ListSagasResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	f := saga.ListFilter{Limit: size + 1} // one more tells whether a next page exists
+	if st := req.GetState(); st != orchestratorv1.SagaState_SAGA_STATE_UNSPECIFIED {
+		state, ok := stateFromProto[st]
+		if !ok {
+			return nil, status.Error(codes.InvalidArgument, "state is not a known saga state")
+		}
+		f.State = state
+	}
+	if cb := req.GetCreatedBefore(); cb != nil {
+		if err := cb.CheckValid(); err != nil {
+			return nil, status.Error(codes.InvalidArgument, "created_before is not a valid timestamp")
+		}
+		f.CreatedBefore = cb.AsTime()
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		c, err := decodeToken(tok)
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, "page_token is not a token from a previous response")
+		}
+		f.After = &c
+	}
+	page, err := s.sagas.List(ctx, f)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	resp := &orchestratorv1.ListSagasResponse{}
+	if len(page) > size {
+		page = page[:size]
+		last := page[size-1]
+		resp.NextPageToken = encodeToken(saga.ListCursor{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	resp.Sagas = make([]*orchestratorv1.Saga, len(page))
+	for i, sg := range page {
+		resp.Sagas[i] = toProto(sg)
+	}
+	return resp, nil
+}
+
+// RetrySaga implements SagaService. The operator must name themselves
+// (x-user-id): they are audited.
+func (s *Server) RetrySaga(ctx context.Context, req *orchestratorv1.RetrySagaRequest) (*orchestratorv1.RetrySagaResponse, error) {
+	id, err := parseID(req.GetSagaId())
+	if err != nil {
+		return nil, err
+	}
+	actor, err := operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sg, err := s.sagas.Retry(ctx, id, actor)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return &orchestratorv1.RetrySagaResponse{Saga: toProto(sg)}, nil
+}
+
+// AbortSaga implements SagaService. The operator must name themselves
+// (x-user-id): they are audited.
+func (s *Server) AbortSaga(ctx context.Context, req *orchestratorv1.AbortSagaRequest) (*orchestratorv1.AbortSagaResponse, error) {
+	id, err := parseID(req.GetSagaId())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetReason()) > maxReason {
+		return nil, status.Errorf(codes.InvalidArgument, "reason must be at most %d bytes", maxReason)
+	}
+	actor, err := operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "aborted by " + actor
+	}
+	sg, err := s.sagas.Abort(ctx, id, actor, reason)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return &orchestratorv1.AbortSagaResponse{Saga: toProto(sg)}, nil
+}
+
+// operator is the caller of an operator RPC, who must be named.
+func operator(ctx context.Context) (string, error) {
+	id := caller.ID(ctx)
+	if id == caller.Anonymous {
+		return "", status.Errorf(codes.Unauthenticated, "operators must identify themselves (%s metadata)", caller.MetadataKey)
+	}
+	return id, nil
+}
+
+func parseID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil, status.Error(codes.InvalidArgument, "saga_id must be a UUID")
+	}
+	return id, nil
+}
+
+// toStatus is the one mapping from errors to statuses. Only the engine's
+// own state messages reach clients; anything else is logged and reported
+// as Internal.
+func (s *Server) toStatus(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, saga.ErrNotFound):
+		return status.Error(codes.NotFound, "saga not found")
+	case errors.Is(err, saga.ErrIllegalState):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	default:
+		s.logger.ErrorContext(ctx, "saga request failed", "error", err)
+		return status.Error(codes.Internal, "internal error")
+	}
+}
+
+var (
+	stateToProto = map[saga.State]orchestratorv1.SagaState{
+		saga.StateRunning:      orchestratorv1.SagaState_SAGA_STATE_RUNNING,
+		saga.StateCompensating: orchestratorv1.SagaState_SAGA_STATE_COMPENSATING,
+		saga.StateCompleted:    orchestratorv1.SagaState_SAGA_STATE_COMPLETED,
+		saga.StateCompensated:  orchestratorv1.SagaState_SAGA_STATE_COMPENSATED,
+		saga.StateParked:       orchestratorv1.SagaState_SAGA_STATE_PARKED,
+	}
+	stateFromProto = func() map[orchestratorv1.SagaState]saga.State {
+		m := make(map[orchestratorv1.SagaState]saga.State, len(stateToProto))
+		for k, v := range stateToProto {
+			m[v] = k
+		}
+		return m
+	}()
+	phaseToProto = map[saga.Phase]orchestratorv1.StepPhase{
+		saga.PhaseAction:       orchestratorv1.StepPhase_STEP_PHASE_ACTION,
+		saga.PhaseCompensation: orchestratorv1.StepPhase_STEP_PHASE_COMPENSATION,
+	}
+	stepStatusToProto = map[saga.StepStatus]orchestratorv1.StepStatus{
+		saga.StepRunning:   orchestratorv1.StepStatus_STEP_STATUS_RUNNING,
+		saga.StepSucceeded: orchestratorv1.StepStatus_STEP_STATUS_SUCCEEDED,
+		saga.StepFailed:    orchestratorv1.StepStatus_STEP_STATUS_FAILED,
+	}
+)
+
+func toProto(s saga.Saga) *orchestratorv1.Saga {
+	out := &orchestratorv1.Saga{
+		SagaId:        s.ID.String(),
+		SagaType:      s.Type,
+		CorrelationId: s.CorrelationID,
+		State:         stateToProto[s.State],
+		FailureReason: s.FailureReason,
+		StartedBy:     s.StartedBy,
+		CreateTime:    timestamppb.New(s.CreatedAt),
+		UpdateTime:    timestamppb.New(s.UpdatedAt),
+		Deadline:      timestamppb.New(s.Deadline),
+		Steps:         make([]*orchestratorv1.StepExecution, len(s.Steps)),
+	}
+	for i, st := range s.Steps {
+		pe := &orchestratorv1.StepExecution{
+			Name:      st.Name,
+			Phase:     phaseToProto[st.Phase],
+			Status:    stepStatusToProto[st.Status],
+			Attempts:  int32(st.Attempts),
+			LastError: st.LastError,
+			StartTime: timestamppb.New(st.StartedAt),
+		}
+		if st.EndedAt != nil {
+			pe.EndTime = timestamppb.New(*st.EndedAt)
+		}
+		out.Steps[i] = pe
+	}
+	return out
+}
+
+// Page tokens: base64url of version(1) | created_at unix micros(8) | id(16).
+// Micro-seconds are PostgreSQL's resolution, so the cursor is exact.
+const tokenVersion = 1
+
+func encodeToken(c saga.ListCursor) string {
+	b := make([]byte, 0, 25)
+	b = append(b, tokenVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.CreatedAt.UnixMicro()))
+	b = append(b, c.ID[:]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeToken(tok string) (saga.ListCursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != 25 || b[0] != tokenVersion {
+		return saga.ListCursor{}, errors.New("bad page token")
+	}
+	id, err := uuid.FromBytes(b[9:])
+	if err != nil {
+		return saga.ListCursor{}, err
+	}
+	return saga.ListCursor{CreatedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:9]))), ID: id}, nil
+}

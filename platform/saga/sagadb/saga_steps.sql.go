@@ -12,12 +12,15 @@ import (
 )
 
 const listSagaSteps = `-- name: ListSagaSteps :many
-SELECT saga_id, name, phase, status, attempts, last_error, started_at, ended_at FROM saga_steps WHERE saga_id = $1 ORDER BY started_at, name, phase
+SELECT saga_id, name, phase, group_index, status, attempts, last_error, permanent, started_at, updated_at, ended_at FROM saga_steps
+WHERE saga_id = ANY($1::uuid[])
+ORDER BY saga_id, started_at, group_index, phase, name
 `
 
-// ListSagaSteps returns a saga's step executions in the order they started.
-func (q *Queries) ListSagaSteps(ctx context.Context, sagaID uuid.UUID) ([]SagaStep, error) {
-	rows, err := q.db.Query(ctx, listSagaSteps, sagaID)
+// ListSagaSteps returns the step rows of the sagas of ids, per saga in the
+// order they started (an action before its compensation).
+func (q *Queries) ListSagaSteps(ctx context.Context, sagaIds []uuid.UUID) ([]SagaStep, error) {
+	rows, err := q.db.Query(ctx, listSagaSteps, sagaIds)
 	if err != nil {
 		return nil, err
 	}
@@ -29,10 +32,13 @@ func (q *Queries) ListSagaSteps(ctx context.Context, sagaID uuid.UUID) ([]SagaSt
 			&i.SagaID,
 			&i.Name,
 			&i.Phase,
+			&i.GroupIndex,
 			&i.Status,
 			&i.Attempts,
 			&i.LastError,
+			&i.Permanent,
 			&i.StartedAt,
+			&i.UpdatedAt,
 			&i.EndedAt,
 		); err != nil {
 			return nil, err

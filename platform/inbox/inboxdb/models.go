@@ -2,7 +2,7 @@
 // versions:
 //   sqlc v1.31.1
 
-package sagadb
+package inboxdb
 
 import (
 	"time"
@@ -42,45 +42,4 @@ type InboxVersion struct {
 	AggregateType string
 	AggregateID   string
 	Version       int64
-}
-
-type Saga struct {
-	ID            uuid.UUID
-	SagaType      string
-	CorrelationID string
-	State         string
-	Cursor        int32
-	Context       []byte
-	KeyID         string
-	StartedBy     string
-	FailureReason string
-	Traceparent   string
-	Tracestate    string
-	Deadline      time.Time
-	NextRunAt     time.Time
-	LeaseOwner    string
-	LeaseUntil    time.Time
-	Version       int64
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
-}
-
-type SagaAudit struct {
-	ID        int64
-	SagaID    uuid.UUID
-	Actor     string
-	Action    string
-	Detail    []byte
-	CreatedAt time.Time
-}
-
-type SagaStep struct {
-	SagaID    uuid.UUID
-	Name      string
-	Phase     string
-	Status    string
-	Attempts  int32
-	LastError string
-	StartedAt time.Time
-	EndedAt   *time.Time
 }

@@ -1,0 +1,629 @@
+// Package inbox is the idempotent Kafka consumer of DESIGN.md "Events":
+// delivery is at least once, so every consumer records the event ids it
+// processed in its own database (table inbox), in the same transaction as
+// the effect, and skips what it has seen; it also ignores events older than
+// the aggregate version it has already applied (table inbox_versions).
+//
+// For each message, in partition order, Consumer:
+//
+//  1. begins a transaction on the consumer's pool;
+//  2. skips an event it parked before, and parks (behind it) an event of an
+//     aggregate that has an unresolved parked event, so the aggregate's order
+//     holds;
+//  3. inserts the event id into inbox — a conflict means a redelivery, which
+//     is skipped (result "duplicate");
+//  4. locks the aggregate's applied version; an event older than it is
+//     recorded and skipped (result "stale");
+//  5. calls the Handler with the transaction, raises the applied version and
+//     commits (result "applied");
+//  6. only then commits the Kafka offset.
+//
+// A crash between 5 and 6 redelivers the message, which step 3 skips.
+//
+// A Handler error rolls the transaction back and is retried with backoff up
+// to Config.MaxAttempts times (an error wrapped with Permanent is not
+// retried); then the event is parked in inbox_parked with its error, headers
+// and payload (result "parked") and the offset is committed, so one poison
+// event never blocks its partition. Later events of the same aggregate are
+// parked behind it until an operator resolves it (sets resolved_at, after
+// replaying or discarding the parked events). Failures of the consumer's own
+// database are not the event's fault: they are retried until they succeed
+// or the consumer stops.
+//
+// The tables are the canonical DDL in db/inbox/schema/inbox.sql, copied into
+// every consuming service's migrations.
+package inbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
+)
+
+// Results, the result label of inbox_processed_total.
+const (
+	ResultApplied   = "applied"
+	ResultDuplicate = "duplicate"
+	ResultStale     = "stale"
+	ResultParked    = "parked"
+)
+
+// Defaults of Config's zero values.
+const (
+	DefaultMaxAttempts = 5
+	DefaultBackoffMin  = 100 * time.Millisecond
+	DefaultBackoffMax  = 5 * time.Second
+)
+
+// Event is one decoded Kafka message: the envelope from the headers (see
+// platform/event) and the payload, plus where it was read.
+type Event struct {
+	ID               uuid.UUID
+	Type             string
+	AggregateType    string
+	AggregateID      string
+	AggregateVersion int64
+	OccurredAt       time.Time
+	ContentType      string
+	// Payload is the message value: binary protobuf of the message named
+	// by Type.
+	Payload []byte
+
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Handler applies one event inside tx, the transaction that also records it
+// in the inbox. It must do all its writes through tx and nothing that cannot
+// be rolled back (or that is not idempotent on its own), since tx may roll
+// back and the event be handled again. ctx carries the event's trace (a
+// span per event, a child of the producer's). A returned error rolls tx
+// back; wrap it with Permanent when retrying cannot help.
+type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
+
+// Config configures a Consumer.
+type Config struct {
+	// Brokers are the bootstrap brokers.
+	Brokers []string
+	// GroupID is the Kafka consumer group: replicas of one consumer share
+	// the partitions.
+	GroupID string
+	// Topics are the topics consumed.
+	Topics []string
+	// Consumer names the consumer in the inbox tables (several consumers
+	// may share a database); default GroupID.
+	Consumer string
+	// MaxAttempts bounds the Handler calls for one event before it is
+	// parked; default 5.
+	MaxAttempts int
+	// BackoffMin and BackoffMax bound the wait between retries.
+	BackoffMin, BackoffMax time.Duration
+	// StartOffset is where a new group starts: kafka.FirstOffset (default)
+	// or kafka.LastOffset.
+	StartOffset int64
+	// CommitInterval > 0 commits offsets periodically instead of after each
+	// message (still only offsets of messages whose effect committed);
+	// faster, with more redeliveries after a crash.
+	CommitInterval time.Duration
+	// MaxWait bounds how long a fetch waits for new messages; default
+	// 250ms.
+	MaxWait time.Duration
+}
+
+// Options are the consumer's collaborators.
+type Options struct {
+	// Registerer receives inbox_processed_total and inbox_consumer_lag;
+	// nil registers nothing. Consumers on one registry share the series
+	// (labelled by consumer).
+	Registerer prometheus.Registerer
+	// TracerProvider creates the per-event spans; nil means no-op.
+	TracerProvider trace.TracerProvider
+	// Logger receives the consumer's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Consumer reads events and applies each once. Create it with New and call
+// Run once.
+type Consumer struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	handler Handler
+	reader  *kafka.Reader
+	tracer  trace.Tracer
+	log     *slog.Logger
+	results *prometheus.CounterVec
+	lag     prometheus.Gauge
+	// afterEffect, set only by tests, runs between the effect's commit and
+	// the offset commit; returning true makes Run return there, as if the
+	// process died.
+	afterEffect func(Event) bool
+}
+
+// ErrPermanent marks handler errors that retrying cannot fix.
+var ErrPermanent = errors.New("permanent")
+
+// Permanent wraps err so that the event is parked at once, without retries.
+func Permanent(err error) error {
+	return fmt.Errorf("%w: %w", ErrPermanent, err)
+}
+
+// New returns a Consumer applying events to pool's database with handler.
+// It connects to nothing until Run.
+func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consumer, error) {
+	switch {
+	case len(cfg.Brokers) == 0:
+		return nil, errors.New("inbox: no broker")
+	case cfg.GroupID == "":
+		return nil, errors.New("inbox: no consumer group")
+	case len(cfg.Topics) == 0:
+		return nil, errors.New("inbox: no topic")
+	case pool == nil || handler == nil:
+		return nil, errors.New("inbox: nil pool or handler")
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = cfg.GroupID
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.StartOffset == 0 {
+		cfg.StartOffset = kafka.FirstOffset
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 250 * time.Millisecond
+	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = noop.NewTracerProvider()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	results, lag, err := metrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{
+		cfg:     cfg,
+		pool:    pool,
+		handler: handler,
+		reader: kafka.NewReader(kafka.ReaderConfig{
+			Brokers:        cfg.Brokers,
+			GroupID:        cfg.GroupID,
+			GroupTopics:    cfg.Topics,
+			StartOffset:    cfg.StartOffset,
+			CommitInterval: cfg.CommitInterval,
+			MinBytes:       1,
+			MaxBytes:       10 << 20,
+			MaxWait:        cfg.MaxWait,
+		}),
+		tracer:  opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/inbox"),
+		log:     opts.Logger.With("consumer", cfg.Consumer),
+		results: results,
+		lag:     lag.WithLabelValues(cfg.Consumer),
+	}, nil
+}
+
+func metrics(reg prometheus.Registerer) (*prometheus.CounterVec, *prometheus.GaugeVec, error) {
+	results := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inbox_processed_total",
+		Help: "Events processed by an inbox consumer, by result (applied, duplicate, stale, parked).",
+	}, []string{"consumer", "result"})
+	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "inbox_consumer_lag",
+		Help: "Messages behind the end of the partitions a consumer reads (kafka-go's estimate).",
+	}, []string{"consumer"})
+	if reg == nil {
+		return results, lag, nil
+	}
+	var err error
+	if results, err = register(reg, results); err != nil {
+		return nil, nil, err
+	}
+	if lag, err = register(reg, lag); err != nil {
+		return nil, nil, err
+	}
+	return results, lag, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name, so that several consumers share the series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("inbox: register metrics: %w", err)
+	}
+	return c, nil
+}
+
+// Run consumes until ctx is cancelled, then closes the reader (leaving the
+// group) and returns nil. A message being applied when ctx is cancelled is
+// rolled back or committed as the database decides; its offset is committed
+// only if its effect was, so it is redelivered otherwise.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer func() {
+		if err := c.reader.Close(); err != nil {
+			c.log.Warn("closing kafka reader", "error", err.Error())
+		}
+	}()
+	c.log.InfoContext(ctx, "inbox consumer started", "group", c.cfg.GroupID, "topics", c.cfg.Topics)
+	lagEvery := time.NewTicker(time.Second)
+	defer lagEvery.Stop()
+	for {
+		m, err := c.reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("inbox: fetch: %w", err)
+		}
+		ev, err := c.process(ctx, m)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if c.afterEffect != nil && c.afterEffect(ev) {
+			return nil
+		}
+		if err := c.commit(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-lagEvery.C:
+			c.lag.Set(float64(c.reader.Stats().Lag))
+		default:
+		}
+	}
+}
+
+// commit commits m's offset, retrying a failed commit (the broker may be
+// briefly unavailable): not committing only means a redelivery, which the
+// inbox absorbs, but a consumer that never commits replays everything.
+func (c *Consumer) commit(ctx context.Context, m kafka.Message) error {
+	b := c.newBackoff()
+	for {
+		err := c.reader.CommitMessages(ctx, m)
+		if err == nil {
+			return nil
+		}
+		c.log.WarnContext(ctx, "committing offset failed; retrying", "error", err.Error())
+		if !sleep(ctx, b.next()) {
+			return ctx.Err()
+		}
+	}
+}
+
+// process applies m once, or parks it; it returns an error only when ctx is
+// cancelled before the outcome was committed.
+func (c *Consumer) process(ctx context.Context, m kafka.Message) (Event, error) {
+	ev, decodeErr := decode(m)
+	hctx := propagation.TraceContext{}.Extract(ctx, headerCarrier(m.Headers))
+	hctx, span := c.tracer.Start(hctx, "inbox.handle "+ev.Type,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.consumer.group.name", c.cfg.GroupID),
+			attribute.String("messaging.destination.name", m.Topic),
+			attribute.Int("messaging.destination.partition.id", m.Partition),
+			attribute.Int64("messaging.kafka.offset", m.Offset),
+			attribute.String("messaging.message.id", ev.ID.String()),
+			attribute.String("aggregate.id", ev.AggregateID),
+			attribute.Int64("aggregate.version", ev.AggregateVersion),
+		))
+	defer span.End()
+
+	var result string
+	var err error
+	if decodeErr != nil {
+		result, err = c.park(hctx, m, ev, Permanent(decodeErr))
+	} else {
+		result, err = c.apply(hctx, m, ev)
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return ev, err
+	}
+	span.SetAttributes(attribute.String("inbox.result", result))
+	c.results.WithLabelValues(c.cfg.Consumer, result).Inc()
+	return ev, nil
+}
+
+// dbError marks failures of the consumer's own statements, which are
+// retried without counting against the event.
+type dbError struct{ err error }
+
+func (e dbError) Error() string { return e.err.Error() }
+func (e dbError) Unwrap() error { return e.err }
+
+func (c *Consumer) apply(ctx context.Context, m kafka.Message, ev Event) (string, error) {
+	b := c.newBackoff()
+	attempts := 0
+	for {
+		result, err := c.applyOnce(ctx, m, ev)
+		if err == nil {
+			return result, nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		var dbErr dbError
+		if errors.As(err, &dbErr) {
+			c.log.WarnContext(ctx, "inbox database failure; retrying", "event_id", ev.ID.String(), "error", err.Error())
+		} else {
+			attempts++
+			if attempts >= c.cfg.MaxAttempts || errors.Is(err, ErrPermanent) {
+				return c.park(ctx, m, ev, err)
+			}
+			c.log.WarnContext(ctx, "handler failed; retrying", "event_id", ev.ID.String(), "event_type", ev.Type,
+				"attempt", attempts, "error", err.Error())
+		}
+		if !sleep(ctx, b.next()) {
+			return "", ctx.Err()
+		}
+	}
+}
+
+// applyOnce runs one transaction for ev. Handler errors are returned as
+// they are; the consumer's own failures as dbError.
+func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (result string, err error) {
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return "", dbError{fmt.Errorf("begin: %w", err)}
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	q := inboxdb.New(tx)
+	name := c.cfg.Consumer
+
+	parked, err := q.IsParked(ctx, inboxdb.IsParkedParams{Consumer: name, EventID: ev.ID})
+	if err != nil {
+		return "", dbError{err}
+	}
+	if parked {
+		return ResultDuplicate, nil
+	}
+	blocker, err := q.OpenParkedEvent(ctx, inboxdb.OpenParkedEventParams{Consumer: name, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID})
+	switch {
+	case err == nil:
+		if err := c.insertParked(ctx, q, m, ev, fmt.Errorf("held behind parked event %s of the same aggregate", blocker)); err != nil {
+			return "", dbError{err}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return "", dbError{err}
+		}
+		c.log.WarnContext(ctx, "event parked behind an unresolved parked event of its aggregate",
+			"event_id", ev.ID.String(), "blocked_by", blocker.String(), "aggregate_id", ev.AggregateID)
+		return ResultParked, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return "", dbError{err}
+	}
+
+	n, err := q.RecordEvent(ctx, inboxdb.RecordEventParams{
+		Consumer: name, EventID: ev.ID, EventType: ev.Type,
+		AggregateType: ev.AggregateType, AggregateID: ev.AggregateID, AggregateVersion: ev.AggregateVersion,
+	})
+	if err != nil {
+		return "", dbError{err}
+	}
+	if n == 0 {
+		return ResultDuplicate, nil
+	}
+	applied, err := q.LockAppliedVersion(ctx, inboxdb.LockAppliedVersionParams{Consumer: name, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		applied = -1
+	case err != nil:
+		return "", dbError{err}
+	}
+	if ev.AggregateVersion < applied {
+		// Recorded in the inbox, not applied: an older event can never
+		// roll the consumer's state back.
+		if err := tx.Commit(ctx); err != nil {
+			return "", dbError{err}
+		}
+		return ResultStale, nil
+	}
+	if err := c.handler(ctx, tx, ev); err != nil {
+		return "", err
+	}
+	if err := q.SetAppliedVersion(ctx, inboxdb.SetAppliedVersionParams{
+		Consumer: name, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID, Version: ev.AggregateVersion,
+	}); err != nil {
+		return "", dbError{err}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return "", dbError{err}
+	}
+	return ResultApplied, nil
+}
+
+// park records ev in inbox_parked with cause, retrying database failures.
+func (c *Consumer) park(ctx context.Context, m kafka.Message, ev Event, cause error) (string, error) {
+	b := c.newBackoff()
+	for {
+		tx, err := c.pool.Begin(ctx)
+		if err == nil {
+			err = c.insertParked(ctx, inboxdb.New(tx), m, ev, cause)
+			if err == nil {
+				err = tx.Commit(ctx)
+			}
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		if err == nil {
+			c.log.ErrorContext(ctx, "event parked: an operator must resolve it; later events of its aggregate are parked behind it",
+				"event_id", ev.ID.String(), "event_type", ev.Type, "aggregate_type", ev.AggregateType,
+				"aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion,
+				"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "error", cause.Error())
+			return ResultParked, nil
+		}
+		c.log.WarnContext(ctx, "parking an event failed; retrying", "event_id", ev.ID.String(), "error", err.Error())
+		if !sleep(ctx, b.next()) {
+			return "", ctx.Err()
+		}
+	}
+}
+
+func (c *Consumer) insertParked(ctx context.Context, q *inboxdb.Queries, m kafka.Message, ev Event, cause error) error {
+	headers := map[string]string{}
+	for _, h := range m.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	hj, err := json.Marshal(headers)
+	if err != nil {
+		return err
+	}
+	_, err = q.ParkEvent(ctx, inboxdb.ParkEventParams{
+		Consumer: c.cfg.Consumer, EventID: ev.ID, Topic: m.Topic,
+		KafkaPartition: int32(m.Partition), KafkaOffset: m.Offset,
+		AggregateType: ev.AggregateType, AggregateID: ev.AggregateID, EventType: ev.Type,
+		Headers: hj, Payload: nonNil(m.Value), Error: cause.Error(),
+	})
+	return err
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// decode reads the envelope from m's headers. A message without a usable
+// envelope still gets an identity (a name-based UUID of its position, so a
+// redelivery has the same one) and is parked by the caller.
+func decode(m kafka.Message) (Event, error) {
+	ev := Event{Payload: m.Value, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	var errs []error
+	for _, h := range m.Headers {
+		v := string(h.Value)
+		switch h.Key {
+		case event.HeaderEventID:
+			id, err := uuid.Parse(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("header %s: %w", h.Key, err))
+			}
+			ev.ID = id
+		case event.HeaderEventType:
+			ev.Type = v
+		case event.HeaderAggregateType:
+			ev.AggregateType = v
+		case event.HeaderAggregateID:
+			ev.AggregateID = v
+		case event.HeaderAggregateVersion:
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("header %s: %w", h.Key, err))
+			}
+			ev.AggregateVersion = n
+		case event.HeaderOccurredAt:
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("header %s: %w", h.Key, err))
+			}
+			ev.OccurredAt = t
+		case event.HeaderContentType:
+			ev.ContentType = v
+		}
+	}
+	for name, missing := range map[string]bool{
+		event.HeaderEventID:       ev.ID == uuid.Nil,
+		event.HeaderEventType:     ev.Type == "",
+		event.HeaderAggregateType: ev.AggregateType == "",
+		event.HeaderAggregateID:   ev.AggregateID == "",
+	} {
+		if missing {
+			errs = append(errs, fmt.Errorf("header %s missing", name))
+		}
+	}
+	if ev.ID == uuid.Nil {
+		ev.ID = uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "kafka:%s/%d/%d", m.Topic, m.Partition, m.Offset))
+	}
+	if ev.AggregateID == "" {
+		ev.AggregateID = string(m.Key)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ev, fmt.Errorf("bad event envelope: %w", err)
+	}
+	return ev, nil
+}
+
+// headerCarrier reads W3C trace context from Kafka headers.
+type headerCarrier []kafka.Header
+
+func (h headerCarrier) Get(key string) string {
+	for _, x := range h {
+		if x.Key == key {
+			return string(x.Value)
+		}
+	}
+	return ""
+}
+func (h headerCarrier) Set(string, string) {}
+func (h headerCarrier) Keys() []string {
+	out := make([]string, len(h))
+	for i, x := range h {
+		out[i] = x.Key
+	}
+	return out
+}
+
+type backoff struct{ min, max, cur time.Duration }
+
+func (c *Consumer) newBackoff() *backoff {
+	return &backoff{min: c.cfg.BackoffMin, max: c.cfg.BackoffMax}
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	half := b.cur / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,369 @@
+package inbox_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/pgtest"
+)
+
+const topic = event.TopicOrder
+
+// migrations are a consuming service's database: the canonical inbox DDL
+// (read from db/inbox/schema so that platform does not import db) and an
+// effect table without a unique key, so that an event applied twice shows
+// as two rows.
+func migrations(t *testing.T) fstest.MapFS {
+	t.Helper()
+	ddl, err := os.ReadFile("../../db/inbox/schema/inbox.sql")
+	require.NoError(t, err)
+	return fstest.MapFS{
+		"000001_inbox.up.sql":     {Data: ddl},
+		"000001_inbox.down.sql":   {Data: []byte("DROP TABLE inbox, inbox_versions, inbox_parked;")},
+		"000002_effects.up.sql":   {Data: []byte("CREATE TABLE effects (event_id UUID NOT NULL, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL, seq BIGINT GENERATED ALWAYS AS IDENTITY);")},
+		"000002_effects.down.sql": {Data: []byte("DROP TABLE effects;")},
+	}
+}
+
+// startBroker runs a one-node kfake cluster (what the development broker
+// wraps; platform does not import devbroker, which imports platform) with
+// topic seeded with partitions partitions.
+func startBroker(t *testing.T, partitions int32) string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+// msg is an event as the relay publishes it.
+type msg struct {
+	id      uuid.UUID
+	agg     string
+	version int64
+	body    string
+}
+
+func newMsg(agg string, version int64, body string) msg {
+	return msg{id: uuid.New(), agg: agg, version: version, body: body}
+}
+
+func (m msg) kafka() kafka.Message {
+	return kafka.Message{
+		Key:   []byte(m.agg),
+		Value: []byte(m.body),
+		Headers: []kafka.Header{
+			{Key: event.HeaderEventID, Value: []byte(m.id.String())},
+			{Key: event.HeaderEventType, Value: []byte(event.OrderConfirmed)},
+			{Key: event.HeaderAggregateType, Value: []byte(event.AggregateOrder)},
+			{Key: event.HeaderAggregateID, Value: []byte(m.agg)},
+			{Key: event.HeaderAggregateVersion, Value: []byte(strconv.FormatInt(m.version, 10))},
+			{Key: event.HeaderOccurredAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+			{Key: event.HeaderContentType, Value: []byte(event.ContentTypeProtobuf)},
+			{Key: event.HeaderTraceparent, Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+		},
+	}
+}
+
+func produce(t *testing.T, addr string, msgs ...msg) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer func() { _ = w.Close() }()
+	out := make([]kafka.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.kafka()
+	}
+	require.NoError(t, w.WriteMessages(context.Background(), out...))
+}
+
+// testLog sends log lines to the test log (shown on failure or -v).
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
+
+type bundle struct {
+	addr  string
+	pool  *pgxpool.Pool
+	reg   *prometheus.Registry
+	group string
+}
+
+func setup(t *testing.T, partitions int32) *bundle {
+	t.Helper()
+	_, pool := pgtest.NewDatabase(t, migrations(t))
+	return &bundle{addr: startBroker(t, partitions), pool: pool, reg: prometheus.NewRegistry(), group: "g-" + uuid.NewString()[:8]}
+}
+
+// recordEffect is the handler's effect: one row per application.
+func recordEffect(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+	_, err := tx.Exec(ctx, "INSERT INTO effects (event_id, aggregate_id, version) VALUES ($1, $2, $3)", ev.ID, ev.AggregateID, ev.AggregateVersion)
+	return err
+}
+
+// run starts a consumer until the test ends or the returned stop is called.
+func (b *bundle) run(t *testing.T, h inbox.Handler, edit func(*inbox.Consumer), opts ...func(*inbox.Options)) (stop func()) {
+	t.Helper()
+	o := inbox.Options{Registerer: b.reg, Logger: slog.New(slog.NewJSONHandler(testLog{t}, nil))}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := inbox.New(inbox.Config{
+		Brokers: []string{b.addr}, GroupID: b.group, Topics: []string{topic}, Consumer: "projector",
+		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond, MaxWait: 50 * time.Millisecond,
+	}, b.pool, h, o)
+	require.NoError(t, err)
+	if edit != nil {
+		edit(c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(20 * time.Second):
+				t.Error("consumer did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (b *bundle) results(t *testing.T, result string) float64 {
+	t.Helper()
+	families, err := b.reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != "inbox_processed_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// waitProcessed waits until n messages were processed, whatever the result.
+func (b *bundle) waitProcessed(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var sum float64
+		for _, r := range []string{inbox.ResultApplied, inbox.ResultDuplicate, inbox.ResultStale, inbox.ResultParked} {
+			sum += b.results(t, r)
+		}
+		return sum >= float64(n)
+	}, 20*time.Second, 10*time.Millisecond, "want %d processed", n)
+}
+
+func (b *bundle) effects(t *testing.T, id uuid.UUID) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), "SELECT count(*) FROM effects WHERE event_id = $1", id).Scan(&n))
+	return n
+}
+
+func TestConsumerAppliesEachEventOnceAndSkipsDuplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3)
+	var msgs []msg
+	for v := int64(1); v <= 5; v++ {
+		for a := range 4 {
+			msgs = append(msgs, newMsg("order-"+strconv.Itoa(a), v, "x"))
+		}
+	}
+	produce(t, b.addr, msgs...)
+	produce(t, b.addr, msgs[:7]...) // redelivered by an at-least-once relay
+
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	var mu sync.Mutex
+	perAgg := map[string][]int64{}
+	b.run(t, func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+		require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", trace.SpanContextFromContext(ctx).TraceID().String(), "trace continued")
+		require.Equal(t, event.OrderConfirmed, ev.Type)
+		require.Equal(t, topic, ev.Topic)
+		require.WithinDuration(t, time.Now(), ev.OccurredAt, time.Minute)
+		mu.Lock()
+		perAgg[ev.AggregateID] = append(perAgg[ev.AggregateID], ev.AggregateVersion)
+		mu.Unlock()
+		return recordEffect(ctx, tx, ev)
+	}, nil, func(o *inbox.Options) { o.TracerProvider = tp })
+
+	b.waitProcessed(t, len(msgs)+7)
+	require.Equal(t, float64(len(msgs)), b.results(t, inbox.ResultApplied))
+	require.Equal(t, 7.0, b.results(t, inbox.ResultDuplicate))
+	for _, m := range msgs {
+		require.Equal(t, 1, b.effects(t, m.id), "event %s applied once", m.id)
+	}
+	mu.Lock()
+	for agg, versions := range perAgg {
+		require.Equal(t, []int64{1, 2, 3, 4, 5}, versions, "aggregate %s in order", agg)
+	}
+	mu.Unlock()
+	require.Len(t, spans.Ended(), len(msgs)+7, "a span per message")
+}
+
+func TestConsumerSkipsEventsOlderThanTheAppliedVersion(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	v3, v2, v4 := newMsg("order-1", 3, "x"), newMsg("order-1", 2, "x"), newMsg("order-1", 4, "x")
+	produce(t, b.addr, v3, v2, v4)
+	b.run(t, recordEffect, nil)
+	b.waitProcessed(t, 3)
+	require.Equal(t, 1.0, b.results(t, inbox.ResultStale))
+	require.Equal(t, 1, b.effects(t, v3.id))
+	require.Zero(t, b.effects(t, v2.id), "stale event not applied")
+	require.Equal(t, 1, b.effects(t, v4.id))
+	// The stale event is recorded: a redelivery is a duplicate.
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), "SELECT count(*) FROM inbox WHERE event_id = $1", v2.id).Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+// A poison event is parked with its error and the partition goes on; later
+// events of the same aggregate are parked behind it (order), other
+// aggregates are applied. A transient failure is retried, not parked.
+func TestConsumerParksPoisonEventsWithoutBlockingThePartition(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1) // one partition: a blocked partition would block everything
+	poison := newMsg("order-p", 1, "poison")
+	behind := newMsg("order-p", 2, "fine")
+	bad := kafka.Message{Key: []byte("order-x"), Value: []byte("no envelope")}
+	flaky := newMsg("order-f", 1, "flaky")
+	var others []msg
+	for i := range 5 {
+		others = append(others, newMsg("order-"+strconv.Itoa(i), 1, "fine"))
+	}
+	produce(t, b.addr, poison, others[0], behind, others[1], flaky, others[2])
+	w := &kafka.Writer{Addr: kafka.TCP(b.addr), Topic: topic, BatchTimeout: time.Millisecond}
+	require.NoError(t, w.WriteMessages(context.Background(), bad))
+	require.NoError(t, w.Close())
+	produce(t, b.addr, others[3:]...)
+
+	var mu sync.Mutex
+	calls := map[string]int{}
+	b.run(t, func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+		mu.Lock()
+		calls[string(ev.Payload)]++
+		n := calls[string(ev.Payload)]
+		mu.Unlock()
+		switch string(ev.Payload) {
+		case "poison":
+			return errors.New("cannot apply: invariant violated")
+		case "flaky":
+			if n < 3 {
+				return errors.New("transient: peer unavailable")
+			}
+		}
+		return recordEffect(ctx, tx, ev)
+	}, nil)
+
+	b.waitProcessed(t, 9)
+	require.Equal(t, 3.0, b.results(t, inbox.ResultParked), "poison, the event behind it, the bad envelope")
+	require.Equal(t, 6.0, b.results(t, inbox.ResultApplied), "five others, flaky after retries")
+	for _, m := range others {
+		require.Equal(t, 1, b.effects(t, m.id))
+	}
+	require.Equal(t, 1, b.effects(t, flaky.id))
+	mu.Lock()
+	require.Equal(t, inbox.DefaultMaxAttempts, calls["poison"], "retried, then parked")
+	require.Equal(t, 3, calls["flaky"])
+	require.Zero(t, calls["no envelope"], "never handled")
+	mu.Unlock()
+	require.Zero(t, b.effects(t, behind.id), "held behind the parked event")
+
+	rows, err := b.pool.Query(context.Background(), `SELECT event_id, aggregate_id, error, payload, headers->>'event-id', kafka_partition, kafka_offset
+		FROM inbox_parked WHERE resolved_at IS NULL ORDER BY id`)
+	require.NoError(t, err)
+	type parked struct {
+		ID        uuid.UUID
+		Agg, Err  string
+		Payload   []byte
+		HeaderID  *string
+		Partition int32
+		Offset    int64
+	}
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (parked, error) {
+		var p parked
+		return p, r.Scan(&p.ID, &p.Agg, &p.Err, &p.Payload, &p.HeaderID, &p.Partition, &p.Offset)
+	})
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.Equal(t, poison.id, got[0].ID)
+	require.Contains(t, got[0].Err, "invariant violated")
+	require.Equal(t, "poison", string(got[0].Payload))
+	require.Equal(t, poison.id.String(), *got[0].HeaderID)
+	require.Equal(t, behind.id, got[1].ID)
+	require.Contains(t, got[1].Err, "held behind parked event "+poison.id.String())
+	require.Equal(t, "order-x", got[2].Agg)
+	require.Contains(t, got[2].Err, "bad event envelope")
+	require.Nil(t, got[2].HeaderID)
+}
+
+// Offsets are committed only after the effect: a consumer that dies between
+// the two gets the message again, and the inbox turns it into a duplicate.
+func TestConsumerCommitsOffsetsOnlyAfterTheEffect(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	msgs := []msg{newMsg("order-1", 1, "a"), newMsg("order-1", 2, "b"), newMsg("order-2", 1, "c")}
+	produce(t, b.addr, msgs...)
+
+	// The first consumer "dies" right after the second event's
+	// transaction committed, before its offset commit.
+	ctx := context.Background()
+	first, err := inbox.New(inbox.Config{
+		Brokers: []string{b.addr}, GroupID: b.group, Topics: []string{topic}, Consumer: "projector",
+		MaxWait: 50 * time.Millisecond,
+	}, b.pool, recordEffect, inbox.Options{Registerer: b.reg})
+	require.NoError(t, err)
+	inbox.SetAfterEffect(first, func(ev inbox.Event) bool { return ev.ID == msgs[1].id })
+	require.NoError(t, first.Run(ctx))
+	require.Equal(t, 1, b.effects(t, msgs[1].id), "effect committed before the crash")
+	require.Zero(t, b.effects(t, msgs[2].id), "stopped before the third event")
+	require.Equal(t, 2.0, b.results(t, inbox.ResultApplied))
+
+	// Its successor in the group gets the second event again: skipped as a
+	// duplicate, not applied twice.
+	b.run(t, recordEffect, nil)
+	b.waitProcessed(t, 4)
+	require.Equal(t, 1.0, b.results(t, inbox.ResultDuplicate))
+	require.Equal(t, 3.0, b.results(t, inbox.ResultApplied))
+	for _, m := range msgs {
+		require.Equal(t, 1, b.effects(t, m.id))
+	}
+}

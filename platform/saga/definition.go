@@ -1,0 +1,207 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Definition is a saga type written as data: ordered groups of steps. The
+// groups run one after another; the steps of one group run in parallel. When
+// a step fails for good, the engine compensates every step that took effect,
+// in reverse order (groups last to first, and within a group last to first).
+type Definition struct {
+	// Name is the saga type, stored on every instance ("order_checkout"):
+	// lower-case letters, digits and '_', '-', '.', starting with a letter.
+	Name string
+	// Steps are the groups, in order. A Group of one step is the usual case.
+	Steps []Group
+	// Deadline bounds the whole saga from its start; when it passes, a saga
+	// that has not reached a pivot step compensates. Zero means
+	// Options.Deadline.
+	Deadline time.Duration
+}
+
+// Group is a set of steps run in parallel. The group succeeds when all of
+// them have; the first permanent failure cancels the others (their
+// outcome is then unknown and they are compensated like the rest).
+type Group []Step
+
+// Sequence returns one group per step: the steps run one after another.
+func Sequence(steps ...Step) []Group {
+	groups := make([]Group, len(steps))
+	for i, s := range steps {
+		groups[i] = Group{s}
+	}
+	return groups
+}
+
+// Func is a step's action or compensation. It must be idempotent under the
+// key x.IdempotencyKey(): the engine calls it again with the same key after
+// a crash, a lost lease or a transient error, and expects the effect to
+// happen once. ctx carries the attempt's timeout and the step's span.
+// Return an error wrapped with Permanent for a business failure (nothing
+// happened and retrying will not help); any other error is transient.
+type Func func(ctx context.Context, x *Execution) error
+
+// Step is one local transaction of another service and its undo.
+type Step struct {
+	// Name identifies the step in storage, idempotency keys and spans
+	// (saga.step.<name>): same character set as Definition.Name, unique
+	// within the definition.
+	Name string
+	// Action does the step. Nil is a step with nothing to do whose
+	// compensation must still run when the saga compensates (for example
+	// "cancel the order" for an order that existed before the saga).
+	Action Func
+	// Compensate undoes the action. Nil: nothing to undo. Compensations are
+	// retried until they succeed, whatever the error, with
+	// Options.CompensationRetry backoff, until Options.CompensationLimit;
+	// then the saga is PARKED for an operator.
+	Compensate Func
+	// Timeout bounds each attempt (and never extends past the saga
+	// deadline). Zero means Options.StepTimeout.
+	Timeout time.Duration
+	// Retry is the policy for transient errors of the action. The zero
+	// value means Options.Retry.
+	Retry RetryPolicy
+	// Pivot marks the point of no return (for example confirming the
+	// order). Once a pivot's action has started, the saga no longer
+	// compensates on its deadline or on an operator's abort, and transient
+	// errors are retried without limit (capped backoff); only a permanent
+	// failure of the pivot itself compensates the steps before it. A pivot
+	// has no compensation, and every step after a pivot is a pivot too.
+	Pivot bool
+}
+
+// RetryPolicy is exponential backoff with jitter: the n-th retry waits
+// between half and all of min(MaxBackoff, InitialBackoff·2ⁿ⁻¹).
+type RetryPolicy struct {
+	// MaxAttempts bounds the calls of an action (first call included).
+	// Ignored for compensations, which retry until the compensation limit.
+	MaxAttempts    int
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+}
+
+func (p RetryPolicy) isZero() bool { return p == RetryPolicy{} }
+
+// backoff is the wait before retry number n (n ≥ 1), jittered by jitter,
+// which returns a value in [0, d].
+func (p RetryPolicy) backoff(n int, jitter func(time.Duration) time.Duration) time.Duration {
+	d := max(p.InitialBackoff, 0)
+	for i := 1; i < n && (p.MaxBackoff <= 0 || d < p.MaxBackoff) && d < time.Hour; i++ {
+		d *= 2
+	}
+	if p.MaxBackoff > 0 {
+		d = min(d, p.MaxBackoff)
+	}
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + jitter(d/2)
+}
+
+// Phase tells a step's action from its compensation.
+type Phase string
+
+// Phases, as stored.
+const (
+	PhaseAction       Phase = "ACTION"
+	PhaseCompensation Phase = "COMPENSATION"
+)
+
+// Execution is what a step function knows about the call it is making.
+type Execution struct {
+	SagaID        uuid.UUID
+	SagaType      string
+	CorrelationID string
+	// StartedBy is the user whose request started the saga.
+	StartedBy string
+	Step      string
+	Phase     Phase
+	// Attempt counts the calls of this step and phase, from 1, across
+	// crashes and replicas.
+	Attempt int
+	// Data is the saga context given to Start, decrypted. Read only.
+	Data []byte
+	// FailureReason is why the saga compensates (compensation phase).
+	FailureReason string
+}
+
+// IdempotencyKey is the key of every call of this step and phase:
+// "saga:<id>:<step>" for the action and "saga:<id>:<step>:compensate" for
+// the compensation. It is the same on every attempt, so a call repeated
+// after a crash is recognised by the service and acts once.
+func (x *Execution) IdempotencyKey() string {
+	k := "saga:" + x.SagaID.String() + ":" + x.Step
+	if x.Phase == PhaseCompensation {
+		k += ":compensate"
+	}
+	return k
+}
+
+// permanentError marks a business failure.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as a business failure (payment declined, not enough
+// stock): the action is not retried and the saga compensates at once. A
+// permanently failed action is taken to have had no effect, so it is not
+// compensated itself. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
+
+// validate checks d's names and pivot rules.
+func (d *Definition) validate() error {
+	if !namePattern.MatchString(d.Name) {
+		return fmt.Errorf("saga: definition name %q must match %s", d.Name, namePattern)
+	}
+	if len(d.Steps) == 0 {
+		return fmt.Errorf("saga: definition %s has no steps", d.Name)
+	}
+	seen := map[string]bool{}
+	pivot := false
+	for gi, g := range d.Steps {
+		if len(g) == 0 {
+			return fmt.Errorf("saga: definition %s: group %d is empty", d.Name, gi)
+		}
+		groupPivot := false
+		for _, s := range g {
+			if !namePattern.MatchString(s.Name) {
+				return fmt.Errorf("saga: definition %s: step name %q must match %s", d.Name, s.Name, namePattern)
+			}
+			if seen[s.Name] {
+				return fmt.Errorf("saga: definition %s: step %q appears twice", d.Name, s.Name)
+			}
+			seen[s.Name] = true
+			if s.Pivot && s.Compensate != nil {
+				return fmt.Errorf("saga: definition %s: pivot step %q cannot have a compensation", d.Name, s.Name)
+			}
+			if pivot && !s.Pivot {
+				return fmt.Errorf("saga: definition %s: step %q follows a pivot and must be a pivot", d.Name, s.Name)
+			}
+			groupPivot = groupPivot || s.Pivot
+		}
+		pivot = pivot || groupPivot
+	}
+	return nil
+}

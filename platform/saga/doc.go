@@ -1,0 +1,75 @@
+// Package saga is a durable saga orchestration engine on PostgreSQL
+// (DESIGN.md "Saga orchestration"). A saga type is a Definition: ordered
+// groups of steps, each step an action and its compensation with a timeout
+// and a retry policy; the steps of a group run in parallel. The order saga
+// of the orchestrator is one Definition; the engine knows nothing of
+// orders, payments or gRPC.
+//
+// # Storage
+//
+// Three tables (canonical DDL in db/saga/schema/saga.sql, copied into the
+// migrations of every service that runs the engine): sagas (one row per
+// instance: state, cursor, sealed context, deadline, lease, version),
+// saga_steps (one row per step and phase: status, attempts, last error) and
+// saga_audit (append-only: who did what, when).
+//
+// Every write of the engine is one SQL statement, so one commit: it updates
+// the saga row guarded by
+//
+//	WHERE id = $1 AND version = $2 AND lease_owner = $3
+//
+// upserts the step rows that changed and appends audit rows. A step costs
+// one write before its call (step RUNNING, attempts + 1) and the result is
+// written with the next step's "before" (or with the saga's outcome): a
+// saga of n sequential steps costs n + 1 writes, the first of which is the
+// insert made by Start.
+//
+// # Leases and replicas
+//
+// Start inserts a saga leased to the calling replica and executes it at
+// once on a worker of that replica (Options.Workers bound them). While it
+// works, the replica renews its leases every LeaseTTL/3. Run's recovery
+// loop claims, with FOR UPDATE SKIP LOCKED, active sagas that are due and
+// whose lease has expired: sagas of a crashed or stopped replica, sagas
+// whose persisted backoff is over, sagas an operator retried or aborted. A
+// claim bumps the version, so the replica that lost the lease (a long GC
+// pause, a network partition) finds its next write matching no row and
+// stops; its renewals fail the same way. No leader is needed.
+//
+// # Crashes
+//
+// A step's RUNNING row is committed before its call. After a crash the
+// next owner finds it and calls the step again, with the same idempotency
+// key (Execution.IdempotencyKey: saga id, step, compensation marker): the
+// service replays or deduplicates it, so nothing is skipped and nothing is
+// done twice. Step functions must therefore be idempotent under that key.
+//
+// # Failures
+//
+// Errors wrapped with Permanent (business failures) compensate at once;
+// other errors are retried with backoff within the step's RetryPolicy and
+// the saga deadline, then compensate. Compensation runs from the failed
+// group back to the first, last step first, and retries every error with
+// capped backoff (waits above InlineRetryWait are persisted and the saga is
+// released meanwhile) until it succeeds or CompensationLimit has passed;
+// the saga is then PARKED for an operator (Retry). A step whose action
+// outcome is unknown (it was running when its replica died, timed out, or
+// exhausted its retries) is resolved before it is undone: its action is
+// called once more with its own key, and it is compensated only if that
+// succeeds. A Pivot step marks the point of no return.
+//
+// The saga deadline (Options.Deadline, 30 s by default) bounds each call and
+// the saga as a whole; a saga that reaches it compensates and is counted in
+// saga_timeout_total.
+//
+// # Security and observability
+//
+// The saga context is sealed with platform/keyring (AES-256-GCM, key id
+// stored, the saga id as additional data) and opened only in memory.
+// Options.Authorize checks the starting user before every action. Every
+// transition and every claim is audited. Each call is a span
+// saga.step.<name> (attributes saga.id, saga.step, saga.attempt,
+// saga.phase) continuing the trace that was current when the saga started,
+// on whichever replica runs it; log lines carry saga_id and that trace id.
+// Metrics are listed on the metrics type.
+package saga

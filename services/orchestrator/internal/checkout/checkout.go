@@ -1,0 +1,282 @@
+// Package checkout is the order saga: the saga definition that takes an
+// order placed by a customer (order.created.v1) to CONFIRMED — payment
+// captured, stock reserved — or, when a step fails for good, to CANCELLED
+// with its stock released and its payment refunded, in that order.
+//
+// The steps reach the payment, inventory and order services through the
+// small interfaces below (implemented over gRPC in internal/grpcclient),
+// always with the idempotency key of the step, so a step repeated after a
+// crash acts once.
+package checkout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/saga"
+)
+
+// SagaType is the saga definition's name, stored with every instance.
+const SagaType = "order_checkout"
+
+// Step names: in idempotency keys ("saga:<id>:payment"), spans
+// (saga.step.payment) and the saga's step history.
+const (
+	StepOrder     = "order"
+	StepPayment   = "payment"
+	StepInventory = "inventory"
+	StepConfirm   = "confirm"
+)
+
+// Item is one SKU and quantity of an order.
+type Item struct {
+	SKU      string `json:"sku"`
+	Quantity int32  `json:"quantity"`
+}
+
+// Order is the saga context: what the steps need to know about the order.
+// It holds a payment method token and is therefore stored encrypted.
+type Order struct {
+	OrderID       string `json:"order_id"`
+	CustomerID    string `json:"customer_id"`
+	AmountMinor   int64  `json:"amount_minor"`
+	Currency      string `json:"currency"`
+	PaymentMethod string `json:"payment_method"`
+	Items         []Item `json:"items"`
+	// PlacedBy is the caller who placed the order; the saga acts for them.
+	PlacedBy string `json:"placed_by"`
+}
+
+// ErrInvalidOrder reports an order the saga cannot run: retrying the event
+// will not help.
+var ErrInvalidOrder = errors.New("checkout: invalid order")
+
+// Validate checks that o has what every step needs.
+func (o Order) Validate() error {
+	var problems []string
+	if o.OrderID == "" {
+		problems = append(problems, "order_id is empty")
+	}
+	if o.AmountMinor < 0 {
+		problems = append(problems, "amount is negative")
+	}
+	if o.Currency == "" {
+		problems = append(problems, "currency is empty")
+	}
+	if len(o.Items) == 0 {
+		problems = append(problems, "no items")
+	}
+	for _, it := range o.Items {
+		if it.SKU == "" || it.Quantity <= 0 {
+			problems = append(problems, fmt.Sprintf("item %q x %d is invalid", it.SKU, it.Quantity))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w %s: %s", ErrInvalidOrder, o.OrderID, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Marshal encodes o as the saga context.
+func (o Order) Marshal() ([]byte, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil, fmt.Errorf("checkout: encode order: %w", err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes a saga context written by Marshal.
+func Unmarshal(b []byte) (Order, error) {
+	var o Order
+	if err := json.Unmarshal(b, &o); err != nil {
+		return Order{}, saga.Permanent(fmt.Errorf("checkout: decode saga context: %w", err))
+	}
+	return o, nil
+}
+
+// Payment is the outcome of a charge.
+type Payment struct {
+	// Declined reports a business refusal ("card_declined"), with Reason.
+	Declined bool
+	Reason   string
+}
+
+// Reservation is the outcome of a stock reservation.
+type Reservation struct {
+	// Rejected reports that some item is short ("insufficient_stock").
+	Rejected bool
+	Reason   string
+}
+
+// Payments is the payment service as the saga uses it. Every method takes
+// the step's idempotency key and returns an error that is transient unless
+// wrapped with saga.Permanent.
+type Payments interface {
+	// Charge captures o's amount with o's payment method.
+	Charge(ctx context.Context, key string, o Order) (Payment, error)
+	// Refund refunds the order's captured payment in full.
+	Refund(ctx context.Context, key, orderID, reason string) error
+}
+
+// Inventory is the inventory service as the saga uses it.
+type Inventory interface {
+	// Reserve reserves every item of the order, or none.
+	Reserve(ctx context.Context, key, orderID string, items []Item) (Reservation, error)
+	// Release returns what the order reserved.
+	Release(ctx context.Context, key, orderID string) error
+}
+
+// Orders is the order service as the saga uses it.
+type Orders interface {
+	// Confirm moves the order to CONFIRMED.
+	Confirm(ctx context.Context, key, orderID string) error
+	// Cancel moves the order to CANCELLED with reason.
+	Cancel(ctx context.Context, key, orderID, reason string) error
+}
+
+// Errors of business failures, wrapped with saga.Permanent by the steps.
+var (
+	ErrPaymentDeclined   = errors.New("payment declined")
+	ErrInsufficientStock = errors.New("insufficient stock")
+)
+
+// Definition returns the order saga:
+//
+//	order      (nothing to do: the order exists)   undo: CancelOrder(reason)
+//	payment    ProcessPayment; DECLINED fails     undo: RefundPayment(reason)
+//	inventory  ReserveStock; REJECTED fails       undo: ReleaseStock
+//	confirm    ConfirmOrder (pivot: after it starts, only forward)
+//
+// so that a failure undoes, in order, the reservation, the payment and the
+// order.
+func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
+	return &saga.Definition{
+		Name: SagaType,
+		Steps: saga.Sequence(
+			saga.Step{
+				Name: StepOrder,
+				Compensate: func(ctx context.Context, x *saga.Execution) error {
+					ord, err := Unmarshal(x.Data)
+					if err != nil {
+						return err
+					}
+					return o.Cancel(ctx, x.IdempotencyKey(), ord.OrderID, Reason(x.FailureReason))
+				},
+			},
+			saga.Step{
+				Name: StepPayment,
+				Action: func(ctx context.Context, x *saga.Execution) error {
+					ord, err := Unmarshal(x.Data)
+					if err != nil {
+						return err
+					}
+					res, err := p.Charge(ctx, x.IdempotencyKey(), ord)
+					if err != nil {
+						return err
+					}
+					if res.Declined {
+						return saga.Permanent(fmt.Errorf("%w: %s", ErrPaymentDeclined, res.Reason))
+					}
+					return nil
+				},
+				Compensate: func(ctx context.Context, x *saga.Execution) error {
+					ord, err := Unmarshal(x.Data)
+					if err != nil {
+						return err
+					}
+					return p.Refund(ctx, x.IdempotencyKey(), ord.OrderID, Reason(x.FailureReason))
+				},
+			},
+			saga.Step{
+				Name: StepInventory,
+				Action: func(ctx context.Context, x *saga.Execution) error {
+					ord, err := Unmarshal(x.Data)
+					if err != nil {
+						return err
+					}
+					res, err := inv.Reserve(ctx, x.IdempotencyKey(), ord.OrderID, ord.Items)
+					if err != nil {
+						return err
+					}
+					if res.Rejected {
+						return saga.Permanent(fmt.Errorf("%w: %s", ErrInsufficientStock, res.Reason))
+					}
+					return nil
+				},
+				Compensate: func(ctx context.Context, x *saga.Execution) error {
+					ord, err := Unmarshal(x.Data)
+					if err != nil {
+						return err
+					}
+					return inv.Release(ctx, x.IdempotencyKey(), ord.OrderID)
+				},
+			},
+			saga.Step{
+				Name:  StepConfirm,
+				Pivot: true, // a confirmed order is never cancelled, so never undone
+				Action: func(ctx context.Context, x *saga.Execution) error {
+					ord, err := Unmarshal(x.Data)
+					if err != nil {
+						return err
+					}
+					return o.Confirm(ctx, x.IdempotencyKey(), ord.OrderID)
+				},
+			},
+		),
+	}
+}
+
+// maxReason bounds the reasons sent with cancellations and refunds (the
+// services accept 500 characters).
+const maxReason = 200
+
+// Reason turns a saga failure reason into the reason given to the order
+// and payment services: printable, at most maxReason characters. It is a
+// pure function of the stored failure reason, so every attempt of a
+// compensation sends the same request under its idempotency key.
+func Reason(failure string) string {
+	if failure == "" {
+		failure = "order saga failed"
+	}
+	r := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, failure)
+	if utf8.RuneCountInString(r) > maxReason {
+		r = string([]rune(r)[:maxReason-1]) + "…"
+	}
+	return r
+}
+
+// Authorizer decides, before every step, whether the user who placed the
+// order may still have the saga act for them. Until authentication exists
+// (DESIGN.md "gRPC") identities are names from x-user-id: a saga started by
+// nobody (blank or "anonymous") is refused, and so is any user on Deny.
+// Refusal fails the step permanently and the order is cancelled.
+type Authorizer struct {
+	// Deny lists blocked user ids (SAGA_DENY_USERS).
+	Deny map[string]bool
+}
+
+// ErrNotAllowed is the refusal of an Authorizer.
+var ErrNotAllowed = errors.New("not allowed to place orders")
+
+// Authorize implements saga.Options.Authorize.
+func (a Authorizer) Authorize(_ context.Context, x *saga.Execution) error {
+	switch user := strings.TrimSpace(x.StartedBy); {
+	case user == "" || user == caller.Anonymous:
+		return fmt.Errorf("%w: anonymous caller", ErrNotAllowed)
+	case a.Deny[user]:
+		return fmt.Errorf("%w: user %s is blocked", ErrNotAllowed, user)
+	}
+	return nil
+}

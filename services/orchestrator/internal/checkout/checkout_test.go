@@ -1,0 +1,140 @@
+package checkout_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/goodgo/goodgo/platform/saga"
+	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
+)
+
+// fakes answer every call with what the test set and record it.
+type fakes struct {
+	payment     checkout.Payment
+	reservation checkout.Reservation
+	err         error
+	calls       []string
+}
+
+func (f *fakes) Charge(_ context.Context, key string, o checkout.Order) (checkout.Payment, error) {
+	f.calls = append(f.calls, "charge "+key+" "+o.PaymentMethod)
+	return f.payment, f.err
+}
+func (f *fakes) Refund(_ context.Context, key, orderID, reason string) error {
+	f.calls = append(f.calls, "refund "+key+" "+reason)
+	return f.err
+}
+func (f *fakes) Reserve(_ context.Context, key, orderID string, items []checkout.Item) (checkout.Reservation, error) {
+	f.calls = append(f.calls, "reserve "+key)
+	return f.reservation, f.err
+}
+func (f *fakes) Release(_ context.Context, key, orderID string) error {
+	f.calls = append(f.calls, "release "+key)
+	return f.err
+}
+func (f *fakes) Confirm(_ context.Context, key, orderID string) error {
+	f.calls = append(f.calls, "confirm "+key)
+	return f.err
+}
+func (f *fakes) Cancel(_ context.Context, key, orderID, reason string) error {
+	f.calls = append(f.calls, "cancel "+key+" "+reason)
+	return f.err
+}
+
+func validOrder() checkout.Order {
+	return checkout.Order{OrderID: uuid.NewString(), AmountMinor: 100, Currency: "USD", PaymentMethod: "tok_visa",
+		Items: []checkout.Item{{SKU: "A", Quantity: 1}}, PlacedBy: "alice"}
+}
+
+func TestDefinitionShape(t *testing.T) {
+	def := checkout.Definition(&fakes{}, &fakes{}, &fakes{})
+	var names []string
+	for _, g := range def.Steps {
+		require.Len(t, g, 1, "the order saga is sequential")
+		names = append(names, g[0].Name)
+	}
+	require.Equal(t, []string{"order", "payment", "inventory", "confirm"}, names)
+	require.Nil(t, def.Steps[0][0].Action, "the order exists before the saga")
+	require.NotNil(t, def.Steps[0][0].Compensate, "cancelling it is the saga's last undo")
+	require.True(t, def.Steps[3][0].Pivot)
+	require.Nil(t, def.Steps[3][0].Compensate)
+}
+
+func TestStepsMapBusinessOutcomes(t *testing.T) {
+	o := validOrder()
+	data, err := o.Marshal()
+	require.NoError(t, err)
+	x := func(step string, phase saga.Phase) *saga.Execution {
+		return &saga.Execution{SagaID: uuid.New(), Step: step, Phase: phase, Data: data, FailureReason: "payment: payment declined: card_declined"}
+	}
+	step := func(def *saga.Definition, i int) saga.Step { return def.Steps[i][0] }
+
+	f := &fakes{payment: checkout.Payment{Declined: true, Reason: "card_declined"}}
+	def := checkout.Definition(f, f, f)
+	err = step(def, 1).Action(context.Background(), x("payment", saga.PhaseAction))
+	require.True(t, saga.IsPermanent(err), "a decline compensates at once")
+	require.ErrorIs(t, err, checkout.ErrPaymentDeclined)
+
+	f = &fakes{reservation: checkout.Reservation{Rejected: true, Reason: "insufficient_stock"}}
+	def = checkout.Definition(f, f, f)
+	err = step(def, 2).Action(context.Background(), x("inventory", saga.PhaseAction))
+	require.True(t, saga.IsPermanent(err))
+	require.ErrorIs(t, err, checkout.ErrInsufficientStock)
+
+	transient := errors.New("unavailable")
+	f = &fakes{err: transient}
+	def = checkout.Definition(f, f, f)
+	err = step(def, 1).Action(context.Background(), x("payment", saga.PhaseAction))
+	require.ErrorIs(t, err, transient)
+	require.False(t, saga.IsPermanent(err), "the adapter's classification is kept")
+
+	f = &fakes{}
+	def = checkout.Definition(f, f, f)
+	ex := x("order", saga.PhaseCompensation)
+	require.NoError(t, step(def, 0).Compensate(context.Background(), ex))
+	require.Equal(t, []string{"cancel saga:" + ex.SagaID.String() + ":order:compensate payment: payment declined: card_declined"}, f.calls)
+
+	err = step(def, 1).Action(context.Background(), &saga.Execution{Step: "payment", Data: []byte("not json")})
+	require.True(t, saga.IsPermanent(err), "an unreadable context will not get better")
+}
+
+func TestReasonIsPrintableAndBounded(t *testing.T) {
+	require.Equal(t, "order saga failed", checkout.Reason(""))
+	require.Equal(t, "a b", checkout.Reason("a\nb"))
+	long := checkout.Reason(strings.Repeat("é", 1000))
+	require.Equal(t, 200, utf8.RuneCountInString(long))
+	require.Equal(t, long, checkout.Reason(strings.Repeat("é", 1000)), "the same failure gives the same reason")
+}
+
+func TestAuthorizer(t *testing.T) {
+	a := checkout.Authorizer{Deny: map[string]bool{"mallory": true}}
+	for user, allowed := range map[string]bool{"alice": true, "": false, " ": false, "anonymous": false, "mallory": false} {
+		err := a.Authorize(context.Background(), &saga.Execution{StartedBy: user})
+		if allowed {
+			require.NoError(t, err, user)
+		} else {
+			require.ErrorIs(t, err, checkout.ErrNotAllowed, user)
+		}
+	}
+}
+
+func TestOrderValidate(t *testing.T) {
+	require.NoError(t, validOrder().Validate())
+	for name, mutate := range map[string]func(*checkout.Order){
+		"no id":        func(o *checkout.Order) { o.OrderID = "" },
+		"no currency":  func(o *checkout.Order) { o.Currency = "" },
+		"no items":     func(o *checkout.Order) { o.Items = nil },
+		"bad quantity": func(o *checkout.Order) { o.Items[0].Quantity = 0 },
+		"negative":     func(o *checkout.Order) { o.AmountMinor = -1 },
+	} {
+		o := validOrder()
+		mutate(&o)
+		require.ErrorIs(t, o.Validate(), checkout.ErrInvalidOrder, name)
+	}
+}

@@ -1,0 +1,518 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/pgtest"
+	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
+	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
+)
+
+// logBuffer collects the binary's JSON log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// find returns the first log line with msg, or nil.
+func (l *logBuffer) find(msg string) map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
+			return line
+		}
+	}
+	return nil
+}
+
+// neighbours are fake payment, inventory and order services: they record
+// every call (method, order, idempotency key, caller) and behave like the
+// real ones on the paths the saga takes: "tok_decline" is declined, SKU
+// "SHORT" is out of stock, and a repeated key replays.
+type neighbours struct {
+	paymentv1.UnimplementedPaymentServiceServer
+	inventoryv1.UnimplementedInventoryServiceServer
+	orderv1.UnimplementedOrderServiceServer
+
+	mu      sync.Mutex
+	calls   []call
+	blockOn string        // method that waits for release before answering
+	release chan struct{} // closed to let blocked calls answer
+}
+
+type call struct {
+	Method, OrderID, Key, Caller, Reason string
+}
+
+func (n *neighbours) record(ctx context.Context, method, orderID, reason string) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	c := call{Method: method, OrderID: orderID, Reason: reason}
+	if v := md.Get(idempotency.MetadataKey); len(v) == 1 {
+		c.Key = v[0]
+	}
+	if v := md.Get(caller.MetadataKey); len(v) == 1 {
+		c.Caller = v[0]
+	}
+	n.mu.Lock()
+	n.calls = append(n.calls, c)
+	block, release := n.blockOn == method, n.release
+	n.mu.Unlock()
+	if c.Key == "" {
+		return status.Error(codes.InvalidArgument, "idempotency-key metadata is required")
+	}
+	if block {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return nil
+}
+
+// of returns the calls about order id, in order.
+func (n *neighbours) of(orderID string) []call {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []call
+	for _, c := range n.calls {
+		if c.OrderID == orderID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (n *neighbours) methodsOf(orderID string) []string {
+	var out []string
+	for _, c := range n.of(orderID) {
+		out = append(out, c.Method)
+	}
+	return out
+}
+
+func (n *neighbours) ProcessPayment(ctx context.Context, req *paymentv1.ProcessPaymentRequest) (*paymentv1.ProcessPaymentResponse, error) {
+	if err := n.record(ctx, "ProcessPayment", req.GetOrderId(), ""); err != nil {
+		return nil, err
+	}
+	p := &paymentv1.Payment{OrderId: req.GetOrderId(), Amount: req.GetAmount(), Status: paymentv1.PaymentStatus_PAYMENT_STATUS_CAPTURED}
+	if req.GetPaymentMethod() == "tok_decline" {
+		p.Status, p.DeclineReason = paymentv1.PaymentStatus_PAYMENT_STATUS_DECLINED, "card_declined"
+	}
+	return &paymentv1.ProcessPaymentResponse{Payment: p}, nil
+}
+
+func (n *neighbours) RefundPayment(ctx context.Context, req *paymentv1.RefundPaymentRequest) (*paymentv1.RefundPaymentResponse, error) {
+	if err := n.record(ctx, "RefundPayment", req.GetOrderId(), req.GetReason()); err != nil {
+		return nil, err
+	}
+	return &paymentv1.RefundPaymentResponse{Payment: &paymentv1.Payment{OrderId: req.GetOrderId(), Status: paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED}}, nil
+}
+
+func (n *neighbours) ReserveStock(ctx context.Context, req *inventoryv1.ReserveStockRequest) (*inventoryv1.ReserveStockResponse, error) {
+	if err := n.record(ctx, "ReserveStock", req.GetOrderId(), ""); err != nil {
+		return nil, err
+	}
+	r := &inventoryv1.Reservation{OrderId: req.GetOrderId(), Status: inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED}
+	for _, it := range req.GetItems() {
+		if it.GetSku() == "SHORT" {
+			r.Status, r.RejectReason = inventoryv1.ReservationStatus_RESERVATION_STATUS_REJECTED, "insufficient_stock"
+		}
+	}
+	return &inventoryv1.ReserveStockResponse{Reservation: r}, nil
+}
+
+func (n *neighbours) ReleaseStock(ctx context.Context, req *inventoryv1.ReleaseStockRequest) (*inventoryv1.ReleaseStockResponse, error) {
+	if err := n.record(ctx, "ReleaseStock", req.GetOrderId(), ""); err != nil {
+		return nil, err
+	}
+	return &inventoryv1.ReleaseStockResponse{Reservation: &inventoryv1.Reservation{OrderId: req.GetOrderId(), Status: inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED}}, nil
+}
+
+func (n *neighbours) ConfirmOrder(ctx context.Context, req *orderv1.ConfirmOrderRequest) (*orderv1.ConfirmOrderResponse, error) {
+	if err := n.record(ctx, "ConfirmOrder", req.GetOrderId(), ""); err != nil {
+		return nil, err
+	}
+	return &orderv1.ConfirmOrderResponse{Order: &orderv1.Order{OrderId: req.GetOrderId(), Status: orderv1.OrderStatus_ORDER_STATUS_CONFIRMED}}, nil
+}
+
+func (n *neighbours) CancelOrder(ctx context.Context, req *orderv1.CancelOrderRequest) (*orderv1.CancelOrderResponse, error) {
+	if err := n.record(ctx, "CancelOrder", req.GetOrderId(), req.GetReason()); err != nil {
+		return nil, err
+	}
+	return &orderv1.CancelOrderResponse{Order: &orderv1.Order{OrderId: req.GetOrderId(), Status: orderv1.OrderStatus_ORDER_STATUS_CANCELLED}}, nil
+}
+
+// startNeighbours serves the fakes on one free port (all three services).
+func startNeighbours(t *testing.T) (*neighbours, string) {
+	t.Helper()
+	n := &neighbours{release: make(chan struct{})}
+	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := grpc.NewServer()
+	paymentv1.RegisterPaymentServiceServer(s, n)
+	inventoryv1.RegisterInventoryServiceServer(s, n)
+	orderv1.RegisterOrderServiceServer(s, n)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return n, lis.Addr().String()
+}
+
+type bundle struct {
+	n      *neighbours
+	broker string
+	sagas  orchestratorv1.SagaServiceClient
+	logs   *logBuffer
+}
+
+// setup runs the orchestrator binary's run() on free ports against a fresh
+// database, the local Redis, an in-process Kafka (kfake) and fake
+// neighbours.
+func setup(t *testing.T, env map[string]string) *bundle {
+	t.Helper()
+	n, addr := startNeighbours(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, event.TopicOrder))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	dbURL, _ := pgtest.NewDatabase(t, db.Orchestrator)
+	prefix := make([]byte, 6)
+	_, _ = rand.Read(prefix)
+	vars := map[string]string{
+		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": dbURL,
+		"KAFKA_BROKERS": cluster.ListenAddrs()[0], "IDEMPOTENCY_KEY_PREFIX": "orch-test:" + hex.EncodeToString(prefix) + ":",
+		"ORDER_ADDR": addr, "PAYMENT_ADDR": addr, "INVENTORY_ADDR": addr,
+		"SAGA_POLL_INTERVAL": "100ms", "SAGA_LEASE_TTL": "1s", "OTEL_SDK_DISABLED": "true",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	cfg, err := loadConfig(lookup)
+	require.NoError(t, err)
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logs, lookup) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
+	var started map[string]any
+	require.Eventually(t, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("run stopped: %v\n%s", err, logs.buf.String())
+		default:
+		}
+		started = logs.find("orchestrator started")
+		return started != nil
+	}, 30*time.Second, 10*time.Millisecond)
+	conn, err := grpc.NewClient(started["grpc_addr"].(string), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return &bundle{n: n, broker: cluster.ListenAddrs()[0], sagas: orchestratorv1.NewSagaServiceClient(conn), logs: logs}
+}
+
+// publish sends an order.created.v1 event as the outbox relay would.
+func (b *bundle) publish(t *testing.T, eventID uuid.UUID, m *orderv1.OrderCreated) {
+	t.Helper()
+	b.publishKeyed(t, m.GetOrderId(), eventID, m)
+}
+
+// publishKeyed publishes with Kafka key key (the partition).
+func (b *bundle) publishKeyed(t *testing.T, key string, eventID uuid.UUID, m *orderv1.OrderCreated) {
+	t.Helper()
+	payload, err := proto.Marshal(m)
+	require.NoError(t, err)
+	w := &kafka.Writer{Addr: kafka.TCP(b.broker), Topic: event.TopicOrder, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer func() { _ = w.Close() }()
+	require.NoError(t, w.WriteMessages(context.Background(), kafka.Message{
+		Key:   []byte(key),
+		Value: payload,
+		Headers: []kafka.Header{
+			{Key: event.HeaderEventID, Value: []byte(eventID.String())},
+			{Key: event.HeaderEventType, Value: []byte(event.OrderCreated)},
+			{Key: event.HeaderAggregateType, Value: []byte(event.AggregateOrder)},
+			{Key: event.HeaderAggregateID, Value: []byte(m.GetOrderId())},
+			{Key: event.HeaderAggregateVersion, Value: []byte(strconv.Itoa(1))},
+			{Key: event.HeaderOccurredAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+			{Key: event.HeaderContentType, Value: []byte(event.ContentTypeProtobuf)},
+			{Key: event.HeaderTraceparent, Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+		},
+	}))
+}
+
+func order(paymentMethod string, skus ...string) *orderv1.OrderCreated {
+	m := &orderv1.OrderCreated{
+		OrderId: uuid.NewString(), CustomerId: "c-1", PaymentMethod: paymentMethod, PlacedBy: "alice",
+		Total: &commonv1.Money{CurrencyCode: "USD", AmountMinor: 2500},
+	}
+	for _, s := range skus {
+		m.Items = append(m.Items, &commonv1.LineItem{Sku: s, Quantity: 1})
+	}
+	return m
+}
+
+// sagaOf waits for the saga of an order to reach state and returns it.
+func (b *bundle) sagaOf(t *testing.T, orderID string, state orchestratorv1.SagaState) *orchestratorv1.Saga {
+	t.Helper()
+	var found *orchestratorv1.Saga
+	require.Eventually(t, func() bool {
+		resp, err := b.sagas.ListSagas(context.Background(), &orchestratorv1.ListSagasRequest{PageSize: 100})
+		require.NoError(t, err)
+		for _, s := range resp.GetSagas() {
+			if s.GetCorrelationId() == orderID && s.GetState() == state {
+				found = s
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "saga of order %s never reached %s", orderID, state)
+	return found
+}
+
+func operatorCtx(user string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(),
+		caller.MetadataKey, user, idempotency.MetadataKey, uuid.NewString())
+}
+
+func TestOrderSagaConfirmsAPaidReservedOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	o := order("tok_visa", "SKU-1", "SKU-2")
+	b.publish(t, uuid.New(), o)
+
+	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder"}, b.n.methodsOf(o.GetOrderId()))
+	for _, c := range b.n.of(o.GetOrderId()) {
+		require.Equal(t, "orchestrator", c.Caller, "the orchestrator calls as itself")
+	}
+	calls := b.n.of(o.GetOrderId())
+	require.Equal(t, "saga:"+s.GetSagaId()+":payment", calls[0].Key)
+	require.Equal(t, "saga:"+s.GetSagaId()+":inventory", calls[1].Key)
+	require.Equal(t, "saga:"+s.GetSagaId()+":confirm", calls[2].Key)
+	require.Equal(t, "order_checkout", s.GetSagaType())
+	require.Equal(t, "alice", s.GetStartedBy())
+
+	got, err := b.sagas.GetSaga(context.Background(), &orchestratorv1.GetSagaRequest{SagaId: s.GetSagaId()})
+	require.NoError(t, err)
+	var steps []string
+	for _, st := range got.GetSaga().GetSteps() {
+		require.Equal(t, orchestratorv1.StepStatus_STEP_STATUS_SUCCEEDED, st.GetStatus())
+		require.Equal(t, orchestratorv1.StepPhase_STEP_PHASE_ACTION, st.GetPhase())
+		steps = append(steps, st.GetName())
+	}
+	require.Equal(t, []string{"order", "payment", "inventory", "confirm"}, steps)
+	require.Equal(t, int32(1), got.GetSaga().GetSteps()[1].GetAttempts())
+
+	line := b.logs.find("order saga started")
+	require.NotNil(t, line)
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", line["trace_id"], "the saga continues the event's trace")
+}
+
+func TestDeclinedPaymentCancelsTheOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	o := order("tok_decline", "SKU-1")
+	b.publish(t, uuid.New(), o)
+
+	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	require.Equal(t, []string{"ProcessPayment", "CancelOrder"}, b.n.methodsOf(o.GetOrderId()),
+		"nothing reserved, nothing to refund: only the order is cancelled")
+	cancel := b.n.of(o.GetOrderId())[1]
+	require.Equal(t, "payment: payment declined: card_declined", cancel.Reason)
+	require.Equal(t, "saga:"+s.GetSagaId()+":order:compensate", cancel.Key)
+	require.Equal(t, "payment: payment declined: card_declined", s.GetFailureReason())
+}
+
+func TestInsufficientStockRefundsThenCancels(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	o := order("tok_visa", "SKU-1", "SHORT")
+	b.publish(t, uuid.New(), o)
+
+	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "RefundPayment", "CancelOrder"}, b.n.methodsOf(o.GetOrderId()))
+	require.Equal(t, "saga:"+s.GetSagaId()+":payment:compensate", b.n.of(o.GetOrderId())[2].Key)
+	require.Equal(t, "inventory: insufficient stock: insufficient_stock", s.GetFailureReason())
+}
+
+func TestDuplicateEventsStartOneSaga(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	o := order("tok_visa", "SKU-1")
+	id := uuid.New()
+	b.publish(t, id, o)
+	b.publish(t, id, o)         // redelivery
+	b.publish(t, uuid.New(), o) // the same order under another event id
+	b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+
+	// A later order on the same partition proves the duplicates were consumed.
+	later := order("tok_visa", "SKU-1")
+	b.publishKeyed(t, o.GetOrderId(), uuid.New(), later)
+	b.sagaOf(t, later.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+
+	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder"}, b.n.methodsOf(o.GetOrderId()))
+	resp, err := b.sagas.ListSagas(context.Background(), &orchestratorv1.ListSagasRequest{})
+	require.NoError(t, err)
+	n := 0
+	for _, s := range resp.GetSagas() {
+		if s.GetCorrelationId() == o.GetOrderId() {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
+}
+
+func TestSagaServiceOperatesSagas(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+
+	t.Run("abort compensates a running saga", func(t *testing.T) {
+		b.n.mu.Lock()
+		b.n.blockOn = "ReserveStock"
+		b.n.mu.Unlock()
+		o := order("tok_visa", "SKU-1")
+		b.publish(t, uuid.New(), o)
+		s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_RUNNING)
+		require.Eventually(t, func() bool { return len(b.n.of(o.GetOrderId())) == 2 }, 10*time.Second, 5*time.Millisecond)
+
+		_, err := b.sagas.AbortSaga(metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, "ops-bob"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
+		require.Equal(t, codes.InvalidArgument, status.Code(err), "a mutating RPC needs an idempotency key")
+		_, err = b.sagas.AbortSaga(metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, "k"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
+		require.Equal(t, codes.Unauthenticated, status.Code(err), "operators name themselves")
+
+		resp, err := b.sagas.AbortSaga(operatorCtx("ops-bob"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId(), Reason: "customer called"})
+		require.NoError(t, err)
+		require.Contains(t, []orchestratorv1.SagaState{orchestratorv1.SagaState_SAGA_STATE_COMPENSATING, orchestratorv1.SagaState_SAGA_STATE_COMPENSATED}, resp.GetSaga().GetState())
+		b.n.mu.Lock()
+		b.n.blockOn = ""
+		close(b.n.release)
+		b.n.mu.Unlock()
+		done := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+		require.Equal(t, "customer called", done.GetFailureReason())
+		methods := b.n.methodsOf(o.GetOrderId())
+		require.Equal(t, "CancelOrder", methods[len(methods)-1])
+		require.Contains(t, methods, "RefundPayment")
+		require.Contains(t, methods, "ReleaseStock", "the in-flight reservation was resolved, then released")
+
+		_, err = b.sagas.AbortSaga(operatorCtx("ops-bob"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
+		require.Equal(t, codes.FailedPrecondition, status.Code(err))
+		_, err = b.sagas.RetrySaga(operatorCtx("ops-bob"), &orchestratorv1.RetrySagaRequest{SagaId: s.GetSagaId()})
+		require.Equal(t, codes.FailedPrecondition, status.Code(err), "only PARKED sagas are retried")
+	})
+
+	t.Run("unknown and malformed ids", func(t *testing.T) {
+		_, err := b.sagas.GetSaga(ctx, &orchestratorv1.GetSagaRequest{SagaId: uuid.NewString()})
+		require.Equal(t, codes.NotFound, status.Code(err))
+		_, err = b.sagas.GetSaga(ctx, &orchestratorv1.GetSagaRequest{SagaId: "nope"})
+		require.Equal(t, codes.InvalidArgument, status.Code(err))
+		_, err = b.sagas.RetrySaga(operatorCtx("ops"), &orchestratorv1.RetrySagaRequest{SagaId: uuid.NewString()})
+		require.Equal(t, codes.NotFound, status.Code(err))
+	})
+
+	t.Run("list paginates and filters", func(t *testing.T) {
+		var ids []string
+		for range 3 {
+			o := order("tok_visa", "SKU-1")
+			b.publish(t, uuid.New(), o)
+			ids = append(ids, b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED).GetSagaId())
+		}
+		var seen []string
+		token := ""
+		for {
+			resp, err := b.sagas.ListSagas(ctx, &orchestratorv1.ListSagasRequest{
+				State: orchestratorv1.SagaState_SAGA_STATE_COMPLETED, PageSize: 1, PageToken: token,
+			})
+			require.NoError(t, err)
+			for _, s := range resp.GetSagas() {
+				require.Equal(t, orchestratorv1.SagaState_SAGA_STATE_COMPLETED, s.GetState())
+				seen = append(seen, s.GetSagaId())
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		require.Len(t, seen, 3)
+		require.ElementsMatch(t, ids, seen)
+		_, err := b.sagas.ListSagas(ctx, &orchestratorv1.ListSagasRequest{PageToken: "garbage"})
+		require.Equal(t, codes.InvalidArgument, status.Code(err))
+		comp, err := b.sagas.ListSagas(ctx, &orchestratorv1.ListSagasRequest{State: orchestratorv1.SagaState_SAGA_STATE_COMPENSATED})
+		require.NoError(t, err)
+		require.Len(t, comp.GetSagas(), 1)
+	})
+}
+
+func TestDeniedUsersOrdersAreCancelled(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"SAGA_DENY_USERS": "mallory"})
+	o := order("tok_visa", "SKU-1")
+	o.PlacedBy = "mallory"
+	b.publish(t, uuid.New(), o)
+	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	require.Equal(t, []string{"CancelOrder"}, b.n.methodsOf(o.GetOrderId()), "nothing charged on behalf of a blocked user")
+	require.True(t, strings.HasPrefix(s.GetFailureReason(), "payment: permission denied"), s.GetFailureReason())
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"SAGA_WORKERS": "0", "SAGA_DEADLINE": "0s", "SAGA_LEASE_TTL": "10ms", "SAGA_CONTEXT_KEYS": "k1:short"}
+	_, err := loadConfig(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	require.Error(t, err)
+	for _, name := range []string{"SAGA_WORKERS", "SAGA_DEADLINE", "SAGA_LEASE_TTL", "SAGA_CONTEXT_KEYS"} {
+		require.Contains(t, err.Error(), name+":")
+	}
+	cfg, err := loadConfig(func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, cfg.Saga.Deadline)
+	require.Equal(t, 5*time.Second, cfg.Saga.StepTimeout)
+	require.Equal(t, 64, cfg.Saga.Workers)
+	require.NotEmpty(t, cfg.Saga.OrchestratorID)
+	require.True(t, cfg.DevContextKeys)
+}
