@@ -43,6 +43,9 @@ type InventoryServiceClient interface {
 	ReserveStock(ctx context.Context, in *ReserveStockRequest, opts ...grpc.CallOption) (*ReserveStockResponse, error)
 	// ReleaseStock returns exactly what an order reserved, at most once.
 	// Releasing a RELEASED or REJECTED reservation succeeds without change.
+	// Releasing an order that has no reservation yet records a RELEASED
+	// reservation without items, so that a ReserveStock still in flight cannot
+	// take stock afterwards: compensations are absorbing.
 	ReleaseStock(ctx context.Context, in *ReleaseStockRequest, opts ...grpc.CallOption) (*ReleaseStockResponse, error)
 	// AdjustStock (admin) sets the on-hand quantity of a SKU. It takes the
 	// version token of a previous read; a stale or forged one is ABORTED.
@@ -124,6 +127,9 @@ type InventoryServiceServer interface {
 	ReserveStock(context.Context, *ReserveStockRequest) (*ReserveStockResponse, error)
 	// ReleaseStock returns exactly what an order reserved, at most once.
 	// Releasing a RELEASED or REJECTED reservation succeeds without change.
+	// Releasing an order that has no reservation yet records a RELEASED
+	// reservation without items, so that a ReserveStock still in flight cannot
+	// take stock afterwards: compensations are absorbing.
 	ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error)
 	// AdjustStock (admin) sets the on-hand quantity of a SKU. It takes the
 	// version token of a previous read; a stale or forged one is ABORTED.

@@ -31,6 +31,10 @@ const (
 	PaymentStatus_PAYMENT_STATUS_CAPTURED    PaymentStatus = 1
 	PaymentStatus_PAYMENT_STATUS_DECLINED    PaymentStatus = 2
 	PaymentStatus_PAYMENT_STATUS_REFUNDED    PaymentStatus = 3
+	// The order was refunded before any payment existed (a saga compensating
+	// a payment whose outcome it never learned): nothing was captured, and a
+	// later ProcessPayment for the order captures nothing either.
+	PaymentStatus_PAYMENT_STATUS_VOIDED PaymentStatus = 4
 )
 
 // Enum value maps for PaymentStatus.
@@ -40,12 +44,14 @@ var (
 		1: "PAYMENT_STATUS_CAPTURED",
 		2: "PAYMENT_STATUS_DECLINED",
 		3: "PAYMENT_STATUS_REFUNDED",
+		4: "PAYMENT_STATUS_VOIDED",
 	}
 	PaymentStatus_value = map[string]int32{
 		"PAYMENT_STATUS_UNSPECIFIED": 0,
 		"PAYMENT_STATUS_CAPTURED":    1,
 		"PAYMENT_STATUS_DECLINED":    2,
 		"PAYMENT_STATUS_REFUNDED":    3,
+		"PAYMENT_STATUS_VOIDED":      4,
 	}
 )
 
@@ -529,12 +535,13 @@ const file_goodgo_payment_v1_payment_proto_rawDesc = "" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\"J\n" +
 	"\x12GetPaymentResponse\x124\n" +
-	"\apayment\x18\x01 \x01(\v2\x1a.goodgo.payment.v1.PaymentR\apayment*\x86\x01\n" +
+	"\apayment\x18\x01 \x01(\v2\x1a.goodgo.payment.v1.PaymentR\apayment*\xa1\x01\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_CAPTURED\x10\x01\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_DECLINED\x10\x02\x12\x1b\n" +
-	"\x17PAYMENT_STATUS_REFUNDED\x10\x032\xb6\x02\n" +
+	"\x17PAYMENT_STATUS_REFUNDED\x10\x03\x12\x19\n" +
+	"\x15PAYMENT_STATUS_VOIDED\x10\x042\xb6\x02\n" +
 	"\x0ePaymentService\x12e\n" +
 	"\x0eProcessPayment\x12(.goodgo.payment.v1.ProcessPaymentRequest\x1a).goodgo.payment.v1.ProcessPaymentResponse\x12b\n" +
 	"\rRefundPayment\x12'.goodgo.payment.v1.RefundPaymentRequest\x1a(.goodgo.payment.v1.RefundPaymentResponse\x12Y\n" +

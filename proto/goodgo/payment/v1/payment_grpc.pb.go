@@ -37,8 +37,11 @@ type PaymentServiceClient interface {
 	// DECLINED and the response says so.
 	ProcessPayment(ctx context.Context, in *ProcessPaymentRequest, opts ...grpc.CallOption) (*ProcessPaymentResponse, error)
 	// RefundPayment refunds a captured payment in full, at most once. Refunding
-	// a REFUNDED payment succeeds without change; a DECLINED one is
-	// FAILED_PRECONDITION; an order without payment is NOT_FOUND.
+	// a REFUNDED, DECLINED or VOIDED payment succeeds without change (there is
+	// nothing left to refund). Refunding by order_id an order that has no
+	// payment yet records it as VOIDED, so that a ProcessPayment still in
+	// flight cannot capture afterwards: compensations are absorbing. An
+	// unknown payment_id is NOT_FOUND.
 	RefundPayment(ctx context.Context, in *RefundPaymentRequest, opts ...grpc.CallOption) (*RefundPaymentResponse, error)
 	// GetPayment reads a payment by payment id or by order id.
 	GetPayment(ctx context.Context, in *GetPaymentRequest, opts ...grpc.CallOption) (*GetPaymentResponse, error)
@@ -95,8 +98,11 @@ type PaymentServiceServer interface {
 	// DECLINED and the response says so.
 	ProcessPayment(context.Context, *ProcessPaymentRequest) (*ProcessPaymentResponse, error)
 	// RefundPayment refunds a captured payment in full, at most once. Refunding
-	// a REFUNDED payment succeeds without change; a DECLINED one is
-	// FAILED_PRECONDITION; an order without payment is NOT_FOUND.
+	// a REFUNDED, DECLINED or VOIDED payment succeeds without change (there is
+	// nothing left to refund). Refunding by order_id an order that has no
+	// payment yet records it as VOIDED, so that a ProcessPayment still in
+	// flight cannot capture afterwards: compensations are absorbing. An
+	// unknown payment_id is NOT_FOUND.
 	RefundPayment(context.Context, *RefundPaymentRequest) (*RefundPaymentResponse, error)
 	// GetPayment reads a payment by payment id or by order id.
 	GetPayment(context.Context, *GetPaymentRequest) (*GetPaymentResponse, error)
