@@ -11,6 +11,7 @@ package grpcclient
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -69,10 +70,17 @@ func (p Payments) Charge(ctx context.Context, key string, o checkout.Order) (che
 	if err != nil {
 		return checkout.Payment{}, classify("ProcessPayment", err)
 	}
-	if pay := resp.GetPayment(); pay.GetStatus() == paymentv1.PaymentStatus_PAYMENT_STATUS_DECLINED {
+	// Only a capture lets the saga go on. DECLINED is the usual failure;
+	// VOIDED or REFUNDED mean a compensation already ran for this order (an
+	// operator's abort raced the step), so nothing is captured either.
+	switch pay := resp.GetPayment(); pay.GetStatus() {
+	case paymentv1.PaymentStatus_PAYMENT_STATUS_CAPTURED:
+		return checkout.Payment{}, nil
+	case paymentv1.PaymentStatus_PAYMENT_STATUS_DECLINED:
 		return checkout.Payment{Declined: true, Reason: pay.GetDeclineReason()}, nil
+	default:
+		return checkout.Payment{Declined: true, Reason: "payment_" + strings.ToLower(strings.TrimPrefix(pay.GetStatus().String(), "PAYMENT_STATUS_"))}, nil
 	}
-	return checkout.Payment{}, nil
 }
 
 // Refund implements checkout.Payments.
@@ -96,10 +104,16 @@ func (i Inventory) Reserve(ctx context.Context, key, orderID string, items []che
 	if err != nil {
 		return checkout.Reservation{}, classify("ReserveStock", err)
 	}
-	if r := resp.GetReservation(); r.GetStatus() == inventoryv1.ReservationStatus_RESERVATION_STATUS_REJECTED {
+	// Only a reservation lets the saga go on; RELEASED means a compensation
+	// already ran for this order, so no stock is held.
+	switch r := resp.GetReservation(); r.GetStatus() {
+	case inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED:
+		return checkout.Reservation{}, nil
+	case inventoryv1.ReservationStatus_RESERVATION_STATUS_REJECTED:
 		return checkout.Reservation{Rejected: true, Reason: r.GetRejectReason()}, nil
+	default:
+		return checkout.Reservation{Rejected: true, Reason: "reservation_" + strings.ToLower(strings.TrimPrefix(r.GetStatus().String(), "RESERVATION_STATUS_"))}, nil
 	}
-	return checkout.Reservation{}, nil
 }
 
 // Release implements checkout.Inventory.
