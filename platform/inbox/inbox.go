@@ -614,7 +614,7 @@ func (b *backoff) next() time.Duration {
 		b.cur = min(b.cur*2, b.max)
 	}
 	half := b.cur / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
+	return half + time.Duration(rand.Int64N(int64(half)+1)) //nolint:gosec // jitter, not a secret
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -10,9 +10,11 @@
 // optionally sealed with a keyring for PII) and the trace-context columns.
 //
 // The relay side lives here too: Record is an outbox row as the relay reads
-// it and Decrypt restores a PII payload before publishing. The relay itself
-// (claim rows by lane, publish through a two-method Publisher, mark them
-// published) builds on these.
+// it, Decrypt restores a PII payload before publishing, and outboxdb holds
+// the relay's queries (lane leases, mark published, park, janitor,
+// statistics). The relay itself (services/outbox-relay/internal/relay:
+// lease lanes, publish each lane in id order, mark after the broker's ack)
+// builds on these.
 package outbox
 
 import (

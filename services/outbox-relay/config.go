@@ -1,8 +1,16 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
 )
 
 // Config is the relay's configuration, read once from the environment by
@@ -12,13 +20,43 @@ type Config struct {
 	// (127.0.0.1:9095), LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
 	config.Common
 	// OutboxDatabaseURLs are the databases whose outbox tables the relay
-	// drains (OUTBOX_DATABASE_URLS, comma-separated).
+	// drains (OUTBOX_DATABASE_URLS, comma-separated). The relay never
+	// creates them: one that does not exist yet is retried until its
+	// service has created and migrated it.
 	OutboxDatabaseURLs []string
 	// KafkaBrokers are the bootstrap brokers (KAFKA_BROKERS, comma-separated).
 	KafkaBrokers []string
 	// OutboxKeys open PII payloads sealed by the writers (OUTBOX_KEYS,
 	// OUTBOX_ACTIVE_KEY): every key a writer may have used must be here.
 	OutboxKeys config.KeySet
+	// RelayID names this replica in lane leases (RELAY_ID, default
+	// hostname-pid-random; at most 50 bytes).
+	RelayID string
+	// BatchSize is the most events published per batch (OUTBOX_BATCH_SIZE,
+	// default 500, 1 to 5000).
+	BatchSize int
+	// Workers is the number of concurrent batch loops per database
+	// (OUTBOX_WORKERS, default 4, 1 to 32).
+	Workers int
+	// PollInterval is the fallback wake-up when no NOTIFY arrives
+	// (OUTBOX_POLL_INTERVAL, default 1s).
+	PollInterval time.Duration
+	// LeaseTTL is how long a lane lease lasts without renewal; a dead
+	// replica's lanes move after at most this long (OUTBOX_LEASE_TTL,
+	// default 10s, at least 1s).
+	LeaseTTL time.Duration
+	// Retention is how long published rows are kept (OUTBOX_RETENTION,
+	// default 1m); JanitorInterval is how often they are deleted
+	// (OUTBOX_JANITOR_INTERVAL, default 5s).
+	Retention       time.Duration
+	JanitorInterval time.Duration
+	// StatsInterval is how often the table size and lag gauges are sampled
+	// (OUTBOX_STATS_INTERVAL, default 5s).
+	StatsInterval time.Duration
+	// MaxBatchBytes is the broker's max.message.bytes: batches are cut to
+	// it and a larger single event is parked (OUTBOX_MAX_BATCH_BYTES,
+	// default 1048576).
+	MaxBatchBytes int
 }
 
 // loadConfig reads the configuration through lookup (os.LookupEnv in main).
@@ -32,14 +70,60 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 			"postgres://postgres@127.0.0.1:5432/goodgo_payment?sslmode=disable",
 			"postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable",
 		}),
-		KafkaBrokers: e.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
-		OutboxKeys:   e.KeySet("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys, keyring.KeySize),
+		KafkaBrokers:    e.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		OutboxKeys:      e.KeySet("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys, keyring.KeySize),
+		RelayID:         e.String("RELAY_ID", defaultRelayID()),
+		BatchSize:       intIn(e, "OUTBOX_BATCH_SIZE", relay.DefaultBatchSize, 1, 5000),
+		Workers:         intIn(e, "OUTBOX_WORKERS", relay.DefaultWorkers, 1, 32),
+		PollInterval:    atLeast(e, "OUTBOX_POLL_INTERVAL", relay.DefaultPollInterval, 10*time.Millisecond),
+		LeaseTTL:        atLeast(e, "OUTBOX_LEASE_TTL", relay.DefaultLeaseTTL, time.Second),
+		Retention:       e.Duration("OUTBOX_RETENTION", relay.DefaultRetention),
+		JanitorInterval: atLeast(e, "OUTBOX_JANITOR_INTERVAL", relay.DefaultJanitorInterval, 10*time.Millisecond),
+		StatsInterval:   atLeast(e, "OUTBOX_STATS_INTERVAL", relay.DefaultStatsInterval, 10*time.Millisecond),
+		MaxBatchBytes:   intIn(e, "OUTBOX_MAX_BATCH_BYTES", relay.DefaultMaxBatchBytes, 4096, 64<<20),
 	}
-	if len(c.OutboxDatabaseURLs) == 0 {
-		e.Invalid("OUTBOX_DATABASE_URLS", "at least one database URL is required")
+	for _, u := range c.OutboxDatabaseURLs {
+		e.URL("OUTBOX_DATABASE_URLS", u, "postgres", "postgresql")
 	}
-	if len(c.KafkaBrokers) == 0 {
-		e.Invalid("KAFKA_BROKERS", "at least one broker is required")
+	if len(c.RelayID) > relay.MaxRelayIDLen {
+		e.Invalid("RELAY_ID", fmt.Sprintf("at most %d bytes (got %d)", relay.MaxRelayIDLen, len(c.RelayID)))
 	}
 	return c, e.Err()
+}
+
+// intIn reads an integer that must lie in [lo, hi].
+func intIn(e *config.Env, name string, def, lo, hi int) int {
+	n := e.Int(name, def)
+	if n < lo || n > hi {
+		e.Invalid(name, fmt.Sprintf("must be from %d to %d (got %d)", lo, hi, n))
+		return def
+	}
+	return n
+}
+
+// atLeast reads a duration that must be at least lo.
+func atLeast(e *config.Env, name string, def, lo time.Duration) time.Duration {
+	d := e.Duration(name, def)
+	if d < lo {
+		e.Invalid(name, fmt.Sprintf("must be at least %s (got %s)", lo, d))
+		return def
+	}
+	return d
+}
+
+// defaultRelayID is unique per process: hostname (a pod name in
+// Kubernetes), pid and a random suffix, so that a restarted replica never
+// mistakes its predecessor's leases for its own.
+func defaultRelayID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "relay"
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	tail := "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(suffix)
+	if len(host)+len(tail) > relay.MaxRelayIDLen {
+		host = host[:relay.MaxRelayIDLen-len(tail)]
+	}
+	return host + tail
 }

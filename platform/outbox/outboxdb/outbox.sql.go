@@ -12,6 +12,51 @@ import (
 	"github.com/google/uuid"
 )
 
+const claimLanes = `-- name: ClaimLanes :many
+UPDATE outbox_lanes
+SET owner = $1,
+    lease_until = now() + $2::bigint * interval '1 millisecond'
+WHERE lane IN (
+    SELECT l.lane FROM outbox_lanes l
+    WHERE l.lease_until < now()
+    ORDER BY l.lane
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING lane
+`
+
+type ClaimLanesParams struct {
+	Owner    string
+	TtlMs    int64
+	MaxLanes int32
+}
+
+// ClaimLanes leases up to max_lanes lanes whose lease has expired (or that
+// were never leased or were released) to owner. SKIP LOCKED keeps replicas
+// claiming at the same moment from waiting on, or taking, the same lanes; a
+// lane claimed and committed by another replica since this statement's
+// snapshot is re-checked under the row lock and skipped.
+func (q *Queries) ClaimLanes(ctx context.Context, arg ClaimLanesParams) ([]int16, error) {
+	rows, err := q.db.Query(ctx, claimLanes, arg.Owner, arg.TtlMs, arg.MaxLanes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int16
+	for rows.Next() {
+		var lane int16
+		if err := rows.Scan(&lane); err != nil {
+			return nil, err
+		}
+		items = append(items, lane)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 type CopyEventsParams struct {
 	EventID          uuid.UUID
 	Lane             int16
@@ -26,6 +71,33 @@ type CopyEventsParams struct {
 	Traceparent      string
 	Tracestate       string
 	OccurredAt       time.Time
+}
+
+const deletePublished = `-- name: DeletePublished :execrows
+DELETE FROM outbox
+WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.published_at < now() - $1::bigint * interval '1 millisecond'
+    ORDER BY o.published_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+`
+
+type DeletePublishedParams struct {
+	RetentionMs int64
+	MaxRows     int32
+}
+
+// DeletePublished deletes up to max_rows rows published more than
+// retention_ms ago, oldest first. SKIP LOCKED lets the janitors of several
+// replicas run at once without waiting on each other.
+func (q *Queries) DeletePublished(ctx context.Context, arg DeletePublishedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deletePublished, arg.RetentionMs, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const insertEvents = `-- name: InsertEvents :exec
@@ -88,4 +160,194 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) erro
 		arg.OccurredAt,
 	)
 	return err
+}
+
+const markPublished = `-- name: MarkPublished :execrows
+UPDATE outbox
+SET published_at = now(), attempts = attempts + 1
+WHERE id = ANY($1::bigint[])
+  AND published_at IS NULL
+  AND lane IN (
+      SELECT l.lane FROM outbox_lanes l
+      WHERE l.owner = $2 AND l.lease_until > now()
+  )
+`
+
+type MarkPublishedParams struct {
+	Ids   []int64
+	Owner string
+}
+
+// MarkPublished records that the broker acknowledged the rows ids, but only
+// for rows in a lane owner still leases: a replica that lost a lane (paused
+// past its lease, cut off from the database) must not mark rows the new
+// owner is publishing. Rows it published anyway are duplicates, within the
+// at-least-once contract.
+func (q *Queries) MarkPublished(ctx context.Context, arg MarkPublishedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, markPublished, arg.Ids, arg.Owner)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const oldestPendingAge = `-- name: OldestPendingAge :one
+SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(p.occurred_at)), 0)::float8 AS age_seconds
+FROM generate_series(0, $1::int - 1) AS l(lane)
+CROSS JOIN LATERAL (
+    SELECT o.occurred_at FROM outbox o
+    WHERE o.lane = l.lane AND o.published_at IS NULL AND o.parked_at IS NULL
+    ORDER BY o.id
+    LIMIT 1
+) p
+`
+
+// OldestPendingAge is the age in seconds of the oldest pending row, 0 when
+// there is none. It reads the first pending row of each lane through the
+// work-queue index (lanes index lookups, whatever the backlog) instead of
+// scanning every pending row.
+func (q *Queries) OldestPendingAge(ctx context.Context, lanes int32) (float64, error) {
+	row := q.db.QueryRow(ctx, oldestPendingAge, lanes)
+	var age_seconds float64
+	err := row.Scan(&age_seconds)
+	return age_seconds, err
+}
+
+const parkEvent = `-- name: ParkEvent :execrows
+UPDATE outbox
+SET parked_at = now(), attempts = attempts + 1, last_error = $1
+WHERE id = $2
+  AND published_at IS NULL
+  AND lane IN (
+      SELECT l.lane FROM outbox_lanes l
+      WHERE l.owner = $3 AND l.lease_until > now()
+  )
+`
+
+type ParkEventParams struct {
+	Error string
+	ID    int64
+	Owner string
+}
+
+// ParkEvent takes the row id out of the relay's work queue with its error:
+// the broker rejected it for good (or it cannot be decrypted). It stays in
+// the table, visible, until an operator resolves it (clears parked_at to
+// retry, or deletes it). Guarded by the lease like MarkPublished.
+func (q *Queries) ParkEvent(ctx context.Context, arg ParkEventParams) (int64, error) {
+	result, err := q.db.Exec(ctx, parkEvent, arg.Error, arg.ID, arg.Owner)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const recordFailure = `-- name: RecordFailure :exec
+UPDATE outbox
+SET attempts = attempts + 1, last_error = $1
+WHERE id = ANY($2::bigint[]) AND published_at IS NULL
+`
+
+type RecordFailureParams struct {
+	Error string
+	Ids   []int64
+}
+
+// RecordFailure counts a failed publish attempt of the rows ids and keeps
+// the error, for operators; the rows stay pending and are retried.
+func (q *Queries) RecordFailure(ctx context.Context, arg RecordFailureParams) error {
+	_, err := q.db.Exec(ctx, recordFailure, arg.Error, arg.Ids)
+	return err
+}
+
+const releaseLanes = `-- name: ReleaseLanes :exec
+UPDATE outbox_lanes
+SET owner = '', lease_until = 'epoch'
+WHERE owner = $1 AND lane = ANY($2::smallint[])
+`
+
+type ReleaseLanesParams struct {
+	Owner string
+	Lanes []int16
+}
+
+// ReleaseLanes gives up owner's lease on lanes at once, so that another
+// replica may claim them without waiting for expiry.
+func (q *Queries) ReleaseLanes(ctx context.Context, arg ReleaseLanesParams) error {
+	_, err := q.db.Exec(ctx, releaseLanes, arg.Owner, arg.Lanes)
+	return err
+}
+
+const renewLanes = `-- name: RenewLanes :many
+UPDATE outbox_lanes
+SET lease_until = now() + $1::bigint * interval '1 millisecond'
+WHERE owner = $2
+RETURNING lane
+`
+
+type RenewLanesParams struct {
+	TtlMs int64
+	Owner string
+}
+
+// RenewLanes extends the lease of every lane owner still holds (expired or
+// not: a lane nobody else claimed is still its own) and returns them. A lane
+// another replica claimed after the lease expired is no longer returned.
+func (q *Queries) RenewLanes(ctx context.Context, arg RenewLanesParams) ([]int16, error) {
+	rows, err := q.db.Query(ctx, renewLanes, arg.TtlMs, arg.Owner)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int16
+	for rows.Next() {
+		var lane int16
+		if err := rows.Scan(&lane); err != nil {
+			return nil, err
+		}
+		items = append(items, lane)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const seedLanes = `-- name: SeedLanes :exec
+
+INSERT INTO outbox_lanes (lane)
+SELECT generate_series(0, $1::int - 1)
+ON CONFLICT (lane) DO NOTHING
+`
+
+// The relay's queries. Lane leases live in outbox_lanes; durations are passed
+// in milliseconds so that no interval type crosses the wire.
+// SeedLanes creates lanes 0 … lanes-1 unowned; existing lanes are left as
+// they are, so every relay replica may run it at start.
+func (q *Queries) SeedLanes(ctx context.Context, lanes int32) error {
+	_, err := q.db.Exec(ctx, seedLanes, lanes)
+	return err
+}
+
+const tableStats = `-- name: TableStats :one
+SELECT
+    count(*) FILTER (WHERE published_at IS NULL AND parked_at IS NULL) AS pending,
+    count(*) FILTER (WHERE published_at IS NOT NULL)                   AS published,
+    count(*) FILTER (WHERE published_at IS NULL AND parked_at IS NOT NULL) AS parked
+FROM outbox
+`
+
+type TableStatsRow struct {
+	Pending   int64
+	Published int64
+	Parked    int64
+}
+
+// TableStats counts the outbox rows by state (one sequential scan; the
+// janitor keeps the table small).
+func (q *Queries) TableStats(ctx context.Context) (TableStatsRow, error) {
+	row := q.db.QueryRow(ctx, tableStats)
+	var i TableStatsRow
+	err := row.Scan(&i.Pending, &i.Published, &i.Parked)
+	return i, err
 }

@@ -1,0 +1,265 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
+	"github.com/goodgo/goodgo/platform/postgres"
+)
+
+// ApplicationNamePrefix starts the application_name of every relay
+// connection; the rest is the relay id. Replicas count each other by it.
+const ApplicationNamePrefix = "outbox-relay/"
+
+// database relays one outbox database: a LISTEN connection, a lease
+// manager, Workers batch loops and the janitor/statistics loop, all sharing
+// one pool and all retrying on their own when the database is unreachable.
+type database struct {
+	r       *Relay
+	name    string // database name, the metrics label
+	where   string // host:port/database, for logs
+	pool    *pgxpool.Pool
+	q       *outboxdb.Queries
+	health  *health
+	lanes   *leases
+	workers []*worker
+	log     *slog.Logger
+}
+
+func newDatabase(r *Relay, url string) (*database, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn's parse errors mask the password.
+		return nil, fmt.Errorf("relay: parse database URL: %w", err)
+	}
+	// Workers, the lease manager and the janitor/statistics loop; the LISTEN
+	// connection is separate.
+	cfg.MaxConns = int32(r.cfg.Workers + 3)
+	cfg.MinConns = 0 // connect lazily: the database may not exist yet
+	rp := cfg.ConnConfig.RuntimeParams
+	rp["application_name"] = ApplicationNamePrefix + r.cfg.ID
+	// The relay's reads are index lookups on a hot, cached table. With the
+	// default random_page_cost (4, spinning disks) the planner prefers
+	// walking the primary key and filtering over the work-queue index, which
+	// costs a scan of every published row per batch.
+	rp["random_page_cost"] = "1.1"
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: pool: %w", err)
+	}
+	d := &database{
+		r:     r,
+		name:  cfg.ConnConfig.Database,
+		where: postgres.Describe(cfg.ConnConfig.Config),
+		pool:  pool,
+		q:     outboxdb.New(pool),
+	}
+	d.log = r.log.With("database", d.where)
+	d.health = &health{log: d.log}
+	d.lanes = newLeases(d)
+	for i := range r.cfg.Workers {
+		d.workers = append(d.workers, newWorker(d, i))
+	}
+	return d, nil
+}
+
+// run serves the database until ctx is cancelled, then stops the workers
+// (each finishes its batch in flight) and releases the lanes.
+func (d *database) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { d.listen(ctx) })
+	wg.Go(func() { d.maintain(ctx) })
+	workersDone := make(chan struct{})
+	var ww sync.WaitGroup
+	for _, w := range d.workers {
+		ww.Go(func() { w.run(ctx) })
+	}
+	go func() { ww.Wait(); close(workersDone) }()
+	d.lanes.run(ctx, workersDone)
+	<-workersDone
+	wg.Wait()
+}
+
+// wakeAll tells every worker that rows may be waiting.
+func (d *database) wakeAll() {
+	for _, w := range d.workers {
+		w.wake()
+	}
+}
+
+// listen keeps a LISTEN connection open and wakes the workers on every
+// notification. After (re)connecting it wakes them once, since
+// notifications sent while it was away are lost.
+func (d *database) listen(ctx context.Context) {
+	b := d.r.newBackoff()
+	for ctx.Err() == nil {
+		err := d.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d.health.fail(err)
+		if !sleep(ctx, b.next()) {
+			return
+		}
+	}
+}
+
+func (d *database) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, d.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	d.health.ok()
+	d.wakeAll()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		d.wakeAll()
+	}
+}
+
+// maintain runs the janitor and samples the table statistics.
+func (d *database) maintain(ctx context.Context) {
+	cfg := d.r.cfg
+	janitor := time.NewTicker(cfg.JanitorInterval)
+	defer janitor.Stop()
+	stats := time.NewTicker(cfg.StatsInterval)
+	defer stats.Stop()
+	// Sample at once, so that the gauges exist from the start.
+	if err := d.sampleStats(ctx); err != nil && ctx.Err() == nil {
+		d.health.fail(err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-janitor.C:
+			if err := d.deletePublished(ctx); err != nil && ctx.Err() == nil {
+				d.health.fail(err)
+			}
+		case <-stats.C:
+			if err := d.sampleStats(ctx); err != nil && ctx.Err() == nil {
+				d.health.fail(err)
+			}
+		}
+	}
+}
+
+// deletePublished deletes every row published before the retention, in
+// statements of janitorBatch rows so that no statement holds many locks or
+// produces a burst of WAL.
+func (d *database) deletePublished(ctx context.Context) error {
+	for {
+		n, err := d.q.DeletePublished(ctx, outboxdb.DeletePublishedParams{
+			RetentionMs: d.r.cfg.Retention.Milliseconds(),
+			MaxRows:     janitorBatch,
+		})
+		if err != nil {
+			return fmt.Errorf("janitor: %w", err)
+		}
+		d.health.ok()
+		d.r.metrics.deleted.WithLabelValues(d.name).Add(float64(n))
+		if n < janitorBatch {
+			return nil
+		}
+	}
+}
+
+func (d *database) sampleStats(ctx context.Context) error {
+	s, err := d.q.TableStats(ctx)
+	if err != nil {
+		return fmt.Errorf("table stats: %w", err)
+	}
+	age, err := d.q.OldestPendingAge(ctx, outbox.Lanes)
+	if err != nil {
+		return fmt.Errorf("oldest pending: %w", err)
+	}
+	d.health.ok()
+	m := d.r.metrics
+	m.tableSize.WithLabelValues(d.name, "pending").Set(float64(s.Pending))
+	m.tableSize.WithLabelValues(d.name, "published").Set(float64(s.Published))
+	m.tableSize.WithLabelValues(d.name, "parked").Set(float64(s.Parked))
+	m.lag.WithLabelValues(d.name).Set(max(age, 0))
+	return nil
+}
+
+// health tracks whether the database answers and logs only the changes, so
+// a database that is down for an hour writes two lines, not thousands.
+type health struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	known   bool
+	lastErr error
+}
+
+func (h *health) ok() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.known || h.lastErr != nil {
+		h.log.Info("outbox database available")
+	}
+	h.known, h.lastErr = true, nil
+}
+
+func (h *health) fail(err error) {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.known || h.lastErr == nil {
+		h.log.Warn("outbox database unavailable; retrying with backoff", "reason", describe(err), "error", err.Error())
+	}
+	h.known, h.lastErr = true, err
+}
+
+func (h *health) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.known {
+		return errors.New("not reached yet")
+	}
+	return h.lastErr
+}
+
+// describe names the usual reasons an outbox database is not usable.
+func describe(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "3D000":
+			return "database does not exist yet (its service creates it)"
+		case "42P01":
+			return "outbox table missing (its service has not migrated yet)"
+		}
+		return "database error " + pgErr.Code
+	}
+	return "database unreachable"
+}
+
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,116 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// KafkaConfig configures the Kafka publishers.
+type KafkaConfig struct {
+	// Brokers are the bootstrap brokers.
+	Brokers []string
+	// ClientID names the relay to the brokers.
+	ClientID string
+	// BatchSize must be at least the relay's batch size, so that one
+	// partition's share of a relay batch is one produce request.
+	BatchSize int
+	// BatchBytes is the relay's MaxBatchBytes.
+	BatchBytes int
+	// BatchTimeout is how long kafka-go waits for more messages before
+	// sending a partition's batch; every Publish waits it once, since a
+	// relay batch is handed over whole. Default 1ms.
+	BatchTimeout time.Duration
+}
+
+// Kafka publishes to a Kafka cluster with kafka-go. It hands out one
+// kafka.Writer per relay worker (kafka-go batches messages of concurrent
+// callers together, and a batch shared by two workers could split one
+// worker's partition share across two produce requests), all sharing one
+// connection pool (kafka.Transport).
+type Kafka struct {
+	cfg       KafkaConfig
+	transport *kafka.Transport
+}
+
+// NewKafka returns a Kafka publisher factory; it connects lazily.
+func NewKafka(cfg KafkaConfig) (*Kafka, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("relay: no Kafka broker")
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.BatchBytes <= 0 {
+		cfg.BatchBytes = DefaultMaxBatchBytes
+	}
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = time.Millisecond
+	}
+	return &Kafka{
+		cfg: cfg,
+		transport: &kafka.Transport{
+			ClientID:    cfg.ClientID,
+			DialTimeout: 5 * time.Second,
+			// Short, so that metadata (partition leaders) is refreshed soon
+			// after a broker comes back at another address.
+			MetadataTTL: 5 * time.Second,
+		},
+	}, nil
+}
+
+// NewPublisher returns a Publisher for one worker.
+func (k *Kafka) NewPublisher() Publisher {
+	return &kafkaPublisher{w: &kafka.Writer{
+		Addr:      kafka.TCP(k.cfg.Brokers...),
+		Transport: k.transport,
+		// Murmur2 of the key, as Kafka's Java client partitions: other
+		// producers of these topics (Kafka Connect, tools) agree on an
+		// aggregate's partition.
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    k.cfg.BatchSize,
+		BatchBytes:   int64(k.cfg.BatchBytes),
+		BatchTimeout: k.cfg.BatchTimeout,
+		// kafka-go's own retries are few and short: the relay retries the
+		// batch itself with backoff and records each failure.
+		MaxAttempts:     2,
+		WriteBackoffMin: 50 * time.Millisecond,
+		WriteBackoffMax: 250 * time.Millisecond,
+		ReadTimeout:     10 * time.Second,
+		WriteTimeout:    10 * time.Second,
+	}}
+}
+
+// Ping reports whether a bootstrap broker answers, for readiness.
+func (k *Kafka) Ping(ctx context.Context) error {
+	var errs []error
+	for _, b := range k.cfg.Brokers {
+		conn, err := kafka.DialContext(ctx, "tcp", b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err = conn.ApiVersions()
+		_ = conn.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("kafka unreachable: %w", errors.Join(errs...))
+}
+
+// Close closes the shared idle connections.
+func (k *Kafka) Close() { k.transport.CloseIdleConnections() }
+
+type kafkaPublisher struct{ w *kafka.Writer }
+
+func (p *kafkaPublisher) Publish(ctx context.Context, msgs []kafka.Message) error {
+	return p.w.WriteMessages(ctx, msgs...)
+}
+
+func (p *kafkaPublisher) Close() error { return p.w.Close() }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/goodgo/goodgo/devbroker/broker"
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/pgtest"
+)
+
+// logLines collects the JSON log lines run writes.
+type logLines struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (l *logLines) consume(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			l.mu.Lock()
+			l.lines = append(l.lines, m)
+			l.mu.Unlock()
+		}
+	}
+}
+
+func (l *logLines) value(msg, key string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.lines {
+		if m["msg"] == msg {
+			s, _ := m[key].(string)
+			return s
+		}
+	}
+	return ""
+}
+
+// The binary's composition root: ready once a database and the broker
+// answer, relays an event, exposes the relay metrics, stops on cancel.
+func TestRunRelaysAndReportsReady(t *testing.T) {
+	ddl, err := os.ReadFile("../../db/outbox/schema/outbox.sql")
+	require.NoError(t, err)
+	url, pool := pgtest.NewDatabase(t, fstest.MapFS{"000001_outbox.up.sql": {Data: ddl}, "000001_outbox.down.sql": {Data: []byte("SELECT 1;")}})
+	b, err := broker.Start(context.Background(), broker.Config{Addr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+
+	cfg, err := loadConfig(lookup(map[string]string{
+		"OUTBOX_DATABASE_URLS": url,
+		"KAFKA_BROKERS":        b.Addr(),
+		"GRPC_ADDR":            "127.0.0.1:0",
+		"HTTP_ADDR":            "127.0.0.1:0",
+	}))
+	require.NoError(t, err)
+	pr, pw := io.Pipe()
+	logs := &logLines{}
+	go logs.consume(pr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, pw, lookup(map[string]string{"OTEL_SDK_DISABLED": "true"})) }()
+	t.Cleanup(func() { cancel(); _ = pw.Close() })
+
+	var addr string
+	require.Eventually(t, func() bool { addr = logs.value("ops http server listening", "addr"); return addr != "" },
+		10*time.Second, 10*time.Millisecond)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	require.Eventually(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
+
+	w, err := outbox.NewWriter(nil, nil)
+	require.NoError(t, err)
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, w.Append(ctx, tx, outbox.Event{Topic: event.TopicPayment, AggregateType: event.AggregatePayment,
+		AggregateID: "payment-1", AggregateVersion: 1, Type: event.PaymentProcessed, Payload: wrapperspb.String("paid")}))
+	require.NoError(t, tx.Commit(ctx))
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr()}, Topic: event.TopicPayment, Partition: 0, MaxWait: 50 * time.Millisecond})
+	t.Cleanup(func() { _ = r.Close() })
+	require.Eventually(t, func() bool {
+		_, body := get("/metrics")
+		return strings.Contains(body, `outbox_published_total{topic="goodgo.payment.events"} 1`)
+	}, 10*time.Second, 20*time.Millisecond)
+	_, body := get("/metrics")
+	for _, name := range []string{"outbox_publish_lag_seconds_bucket", "outbox_lanes_owned", "outbox_processing_lag_seconds", "outbox_table_size"} {
+		require.True(t, strings.Contains(body, name), "/metrics lacks %s", name)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	var owned int
+	require.NoError(t, pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox_lanes WHERE owner <> ''").Scan(&owned))
+	require.Zero(t, owned, "lanes released at shutdown")
+}
