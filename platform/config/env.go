@@ -175,6 +175,22 @@ func (e *Env) URL(name, def string, schemes ...string) string {
 	if !ok {
 		v = def
 	}
+	e.checkURL(name, v, schemes)
+	return v
+}
+
+// URLList returns the comma-separated URLs of name, or def when it is unset
+// or blank; each must be an absolute URL with one of schemes (any when none
+// are given).
+func (e *Env) URLList(name string, def []string, schemes ...string) []string {
+	urls := e.List(name, def)
+	for _, v := range urls {
+		e.checkURL(name, v, schemes)
+	}
+	return urls
+}
+
+func (e *Env) checkURL(name, v string, schemes []string) {
 	u, err := url.Parse(v)
 	switch {
 	case err != nil:
@@ -184,7 +200,6 @@ func (e *Env) URL(name, def string, schemes ...string) string {
 	case len(schemes) > 0 && !slices.Contains(schemes, strings.ToLower(u.Scheme)):
 		e.invalid(name, u.Redacted(), "scheme must be one of "+strings.Join(schemes, ", "))
 	}
-	return v
 }
 
 // HostPort returns the value of name, or def when unset, after checking that

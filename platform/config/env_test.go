@@ -169,3 +169,15 @@ func TestLoadCommon(t *testing.T) {
 		require.Equal(t, slog.LevelInfo, c.LogLevel)
 	})
 }
+
+func TestEnvURLList(t *testing.T) {
+	e := envOf(map[string]string{"DBS": "postgres://a/x, postgresql://b/y", "BAD": "postgres://a/x,redis://b/0,nourl"})
+	require.Equal(t, []string{"postgres://a/x", "postgresql://b/y"}, e.URLList("DBS", nil, "postgres", "postgresql"))
+	require.Equal(t, []string{"postgres://d/z"}, e.URLList("UNSET", []string{"postgres://d/z"}, "postgres"))
+	require.NoError(t, e.Err())
+
+	e.URLList("BAD", nil, "postgres")
+	err := e.Err()
+	require.ErrorContains(t, err, `BAD: scheme must be one of postgres (got "redis://b/0")`)
+	require.ErrorContains(t, err, `BAD: must be an absolute URL with a scheme (got "nourl")`)
+}

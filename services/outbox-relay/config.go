@@ -17,7 +17,7 @@ import (
 // loadConfig. Every variable has a default that works on a developer machine.
 type Config struct {
 	// Common: GRPC_ADDR (127.0.0.1:50055, health only), HTTP_ADDR
-	// (127.0.0.1:9095), LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
+	// (127.0.0.1:9105), LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
 	config.Common
 	// OutboxDatabaseURLs are the databases whose outbox tables the relay
 	// drains (OUTBOX_DATABASE_URLS, comma-separated). The relay never
@@ -28,7 +28,9 @@ type Config struct {
 	KafkaBrokers []string
 	// OutboxKeys open PII payloads sealed by the writers (OUTBOX_KEYS,
 	// OUTBOX_ACTIVE_KEY): every key a writer may have used must be here.
-	OutboxKeys config.KeySet
+	OutboxKeys *keyring.Keyring
+	// DevOutboxKeys reports that the public development key is in use.
+	DevOutboxKeys bool
 	// RelayID names this replica in lane leases (RELAY_ID, default
 	// hostname-pid-random; at most 50 bytes).
 	RelayID string
@@ -64,14 +66,13 @@ type Config struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Common: config.LoadCommon(e, "outbox-relay", "127.0.0.1:50055", "127.0.0.1:9095"),
-		OutboxDatabaseURLs: e.List("OUTBOX_DATABASE_URLS", []string{
+		Common: config.LoadCommon(e, "outbox-relay", "127.0.0.1:50055", "127.0.0.1:9105"),
+		OutboxDatabaseURLs: e.URLList("OUTBOX_DATABASE_URLS", []string{
 			"postgres://postgres@127.0.0.1:5432/goodgo_order?sslmode=disable",
 			"postgres://postgres@127.0.0.1:5432/goodgo_payment?sslmode=disable",
 			"postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable",
-		}),
+		}, "postgres", "postgresql"),
 		KafkaBrokers:    e.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
-		OutboxKeys:      e.KeySet("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys, keyring.KeySize),
 		RelayID:         e.String("RELAY_ID", defaultRelayID()),
 		BatchSize:       intIn(e, "OUTBOX_BATCH_SIZE", relay.DefaultBatchSize, 1, 5000),
 		Workers:         intIn(e, "OUTBOX_WORKERS", relay.DefaultWorkers, 1, 32),
@@ -82,12 +83,10 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		StatsInterval:   atLeast(e, "OUTBOX_STATS_INTERVAL", relay.DefaultStatsInterval, 10*time.Millisecond),
 		MaxBatchBytes:   intIn(e, "OUTBOX_MAX_BATCH_BYTES", relay.DefaultMaxBatchBytes, 4096, 64<<20),
 	}
-	for _, u := range c.OutboxDatabaseURLs {
-		e.URL("OUTBOX_DATABASE_URLS", u, "postgres", "postgresql")
-	}
 	if len(c.RelayID) > relay.MaxRelayIDLen {
 		e.Invalid("RELAY_ID", fmt.Sprintf("at most %d bytes (got %d)", relay.MaxRelayIDLen, len(c.RelayID)))
 	}
+	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
 	return c, e.Err()
 }
 

@@ -27,7 +27,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	require.Equal(t, time.Second, c.PollInterval)
 	require.Equal(t, 10*time.Second, c.LeaseTTL)
 	require.Equal(t, time.Minute, c.Retention)
-	require.True(t, c.OutboxKeys.Dev)
+	require.True(t, c.DevOutboxKeys)
 	require.NotEmpty(t, c.RelayID)
 	require.LessOrEqual(t, len(c.RelayID), relay.MaxRelayIDLen)
 

@@ -3,21 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/goodgo/goodgo/platform/grpcserver"
-	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/telemetry"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
 )
-
-// telemetryFlushTimeout bounds flushing the last spans at exit.
-const telemetryFlushTimeout = 5 * time.Second
 
 // run is the composition root: it relays the outbox databases to Kafka and
 // serves the gRPC health service and the ops endpoints until ctx is
@@ -25,27 +18,17 @@ const telemetryFlushTimeout = 5 * time.Second
 // returns nil. Readiness (/readyz) needs one outbox database and a broker
 // reachable. Logs go to stdout as JSON; lookup supplies the OTEL_*
 // variables.
-func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) (string, bool)) error {
+func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
-	if cfg.OutboxKeys.Dev {
+	if cfg.DevOutboxKeys {
 		logger.Warn("OUTBOX_KEYS unset: opening PII payloads with the public development key")
 	}
 	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
-		defer cancel()
-		if err := tel.Shutdown(fctx); err != nil {
-			logger.Warn("telemetry shutdown", "error", err)
-		}
-	}()
+	defer tel.Close(ctx, logger)
 
-	keys, err := keyring.New(cfg.OutboxKeys.Active, cfg.OutboxKeys.Keys)
-	if err != nil {
-		return fmt.Errorf("OUTBOX_KEYS: %w", err)
-	}
 	kafka, err := relay.NewKafka(relay.KafkaConfig{
 		Brokers:    cfg.KafkaBrokers,
 		ClientID:   relay.ApplicationNamePrefix + cfg.RelayID,
@@ -69,7 +52,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) 
 		MaxBatchBytes:   cfg.MaxBatchBytes,
 	}, relay.Options{
 		NewPublisher:   kafka.NewPublisher,
-		Keys:           keys,
+		Keys:           cfg.OutboxKeys,
 		Registerer:     tel.Registry,
 		TracerProvider: tel.TracerProvider,
 		Logger:         logger,
@@ -91,11 +74,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup func(string) 
 	if err != nil {
 		return err
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gs.Serve(ctx) })
-	g.Go(func() error { return ops.Serve(ctx) })
-	g.Go(func() error { return rl.Run(ctx) })
-	err = g.Wait()
+	if err := lifecycle.Serve(ctx, gs.Serve, ops.Serve, rl.Run); err != nil {
+		return err
+	}
 	logger.Info("outbox-relay stopped")
-	return err
+	return nil
 }
