@@ -28,12 +28,20 @@ import (
 // DefaultShutdownTimeout is used when Config.ShutdownTimeout is zero.
 const DefaultShutdownTimeout = 10 * time.Second
 
-// Config is the server's address and shutdown bound.
+// Config is the server's address and shutdown timing.
 type Config struct {
 	// Addr is the listen address, "host:port"; ":0" picks a free port.
 	Addr string
-	// ShutdownTimeout bounds how long in-flight calls may drain after the
-	// context of Serve is cancelled before they are cut off.
+	// DrainDelay is how long the server keeps accepting calls after the
+	// context of Serve is cancelled, reporting NOT_SERVING, before it stops
+	// accepting: load balancers and Kubernetes (whose endpoint removal
+	// races the SIGTERM) need a few seconds to stop routing new calls here,
+	// and calls they send meanwhile would otherwise fail. Zero (the default)
+	// stops at once, right for tests; on Kubernetes use about 5 s, and keep
+	// terminationGracePeriodSeconds above DrainDelay + ShutdownTimeout.
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds how long in-flight calls may drain, after
+	// DrainDelay, before they are cut off (their contexts cancelled).
 	ShutdownTimeout time.Duration
 }
 
@@ -98,6 +106,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if cfg.DrainDelay < 0 {
+		return nil, fmt.Errorf("grpcserver: negative DrainDelay %v", cfg.DrainDelay)
+	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -123,6 +134,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 	}, o.stream...)
 
 	serverOpts := append([]grpc.ServerOption{
+		// Stop (and so Serve) returns only after every handler has returned,
+		// also those cut off after ShutdownTimeout: the caller closes the
+		// pools and clients the handlers use once Serve returns.
+		grpc.WaitForHandlers(true),
 		// Probes and reflection would otherwise fill the trace store.
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithFilter(
 			filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))))),
@@ -203,10 +218,13 @@ func (s *Server) SetServing(serving bool) {
 }
 
 // Serve serves on the bound address until ctx is cancelled, then shuts down:
-// health turns NOT_SERVING, new calls are refused, in-flight calls drain for
-// up to ShutdownTimeout and are then cut off. It returns nil after a
-// shutdown caused by ctx, or the error that stopped serving. Serve may be
-// called once.
+// health turns NOT_SERVING and calls are still accepted for DrainDelay; then
+// new calls are refused, in-flight calls drain for up to ShutdownTimeout and
+// are then cut off (their contexts are cancelled). Serve returns only once
+// every handler has returned, so that the caller may then close what the
+// handlers use; a handler that ignores its cancelled context holds Serve
+// up. It returns nil after a shutdown caused by ctx, or the error that
+// stopped serving. Serve may be called once.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	if s.served {
@@ -227,12 +245,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 
-	// Load balancers and probes see NOT_SERVING first; GracefulStop then
-	// refuses new calls and waits for in-flight ones and open streams up to
-	// the bound. Health watches end by themselves.
+	// Load balancers and probes see NOT_SERVING first and get DrainDelay to
+	// stop routing here; GracefulStop then refuses new calls and waits for
+	// in-flight ones and open streams up to the bound. Health watches end
+	// by themselves.
 	s.health.Shutdown()
 	close(s.stopping)
-	s.logger.Info("grpc server shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	s.logger.Info("grpc server shutting down",
+		"drain_delay", s.cfg.DrainDelay.String(), "timeout", s.cfg.ShutdownTimeout.String())
+	var serveErr error
+	serveDone := false
+	if s.cfg.DrainDelay > 0 {
+		delay := time.NewTimer(s.cfg.DrainDelay)
+		select {
+		case <-delay.C:
+		case serveErr = <-errc: // the listener failed meanwhile; in-flight calls still drain
+			serveDone = true
+			delay.Stop()
+		}
+	}
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -249,8 +280,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	// grpc.Server.Serve returns nil once stopped, or ErrServerStopped when
 	// ctx was cancelled before it started.
-	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return fmt.Errorf("grpcserver: serve: %w", err)
+	if !serveDone {
+		serveErr = <-errc
+	}
+	if serveErr != nil && !errors.Is(serveErr, grpc.ErrServerStopped) {
+		return fmt.Errorf("grpcserver: serve: %w", serveErr)
 	}
 	s.logger.Info("grpc server stopped")
 	return nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,6 +52,10 @@ func TestMain(m *testing.M) {
 type testService struct {
 	started chan struct{}
 	release chan struct{}
+	// Stubborn: cutOff is closed when its context ends; it returns only
+	// after release, setting finished first.
+	cutOff   chan struct{}
+	finished atomic.Bool
 }
 
 const svcName = "goodgo.test.v1.TestService"
@@ -79,6 +84,14 @@ func (s *testService) desc() *grpc.ServiceDesc {
 			})},
 			{MethodName: "Panic", Handler: unaryHandler("Panic", func(context.Context) (any, error) {
 				panic("secret-db-password in panic text")
+			})},
+			{MethodName: "Stubborn", Handler: unaryHandler("Stubborn", func(ctx context.Context) (any, error) {
+				close(s.started)
+				<-ctx.Done()
+				close(s.cutOff)
+				<-s.release // e.g. a database call that finishes its work anyway
+				s.finished.Store(true)
+				return wrapperspb.String("finished late"), nil
 			})},
 			{MethodName: "Block", Handler: unaryHandler("Block", func(ctx context.Context) (any, error) {
 				close(s.started)
@@ -151,15 +164,19 @@ type testBundle struct {
 
 func setup(t *testing.T, shutdownTimeout time.Duration) *testBundle {
 	t.Helper()
+	return setupConfig(t, grpcserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: shutdownTimeout})
+}
+
+func setupConfig(t *testing.T, cfg grpcserver.Config) *testBundle {
+	t.Helper()
 	b := &testBundle{
-		svc:      &testService{started: make(chan struct{}), release: make(chan struct{})},
+		svc:      &testService{started: make(chan struct{}), release: make(chan struct{}), cutOff: make(chan struct{})},
 		reg:      prometheus.NewRegistry(),
 		logs:     &syncBuffer{},
 		serveErr: make(chan error, 1),
 	}
 	logger := telemetry.NewLogger(b.logs, "test", slog.LevelDebug)
-	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: shutdownTimeout},
-		logger, b.reg, func(s *grpc.Server) { s.RegisterService(b.svc.desc(), b.svc) })
+	srv, err := grpcserver.New(cfg, logger, b.reg, func(s *grpc.Server) { s.RegisterService(b.svc.desc(), b.svc) })
 	require.NoError(t, err)
 	b.srv = srv
 
@@ -411,6 +428,73 @@ func TestServeCutsOffCallsAfterShutdownTimeout(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
 	require.Error(t, <-blockDone, "the blocked call was cut off")
 	require.NotNil(t, b.logs.find(t, "grpc server drain timed out; closing open calls", ""))
+}
+
+// A handler cut off after ShutdownTimeout may still be using the database
+// or Redis: Serve returns only after it has returned, because the binary
+// closes those as soon as Serve returns.
+func TestServeReturnsOnlyAfterCutOffHandlersReturn(t *testing.T) {
+	b := setup(t, 200*time.Millisecond)
+
+	callDone := make(chan error, 1)
+	go func() {
+		callDone <- b.conn.Invoke(context.Background(), "/"+svcName+"/Stubborn", &emptypb.Empty{}, &wrapperspb.StringValue{})
+	}()
+	<-b.svc.started
+	b.cancel()
+	<-b.svc.cutOff // the drain timed out and the call was cut off
+	require.Error(t, <-callDone, "the client saw the call end")
+
+	select {
+	case err := <-b.serveErr:
+		t.Fatalf("Serve returned while a handler was still running: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(b.svc.release)
+	select {
+	case err := <-b.serveErr:
+		require.NoError(t, err)
+		require.True(t, b.svc.finished.Load(), "the handler returned before Serve did")
+		b.serveErr <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the handler did")
+	}
+}
+
+// During DrainDelay the server reports NOT_SERVING but still serves, so that
+// calls routed before the load balancer noticed still succeed.
+func TestServeKeepsServingDuringDrainDelay(t *testing.T) {
+	const delay = 500 * time.Millisecond
+	b := setupConfig(t, grpcserver.Config{Addr: "127.0.0.1:0", DrainDelay: delay, ShutdownTimeout: time.Second})
+	hc := healthpb.NewHealthClient(b.conn)
+	_, err := b.whoami(t.Context())
+	require.NoError(t, err)
+
+	start := time.Now()
+	b.cancel()
+	require.Eventually(t, func() bool {
+		resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	}, 2*time.Second, 5*time.Millisecond, "NOT_SERVING at once")
+	_, err = b.whoami(t.Context())
+	require.NoError(t, err, "a call arriving during the drain delay is served")
+	require.Less(t, time.Since(start), delay, "the call was made within the delay")
+
+	select {
+	case err := <-b.serveErr:
+		require.NoError(t, err)
+		b.serveErr <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	require.GreaterOrEqual(t, time.Since(start), delay, "Serve waited for the drain delay")
+	_, err = b.whoami(t.Context())
+	require.Equal(t, codes.Unavailable, status.Code(err), "stopped: %v", err)
+}
+
+func TestNewRejectsNegativeDrainDelay(t *testing.T) {
+	_, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0", DrainDelay: -time.Second}, nil, prometheus.NewRegistry(), nil)
+	require.ErrorContains(t, err, "DrainDelay")
 }
 
 func TestNewFailsOnBusyAddress(t *testing.T) {

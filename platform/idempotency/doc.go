@@ -10,8 +10,10 @@
 // For a guarded call the [Guard] interceptor:
 //
 //   - claims the key, storing the request's fingerprint (SHA-256 of its
-//     deterministic protobuf encoding), runs the handler and stores the
-//     outcome for [Options.TTL] (24 h by default);
+//     deterministic protobuf encoding without unknown fields, so a client
+//     with a newer schema, or a proxy dropping fields it does not know,
+//     does not change it), runs the handler and stores the outcome for
+//     [Options.TTL] (24 h by default);
 //   - replays a completed outcome to a retry with the same key and the same
 //     request: the same response message, or the same status (code, message,
 //     details), without running the handler, and with the response header
@@ -26,18 +28,29 @@
 //     retry (Aborted is retryable) is then served the replay.
 //
 // Outcomes stored for replay are successes and deterministic business errors
-// (InvalidArgument, NotFound, AlreadyExists, PermissionDenied,
-// FailedPrecondition, OutOfRange): running the request again would give the
-// same answer. Transient or unknown outcomes (Unavailable, Internal,
-// DeadlineExceeded, Canceled, Aborted, ResourceExhausted, Unknown and the
-// rest) release the key, so a retry with the same key runs again.
+// (InvalidArgument, AlreadyExists, FailedPrecondition, OutOfRange): running
+// the request again would give the same answer. Every other outcome releases
+// the key, so a retry with the same key runs again: the transient or unknown
+// ones (Unavailable, Internal, DeadlineExceeded, Canceled, Aborted,
+// ResourceExhausted, Unknown and the rest), and NotFound and
+// PermissionDenied, whose answer can change (the resource is created, the
+// permission granted).
 //
 // An in-progress claim expires after [Options.LockTTL] (60 s by default) so
-// that a crashed server does not block a key for a day. LockTTL must exceed
-// the longest time a guarded handler runs: if a claim expires under a running
-// handler, a retry can run the operation a second time. That, a lost Redis, or
-// a flushed key are why Redis is only the fast path: operations with money or
-// stock also carry a unique constraint in their own database.
+// that a crashed server does not block a key for a day. So that a claim
+// cannot expire under a handler that is still running (a retry could then
+// run the operation a second time), the handler's context ends
+// LockTTL - StoreTimeout - [LockMargin] (57 s by default) after the claim was
+// requested, leaving StoreTimeout to store the outcome and LockMargin for
+// round trips and clock drift. A handler that ignores its context can still
+// outlive its claim. That, a lost Redis, or a flushed key are why Redis is
+// only the fast path: operations with money or stock also carry a unique
+// constraint in their own database.
+//
+// The owner token of a claim is chosen before the claim is sent, and a
+// claim finding its own token is a successful claim: go-redis retries a
+// command whose reply timed out, and the retry must not report the first
+// attempt's claim as a concurrent request in progress.
 //
 // # When the store is unavailable
 //

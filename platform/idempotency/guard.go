@@ -33,8 +33,10 @@ type Options struct {
 	// TTL is how long a completed outcome is replayed. Default 24 h.
 	TTL time.Duration
 	// LockTTL is how long an in-progress claim lives if its holder never
-	// completes it (a crash). It must exceed the longest handler run.
-	// Default 60 s.
+	// completes it (a crash). The guarded handler runs under a context
+	// that ends LockTTL - StoreTimeout - LockMargin after the claim was
+	// requested, so that its outcome is stored before the claim can expire;
+	// LockTTL must exceed StoreTimeout + LockMargin. Default 60 s.
 	LockTTL time.Duration
 	// StoreTimeout bounds storing the outcome once the handler returned; it
 	// runs detached from the request's context so that a client hanging up
@@ -49,6 +51,11 @@ const (
 	DefaultStoreTimeout = 2 * time.Second
 )
 
+// LockMargin is kept between the end of a guarded handler's time budget
+// plus StoreTimeout and the expiry of its claim: it absorbs the round trips
+// and the clock drift between this process and the store.
+const LockMargin = time.Second
+
 // Status messages of the Guard, fixed so that clients and tests can rely on them.
 const (
 	msgMismatch    = "idempotency-key was already used with a different request"
@@ -59,8 +66,11 @@ const (
 // Guard enforces idempotency on the RPCs of its policy map; see the package
 // documentation for the semantics. It is safe for concurrent use.
 type Guard struct {
-	store   Store
-	opts    Options
+	store Store
+	opts  Options
+	// budget bounds a guarded handler's run, counted from before the claim
+	// (LockTTL - StoreTimeout - LockMargin).
+	budget  time.Duration
 	logger  *slog.Logger
 	methods map[string]*method
 	// redisErrors counts failed store operations of every method.
@@ -96,6 +106,10 @@ func New(store Store, policies map[string]Policy, opts Options, reg prometheus.R
 		return nil, fmt.Errorf("idempotency: TTL %v, LockTTL %v and StoreTimeout %v must be at least 1ms",
 			opts.TTL, opts.LockTTL, opts.StoreTimeout)
 	}
+	if opts.LockTTL <= opts.StoreTimeout+LockMargin {
+		return nil, fmt.Errorf("idempotency: LockTTL %v must exceed StoreTimeout %v + %v, or no time is left to run the handler",
+			opts.LockTTL, opts.StoreTimeout, LockMargin)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,7 +141,14 @@ func New(store Store, policies map[string]Policy, opts Options, reg prometheus.R
 		}
 	}
 
-	g := &Guard{store: store, opts: opts, logger: logger, methods: make(map[string]*method, len(policies)), redisErrors: redisErrors}
+	g := &Guard{
+		store:       store,
+		opts:        opts,
+		budget:      opts.LockTTL - opts.StoreTimeout - LockMargin,
+		logger:      logger,
+		methods:     make(map[string]*method, len(policies)),
+		redisErrors: redisErrors,
+	}
 	for name, p := range policies {
 		if !strings.HasPrefix(name, "/") || strings.Count(name, "/") != 2 {
 			return nil, fmt.Errorf("idempotency: %q is not a full method name like /pkg.Service/Method", name)
@@ -170,7 +191,12 @@ func (g *Guard) intercept(ctx context.Context, req any, info *grpc.UnaryServerIn
 	ctx = withKey(ctx, key)
 
 	m.checks.Inc()
-	claim, err := g.store.Claim(ctx, key, fp, g.opts.LockTTL)
+	// The owner token is chosen before the call and the deadline counted
+	// from before it: a retried claim is recognised as ours, and the claim
+	// cannot have started earlier than the handler's budget assumes.
+	owner := NewOwner()
+	deadline := time.Now().Add(g.budget)
+	existing, err := g.store.Claim(ctx, key, owner, fp, g.opts.LockTTL)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		// The client gave up or the deadline passed: not a store failure.
@@ -184,10 +210,10 @@ func (g *Guard) intercept(ctx context.Context, req any, info *grpc.UnaryServerIn
 		g.redisErrors.Inc()
 		g.logger.ErrorContext(ctx, "idempotency store failed; rejecting call", "method", m.name, "error", err)
 		return nil, status.Error(codes.Unavailable, msgUnavailable)
-	case claim.Existing != nil:
-		return g.duplicate(ctx, m, claim.Existing, fp)
+	case existing != nil:
+		return g.duplicate(ctx, m, existing, fp)
 	}
-	return g.run(ctx, m, key, claim.Owner, req, handler)
+	return g.run(ctx, m, key, owner, deadline, req, handler)
 }
 
 // duplicate answers a call whose key was already claimed.
@@ -220,15 +246,23 @@ func (g *Guard) duplicate(ctx context.Context, m *method, rec *Record, fp []byte
 }
 
 // run executes the handler under the claim and settles the claim: outcome
-// stored, or released for a retry.
-func (g *Guard) run(ctx context.Context, m *method, key, owner string, req any, handler grpc.UnaryHandler) (resp any, herr error) {
+// stored, or released for a retry. The handler's context ends at deadline,
+// before the claim expires: a handler that honours it cannot still be
+// running when a retry may claim the key again.
+func (g *Guard) run(ctx context.Context, m *method, key, owner string, deadline time.Time, req any, handler grpc.UnaryHandler) (resp any, herr error) {
 	settled := false
 	defer func() {
 		if !settled { // the handler panicked: free the key rather than hold it until LockTTL
 			g.settle(ctx, m, key, owner, Outcome{}, false)
 		}
 	}()
-	resp, herr = handler(ctx, req)
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	resp, herr = handler(hctx, req)
+	if herr != nil && ctx.Err() == nil && errors.Is(hctx.Err(), context.DeadlineExceeded) {
+		g.logger.WarnContext(ctx, "idempotency: guarded handler ran out of its time budget; the key is released",
+			"method", m.name, "budget", g.budget, "error", herr)
+	}
 	out, replayable := outcome(resp, herr)
 	if herr == nil && !replayable {
 		g.logger.ErrorContext(ctx, "idempotency: response cannot be stored; a retry will run again",
@@ -283,12 +317,12 @@ func outcome(resp any, herr error) (Outcome, bool) {
 }
 
 // replayableCodes are the errors a rerun would reproduce: business answers,
-// not accidents.
+// not accidents. NotFound and PermissionDenied are not among them: the
+// resource may be created, the permission granted, and a retry with the
+// same key must then run.
 var replayableCodes = map[codes.Code]bool{
 	codes.InvalidArgument:    true,
-	codes.NotFound:           true,
 	codes.AlreadyExists:      true,
-	codes.PermissionDenied:   true,
 	codes.FailedPrecondition: true,
 	codes.OutOfRange:         true,
 }

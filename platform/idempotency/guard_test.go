@@ -20,7 +20,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/goodgo/goodgo/platform/caller"
@@ -47,6 +49,9 @@ var policies = map[string]idempotency.Policy{
 //	"precondition"  fails with FailedPrecondition and a detail
 //	"flaky"         fails with Unavailable on its first execution, then succeeds
 //	"block"         waits for release to be closed, then succeeds
+//	"wait"          waits for its context to end and returns its error
+//	"notfound"      fails with NotFound
+//	"denied"        fails with PermissionDenied
 type testService struct {
 	executions atomic.Int64
 	started    chan struct{} // receives once per "block" execution
@@ -79,6 +84,13 @@ func (s *testService) handle(ctx context.Context, in *wrapperspb.StringValue) (*
 		s.started <- struct{}{}
 		<-s.release
 		return wrapperspb.String(fmt.Sprintf("block#%d", n)), nil
+	case v == "wait":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case v == "notfound":
+		return nil, status.Error(codes.NotFound, "order not found")
+	case v == "denied":
+		return nil, status.Error(codes.PermissionDenied, "not your order")
 	}
 	return nil, status.Error(codes.Internal, "unknown test request")
 }
@@ -441,7 +453,7 @@ func TestAbandonedClaimExpires(t *testing.T) {
 	req, err := proto.MarshalOptions{Deterministic: true}.Marshal(wrapperspb.String("ok:x"))
 	require.NoError(t, err)
 	fp := sha256Sum(req)
-	_, err = b.store.Claim(t.Context(), idempotency.Key("alice", methodDo, "key-1"), fp, 300*time.Millisecond)
+	_, err = b.store.Claim(t.Context(), idempotency.Key("alice", methodDo, "key-1"), idempotency.NewOwner(), fp, 300*time.Millisecond)
 	require.NoError(t, err)
 
 	require.Equal(t, codes.Aborted, b.call(t, methodDo, "alice", "key-1", "ok:x").errCode)
@@ -514,11 +526,103 @@ func TestInterceptorDirectly(t *testing.T) {
 		require.Equal(t, 1, ran)
 	})
 	t.Run("cancelled client is not a store failure", func(t *testing.T) {
+		before := ran
 		ctx, cancel := context.WithCancel(ctxWith(metadata.Pairs(idempotency.MetadataKey, "cancel-key")))
 		cancel()
 		_, err := intercept(ctx, wrapperspb.String("x"), info, ok)
 		require.Equal(t, codes.Canceled, status.Code(err))
+		require.Equal(t, before, ran, "the handler did not run")
 	})
+	t.Run("unknown fields do not change the fingerprint and reach the handler", func(t *testing.T) {
+		ctx := ctxWith(metadata.Pairs(idempotency.MetadataKey, "unknown-fields-key"))
+		plain := func() *structpb.Struct {
+			s, err := structpb.NewStruct(map[string]any{"sku": "a-1", "lines": []any{"x", map[string]any{"qty": 2}}})
+			require.NoError(t, err)
+			return s
+		}
+		// A newer client's request: unknown fields at the top, inside a map
+		// value and inside a list element. The handler gets them as sent.
+		req := plain()
+		addUnknown(req)
+		addUnknown(req.GetFields()["sku"])
+		addUnknown(req.GetFields()["lines"].GetListValue().GetValues()[1].GetStructValue())
+		before := ran
+		sawUnknown := false
+		_, err := intercept(ctx, req, info, func(ctx context.Context, r any) (any, error) {
+			sawUnknown = len(r.(*structpb.Struct).ProtoReflect().GetUnknown()) > 0
+			return ok(ctx, r)
+		})
+		require.NoError(t, err)
+		require.True(t, sawUnknown, "fingerprinting left the request intact")
+		require.NotEmpty(t, req.GetFields()["sku"].ProtoReflect().GetUnknown())
+
+		// Its retry through an older proxy that dropped them is the same request.
+		resp, err := intercept(ctx, plain(), info, ok)
+		require.NoError(t, err, "a replay, not a fingerprint mismatch")
+		require.Equal(t, "ok", resp.(*wrapperspb.StringValue).GetValue())
+		require.Equal(t, before+1, ran, "the handler ran once")
+
+		// A different known field is still a different request.
+		other := plain()
+		other.Fields["sku"] = structpb.NewStringValue("a-2")
+		_, err = intercept(ctx, other, info, ok)
+		require.Equal(t, codes.FailedPrecondition, status.Code(err))
+	})
+}
+
+// addUnknown appends a field unknown to m's type (number 999), as a client
+// with a newer schema would send it.
+func addUnknown(m proto.Message) {
+	r := m.ProtoReflect()
+	b := protowire.AppendTag(r.GetUnknown(), 999, protowire.BytesType)
+	r.SetUnknown(protowire.AppendBytes(b, []byte("from a newer schema")))
+}
+
+func TestHandlerRunsWithinTheClaim(t *testing.T) {
+	opts := idempotency.Options{LockTTL: 1500 * time.Millisecond, StoreTimeout: 200 * time.Millisecond}
+	b := setup(t, opts, nil)
+	redisKey := b.prefix + idempotency.Key("alice", methodDo, "key-1")
+
+	// A handler that would run forever honours its context: it ends before
+	// its claim could expire, and the key is free for a retry.
+	ctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(t.Context(),
+		metadata.Pairs(caller.MetadataKey, "alice", idempotency.MetadataKey, "key-1")), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := b.conn.Invoke(ctx, methodDo, wrapperspb.String("wait"), new(wrapperspb.StringValue))
+	elapsed := time.Since(start)
+	require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+	budget := opts.LockTTL - opts.StoreTimeout - idempotency.LockMargin
+	require.GreaterOrEqual(t, elapsed, budget)
+	require.Less(t, elapsed, opts.LockTTL, "the handler ended before the claim expired")
+	exists, err := b.rdb.Exists(t.Context(), redisKey).Result()
+	require.NoError(t, err)
+	require.Zero(t, exists, "the claim was released")
+	require.Equal(t, int64(1), b.svc.executions.Load())
+
+	second := b.call(t, methodDo, "alice", "key-1", "wait")
+	require.Equal(t, codes.DeadlineExceeded, second.errCode)
+	require.False(t, second.replay)
+	require.Equal(t, int64(2), b.svc.executions.Load(), "the retry ran again")
+}
+
+func TestNotFoundAndPermissionDeniedAreNotReplayed(t *testing.T) {
+	b := setup(t, idempotency.Options{}, nil)
+	for i, tt := range []struct {
+		value string
+		code  codes.Code
+	}{{"notfound", codes.NotFound}, {"denied", codes.PermissionDenied}} {
+		key := "key-" + tt.value
+		for attempt := range 2 {
+			r := b.call(t, methodDo, "alice", key, tt.value)
+			require.Equal(t, tt.code, r.errCode)
+			require.False(t, r.replay, "%s attempt %d", tt.value, attempt)
+		}
+		require.Equal(t, int64(2*(i+1)), b.svc.executions.Load(), "every retry of %s runs: the answer may change", tt.value)
+		exists, err := b.rdb.Exists(t.Context(), b.prefix+idempotency.Key("alice", methodDo, key)).Result()
+		require.NoError(t, err)
+		require.Zero(t, exists)
+	}
 }
 
 func TestNewValidates(t *testing.T) {
@@ -531,6 +635,11 @@ func TestNewValidates(t *testing.T) {
 	require.Error(t, err)
 	_, err = idempotency.New(store, policies, idempotency.Options{TTL: time.Microsecond}, prometheus.NewRegistry(), nil)
 	require.Error(t, err)
+	_, err = idempotency.New(store, policies, idempotency.Options{LockTTL: 3 * time.Second}, prometheus.NewRegistry(), nil)
+	require.ErrorContains(t, err, "LockTTL 3s must exceed StoreTimeout 2s + 1s", "no time would be left for the handler")
+	_, err = idempotency.New(store, policies, idempotency.Options{LockTTL: 3 * time.Second, StoreTimeout: time.Second},
+		prometheus.NewRegistry(), nil)
+	require.NoError(t, err)
 
 	reg := prometheus.NewRegistry()
 	_, err = idempotency.New(store, policies, idempotency.Options{}, reg, nil)

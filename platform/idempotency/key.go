@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // MetadataKey is the gRPC metadata entry carrying the client's key.
@@ -74,18 +75,53 @@ func clientKey(ctx context.Context) (string, error) {
 	return k, nil
 }
 
-// fingerprint is the SHA-256 of req's deterministic protobuf encoding.
-// Deterministic marshalling orders map entries, so equal messages built in
-// different ways hash alike within one binary version.
+// fingerprint is the SHA-256 of req's canonical protobuf encoding: a copy
+// of req without unknown fields, marshalled deterministically (map entries
+// ordered). Equal requests therefore hash alike however they were built,
+// whether or not the client added fields this server does not know, and on
+// replicas of different versions as long as both know every field the
+// client set. A field that one version knows and the other does not, set by
+// the client, still makes the fingerprints differ during a rollout: the
+// newer replica sees a different request (and answers FailedPrecondition
+// to a retry of it), which is what it is to that replica.
 func fingerprint(req any) ([]byte, error) {
 	msg, ok := req.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("idempotency: request %T is not a protobuf message", req)
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	// DiscardUnknown changes the message it is given: the handler must get
+	// the request as it arrived.
+	canonical := proto.Clone(msg)
+	discardUnknown(canonical.ProtoReflect())
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(canonical)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: marshal request: %w", err)
 	}
 	sum := sha256.Sum256(b)
 	return sum[:], nil
+}
+
+// discardUnknown removes the unknown fields of m and of every message it
+// contains, recursively.
+func discardUnknown(m protoreflect.Message) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			list := v.List()
+			for i := range list.Len() {
+				discardUnknown(list.Get(i).Message())
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				discardUnknown(mv.Message())
+				return true
+			})
+		case fd.Message() != nil && !fd.IsMap():
+			discardUnknown(v.Message())
+		}
+		return true
+	})
+	if m.GetUnknown() != nil {
+		m.SetUnknown(nil)
+	}
 }

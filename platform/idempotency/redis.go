@@ -2,7 +2,7 @@ package idempotency
 
 import (
 	"context"
-	"crypto/rand"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,10 +48,13 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore 
 }
 
 // claimScript returns an empty array after claiming, else the record's s, f,
-// st, r. (Not nil: go-redis treats a nil reply as an error, a slower path.)
+// st, r, o. (Not nil: go-redis treats a nil reply as an error, a slower
+// path.) A record in progress for ARGV owner is this same claim run again
+// (go-redis retries a command whose reply timed out): claimed, unchanged.
 // KEYS[1] record; ARGV owner, fingerprint, lock TTL in ms.
 var claimScript = redis.NewScript(`
-local rec = redis.call('HMGET', KEYS[1], 's', 'f', 'st', 'r')
+local rec = redis.call('HMGET', KEYS[1], 's', 'f', 'st', 'r', 'o')
+if rec[1] == 'p' and rec[5] == ARGV[1] then return {} end
 if rec[1] then return rec end
 redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[2], 'o', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -76,20 +79,22 @@ return redis.call('DEL', KEYS[1])
 `)
 
 // Claim implements Store.
-func (s *RedisStore) Claim(ctx context.Context, key string, fingerprint []byte, lockTTL time.Duration) (Claim, error) {
-	owner := rand.Text()
+func (s *RedisStore) Claim(ctx context.Context, key, owner string, fingerprint []byte, lockTTL time.Duration) (*Record, error) {
+	if owner == "" {
+		return nil, errors.New("idempotency: claim: empty owner token")
+	}
 	res, err := claimScript.Run(ctx, s.client, []string{s.prefix + key}, owner, fingerprint, lockTTL.Milliseconds()).Slice()
 	if err != nil {
-		return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+		return nil, fmt.Errorf("idempotency: claim: %w", err)
 	}
 	if len(res) == 0 {
-		return Claim{Owner: owner}, nil
+		return nil, nil
 	}
 	rec, err := decodeRecord(res)
 	if err != nil {
-		return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+		return nil, fmt.Errorf("idempotency: claim: %w", err)
 	}
-	return Claim{Existing: rec}, nil
+	return rec, nil
 }
 
 // Complete implements Store.
@@ -126,9 +131,9 @@ func (s *RedisStore) Release(ctx context.Context, key, owner string) error {
 	return nil
 }
 
-// decodeRecord decodes claimScript's reply [s, f, st, r].
+// decodeRecord decodes claimScript's reply [s, f, st, r, o].
 func decodeRecord(res []any) (*Record, error) {
-	if len(res) != 4 {
+	if len(res) != 5 {
 		return nil, fmt.Errorf("unexpected reply of %d fields", len(res))
 	}
 	field := func(i int) string { s, _ := res[i].(string); return s }

@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"time"
 
@@ -41,12 +42,10 @@ type Outcome struct {
 	Response *anypb.Any
 }
 
-// Claim is the result of [Store.Claim]: exactly one field is set.
-type Claim struct {
-	// Owner is the token proving this caller holds the new claim.
-	Owner string
-	// Existing is the record that was already stored; nothing was claimed.
-	Existing *Record
+// NewOwner returns a fresh owner token for [Store.Claim]: 26 random
+// base32 characters (130 bits), unique across processes.
+func NewOwner() string {
+	return rand.Text()
 }
 
 // Store holds idempotency records. Implementations are safe for concurrent
@@ -54,11 +53,20 @@ type Claim struct {
 // the same key. Keys are already hashed ([Key]). Every method honours ctx
 // cancellation and returns store failures as errors (the [Guard] treats any
 // error other than ErrNotOwner as the store being unavailable).
+//
+// A client library may repeat a call whose reply was lost (go-redis does,
+// after a read timeout). Claim must treat its repetition as the same claim,
+// which is why the caller chooses the owner token before the first try. A
+// repeated Complete or Release finds its work done and reports ErrNotOwner,
+// which the Guard only logs.
 type Store interface {
-	// Claim takes key if no record exists: it stores an InProgress record
-	// with fingerprint, expiring after lockTTL, and returns its owner token.
-	// If a record exists, Claim changes nothing and returns it.
-	Claim(ctx context.Context, key string, fingerprint []byte, lockTTL time.Duration) (Claim, error)
+	// Claim takes key for owner (a token from [NewOwner], chosen before the
+	// call) if no record exists: it stores an InProgress record with
+	// fingerprint, expiring after lockTTL, and returns nil. A record that
+	// is owner's own InProgress claim also counts as claimed (nil): that is
+	// this same claim, tried again after its reply was lost. Any other
+	// record is left unchanged and returned.
+	Claim(ctx context.Context, key, owner string, fingerprint []byte, lockTTL time.Duration) (existing *Record, err error)
 	// Complete turns owner's InProgress record into a Completed one holding
 	// out, expiring after ttl. It returns ErrNotOwner, changing nothing, if
 	// owner no longer holds key.

@@ -50,56 +50,83 @@ func TestRedisStoreContract(t *testing.T) {
 	okOutcome := idempotency.Outcome{Status: status.New(codes.OK, "").Proto(), Response: resp}
 
 	t.Run("claim, then completed record is returned", func(t *testing.T) {
-		c, err := store.Claim(ctx, "k1", fp, time.Minute)
+		owner := idempotency.NewOwner()
+		existing, err := store.Claim(ctx, "k1", owner, fp, time.Minute)
 		require.NoError(t, err)
-		require.NotEmpty(t, c.Owner)
-		require.Nil(t, c.Existing)
+		require.Nil(t, existing, "claimed")
 
-		dup, err := store.Claim(ctx, "k1", sha256Sum([]byte("other")), time.Minute)
+		dup, err := store.Claim(ctx, "k1", idempotency.NewOwner(), sha256Sum([]byte("other")), time.Minute)
 		require.NoError(t, err)
-		require.Empty(t, dup.Owner)
-		require.Equal(t, idempotency.InProgress, dup.Existing.State)
-		require.Equal(t, fp, dup.Existing.Fingerprint, "the first claim's fingerprint is kept")
+		require.Equal(t, idempotency.InProgress, dup.State)
+		require.Equal(t, fp, dup.Fingerprint, "the first claim's fingerprint is kept")
 
 		require.ErrorIs(t, store.Complete(ctx, "k1", "not-the-owner", okOutcome, time.Hour), idempotency.ErrNotOwner)
 		require.ErrorIs(t, store.Release(ctx, "k1", "not-the-owner"), idempotency.ErrNotOwner)
-		require.NoError(t, store.Complete(ctx, "k1", c.Owner, okOutcome, time.Hour))
-		require.ErrorIs(t, store.Complete(ctx, "k1", c.Owner, okOutcome, time.Hour), idempotency.ErrNotOwner, "completion happens once")
-		require.ErrorIs(t, store.Release(ctx, "k1", c.Owner), idempotency.ErrNotOwner, "a completed record cannot be released")
+		require.NoError(t, store.Complete(ctx, "k1", owner, okOutcome, time.Hour))
+		require.ErrorIs(t, store.Complete(ctx, "k1", owner, okOutcome, time.Hour), idempotency.ErrNotOwner, "completion happens once")
+		require.ErrorIs(t, store.Release(ctx, "k1", owner), idempotency.ErrNotOwner, "a completed record cannot be released")
 
-		got, err := store.Claim(ctx, "k1", fp, time.Minute)
+		got, err := store.Claim(ctx, "k1", owner, fp, time.Minute)
 		require.NoError(t, err)
-		require.Equal(t, idempotency.Completed, got.Existing.State)
-		require.Equal(t, fp, got.Existing.Fingerprint)
-		require.True(t, proto.Equal(okOutcome.Status, got.Existing.Outcome.Status))
-		require.True(t, proto.Equal(okOutcome.Response, got.Existing.Outcome.Response))
+		require.NotNil(t, got, "a completed record is not claimed again, not even by its owner")
+		require.Equal(t, idempotency.Completed, got.State)
+		require.Equal(t, fp, got.Fingerprint)
+		require.True(t, proto.Equal(okOutcome.Status, got.Outcome.Status))
+		require.True(t, proto.Equal(okOutcome.Response, got.Outcome.Response))
+	})
+
+	t.Run("a claim repeated by its owner is claimed again", func(t *testing.T) {
+		// go-redis retries EVALSHA when the reply times out: the first run
+		// may have claimed the key. The retry must not see its own claim as
+		// somebody else's in-progress call.
+		owner := idempotency.NewOwner()
+		first, err := store.Claim(ctx, "k5", owner, fp, time.Minute)
+		require.NoError(t, err)
+		require.Nil(t, first)
+		retried, err := store.Claim(ctx, "k5", owner, fp, time.Minute)
+		require.NoError(t, err)
+		require.Nil(t, retried, "the same owner's claim is a successful claim")
+
+		other, err := store.Claim(ctx, "k5", idempotency.NewOwner(), fp, time.Minute)
+		require.NoError(t, err)
+		require.NotNil(t, other, "another owner still finds it in progress")
+		require.Equal(t, idempotency.InProgress, other.State)
+		require.NoError(t, store.Complete(ctx, "k5", owner, okOutcome, time.Hour), "and the owner completes it")
+	})
+
+	t.Run("an empty owner is refused", func(t *testing.T) {
+		_, err := store.Claim(ctx, "k6", "", fp, time.Minute)
+		require.Error(t, err)
 	})
 
 	t.Run("release frees the key", func(t *testing.T) {
-		c, err := store.Claim(ctx, "k2", fp, time.Minute)
+		owner := idempotency.NewOwner()
+		_, err := store.Claim(ctx, "k2", owner, fp, time.Minute)
 		require.NoError(t, err)
-		require.NoError(t, store.Release(ctx, "k2", c.Owner))
-		again, err := store.Claim(ctx, "k2", fp, time.Minute)
+		require.NoError(t, store.Release(ctx, "k2", owner))
+		next := idempotency.NewOwner()
+		require.NotEqual(t, owner, next, "owner tokens are unique")
+		again, err := store.Claim(ctx, "k2", next, fp, time.Minute)
 		require.NoError(t, err)
-		require.NotEmpty(t, again.Owner)
-		require.NotEqual(t, c.Owner, again.Owner, "owner tokens are unique")
-		require.ErrorIs(t, store.Release(ctx, "k2", c.Owner), idempotency.ErrNotOwner, "a stale owner cannot release the new claim")
+		require.Nil(t, again)
+		require.ErrorIs(t, store.Release(ctx, "k2", owner), idempotency.ErrNotOwner, "a stale owner cannot release the new claim")
 	})
 
 	t.Run("an expired claim cannot complete", func(t *testing.T) {
-		c, err := store.Claim(ctx, "k3", fp, 50*time.Millisecond)
+		owner := idempotency.NewOwner()
+		_, err := store.Claim(ctx, "k3", owner, fp, 50*time.Millisecond)
 		require.NoError(t, err)
-		var next idempotency.Claim
+		next := idempotency.NewOwner()
 		require.Eventually(t, func() bool {
-			next, err = store.Claim(ctx, "k3", fp, time.Minute)
-			return err == nil && next.Owner != ""
+			existing, err := store.Claim(ctx, "k3", next, fp, time.Minute)
+			return err == nil && existing == nil
 		}, 5*time.Second, 20*time.Millisecond)
-		require.ErrorIs(t, store.Complete(ctx, "k3", c.Owner, okOutcome, time.Hour), idempotency.ErrNotOwner)
-		require.NoError(t, store.Complete(ctx, "k3", next.Owner, okOutcome, time.Hour))
+		require.ErrorIs(t, store.Complete(ctx, "k3", owner, okOutcome, time.Hour), idempotency.ErrNotOwner)
+		require.NoError(t, store.Complete(ctx, "k3", next, okOutcome, time.Hour))
 	})
 
 	t.Run("prefix is applied", func(t *testing.T) {
-		_, err := store.Claim(ctx, "k4", fp, time.Minute)
+		_, err := store.Claim(ctx, "k4", idempotency.NewOwner(), fp, time.Minute)
 		require.NoError(t, err)
 		n, err := rdb.Exists(ctx, prefix+"k4").Result()
 		require.NoError(t, err)

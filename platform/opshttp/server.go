@@ -42,9 +42,13 @@ type Server struct {
 //   - /metrics: reg in the Prometheus text or OpenMetrics format (the
 //     latter carries exemplars linking latencies to traces);
 //   - /healthz: 200 while the process serves HTTP at all (liveness);
-//   - /readyz: 200 when ready returns nil, else 503 with the error as a
-//     short text body (readiness). A nil ready is always ready. Each check
-//     gets a context bounded by 2 s.
+//   - /readyz: 200 when ready returns nil, else 503 (readiness). The body
+//     names the failing check when ready's error is (or wraps) a
+//     [*CheckError], as [Checks] returns ("not ready: postgres"), and is
+//     only "not ready" otherwise: the port is unauthenticated, and a
+//     dependency's error text carries host, user and database names. The
+//     error itself is logged, once per change of state. A nil ready is
+//     always ready. Each check gets a context bounded by 2 s.
 //
 // A nil logger discards logs.
 func New(addr string, reg *prometheus.Registry, ready func(context.Context) error, logger *slog.Logger) (*Server, error) {
@@ -93,7 +97,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			s.logger.Warn("not ready", "error", err.Error())
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+		var checkErr *CheckError
+		if errors.As(err, &checkErr) && checkErr.Name != "" {
+			_, _ = fmt.Fprintf(w, "not ready: %s\n", checkErr.Name)
+			return
+		}
+		_, _ = w.Write([]byte("not ready\n"))
 		return
 	}
 	if s.notReady.Swap(false) {

@@ -1,10 +1,14 @@
 package opshttp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,7 +89,7 @@ func TestHealthzAndReadyz(t *testing.T) {
 		_, hasDeadline := ctx.Deadline()
 		bounded.Store(hasDeadline)
 		if broken.Load() {
-			return errors.New("postgres: ping: connection refused")
+			return errors.New("postgres: failed to connect to `user=orders database=orders_prod`: 10.1.2.3:5432: connection refused")
 		}
 		return nil
 	}
@@ -100,7 +104,7 @@ func TestHealthzAndReadyz(t *testing.T) {
 
 	code, body = get(t, base+"/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Equal(t, "not ready: postgres: ping: connection refused\n", body)
+	require.Equal(t, "not ready\n", body, "an unnamed error is not shown: it names hosts, users and databases")
 	require.True(t, bounded.Load(), "the check gets a context with a deadline")
 
 	broken.Store(false)
@@ -135,4 +139,74 @@ func TestServeStopsOnCancel(t *testing.T) {
 		resp.Body.Close()
 	}
 	require.Error(t, err, "listener closed")
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestReadyzNamesTheFailingCheckOnly(t *testing.T) {
+	tel, err := telemetry.Setup(t.Context(), "opshttp-test", "dev", func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+
+	var redisDown atomic.Bool
+	redisDown.Store(true)
+	var pgCalls atomic.Int64
+	ready := opshttp.Checks(
+		opshttp.Check{Name: "postgres", Fn: func(context.Context) error { pgCalls.Add(1); return nil }},
+		opshttp.Check{Name: "redis", Fn: func(context.Context) error {
+			if redisDown.Load() {
+				return errors.New("dial tcp redis-prod.internal:6379: connect: connection refused")
+			}
+			return nil
+		}},
+	)
+	ops, err := opshttp.New("127.0.0.1:0", tel.Registry, ready, logger)
+	require.NoError(t, err)
+	serve(t, ops.Serve)
+	readyz := "http://" + ops.Addr().String() + "/readyz"
+
+	for range 3 {
+		code, body := get(t, readyz)
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.Equal(t, "not ready: redis\n", body)
+	}
+	require.Equal(t, int64(3), pgCalls.Load(), "checks run in order")
+	require.Equal(t, 1, strings.Count(logs.String(), `"msg":"not ready"`), "logged once per change: %s", logs.String())
+	require.Contains(t, logs.String(), "redis: dial tcp redis-prod.internal:6379", "the log has the detail")
+
+	redisDown.Store(false)
+	code, body := get(t, readyz)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+	require.Contains(t, logs.String(), `"msg":"ready again"`)
+}
+
+func TestChecks(t *testing.T) {
+	errDown := errors.New("down")
+	ready := opshttp.Checks(opshttp.Check{Name: "nil fn"}, opshttp.Check{Name: "kafka", Fn: func(context.Context) error { return errDown }})
+	err := ready(t.Context())
+	var checkErr *opshttp.CheckError
+	require.ErrorAs(t, err, &checkErr)
+	require.Equal(t, "kafka", checkErr.Name)
+	require.ErrorIs(t, err, errDown)
+	require.EqualError(t, err, "kafka: down")
+	require.NoError(t, opshttp.Checks()(t.Context()), "no checks: ready")
 }

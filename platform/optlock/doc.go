@@ -13,5 +13,6 @@
 //     stale one passes verification and then loses the conditional UPDATE.
 //     Both are reported to the client as a conflict (codes.Aborted).
 //   - [Metrics] exports the seed's optimistic_lock_* series; both paths record
-//     every attempt through it, so the conflict-rate alert sees all writers.
+//     every conditional update through it (a win or a conflict; other errors
+//     are not attempts), so the conflict-rate alert sees all writers.
 package optlock

@@ -68,19 +68,35 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// Record counts one conditional update of aggregate (a fixed aggregate type
-// name such as "order", never an id: it is a label) and, if err wraps
-// [ErrConflict], one conflict. It returns err unchanged, so a repository can
-// end with `return m.Record("order", err)`. Use it on paths that do not
-// retry (a client presenting a version token); [Retry] calls it itself.
+// Record counts the outcome of one conditional update of aggregate (a fixed
+// aggregate type name such as "order", never an id: it is a label), judged
+// by err:
+//
+//   - nil: the update ran and won, one attempt;
+//   - an error wrapping [ErrConflict]: it lost to a version change, one
+//     attempt and one conflict;
+//   - any other error: nothing is counted, because the conditional update
+//     did not run or its result is unknown (invalid input, a missing row, a
+//     state transition refused before the write, a failed connection, a
+//     cancelled context). Counting those would dilute the conflict rate.
+//
+// A nil err is taken to mean that the update ran, so record only what
+// reached the write: decide no-ops (nothing to change) before calling
+// Record or Retry. It returns err unchanged, so a repository can end with
+// `return m.Record("order", err)`. Use it on paths that do not retry (a
+// client presenting a version token); [Retry] calls it itself.
 func (m *Metrics) Record(aggregate string, err error) error {
 	if m == nil {
 		return err
 	}
-	a := m.forAggregate(aggregate)
+	a := m.forAggregate(aggregate) // exported from the first use, even at zero
+	conflict := errors.Is(err, ErrConflict)
+	if err != nil && !conflict {
+		return err
+	}
 	a.nAttempts.Add(1)
 	a.attempts.Inc()
-	if errors.Is(err, ErrConflict) {
+	if conflict {
 		a.nConflicts.Add(1)
 		a.conflicts.Inc()
 	}

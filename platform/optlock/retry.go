@@ -40,8 +40,9 @@ var DefaultPolicy = Policy{MaxAttempts: 5, BaseDelay: 5 * time.Millisecond, MaxD
 //
 // Retry returns nil, fn's non-conflict error unchanged, an error wrapping
 // [ErrConflict] once the attempts are spent, or ctx's error (joined with the
-// last conflict) when ctx ends while waiting. Every call of fn is recorded in
-// m under aggregate; m may be nil.
+// last conflict) when ctx ends while waiting. Every call of fn that returns
+// nil or a conflict is recorded in m under aggregate as an attempt (see
+// [Metrics.Record]: other errors are not); m may be nil.
 func Retry(ctx context.Context, policy Policy, m *Metrics, aggregate string, fn func(context.Context) error) error {
 	return retry(ctx, policy, m, aggregate, fn, rand.Int64N, sleep)
 }

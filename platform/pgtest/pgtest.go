@@ -8,6 +8,21 @@
 // The server is TEST_DATABASE_URL, or postgres://postgres@127.0.0.1:5432/postgres
 // (a role allowed to create databases). Every database this package
 // creates is named goodgo_test_…, and it drops only those.
+//
+// # Connections
+//
+// `go test ./...` runs many test binaries at once against one server
+// (max_connections is 100 by default), so each binary is frugal: a test
+// database's pool has at most [DefaultMaxConns] connections unless the test
+// asks for more ([WithMaxConns]), and at most PGTEST_MAX_DATABASES
+// (default [DefaultMaxDatabases]) tests of one binary hold test databases
+// at once. NewDatabase waits for a free slot; the slot is released when the
+// database is dropped at the end of the test. A test that already holds a
+// slot, or whose parent test does, creates further databases on that slot
+// without waiting, so that a test never waits for itself. Call NewDatabase
+// after t.Parallel(), not before: a test paused in t.Parallel() holding a
+// slot can leave the sequential tests waiting for it in vain (NewDatabase
+// fails after waiting 5 minutes, naming the limit).
 package pgtest
 
 import (
@@ -21,6 +36,8 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +60,31 @@ const templateComplete = "pgtest: complete"
 
 // setupTimeout bounds creating a template or a test database.
 const setupTimeout = 2 * time.Minute
+
+// DefaultMaxConns is the pool size of a test database unless WithMaxConns
+// says otherwise.
+const DefaultMaxConns = 4
+
+// DefaultMaxDatabases is how many tests of one test binary may hold test
+// databases at once unless PGTEST_MAX_DATABASES says otherwise.
+const DefaultMaxDatabases = 8
+
+// slotWait bounds the wait for a database slot: a wait this long means a
+// slot is never coming (see the package documentation), not a busy binary.
+const slotWait = 5 * time.Minute
+
+// Option customises NewDatabase.
+type Option func(*options)
+
+type options struct {
+	maxConns int32
+}
+
+// WithMaxConns sets the pool size of the test database (at least 1), for a
+// test that holds more than DefaultMaxConns connections at once.
+func WithMaxConns(n int32) Option {
+	return func(o *options) { o.maxConns = n }
+}
 
 // ServerURL is the URL of the server tests run against.
 func ServerURL() string {
@@ -93,13 +135,32 @@ func admin() (*pgxpool.Pool, error) {
 
 // NewDatabase creates a database for the test with migrations applied (an
 // empty database when migrations is nil) and returns its URL and a pool on
-// it. The pool is closed and the database dropped when the test ends.
+// it of at most DefaultMaxConns connections (see WithMaxConns). It first
+// waits for a database slot (see the package documentation). The pool is
+// closed, the database dropped and the slot released when the test ends.
 // Safe to call from parallel tests.
-func NewDatabase(t testing.TB, migrations fs.FS) (string, *pgxpool.Pool) {
+func NewDatabase(t testing.TB, migrations fs.FS, opts ...Option) (string, *pgxpool.Pool) {
 	t.Helper()
+	o := options{maxConns: DefaultMaxConns}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxConns < 1 {
+		t.Fatalf("pgtest: WithMaxConns(%d): a pool needs at least 1 connection", o.maxConns)
+	}
+	slots, err := testSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := slots.acquire(t.Name(), slotWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs last: after the database is dropped.
+	t.Cleanup(release)
+
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-
 	adm, err := admin()
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +187,7 @@ func NewDatabase(t testing.TB, migrations fs.FS) (string, *pgxpool.Pool) {
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	cfg.MaxConns = 8
+	cfg.MaxConns = o.maxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: pool on %s: %v", name, err)
@@ -135,6 +196,78 @@ func NewDatabase(t testing.TB, migrations fs.FS) (string, *pgxpool.Pool) {
 	// database goes.
 	t.Cleanup(pool.Close)
 	return dbURL, pool
+}
+
+// slotPool limits how many tests hold test databases at once.
+type slotPool struct {
+	sem  chan struct{} // a token per slot taken
+	mu   sync.Mutex
+	held map[string]int // test name → slots it holds (1, unless it raced itself)
+}
+
+func newSlotPool(n int) *slotPool {
+	return &slotPool{sem: make(chan struct{}, n), held: map[string]int{}}
+}
+
+// testSlots is the binary's slot pool, sized by PGTEST_MAX_DATABASES.
+var testSlots = sync.OnceValues(func() (*slotPool, error) {
+	n, err := maxDatabases(os.Getenv("PGTEST_MAX_DATABASES"))
+	if err != nil {
+		return nil, err
+	}
+	return newSlotPool(n), nil
+})
+
+// maxDatabases parses PGTEST_MAX_DATABASES: empty means the default.
+func maxDatabases(v string) (int, error) {
+	if v == "" {
+		return DefaultMaxDatabases, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("pgtest: PGTEST_MAX_DATABASES=%q is not a positive number", v)
+	}
+	return n, nil
+}
+
+// acquire takes a slot for the test named name, waiting up to wait for
+// one, and returns its release. A test that holds a slot already, or whose
+// ancestor does (name is the ancestor's extended by "/…"), takes none and
+// gets a no-op release: it would otherwise wait for itself.
+func (p *slotPool) acquire(name string, wait time.Duration) (func(), error) {
+	p.mu.Lock()
+	for n := name; ; {
+		if p.held[n] > 0 {
+			p.mu.Unlock()
+			return func() {}, nil
+		}
+		i := strings.LastIndexByte(n, '/')
+		if i < 0 {
+			break
+		}
+		n = n[:i]
+	}
+	p.mu.Unlock()
+
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case p.sem <- struct{}{}:
+	case <-timer.C:
+		return nil, fmt.Errorf("pgtest: %s waited %s for one of the %d test database slots (PGTEST_MAX_DATABASES): "+
+			"a test holds one while paused in t.Parallel(), or tests hold them too long", name, wait, cap(p.sem))
+	}
+	p.mu.Lock()
+	p.held[name]++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		if p.held[name]--; p.held[name] <= 0 {
+			delete(p.held, name)
+		}
+		p.mu.Unlock()
+		<-p.sem
+	}, nil
 }
 
 // Tx begins a transaction on pool that is rolled back when the test ends,

@@ -1,7 +1,8 @@
 // Package postgres connects a service to its PostgreSQL database: a pgx pool
 // that waits for the server at start-up, schema migrations that are safe
-// with several replicas starting at once, and small helpers for
-// transactions and constraint errors.
+// with several replicas starting at once, a transaction helper, and the
+// classification of errors (constraint violations, transient failures,
+// serialization failures).
 package postgres
 
 import (
@@ -25,12 +26,36 @@ import (
 // max_connections is 100.
 const DefaultMaxConns = 10
 
+// Session defaults Connect gives every pooled connection unless the URL sets
+// them (see Connect).
+const (
+	// DefaultStatementTimeout ends a statement that runs longer: a runaway
+	// query must not hold a pooled connection, and the gRPC deadline of the
+	// call that issued it has long passed by then.
+	DefaultStatementTimeout = 15 * time.Second
+	// DefaultLockTimeout ends a statement that waits longer for a row or
+	// table lock, below DefaultStatementTimeout so that a lock queue
+	// reports itself as such (SQLSTATE 55P03, see IsTransient) rather than
+	// as a generic timeout.
+	DefaultLockTimeout = 10 * time.Second
+)
+
 // Connect returns a pool for url (postgres:// or postgresql://, pgx pool
 // parameters such as pool_max_conns allowed) once the server answers a ping.
 // An unreachable server is retried with exponential backoff (capped at 2 s)
 // for up to maxWait, because at start-up the database may come up after the
 // service; rejected credentials fail at once. Errors and logs name the
 // server as host:port/database and never contain the password.
+//
+// Every connection of the pool starts with statement_timeout =
+// DefaultStatementTimeout and lock_timeout = DefaultLockTimeout (sent as
+// startup parameters), so that neither a runaway query nor a lock queue can
+// hold connections indefinitely. The URL overrides either, as a query
+// parameter (…?statement_timeout=30000, milliseconds or a unit such as
+// '30s'; pgx passes unknown parameters on as run-time parameters) or inside
+// options (…?options=-c%20lock_timeout%3D2s); 0 disables the timeout.
+// Startup parameters take precedence over ALTER ROLE/DATABASE … SET: a
+// setting meant for these pools belongs in the URL.
 func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.Duration) (*pgxpool.Pool, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -43,6 +68,8 @@ func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	setSessionDefault(cfg.ConnConfig.RuntimeParams, "statement_timeout", DefaultStatementTimeout)
+	setSessionDefault(cfg.ConnConfig.RuntimeParams, "lock_timeout", DefaultLockTimeout)
 	where := Describe(cfg.ConnConfig.Config)
 
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -64,6 +91,16 @@ func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.
 	logger.InfoContext(ctx, "postgres connected", "server", where,
 		"max_conns", cfg.MaxConns, "waited", time.Since(start).Round(time.Millisecond).String())
 	return pool, nil
+}
+
+// setSessionDefault sets the run-time parameter name to d unless the URL
+// already set it, directly or with -c in options: a startup parameter would
+// override the options one, since the server applies options first.
+func setSessionDefault(params map[string]string, name string, d time.Duration) {
+	if _, ok := params[name]; ok || strings.Contains(params["options"], name) {
+		return
+	}
+	params[name] = strconv.FormatInt(d.Milliseconds(), 10)
 }
 
 // isPermanent reports errors that waiting will not fix: the server answered

@@ -82,12 +82,31 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
+// txBeginner is a Beginner that can set the isolation level: a pool or a
+// connection (a pgx.Tx cannot).
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+// txOptions are the options of every transaction InTx begins on a pool or
+// a connection. READ COMMITTED is pinned, not left to the server's or the
+// role's default_transaction_isolation, because the repositories rely on
+// it: each statement sees the rows committed before it started, so a
+// re-read after INSERT … ON CONFLICT DO NOTHING finds the row a concurrent
+// winner committed. Under REPEATABLE READ or SERIALIZABLE that re-read
+// would see the transaction's old snapshot and find nothing.
+var txOptions = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+
 // InTx runs fn in a transaction begun on db. The transaction is committed
 // when fn returns nil and rolled back when fn returns an error or panics;
 // fn's error is returned as is, so callers can test it with errors.Is.
 // fn must not keep tx after returning.
+//
+// On a pool or a connection the transaction is READ COMMITTED whatever the
+// server's default (see txOptions); on a pgx.Tx it is a savepoint of that
+// transaction and keeps its isolation level.
 func InTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) error {
-	tx, err := db.Begin(ctx)
+	tx, err := begin(ctx, db)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
@@ -100,4 +119,13 @@ func InTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) error {
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil
+}
+
+func begin(ctx context.Context, db Beginner) (pgx.Tx, error) {
+	if _, nested := db.(pgx.Tx); !nested {
+		if b, ok := db.(txBeginner); ok {
+			return b.BeginTx(ctx, txOptions)
+		}
+	}
+	return db.Begin(ctx)
 }
