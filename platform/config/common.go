@@ -20,6 +20,10 @@ type Common struct {
 	// ShutdownTimeout bounds the graceful drain after SIGTERM
 	// (SHUTDOWN_TIMEOUT, default 10s).
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long the binary keeps serving after SIGTERM while its
+	// health already says NOT_SERVING, so load balancers stop routing to it
+	// first (DRAIN_DELAY, default 0s; about 5s on Kubernetes).
+	DrainDelay time.Duration
 	// StartupTimeout is how long unreachable PostgreSQL or Redis are retried
 	// at start before the binary gives up (STARTUP_TIMEOUT, default 30s).
 	StartupTimeout time.Duration
@@ -42,6 +46,7 @@ func LoadCommon(e *Env, service, grpcAddr, httpAddr string) Common {
 		GRPCAddr:        e.HostPort("GRPC_ADDR", grpcAddr),
 		HTTPAddr:        e.HostPort("HTTP_ADDR", httpAddr),
 		ShutdownTimeout: positive(e, "SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
+		DrainDelay:      e.Duration("DRAIN_DELAY", 0),
 		StartupTimeout:  positive(e, "STARTUP_TIMEOUT", DefaultStartupTimeout),
 	}
 	switch e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error") {

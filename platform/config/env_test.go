@@ -139,6 +139,7 @@ func TestLoadCommon(t *testing.T) {
 			"HTTP_ADDR":        "127.0.0.1:0",
 			"LOG_LEVEL":        "debug",
 			"SHUTDOWN_TIMEOUT": "3s",
+			"DRAIN_DELAY":      "5s",
 			"STARTUP_TIMEOUT":  "1m",
 		})
 		c := config.LoadCommon(e, "payment", ":50052", ":9092")
@@ -147,6 +148,7 @@ func TestLoadCommon(t *testing.T) {
 		require.Equal(t, "127.0.0.1:0", c.HTTPAddr)
 		require.Equal(t, slog.LevelDebug, c.LogLevel)
 		require.Equal(t, 3*time.Second, c.ShutdownTimeout)
+		require.Equal(t, 5*time.Second, c.DrainDelay)
 		require.Equal(t, time.Minute, c.StartupTimeout)
 	})
 	t.Run("bad values are all reported", func(t *testing.T) {

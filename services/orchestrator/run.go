@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 
-	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
+	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay}, logger, reg,
 		func(s *grpc.Server) { orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger)) },
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	if err != nil {
@@ -139,13 +139,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	}
 	// Ready means PostgreSQL answers: without it no saga moves. Kafka and the
 	// neighbours are not part of readiness; their absence only delays sagas.
-	ready := func(ctx context.Context) error {
-		if err := pool.Ping(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
-		}
-		return nil
-	}
-	ops, err := opshttp.New(cfg.HTTPAddr, reg, ready, logger)
+	ops, err := opshttp.New(cfg.HTTPAddr, reg, opshttp.Checks(opshttp.Check{Name: "postgres", Fn: pool.Ping}), logger)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 
 	"github.com/goodgo/goodgo/platform/grpcserver"
@@ -65,11 +64,14 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 
 	// No API of its own: the gRPC server carries health and reflection so
 	// the relay is probed like every other binary.
-	gs, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, tel.Registry, nil)
+	gs, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay}, logger, tel.Registry, nil)
 	if err != nil {
 		return err
 	}
-	ready := func(ctx context.Context) error { return errors.Join(rl.Ready(ctx), kafka.Ping(ctx)) }
+	ready := opshttp.Checks(
+		opshttp.Check{Name: "postgres", Fn: rl.Ready},
+		opshttp.Check{Name: "kafka", Fn: kafka.Ping},
+	)
 	ops, err := opshttp.New(cfg.HTTPAddr, tel.Registry, ready, logger)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/saga"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 )
@@ -205,6 +206,11 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "saga not found")
 	case errors.Is(err, saga.ErrIllegalState):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case postgres.IsTransient(err):
+		s.logger.WarnContext(ctx, "saga request failed; transient", "error", err)
+		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
+	case postgres.IsSerializationFailure(err):
+		return status.Error(codes.Aborted, "concurrent change; retry")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
