@@ -35,6 +35,10 @@ type Config struct {
 	// DevOutboxKeys reports that OUTBOX_KEYS was unset and the public
 	// development key is in use.
 	DevOutboxKeys bool
+	// AdminCallers are the caller identities (x-user-id) allowed to run
+	// AdjustStock (INVENTORY_ADMIN_CALLERS, comma-separated, default
+	// "admin"); anyone else gets PermissionDenied.
+	AdminCallers []string
 }
 
 // loadConfig reads the configuration through lookup (os.LookupEnv in main).
@@ -47,6 +51,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		Redis:         config.LoadRedis(e),
 		Idempotency:   config.LoadIdempotency(e),
 		VersionTokens: e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32),
+		AdminCallers:  e.List("INVENTORY_ADMIN_CALLERS", []string{"admin"}),
 	}
 	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
 	return c, e.Err()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
@@ -61,6 +62,10 @@ func TestRun(t *testing.T) {
 	key := func() context.Context {
 		return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, uuid.NewString())
 	}
+	// "admin" is the default INVENTORY_ADMIN_CALLERS.
+	adminKey := func() context.Context {
+		return metadata.AppendToOutgoingContext(key(), caller.MetadataKey, "admin")
+	}
 
 	t.Run("health is SERVING", func(t *testing.T) {
 		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
@@ -100,7 +105,7 @@ func TestRun(t *testing.T) {
 		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED, rel.GetReservation().GetStatus())
 
 		// The release moved the stock: the token read before it is stale.
-		_, err = client.AdjustStock(key(), &inventoryv1.AdjustStockRequest{
+		_, err = client.AdjustStock(adminKey(), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(),
 		})
 		require.Equal(t, codes.Aborted, status.Code(err))
@@ -108,7 +113,11 @@ func TestRun(t *testing.T) {
 		stock, err = client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-KEYBOARD"})
 		require.NoError(t, err)
 		require.EqualValues(t, 1000, stock.GetProduct().GetAvailable())
-		adj, err := client.AdjustStock(key(), &inventoryv1.AdjustStockRequest{
+		_, err = client.AdjustStock(key(), &inventoryv1.AdjustStockRequest{
+			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(),
+		})
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "only admin callers adjust stock")
+		adj, err := client.AdjustStock(adminKey(), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(), Reason: "delivery",
 		})
 		require.NoError(t, err)
@@ -173,6 +182,13 @@ func TestLoadConfig(t *testing.T) {
 		require.True(t, cfg.DevOutboxKeys)
 		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.NotNil(t, cfg.OutboxKeys)
+		require.Equal(t, []string{"admin"}, cfg.AdminCallers)
+	})
+
+	t.Run("INVENTORY_ADMIN_CALLERS is a comma list", func(t *testing.T) {
+		cfg, err := loadConfig(mapLookup(map[string]string{"INVENTORY_ADMIN_CALLERS": "admin, ops-bob"}))
+		require.NoError(t, err)
+		require.Equal(t, []string{"admin", "ops-bob"}, cfg.AdminCallers)
 	})
 
 	t.Run("real keys replace the development ones", func(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"google.golang.org/grpc"
@@ -72,7 +71,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
-	svc := app.New(inventorypg.NewRepository(pool, events), signer, locks, logger)
+	svc := app.New(inventorypg.NewRepository(pool, events), signer, locks, cfg.AdminCallers, logger)
 	api := grpcapi.New(svc, signer, logger)
 
 	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
@@ -85,13 +84,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	// is down, reservations and releases still run (their database
 	// constraints guard them) and only AdjustStock fails, so taking the
 	// replica out of rotation would do more harm than good.
-	ready := func(ctx context.Context) error {
-		if err := pool.Ping(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
-		}
-		return nil
-	}
-	ops, err := opshttp.New(cfg.HTTPAddr, reg, ready, logger)
+	ops, err := opshttp.New(cfg.HTTPAddr, reg, opshttp.Checks(opshttp.Check{Name: "postgres", Fn: pool.Ping}), logger)
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,11 @@ type Config struct {
 	// DevOutboxKeys reports that OUTBOX_KEYS was unset and the public
 	// development key is in use.
 	DevOutboxKeys bool
+	// AdminCallers are the caller identities (x-user-id) that may confirm
+	// and cancel orders and read or readdress anyone's
+	// (ORDER_ADMIN_CALLERS, comma-separated, default "orchestrator", the
+	// identity the orchestrator's saga calls with).
+	AdminCallers []string
 }
 
 // loadConfig reads the configuration through lookup (os.LookupEnv in main).
@@ -56,6 +61,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		InventoryAddr:  e.String("INVENTORY_ADDR", "127.0.0.1:50053"),
 		CatalogTimeout: e.Duration("CATALOG_TIMEOUT", 2*time.Second),
 		VersionTokens:  e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32),
+		AdminCallers:   e.List("ORDER_ADMIN_CALLERS", []string{"orchestrator"}),
 	}
 	if c.CatalogTimeout <= 0 {
 		e.Invalid("CATALOG_TIMEOUT", "must be positive")

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,9 +17,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
@@ -64,9 +67,10 @@ func TestRun(t *testing.T) {
 	require.NoError(t, err)
 	defer cc.Close()
 	client := orderv1.NewOrderServiceClient(cc)
-	call := func() context.Context {
-		return metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, "user-7", idempotency.MetadataKey, uuid.NewString())
+	callAs := func(user string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, user, idempotency.MetadataKey, uuid.NewString())
 	}
+	call := func() context.Context { return callAs("user-7") }
 
 	placed, err := client.PlaceOrder(call(), &orderv1.PlaceOrderRequest{
 		CustomerId:      uuid.NewString(),
@@ -77,11 +81,15 @@ func TestRun(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(3*1999), placed.GetOrder().GetTotal().GetAmountMinor())
 
-	got, err := client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
+	got, err := client.GetOrder(call(), &orderv1.GetOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_PENDING, got.GetOrder().GetStatus())
+	_, err = client.GetOrder(callAs("user-8"), &orderv1.GetOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
+	require.Equal(t, codes.NotFound, status.Code(err), "another user's order does not exist for them")
 
-	confirmed, err := client.ConfirmOrder(call(), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
+	_, err = client.ConfirmOrder(call(), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "only the orchestrator (ORDER_ADMIN_CALLERS default) confirms")
+	confirmed, err := client.ConfirmOrder(callAs("orchestrator"), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, confirmed.GetOrder().GetStatus())
 	requireIdempotencyKeys(t, env["IDEMPOTENCY_KEY_PREFIX"])
@@ -119,6 +127,117 @@ func TestRun(t *testing.T) {
 	require.True(t, ok)
 }
 
+// TestReadyWithoutRedis checks that a Redis outage does not take the
+// service out of rotation: PlaceOrder, ConfirmOrder and CancelOrder run
+// without Redis (the database guards them), so /readyz answers on
+// PostgreSQL alone. Redis is reached through a proxy the test cuts.
+func TestReadyWithoutRedis(t *testing.T) {
+	t.Parallel()
+	dbURL, _ := pgtest.NewDatabase(t, nil)
+	inv := fakeinventory.Start(t, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	redisProxy := startProxy(t, "127.0.0.1:6379")
+	env := map[string]string{
+		"GRPC_ADDR":              "127.0.0.1:0",
+		"HTTP_ADDR":              "127.0.0.1:0",
+		"DATABASE_URL":           dbURL,
+		"REDIS_URL":              "redis://" + redisProxy.Addr() + "/0",
+		"INVENTORY_ADDR":         inv.Addr(),
+		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":",
+		"OTEL_SDK_DISABLED":      "true",
+		"STARTUP_TIMEOUT":        "10s",
+	}
+	cfg, err := loadConfig(lookup(env))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logs, lookup(env)) }()
+	var started struct {
+		GRPCAddr string `json:"grpc_addr"`
+		HTTPAddr string `json:"http_addr"`
+	}
+	require.Eventually(t, func() bool {
+		line, ok := logs.find("order service started")
+		return ok && json.Unmarshal([]byte(line), &started) == nil
+	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", logs)
+	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/readyz"), "ok")
+
+	redisProxy.Close() // Redis is gone
+	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/readyz"), "ok", "still ready without Redis")
+	cc, err := grpc.NewClient(started.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer cc.Close()
+	placed, err := orderv1.NewOrderServiceClient(cc).PlaceOrder(
+		metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, "user-7", idempotency.MetadataKey, uuid.NewString()),
+		&orderv1.PlaceOrderRequest{
+			CustomerId:      uuid.NewString(),
+			Items:           []*orderv1.OrderItemInput{{Sku: "SKU-1", Quantity: 1}},
+			ShippingAddress: &orderv1.Address{Name: "Ada", Line1: "1 Main St", City: "Boston", PostalCode: "02110", CountryCode: "US"},
+			PaymentMethod:   "tok_visa",
+		})
+	require.NoError(t, err, "and serving orders")
+	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_PENDING, placed.GetOrder().GetStatus())
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+}
+
+// proxy forwards TCP connections to a target until Close, which also cuts
+// the connections it forwards.
+type proxy struct {
+	lis   net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &proxy{lis: lis}
+	p.wg.Go(func() {
+		for {
+			in, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			out, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			p.wg.Go(func() { _, _ = io.Copy(out, in); _ = out.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(in, out); _ = in.Close() })
+		}
+	})
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *proxy) Addr() string { return p.lis.Addr().String() }
+
+// Close stops accepting and cuts every forwarded connection. It is
+// idempotent.
+func (p *proxy) Close() {
+	_ = p.lis.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 
@@ -134,6 +253,14 @@ func TestLoadConfig(t *testing.T) {
 		require.True(t, cfg.DevOutboxKeys)
 		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.Equal(t, "dev", cfg.OutboxKeys.ActiveKeyID())
+		require.Equal(t, []string{"orchestrator"}, cfg.AdminCallers)
+	})
+
+	t.Run("ORDER_ADMIN_CALLERS is a comma list", func(t *testing.T) {
+		t.Parallel()
+		cfg, err := loadConfig(lookup(map[string]string{"ORDER_ADMIN_CALLERS": " orchestrator, ops-alice ,"}))
+		require.NoError(t, err)
+		require.Equal(t, []string{"orchestrator", "ops-alice"}, cfg.AdminCallers)
 	})
 
 	t.Run("several keys need an active one", func(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"google.golang.org/grpc"
@@ -86,13 +85,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	// Ready means PostgreSQL answers. Redis is not part of readiness: every
 	// mutating RPC is RedisDownSafe (grpcapi.IdempotencyPolicies), so the
 	// service keeps paying correctly, if unguarded, while Redis is away.
-	ready := func(ctx context.Context) error {
-		if err := pool.Ping(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
-		}
-		return nil
-	}
-	ops, err := opshttp.New(cfg.HTTPAddr, reg, ready, logger)
+	ops, err := opshttp.New(cfg.HTTPAddr, reg, opshttp.Checks(opshttp.Check{Name: "postgres", Fn: pool.Ping}), logger)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,20 @@ RETURNING *;
 -- GetReservationByOrder reads an order's reservation.
 SELECT * FROM reservations WHERE order_id = sqlc.arg(order_id);
 
+-- name: CreateReleasedReservation :one
+-- CreateReleasedReservation records that an order was released before it
+-- had a reservation: a tombstone, RELEASED at version 1, without lines, so
+-- that a ReserveStock arriving later finds the order's one reservation
+-- already taken and reserves nothing. No row means the order has a
+-- reservation. The insert waits on the unique index for a concurrent,
+-- uncommitted CreateReservation of the same order: if that commits, this
+-- inserts nothing and the caller releases the reservation it made; if it
+-- rolls back, this inserts the tombstone.
+INSERT INTO reservations (id, order_id, status)
+VALUES (sqlc.arg(id), sqlc.arg(order_id), 'RELEASED')
+ON CONFLICT (order_id) DO NOTHING
+RETURNING *;
+
 -- name: ReleaseReservation :one
 -- ReleaseReservation marks an order's RESERVED reservation RELEASED and
 -- returns it; no row means there is none or it is not RESERVED. The row lock

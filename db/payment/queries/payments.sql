@@ -11,6 +11,20 @@ VALUES (@id, @order_id, @currency_code, @amount_minor, @status, @decline_reason,
 ON CONFLICT (order_id) DO NOTHING
 RETURNING *;
 
+-- name: CreateVoidedPayment :one
+-- CreateVoidedPayment records the order's one payment as VOIDED (version 1,
+-- no amount, currency or method) when a refund by order id finds none, so
+-- that no payment can be captured for the order afterwards. No row means
+-- the order has a payment: like CreatePayment, the insert first waits for a
+-- concurrent uncommitted insert of the same order (a ProcessPayment in
+-- flight); if that commits, the caller reads and refunds it, if it rolls
+-- back, the VOIDED row is inserted.
+INSERT INTO payments (id, order_id, currency_code, amount_minor, status, refund_reason,
+                      payment_method, created_at, updated_at)
+VALUES (@id, @order_id, '', 0, 'VOIDED', @refund_reason, '', @now, @now)
+ON CONFLICT (order_id) DO NOTHING
+RETURNING *;
+
 -- name: GetPayment :one
 -- GetPayment reads one payment by id.
 SELECT * FROM payments WHERE id = @id;

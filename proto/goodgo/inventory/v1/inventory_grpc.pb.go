@@ -39,16 +39,20 @@ type InventoryServiceClient interface {
 	// GetStock reads one SKU's stock with its version token.
 	GetStock(ctx context.Context, in *GetStockRequest, opts ...grpc.CallOption) (*GetStockResponse, error)
 	// ReserveStock reserves every item of an order or none of them. Running
-	// short is a business outcome: the reservation is stored as REJECTED.
+	// short is a business outcome: the reservation is stored as REJECTED. An
+	// order released before it was reserved returns its RELEASED reservation
+	// without items and takes nothing.
 	ReserveStock(ctx context.Context, in *ReserveStockRequest, opts ...grpc.CallOption) (*ReserveStockResponse, error)
 	// ReleaseStock returns exactly what an order reserved, at most once.
 	// Releasing a RELEASED or REJECTED reservation succeeds without change.
 	// Releasing an order that has no reservation yet records a RELEASED
 	// reservation without items, so that a ReserveStock still in flight cannot
-	// take stock afterwards: compensations are absorbing.
+	// take stock afterwards: compensations are absorbing. A well-formed order
+	// id is never NOT_FOUND.
 	ReleaseStock(ctx context.Context, in *ReleaseStockRequest, opts ...grpc.CallOption) (*ReleaseStockResponse, error)
-	// AdjustStock (admin) sets the on-hand quantity of a SKU. It takes the
-	// version token of a previous read; a stale or forged one is ABORTED.
+	// AdjustStock (admin callers only; others get PERMISSION_DENIED) sets the
+	// available quantity of a SKU. It takes the version token of a previous
+	// read; a stale or forged one is ABORTED.
 	AdjustStock(ctx context.Context, in *AdjustStockRequest, opts ...grpc.CallOption) (*AdjustStockResponse, error)
 }
 
@@ -123,16 +127,20 @@ type InventoryServiceServer interface {
 	// GetStock reads one SKU's stock with its version token.
 	GetStock(context.Context, *GetStockRequest) (*GetStockResponse, error)
 	// ReserveStock reserves every item of an order or none of them. Running
-	// short is a business outcome: the reservation is stored as REJECTED.
+	// short is a business outcome: the reservation is stored as REJECTED. An
+	// order released before it was reserved returns its RELEASED reservation
+	// without items and takes nothing.
 	ReserveStock(context.Context, *ReserveStockRequest) (*ReserveStockResponse, error)
 	// ReleaseStock returns exactly what an order reserved, at most once.
 	// Releasing a RELEASED or REJECTED reservation succeeds without change.
 	// Releasing an order that has no reservation yet records a RELEASED
 	// reservation without items, so that a ReserveStock still in flight cannot
-	// take stock afterwards: compensations are absorbing.
+	// take stock afterwards: compensations are absorbing. A well-formed order
+	// id is never NOT_FOUND.
 	ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error)
-	// AdjustStock (admin) sets the on-hand quantity of a SKU. It takes the
-	// version token of a previous read; a stale or forged one is ABORTED.
+	// AdjustStock (admin callers only; others get PERMISSION_DENIED) sets the
+	// available quantity of a SKU. It takes the version token of a previous
+	// read; a stale or forged one is ABORTED.
 	AdjustStock(context.Context, *AdjustStockRequest) (*AdjustStockResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }

@@ -37,16 +37,21 @@ type OrderServiceClient interface {
 	// PENDING order; the order saga starts from its order.created.v1 event.
 	PlaceOrder(ctx context.Context, in *PlaceOrderRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error)
 	// GetOrder reads one order from the write model, with its version token.
+	// Only the caller who placed it (x-user-id) and admin callers may read it;
+	// anyone else gets NOT_FOUND, as for an unknown order.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
 	// UpdateShippingAddress changes the address of a PENDING order. The request
 	// carries the version token of a previous read; a stale or forged token is
-	// rejected with ABORTED and changes nothing.
+	// rejected with ABORTED and changes nothing. Only the caller who placed
+	// the order and admin callers may; anyone else gets NOT_FOUND.
 	UpdateShippingAddress(ctx context.Context, in *UpdateShippingAddressRequest, opts ...grpc.CallOption) (*UpdateShippingAddressResponse, error)
-	// ConfirmOrder moves PENDING to CONFIRMED (orchestrator only). Confirming a
-	// CONFIRMED order succeeds without change; a CANCELLED one is FAILED_PRECONDITION.
+	// ConfirmOrder moves PENDING to CONFIRMED. Admin callers only (the
+	// orchestrator); anyone else gets PERMISSION_DENIED. Confirming a CONFIRMED
+	// order succeeds without change; a CANCELLED one is FAILED_PRECONDITION.
 	ConfirmOrder(ctx context.Context, in *ConfirmOrderRequest, opts ...grpc.CallOption) (*ConfirmOrderResponse, error)
-	// CancelOrder moves PENDING to CANCELLED (orchestrator only). Cancelling a
-	// CANCELLED order succeeds without change; a CONFIRMED one is FAILED_PRECONDITION.
+	// CancelOrder moves PENDING to CANCELLED. Admin callers only (the
+	// orchestrator); anyone else gets PERMISSION_DENIED. Cancelling a CANCELLED
+	// order succeeds without change; a CONFIRMED one is FAILED_PRECONDITION.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
 }
 
@@ -119,16 +124,21 @@ type OrderServiceServer interface {
 	// PENDING order; the order saga starts from its order.created.v1 event.
 	PlaceOrder(context.Context, *PlaceOrderRequest) (*PlaceOrderResponse, error)
 	// GetOrder reads one order from the write model, with its version token.
+	// Only the caller who placed it (x-user-id) and admin callers may read it;
+	// anyone else gets NOT_FOUND, as for an unknown order.
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
 	// UpdateShippingAddress changes the address of a PENDING order. The request
 	// carries the version token of a previous read; a stale or forged token is
-	// rejected with ABORTED and changes nothing.
+	// rejected with ABORTED and changes nothing. Only the caller who placed
+	// the order and admin callers may; anyone else gets NOT_FOUND.
 	UpdateShippingAddress(context.Context, *UpdateShippingAddressRequest) (*UpdateShippingAddressResponse, error)
-	// ConfirmOrder moves PENDING to CONFIRMED (orchestrator only). Confirming a
-	// CONFIRMED order succeeds without change; a CANCELLED one is FAILED_PRECONDITION.
+	// ConfirmOrder moves PENDING to CONFIRMED. Admin callers only (the
+	// orchestrator); anyone else gets PERMISSION_DENIED. Confirming a CONFIRMED
+	// order succeeds without change; a CANCELLED one is FAILED_PRECONDITION.
 	ConfirmOrder(context.Context, *ConfirmOrderRequest) (*ConfirmOrderResponse, error)
-	// CancelOrder moves PENDING to CANCELLED (orchestrator only). Cancelling a
-	// CANCELLED order succeeds without change; a CONFIRMED one is FAILED_PRECONDITION.
+	// CancelOrder moves PENDING to CANCELLED. Admin callers only (the
+	// orchestrator); anyone else gets PERMISSION_DENIED. Cancelling a CANCELLED
+	// order succeeds without change; a CONFIRMED one is FAILED_PRECONDITION.
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }

@@ -90,7 +90,8 @@ type Payment struct {
 	Amount    *v1.Money              `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	Status    PaymentStatus          `protobuf:"varint,4,opt,name=status,proto3,enum=goodgo.payment.v1.PaymentStatus" json:"status,omitempty"`
 	// Why the payment was declined, for DECLINED: "card_declined", "amount_limit".
-	DeclineReason string                 `protobuf:"bytes,5,opt,name=decline_reason,json=declineReason,proto3" json:"decline_reason,omitempty"`
+	DeclineReason string `protobuf:"bytes,5,opt,name=decline_reason,json=declineReason,proto3" json:"decline_reason,omitempty"`
+	// Unset for a VOIDED payment, as is amount.
 	Refunded      *v1.Money              `protobuf:"bytes,6,opt,name=refunded,proto3" json:"refunded,omitempty"`
 	VersionToken  string                 `protobuf:"bytes,7,opt,name=version_token,json=versionToken,proto3" json:"version_token,omitempty"`
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`

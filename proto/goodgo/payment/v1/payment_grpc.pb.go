@@ -34,7 +34,8 @@ const (
 type PaymentServiceClient interface {
 	// ProcessPayment authorizes and captures the amount for an order. A decline
 	// is a business outcome, not an error: the payment is stored with status
-	// DECLINED and the response says so.
+	// DECLINED and the response says so. If the order's payment is VOIDED, it
+	// is returned and nothing is captured.
 	ProcessPayment(ctx context.Context, in *ProcessPaymentRequest, opts ...grpc.CallOption) (*ProcessPaymentResponse, error)
 	// RefundPayment refunds a captured payment in full, at most once. Refunding
 	// a REFUNDED, DECLINED or VOIDED payment succeeds without change (there is
@@ -95,7 +96,8 @@ func (c *paymentServiceClient) GetPayment(ctx context.Context, in *GetPaymentReq
 type PaymentServiceServer interface {
 	// ProcessPayment authorizes and captures the amount for an order. A decline
 	// is a business outcome, not an error: the payment is stored with status
-	// DECLINED and the response says so.
+	// DECLINED and the response says so. If the order's payment is VOIDED, it
+	// is returned and nothing is captured.
 	ProcessPayment(context.Context, *ProcessPaymentRequest) (*ProcessPaymentResponse, error)
 	// RefundPayment refunds a captured payment in full, at most once. Refunding
 	// a REFUNDED, DECLINED or VOIDED payment succeeds without change (there is

@@ -17,7 +17,15 @@ import (
 // forged or foreign token fails with an error wrapping optlock.ErrConflict
 // (stale) or optlock.ErrInvalidToken; an unknown SKU with a NotFoundError.
 // The reason travels in the inventory.stock_adjusted.v1 event.
-func (s *Service) AdjustStock(ctx context.Context, sku string, available int64, versionToken, reason string) (inventory.Product, error) {
+//
+// Only the admin callers given to New may adjust stock; anyone else fails
+// with an error wrapping inventory.ErrPermissionDenied before the request
+// is even validated, so a caller without the right learns nothing about
+// SKUs or tokens.
+func (s *Service) AdjustStock(ctx context.Context, caller, sku string, available int64, versionToken, reason string) (inventory.Product, error) {
+	if !s.admins[caller] {
+		return inventory.Product{}, fmt.Errorf("adjust stock by %q: %w", caller, inventory.ErrPermissionDenied)
+	}
 	adj, err := inventory.NewAdjustment(sku, available, reason)
 	if err != nil {
 		return inventory.Product{}, err

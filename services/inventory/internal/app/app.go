@@ -33,9 +33,11 @@ type Reservations interface {
 	// reservation, which is returned unchanged. An unknown SKU fails with a
 	// *inventory.NotFoundError whose Value is the SKU.
 	Reserve(ctx context.Context, req inventory.ReserveRequest) (res inventory.Reservation, created bool, err error)
-	// Release gives back a RESERVED reservation's stock, once; released is
-	// false when there was nothing to give back. An unknown order fails with
-	// an error wrapping inventory.ErrNotFound.
+	// Release gives back a RESERVED reservation's stock, once, and returns
+	// the reservation RELEASED; released is false when nothing was written
+	// (already RELEASED, or REJECTED). An order without a reservation gets a
+	// tombstone (RELEASED, no items; released true) that a later Reserve
+	// returns instead of reserving.
 	Release(ctx context.Context, orderID string) (res inventory.Reservation, released bool, err error)
 }
 
@@ -67,14 +69,21 @@ type Service struct {
 	repo     Repository
 	versions VersionVerifier
 	locks    *optlock.Metrics
+	admins   map[string]bool
 	logger   *slog.Logger
 }
 
-// New returns a Service. locks records AdjustStock's optimistic-lock
-// outcomes and may be nil; a nil logger discards logs.
-func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, logger *slog.Logger) *Service {
+// New returns a Service. admins are the caller identities allowed to run
+// the admin use case AdjustStock (none: nobody may). locks records
+// AdjustStock's optimistic-lock outcomes and may be nil; a nil logger
+// discards logs.
+func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, admins []string, logger *slog.Logger) *Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{repo: repo, versions: versions, locks: locks, logger: logger}
+	set := make(map[string]bool, len(admins))
+	for _, a := range admins {
+		set[a] = true
+	}
+	return &Service{repo: repo, versions: versions, locks: locks, admins: set, logger: logger}
 }

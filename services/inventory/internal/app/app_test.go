@@ -19,6 +19,9 @@ import (
 	"github.com/goodgo/goodgo/services/inventory/internal/postgres"
 )
 
+// admin is the one caller the tests' Service lets adjust stock.
+const admin = "admin"
+
 type testBundle struct {
 	svc    *app.Service
 	signer *optlock.Signer
@@ -37,7 +40,7 @@ func setup(t *testing.T) testBundle {
 	require.NoError(t, err)
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
-	return testBundle{svc: app.New(postgres.NewRepository(pool, w), signer, locks, nil), signer: signer, reg: reg}
+	return testBundle{svc: app.New(postgres.NewRepository(pool, w), signer, locks, []string{admin}, nil), signer: signer, reg: reg}
 }
 
 func (b testBundle) lockCounts(t *testing.T) (attempts, conflicts int) {
@@ -65,23 +68,63 @@ func TestAdjustStockRecordsOptimisticLockOutcomes(t *testing.T) {
 	require.NoError(t, err)
 	token := b.signer.Token("product", p.SKU, p.Version)
 
-	_, err = b.svc.AdjustStock(ctx, "SKU-MOUSE", 10, token, "")
+	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 10, token, "")
 	require.NoError(t, err)
 	attempts, conflicts := b.lockCounts(t)
 	require.Equal(t, []int{1, 0}, []int{attempts, conflicts})
 
-	_, err = b.svc.AdjustStock(ctx, "SKU-MOUSE", 11, token, "")
+	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 11, token, "")
 	require.ErrorIs(t, err, optlock.ErrConflict)
 	attempts, conflicts = b.lockCounts(t)
 	require.Equal(t, []int{2, 1}, []int{attempts, conflicts}, "the stale token lost a conditional update")
 
-	_, err = b.svc.AdjustStock(ctx, "SKU-MOUSE", 11, "forged", "")
+	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 11, "forged", "")
 	require.ErrorIs(t, err, optlock.ErrInvalidToken)
-	_, err = b.svc.AdjustStock(ctx, "SKU-NOPE", 11, b.signer.Token("product", "SKU-NOPE", 1), "")
+	_, err = b.svc.AdjustStock(ctx, admin, "SKU-NOPE", 11, b.signer.Token("product", "SKU-NOPE", 1), "")
 	require.ErrorIs(t, err, inventory.ErrNotFound)
 	attempts, conflicts = b.lockCounts(t)
 	require.Equal(t, []int{2, 1}, []int{attempts, conflicts}, "no update ran for a forged token or an unknown SKU")
 	require.Equal(t, 1, testutil.CollectAndCount(b.reg, "optimistic_lock_success_rate"))
+}
+
+func TestAdjustStockIsForAdminsOnly(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	p, err := b.svc.GetStock(ctx, "SKU-MOUSE")
+	require.NoError(t, err)
+	token := b.signer.Token("product", p.SKU, p.Version)
+	for _, who := range []string{"anonymous", "orchestrator", "Admin", ""} {
+		_, err = b.svc.AdjustStock(ctx, who, "SKU-MOUSE", 10, token, "")
+		require.ErrorIs(t, err, inventory.ErrPermissionDenied, who)
+	}
+	attempts, _ := b.lockCounts(t)
+	require.Zero(t, attempts, "nothing was tried")
+	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 10, token, "")
+	require.NoError(t, err)
+}
+
+func TestReserveStockAfterReleaseReturnsTheTombstone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	orderID := uuid.NewString()
+	tomb, err := b.svc.ReleaseStock(ctx, orderID)
+	require.NoError(t, err)
+	require.True(t, tomb.Tombstone())
+	require.Equal(t, inventory.StatusReleased, tomb.Status)
+
+	// Any items, even different ones each time: not a mismatch, nothing taken.
+	for _, its := range [][]inventory.Item{{{SKU: "SKU-MOUSE", Quantity: 1}}, {{SKU: "SKU-CABLE", Quantity: 2}}} {
+		res, err := b.svc.ReserveStock(ctx, orderID, its)
+		require.NoError(t, err)
+		require.Equal(t, tomb.ID, res.ID)
+		require.Equal(t, inventory.StatusReleased, res.Status)
+		require.Empty(t, res.Items)
+	}
+	p, err := b.svc.GetStock(ctx, "SKU-MOUSE")
+	require.NoError(t, err)
+	require.Zero(t, p.Reserved)
 }
 
 func TestReserveStockNamesTheRequestIndexOfAnUnknownSKU(t *testing.T) {

@@ -10,8 +10,10 @@ import (
 // ReleaseStock gives back what orderID's reservation holds and returns the
 // reservation, RELEASED. It is safe to repeat and to run concurrently: the
 // stock is returned at most once, and a RELEASED or REJECTED reservation is
-// returned unchanged. An unknown order fails with a NotFoundError naming
-// order_id.
+// returned unchanged. It never fails for a well-formed order id: an order
+// without a reservation gets a tombstone (RELEASED, no items), so that a
+// ReserveStock still in flight, or sent later, takes no stock. A
+// compensation is thereby absorbing, whatever it overtakes.
 func (s *Service) ReleaseStock(ctx context.Context, orderID string) (inventory.Reservation, error) {
 	id, err := inventory.ParseUUID("order_id", orderID)
 	if err != nil {
@@ -21,7 +23,11 @@ func (s *Service) ReleaseStock(ctx context.Context, orderID string) (inventory.R
 	if err != nil {
 		return inventory.Reservation{}, fmt.Errorf("release stock: %w", err)
 	}
-	if released {
+	switch {
+	case released && res.Tombstone():
+		s.logger.InfoContext(ctx, "order released before it was reserved: tombstone recorded",
+			"order_id", res.OrderID, "reservation_id", res.ID)
+	case released:
 		s.logger.InfoContext(ctx, "stock reservation released",
 			"order_id", res.OrderID, "reservation_id", res.ID, "items", len(res.Items))
 	}

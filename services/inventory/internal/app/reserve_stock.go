@@ -13,6 +13,9 @@ import (
 // ("insufficient_stock"). A repeated call for the same order returns the
 // order's reservation unchanged if it asked for the same items, and fails
 // with inventory.ErrReservationMismatch if it asked for different ones.
+// An order that was released before it was reserved (ReleaseStock overtook
+// this call) has a tombstone: it is returned as it is, RELEASED without
+// items, whatever items were asked for, and no stock is taken.
 // Malformed input fails with a FieldError and an unknown SKU with a
 // NotFoundError naming items[i].sku; nothing is written in either case.
 func (s *Service) ReserveStock(ctx context.Context, orderID string, items []inventory.Item) (inventory.Reservation, error) {
@@ -29,8 +32,12 @@ func (s *Service) ReserveStock(ctx context.Context, orderID string, items []inve
 		}
 		return inventory.Reservation{}, fmt.Errorf("reserve stock: %w", err)
 	}
-	if !created && !res.SameItems(req.Items) {
+	if !created && !res.Tombstone() && !res.SameItems(req.Items) {
 		return inventory.Reservation{}, fmt.Errorf("order %s: %w", req.OrderID, inventory.ErrReservationMismatch)
+	}
+	if !created && res.Tombstone() {
+		s.logger.InfoContext(ctx, "stock reservation refused: the order was released before it was reserved",
+			"order_id", res.OrderID, "reservation_id", res.ID)
 	}
 	if created {
 		s.logger.InfoContext(ctx, "stock reservation created",

@@ -8,20 +8,32 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 )
 
 // Client-facing messages of errors whose detail stays in the log.
 const (
-	msgStale    = "version_token: stale or invalid; read the product again"
-	msgMismatch = "order_id: the order already has a reservation with different items"
-	msgInternal = "internal error"
+	msgStale       = "version_token: stale or invalid; read the product again"
+	msgMismatch    = "order_id: the order already has a reservation with different items"
+	msgForbidden   = "caller may not adjust stock"
+	msgUnavailable = "temporarily unavailable; retry"
+	msgRetry       = "concurrent update; retry"
+	msgInternal    = "internal error"
 )
 
 // toStatus maps a use-case error to the status sent to the client. Only
 // domain errors built from the request itself (FieldError, NotFoundError)
 // carry their text; anything unexpected is logged with its detail and sent
 // as Internal "internal error".
+//
+// Database failures that a retry may not meet are told apart from bugs, so
+// that callers (the saga, clients) retry them instead of giving up: a lost
+// or refused connection, an overloaded or restarting server, a lock_timeout
+// or statement_timeout (postgres.IsTransient) is Unavailable; a
+// serialization failure or deadlock, whose transaction the server rolled
+// back, is Aborted. Every mutating RPC is idempotent, so retrying either
+// with the same idempotency key is safe.
 func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	var (
 		field    *inventory.FieldError
@@ -32,6 +44,8 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.InvalidArgument, field.Error())
 	case errors.As(err, &notFound):
 		return status.Error(codes.NotFound, notFound.Error())
+	case errors.Is(err, inventory.ErrPermissionDenied):
+		return status.Error(codes.PermissionDenied, msgForbidden)
 	case errors.Is(err, inventory.ErrReservationMismatch):
 		return status.Error(codes.AlreadyExists, msgMismatch)
 	case errors.Is(err, optlock.ErrConflict), errors.Is(err, optlock.ErrInvalidToken):
@@ -40,6 +54,12 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case postgres.IsTransient(err):
+		s.logger.WarnContext(ctx, "inventory request failed: database temporarily unavailable", "method", method, "error", err)
+		return status.Error(codes.Unavailable, msgUnavailable)
+	case postgres.IsSerializationFailure(err):
+		s.logger.WarnContext(ctx, "inventory request failed: transaction rolled back by the database", "method", method, "error", err)
+		return status.Error(codes.Aborted, msgRetry)
 	}
 	s.logger.ErrorContext(ctx, "inventory request failed", "method", method, "error", err)
 	return status.Error(codes.Internal, msgInternal)

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
@@ -82,7 +83,9 @@ func (s *Server) ReserveStock(ctx context.Context, req *inventoryv1.ReserveStock
 	return &inventoryv1.ReserveStockResponse{Reservation: reservation(res)}, nil
 }
 
-// ReleaseStock returns what an order reserved, at most once.
+// ReleaseStock returns what an order reserved, at most once. An order
+// without a reservation gets a RELEASED one without items (a tombstone), so
+// that a ReserveStock still in flight cannot take stock afterwards.
 func (s *Server) ReleaseStock(ctx context.Context, req *inventoryv1.ReleaseStockRequest) (*inventoryv1.ReleaseStockResponse, error) {
 	res, err := s.app.ReleaseStock(ctx, req.GetOrderId())
 	if err != nil {
@@ -91,9 +94,10 @@ func (s *Server) ReleaseStock(ctx context.Context, req *inventoryv1.ReleaseStock
 	return &inventoryv1.ReleaseStockResponse{Reservation: reservation(res)}, nil
 }
 
-// AdjustStock sets a SKU's available units under its version token.
+// AdjustStock sets a SKU's available units under its version token; only
+// inventory admin callers (x-user-id) may.
 func (s *Server) AdjustStock(ctx context.Context, req *inventoryv1.AdjustStockRequest) (*inventoryv1.AdjustStockResponse, error) {
-	p, err := s.app.AdjustStock(ctx, req.GetSku(), req.GetAvailable(), req.GetVersionToken(), req.GetReason())
+	p, err := s.app.AdjustStock(ctx, caller.ID(ctx), req.GetSku(), req.GetAvailable(), req.GetVersionToken(), req.GetReason())
 	if err != nil {
 		return nil, s.toStatus(ctx, "AdjustStock", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
@@ -416,16 +418,42 @@ func TestReleaseStock(t *testing.T) {
 		require.Equal(t, []int64{5, 0}, []int64{avail, reserved})
 	})
 
-	t.Run("rejects an unknown or malformed order", func(t *testing.T) {
+	t.Run("releases an order that has no reservation yet, and a later reservation takes nothing", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		orderID := newOrderID()
-		_, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
-		requireStatus(t, err, codes.NotFound, fmt.Sprintf("order_id: %q not found", orderID))
-		_, err = b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: "nope"})
+		released, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		require.NoError(t, err, "a compensation that overtakes its step succeeds")
+		tomb := released.GetReservation()
+		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED, tomb.GetStatus())
+		require.Equal(t, orderID, tomb.GetOrderId())
+		require.NotEmpty(t, tomb.GetReservationId())
+		require.Empty(t, tomb.GetItems())
+
+		for _, its := range [][]*inventoryv1.ReservationItem{items("SKU-MOUSE", 2), items("SKU-DOCK", 1, "SKU-CABLE", 3)} {
+			resp, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: its})
+			require.NoError(t, err, "whatever it asks for, the late reservation gets the tombstone")
+			require.True(t, proto.Equal(tomb, resp.GetReservation()), "got %v", resp.GetReservation())
+		}
+		for sku, want := range map[string]int64{"SKU-MOUSE": 1000, "SKU-DOCK": 300, "SKU-CABLE": 10000} {
+			avail, reserved := b.stock(t, sku)
+			require.Equal(t, []int64{want, 0}, []int64{avail, reserved}, sku)
+		}
+		again, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(tomb, again.GetReservation()))
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE aggregate_id = $1`, orderID), "one released event, nothing else")
+		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE aggregate_id = $1 AND event_type = 'inventory.released.v1' AND aggregate_version = 1`, orderID))
+	})
+
+	t.Run("rejects a malformed order id or a missing key", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		_, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: "nope"})
 		requireStatus(t, err, codes.InvalidArgument, "order_id: not a UUID")
-		_, err = b.client.ReleaseStock(ctx, &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		_, err = b.client.ReleaseStock(ctx, &inventoryv1.ReleaseStockRequest{OrderId: newOrderID()})
 		requireStatus(t, err, codes.InvalidArgument, "idempotency-key")
+		require.Zero(t, b.count(t, `SELECT count(*) FROM reservations`))
 	})
 }
 
@@ -440,14 +468,14 @@ func TestAdjustStock(t *testing.T) {
 		require.NoError(t, err)
 		token := read.GetProduct().GetVersionToken()
 
-		resp, err := b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+		resp, err := b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-HEADSET", Available: 42, VersionToken: token, Reason: "cycle count",
 		})
 		require.NoError(t, err)
 		require.EqualValues(t, 42, resp.GetProduct().GetAvailable())
 		require.NotEqual(t, token, resp.GetProduct().GetVersionToken())
 
-		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 7, VersionToken: token})
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 7, VersionToken: token})
 		requireStatus(t, err, codes.Aborted, "version_token: ")
 		avail, _ := b.stock(t, "SKU-HEADSET")
 		require.EqualValues(t, 42, avail)
@@ -461,7 +489,7 @@ func TestAdjustStock(t *testing.T) {
 		require.NoError(t, err)
 		_, err = b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-HEADSET", 1)})
 		require.NoError(t, err)
-		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-HEADSET", Available: 1, VersionToken: read.GetProduct().GetVersionToken(),
 		})
 		requireStatus(t, err, codes.Aborted, "version_token: ")
@@ -473,26 +501,52 @@ func TestAdjustStock(t *testing.T) {
 		mouse, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-MOUSE"})
 		require.NoError(t, err)
 		for _, token := range []string{"forged", mouse.GetProduct().GetVersionToken()} {
-			_, err := b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: token})
+			_, err := b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: token})
 			requireStatus(t, err, codes.Aborted, "version_token: ")
 		}
 		avail, _ := b.stock(t, "SKU-HEADSET")
 		require.EqualValues(t, 800, avail)
 	})
 
+	t.Run("is refused to callers that are not inventory admins", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-HEADSET"})
+		require.NoError(t, err)
+		req := &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: read.GetProduct().GetVersionToken()}
+		for _, who := range []string{"", "orchestrator", "e2e-shopper", adminCaller + "x"} {
+			md := []string{idempotency.MetadataKey, newKey()}
+			if who != "" {
+				md = append(md, caller.MetadataKey, who)
+			}
+			_, err := b.client.AdjustStock(metadata.AppendToOutgoingContext(ctx, md...), req)
+			requireStatus(t, err, codes.PermissionDenied, "caller may not adjust stock")
+			require.Equal(t, "caller may not adjust stock", status.Convert(err).Message())
+		}
+		// Not even an unknown SKU is revealed to them.
+		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: "x"})
+		requireStatus(t, err, codes.PermissionDenied, "caller may not adjust stock")
+		avail, _ := b.stock(t, "SKU-HEADSET")
+		require.EqualValues(t, 800, avail)
+		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), req)
+		require.NoError(t, err, "the admin may")
+	})
+
 	t.Run("rejects bad input and unknown SKUs", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		token := b.signer.Token("product", "SKU-NOPE", 1)
-		_, err := b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: token})
+		_, err := b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: token})
 		requireStatus(t, err, codes.NotFound, `sku: "SKU-NOPE" not found`)
-		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: "garbage"})
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: "garbage"})
 		requireStatus(t, err, codes.NotFound, `sku: "SKU-NOPE" not found`)
-		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: -1, VersionToken: token})
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: -1, VersionToken: token})
 		requireStatus(t, err, codes.InvalidArgument, "available: ")
-		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: 1})
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: 1})
 		requireStatus(t, err, codes.InvalidArgument, "version_token: required")
-		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "", Available: 1, VersionToken: token})
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "", Available: 1, VersionToken: token})
 		requireStatus(t, err, codes.InvalidArgument, "sku: required")
 		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
 	})
@@ -525,13 +579,45 @@ func TestRedisDown(t *testing.T) {
 	t.Run("AdjustStock answers Unavailable", func(t *testing.T) {
 		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-CABLE"})
 		require.NoError(t, err)
-		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-CABLE", Available: 1, VersionToken: read.GetProduct().GetVersionToken(),
 		})
 		requireStatus(t, err, codes.Unavailable, "")
 		avail, _ := b.stock(t, "SKU-CABLE")
 		require.EqualValues(t, 10000, avail)
 	})
+}
+
+func TestDatabaseLockTimeoutIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, setupOpts{lockTimeout: 100 * time.Millisecond})
+	orderID := newOrderID()
+	_, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-MOUSE", 1)})
+	require.NoError(t, err)
+
+	// Another transaction holds the product row: the reservation's stock
+	// update waits longer than lock_timeout (SQLSTATE 55P03).
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SELECT 1 FROM products WHERE sku = 'SKU-MOUSE' FOR UPDATE`)
+	require.NoError(t, err)
+
+	_, err = b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-MOUSE", 1)})
+	requireStatus(t, err, codes.Unavailable, "temporarily unavailable; retry")
+	key := newKey()
+	_, err = b.client.ReleaseStock(withKey(ctx, key), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+	requireStatus(t, err, codes.Unavailable, "temporarily unavailable; retry")
+	require.Contains(t, b.logs.String(), "55P03", "the detail is logged")
+
+	// Once the lock is gone, a retry with the same key succeeds.
+	require.NoError(t, tx.Rollback(ctx))
+	resp, err := b.client.ReleaseStock(withKey(ctx, key), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+	require.NoError(t, err)
+	require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED, resp.GetReservation().GetStatus())
+	avail, reserved := b.stock(t, "SKU-MOUSE")
+	require.Equal(t, []int64{1000, 0}, []int64{avail, reserved})
 }
 
 func TestInternalErrorsDoNotLeak(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
@@ -40,7 +42,13 @@ type testBundle struct {
 
 type setupOpts struct {
 	redisAddr string // default redisAddr; an address nobody listens on simulates Redis down
+	// lockTimeout, if set, is the lock_timeout of the service's connections:
+	// a lock wait longer than that fails with SQLSTATE 55P03.
+	lockTimeout time.Duration
 }
+
+// adminCaller is the caller allowed to run AdjustStock in these tests.
+const adminCaller = "stock-admin"
 
 // setup runs the service's gRPC stack (grpcserver + idempotency guard on
 // real Redis + app + repository on a fresh PostgreSQL database) and returns
@@ -56,13 +64,19 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 
-	url, _ := pgtest.NewDatabase(t, db.Inventory)
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(t, err)
-	cfg.MaxConns = 32
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	// pgtest's pool (4 connections) is enough for the concurrency tests to
+	// contend on row locks, and small enough for the whole workspace's
+	// parallel tests to stay under PostgreSQL's max_connections.
+	url, pool := pgtest.NewDatabase(t, db.Inventory)
+	if o.lockTimeout > 0 {
+		cfg, err := pgxpool.ParseConfig(url)
+		require.NoError(t, err)
+		cfg.MaxConns = 4
+		cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(o.lockTimeout.Milliseconds(), 10)
+		pool, err = pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(t, err)
+		t.Cleanup(pool.Close)
+	}
 
 	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	prefix := "test:inventory:" + rand.Text() + ":"
@@ -77,7 +91,7 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	require.NoError(t, err)
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
-	svc := app.New(postgres.NewRepository(pool, w), signer, locks, logger)
+	svc := app.New(postgres.NewRepository(pool, w), signer, locks, []string{adminCaller}, logger)
 	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix}),
 		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: time.Minute}, reg, logger)
 	require.NoError(t, err)
@@ -102,6 +116,11 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 // withKey returns ctx carrying an idempotency key.
 func withKey(ctx context.Context, key string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, key)
+}
+
+// asAdmin returns ctx carrying an idempotency key and the admin caller.
+func asAdmin(ctx context.Context, key string) context.Context {
+	return metadata.AppendToOutgoingContext(withKey(ctx, key), caller.MetadataKey, adminCaller)
 }
 
 func deleteKeys(t testing.TB, rdb *redis.Client, prefix string) {

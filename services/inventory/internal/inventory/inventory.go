@@ -39,6 +39,9 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotFound classifies a reference to an unknown SKU or order.
 	ErrNotFound = errors.New("not found")
+	// ErrPermissionDenied reports a caller that may not run the request
+	// (AdjustStock by a caller that is not an inventory admin).
+	ErrPermissionDenied = errors.New("permission denied")
 	// ErrReservationMismatch reports a ReserveStock for an order that already
 	// has a reservation with different items: the order's one reservation
 	// cannot be changed, and silently returning it would hide the mismatch.

@@ -11,9 +11,13 @@ import (
 //
 //	RESERVED ──release──▶ RELEASED
 //	REJECTED (terminal: nothing was taken)
+//	RELEASED without items (a tombstone: released before it was reserved)
 //
 // A reservation is created RESERVED or REJECTED in one transaction; only a
-// RESERVED one holds stock, and it gives it back at most once.
+// RESERVED one holds stock, and it gives it back at most once. A release of
+// an order that has no reservation yet creates the tombstone, so that a
+// reservation still in flight cannot take stock after its compensation ran
+// (compensations are absorbing); see Reservation.Tombstone.
 type Status string
 
 // The reservation statuses, spelled as stored.
@@ -43,18 +47,25 @@ type Item struct {
 }
 
 // Reservation is one order's stock reservation. Items are in SKU order. For
-// a REJECTED reservation they are the requested lines, none of them held.
+// a REJECTED reservation they are the requested lines, none of them held;
+// a tombstone has none.
 type Reservation struct {
 	ID           string
 	OrderID      string
 	Status       Status
 	Items        []Item
 	RejectReason string
-	// Version counts committed changes: 1 when created, 2 once released.
+	// Version counts committed changes: 1 when created, 2 once released. A
+	// tombstone is created RELEASED, at version 1.
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
+
+// Tombstone reports whether r records a release that came before any
+// reservation of its order: RELEASED without items. It holds no stock and
+// never will; a later ReserveStock for the order returns it unchanged.
+func (r Reservation) Tombstone() bool { return r.Status == StatusReleased && len(r.Items) == 0 }
 
 // SameItems reports whether the reservation holds exactly items, which must
 // be in SKU order (as a ReserveRequest's are).

@@ -1,27 +1,23 @@
 package postgres_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/pgtest"
 )
 
 // newDatabase returns a pool on a fresh migrated inventory database (with
-// the seeded demo catalog). The pool is larger than pgtest's so that the
-// concurrency tests really contend on row locks rather than on the pool.
+// the seeded demo catalog). The pool holds at most 8 connections: enough
+// for the concurrency tests to contend on row locks with several
+// transactions and for the race tests to hold a lock, a blocked Reserve and
+// a blocked Release while they watch pg_stat_activity; few enough, with
+// pgtest's limit on databases per test binary, for the workspace's parallel
+// tests to stay under PostgreSQL's max_connections.
 func newDatabase(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	url, _ := pgtest.NewDatabase(t, db.Inventory)
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(t, err)
-	cfg.MaxConns = 32
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	_, pool := pgtest.NewDatabase(t, db.Inventory, pgtest.WithMaxConns(8))
 	return pool
 }

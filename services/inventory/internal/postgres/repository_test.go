@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -462,13 +463,261 @@ func TestRelease(t *testing.T) {
 		require.Len(t, b.events(t, orderID), 1, "only the rejection")
 	})
 
-	t.Run("fails for an unknown order", func(t *testing.T) {
+	t.Run("records a tombstone for an order without a reservation, once", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		_, _, err := b.repo.Release(ctx, newOrderID())
-		require.ErrorIs(t, err, inventory.ErrNotFound)
-		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+		a := b.addProduct(t, "T-A", 10)
+		orderID := newOrderID()
+
+		res, released, err := b.repo.Release(ctx, orderID)
+		require.NoError(t, err)
+		require.True(t, released)
+		require.True(t, res.Tombstone())
+		require.Equal(t, inventory.StatusReleased, res.Status)
+		require.Equal(t, orderID, res.OrderID)
+		require.EqualValues(t, 1, res.Version)
+
+		again, released, err := b.repo.Release(ctx, orderID)
+		require.NoError(t, err)
+		require.False(t, released)
+		require.Equal(t, res.ID, again.ID)
+
+		// A reservation that comes later finds the tombstone and takes nothing.
+		late, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 3}))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, res.ID, late.ID)
+		require.True(t, late.Tombstone())
+		avail, reserved, version := b.stock(t, a)
+		require.Equal(t, []int64{10, 0, 1}, []int64{avail, reserved, version})
+
+		evs := b.events(t, orderID)
+		require.Len(t, evs, 1)
+		require.Equal(t, event.InventoryReleased, evs[0].EventType)
+		require.EqualValues(t, 1, evs[0].AggregateVersion)
+		var payload inventoryv1.StockReleased
+		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+		require.Equal(t, res.ID, payload.GetReservationId())
+		require.Empty(t, payload.GetItems(), "nothing moved")
 	})
+}
+
+// TestReleaseRacingReserve reproduces a saga that compensates a
+// ReserveStock whose outcome it never learned: the Release runs while the
+// Reserve is in flight, its reservation row inserted but not committed. To
+// hold the Reserve there, another transaction locks the product row the
+// Reserve must update; the test waits (on pg_stat_activity) until the
+// Reserve, and then the Release, are blocked before it lets go.
+func TestReleaseRacingReserve(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("a Reserve that commits is released, and the stock comes back", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		orderID := newOrderID()
+		race := b.startReserveBlockedOnProduct(t, b.repo, a, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}))
+
+		release := b.startRelease(t, orderID)
+		race.unblock(t)
+
+		reserved := race.wait(t)
+		require.NoError(t, reserved.err)
+		require.True(t, reserved.created)
+		require.Equal(t, inventory.StatusReserved, reserved.res.Status)
+		released := release.wait(t)
+		require.NoError(t, released.err)
+		require.True(t, released.released)
+		require.Equal(t, inventory.StatusReleased, released.res.Status)
+		require.Equal(t, reserved.res.ID, released.res.ID, "the reservation itself, not a tombstone")
+		require.Equal(t, reserved.res.Items, released.res.Items)
+
+		avail, held, _ := b.stock(t, a)
+		require.Equal(t, []int64{10, 0}, []int64{avail, held}, "the stock is untouched in the end")
+		require.Equal(t, []string{event.InventoryReserved, event.InventoryReleased}, eventTypes(b.events(t, orderID)))
+
+		later, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, inventory.StatusReleased, later.Status)
+		avail, held, _ = b.stock(t, a)
+		require.Equal(t, []int64{10, 0}, []int64{avail, held})
+	})
+
+	t.Run("a Reserve that rolls back leaves the tombstone, and a later Reserve takes nothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a := b.addProduct(t, "T-A", 10)
+		orderID := newOrderID()
+		w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
+		require.NoError(t, err)
+		boom := errors.New("injected failure after the outbox insert")
+		failing := postgres.NewRepository(b.pool, failAfter{w, boom})
+		race := b.startReserveBlockedOnProduct(t, failing, a, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}))
+
+		release := b.startRelease(t, orderID)
+		race.unblock(t)
+
+		require.ErrorIs(t, race.wait(t).err, boom)
+		released := release.wait(t)
+		require.NoError(t, released.err)
+		require.True(t, released.released)
+		require.True(t, released.res.Tombstone())
+
+		later, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.True(t, later.Tombstone())
+		avail, held, version := b.stock(t, a)
+		require.Equal(t, []int64{10, 0, 1}, []int64{avail, held, version})
+		require.Equal(t, []string{event.InventoryReleased}, eventTypes(b.events(t, orderID)))
+	})
+
+	t.Run("many orders reserved and released at once all end released with every unit back", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a, c := b.addProduct(t, "T-A", 50), b.addProduct(t, "T-C", 50)
+		const orders = 40
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*orders)
+		ids := make([]string, orders)
+		for i := range orders {
+			ids[i] = newOrderID()
+			req := reserveRequest(t, ids[i], inventory.Item{SKU: a, Quantity: 2}, inventory.Item{SKU: c, Quantity: 1})
+			wg.Go(func() {
+				_, _, err := b.repo.Reserve(ctx, req)
+				errs <- err
+			})
+			wg.Go(func() {
+				res, _, err := b.repo.Release(ctx, ids[i])
+				if err == nil && res.Status != inventory.StatusReleased {
+					err = fmt.Errorf("release of %s: status %s", ids[i], res.Status)
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		// Whichever ran first, the release is final: nothing stays reserved.
+		for _, sku := range []string{a, c} {
+			avail, held, _ := b.stock(t, sku)
+			require.Equal(t, []int64{50, 0}, []int64{avail, held}, sku)
+		}
+		require.Equal(t, orders, b.count(t, `SELECT count(*) FROM reservations WHERE status = 'RELEASED'`))
+		require.Equal(t, orders, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = $1`, event.InventoryReleased))
+		// Every order released after it was reserved has both events; one
+		// released first has only the tombstone's.
+		require.Equal(t, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = $1`, event.InventoryReserved),
+			b.count(t, `SELECT count(DISTINCT reservation_id) FROM reservation_items`))
+	})
+}
+
+// blockedReserve is a Reserve held inside its transaction by a row lock.
+type blockedReserve struct {
+	locker pgx.Tx
+	done   chan reserveResult
+}
+
+type reserveResult struct {
+	res     inventory.Reservation
+	created bool
+	err     error
+}
+
+type releaseResult struct {
+	res      inventory.Reservation
+	released bool
+	err      error
+}
+
+// startReserveBlockedOnProduct locks sku's row in a transaction of its own,
+// starts repo.Reserve(req) and returns once that Reserve has inserted its
+// reservation row and waits for the product lock.
+func (b testBundle) startReserveBlockedOnProduct(t *testing.T, repo *postgres.Repository, sku string, req inventory.ReserveRequest) *blockedReserve {
+	t.Helper()
+	ctx := context.Background()
+	locker, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = locker.Rollback(ctx) })
+	// NO KEY UPDATE, as the Reserve's stock UPDATE takes: the foreign key
+	// check of its reservation lines (KEY SHARE) still passes, so the
+	// Reserve blocks after writing its reservation, on the stock.
+	_, err = locker.Exec(ctx, `SELECT 1 FROM products WHERE sku = $1 FOR NO KEY UPDATE`, sku)
+	require.NoError(t, err)
+
+	br := &blockedReserve{locker: locker, done: make(chan reserveResult, 1)}
+	go func() {
+		res, created, err := repo.Reserve(ctx, req)
+		br.done <- reserveResult{res, created, err}
+	}()
+	b.waitBlocked(t, "TakeStock")
+	return br
+}
+
+// unblock commits the lock holder, letting the Reserve go on.
+func (br *blockedReserve) unblock(t *testing.T) {
+	t.Helper()
+	require.NoError(t, br.locker.Commit(context.Background()))
+}
+
+func (br *blockedReserve) wait(t *testing.T) reserveResult {
+	t.Helper()
+	select {
+	case r := <-br.done:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("Reserve did not finish")
+		return reserveResult{}
+	}
+}
+
+type pendingRelease chan releaseResult
+
+// startRelease starts Release(orderID) and returns once it waits for the
+// in-flight Reserve's uncommitted reservation (on the unique index).
+func (b testBundle) startRelease(t *testing.T, orderID string) pendingRelease {
+	t.Helper()
+	done := make(pendingRelease, 1)
+	go func() {
+		res, released, err := b.repo.Release(context.Background(), orderID)
+		done <- releaseResult{res, released, err}
+	}()
+	b.waitBlocked(t, "CreateReleasedReservation")
+	return done
+}
+
+func (p pendingRelease) wait(t *testing.T) releaseResult {
+	t.Helper()
+	select {
+	case r := <-p:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("Release did not finish")
+		return releaseResult{}
+	}
+}
+
+// waitBlocked waits until a session of the test database runs the sqlc
+// query named query and waits for a lock.
+func (b testBundle) waitBlocked(t *testing.T, query string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return b.count(t, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`,
+			"-- name: "+query+" %") == 1
+	}, 10*time.Second, 5*time.Millisecond, "no session blocked in %s", query)
+}
+
+func eventTypes(rows []outboxRow) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.EventType
+	}
+	return out
 }
 
 func TestAdjustStock(t *testing.T) {

@@ -18,9 +18,11 @@ import (
 // inventory.reserved.v1) or none is (status REJECTED "insufficient_stock",
 // event inventory.rejected.v1). created is false when the order already had
 // a reservation: that one is returned unchanged and nothing is written, so a
-// retried or duplicated request never reserves twice. An unknown SKU fails
-// with an error wrapping inventory.ErrNotFound (a *inventory.NotFoundError
-// whose Value is the SKU) and nothing is written.
+// retried or duplicated request never reserves twice, and a request that
+// comes after the order was released (a tombstone, see Release) reserves
+// nothing. An unknown SKU fails with an error wrapping inventory.ErrNotFound
+// (a *inventory.NotFoundError whose Value is the SKU) and nothing is
+// written.
 //
 // How concurrency is handled:
 //   - The reservation row is inserted first, ON CONFLICT (order_id) DO
@@ -149,25 +151,65 @@ func (r *Repository) unknownSKU(ctx context.Context, skus []string) error {
 // Release gives back what the reservation of orderID holds and marks it
 // RELEASED, appending inventory.released.v1, in one transaction. A
 // reservation that is already RELEASED or was REJECTED is returned unchanged
-// with released false and nothing written. An unknown order fails with an
-// error wrapping inventory.ErrNotFound.
+// with released false and nothing written.
 //
-// The status change is a conditional UPDATE (RESERVED → RELEASED) that locks
-// the reservation row: of two concurrent releases, the second waits, then
-// matches nothing and returns the released reservation, so stock is returned
-// exactly once. Products are then updated in SKU order, the lock order
-// Reserve follows.
+// An order without a reservation gets a tombstone: a RELEASED reservation
+// without items at version 1, with an inventory.released.v1 event without
+// items (nothing moved, but the order's consumers learn that its stock is
+// released for good); released is true. A ReserveStock arriving later finds
+// the order's one reservation taken and reserves nothing, so a compensation
+// that overtakes the step it compensates still wins (compensations are
+// absorbing).
+//
+// How concurrency is handled:
+//   - The status change is a conditional UPDATE (RESERVED → RELEASED) that
+//     locks the reservation row: of two concurrent releases, the second
+//     waits, then matches nothing and returns the released reservation, so
+//     stock is returned exactly once. Products are then updated in SKU
+//     order, the lock order Reserve follows.
+//   - When the UPDATE matches nothing and no reservation is visible, the
+//     tombstone is inserted ON CONFLICT (order_id) DO NOTHING. A Reserve of
+//     the same order that is still in flight (its row inserted, not yet
+//     committed, invisible to the UPDATE) holds the unique index entry: the
+//     insert waits for it. If the Reserve commits, the insert does nothing
+//     and the UPDATE runs again, now seeing the committed reservation, and
+//     releases it normally; if it rolls back, the tombstone is inserted.
+//     The insert holds no product lock while it waits, so it cannot
+//     deadlock with the Reserve.
 func (r *Repository) Release(ctx context.Context, orderID string) (res inventory.Reservation, released bool, err error) {
 	oid, err := uuid.Parse(orderID)
 	if err != nil {
 		return inventory.Reservation{}, false, fmt.Errorf("release: order id: %w", err)
 	}
+	tombstoneID, err := newID()
+	if err != nil {
+		return inventory.Reservation{}, false, err
+	}
 	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
 		row, err := q.ReleaseReservation(ctx, oid)
 		if errors.Is(err, pgx.ErrNoRows) {
-			res, err = loadReservation(ctx, q, oid)
-			return err
+			// Not RESERVED: already released, rejected, or no reservation
+			// (yet). The tombstone insert tells the last case apart and
+			// settles the race with an in-flight Reserve.
+			stone, ierr := q.CreateReleasedReservation(ctx, inventorydb.CreateReleasedReservationParams{ID: tombstoneID, OrderID: oid})
+			switch {
+			case ierr == nil:
+				released = true
+				if res, err = reservationFromDB(ctx, q, stone); err != nil {
+					return err
+				}
+				return r.events.Append(ctx, tx, reservationEvent(res))
+			case !errors.Is(ierr, pgx.ErrNoRows):
+				return fmt.Errorf("create released reservation: %w", ierr)
+			}
+			// The order has a reservation, possibly committed by a Reserve
+			// the insert just waited for: this statement's snapshot sees it.
+			row, err = q.ReleaseReservation(ctx, oid)
+			if errors.Is(err, pgx.ErrNoRows) {
+				res, err = loadReservation(ctx, q, oid)
+				return err
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("release reservation: %w", err)

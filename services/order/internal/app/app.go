@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	callerid "github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/order/internal/order"
@@ -38,9 +39,11 @@ type Repository interface {
 
 // Catalog reads product data from the inventory service, which owns it.
 type Catalog interface {
-	// Products returns the catalog entries of skus, keyed by SKU. An unknown
-	// SKU is simply absent from the map. When the catalog cannot be reached
-	// the error wraps ErrCatalogUnavailable.
+	// Products returns the catalog entries of skus, keyed by SKU; skus are
+	// the SKUs of an order's lines, in line order. An unknown SKU is either
+	// absent from the map or reported as an *order.Error of kind
+	// ErrNotFound naming its line (items[i].sku, i its index in skus). When
+	// the catalog cannot be reached the error wraps ErrCatalogUnavailable.
 	Products(ctx context.Context, skus []string) (map[string]Product, error)
 }
 
@@ -64,19 +67,59 @@ var (
 )
 
 // App runs the order use cases. It is safe for concurrent use.
+//
+// Who may do what (callers are the identities the transport
+// authenticated, x-user-id until authentication exists):
+//   - PlaceOrder: anyone; the caller is stored as the order's placer.
+//   - GetOrder, UpdateShippingAddress: the order's placer or an admin
+//     caller. Anyone else is told the order does not exist (NotFound, the
+//     same answer as for an unknown id), so that order ids cannot be probed.
+//     An order placed without an identity (caller "anonymous") has no
+//     owner: only admins see it.
+//   - ConfirmOrder, CancelOrder: admin callers only (the orchestrator's
+//     saga); anyone else fails with ErrPermissionDenied.
 type App struct {
 	repo    Repository
 	catalog Catalog
 	locks   *optlock.Metrics
 	retry   optlock.Policy
+	admins  map[string]bool
 	now     func() time.Time
+}
+
+// Option configures an App.
+type Option func(*App)
+
+// WithAdmins names the admin callers: they confirm and cancel orders and
+// read and readdress anyone's. Without it nobody may confirm or cancel.
+func WithAdmins(callers ...string) Option {
+	return func(a *App) {
+		for _, c := range callers {
+			a.admins[c] = true
+		}
+	}
 }
 
 // New returns an App over repo and catalog. locks records the optimistic
 // locking outcomes (it may be nil); conflicting internal transitions are
 // retried with optlock.DefaultPolicy.
-func New(repo Repository, catalog Catalog, locks *optlock.Metrics) *App {
-	return &App{repo: repo, catalog: catalog, locks: locks, retry: optlock.DefaultPolicy, now: now}
+func New(repo Repository, catalog Catalog, locks *optlock.Metrics, opts ...Option) *App {
+	a := &App{repo: repo, catalog: catalog, locks: locks, retry: optlock.DefaultPolicy, admins: map[string]bool{}, now: now}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// errMayNotTransition is the refusal of a confirmation or cancellation by a
+// caller that is not an admin.
+var errMayNotTransition = &order.Error{Kind: order.ErrPermissionDenied, Problem: "caller may not confirm or cancel orders"}
+
+// mayAccess reports whether caller may read and readdress o: its placer or
+// an admin.
+func (a *App) mayAccess(caller string, o order.Order) bool {
+	// Anyone can be anonymous (no x-user-id), so anonymous owns nothing.
+	return a.admins[caller] || (caller != callerid.Anonymous && caller == o.PlacedBy)
 }
 
 // now is the clock, truncated to PostgreSQL's microsecond precision so that

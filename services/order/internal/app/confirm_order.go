@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/goodgo/goodgo/platform/optlock"
@@ -9,11 +10,16 @@ import (
 )
 
 // ConfirmOrder moves a PENDING order to CONFIRMED and publishes
-// order.confirmed.v1. Confirming a CONFIRMED order returns it unchanged
-// (no new event), so the orchestrator may retry freely. Errors: ErrInvalid
-// (malformed id), ErrNotFound, ErrFailedPrecondition (CANCELLED); an error
-// wrapping optlock.ErrConflict if concurrent writers won every retry.
-func (a *App) ConfirmOrder(ctx context.Context, id string) (order.Order, error) {
+// order.confirmed.v1; only an admin caller (the orchestrator) may. Confirming
+// a CONFIRMED order returns it unchanged (no new event), so the orchestrator
+// may retry freely. Errors: ErrPermissionDenied (not an admin, checked
+// first), ErrInvalid (malformed id), ErrNotFound, ErrFailedPrecondition
+// (CANCELLED); an error wrapping optlock.ErrConflict if concurrent writers
+// won every retry.
+func (a *App) ConfirmOrder(ctx context.Context, caller, id string) (order.Order, error) {
+	if !a.admins[caller] {
+		return order.Order{}, errMayNotTransition
+	}
 	return a.transition(ctx, "confirm order", id, func(o *order.Order) (order.Change, error) {
 		return o.Confirm(a.now())
 	})
@@ -29,12 +35,29 @@ func (a *App) transition(ctx context.Context, op, id string, change func(*order.
 	}
 	var result order.Order
 	err := optlock.Retry(ctx, a.retry, a.locks, aggregate, func(ctx context.Context) error {
-		o, err := a.repo.Update(ctx, id, change)
+		noop := false
+		o, err := a.repo.Update(ctx, id, func(o *order.Order) (order.Change, error) {
+			c, err := change(o)
+			noop = err == nil && c == order.ChangeNone
+			return c, err
+		})
 		result = o
+		if err == nil && noop {
+			// Nothing was written: not a conditional update, so not an
+			// optimistic-lock attempt (optlock.Record counts nil as one).
+			return errNoChange
+		}
 		return err
 	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
 	if err != nil {
 		return order.Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return result, nil
 }
+
+// errNoChange tells transition's retry loop that the order already was in
+// the requested state.
+var errNoChange = errors.New("no change")

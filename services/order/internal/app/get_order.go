@@ -7,9 +7,11 @@ import (
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
 
-// GetOrder returns one order from the write model. Errors: an *order.Error
-// of kind ErrInvalid for a malformed id; one wrapping order.ErrNotFound.
-func (a *App) GetOrder(ctx context.Context, id string) (order.Order, error) {
+// GetOrder returns one order from the write model to caller, who must have
+// placed it or be an admin. Errors: an *order.Error of kind ErrInvalid for a
+// malformed id; one wrapping order.ErrNotFound for an unknown order and for
+// someone else's (the same error: existence is not revealed).
+func (a *App) GetOrder(ctx context.Context, caller, id string) (order.Order, error) {
 	id = order.NormalizeID(id)
 	if err := order.ValidateID("order_id", id); err != nil {
 		return order.Order{}, err
@@ -17,6 +19,9 @@ func (a *App) GetOrder(ctx context.Context, id string) (order.Order, error) {
 	o, err := a.repo.Get(ctx, id)
 	if err != nil {
 		return order.Order{}, fmt.Errorf("get order: %w", err)
+	}
+	if !a.mayAccess(caller, o) {
+		return order.Order{}, order.NoSuchOrder()
 	}
 	return o, nil
 }

@@ -11,6 +11,8 @@ import (
 // UpdateShippingAddress is a client's request to change the address of a
 // PENDING order, made against the version it read.
 type UpdateShippingAddress struct {
+	// Caller is who asks: the order's placer or an admin may.
+	Caller  string
 	OrderID string
 	Address order.Address
 	// Version is the version the client read, recovered from its verified
@@ -23,8 +25,9 @@ type UpdateShippingAddress struct {
 // order.shipping_address_changed.v1. The same address again returns the
 // order unchanged. It is never retried: a version mismatch (now or at the
 // write) is an error wrapping optlock.ErrConflict, and the client must read
-// again. Errors: ErrInvalid (malformed id or address), ErrNotFound,
-// ErrFailedPrecondition (no longer PENDING).
+// again. Errors: ErrInvalid (malformed id or address), ErrNotFound (also
+// for someone else's order, checked before the version so that nothing is
+// revealed), ErrFailedPrecondition (no longer PENDING).
 func (a *App) UpdateShippingAddress(ctx context.Context, req UpdateShippingAddress) (order.Order, error) {
 	id := order.NormalizeID(req.OrderID)
 	if err := order.ValidateID("order_id", id); err != nil {
@@ -38,7 +41,10 @@ func (a *App) UpdateShippingAddress(ctx context.Context, req UpdateShippingAddre
 		return order.Order{}, err
 	}
 	o, err := a.repo.Update(ctx, id, func(o *order.Order) (order.Change, error) {
-		// The version check comes first: a client that read an older
+		if !a.mayAccess(req.Caller, *o) {
+			return order.ChangeNone, order.NoSuchOrder()
+		}
+		// The version check comes next: a client that read an older
 		// version must look again before it learns anything else.
 		if o.Version != req.Version {
 			return order.ChangeNone, fmt.Errorf("order %s is at version %d, not %d: %w", id, o.Version, req.Version, optlock.ErrConflict)

@@ -7,6 +7,8 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -43,10 +45,14 @@ func New(inventory inventoryv1.InventoryServiceClient, timeout time.Duration) *C
 	return &Client{inventory: inventory, timeout: timeout}
 }
 
-// Products implements app.Catalog. SKUs the catalog does not know are absent
-// from the result. Errors: app.ErrCatalogUnavailable when the inventory
-// service is unreachable, overloaded or too slow; an order.ErrNotFound error
-// if it answers NotFound instead of leaving unknown SKUs out.
+// Products implements app.Catalog. The inventory service answers NotFound
+// naming the unknown SKU by its index in the request (`skus[i]: "X" not
+// found`); since skus are the order's lines in line order, that is the
+// *order.Error (ErrNotFound) `items[i].sku: unknown SKU "X"`, which tells
+// the client which line is wrong. A NotFound without that index is
+// ErrNotFound naming items. SKUs missing from an OK answer are absent from
+// the result. Errors: app.ErrCatalogUnavailable when the inventory service
+// is unreachable, overloaded or too slow.
 func (c *Client) Products(ctx context.Context, skus []string) (map[string]app.Product, error) {
 	// When the caller's deadline comes before ours, a DeadlineExceeded is
 	// the caller's, even if the server reports it a moment before ctx ends.
@@ -67,7 +73,7 @@ func (c *Client) Products(ctx context.Context, skus []string) (map[string]app.Pr
 			if callerBound && status.Code(err) == codes.DeadlineExceeded {
 				return nil, fmt.Errorf("catalog: get products: %w", context.DeadlineExceeded)
 			}
-			return nil, mapError(err)
+			return nil, mapError(err, skus)
 		}
 		for _, p := range resp.GetProducts() {
 			if p.GetUnitPrice() == nil {
@@ -88,16 +94,33 @@ func (c *Client) Products(ctx context.Context, skus []string) (map[string]app.Pr
 	return nil, fmt.Errorf("catalog: more than %d pages for %d SKUs", maxPages, len(skus))
 }
 
-// mapError classifies a failed call: transient failures become
+// mapError classifies a failed call for skus: transient failures become
 // ErrCatalogUnavailable (the client may retry), NotFound becomes the domain's
-// not-found, and anything else stays an internal error.
-func mapError(err error) error {
+// not-found naming the order line, and anything else stays an internal
+// error.
+func mapError(err error, skus []string) error {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled:
 		return fmt.Errorf("%w: %w", app.ErrCatalogUnavailable, err)
 	case codes.NotFound:
-		return fmt.Errorf("catalog: %w", &order.Error{Kind: order.ErrNotFound, Field: "items", Problem: "unknown SKU"})
+		return fmt.Errorf("catalog: %w", unknownSKU(status.Convert(err).Message(), skus))
 	default:
 		return fmt.Errorf("catalog: get products: %w", err)
 	}
+}
+
+// skuIndex matches the field the inventory service names in a NotFound
+// answer to GetProducts: skus[i].
+var skuIndex = regexp.MustCompile(`^skus\[(\d+)\]: `)
+
+// unknownSKU turns the inventory's NotFound message about skus[i] into the
+// error about the order line items[i]. The index is taken only if it is
+// within the request; the SKU named is the one the request sent there.
+func unknownSKU(msg string, skus []string) error {
+	if m := skuIndex.FindStringSubmatch(msg); m != nil {
+		if i, err := strconv.Atoi(m[1]); err == nil && i < len(skus) {
+			return &order.Error{Kind: order.ErrNotFound, Field: "items[" + strconv.Itoa(i) + "].sku", Problem: "unknown SKU " + strconv.Quote(skus[i])}
+		}
+	}
+	return &order.Error{Kind: order.ErrNotFound, Field: "items", Problem: "unknown SKU"}
 }

@@ -34,15 +34,25 @@ func setup(t *testing.T, timeout time.Duration) (*catalog.Client, *fakeinventory
 func TestProducts(t *testing.T) {
 	t.Parallel()
 
-	t.Run("returns known SKUs and leaves unknown ones out", func(t *testing.T) {
+	t.Run("returns the products by SKU", func(t *testing.T) {
 		t.Parallel()
 		c, _ := setup(t, time.Second)
-		got, err := c.Products(context.Background(), []string{"SKU-1", "NOPE", "SKU-2"})
+		got, err := c.Products(context.Background(), []string{"SKU-1", "SKU-2"})
 		require.NoError(t, err)
 		require.Equal(t, map[string]app.Product{
 			"SKU-1": {SKU: "SKU-1", Name: "Widget", UnitPrice: order.Money{Currency: "EUR", Minor: 1250}, Available: 10},
 			"SKU-2": {SKU: "SKU-2", Name: "Gadget", UnitPrice: order.Money{Currency: "EUR", Minor: 99}, Available: 0},
 		}, got)
+	})
+
+	t.Run("an unknown SKU is NotFound naming its order line", func(t *testing.T) {
+		t.Parallel()
+		c, _ := setup(t, time.Second)
+		_, err := c.Products(context.Background(), []string{"SKU-1", "SKU-2", "NOPE", "NADA"})
+		var de *order.Error
+		require.ErrorAs(t, err, &de)
+		require.ErrorIs(t, err, order.ErrNotFound)
+		require.Equal(t, `items[2].sku: unknown SKU "NOPE"`, de.Error(), "the inventory's skus[2] is the order's items[2]")
 	})
 
 	t.Run("follows page tokens", func(t *testing.T) {
@@ -81,13 +91,23 @@ func TestProducts(t *testing.T) {
 		require.Less(t, time.Since(start), 2*time.Second)
 	})
 
-	t.Run("a NotFound answer is the domain's not found", func(t *testing.T) {
+	t.Run("a NotFound answer is the domain's not found, naming the line only when it can", func(t *testing.T) {
 		t.Parallel()
 		c, inv := setup(t, time.Second)
-		inv.FailWith(status.Error(codes.NotFound, "sku NOPE"))
-		_, err := c.Products(context.Background(), []string{"NOPE"})
-		require.ErrorIs(t, err, order.ErrNotFound)
-		require.NotErrorIs(t, err, app.ErrCatalogUnavailable)
+		for msg, want := range map[string]string{
+			"sku NOPE":                  "items: unknown SKU",
+			`skus[7]: "X" not found`:    "items: unknown SKU", // beyond the request
+			`skus[1]: "ANY" not found`:  `items[1].sku: unknown SKU "SKU-2"`,
+			`skus[01]: "ANY" not found`: `items[1].sku: unknown SKU "SKU-2"`,
+		} {
+			inv.FailWith(status.Error(codes.NotFound, msg))
+			_, err := c.Products(context.Background(), []string{"SKU-1", "SKU-2"})
+			var de *order.Error
+			require.ErrorAs(t, err, &de, msg)
+			require.ErrorIs(t, err, order.ErrNotFound)
+			require.NotErrorIs(t, err, app.ErrCatalogUnavailable)
+			require.Equal(t, want, de.Error(), msg)
+		}
 	})
 
 	t.Run("other failures are internal", func(t *testing.T) {

@@ -110,9 +110,10 @@ func (s *Server) PageSize(n int) {
 	s.pageSize = n
 }
 
-// GetProducts returns the requested products that the catalog holds, in
-// request order, skipping unknown SKUs (as the real service does). The page
-// token is the index of the next requested SKU.
+// GetProducts returns the requested products in request order. Like the
+// real service, it answers NotFound naming the first unknown SKU by its
+// request index, `skus[i]: "SKU" not found`, and returns nothing else. The
+// page token is the index of the next requested SKU.
 func (s *Server) GetProducts(ctx context.Context, req *inventoryv1.GetProductsRequest) (*inventoryv1.GetProductsResponse, error) {
 	s.calls.Add(1)
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -142,14 +143,17 @@ func (s *Server) GetProducts(ctx context.Context, req *inventoryv1.GetProductsRe
 	resp := &inventoryv1.GetProductsResponse{}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for i, sku := range req.GetSkus() {
+		if _, ok := s.products[sku]; !ok {
+			return nil, status.Errorf(codes.NotFound, "skus[%d]: %q not found", i, sku)
+		}
+	}
 	for i := start; i < len(req.GetSkus()); i++ {
 		if pageSize > 0 && len(resp.Products) == pageSize {
 			resp.NextPageToken = strconv.Itoa(i)
 			break
 		}
-		if p, ok := s.products[req.GetSkus()[i]]; ok {
-			resp.Products = append(resp.Products, p)
-		}
+		resp.Products = append(resp.Products, s.products[req.GetSkus()[i]])
 	}
 	return resp, nil
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
@@ -16,6 +17,12 @@ import (
 // (*order.Error) carry client-safe messages naming the field and are sent
 // as they are; every other message is fixed here. Anything unrecognised is
 // logged with its detail and returned as Internal "internal error".
+//
+// Database failures that a retry may not meet are told apart from bugs so
+// that callers retry instead of giving up: a lost or refused connection, an
+// overloaded or restarting server, a lock_timeout or statement_timeout
+// (postgres.IsTransient) is Unavailable; a serialization failure or
+// deadlock, whose transaction the server rolled back, is Aborted.
 func (s *Server) toStatus(ctx context.Context, rpc string, err error) error {
 	var de *order.Error
 	switch {
@@ -37,6 +44,12 @@ func (s *Server) toStatus(ctx context.Context, rpc string, err error) error {
 		return status.Error(codes.Canceled, "request cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case postgres.IsTransient(err):
+		s.logger.WarnContext(ctx, "database temporarily unavailable", "rpc", rpc, "error", err)
+		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
+	case postgres.IsSerializationFailure(err):
+		s.logger.WarnContext(ctx, "transaction rolled back by the database", "rpc", rpc, "error", err)
+		return status.Error(codes.Aborted, "concurrent update; retry")
 	default:
 		s.logger.ErrorContext(ctx, "internal error", "rpc", rpc, "error", err)
 		return status.Error(codes.Internal, "internal error")
@@ -51,6 +64,8 @@ func domainCode(kind error) codes.Code {
 		return codes.NotFound
 	case errors.Is(kind, order.ErrFailedPrecondition):
 		return codes.FailedPrecondition
+	case errors.Is(kind, order.ErrPermissionDenied):
+		return codes.PermissionDenied
 	default:
 		return codes.Internal
 	}

@@ -94,9 +94,10 @@ func (s *Server) PlaceOrder(ctx context.Context, req *orderv1.PlaceOrderRequest)
 	return &orderv1.PlaceOrderResponse{Order: s.orderToProto(o)}, nil
 }
 
-// GetOrder implements orderv1.OrderServiceServer.
+// GetOrder implements orderv1.OrderServiceServer. Only the caller who
+// placed the order and admin callers see it; anyone else gets NotFound.
 func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*orderv1.GetOrderResponse, error) {
-	o, err := s.app.GetOrder(ctx, req.GetOrderId())
+	o, err := s.app.GetOrder(ctx, caller.ID(ctx), req.GetOrderId())
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetOrder", err)
 	}
@@ -120,6 +121,7 @@ func (s *Server) UpdateShippingAddress(ctx context.Context, req *orderv1.UpdateS
 		return nil, status.Error(codes.Aborted, "version_token: invalid; read the order again")
 	}
 	o, err := s.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{
+		Caller:  caller.ID(ctx),
 		OrderID: id,
 		Address: addressFromProto(req.GetShippingAddress()),
 		Version: version,
@@ -133,18 +135,18 @@ func (s *Server) UpdateShippingAddress(ctx context.Context, req *orderv1.UpdateS
 	return &orderv1.UpdateShippingAddressResponse{Order: s.orderToProto(o)}, nil
 }
 
-// ConfirmOrder implements orderv1.OrderServiceServer.
+// ConfirmOrder implements orderv1.OrderServiceServer; admin callers only.
 func (s *Server) ConfirmOrder(ctx context.Context, req *orderv1.ConfirmOrderRequest) (*orderv1.ConfirmOrderResponse, error) {
-	o, err := s.app.ConfirmOrder(ctx, req.GetOrderId())
+	o, err := s.app.ConfirmOrder(ctx, caller.ID(ctx), req.GetOrderId())
 	if err != nil {
 		return nil, s.toStatus(ctx, "ConfirmOrder", err)
 	}
 	return &orderv1.ConfirmOrderResponse{Order: s.orderToProto(o)}, nil
 }
 
-// CancelOrder implements orderv1.OrderServiceServer.
+// CancelOrder implements orderv1.OrderServiceServer; admin callers only.
 func (s *Server) CancelOrder(ctx context.Context, req *orderv1.CancelOrderRequest) (*orderv1.CancelOrderResponse, error) {
-	o, err := s.app.CancelOrder(ctx, req.GetOrderId(), req.GetReason())
+	o, err := s.app.CancelOrder(ctx, caller.ID(ctx), req.GetOrderId(), req.GetReason())
 	if err != nil {
 		return nil, s.toStatus(ctx, "CancelOrder", err)
 	}

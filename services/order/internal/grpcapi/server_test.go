@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -53,9 +54,25 @@ type testBundle struct {
 	inventory   *fakeinventory.Server
 }
 
-func setup(tb testing.TB) testBundle {
+// admin is the admin caller (ORDER_ADMIN_CALLERS) of the tests' server.
+const admin = "orchestrator"
+
+func setup(tb testing.TB) testBundle { return setupWith(tb, 0) }
+
+// setupWith is setup whose service connections, if lockTimeout is set, give
+// up a lock wait after lockTimeout (SQLSTATE 55P03).
+func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 	tb.Helper()
-	_, pool := pgtest.NewDatabase(tb, db.Order)
+	url, pool := pgtest.NewDatabase(tb, db.Order)
+	if lockTimeout > 0 {
+		cfg, err := pgxpool.ParseConfig(url)
+		require.NoError(tb, err)
+		cfg.MaxConns = 4
+		cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(lockTimeout.Milliseconds(), 10)
+		pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
+		require.NoError(tb, err)
+		tb.Cleanup(pool.Close)
+	}
 
 	opts, err := redis.ParseURL(redisURL)
 	require.NoError(tb, err)
@@ -87,7 +104,8 @@ func setup(tb testing.TB) testBundle {
 		grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, nil)
 	require.NoError(tb, err)
 
-	a := app.New(postgres.NewRepository(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
+	a := app.New(postgres.NewRepository(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks,
+		app.WithAdmins(admin))
 	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, reg, func(s *grpc.Server) {
 		orderv1.RegisterOrderServiceServer(s, grpcapi.New(a, signer, nil))
 	}, grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
@@ -130,6 +148,17 @@ func randomBytes(n int) []byte {
 func withKey(key string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(),
 		caller.MetadataKey, "user-1", idempotency.MetadataKey, key)
+}
+
+// asUser is a read context from caller user.
+func asUser(user string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), caller.MetadataKey, user)
+}
+
+// asAdmin is a call context from the admin caller with an idempotency key.
+func asAdmin(key string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(),
+		caller.MetadataKey, admin, idempotency.MetadataKey, key)
 }
 
 func newKey() string { return uuid.NewString() }
@@ -203,7 +232,7 @@ func TestPlaceOrder(t *testing.T) {
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
 		require.Equal(t, []string{"user-1"}, b.inventory.Callers(), "the caller is forwarded to the catalog")
 
-		got, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		got, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
 		require.True(t, proto.Equal(o, got.GetOrder()), "GetOrder returns what PlaceOrder returned")
 	})
@@ -340,6 +369,24 @@ func TestPlaceOrder(t *testing.T) {
 		require.Equal(t, 1, b.orders(t))
 	})
 
+	t.Run("with the Redis record lost, the same key with another address is rejected", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		key := newKey()
+		first, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		require.NoError(t, err)
+		deleteKeys(t, b.redis, b.redisPrefix)
+
+		other := placeRequest()
+		other.ShippingAddress.City = "Paris"
+		_, err = b.client.PlaceOrder(withKey(key), other)
+		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+		got, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: first.GetOrder().GetOrderId()})
+		require.NoError(t, err)
+		require.Equal(t, "London", got.GetOrder().GetShippingAddress().GetCity())
+		require.Equal(t, 1, b.orders(t))
+	})
+
 	t.Run("50 concurrent identical requests produce exactly one order", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -384,18 +431,81 @@ func TestPlaceOrder(t *testing.T) {
 func TestGetOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: "42"})
+	_, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: "42"})
 	requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
-	_, err = b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
+	_, err = b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
 	requireStatus(t, err, codes.NotFound, "order_id: no such order")
 
 	t.Run("an internal failure is Internal without detail", func(t *testing.T) {
 		b := setup(t)
 		o := b.place(t)
 		b.pool.Close() // the database goes away under the service
-		_, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		_, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		requireStatus(t, err, codes.Internal, "internal error")
 	})
+}
+
+func TestAuthorization(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.place(t) // by user-1
+	paris := &orderv1.Address{Name: "Ada Lovelace", Line1: "2 Rue de Rivoli", City: "Paris", PostalCode: "75001", CountryCode: "FR"}
+
+	t.Run("only admin callers confirm or cancel", func(t *testing.T) {
+		for _, ctx := range []context.Context{withKey(newKey()), metadata.AppendToOutgoingContext(context.Background(), idempotency.MetadataKey, newKey())} {
+			_, err := b.client.ConfirmOrder(ctx, &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+			requireStatus(t, err, codes.PermissionDenied, "caller may not confirm or cancel orders")
+		}
+		_, err := b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "mine"})
+		requireStatus(t, err, codes.PermissionDenied, "caller may not confirm or cancel orders")
+		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+	})
+
+	t.Run("another caller's order is NotFound, like an unknown one", func(t *testing.T) {
+		for _, ctx := range []context.Context{asUser("user-2"), context.Background()} {
+			_, err := b.client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+			requireStatus(t, err, codes.NotFound, "order_id: no such order")
+		}
+		_, err := b.client.UpdateShippingAddress(
+			metadata.AppendToOutgoingContext(context.Background(), caller.MetadataKey, "user-2", idempotency.MetadataKey, newKey()),
+			&orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: o.GetVersionToken()})
+		requireStatus(t, err, codes.NotFound, "order_id: no such order")
+		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+	})
+
+	t.Run("the placer and admins read it", func(t *testing.T) {
+		for _, who := range []string{"user-1", admin} {
+			got, err := b.client.GetOrder(asUser(who), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+			require.NoError(t, err, who)
+			require.Equal(t, o.GetOrderId(), got.GetOrder().GetOrderId())
+		}
+	})
+}
+
+func TestDatabaseLockTimeoutIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupWith(t, 100*time.Millisecond)
+	o := b.place(t)
+
+	// Another transaction holds the order row: the confirmation's
+	// conditional update waits longer than lock_timeout (SQLSTATE 55P03).
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SELECT 1 FROM orders WHERE id = $1 FOR UPDATE`, o.GetOrderId())
+	require.NoError(t, err)
+
+	key := newKey()
+	_, err = b.client.ConfirmOrder(asAdmin(key), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	requireStatus(t, err, codes.Unavailable, "temporarily unavailable; retry")
+
+	// Unavailable is not stored: once the lock is gone, the retry with the
+	// same key confirms.
+	require.NoError(t, tx.Rollback(ctx))
+	resp, err := b.client.ConfirmOrder(asAdmin(key), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	require.NoError(t, err)
+	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, resp.GetOrder().GetStatus())
 }
 
 func TestConfirmOrder(t *testing.T) {
@@ -403,23 +513,23 @@ func TestConfirmOrder(t *testing.T) {
 	b := setup(t)
 	o := b.place(t)
 
-	resp, err := b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	resp, err := b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, resp.GetOrder().GetStatus())
 	require.NotEqual(t, o.GetVersionToken(), resp.GetOrder().GetVersionToken())
 
 	// A repeat with a new key (a new saga step attempt) is a no-op success.
-	again, err := b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	again, err := b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	require.NoError(t, err)
 	require.True(t, proto.Equal(resp, again))
 	require.Equal(t, []string{"order.created.v1", "order.confirmed.v1"}, b.events(t, o.GetOrderId()))
 
-	_, err = b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "late"})
+	_, err = b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "late"})
 	requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CONFIRMED and cannot be cancelled")
 
-	_, err = b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: "x"})
+	_, err = b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: "x"})
 	requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
-	_, err = b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: uuid.NewString()})
+	_, err = b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: uuid.NewString()})
 	requireStatus(t, err, codes.NotFound, "order_id: no such order")
 	_, err = b.client.ConfirmOrder(context.Background(), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	requireStatus(t, err, codes.InvalidArgument, "idempotency-key metadata is required")
@@ -430,19 +540,19 @@ func TestCancelOrder(t *testing.T) {
 	b := setup(t)
 	o := b.place(t)
 
-	resp, err := b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "payment declined"})
+	resp, err := b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "payment declined"})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CANCELLED, resp.GetOrder().GetStatus())
 	require.Equal(t, "payment declined", resp.GetOrder().GetCancelReason())
 
-	again, err := b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "again"})
+	again, err := b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "again"})
 	require.NoError(t, err)
 	require.True(t, proto.Equal(resp, again))
 	require.Equal(t, []string{"order.created.v1", "order.cancelled.v1"}, b.events(t, o.GetOrderId()))
 
-	_, err = b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	_, err = b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CANCELLED and cannot be confirmed")
-	_, err = b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: strings.Repeat("r", 501)})
+	_, err = b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: strings.Repeat("r", 501)})
 	requireStatus(t, err, codes.InvalidArgument, "reason: must be at most 500 characters")
 }
 
@@ -454,7 +564,7 @@ func TestUpdateShippingAddress(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := b.place(t)
-		read, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		read, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
 		resp, err := b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
 			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: read.GetOrder().GetVersionToken(),
@@ -470,7 +580,7 @@ func TestUpdateShippingAddress(t *testing.T) {
 			OrderId: o.GetOrderId(), ShippingAddress: london, VersionToken: read.GetOrder().GetVersionToken(),
 		})
 		requireStatus(t, err, codes.Aborted, "version_token: stale; the order has changed, read it again")
-		got, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		got, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
 		require.Equal(t, "Paris", got.GetOrder().GetShippingAddress().GetCity())
 	})
@@ -509,7 +619,7 @@ func TestUpdateShippingAddress(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := b.place(t)
-		c, err := b.client.ConfirmOrder(withKey(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+		c, err := b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
 		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
 			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: c.GetOrder().GetVersionToken(),

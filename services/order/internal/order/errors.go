@@ -16,13 +16,17 @@ var (
 	// allowed in the current state: an illegal status transition, or a
 	// catalog that cannot price the order (mixed or unsupported currencies).
 	ErrFailedPrecondition = errors.New("failed precondition")
+	// ErrPermissionDenied marks a caller that may not make the request at
+	// all, whatever the order (only admin callers confirm or cancel).
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 // Error is a domain error that names the offending field. Its message,
 // "field: problem", is written for clients and carries no internal detail,
 // so the transport may return it verbatim.
 type Error struct {
-	// Kind is ErrInvalid, ErrNotFound or ErrFailedPrecondition.
+	// Kind is ErrInvalid, ErrNotFound, ErrFailedPrecondition or
+	// ErrPermissionDenied.
 	Kind error
 	// Field names the request field in its wire form, e.g. "items[2].quantity".
 	Field string
@@ -46,4 +50,11 @@ func invalid(field, problem string) error {
 
 func precondition(field, problem string) error {
 	return &Error{Kind: ErrFailedPrecondition, Field: field, Problem: problem}
+}
+
+// NoSuchOrder is the error for an order that does not exist, or that the
+// caller may not see: both get the same answer, so that a caller cannot
+// learn whether someone else's order exists.
+func NoSuchOrder() error {
+	return &Error{Kind: ErrNotFound, Field: "order_id", Problem: "no such order"}
 }

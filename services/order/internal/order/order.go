@@ -96,13 +96,21 @@ func (d Draft) SKUs() []string {
 	return skus
 }
 
-// SameRequest reports whether o was placed from a draft equal to d in every
-// field that an order never changes (customer, lines, payment method). The
-// shipping address is left out because UpdateShippingAddress may have changed
-// it since. It tells a retry of the request that created o from a different
-// request that reuses its idempotency key.
+// SameRequest reports whether o was placed from a draft equal to d: the same
+// customer, lines, payment method and shipping address. It tells a retry of
+// the request that created o from a different request that reuses its
+// idempotency key, which must be rejected, never answered with o.
+//
+// The address compared is o's current one. If UpdateShippingAddress changed
+// it since, a retry of the original PlaceOrder no longer matches and is
+// rejected too. That can only happen when the Redis idempotency record is
+// gone (otherwise the retry is replayed from Redis before it gets here) and
+// the client changed the address of an order whose placement it is still
+// retrying; the rejection is safe (nothing is written) and the client can
+// read the order with GetOrder.
 func (d Draft) SameRequest(o Order) bool {
-	if d.CustomerID != o.CustomerID || d.PaymentMethod != o.PaymentMethod || len(d.Items) != len(o.Lines) {
+	if d.CustomerID != o.CustomerID || d.PaymentMethod != o.PaymentMethod || d.ShippingAddress != o.ShippingAddress ||
+		len(d.Items) != len(o.Lines) {
 		return false
 	}
 	for i, it := range d.Items {

@@ -210,7 +210,7 @@ func TestSameRequest(t *testing.T) {
 
 	readdressed := validDraft()
 	readdressed.ShippingAddress.City = "Paris"
-	require.True(t, readdressed.SameRequest(o), "the address may change after placement")
+	require.False(t, readdressed.SameRequest(o), "the same key with another address is another request")
 
 	more := validDraft()
 	more.Items[0].Quantity = 3

@@ -202,7 +202,7 @@ func (r *Repository) withLines(ctx context.Context, q *orderdb.Queries, row orde
 // notFound turns "no row" into the domain's not-found error.
 func notFound(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
-		return &order.Error{Kind: order.ErrNotFound, Field: "order_id", Problem: "no such order"}
+		return order.NoSuchOrder()
 	}
 	return err
 }

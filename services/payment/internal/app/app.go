@@ -27,6 +27,12 @@ type Repository interface {
 	// and the existing payment is returned with created false; this holds
 	// under any concurrency (a unique constraint on the order id decides).
 	CreatePayment(ctx context.Context, p payment.Payment) (stored payment.Payment, created bool, err error)
+	// VoidPayment stores the VOIDED tombstone p (version 1, no event) as its
+	// order's one payment and returns it with created true. If the order
+	// already has a payment, nothing is written and that payment is returned
+	// with created false; a concurrent, uncommitted CreatePayment of the
+	// order is waited for, so its payment is returned if it commits.
+	VoidPayment(ctx context.Context, p payment.Payment) (stored payment.Payment, created bool, err error)
 	// FindPayment reads the payment named by ref, or returns an error
 	// wrapping payment.ErrNotFound.
 	FindPayment(ctx context.Context, ref payment.Ref) (payment.Payment, error)

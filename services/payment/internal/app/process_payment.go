@@ -14,7 +14,10 @@ import (
 // An order has at most one payment. When it already has one, nothing is
 // written: if the stored payment has the same amount and currency it is
 // returned as is (a retry, even one whose idempotency key was lost, is
-// harmless); otherwise the error wraps payment.ErrAmountMismatch.
+// harmless); otherwise the error wraps payment.ErrAmountMismatch. If the
+// order's payment is VOIDED (it was refunded before it was processed: the
+// saga compensated this very call), the VOIDED payment is returned as is,
+// whatever the amount: nothing is captured and no event is written.
 func (s *Service) ProcessPayment(ctx context.Context, charge payment.Charge) (payment.Payment, error) {
 	id, err := s.newID()
 	if err != nil {
@@ -29,6 +32,10 @@ func (s *Service) ProcessPayment(ctx context.Context, charge payment.Charge) (pa
 		return payment.Payment{}, fmt.Errorf("process payment for order %s (has %s %d, asked %s %d): %w",
 			charge.OrderID, stored.Amount.Currency, stored.Amount.Minor,
 			charge.Amount.Currency, charge.Amount.Minor, payment.ErrAmountMismatch)
+	}
+	if !created && stored.Status == payment.StatusVoided {
+		s.logger.InfoContext(ctx, "payment not processed: the order was refunded before it was paid",
+			"payment_id", stored.ID.String(), "order_id", stored.OrderID.String())
 	}
 	if created {
 		s.logger.InfoContext(ctx, "payment processed", "payment_id", stored.ID.String(),

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 )
 
@@ -15,6 +16,13 @@ import (
 // written for clients leave the process (field errors and the domain's
 // sentinel texts); anything else is logged with its detail and reported as
 // Internal "internal error".
+//
+// Database failures that a retry may not meet are told apart from bugs so
+// that callers retry instead of giving up: a lost or refused connection, an
+// overloaded or restarting server, a lock_timeout or statement_timeout
+// (postgres.IsTransient) is Unavailable; a serialization failure or
+// deadlock, whose transaction the server rolled back, is Aborted. Both
+// mutating RPCs are idempotent, so a retry with the same key is safe.
 func (s *Server) toStatus(ctx context.Context, err error) error {
 	var fe *payment.FieldError
 	switch {
@@ -24,8 +32,6 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "payment not found")
 	case errors.Is(err, payment.ErrAmountMismatch):
 		return status.Error(codes.FailedPrecondition, payment.ErrAmountMismatch.Error())
-	case errors.Is(err, payment.ErrNotRefundable):
-		return status.Error(codes.FailedPrecondition, "payment is DECLINED: nothing was captured, nothing can be refunded")
 	case errors.Is(err, optlock.ErrConflict):
 		// Internal retries were spent on a hot payment: the client may retry
 		// with the same idempotency key.
@@ -35,6 +41,12 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
+	case postgres.IsTransient(err):
+		s.logger.WarnContext(ctx, "payment request failed: database temporarily unavailable", "err", err)
+		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
+	case postgres.IsSerializationFailure(err):
+		s.logger.WarnContext(ctx, "payment request failed: transaction rolled back by the database", "err", err)
+		return status.Error(codes.Aborted, "concurrent update; retry")
 	default:
 		s.logger.ErrorContext(ctx, "payment request failed", "err", err)
 		return status.Error(codes.Internal, "internal error")

@@ -19,7 +19,9 @@ import (
 //   - RefundPayment: CAPTURED → REFUNDED happens at most once (a
 //     version-checked UPDATE guarded by status = 'CAPTURED'), and refunding
 //     a REFUNDED payment succeeds without change, so a duplicate returns the
-//     same refunded payment and writes nothing.
+//     same refunded payment and writes nothing. A refund by order id of an
+//     order without a payment inserts the VOIDED payment under the same
+//     unique order_id, so a duplicate finds and returns it.
 func IdempotencyPolicies() map[string]idempotency.Policy {
 	return map[string]idempotency.Policy{
 		paymentv1.PaymentService_ProcessPayment_FullMethodName: {RedisDownSafe: true},

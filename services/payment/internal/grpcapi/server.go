@@ -87,19 +87,25 @@ var statusToProto = map[payment.Status]paymentv1.PaymentStatus{
 	payment.StatusCaptured: paymentv1.PaymentStatus_PAYMENT_STATUS_CAPTURED,
 	payment.StatusDeclined: paymentv1.PaymentStatus_PAYMENT_STATUS_DECLINED,
 	payment.StatusRefunded: paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED,
+	payment.StatusVoided:   paymentv1.PaymentStatus_PAYMENT_STATUS_VOIDED,
 }
 
+// toProto converts a payment for a response. A VOIDED payment has neither
+// amount nor refunded amount: nothing was ever asked or charged.
 func (s *Server) toProto(p payment.Payment) *paymentv1.Payment {
 	id := p.ID.String()
-	return &paymentv1.Payment{
+	out := &paymentv1.Payment{
 		PaymentId:     id,
 		OrderId:       p.OrderID.String(),
-		Amount:        &commonv1.Money{CurrencyCode: p.Amount.Currency, AmountMinor: p.Amount.Minor},
 		Status:        statusToProto[p.Status],
 		DeclineReason: p.DeclineReason,
-		Refunded:      &commonv1.Money{CurrencyCode: p.Amount.Currency, AmountMinor: p.Refunded},
 		VersionToken:  s.signer.Token(event.AggregatePayment, id, p.Version),
 		CreateTime:    timestamppb.New(p.CreatedAt),
 		UpdateTime:    timestamppb.New(p.UpdatedAt),
 	}
+	if p.Status != payment.StatusVoided {
+		out.Amount = &commonv1.Money{CurrencyCode: p.Amount.Currency, AmountMinor: p.Amount.Minor}
+		out.Refunded = &commonv1.Money{CurrencyCode: p.Amount.Currency, AmountMinor: p.Refunded}
+	}
+	return out
 }

@@ -46,6 +46,9 @@ type testBundle struct {
 type setupOpts struct {
 	redisAddr string
 	redisDown bool
+	// lockTimeout, if set, is the lock_timeout of the service's connections:
+	// a lock wait longer than that fails with SQLSTATE 55P03.
+	lockTimeout time.Duration
 }
 
 // setup runs the payment gRPC API the way run.go wires it (grpcserver's
@@ -57,7 +60,7 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 	for _, f := range opts {
 		f(&o)
 	}
-	pool := newTestDB(t)
+	pool := newTestDB(t, o.lockTimeout)
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.DiscardHandler)
 
@@ -393,21 +396,46 @@ func TestRefundPayment(t *testing.T) {
 		requireCode(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
 	})
 
-	t.Run("a declined payment cannot be refunded", func(t *testing.T) {
+	t.Run("refunding a declined payment succeeds without change", func(t *testing.T) {
 		t.Parallel()
 		resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 3000, payment.TestCardDecline))
 		require.NoError(t, err)
-		_, err = b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: resp.GetPayment().GetPaymentId()})
-		requireCode(t, err, codes.FailedPrecondition, "payment is DECLINED")
-		require.Len(t, eventsOf(t, b, resp.GetPayment().GetPaymentId()), 1)
+		declined := resp.GetPayment()
+		for _, req := range []*paymentv1.RefundPaymentRequest{{PaymentId: declined.GetPaymentId()}, {OrderId: declined.GetOrderId()}} {
+			r, err := b.client.RefundPayment(withKey(newKey()), req)
+			require.NoError(t, err, "a compensation of a decline succeeds")
+			require.True(t, proto.Equal(declined, r.GetPayment()), "unchanged: %v", r.GetPayment())
+		}
+		require.Equal(t, []string{event.PaymentDeclined}, eventsOf(t, b, declined.GetPaymentId()))
 	})
 
-	t.Run("an unknown payment or order is NotFound", func(t *testing.T) {
+	t.Run("an unknown payment id is NotFound", func(t *testing.T) {
 		t.Parallel()
 		_, err := b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: newOrder()})
 		requireCode(t, err, codes.NotFound, "payment not found")
-		_, err = b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{OrderId: newOrder()})
-		requireCode(t, err, codes.NotFound, "payment not found")
+	})
+
+	t.Run("an order without a payment is VOIDED, and a later ProcessPayment captures nothing", func(t *testing.T) {
+		t.Parallel()
+		order := newOrder()
+		r, err := b.client.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{OrderId: order, Reason: "saga compensation"})
+		require.NoError(t, err)
+		voided := r.GetPayment()
+		require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_VOIDED, voided.GetStatus())
+		require.Equal(t, order, voided.GetOrderId())
+		require.NotEmpty(t, voided.GetPaymentId())
+		require.Nil(t, voided.GetAmount(), "nothing was ever asked")
+		require.Nil(t, voided.GetRefunded())
+		require.Empty(t, eventsOf(t, b, voided.GetPaymentId()), "no money moved, no event")
+
+		p, err := b.client.ProcessPayment(withKey(newKey()), processReq(order, 3000, "tok_visa"))
+		require.NoError(t, err)
+		require.True(t, proto.Equal(voided, p.GetPayment()), "got %v", p.GetPayment())
+		g, err := b.client.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{OrderId: order})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(voided, g.GetPayment()))
+		require.Equal(t, 1, paymentsOf(t, b, order))
+		require.Empty(t, eventsOf(t, b, voided.GetPaymentId()))
 	})
 
 	t.Run("bad input is InvalidArgument naming the field", func(t *testing.T) {
@@ -483,6 +511,35 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 	st, _ = status.FromError(err)
 	require.Equal(t, codes.Internal, st.Code())
 	require.Equal(t, "internal error", st.Message())
+}
+
+func TestDatabaseLockTimeoutIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, func(o *setupOpts) { o.lockTimeout = 100 * time.Millisecond })
+	resp, err := b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 3000, "tok_visa"))
+	require.NoError(t, err)
+	p := resp.GetPayment()
+
+	// Another transaction holds the payment row: the refund's conditional
+	// update waits longer than lock_timeout (SQLSTATE 55P03).
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SELECT 1 FROM payments WHERE id = $1 FOR UPDATE`, p.GetPaymentId())
+	require.NoError(t, err)
+
+	key := newKey()
+	_, err = b.client.RefundPayment(withKey(key), &paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId()})
+	requireCode(t, err, codes.Unavailable, "temporarily unavailable; retry")
+	require.Equal(t, "temporarily unavailable; retry", status.Convert(err).Message())
+
+	// Unavailable is not stored: once the lock is gone, a retry with the
+	// same key refunds.
+	require.NoError(t, tx.Rollback(ctx))
+	r, err := b.client.RefundPayment(withKey(key), &paymentv1.RefundPaymentRequest{PaymentId: p.GetPaymentId()})
+	require.NoError(t, err)
+	require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED, r.GetPayment().GetStatus())
 }
 
 func TestRedisDownStillPaysOnce(t *testing.T) {

@@ -17,9 +17,6 @@ var (
 	// has a payment of another amount or currency: the order's one payment
 	// exists and cannot be replaced.
 	ErrAmountMismatch = errors.New("order_id: already has a payment of a different amount")
-	// ErrNotRefundable reports a refund of a payment that captured nothing
-	// (DECLINED).
-	ErrNotRefundable = errors.New("payment: a declined payment cannot be refunded")
 )
 
 // FieldError is bad input in one request field. Its message has the form

@@ -10,12 +10,20 @@ import (
 // stored in the payments.status column.
 type Status string
 
-// Statuses. CAPTURED → REFUNDED is the only transition; DECLINED and
-// REFUNDED are final.
+// Statuses. CAPTURED → REFUNDED is the only transition; DECLINED, REFUNDED
+// and VOIDED are final.
+//
+// VOIDED is a tombstone: a refund by order id found no payment for the
+// order (a saga compensating a ProcessPayment whose outcome it never
+// learned, possibly still in flight) and recorded the order's one payment
+// as void, so that no ProcessPayment can capture for the order afterwards.
+// Compensations are thereby absorbing. A VOIDED payment has no amount, no
+// currency and no payment method: nothing was ever charged.
 const (
 	StatusCaptured Status = "CAPTURED"
 	StatusDeclined Status = "DECLINED"
 	StatusRefunded Status = "REFUNDED"
+	StatusVoided   Status = "VOIDED"
 )
 
 // Input limits.
@@ -30,7 +38,8 @@ const (
 // Fields are exported so that storage can rehydrate a Payment; the state
 // changes only through NewPayment and Refund, which keep the invariants:
 // Refunded is 0 unless Status is REFUNDED, then it equals Amount.Minor;
-// Version grows by one with every change.
+// Amount is zero (no currency) exactly when Status is VOIDED; Version grows
+// by one with every change.
 type Payment struct {
 	ID            ID
 	OrderID       ID
@@ -98,15 +107,34 @@ func NewPayment(id ID, charge Charge, rules DeclineRules, now time.Time) Payment
 
 // Matches reports whether charge asks for what p already is: the same order,
 // amount and currency. A retried ProcessPayment that matches gets the stored
-// payment back; one that does not is ErrAmountMismatch.
+// payment back; one that does not is ErrAmountMismatch. A VOIDED payment
+// matches every charge of its order: whatever was asked, nothing may be
+// captured, and the VOIDED payment is the answer.
 func (p Payment) Matches(charge Charge) bool {
-	return p.OrderID == charge.OrderID && p.Amount == charge.Amount
+	return p.OrderID == charge.OrderID && (p.Status == StatusVoided || p.Amount == charge.Amount)
+}
+
+// Void returns the VOIDED tombstone of an order that has no payment, at
+// version 1, keeping the refund's reason.
+func Void(id, orderID ID, reason string, now time.Time) Payment {
+	return Payment{
+		ID:           id,
+		OrderID:      orderID,
+		Status:       StatusVoided,
+		RefundReason: reason,
+		Version:      1,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
 }
 
 // Refund refunds a CAPTURED payment in full: it becomes REFUNDED with
-// Refunded = Amount.Minor and its version grows by one; changed is true. A
-// REFUNDED payment is left as it is (changed false, no error): a refund
-// happens at most once. A DECLINED payment returns ErrNotRefundable.
+// Refunded = Amount.Minor and its version grows by one; changed is true.
+// Every other payment is left as it is (changed false, no error): a
+// REFUNDED one was refunded already (a refund happens at most once), and a
+// DECLINED or VOIDED one captured nothing, so there is nothing to refund. A
+// refund is a compensation that is retried until it succeeds; reporting
+// these as failures would make it retry forever.
 func (p *Payment) Refund(reason string, now time.Time) (changed bool, err error) {
 	switch p.Status {
 	case StatusCaptured:
@@ -116,10 +144,8 @@ func (p *Payment) Refund(reason string, now time.Time) (changed bool, err error)
 		p.Version++
 		p.UpdatedAt = now
 		return true, nil
-	case StatusRefunded:
+	case StatusRefunded, StatusDeclined, StatusVoided:
 		return false, nil
-	case StatusDeclined:
-		return false, ErrNotRefundable
 	default:
 		return false, fmt.Errorf("payment %s: unknown status %q", p.ID, p.Status)
 	}

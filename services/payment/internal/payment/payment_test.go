@@ -171,18 +171,40 @@ func TestNewPaymentAndRefund(t *testing.T) {
 		require.Equal(t, "customer asked", p.RefundReason)
 	})
 
-	t.Run("a declined payment is stored as declined and cannot be refunded", func(t *testing.T) {
+	t.Run("a declined payment is stored as declined and its refund changes nothing", func(t *testing.T) {
 		t.Parallel()
 		declined, err := payment.NewCharge(orderA, usd(2500), payment.TestCardDecline)
 		require.NoError(t, err)
 		p := payment.NewPayment(id, declined, rules, now)
 		require.Equal(t, payment.StatusDeclined, p.Status)
 		require.Equal(t, payment.ReasonCardDeclined, p.DeclineReason)
-		changed, err := p.Refund("", later)
-		require.ErrorIs(t, err, payment.ErrNotRefundable)
+		before := p
+		changed, err := p.Refund("saga compensation", later)
+		require.NoError(t, err, "a compensation of a decline succeeds")
 		require.False(t, changed)
-		require.EqualValues(t, 0, p.Refunded)
+		require.Equal(t, before, p)
+	})
+
+	t.Run("a voided payment has no amount, refunds nothing and matches every charge of its order", func(t *testing.T) {
+		t.Parallel()
+		p := payment.Void(id, charge.OrderID, "saga compensation", now)
+		require.Equal(t, payment.StatusVoided, p.Status)
+		require.Equal(t, payment.Money{}, p.Amount)
+		require.Empty(t, p.Method)
 		require.EqualValues(t, 1, p.Version)
+		require.Equal(t, "saga compensation", p.RefundReason)
+		before := p
+		changed, err := p.Refund("again", later)
+		require.NoError(t, err)
+		require.False(t, changed)
+		require.Equal(t, before, p)
+
+		require.True(t, p.Matches(charge))
+		other := charge
+		other.Amount = payment.Money{Currency: "EUR", Minor: 1}
+		require.True(t, p.Matches(other))
+		other.OrderID = id
+		require.False(t, p.Matches(other), "another order's charge")
 	})
 
 	t.Run("an amount above the limit is declined", func(t *testing.T) {

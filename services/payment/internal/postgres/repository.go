@@ -83,6 +83,44 @@ func (r *Repository) CreatePayment(ctx context.Context, p payment.Payment) (paym
 	return stored, created, nil
 }
 
+// VoidPayment implements app.Repository. The INSERT … ON CONFLICT
+// (order_id) DO NOTHING waits for a concurrent uncommitted insert of the
+// same order (a ProcessPayment in flight) and then, if that committed,
+// inserts nothing; the read that follows, a new statement, sees the
+// committed payment. No event is written: no money moved.
+func (r *Repository) VoidPayment(ctx context.Context, p payment.Payment) (payment.Payment, bool, error) {
+	var (
+		stored  payment.Payment
+		created bool
+	)
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		q := paymentdb.New(tx)
+		row, err := q.CreateVoidedPayment(ctx, paymentdb.CreateVoidedPaymentParams{
+			ID:           uuid.UUID(p.ID),
+			OrderID:      uuid.UUID(p.OrderID),
+			RefundReason: p.RefundReason,
+			Now:          p.CreatedAt,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			row, err = q.GetPaymentByOrder(ctx, uuid.UUID(p.OrderID))
+			if err != nil {
+				return fmt.Errorf("read existing payment of order %s: %w", p.OrderID, err)
+			}
+			stored = fromRow(row)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("insert voided payment: %w", err)
+		}
+		stored, created = fromRow(row), true
+		return nil
+	})
+	if err != nil {
+		return payment.Payment{}, false, fmt.Errorf("postgres: void payment: %w", err)
+	}
+	return stored, created, nil
+}
+
 // FindPayment implements app.Repository.
 func (r *Repository) FindPayment(ctx context.Context, ref payment.Ref) (payment.Payment, error) {
 	q := paymentdb.New(r.pool)

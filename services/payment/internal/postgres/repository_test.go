@@ -203,6 +203,57 @@ func TestFindPaymentUnknown(t *testing.T) {
 	require.ErrorIs(t, err, payment.ErrNotFound)
 }
 
+func TestVoidPayment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("an order without a payment gets a VOIDED one, without an event", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		v := payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "compensation", now)
+		stored, created, err := b.repo.VoidPayment(ctx, v)
+		require.NoError(t, err)
+		require.True(t, created)
+		require.Equal(t, v, stored)
+		got, err := b.repo.FindPayment(ctx, payment.Ref{OrderID: v.OrderID})
+		require.NoError(t, err)
+		require.Equal(t, v, got)
+		require.Zero(t, count(t, b.pool, `SELECT count(*) FROM outbox`))
+
+		// The order's one payment is taken: a ProcessPayment finds it.
+		existing, created, err := b.repo.CreatePayment(ctx, newPayment(t, v.OrderID, 900, "tok_visa"))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, v, existing)
+		again, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), v.OrderID, "again", now))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, v, again)
+	})
+
+	t.Run("an order with a payment keeps it", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		p, _, err := b.repo.CreatePayment(ctx, newPayment(t, newOrderID(), 900, "tok_visa"))
+		require.NoError(t, err)
+		stored, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), p.OrderID, "late", now))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, p, stored)
+	})
+
+	t.Run("the schema keeps a VOIDED payment without amount, currency or refund", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		v, _, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "", now))
+		require.NoError(t, err)
+		for _, set := range []string{"amount_minor = 1", "currency_code = 'EUR'", "status = 'CAPTURED'"} {
+			_, err := b.pool.Exec(ctx, `UPDATE payments SET `+set+` WHERE id = $1`, uuid.UUID(v.ID))
+			require.ErrorContains(t, err, "check constraint", set)
+		}
+	})
+}
+
 func TestSaveRefund(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

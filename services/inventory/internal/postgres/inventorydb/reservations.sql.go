@@ -12,6 +12,41 @@ import (
 	"github.com/google/uuid"
 )
 
+const createReleasedReservation = `-- name: CreateReleasedReservation :one
+INSERT INTO reservations (id, order_id, status)
+VALUES ($1, $2, 'RELEASED')
+ON CONFLICT (order_id) DO NOTHING
+RETURNING id, order_id, status, reject_reason, version, created_at, updated_at
+`
+
+type CreateReleasedReservationParams struct {
+	ID      uuid.UUID
+	OrderID uuid.UUID
+}
+
+// CreateReleasedReservation records that an order was released before it
+// had a reservation: a tombstone, RELEASED at version 1, without lines, so
+// that a ReserveStock arriving later finds the order's one reservation
+// already taken and reserves nothing. No row means the order has a
+// reservation. The insert waits on the unique index for a concurrent,
+// uncommitted CreateReservation of the same order: if that commits, this
+// inserts nothing and the caller releases the reservation it made; if it
+// rolls back, this inserts the tombstone.
+func (q *Queries) CreateReleasedReservation(ctx context.Context, arg CreateReleasedReservationParams) (Reservation, error) {
+	row := q.db.QueryRow(ctx, createReleasedReservation, arg.ID, arg.OrderID)
+	var i Reservation
+	err := row.Scan(
+		&i.ID,
+		&i.OrderID,
+		&i.Status,
+		&i.RejectReason,
+		&i.Version,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const createReservation = `-- name: CreateReservation :one
 WITH reservation AS (
     INSERT INTO reservations (id, order_id, status)

@@ -66,6 +66,53 @@ func (q *Queries) CreatePayment(ctx context.Context, arg CreatePaymentParams) (P
 	return i, err
 }
 
+const createVoidedPayment = `-- name: CreateVoidedPayment :one
+INSERT INTO payments (id, order_id, currency_code, amount_minor, status, refund_reason,
+                      payment_method, created_at, updated_at)
+VALUES ($1, $2, '', 0, 'VOIDED', $3, '', $4, $4)
+ON CONFLICT (order_id) DO NOTHING
+RETURNING id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at
+`
+
+type CreateVoidedPaymentParams struct {
+	ID           uuid.UUID
+	OrderID      uuid.UUID
+	RefundReason string
+	Now          time.Time
+}
+
+// CreateVoidedPayment records the order's one payment as VOIDED (version 1,
+// no amount, currency or method) when a refund by order id finds none, so
+// that no payment can be captured for the order afterwards. No row means
+// the order has a payment: like CreatePayment, the insert first waits for a
+// concurrent uncommitted insert of the same order (a ProcessPayment in
+// flight); if that commits, the caller reads and refunds it, if it rolls
+// back, the VOIDED row is inserted.
+func (q *Queries) CreateVoidedPayment(ctx context.Context, arg CreateVoidedPaymentParams) (Payment, error) {
+	row := q.db.QueryRow(ctx, createVoidedPayment,
+		arg.ID,
+		arg.OrderID,
+		arg.RefundReason,
+		arg.Now,
+	)
+	var i Payment
+	err := row.Scan(
+		&i.ID,
+		&i.OrderID,
+		&i.CurrencyCode,
+		&i.AmountMinor,
+		&i.Status,
+		&i.DeclineReason,
+		&i.RefundedMinor,
+		&i.RefundReason,
+		&i.PaymentMethod,
+		&i.Version,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const getPayment = `-- name: GetPayment :one
 SELECT id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at FROM payments WHERE id = $1
 `
