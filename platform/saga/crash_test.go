@@ -349,7 +349,7 @@ func TestStepSpansContinueTheStartersTrace(t *testing.T) {
 		require.Equal(t, parent.SpanContext().SpanID(), s.Parent().SpanID())
 		attrs := map[string]string{}
 		for _, a := range s.Attributes() {
-			attrs[string(a.Key)] = a.Value.Emit()
+			attrs[string(a.Key)] = a.Value.String()
 		}
 		require.Equal(t, r.SagaID.String(), attrs["saga.id"])
 		require.Equal(t, s.Name(), "saga.step."+attrs["saga.step"])

@@ -303,7 +303,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (StartResult, erro
 	}
 	inserted := make(chan error, 1)
 	x.inserted = inserted
-	go x.run()
+	go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the caller's request
 	select {
 	case err = <-inserted:
 	case <-ctx.Done():
@@ -410,7 +410,7 @@ func (e *Engine) executeHeld(ctx context.Context, id uuid.UUID) error {
 		e.release()
 		return err
 	}
-	go x.run()
+	go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the caller's request
 	return nil
 }
 
@@ -618,7 +618,7 @@ func (e *Engine) claimDue(ctx context.Context) (int, error) {
 		}
 		started++
 		e.log.Info("saga claimed", "saga_id", in.id, "saga_type", in.def.Name, "state", in.state)
-		go x.run()
+		go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the claim loop
 	}
 	for range free - started {
 		e.release()
@@ -694,7 +694,7 @@ func jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	return time.Duration(rand.Int64N(int64(d) + 1))
+	return time.Duration(rand.Int64N(int64(d) + 1)) //nolint:gosec // G404: backoff jitter needs spread, not secrecy
 }
 
 // sleep waits d or until ctx is done.

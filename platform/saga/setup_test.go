@@ -251,12 +251,6 @@ func (w *world) callsOf(key string) int {
 	return w.calls[key]
 }
 
-func (w *world) effectCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.effects)
-}
-
 // key is the idempotency key of step in phase for saga id.
 func key(id uuid.UUID, step string, compensate bool) string {
 	x := saga.Execution{SagaID: id, Step: step, Phase: saga.PhaseAction}
