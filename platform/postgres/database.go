@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,7 +22,7 @@ const (
 // success. Meant for development, where one server hosts every service's
 // database; production databases are provisioned outside the services.
 func EnsureDatabase(ctx context.Context, url string) error {
-	cfg, err := pgx.ParseConfig(url)
+	cfg, err := pgx.ParseConfig(withoutPoolParams(url))
 	if err != nil {
 		return fmt.Errorf("postgres: parse database URL: %w", err)
 	}
@@ -55,6 +56,17 @@ func EnsureDatabase(ctx context.Context, url string) error {
 		return fmt.Errorf("postgres: create database %s: %w", where, err)
 	}
 	return nil
+}
+
+// withoutPoolParams returns raw without pgxpool's own parameters; a raw
+// that is not a URL (a key=value DSN) is returned as it is.
+func withoutPoolParams(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return raw
+	}
+	stripPoolParams(u)
+	return u.String()
 }
 
 // IsUniqueViolation reports whether err is (or wraps) a PostgreSQL unique

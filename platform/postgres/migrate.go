@@ -105,7 +105,21 @@ func migrateURL(raw string) (dbURL, where string, err error) {
 		return "", "", fmt.Errorf("postgres: database URL scheme must be postgres, postgresql or pgx5 (got %q)", u.Scheme)
 	}
 	where = u.Host + u.Path
+	stripPoolParams(u)
 	return u.String(), where, nil
+}
+
+// stripPoolParams removes pgxpool's own URL parameters (pool_max_conns,
+// pool_min_conns, …): a plain connection would send them to the server as
+// run-time parameters, which it rejects.
+func stripPoolParams(u *url.URL) {
+	q := u.Query()
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+		}
+	}
+	u.RawQuery = q.Encode()
 }
 
 // redactErr removes the password of rawURL from err's text: golang-migrate

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"log/slog"
 	"strings"
 	"sync"
@@ -294,4 +295,31 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// A DATABASE_URL may carry pgxpool's own parameters (pool_max_conns): Open
+// must not pass them to the server from its plain connections (create
+// database, migrate), which would reject them.
+func TestOpenAcceptsPoolParameters(t *testing.T) {
+	t.Parallel()
+	_, admin := pgtest.NewDatabase(t, nil)
+	name := pgtest.Prefix + fmt.Sprintf("poolparams_%d", time.Now().UnixNano())
+	u, err := url.Parse(pgtest.ServerURL())
+	require.NoError(t, err)
+	u.Path = "/" + name
+	q := u.Query()
+	q.Set("pool_max_conns", "3")
+	u.RawQuery = q.Encode()
+	t.Cleanup(func() {
+		_, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		require.NoError(t, err)
+	})
+
+	pool, err := postgres.Open(t.Context(), u.String(), migrations, nil, 10*time.Second)
+	require.NoError(t, err)
+	defer pool.Close()
+	require.EqualValues(t, 3, pool.Config().MaxConns)
+	var n int
+	require.NoError(t, pool.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n))
+	require.Equal(t, 1, n)
 }
