@@ -74,7 +74,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	svc := app.New(inventorypg.NewRepository(pool, events), signer, locks, cfg.AdminCallers, logger)
 	api := grpcapi.New(svc, signer, logger)
 
-	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, logger, reg,
+	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay}, logger, reg,
 		func(s *grpc.Server) { inventoryv1.RegisterInventoryServiceServer(s, api) },
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	if err != nil {
