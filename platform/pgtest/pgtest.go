@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/goodgo/goodgo/platform/postgres"
@@ -60,6 +61,10 @@ const templateComplete = "pgtest: complete"
 
 // setupTimeout bounds creating a template or a test database.
 const setupTimeout = 2 * time.Minute
+
+// adminWait bounds waiting for a free server connection slot when the
+// server is full (other test binaries running at the same time).
+const adminWait = time.Minute
 
 // DefaultMaxConns is the pool size of a test database unless WithMaxConns
 // says otherwise.
@@ -95,9 +100,8 @@ func ServerURL() string {
 }
 
 var (
-	adminOnce sync.Once
+	adminMu   sync.Mutex
 	adminPool *pgxpool.Pool
-	adminErr  error
 
 	templatesMu sync.Mutex
 	templates   = map[string]*template{} // by migrations hash
@@ -110,27 +114,48 @@ type template struct {
 }
 
 // admin is a process-wide pool on the server's maintenance database, used
-// to create and drop databases. It lives until the process exits.
+// to create and drop databases. It lives until the process exits. A server
+// that is out of connections (other test binaries run in parallel) is
+// waited for up to adminWait rather than failing the test; a failure is not
+// remembered, so the next test tries again.
 func admin() (*pgxpool.Pool, error) {
-	adminOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cfg, err := pgxpool.ParseConfig(ServerURL())
-		if err != nil {
-			adminErr = fmt.Errorf("pgtest: parse server URL: %w", err)
-			return
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	if adminPool != nil {
+		return adminPool, nil
+	}
+	cfg, err := pgxpool.ParseConfig(ServerURL())
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: parse server URL: %w", err)
+	}
+	cfg.MaxConns = 4
+	ctx, cancel := context.WithTimeout(context.Background(), adminWait)
+	defer cancel()
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err == nil {
+			if err = pool.Ping(ctx); err == nil {
+				adminPool = pool
+				return pool, nil
+			}
+			pool.Close()
 		}
-		cfg.MaxConns = 4
-		adminPool, adminErr = pgxpool.NewWithConfig(ctx, cfg)
-		if adminErr == nil {
-			adminErr = adminPool.Ping(ctx)
+		if !tooManyClients(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("pgtest: connect to %s (set TEST_DATABASE_URL): %w",
+				postgres.Describe(cfg.ConnConfig.Config), err)
 		}
-		if adminErr != nil {
-			adminErr = fmt.Errorf("pgtest: connect to %s (set TEST_DATABASE_URL): %w",
-				postgres.Describe(cfg.ConnConfig.Config), adminErr)
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
 		}
-	})
-	return adminPool, adminErr
+	}
+}
+
+// tooManyClients reports the server refusing a connection for lack of
+// slots (SQLSTATE 53300): a passing condition while other tests run.
+func tooManyClients(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "53300"
 }
 
 // NewDatabase creates a database for the test with migrations applied (an
