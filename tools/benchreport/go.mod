@@ -1,0 +1,3 @@
+module github.com/goodgo/goodgo/tools/benchreport
+
+go 1.26.0
