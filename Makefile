@@ -85,15 +85,25 @@ lint: $(BIN)/golangci-lint ## golangci-lint every module
 	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && golangci-lint run --config $(ROOT)/.golangci.yml ./...); done
 
 ## ---- build and test -------------------------------------------------------
-.PHONY: build test test/short bench
+.PHONY: build test test/short bench e2e bench/e2e
 build: ## Build the five binaries into ./bin
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
 
 test: ## Unit and integration tests (real PostgreSQL and Redis), race detector on
 	go test $(TEST_FLAGS) $(addsuffix /...,$(MODULES))
 
-bench: ## Benchmarks against the real servers (prints ops/s)
-	go test -run '^$$' -bench . -benchtime 2s -count 3 $(addsuffix /...,$(MODULES))
+# Pinned flags per benchmark live in tools/benchreport/specs.go. BENCH_COUNT
+# (default 5) sets -count; BENCH_ONLY=<regexp of suite IDs> runs a subset
+# (docs untouched); BENCH_BENCHTIME=<id>=<value>,… overrides -benchtime.
+bench: ## Benchmarks against the real servers: medians beside the seed's table (docs/benchmarks.md)
+	cd tools/benchreport && GOWORK=off go build -o $(BIN)/benchreport .
+	$(BIN)/benchreport -root $(ROOT) -count $(or $(BENCH_COUNT),5)
+
+e2e: ## End-to-end: the five binaries, the dev broker, local PostgreSQL and Redis; invariants after every scenario
+	go test -race -count=1 -timeout 20m ./e2e/...
+
+bench/e2e: ## The whole saga on this machine: sagas/s and p50/p99 PlaceOrder -> CONFIRMED (plain binaries)
+	go test -run '^$$' -bench BenchmarkOrderSaga -benchtime 3000x -count 3 -timeout 30m ./e2e/
 
 ## ---- demo -----------------------------------------------------------------
 .PHONY: up down

@@ -1,4 +1,36 @@
 // Package e2e tests the five GoodGo binaries as processes: built from
-// source, started against the local PostgreSQL and Redis, and driven over
-// their real network interfaces.
+// source, started against the local PostgreSQL and Redis and an in-process
+// development Kafka broker, and driven over their real network interfaces
+// with a gRPC client (`make e2e`).
+//
+// Each test starts its own environment (env_test.go): fresh databases
+// named goodgo_test_e2e_<rand>_<service>, created by the binaries and
+// dropped WITH (FORCE) at the end; an idempotency key prefix of its own in
+// Redis, deleted at the end; a broker; the five -race binaries wired to
+// each other. Binaries can be killed (SIGKILL), paused (SIGSTOP) and
+// restarted on their former gRPC port and databases.
+//
+// After every scenario CheckInvariants (invariants_test.go) reads each
+// service's own database and the Kafka topics and checks DESIGN.md §6:
+// every order CONFIRMED or CANCELLED; money conserved (captured − refunded
+// = CONFIRMED totals, per order too); stock never negative and reserved
+// stock equal to the CONFIRMED orders' quantities; every outbox row
+// published and on its topic, nothing else on the topics, each effect's
+// event exactly once; one saga per order, COMPLETED or COMPENSATED as its
+// order. A self-test corrupts each table and expects the checks to fail.
+//
+// Scenarios: TestSagaOutcomes (happy path, declined card, amount limit,
+// insufficient stock, contended last units), TestOrchestratorKilledMidFlight
+// (200 orders, SIGKILL and restart of the orchestrator, once with sagas
+// spread over all steps and once with 60 of them waiting on a frozen
+// payment), TestPaymentServiceDown (payment hung then back, killed then
+// restarted, hung past a short saga deadline), and the foundation's
+// TestBinariesStartServeAndStop.
+//
+// BenchmarkOrderSaga (`make bench/e2e`) measures the whole saga with plain
+// binaries: sagas/s and PlaceOrder → CONFIRMED percentiles, observed on the
+// order topic, plus the CPU each process used. Flags: -e2e.inflight
+// (orders in flight, default 64) and -e2e.env (svc:NAME=VALUE,… extra
+// settings for the binaries). E2E_LOGS=1 prints every binary's log even
+// when a test passes.
 package e2e

@@ -3,18 +3,30 @@ module github.com/goodgo/goodgo/e2e
 go 1.26.0
 
 require (
+	github.com/goodgo/goodgo/devbroker v0.0.0-00010101000000-000000000000
 	github.com/goodgo/goodgo/platform v0.0.0-00010101000000-000000000000
+	github.com/goodgo/goodgo/proto v0.0.0-00010101000000-000000000000
+	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/segmentio/kafka-go v0.4.51
 	github.com/stretchr/testify v1.12.1
 	google.golang.org/grpc v1.85.0
 )
 
 require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/golang-migrate/migrate/v4 v4.20.1 // indirect
 	github.com/jackc/pgerrcode v0.0.0-20220416144525-469b46aa5efa // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
+	github.com/twmb/franz-go v1.22.3 // indirect
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.23.0 // indirect
@@ -27,6 +39,8 @@ require (
 // The workspace (go.work) resolves these for builds; the replaces let
 // `go mod tidy` work per module, which ignores go.work.
 replace (
+	github.com/goodgo/goodgo/db => ../db
+	github.com/goodgo/goodgo/devbroker => ../devbroker
 	github.com/goodgo/goodgo/platform => ../platform
 	github.com/goodgo/goodgo/proto => ../proto
 )

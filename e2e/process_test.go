@@ -21,48 +21,92 @@ import (
 // Services are the five binaries, by directory under services/.
 var Services = []string{"inventory", "payment", "order", "orchestrator", "outbox-relay"}
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	errBuild  error
-)
+// build is one compiled set of the five binaries.
+type build struct {
+	once sync.Once
+	dir  string
+	err  error
+}
 
-// buildBinaries compiles every service once per test process.
-func buildBinaries(t *testing.T) string {
+// builds holds the two variants: with the race detector (tests) and
+// without (benchmarks, whose figures -race would distort tenfold).
+var builds = map[bool]*build{true: {}, false: {}}
+
+// TestMain removes the binaries built for the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, b := range builds {
+		if b.dir != "" {
+			_ = os.RemoveAll(b.dir)
+		}
+	}
+	os.Exit(code)
+}
+
+// buildBinaries compiles every service once per test process, with -race.
+func buildBinaries(t testing.TB) string { return buildVariant(t, true) }
+
+// buildVariant compiles every service once per test process, with or
+// without the race detector, into a temporary directory that TestMain
+// removes (the binaries are reused by every test of the run).
+func buildVariant(t testing.TB, race bool) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, errBuild = os.MkdirTemp("", "goodgo-e2e-bin-")
-		if errBuild != nil {
+	b := builds[race]
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "goodgo-e2e-bin-")
+		if b.err != nil {
 			return
 		}
+		args := []string{"build"}
+		if race {
+			args = append(args, "-race")
+		}
 		for _, s := range Services {
-			cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(binDir, s), "github.com/goodgo/goodgo/services/"+s)
+			cmd := exec.Command("go", append(args, "-o", filepath.Join(b.dir, s), "github.com/goodgo/goodgo/services/"+s)...)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				errBuild = fmt.Errorf("build %s: %w\n%s", s, err, out)
+				b.err = fmt.Errorf("build %s: %w\n%s", s, err, out)
 				return
 			}
 		}
 	})
-	require.NoError(t, errBuild)
-	return binDir
+	require.NoError(t, b.err)
+	return b.dir
 }
 
 // Process is one running binary with its JSON log lines.
 type Process struct {
-	Name     string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	exitErr  error
-	mu       sync.Mutex
+	Name    string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	exitErr error
+	mu      sync.Mutex
+	// logLines are the first maxParsedLines lines, decoded: the start-up
+	// lines LogValue looks for. Later lines are kept only as text, so a
+	// long benchmark does not spend the test process's CPU on JSON.
 	logLines []map[string]any
+	lines    int
 	rawLog   strings.Builder
+	rawTail  []string // the lines after maxRawBytes, last maxTailLines of them
 }
 
-// Start runs a built binary with env added to this process's environment.
-// The process is killed at cleanup if the test did not stop it.
-func Start(t *testing.T, name string, env map[string]string) *Process {
+const (
+	maxParsedLines = 500
+	maxRawBytes    = 1 << 20
+	maxTailLines   = 2000
+)
+
+// Start runs a race-detector build of binary name with env added to this
+// process's environment. The process is killed at cleanup if the test did
+// not stop it; its log is printed when the test failed.
+func Start(t testing.TB, name string, env map[string]string) *Process {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(buildBinaries(t), name))
+	return StartBinary(t, buildBinaries(t), name, env)
+}
+
+// StartBinary is Start with the binary taken from dir (see buildVariant).
+func StartBinary(t testing.TB, dir, name string, env map[string]string) *Process {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(dir, name))
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -77,11 +121,12 @@ func Start(t *testing.T, name string, env map[string]string) *Process {
 		select {
 		case <-p.done:
 		default:
+			_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process is killed too, but say so
 			_ = cmd.Process.Kill()
 			<-p.done
 		}
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, p.Log())
+		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
+			t.Logf("%s (pid %d) log:\n%s", name, cmd.Process.Pid, p.Log())
 		}
 	})
 	return p
@@ -92,11 +137,21 @@ func (p *Process) readLog(r io.Reader) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
-		var m map[string]any
 		p.mu.Lock()
-		p.rawLog.WriteString(line + "\n")
-		if json.Unmarshal([]byte(line), &m) == nil {
-			p.logLines = append(p.logLines, m)
+		p.lines++
+		if p.rawLog.Len() < maxRawBytes {
+			p.rawLog.WriteString(line + "\n")
+		} else {
+			p.rawTail = append(p.rawTail, line)
+			if len(p.rawTail) > 2*maxTailLines {
+				p.rawTail = append(p.rawTail[:0], p.rawTail[len(p.rawTail)-maxTailLines:]...)
+			}
+		}
+		if p.lines <= maxParsedLines {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil {
+				p.logLines = append(p.logLines, m)
+			}
 		}
 		p.mu.Unlock()
 	}
@@ -104,16 +159,36 @@ func (p *Process) readLog(r io.Reader) {
 	close(p.done)
 }
 
-// Log returns everything the process printed so far.
+// Log returns what the process printed: the first MiB and the last lines.
 func (p *Process) Log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.rawLog.String()
+	if len(p.rawTail) == 0 {
+		return p.rawLog.String()
+	}
+	tail := p.rawTail
+	if len(tail) > maxTailLines {
+		tail = tail[len(tail)-maxTailLines:]
+	}
+	return p.rawLog.String() + "[… lines skipped …]\n" + strings.Join(tail, "\n") + "\n"
+}
+
+// Pid is the operating system's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // LogValue waits until a JSON log line with msg appears and returns its
 // attribute key; it fails the test if the process exits first.
-func (p *Process) LogValue(t *testing.T, msg, key string, timeout time.Duration) string {
+func (p *Process) LogValue(t testing.TB, msg, key string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -152,7 +227,7 @@ func (p *Process) Wait(timeout time.Duration) (int, error) {
 }
 
 // waitCtx is a helper for polling loops bounded by the test's own deadline.
-func waitCtx(t *testing.T, d time.Duration) context.Context {
+func waitCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+)
+
+// shopper is the x-user-id of the test's customers; the saga acts for it.
+const shopper = "e2e-shopper"
+
+// Payment methods of the payment service's test levers.
+const (
+	cardOK      = "tok_visa"
+	cardDecline = "tok_decline" // always DECLINED, card_declined
+)
+
+// The seeded catalog (db/inventory/migrations/000003_seed_catalog.up.sql):
+// prices in USD cents; SKU-LIMITED starts with 5 units.
+var catalog = map[string]int64{
+	"SKU-KEYBOARD": 8900, "SKU-MOUSE": 2900, "SKU-MONITOR": 31900, "SKU-CABLE": 900,
+	"SKU-HEADSET": 5900, "SKU-LAPTOP": 129900, "SKU-DOCK": 17900, "SKU-WEBCAM": 6900,
+	"SKU-LIMITED": 1500,
+}
+
+// plentySKUs are the seeded SKUs with hundreds of units or more.
+var plentySKUs = []string{"SKU-KEYBOARD", "SKU-MOUSE", "SKU-MONITOR", "SKU-CABLE", "SKU-HEADSET", "SKU-LAPTOP", "SKU-DOCK", "SKU-WEBCAM"}
+
+// stockAdmin is the x-user-id allowed to adjust stock
+// (INVENTORY_ADMIN_CALLERS in the environment).
+const stockAdmin = "e2e-admin"
+
+// outgoing adds the caller (shopper) and a fresh idempotency key to ctx.
+func outgoing(ctx context.Context) context.Context { return as(ctx, shopper) }
+
+// as adds caller user and a fresh idempotency key to ctx.
+func as(ctx context.Context, user string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "x-user-id", user, "idempotency-key", uuid.NewString())
+}
+
+// items builds order lines from sku, quantity pairs.
+func items(pairs ...any) []*orderv1.OrderItemInput {
+	var out []*orderv1.OrderItemInput
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, &orderv1.OrderItemInput{Sku: pairs[i].(string), Quantity: int32(pairs[i+1].(int))})
+	}
+	return out
+}
+
+// PlaceOrder places an order for a new customer, as a client would:
+// caller identity and a fresh idempotency key in the metadata.
+func (e *Env) PlaceOrder(ctx context.Context, lines []*orderv1.OrderItemInput, paymentMethod string) (*orderv1.Order, error) {
+	return e.placeOrder(ctx, e.Orders, lines, paymentMethod)
+}
+
+func (e *Env) placeOrder(ctx context.Context, c orderv1.OrderServiceClient, lines []*orderv1.OrderItemInput, paymentMethod string) (*orderv1.Order, error) {
+	resp, err := c.PlaceOrder(outgoing(ctx), &orderv1.PlaceOrderRequest{
+		CustomerId: uuid.NewString(),
+		Items:      lines,
+		ShippingAddress: &orderv1.Address{
+			Name: "Ada Lovelace", Line1: "12 St James's Square", City: "London", PostalCode: "SW1Y 4JH", CountryCode: "GB",
+		},
+		PaymentMethod: paymentMethod,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetOrder(), nil
+}
+
+// MustPlaceOrder is PlaceOrder that fails the test on error.
+func (e *Env) MustPlaceOrder(t testing.TB, lines []*orderv1.OrderItemInput, paymentMethod string) *orderv1.Order {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o, err := e.PlaceOrder(ctx, lines, paymentMethod)
+	require.NoError(t, err)
+	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_PENDING, o.GetStatus())
+	return o
+}
+
+// WaitOrder polls GetOrder until the order is CONFIRMED or CANCELLED and
+// returns it; it fails the test after timeout.
+func (e *Env) WaitOrder(t testing.TB, id string, timeout time.Duration) *orderv1.Order {
+	t.Helper()
+	var last *orderv1.Order
+	ok := poll(timeout, 50*time.Millisecond, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// Orders are visible to the caller who placed them.
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-user-id", shopper)
+		r, err := e.Orders.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: id})
+		if err != nil {
+			return false
+		}
+		last = r.GetOrder()
+		return terminal(last.GetStatus())
+	})
+	require.True(t, ok, "order %s not CONFIRMED or CANCELLED within %s: last %v", id, timeout, last.GetStatus())
+	return last
+}
+
+func terminal(s orderv1.OrderStatus) bool {
+	return s == orderv1.OrderStatus_ORDER_STATUS_CONFIRMED || s == orderv1.OrderStatus_ORDER_STATUS_CANCELLED
+}
+
+// WaitOrders waits, reading the order database in bulk (a GetOrder per
+// order and poll would load the system under test), until every order of
+// ids is CONFIRMED or CANCELLED; it returns their statuses and fails the
+// test after timeout, naming some orders still pending.
+func (e *Env) WaitOrders(t testing.TB, ids []string, timeout time.Duration) map[string]string {
+	t.Helper()
+	var got map[string]string
+	ok := poll(timeout, 100*time.Millisecond, func() bool {
+		got = e.orderStatuses(t, ids)
+		for _, id := range ids {
+			if s := got[id]; s != "CONFIRMED" && s != "CANCELLED" {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		var pending []string
+		for _, id := range ids {
+			if s := got[id]; s != "CONFIRMED" && s != "CANCELLED" {
+				pending = append(pending, id+"="+s)
+			}
+		}
+		sort.Strings(pending)
+		require.Failf(t, "orders not terminal", "%d of %d orders not CONFIRMED or CANCELLED within %s: %.1000v\n%s",
+			len(pending), len(ids), timeout, pending, e.sagaSummary(t))
+	}
+	return got
+}
+
+func (e *Env) orderStatuses(t testing.TB, ids []string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := e.DB[svcOrder].Query(ctx, `SELECT id::text, status FROM orders WHERE id = ANY($1::uuid[])`, ids)
+	require.NoError(t, err)
+	out := make(map[string]string, len(ids))
+	for rows.Next() {
+		var id, s string
+		require.NoError(t, rows.Scan(&id, &s))
+		out[id] = s
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+// sagaSummary counts the sagas by state and lists the last errors of
+// unfinished steps: the first thing to read when orders hang.
+func (e *Env) sagaSummary(t testing.TB) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b []byte
+	rows, err := e.DB[svcOrchestrator].Query(ctx, `SELECT state, count(*) FROM sagas GROUP BY state ORDER BY state`)
+	if err != nil {
+		return err.Error()
+	}
+	for rows.Next() {
+		var s string
+		var n int
+		_ = rows.Scan(&s, &n)
+		b = fmt.Appendf(b, "sagas %s: %d\n", s, n)
+	}
+	rows.Close()
+	rows, err = e.DB[svcOrchestrator].Query(ctx, `SELECT name, phase, status, attempts, last_error FROM saga_steps
+		WHERE status <> 'SUCCEEDED' ORDER BY updated_at DESC LIMIT 10`)
+	if err != nil {
+		return string(b) + err.Error()
+	}
+	for rows.Next() {
+		var name, phase, st, le string
+		var n int
+		_ = rows.Scan(&name, &phase, &st, &n, &le)
+		b = fmt.Appendf(b, "step %s %s %s attempts=%d error=%q\n", name, phase, st, n, le)
+	}
+	rows.Close()
+	return string(b)
+}
+
+// SetStock sets the available units of sku through the admin RPC (read,
+// then adjust with the read's version token; a token made stale by a
+// concurrent reservation is read again) and records the new baseline of
+// the stock invariant.
+func (e *Env) SetStock(t testing.TB, sku string, available int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		g, err := e.Inventory.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
+		require.NoError(t, err)
+		r, err := e.Inventory.AdjustStock(as(ctx, stockAdmin), &inventoryv1.AdjustStockRequest{
+			Sku: sku, Available: available, VersionToken: g.GetProduct().GetVersionToken(), Reason: "e2e scenario stock",
+		})
+		if status.Code(err) == codes.Aborted && attempt < 10 {
+			continue
+		}
+		require.NoError(t, err)
+		p := r.GetProduct()
+		require.Equal(t, available, p.GetAvailable())
+		e.baselineMu.Lock()
+		e.baseline[sku] = p.GetAvailable() + p.GetReserved()
+		e.baselineMu.Unlock()
+		return
+	}
+}
+
+// readStock reads available + reserved of every SKU from the inventory
+// database.
+func (e *Env) readStock(ctx context.Context) map[string]int64 {
+	e.tb.Helper()
+	rows, err := e.DB[svcInventory].Query(ctx, `SELECT sku, available + reserved FROM products`)
+	require.NoError(e.tb, err)
+	out := map[string]int64{}
+	for rows.Next() {
+		var sku string
+		var n int64
+		require.NoError(e.tb, rows.Scan(&sku, &n))
+		out[sku] = n
+	}
+	require.NoError(e.tb, rows.Err())
+	return out
+}
+
+// Stock is a SKU's available and reserved units, from the inventory
+// database.
+func (e *Env) Stock(t testing.TB, sku string) (available, reserved int64) {
+	t.Helper()
+	err := e.DB[svcInventory].QueryRow(context.Background(),
+		`SELECT available, reserved FROM products WHERE sku = $1`, sku).Scan(&available, &reserved)
+	require.NoError(t, err)
+	return available, reserved
+}
