@@ -221,6 +221,14 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 			MinBytes:       1,
 			MaxBytes:       10 << 20,
 			MaxWait:        cfg.MaxWait,
+			// kafka-go waits 30 s by default before the group notices a
+			// consumer that died without leaving (kill -9) and hands its
+			// partitions to another; new events wait that long. A
+			// heartbeat every second and a 6 s session bound the pause.
+			HeartbeatInterval: time.Second,
+			SessionTimeout:    6 * time.Second,
+			RebalanceTimeout:  6 * time.Second,
+			JoinGroupBackoff:  500 * time.Millisecond,
 		}),
 		tracer:  opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/inbox"),
 		log:     opts.Logger.With("consumer", cfg.Consumer),

@@ -50,6 +50,11 @@ type SagaConfig struct {
 	Deadline time.Duration
 	// StepTimeout bounds each step call (SAGA_STEP_TIMEOUT, default 5s).
 	StepTimeout time.Duration
+	// StepAttempts bounds the calls of a step that keeps failing
+	// transiently (SAGA_STEP_ATTEMPTS, default 12): with backoff from 100 ms
+	// doubling to 2 s, a neighbour may be down for about 15 s before the
+	// saga gives up and compensates — and never past the saga's deadline.
+	StepAttempts int
 	// Workers bounds the sagas executed at once (SAGA_WORKERS, default 64).
 	Workers int
 	// LeaseTTL is how long a crashed replica's sagas wait before another
@@ -83,6 +88,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 			OrchestratorID:    e.String("ORCHESTRATOR_ID", defaultReplicaID()),
 			Deadline:          positive(e, "SAGA_DEADLINE", saga.DefaultDeadline),
 			StepTimeout:       positive(e, "SAGA_STEP_TIMEOUT", saga.DefaultStepTimeout),
+			StepAttempts:      e.Int("SAGA_STEP_ATTEMPTS", 12),
 			Workers:           e.Int("SAGA_WORKERS", saga.DefaultWorkers),
 			LeaseTTL:          positive(e, "SAGA_LEASE_TTL", saga.DefaultLeaseTTL),
 			PollInterval:      positive(e, "SAGA_POLL_INTERVAL", saga.DefaultPollInterval),
@@ -91,6 +97,9 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		},
 	}
 	c.ContextKeys, c.DevContextKeys = e.Keyring("SAGA_CONTEXT_KEYS", "SAGA_CONTEXT_ACTIVE_KEY", config.DevEncryptionKeys)
+	if c.Saga.StepAttempts < 1 {
+		e.Invalid("SAGA_STEP_ATTEMPTS", fmt.Sprintf("must be at least 1 (got %d)", c.Saga.StepAttempts))
+	}
 	if c.Saga.Workers < 1 {
 		e.Invalid("SAGA_WORKERS", fmt.Sprintf("must be at least 1 (got %d)", c.Saga.Workers))
 	}

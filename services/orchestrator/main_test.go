@@ -365,7 +365,7 @@ func TestDeclinedPaymentCancelsTheOrder(t *testing.T) {
 	require.Equal(t, []string{"ProcessPayment", "CancelOrder"}, b.n.methodsOf(o.GetOrderId()),
 		"nothing reserved, nothing to refund: only the order is cancelled")
 	cancel := b.n.of(o.GetOrderId())[1]
-	require.Equal(t, "payment: payment declined: card_declined", cancel.Reason)
+	require.Equal(t, "payment declined (card_declined)", cancel.Reason, "the customer's reason, without internal text")
 	require.Equal(t, "saga:"+s.GetSagaId()+":order:compensate", cancel.Key)
 	require.Equal(t, "payment: payment declined: card_declined", s.GetFailureReason())
 }
@@ -436,7 +436,7 @@ func TestSagaServiceOperatesSagas(t *testing.T) {
 		close(b.n.release)
 		b.n.mu.Unlock()
 		done := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
-		require.Equal(t, "customer called", done.GetFailureReason())
+		require.Equal(t, "aborted by operator ops-bob: customer called", done.GetFailureReason())
 		methods := b.n.methodsOf(o.GetOrderId())
 		require.Equal(t, "CancelOrder", methods[len(methods)-1])
 		require.Contains(t, methods, "RefundPayment")

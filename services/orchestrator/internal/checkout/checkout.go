@@ -237,20 +237,54 @@ func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 // services accept 500 characters).
 const maxReason = 200
 
+// AbortPrefix starts the failure reason of a saga an operator aborted; the
+// operator's own words follow and are passed on to the order.
+const AbortPrefix = "aborted by operator "
+
 // Reason turns a saga failure reason into the reason given to the order
-// and payment services: printable, at most maxReason characters. It is a
+// and payment services, which the customer reads (GetOrder's
+// cancel_reason). Failure reasons carry internal error text (addresses,
+// RPC errors), so only a fixed vocabulary goes out: the business refusal
+// with its code, a timeout, an operator's words, or a generic text. It is a
 // pure function of the stored failure reason, so every attempt of a
 // compensation sends the same request under its idempotency key.
 func Reason(failure string) string {
-	if failure == "" {
-		failure = "order saga failed"
+	switch {
+	case strings.Contains(failure, ErrPaymentDeclined.Error()):
+		return withCode("payment declined", failure, ErrPaymentDeclined.Error()+": ")
+	case strings.Contains(failure, ErrInsufficientStock.Error()):
+		return "insufficient stock"
+	case strings.Contains(failure, "saga deadline exceeded"):
+		return "the order could not be completed in time"
+	case strings.HasPrefix(failure, AbortPrefix):
+		return printable(failure)
+	default:
+		return "the order could not be completed"
 	}
+}
+
+// withCode appends the refusal code that follows marker in failure
+// ("card_declined"), if it is a plain code.
+func withCode(text, failure, marker string) string {
+	_, rest, ok := strings.Cut(failure, marker)
+	if !ok {
+		return text
+	}
+	code, _, _ := strings.Cut(rest, " ")
+	if code == "" || strings.IndexFunc(code, func(r rune) bool { return !(r == '_' || r >= 'a' && r <= 'z') }) >= 0 {
+		return text
+	}
+	return text + " (" + code + ")"
+}
+
+// printable replaces control characters and bounds the length.
+func printable(s string) string {
 	r := strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r
-	}, failure)
+	}, s)
 	if utf8.RuneCountInString(r) > maxReason {
 		r = string([]rune(r)[:maxReason-1]) + "…"
 	}

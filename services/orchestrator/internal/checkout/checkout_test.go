@@ -98,18 +98,31 @@ func TestStepsMapBusinessOutcomes(t *testing.T) {
 	def = checkout.Definition(f, f, f)
 	ex := x("order", saga.PhaseCompensation)
 	require.NoError(t, step(def, 0).Compensate(context.Background(), ex))
-	require.Equal(t, []string{"cancel saga:" + ex.SagaID.String() + ":order:compensate payment: payment declined: card_declined"}, f.calls)
+	require.Equal(t, []string{"cancel saga:" + ex.SagaID.String() + ":order:compensate payment declined (card_declined)"}, f.calls)
 
 	err = step(def, 1).Action(context.Background(), &saga.Execution{Step: "payment", Data: []byte("not json")})
 	require.True(t, saga.IsPermanent(err), "an unreadable context will not get better")
 }
 
-func TestReasonIsPrintableAndBounded(t *testing.T) {
-	require.Equal(t, "order saga failed", checkout.Reason(""))
-	require.Equal(t, "a b", checkout.Reason("a\nb"))
-	long := checkout.Reason(strings.Repeat("é", 1000))
+// The customer reads the reason (GetOrder's cancel_reason): internal error
+// text never goes out, only a fixed vocabulary or an operator's own words.
+func TestReasonNeverLeaksInternalText(t *testing.T) {
+	for failure, want := range map[string]string{
+		"payment: payment declined: card_declined":          "payment declined (card_declined)",
+		"payment: payment declined: amount_limit":           "payment declined (amount_limit)",
+		"payment: payment declined: <script>":               "payment declined",
+		"inventory: insufficient stock: insufficient_stock": "insufficient stock",
+		"saga deadline exceeded":                            "the order could not be completed in time",
+		"payment: ProcessPayment: rpc error: code = Unavailable desc = dial tcp 127.0.0.1:41049: connect: connection refused (after 3 attempts)": "the order could not be completed",
+		"": "the order could not be completed",
+		checkout.AbortPrefix + "alice: fraud suspected": checkout.AbortPrefix + "alice: fraud suspected",
+		checkout.AbortPrefix + "bob: a\nb":              checkout.AbortPrefix + "bob: a b",
+	} {
+		require.Equal(t, want, checkout.Reason(failure), failure)
+	}
+	long := checkout.Reason(checkout.AbortPrefix + strings.Repeat("é", 1000))
 	require.Equal(t, 200, utf8.RuneCountInString(long))
-	require.Equal(t, long, checkout.Reason(strings.Repeat("é", 1000)), "the same failure gives the same reason")
+	require.Equal(t, long, checkout.Reason(checkout.AbortPrefix+strings.Repeat("é", 1000)), "the same failure gives the same reason")
 }
 
 func TestAuthorizer(t *testing.T) {

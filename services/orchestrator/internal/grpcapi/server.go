@@ -21,6 +21,7 @@ import (
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/saga"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
+	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
 )
 
 // Sagas is what the API needs of the saga engine (saga.Engine).
@@ -169,9 +170,11 @@ func (s *Server) AbortSaga(ctx context.Context, req *orchestratorv1.AbortSagaReq
 	if err != nil {
 		return nil, err
 	}
-	reason := req.GetReason()
-	if reason == "" {
-		reason = "aborted by " + actor
+	// The prefix marks the reason as an operator's words, which the saga
+	// passes on to the order (checkout.Reason) instead of a generic text.
+	reason := checkout.AbortPrefix + actor
+	if req.GetReason() != "" {
+		reason += ": " + req.GetReason()
 	}
 	sg, err := s.sagas.Abort(ctx, id, actor, reason)
 	if err != nil {
