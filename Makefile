@@ -89,8 +89,12 @@ lint: $(BIN)/golangci-lint ## golangci-lint every module
 build: ## Build the five binaries into ./bin
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
 
-test: ## Unit and integration tests (real PostgreSQL and Redis), race detector on
-	go test $(TEST_FLAGS) $(addsuffix /...,$(MODULES))
+# The end-to-end suite runs last and alone: its five binaries hold many
+# PostgreSQL connections, and packages run in parallel would exceed the
+# server's max_connections.
+test: ## Unit, integration and end-to-end tests (real PostgreSQL and Redis), race detector on
+	go test $(TEST_FLAGS) $(addsuffix /...,$(filter-out $(ROOT)/e2e,$(MODULES)))
+	go test $(TEST_FLAGS) ./e2e/...
 
 # Pinned flags per benchmark live in tools/benchreport/specs.go. BENCH_COUNT
 # (default 5) sets -count; BENCH_ONLY=<regexp of suite IDs> runs a subset
