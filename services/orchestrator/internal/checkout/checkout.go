@@ -271,7 +271,7 @@ func withCode(text, failure, marker string) string {
 		return text
 	}
 	code, _, _ := strings.Cut(rest, " ")
-	if code == "" || strings.IndexFunc(code, func(r rune) bool { return !(r == '_' || r >= 'a' && r <= 'z') }) >= 0 {
+	if code == "" || strings.IndexFunc(code, func(r rune) bool { return r != '_' && (r < 'a' || r > 'z') }) >= 0 {
 		return text
 	}
 	return text + " (" + code + ")"
