@@ -40,7 +40,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -55,6 +54,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 )
@@ -330,7 +330,7 @@ func (c *Consumer) commit(ctx context.Context, m kafka.Message) error {
 			return nil
 		}
 		c.log.WarnContext(ctx, "committing offset failed; retrying", "error", err.Error())
-		if !sleep(ctx, b.next()) {
+		if backoff.Sleep(ctx, b.Next()) != nil {
 			return ctx.Err()
 		}
 	}
@@ -400,7 +400,7 @@ func (c *Consumer) apply(ctx context.Context, m kafka.Message, ev Event) (string
 			c.log.WarnContext(ctx, "handler failed; retrying", "event_id", ev.ID.String(), "event_type", ev.Type,
 				"attempt", attempts, "error", err.Error())
 		}
-		if !sleep(ctx, b.next()) {
+		if backoff.Sleep(ctx, b.Next()) != nil {
 			return "", ctx.Err()
 		}
 	}
@@ -499,7 +499,7 @@ func (c *Consumer) park(ctx context.Context, m kafka.Message, ev Event, cause er
 			return ResultParked, nil
 		}
 		c.log.WarnContext(ctx, "parking an event failed; retrying", "event_id", ev.ID.String(), "error", err.Error())
-		if !sleep(ctx, b.next()) {
+		if backoff.Sleep(ctx, b.Next()) != nil {
 			return "", ctx.Err()
 		}
 	}
@@ -609,29 +609,6 @@ func (h headerCarrier) Keys() []string {
 	return out
 }
 
-type backoff struct{ min, max, cur time.Duration }
-
-func (c *Consumer) newBackoff() *backoff {
-	return &backoff{min: c.cfg.BackoffMin, max: c.cfg.BackoffMax}
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(b.cur*2, b.max)
-	}
-	half := b.cur / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1)) //nolint:gosec // jitter, not a secret
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+func (c *Consumer) newBackoff() *backoff.Exponential {
+	return &backoff.Exponential{Min: c.cfg.BackoffMin, Max: c.cfg.BackoffMax}
 }

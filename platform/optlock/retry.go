@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 // ErrConflict reports that a conditional update matched no row because the
@@ -44,7 +46,7 @@ var DefaultPolicy = Policy{MaxAttempts: 5, BaseDelay: 5 * time.Millisecond, MaxD
 // nil or a conflict is recorded in m under aggregate as an attempt (see
 // [Metrics.Record]: other errors are not); m may be nil.
 func Retry(ctx context.Context, policy Policy, m *Metrics, aggregate string, fn func(context.Context) error) error {
-	return retry(ctx, policy, m, aggregate, fn, rand.Int64N, sleep)
+	return retry(ctx, policy, m, aggregate, fn, rand.Int64N, backoff.Sleep)
 }
 
 // retry is Retry with its randomness and its clock injected, so that tests
@@ -84,18 +86,4 @@ func (p Policy) backoff(attempt int, randN func(int64) int64) time.Duration {
 		return 0
 	}
 	return time.Duration(randN(int64(ceiling) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -13,6 +13,8 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 // errSiblingFailed cancels the other steps of a parallel group when one
@@ -359,7 +361,7 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 		if wait > x.e.opts.InlineRetryWait {
 			return result{kind: resSuspend, delay: wait}
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			if x.ctx.Err() != nil {
 				return result{kind: resStopped, err: context.Cause(x.ctx)}
 			}
@@ -497,7 +499,7 @@ func (x *execution) runCompensation(gi int, s *Step) result {
 		if wait > x.e.opts.InlineRetryWait {
 			return result{kind: resSuspend, delay: wait}
 		}
-		if err := sleep(x.ctx, wait); err != nil {
+		if err := backoff.Sleep(x.ctx, wait); err != nil {
 			return result{kind: resStopped, err: context.Cause(x.ctx)}
 		}
 	}

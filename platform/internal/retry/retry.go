@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 // Backoff bounds between attempts: fast first retries for the common case of
@@ -55,12 +57,8 @@ func Until(ctx context.Context, maxWait time.Duration, try func(context.Context)
 		if onRetry != nil {
 			onRetry(attempt, err, wait)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-t.C:
+		if serr := backoff.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%w (last error: %w)", serr, err)
 		}
 		delay = min(delay*2, maxDelay)
 	}

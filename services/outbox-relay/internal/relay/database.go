@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
 	"github.com/goodgo/goodgo/platform/postgres"
@@ -108,7 +109,7 @@ func (d *database) listen(ctx context.Context) {
 			return
 		}
 		d.health.fail(err)
-		if !sleep(ctx, b.next()) {
+		if backoff.Sleep(ctx, b.Next()) != nil {
 			return
 		}
 	}
@@ -250,16 +251,4 @@ func describe(err error) string {
 		return "database error " + pgErr.Code
 	}
 	return "database unreachable"
-}
-
-// sleep waits d or until ctx is done; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
@@ -104,12 +105,12 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if err != nil {
 			w.d.health.fail(err)
-			if !sleep(ctx, b.next()) {
+			if backoff.Sleep(ctx, b.Next()) != nil {
 				return
 			}
 			continue
 		}
-		b.reset()
+		b.Reset()
 		if more {
 			continue
 		}
@@ -302,7 +303,7 @@ func (w *worker) publish(ctx context.Context, lanes []int16, items []item) {
 			w.abandon(items, "lane handed over")
 			return
 		}
-		if !sleep(ctx, b.next()) {
+		if backoff.Sleep(ctx, b.Next()) != nil {
 			w.abandon(items, "shutting down")
 			return
 		}
@@ -399,7 +400,7 @@ func (w *worker) mark(ctx context.Context, items []item) {
 			break
 		}
 		w.d.health.fail(err)
-		time.Sleep(b.next())
+		time.Sleep(b.Next()) // deliberately not ctx: the batch is acked and must be marked
 	}
 	now := time.Now()
 	m := w.d.r.metrics
