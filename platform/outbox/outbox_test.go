@@ -25,15 +25,6 @@ import (
 	"github.com/goodgo/goodgo/platform/outbox"
 )
 
-// strategies are the two insert paths; every storage test runs on both.
-var strategies = []struct {
-	name string
-	set  func(*outbox.Writer)
-}{
-	{"unnest insert", func(*outbox.Writer) {}},
-	{"copy from", outbox.UseCopyFrom},
-}
-
 func TestLane(t *testing.T) {
 	t.Parallel()
 
@@ -76,240 +67,235 @@ func TestLane(t *testing.T) {
 
 func TestAppend(t *testing.T) {
 	t.Parallel()
-	for _, s := range strategies {
-		t.Run(s.name, func(t *testing.T) {
-			t.Parallel()
+	t.Run("business row and events are visible together after commit", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		w := newWriter(t, nil)
+		conn := connect(t)
+		agg := newAggregateID()
 
-			t.Run("business row and events are visible together after commit", func(t *testing.T) {
-				t.Parallel()
-				ctx := context.Background()
-				w := newWriter(t, nil, s.set)
-				conn := connect(t)
-				agg := newAggregateID()
+		before := time.Now().UTC().Truncate(time.Microsecond)
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		writeOrder(t, tx, agg, 1)
+		events := []outbox.Event{
+			orderEvent(agg, 1, event.OrderCreated, "created"),
+			orderEvent(agg, 2, event.OrderConfirmed, "confirmed"),
+			orderEvent(agg, 3, event.OrderCancelled, "cancelled"),
+		}
+		require.NoError(t, w.Append(ctx, tx, events...))
 
-				before := time.Now().UTC().Truncate(time.Microsecond)
-				tx, err := conn.Begin(ctx)
-				require.NoError(t, err)
-				writeOrder(t, tx, agg, 1)
-				events := []outbox.Event{
-					orderEvent(agg, 1, event.OrderCreated, "created"),
-					orderEvent(agg, 2, event.OrderConfirmed, "confirmed"),
-					orderEvent(agg, 3, event.OrderCancelled, "cancelled"),
-				}
-				require.NoError(t, w.Append(ctx, tx, events...))
+		// Another connection sees nothing before the commit.
+		other := connect(t)
+		require.Empty(t, records(t, other, agg))
+		require.False(t, orderExists(t, other, agg))
 
-				// Another connection sees nothing before the commit.
-				other := connect(t)
-				require.Empty(t, records(t, other, agg))
-				require.False(t, orderExists(t, other, agg))
+		require.NoError(t, tx.Commit(ctx))
+		after := time.Now().UTC()
 
-				require.NoError(t, tx.Commit(ctx))
-				after := time.Now().UTC()
+		require.True(t, orderExists(t, other, agg))
+		got := records(t, other, agg)
+		require.Len(t, got, len(events))
+		for i, r := range got {
+			e := events[i]
+			if i > 0 {
+				require.Greater(t, r.ID, got[i-1].ID, "ids follow append order")
+			}
+			require.Equal(t, uuid.Version(7), r.EventID.Version())
+			require.Equal(t, outbox.Lane(agg), r.Lane)
+			require.Equal(t, e.Topic, r.Topic)
+			require.Equal(t, e.AggregateType, r.AggregateType)
+			require.Equal(t, agg, r.AggregateID)
+			require.Equal(t, e.AggregateVersion, r.AggregateVersion)
+			require.Equal(t, e.Type, r.EventType)
+			require.Equal(t, event.ContentTypeProtobuf, r.ContentType)
+			require.Empty(t, r.KeyID)
+			require.Empty(t, r.Traceparent, "no span in ctx")
+			require.Empty(t, r.Tracestate)
+			require.Zero(t, r.Attempts)
+			require.Equal(t, time.UTC, r.OccurredAt.Location())
+			require.False(t, r.OccurredAt.Before(before), "occurred_at %s before %s", r.OccurredAt, before)
+			require.False(t, r.OccurredAt.After(after), "occurred_at %s after %s", r.OccurredAt, after)
+			require.Equal(t, got[0].OccurredAt, r.OccurredAt, "one Append, one instant")
+			requirePayload(t, e.Payload, r.Payload)
+		}
+	})
 
-				require.True(t, orderExists(t, other, agg))
-				got := records(t, other, agg)
-				require.Len(t, got, len(events))
-				for i, r := range got {
-					e := events[i]
-					if i > 0 {
-						require.Greater(t, r.ID, got[i-1].ID, "ids follow append order")
-					}
-					require.Equal(t, uuid.Version(7), r.EventID.Version())
-					require.Equal(t, outbox.Lane(agg), r.Lane)
-					require.Equal(t, e.Topic, r.Topic)
-					require.Equal(t, e.AggregateType, r.AggregateType)
-					require.Equal(t, agg, r.AggregateID)
-					require.Equal(t, e.AggregateVersion, r.AggregateVersion)
-					require.Equal(t, e.Type, r.EventType)
-					require.Equal(t, event.ContentTypeProtobuf, r.ContentType)
-					require.Empty(t, r.KeyID)
-					require.Empty(t, r.Traceparent, "no span in ctx")
-					require.Empty(t, r.Tracestate)
-					require.Zero(t, r.Attempts)
-					require.Equal(t, time.UTC, r.OccurredAt.Location())
-					require.False(t, r.OccurredAt.Before(before), "occurred_at %s before %s", r.OccurredAt, before)
-					require.False(t, r.OccurredAt.After(after), "occurred_at %s after %s", r.OccurredAt, after)
-					require.Equal(t, got[0].OccurredAt, r.OccurredAt, "one Append, one instant")
-					requirePayload(t, e.Payload, r.Payload)
-				}
-			})
+	t.Run("a transaction that fails after the writes leaves neither row", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		w := newWriter(t, nil)
+		conn := connect(t)
+		agg := newAggregateID()
 
-			t.Run("a transaction that fails after the writes leaves neither row", func(t *testing.T) {
-				t.Parallel()
-				ctx := context.Background()
-				w := newWriter(t, nil, s.set)
-				conn := connect(t)
-				agg := newAggregateID()
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		writeOrder(t, tx, agg, 1)
+		require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 1, event.OrderCreated, "x")))
+		// A later statement of the same transaction fails (a duplicate
+		// business row), which aborts the transaction.
+		_, err = tx.Exec(ctx, `INSERT INTO orders (id, version) VALUES ($1, 1)`, agg)
+		require.Error(t, err)
+		require.ErrorIs(t, tx.Commit(ctx), pgx.ErrTxCommitRollback)
 
-				tx, err := conn.Begin(ctx)
-				require.NoError(t, err)
-				writeOrder(t, tx, agg, 1)
-				require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 1, event.OrderCreated, "x")))
-				// A later statement of the same transaction fails (a duplicate
-				// business row), which aborts the transaction.
-				_, err = tx.Exec(ctx, `INSERT INTO orders (id, version) VALUES ($1, 1)`, agg)
-				require.Error(t, err)
-				require.ErrorIs(t, tx.Commit(ctx), pgx.ErrTxCommitRollback)
+		require.False(t, orderExists(t, conn, agg))
+		require.Empty(t, records(t, conn, agg))
+	})
 
-				require.False(t, orderExists(t, conn, agg))
-				require.Empty(t, records(t, conn, agg))
-			})
+	t.Run("a rolled-back transaction leaves neither row", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		w := newWriter(t, nil)
+		conn := connect(t)
+		agg := newAggregateID()
 
-			t.Run("a rolled-back transaction leaves neither row", func(t *testing.T) {
-				t.Parallel()
-				ctx := context.Background()
-				w := newWriter(t, nil, s.set)
-				conn := connect(t)
-				agg := newAggregateID()
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		writeOrder(t, tx, agg, 1)
+		require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 1, event.OrderCreated, "x")))
+		require.NotEmpty(t, records(t, tx, agg), "visible inside the transaction")
+		require.NoError(t, tx.Rollback(ctx))
 
-				tx, err := conn.Begin(ctx)
-				require.NoError(t, err)
-				writeOrder(t, tx, agg, 1)
-				require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 1, event.OrderCreated, "x")))
-				require.NotEmpty(t, records(t, tx, agg), "visible inside the transaction")
-				require.NoError(t, tx.Rollback(ctx))
+		require.False(t, orderExists(t, conn, agg))
+		require.Empty(t, records(t, conn, agg))
+	})
 
-				require.False(t, orderExists(t, conn, agg))
-				require.Empty(t, records(t, conn, agg))
-			})
+	t.Run("event ids are unique across calls and transactions", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		w := newWriter(t, nil)
+		conn := connect(t)
+		agg := newAggregateID()
 
-			t.Run("event ids are unique across calls and transactions", func(t *testing.T) {
-				t.Parallel()
-				ctx := context.Background()
-				w := newWriter(t, nil, s.set)
-				conn := connect(t)
-				agg := newAggregateID()
+		const txs, perTx = 5, 200
+		for v := range txs {
+			tx, err := conn.Begin(ctx)
+			require.NoError(t, err)
+			events := make([]outbox.Event, perTx)
+			for i := range events {
+				events[i] = orderEvent(agg, int64(v*perTx+i), event.OrderCreated, "")
+			}
+			require.NoError(t, w.Append(ctx, tx, events...))
+			require.NoError(t, tx.Commit(ctx))
+		}
+		got := records(t, conn, agg)
+		require.Len(t, got, txs*perTx)
+		ids := make(map[uuid.UUID]bool, len(got))
+		for i, r := range got {
+			require.False(t, ids[r.EventID], "duplicate event id %s", r.EventID)
+			ids[r.EventID] = true
+			require.Equal(t, int64(i), r.AggregateVersion, "rows in append order")
+		}
+	})
 
-				const txs, perTx = 5, 200
-				for v := range txs {
-					tx, err := conn.Begin(ctx)
-					require.NoError(t, err)
-					events := make([]outbox.Event, perTx)
-					for i := range events {
-						events[i] = orderEvent(agg, int64(v*perTx+i), event.OrderCreated, "")
-					}
-					require.NoError(t, w.Append(ctx, tx, events...))
-					require.NoError(t, tx.Commit(ctx))
-				}
-				got := records(t, conn, agg)
-				require.Len(t, got, txs*perTx)
-				ids := make(map[uuid.UUID]bool, len(got))
-				for i, r := range got {
-					require.False(t, ids[r.EventID], "duplicate event id %s", r.EventID)
-					ids[r.EventID] = true
-					require.Equal(t, int64(i), r.AggregateVersion, "rows in append order")
-				}
-			})
+	t.Run("PII payloads are stored sealed and Decrypt restores them", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		old, next := newKey(t), newKey(t)
+		keys, err := keyring.New("k1", map[string][]byte{"k1": old})
+		require.NoError(t, err)
+		w := newWriter(t, keys)
+		conn := connect(t)
+		agg := newAggregateID()
 
-			t.Run("PII payloads are stored sealed and Decrypt restores them", func(t *testing.T) {
-				t.Parallel()
-				ctx := context.Background()
-				old, next := newKey(t), newKey(t)
-				keys, err := keyring.New("k1", map[string][]byte{"k1": old})
-				require.NoError(t, err)
-				w := newWriter(t, keys, s.set)
-				conn := connect(t)
-				agg := newAggregateID()
+		secret := "alice@example.com, 1 Main Street, Springfield"
+		pii := orderEvent(agg, 1, event.OrderCreated, secret)
+		pii.PII = true
+		plain := orderEvent(agg, 2, event.OrderConfirmed, "not personal")
 
-				secret := "alice@example.com, 1 Main Street, Springfield"
-				pii := orderEvent(agg, 1, event.OrderCreated, secret)
-				pii.PII = true
-				plain := orderEvent(agg, 2, event.OrderConfirmed, "not personal")
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		writeOrder(t, tx, agg, 1)
+		require.NoError(t, w.Append(ctx, tx, pii, plain))
+		require.NoError(t, tx.Commit(ctx))
 
-				tx, err := conn.Begin(ctx)
-				require.NoError(t, err)
-				writeOrder(t, tx, agg, 1)
-				require.NoError(t, w.Append(ctx, tx, pii, plain))
-				require.NoError(t, tx.Commit(ctx))
+		got := records(t, conn, agg)
+		require.Len(t, got, 2)
+		sealed, clear := got[0], got[1]
+		require.Equal(t, "k1", sealed.KeyID)
+		require.False(t, bytes.Contains(sealed.Payload, []byte(secret)), "plaintext stored")
+		require.False(t, bytes.Contains(sealed.Payload, []byte("alice")), "plaintext stored")
+		require.Empty(t, clear.KeyID)
 
-				got := records(t, conn, agg)
-				require.Len(t, got, 2)
-				sealed, clear := got[0], got[1]
-				require.Equal(t, "k1", sealed.KeyID)
-				require.False(t, bytes.Contains(sealed.Payload, []byte(secret)), "plaintext stored")
-				require.False(t, bytes.Contains(sealed.Payload, []byte("alice")), "plaintext stored")
-				require.Empty(t, clear.KeyID)
+		// After a rotation (new active key, old one still readable)
+		// the relay still opens the row.
+		rotated, err := keyring.New("k2", map[string][]byte{"k1": old, "k2": next})
+		require.NoError(t, err)
+		r := sealed
+		require.NoError(t, outbox.Decrypt(rotated, &r))
+		require.Empty(t, r.KeyID)
+		requirePayload(t, pii.Payload, r.Payload)
+		require.NoError(t, outbox.Decrypt(rotated, &r), "idempotent")
+		requirePayload(t, pii.Payload, r.Payload)
 
-				// After a rotation (new active key, old one still readable)
-				// the relay still opens the row.
-				rotated, err := keyring.New("k2", map[string][]byte{"k1": old, "k2": next})
-				require.NoError(t, err)
-				r := sealed
-				require.NoError(t, outbox.Decrypt(rotated, &r))
-				require.Empty(t, r.KeyID)
-				requirePayload(t, pii.Payload, r.Payload)
-				require.NoError(t, outbox.Decrypt(rotated, &r), "idempotent")
-				requirePayload(t, pii.Payload, r.Payload)
+		// A plaintext record is left alone, even without keys.
+		c := clear
+		require.NoError(t, outbox.Decrypt(nil, &c))
+		require.Equal(t, clear, c)
 
-				// A plaintext record is left alone, even without keys.
-				c := clear
-				require.NoError(t, outbox.Decrypt(nil, &c))
-				require.Equal(t, clear, c)
+		// The event id is the additional data: the ciphertext does not
+		// open under another row's id.
+		moved := sealed
+		moved.EventID = clear.EventID
+		require.ErrorIs(t, outbox.Decrypt(rotated, &moved), keyring.ErrDecrypt)
+		require.Equal(t, sealed.Payload, moved.Payload, "unchanged on error")
+		require.Equal(t, "k1", moved.KeyID)
 
-				// The event id is the additional data: the ciphertext does not
-				// open under another row's id.
-				moved := sealed
-				moved.EventID = clear.EventID
-				require.ErrorIs(t, outbox.Decrypt(rotated, &moved), keyring.ErrDecrypt)
-				require.Equal(t, sealed.Payload, moved.Payload, "unchanged on error")
-				require.Equal(t, "k1", moved.KeyID)
+		// The old key retired too early, or no keyring at all.
+		retired, err := keyring.New("k2", map[string][]byte{"k2": next})
+		require.NoError(t, err)
+		r = sealed
+		require.ErrorIs(t, outbox.Decrypt(retired, &r), keyring.ErrUnknownKey)
+		require.ErrorIs(t, outbox.Decrypt(nil, &r), outbox.ErrNoKeyring)
+	})
 
-				// The old key retired too early, or no keyring at all.
-				retired, err := keyring.New("k2", map[string][]byte{"k2": next})
-				require.NoError(t, err)
-				r = sealed
-				require.ErrorIs(t, outbox.Decrypt(retired, &r), keyring.ErrUnknownKey)
-				require.ErrorIs(t, outbox.Decrypt(nil, &r), outbox.ErrNoKeyring)
-			})
+	t.Run("the trace context of the span in ctx is stored", func(t *testing.T) {
+		t.Parallel()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-			t.Run("the trace context of the span in ctx is stored", func(t *testing.T) {
-				t.Parallel()
-				tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-				t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-
-				// A caller whose trace arrived with vendor state; the writer's
-				// span inherits it.
-				state, err := trace.ParseTraceState("vendor=opaque,other=1")
-				require.NoError(t, err)
-				remote := trace.NewSpanContext(trace.SpanContextConfig{
-					TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
-					SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
-					TraceFlags: trace.FlagsSampled,
-					TraceState: state,
-					Remote:     true,
-				})
-				ctx := trace.ContextWithRemoteSpanContext(context.Background(), remote)
-				ctx, span := tp.Tracer("outbox_test").Start(ctx, "PlaceOrder")
-				defer span.End()
-				sc := span.SpanContext()
-				require.True(t, sc.IsValid())
-
-				w := newWriter(t, nil, s.set)
-				conn := connect(t)
-				agg := newAggregateID()
-				tx, err := conn.Begin(ctx)
-				require.NoError(t, err)
-				writeOrder(t, tx, agg, 1)
-				require.NoError(t, w.Append(ctx, tx,
-					orderEvent(agg, 1, event.OrderCreated, ""),
-					orderEvent(agg, 2, event.OrderConfirmed, "")))
-				require.NoError(t, tx.Commit(ctx))
-
-				got := records(t, conn, agg)
-				require.Len(t, got, 2)
-				for _, r := range got {
-					require.Equal(t, fmt.Sprintf("00-%s-%s-01", remote.TraceID(), sc.SpanID()), r.Traceparent)
-					require.Equal(t, "vendor=opaque,other=1", r.Tracestate)
-
-					// The relay's side: extracting the columns continues the trace.
-					carrier := propagation.MapCarrier{event.HeaderTraceparent: r.Traceparent, event.HeaderTracestate: r.Tracestate}
-					extracted := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
-					require.Equal(t, sc.TraceID(), extracted.TraceID())
-					require.Equal(t, sc.SpanID(), extracted.SpanID())
-				}
-			})
+		// A caller whose trace arrived with vendor state; the writer's
+		// span inherits it.
+		state, err := trace.ParseTraceState("vendor=opaque,other=1")
+		require.NoError(t, err)
+		remote := trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+			TraceFlags: trace.FlagsSampled,
+			TraceState: state,
+			Remote:     true,
 		})
-	}
+		ctx := trace.ContextWithRemoteSpanContext(context.Background(), remote)
+		ctx, span := tp.Tracer("outbox_test").Start(ctx, "PlaceOrder")
+		defer span.End()
+		sc := span.SpanContext()
+		require.True(t, sc.IsValid())
+
+		w := newWriter(t, nil)
+		conn := connect(t)
+		agg := newAggregateID()
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		writeOrder(t, tx, agg, 1)
+		require.NoError(t, w.Append(ctx, tx,
+			orderEvent(agg, 1, event.OrderCreated, ""),
+			orderEvent(agg, 2, event.OrderConfirmed, "")))
+		require.NoError(t, tx.Commit(ctx))
+
+		got := records(t, conn, agg)
+		require.Len(t, got, 2)
+		for _, r := range got {
+			require.Equal(t, fmt.Sprintf("00-%s-%s-01", remote.TraceID(), sc.SpanID()), r.Traceparent)
+			require.Equal(t, "vendor=opaque,other=1", r.Tracestate)
+
+			// The relay's side: extracting the columns continues the trace.
+			carrier := propagation.MapCarrier{event.HeaderTraceparent: r.Traceparent, event.HeaderTracestate: r.Tracestate}
+			extracted := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
+			require.Equal(t, sc.TraceID(), extracted.TraceID())
+			require.Equal(t, sc.SpanID(), extracted.SpanID())
+		}
+	})
+
 }
 
 // The columns are W3C trace context by definition, so the writer fills them
@@ -325,7 +311,7 @@ func TestAppendTraceContextIgnoresGlobalPropagator(t *testing.T) {
 	ctx, span := tp.Tracer("outbox_test").Start(context.Background(), "PlaceOrder")
 	defer span.End()
 
-	w := newWriter(t, nil, nil)
+	w := newWriter(t, nil)
 	conn := connect(t)
 	agg := newAggregateID()
 	tx, err := conn.Begin(ctx)
@@ -359,7 +345,7 @@ func TestAppendRejects(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			w := newWriter(t, nil, nil)
+			w := newWriter(t, nil)
 			conn := connect(t)
 			agg := newAggregateID()
 
@@ -453,49 +439,43 @@ func TestNotifyAtCommit(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded, "%s: got notification %+v", why, n)
 	}
 
-	for _, s := range strategies {
-		t.Run(s.name, func(t *testing.T) {
-			w := newWriter(t, nil, s.set)
-			conn := connect(t)
-			agg := newAggregateID()
+	w := newWriter(t, nil)
+	conn := connect(t)
+	agg := newAggregateID()
 
-			tx, err := conn.Begin(ctx)
-			require.NoError(t, err)
-			writeOrder(t, tx, agg, 1)
-			require.NoError(t, w.Append(ctx, tx,
-				orderEvent(agg, 1, event.OrderCreated, ""),
-				orderEvent(agg, 2, event.OrderConfirmed, ""),
-				orderEvent(agg, 3, event.OrderCancelled, "")))
-			noNotification(t, "before commit")
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	writeOrder(t, tx, agg, 1)
+	require.NoError(t, w.Append(ctx, tx,
+		orderEvent(agg, 1, event.OrderCreated, ""),
+		orderEvent(agg, 2, event.OrderConfirmed, ""),
+		orderEvent(agg, 3, event.OrderCancelled, "")))
+	noNotification(t, "before commit")
 
-			require.NoError(t, tx.Commit(ctx))
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			n, err := listener.WaitForNotification(wctx)
-			require.NoError(t, err, "no notification after commit")
-			require.Equal(t, "outbox", n.Channel)
-			require.Equal(t, conn.PgConn().PID(), n.PID, "sent by the writer's backend")
-			noNotification(t, "one notification per transaction, not per event")
+	require.NoError(t, tx.Commit(ctx))
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(wctx)
+	require.NoError(t, err, "no notification after commit")
+	require.Equal(t, "outbox", n.Channel)
+	require.Equal(t, conn.PgConn().PID(), n.PID, "sent by the writer's backend")
+	noNotification(t, "one notification per transaction, not per event")
 
-			// A rolled-back transaction notifies nobody.
-			tx, err = conn.Begin(ctx)
-			require.NoError(t, err)
-			require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 4, event.OrderCreated, "")))
-			require.NoError(t, tx.Rollback(ctx))
-			noNotification(t, "after rollback")
-		})
-	}
+	// A rolled-back transaction notifies nobody.
+	tx, err = conn.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 4, event.OrderCreated, "")))
+	require.NoError(t, tx.Rollback(ctx))
+	noNotification(t, "after rollback")
+
 }
 
 // --- helpers ---
 
-func newWriter(t *testing.T, keys *keyring.Keyring, strategy func(*outbox.Writer)) *outbox.Writer {
+func newWriter(t *testing.T, keys *keyring.Keyring) *outbox.Writer {
 	t.Helper()
 	w, err := outbox.NewWriter(keys, prometheus.NewRegistry())
 	require.NoError(t, err)
-	if strategy != nil {
-		strategy(w)
-	}
 	return w
 }
 

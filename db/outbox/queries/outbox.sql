@@ -24,17 +24,6 @@ SELECT
     sqlc.arg(tracestate)::text,
     sqlc.arg(occurred_at)::timestamptz;
 
--- name: CopyEvents :copyfrom
--- CopyEvents appends outbox rows with the COPY protocol, in slice order.
--- The alternative to InsertEvents measured by BenchmarkAppend; COPY fires
--- the statement-level NOTIFY trigger as INSERT does.
-INSERT INTO outbox (
-    event_id, lane, topic, aggregate_type, aggregate_id, aggregate_version,
-    event_type, payload, key_id, content_type, traceparent, tracestate, occurred_at
-) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
-);
-
 -- The relay's queries. Lane leases live in outbox_lanes; durations are passed
 -- in milliseconds so that no interval type crosses the wire.
 

@@ -57,22 +57,6 @@ func (q *Queries) ClaimLanes(ctx context.Context, arg ClaimLanesParams) ([]int16
 	return items, nil
 }
 
-type CopyEventsParams struct {
-	EventID          uuid.UUID
-	Lane             int16
-	Topic            string
-	AggregateType    string
-	AggregateID      string
-	AggregateVersion int64
-	EventType        string
-	Payload          []byte
-	KeyID            string
-	ContentType      string
-	Traceparent      string
-	Tracestate       string
-	OccurredAt       time.Time
-}
-
 const deletePublished = `-- name: DeletePublished :execrows
 DELETE FROM outbox
 WHERE id IN (
