@@ -49,6 +49,13 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// String returns everything logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 // find returns the first log line with msg, or nil.
 func (l *logBuffer) find(msg string) map[string]any {
 	l.mu.Lock()
@@ -245,12 +252,14 @@ func setup(t *testing.T, env map[string]string) *bundle {
 	require.Eventually(t, func() bool {
 		select {
 		case err := <-done:
-			t.Fatalf("run stopped: %v\n%s", err, logs.buf.String())
+			done <- err // for the cleanup
+			return true
 		default:
 		}
 		started = logs.find("orchestrator started")
 		return started != nil
 	}, 30*time.Second, 10*time.Millisecond)
+	require.NotNil(t, started, "run stopped early: logs:\n%s", logs.String())
 	conn, err := grpc.NewClient(started["grpc_addr"].(string), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })

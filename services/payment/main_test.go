@@ -50,6 +50,13 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// String returns everything logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 // find returns the first log line with msg, or nil.
 func (l *logBuffer) find(msg string) map[string]any {
 	l.mu.Lock()
@@ -124,7 +131,7 @@ func startService(tb testing.TB, env map[string]string) *service {
 		started = s.logs.find("payment service started")
 		return started != nil
 	}, 20*time.Second, 10*time.Millisecond)
-	require.NotNil(tb, started, "run ended early: logs:\n%s", s.logs.buf.String())
+	require.NotNil(tb, started, "run ended early: logs:\n%s", s.logs.String())
 	s.grpcAddr, s.httpAddr = started["grpc_addr"].(string), started["http_addr"].(string)
 
 	s.conn, err = grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
