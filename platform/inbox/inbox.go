@@ -4,7 +4,8 @@
 // the effect, and skips what it has seen; it also ignores events older than
 // the aggregate version it has already applied (table inbox_versions).
 //
-// For each message, in partition order, Consumer:
+// Partitions are consumed concurrently, each in offset order. For each
+// message Consumer:
 //
 //  1. begins a transaction on the consumer's pool;
 //  2. skips an event it parked before, and parks (behind it) an event of an
@@ -19,6 +20,7 @@
 //  6. only then commits the Kafka offset.
 //
 // A crash between 5 and 6 redelivers the message, which step 3 skips.
+// Events of types the consumer does not apply (Config.Types) skip 1–5.
 //
 // A Handler error rolls the transaction back and is retried with backoff up
 // to Config.MaxAttempts times (an error wrapped with Permanent is not
@@ -41,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,6 +68,9 @@ const (
 	ResultDuplicate = "duplicate"
 	ResultStale     = "stale"
 	ResultParked    = "parked"
+	// ResultIgnored is an event of a type the consumer does not apply
+	// (Config.Types): its offset is committed without a transaction.
+	ResultIgnored = "ignored"
 )
 
 // Defaults of Config's zero values.
@@ -113,6 +119,11 @@ type Config struct {
 	// Consumer names the consumer in the inbox tables (several consumers
 	// may share a database); default GroupID.
 	Consumer string
+	// Types, when not empty, are the event types the Handler applies; the
+	// topics' other events are skipped without touching the database
+	// (result "ignored"), so a consumer pays nothing for them. Empty means
+	// every type.
+	Types []string
 	// MaxAttempts bounds the Handler calls for one event before it is
 	// parked; default 5.
 	MaxAttempts int
@@ -148,6 +159,7 @@ type Consumer struct {
 	cfg     Config
 	pool    *pgxpool.Pool
 	handler Handler
+	types   map[string]bool // Config.Types; nil accepts every type
 	reader  *kafka.Reader
 	tracer  trace.Tracer
 	log     *slog.Logger
@@ -208,10 +220,18 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 	if err != nil {
 		return nil, err
 	}
+	var types map[string]bool
+	for _, t := range cfg.Types {
+		if types == nil {
+			types = map[string]bool{}
+		}
+		types[t] = true
+	}
 	return &Consumer{
 		cfg:     cfg,
 		pool:    pool,
 		handler: handler,
+		types:   types,
 		reader: kafka.NewReader(kafka.ReaderConfig{
 			Brokers:        cfg.Brokers,
 			GroupID:        cfg.GroupID,
@@ -240,7 +260,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 func metrics(reg prometheus.Registerer) (*prometheus.CounterVec, *prometheus.GaugeVec, error) {
 	results := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "inbox_processed_total",
-		Help: "Events processed by an inbox consumer, by result (applied, duplicate, stale, parked).",
+		Help: "Events processed by an inbox consumer, by result (applied, duplicate, stale, parked, ignored).",
 	}, []string{"consumer", "result"})
 	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "inbox_consumer_lag",
@@ -278,6 +298,11 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 // group) and returns nil. A message being applied when ctx is cancelled is
 // rolled back or committed as the database decides; its offset is committed
 // only if its effect was, so it is redelivered otherwise.
+//
+// Partitions are applied concurrently, each by its own goroutine in offset
+// order: an aggregate's events share a partition (the key is the aggregate
+// id), so their order holds, and a slow event holds back only its own
+// partition.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer func() {
 		if err := c.reader.Close(); err != nil {
@@ -285,6 +310,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}()
 	c.log.InfoContext(ctx, "inbox consumer started", "group", c.cfg.GroupID, "topics", c.cfg.Topics)
+	ctx, stop := context.WithCancel(ctx)
+	queues := map[partition]chan kafka.Message{}
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait() // before the reader closes: a partition may be committing
+	}()
 	lagEvery := time.NewTicker(time.Second)
 	defer lagEvery.Stop()
 	for {
@@ -295,26 +330,56 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("inbox: fetch: %w", err)
 		}
-		ev, err := c.process(ctx, m)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+		p := partition{m.Topic, m.Partition}
+		q := queues[p]
+		if q == nil {
+			q = make(chan kafka.Message, partitionQueue)
+			queues[p] = q
+			wg.Go(func() { c.consume(ctx, stop, q) })
 		}
-		if c.afterEffect != nil && c.afterEffect(ev) {
+		select {
+		case q <- m:
+		case <-ctx.Done():
 			return nil
-		}
-		if err := c.commit(ctx, m); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
 		}
 		select {
 		case <-lagEvery.C:
 			c.lag.Set(float64(c.reader.Stats().Lag))
 		default:
+		}
+	}
+}
+
+// partition identifies one partition of one topic.
+type partition struct {
+	topic string
+	id    int
+}
+
+// partitionQueue is how many fetched messages wait for each partition's
+// goroutine before fetching blocks.
+const partitionQueue = 64
+
+// consume applies one partition's messages in order and commits each
+// offset after its effect. It returns when msgs is closed or ctx is done;
+// the afterEffect hook stops the whole consumer.
+func (c *Consumer) consume(ctx context.Context, stop context.CancelFunc, msgs <-chan kafka.Message) {
+	for m := range msgs {
+		if ctx.Err() != nil {
+			return
+		}
+		// process and commit fail only when ctx is done: they retry
+		// everything else.
+		ev, err := c.process(ctx, m)
+		if err != nil {
+			return
+		}
+		if c.afterEffect != nil && c.afterEffect(ev) {
+			stop()
+			return
+		}
+		if err := c.commit(ctx, m); err != nil {
+			return
 		}
 	}
 }
@@ -340,6 +405,10 @@ func (c *Consumer) commit(ctx context.Context, m kafka.Message) error {
 // cancelled before the outcome was committed.
 func (c *Consumer) process(ctx context.Context, m kafka.Message) (Event, error) {
 	ev, decodeErr := decode(m)
+	if decodeErr == nil && c.types != nil && !c.types[ev.Type] {
+		c.results.WithLabelValues(c.cfg.Consumer, ResultIgnored).Inc()
+		return ev, nil
+	}
 	hctx := propagation.TraceContext{}.Extract(ctx, headerCarrier(m.Headers))
 	hctx, span := c.tracer.Start(hctx, "inbox.handle "+ev.Type,
 		trace.WithSpanKind(trace.SpanKindConsumer),

@@ -62,6 +62,7 @@ type msg struct {
 	agg     string
 	version int64
 	body    string
+	typ     string // default order.confirmed.v1
 }
 
 func newMsg(agg string, version int64, body string) msg {
@@ -69,12 +70,16 @@ func newMsg(agg string, version int64, body string) msg {
 }
 
 func (m msg) kafka() kafka.Message {
+	typ := m.typ
+	if typ == "" {
+		typ = event.OrderConfirmed
+	}
 	return kafka.Message{
 		Key:   []byte(m.agg),
 		Value: []byte(m.body),
 		Headers: []kafka.Header{
 			{Key: event.HeaderEventID, Value: []byte(m.id.String())},
-			{Key: event.HeaderEventType, Value: []byte(event.OrderConfirmed)},
+			{Key: event.HeaderEventType, Value: []byte(typ)},
 			{Key: event.HeaderAggregateType, Value: []byte(event.AggregateOrder)},
 			{Key: event.HeaderAggregateID, Value: []byte(m.agg)},
 			{Key: event.HeaderAggregateVersion, Value: []byte(strconv.FormatInt(m.version, 10))},
@@ -110,6 +115,7 @@ type bundle struct {
 	pool  *pgxpool.Pool
 	reg   *prometheus.Registry
 	group string
+	types []string // Config.Types of the consumers run starts
 }
 
 func setup(t *testing.T, partitions int32) *bundle {
@@ -132,7 +138,7 @@ func (b *bundle) run(t *testing.T, h inbox.Handler, edit func(*inbox.Consumer), 
 		f(&o)
 	}
 	c, err := inbox.New(inbox.Config{
-		Brokers: []string{b.addr}, GroupID: b.group, Topics: []string{topic}, Consumer: "projector",
+		Brokers: []string{b.addr}, GroupID: b.group, Topics: []string{topic}, Consumer: "projector", Types: b.types,
 		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond, MaxWait: 50 * time.Millisecond,
 	}, b.pool, h, o)
 	require.NoError(t, err)
@@ -182,7 +188,7 @@ func (b *bundle) waitProcessed(t *testing.T, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		var sum float64
-		for _, r := range []string{inbox.ResultApplied, inbox.ResultDuplicate, inbox.ResultStale, inbox.ResultParked} {
+		for _, r := range []string{inbox.ResultApplied, inbox.ResultDuplicate, inbox.ResultStale, inbox.ResultParked, inbox.ResultIgnored} {
 			sum += b.results(t, r)
 		}
 		return sum >= float64(n)
@@ -236,6 +242,105 @@ func TestConsumerAppliesEachEventOnceAndSkipsDuplicates(t *testing.T) {
 	}
 	mu.Unlock()
 	require.Len(t, spans.Ended(), len(msgs)+7, "a span per message")
+}
+
+// Partitions are applied concurrently: the first event handled waits for
+// an event of another partition, which a consumer applying one message at a
+// time would never deliver.
+func TestConsumerAppliesPartitionsConcurrently(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	var msgs []msg
+	for a := range 8 { // eight keys: both partitions get some (kafka.Hash is deterministic)
+		msgs = append(msgs, newMsg("order-"+strconv.Itoa(a), 1, "x"))
+	}
+	produce(t, b.addr, msgs...)
+
+	var (
+		mu         sync.Mutex
+		first      = -1
+		otherSeen  = make(chan struct{})
+		partitions = map[int]bool{}
+		waitedOut  bool
+	)
+	b.run(t, func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+		mu.Lock()
+		partitions[ev.Partition] = true
+		isFirst := first < 0
+		if isFirst {
+			first = ev.Partition
+		} else if ev.Partition != first && len(partitions) == 2 && !waitedOut {
+			select {
+			case <-otherSeen:
+			default:
+				close(otherSeen)
+			}
+		}
+		mu.Unlock()
+		if isFirst {
+			select {
+			case <-otherSeen:
+			case <-time.After(10 * time.Second):
+				mu.Lock()
+				waitedOut = true
+				mu.Unlock()
+			}
+		}
+		return recordEffect(ctx, tx, ev)
+	}, nil)
+
+	b.waitProcessed(t, len(msgs))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, partitions, 2, "the keys cover both partitions")
+	require.False(t, waitedOut, "the other partition was not applied while the first was busy")
+	for _, m := range msgs {
+		require.Equal(t, 1, b.effects(t, m.id))
+	}
+}
+
+// A consumer of some event types skips the others without a transaction:
+// no inbox row, no handler call, and their offsets are committed.
+func TestConsumerIgnoresTypesItDoesNotApply(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	b.types = []string{event.OrderCreated}
+	created := newMsg("order-1", 1, "a")
+	created.typ = event.OrderCreated
+	confirmed := newMsg("order-1", 2, "b")
+	produce(t, b.addr, created, confirmed)
+
+	var mu sync.Mutex
+	var handled []string
+	h := func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+		mu.Lock()
+		handled = append(handled, ev.Type)
+		mu.Unlock()
+		return recordEffect(ctx, tx, ev)
+	}
+	stop := b.run(t, h, nil)
+	b.waitProcessed(t, 2)
+	stop()
+	require.Equal(t, 1.0, b.results(t, inbox.ResultApplied))
+	require.Equal(t, 1.0, b.results(t, inbox.ResultIgnored))
+	require.Equal(t, 1, b.effects(t, created.id))
+	require.Zero(t, b.effects(t, confirmed.id))
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), "SELECT count(*) FROM inbox WHERE event_id = $1", confirmed.id).Scan(&n))
+	require.Zero(t, n, "an ignored event leaves no inbox row")
+
+	// Both offsets were committed: the group's next consumer starts after
+	// them and sees only the new event.
+	next := newMsg("order-2", 1, "c")
+	next.typ = event.OrderCreated
+	produce(t, b.addr, next)
+	b.run(t, h, nil)
+	b.waitProcessed(t, 3)
+	require.Equal(t, 2.0, b.results(t, inbox.ResultApplied))
+	require.Equal(t, 1.0, b.results(t, inbox.ResultIgnored))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{event.OrderCreated, event.OrderCreated}, handled)
 }
 
 func TestConsumerSkipsEventsOlderThanTheAppliedVersion(t *testing.T) {

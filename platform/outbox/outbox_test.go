@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"fmt"
 	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -442,13 +445,19 @@ func TestNotifyAtCommit(t *testing.T) {
 	w := newWriter(t, nil)
 	conn := connect(t)
 	agg := newAggregateID()
+	other := newAggregateID()
+	for outbox.Lane(other) == outbox.Lane(agg) {
+		other = newAggregateID()
+	}
 
 	tx, err := conn.Begin(ctx)
 	require.NoError(t, err)
 	writeOrder(t, tx, agg, 1)
+	writeOrder(t, tx, other, 1)
 	require.NoError(t, w.Append(ctx, tx,
 		orderEvent(agg, 1, event.OrderCreated, ""),
 		orderEvent(agg, 2, event.OrderConfirmed, ""),
+		orderEvent(other, 1, event.OrderCreated, ""),
 		orderEvent(agg, 3, event.OrderCancelled, "")))
 	noNotification(t, "before commit")
 
@@ -459,6 +468,13 @@ func TestNotifyAtCommit(t *testing.T) {
 	require.NoError(t, err, "no notification after commit")
 	require.Equal(t, "outbox", n.Channel)
 	require.Equal(t, conn.PgConn().PID(), n.PID, "sent by the writer's backend")
+	// The payload names each lane written once, so that the relay wakes
+	// only the workers that own them.
+	lanes := strings.Split(n.Payload, ",")
+	slices.Sort(lanes)
+	want := []string{strconv.Itoa(int(outbox.Lane(agg))), strconv.Itoa(int(outbox.Lane(other)))}
+	slices.Sort(want)
+	require.Equal(t, want, lanes, "payload %q", n.Payload)
 	noNotification(t, "one notification per transaction, not per event")
 
 	// A rolled-back transaction notifies nobody.

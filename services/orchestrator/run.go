@@ -128,6 +128,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 
 	events, err := inbox.New(inbox.Config{
 		Brokers: cfg.KafkaBrokers, GroupID: consumerGroup, Consumer: consumerName, Topics: []string{event.TopicOrder},
+		Types: consumer.Types,
 	}, pool, consumer.Handler(engine, logger), inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger})
 	if err != nil {
 		return err

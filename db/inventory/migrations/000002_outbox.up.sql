@@ -47,16 +47,23 @@ CREATE TABLE outbox_lanes (
     lease_until TIMESTAMPTZ NOT NULL DEFAULT 'epoch'
 );
 
--- Writers wake the relay at commit: NOTIFY is transactional, delivered once
--- per transaction and channel, so a batch insert costs one notification.
+-- Writers wake the relay at commit: NOTIFY is transactional and delivered
+-- once per distinct payload and transaction. The payload lists the lanes the
+-- statement wrote ("3,17"), so that the relay wakes only the workers owning
+-- them instead of all of them: each wake-up costs a query.
 CREATE FUNCTION outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    lanes TEXT := (SELECT string_agg(DISTINCT lane::TEXT, ',') FROM inserted);
 BEGIN
-    PERFORM pg_notify('outbox', '');
+    IF lanes IS NOT NULL THEN
+        PERFORM pg_notify('outbox', lanes);
+    END IF;
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER outbox_notify
     AFTER INSERT ON outbox
+    REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();

@@ -1,6 +1,6 @@
 // Package consumer starts the order saga from order.created.v1 events. It
 // is the handler of the orchestrator's inbox consumer (platform/inbox) on
-// topic goodgo.order.events: other order events are recorded and ignored.
+// topic goodgo.order.events.
 package consumer
 
 import (
@@ -27,6 +27,10 @@ type Starter interface {
 }
 
 var _ Starter = (*saga.Engine)(nil)
+
+// Types are the event types Handler applies (inbox.Config.Types): the order
+// topic's other events are skipped without a transaction.
+var Types = []string{event.OrderCreated}
 
 // Handler returns the inbox handler that starts one order saga per order.
 //

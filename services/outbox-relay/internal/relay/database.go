@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,6 +100,20 @@ func (d *database) wakeAll() {
 	}
 }
 
+// wakeLanes wakes the workers owning the lanes a notification names
+// ("3,17", see the outbox_notify trigger), or every worker when the payload
+// is not such a list.
+func (d *database) wakeLanes(payload string) {
+	for s := range strings.SplitSeq(payload, ",") {
+		lane, err := strconv.Atoi(s)
+		if err != nil || lane < 0 {
+			d.wakeAll()
+			return
+		}
+		d.workers[lane%len(d.workers)].wake()
+	}
+}
+
 // listen keeps a LISTEN connection open and wakes the workers on every
 // notification. After (re)connecting it wakes them once, since
 // notifications sent while it was away are lost.
@@ -127,10 +143,11 @@ func (d *database) listenOnce(ctx context.Context) error {
 	d.health.ok()
 	d.wakeAll()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
-		d.wakeAll()
+		d.wakeLanes(n.Payload)
 	}
 }
 

@@ -193,7 +193,7 @@ func (w *worker) pending(ctx context.Context, lanes []int16, limit int) ([]outbo
 		return nil, fmt.Errorf("select pending: %w", err)
 	}
 	defer rows.Close()
-	recs := make([]outbox.Record, 0, limit)
+	var recs []outbox.Record // not of cap limit: most batches are a few rows
 	for rows.Next() {
 		var r outbox.Record
 		if err := rows.Scan(&r.ID, &r.EventID, &r.Lane, &r.Topic, &r.AggregateType, &r.AggregateID,
