@@ -22,7 +22,7 @@ import (
 )
 
 var (
-	benchInflight = flag.Int("e2e.inflight", 64, "BenchmarkOrderSaga: orders in flight at once (placed, not yet CONFIRMED)")
+	benchInflight = flag.String("e2e.inflight", "8,64", "BenchmarkOrderSaga: orders in flight at once (placed, not yet CONFIRMED), a sub-benchmark per comma-separated level")
 	benchEnv      = flag.String("e2e.env", "", "BenchmarkOrderSaga: extra binary settings, svc:NAME=VALUE,… (svc * for all)")
 )
 
@@ -30,9 +30,13 @@ var (
 // running on it: the five plain (non -race) binaries, the development
 // broker and the test's client in this process, PostgreSQL and Redis.
 // Each iteration places one order (1 or 2 lines of plentiful SKUs, a card
-// that pays) with at most -e2e.inflight orders between PlaceOrder and
-// CONFIRMED; the orders' confirmations are observed on the order topic
-// (order.confirmed.v1, key = order id), not by polling the services.
+// that pays) with at most N orders between PlaceOrder and CONFIRMED, in the
+// sub-benchmark inflight=N for each level of -e2e.inflight (one
+// environment for all): a closed loop, so the latency at a high level is
+// mostly queueing (Little's law: in flight / rate), and a low level shows
+// the latency of a loaded but not saturated system. The orders'
+// confirmations are observed on the order topic (order.confirmed.v1, key =
+// order id), not by polling the services.
 //
 // Metrics: sagas/s (confirmed orders over the time from the first
 // PlaceOrder to the last confirmation), p50_ms, p90_ms and p99_ms of
@@ -66,9 +70,9 @@ func BenchmarkOrderSaga(b *testing.B) {
 	b.Cleanup(cancel)
 	require.NoError(b, tailTopic(ctx, e.Broker.Addr(), event.TopicOrder, w.deliver))
 
-	run := func(n int, loop func() bool) *runStats {
+	run := func(inflight, n int, loop func() bool) *runStats {
 		st := &runStats{}
-		sem := make(chan struct{}, *benchInflight)
+		sem := make(chan struct{}, inflight)
 		var wg sync.WaitGroup
 		var seq atomic.Int64
 		placeOne := func() {
@@ -110,7 +114,7 @@ func BenchmarkOrderSaga(b *testing.B) {
 	}
 
 	// Warm-up: connections, pools, the first relay batches.
-	warm := run(200, nil)
+	warm := run(64, 200, nil)
 	require.NoError(b, warm.err())
 	// What the system burns doing nothing (pollers, leases, stats), to
 	// tell the per-saga cost from the fixed one.
@@ -118,9 +122,22 @@ func BenchmarkOrderSaga(b *testing.B) {
 	time.Sleep(2 * time.Second) // a measurement window, not a wait for a condition
 	idleUse := idle.stop()
 
+	for _, level := range strings.Split(*benchInflight, ",") {
+		inflight, err := strconv.Atoi(strings.TrimSpace(level))
+		require.NoError(b, err, "-e2e.inflight: %q is not a number", level)
+		require.Positive(b, inflight, "-e2e.inflight")
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
+			measureSagas(b, e, inflight, idleUse, func() *runStats { return run(inflight, 0, b.Loop) })
+		})
+	}
+}
+
+// measureSagas runs one level of BenchmarkOrderSaga and reports its
+// metrics; idleUse is the processes' CPU use at rest.
+func measureSagas(b *testing.B, e *Env, inflight int, idleUse []cpuUse, run func() *runStats) {
 	cpu := newCPUSampler(b, e)
 	measured := time.Now()
-	st := run(0, b.Loop)
+	st := run()
 	used := cpu.stop()
 	require.NoError(b, st.err())
 	require.Equal(b, b.N, len(st.lat), "every order confirmed")
@@ -151,7 +168,7 @@ func BenchmarkOrderSaga(b *testing.B) {
 	b.ReportMetric((total-idleTotal)*10/rate, "cpu_ms/saga")
 	b.Logf("%d sagas in %s with %d in flight; CPU in %% of one core (the machine has %d): %s; "+
 		"total %.0f%%, idle %.0f%%: %.1f ms of CPU per saga; load average %s\nstages: %s",
-		len(st.lat), wall.Round(time.Millisecond), *benchInflight, runtime.NumCPU(), strings.Join(parts, ", "),
+		len(st.lat), wall.Round(time.Millisecond), inflight, runtime.NumCPU(), strings.Join(parts, ", "),
 		total, idleTotal, (total-idleTotal)*10/rate, loadavg(), stageBreakdown(b, e, measured))
 }
 

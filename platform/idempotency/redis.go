@@ -61,20 +61,24 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {}
 `)
 
-// completeScript returns 1 if owner held the claim and it is now completed.
-// KEYS[1] record; ARGV owner, status, response, TTL in ms.
+// completeScript returns 1 if owner held the claim and it is now completed,
+// or if owner completed it already (go-redis retried the script after a
+// lost reply: the first run's outcome stays). The owner token is kept for
+// that check. KEYS[1] record; ARGV owner, status, response, TTL in ms.
 var completeScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
-redis.call('HDEL', KEYS[1], 'o')
+local rec = redis.call('HMGET', KEYS[1], 's', 'o')
+if rec[2] ~= ARGV[1] then return 0 end
+if rec[1] == 'c' then return 1 end
 redis.call('HSET', KEYS[1], 's', 'c', 'st', ARGV[2], 'r', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 `)
 
-// releaseScript returns 1 if owner held the claim and it is now deleted.
-// KEYS[1] record; ARGV owner.
+// releaseScript returns 1 if owner held the claim and it is now deleted. A
+// completed record is never deleted. KEYS[1] record; ARGV owner.
 var releaseScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then return 0 end
+local rec = redis.call('HMGET', KEYS[1], 's', 'o')
+if rec[1] ~= 'p' or rec[2] ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 `)
 

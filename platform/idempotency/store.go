@@ -56,9 +56,10 @@ func NewOwner() string {
 //
 // A client library may repeat a call whose reply was lost (go-redis does,
 // after a read timeout). Claim must treat its repetition as the same claim,
-// which is why the caller chooses the owner token before the first try. A
-// repeated Complete or Release finds its work done and reports ErrNotOwner,
-// which the Guard only logs.
+// which is why the caller chooses the owner token before the first try, and
+// a repeated Complete must succeed without changing the record. A repeated
+// Release finds its work done and reports ErrNotOwner, which the Guard only
+// logs.
 type Store interface {
 	// Claim takes key for owner (a token from [NewOwner], chosen before the
 	// call) if no record exists: it stores an InProgress record with
@@ -68,8 +69,9 @@ type Store interface {
 	// record is left unchanged and returned.
 	Claim(ctx context.Context, key, owner string, fingerprint []byte, lockTTL time.Duration) (existing *Record, err error)
 	// Complete turns owner's InProgress record into a Completed one holding
-	// out, expiring after ttl. It returns ErrNotOwner, changing nothing, if
-	// owner no longer holds key.
+	// out, expiring after ttl; a record owner completed already is left as
+	// it is (nil). It returns ErrNotOwner, changing nothing, if owner no
+	// longer holds key.
 	Complete(ctx context.Context, key, owner string, out Outcome, ttl time.Duration) error
 	// Release deletes owner's InProgress record so that the next request with
 	// the key runs. It returns ErrNotOwner, changing nothing, if owner no
