@@ -241,7 +241,8 @@ func TestConsumerAppliesEachEventOnceAndSkipsDuplicates(t *testing.T) {
 		require.Equal(t, []int64{1, 2, 3, 4, 5}, versions, "aggregate %s in order", agg)
 	}
 	mu.Unlock()
-	require.Len(t, spans.Ended(), len(msgs)+7, "a span per message")
+	// A message's span ends right after it is counted.
+	require.Eventually(t, func() bool { return len(spans.Ended()) == len(msgs)+7 }, 5*time.Second, 5*time.Millisecond, "a span per message")
 }
 
 // Partitions are applied concurrently: the first event handled waits for

@@ -34,8 +34,8 @@ func TestHappyPathRunsEveryStepOnceInOrder(t *testing.T) {
 	require.Equal(t, "alice", s.StartedBy)
 	require.Equal(t, "order-1", s.CorrelationID)
 	require.NotNil(t, s.EndedAt)
-	require.Equal(t, 1.0, counter(t, e.reg, "saga_executions_total", "saga_type", "three", "outcome", "completed"))
-	require.Equal(t, 1.0, counter(t, e.reg, "saga_duration_seconds", "outcome", "completed"))
+	requireCounter(t, e.reg, 1, "saga_executions_total", "saga_type", "three", "outcome", "completed")
+	requireCounter(t, e.reg, 1, "saga_duration_seconds", "outcome", "completed")
 	require.Equal(t, []byte("ctx-order-1"), w.sagaData[id], "steps see the decrypted context")
 }
 
@@ -88,7 +88,7 @@ func TestPermanentFailureCompensatesAtOnceInReverse(t *testing.T) {
 	require.True(t, c.Permanent)
 	require.Equal(t, "payment declined", c.LastError)
 	require.Equal(t, saga.StepSucceeded, stepOf(s, "b", saga.PhaseCompensation).Status)
-	require.Equal(t, 1.0, counter(t, e.reg, "saga_executions_total", "outcome", "compensated"))
+	requireCounter(t, e.reg, 1, "saga_executions_total", "outcome", "compensated")
 	require.Equal(t, 1.0, counter(t, e.reg, "saga_compensations_total", "step", "a"))
 	require.Equal(t, 1.0, counter(t, e.reg, "saga_compensations_total", "step", "b"))
 }
@@ -208,8 +208,8 @@ func TestCompensationFailureParksThenRetryCompensates(t *testing.T) {
 	require.Contains(t, string(recs[len(recs)-1].Detail), "could not compensate b within 300ms: payment service unavailable")
 	require.Equal(t, saga.StepFailed, stepOf(s, "b", saga.PhaseCompensation).Status)
 	require.Equal(t, "payment service unavailable", stepOf(s, "b", saga.PhaseCompensation).LastError)
-	require.Equal(t, 1.0, counter(t, e.reg, "saga_executions_total", "outcome", "parked"))
-	require.Eventually(t, func() bool { return counter(t, e.reg, "saga_parked_count") == 1 }, 5*time.Second, 10*time.Millisecond)
+	requireCounter(t, e.reg, 1, "saga_executions_total", "outcome", "parked")
+	requireCounter(t, e.reg, 1, "saga_parked_count")
 
 	// Parked is stable: nothing runs it until an operator does.
 	calls := w.callsOf(key(id, "b", true))
@@ -223,7 +223,7 @@ func TestCompensationFailureParksThenRetryCompensates(t *testing.T) {
 	s = waitState(t, e, id, saga.StateCompensated)
 	require.Equal(t, []string{"a", "b", "-b", "-a"}, w.orderOf(id))
 	require.Greater(t, w.callsOf(key(id, "b", true)), calls)
-	require.Eventually(t, func() bool { return counter(t, e.reg, "saga_parked_count") == 0 }, 5*time.Second, 10*time.Millisecond)
+	requireCounter(t, e.reg, 0, "saga_parked_count")
 
 	_, err = e.Retry(context.Background(), id, "ops")
 	require.ErrorIs(t, err, saga.ErrIllegalState, "only PARKED sagas are retried")

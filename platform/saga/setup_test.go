@@ -151,6 +151,15 @@ func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...stri
 	return 0
 }
 
+// requireCounter waits for the metric to reach want. The engine records a
+// saga's outcome after the transition that ends it commits, so a test that
+// has seen the final state may look a moment too early.
+func requireCounter(t testing.TB, reg *prometheus.Registry, want float64, name string, labels ...string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return counter(t, reg, name, labels...) == want }, 5*time.Second, 5*time.Millisecond,
+		"%s%v: want %v, have %v", name, labels, want, counter(t, reg, name, labels...))
+}
+
 // world is the fake neighbour services of the test sagas: each call is
 // counted per idempotency key and takes effect once per key, as the real
 // services do; hooks inject failures, delays and crashes per step and phase.

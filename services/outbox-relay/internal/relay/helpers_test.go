@@ -338,6 +338,14 @@ func requireOrderedPerAggregate(tb testing.TB, msgs []received) (duplicates int)
 	return duplicates
 }
 
+// requireMetric waits for a metric to reach want: the relay counts a
+// batch after the statement that marks (or deletes) it returns, so a test
+// that has seen the rows change may look a moment too early.
+func requireMetric(tb testing.TB, reg *prometheus.Registry, want float64, name string, labels map[string]string, msg ...any) {
+	tb.Helper()
+	require.Eventually(tb, func() bool { return metricValue(tb, reg, name, labels) == want }, 5*time.Second, 5*time.Millisecond, msg...)
+}
+
 // gauge/counter read a metric's value summed over the series matching labels.
 func metricValue(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	tb.Helper()

@@ -101,18 +101,24 @@ func TestRelayPublishesEveryEventWithItsEnvelope(t *testing.T) {
 		require.Equal(t, writeSpan.SpanContext().TraceID(), sc.TraceID())
 		require.NotEqual(t, writeSpan.SpanContext().SpanID(), sc.SpanID())
 	}
-	var publishSpans int
-	for _, s := range spans.Ended() {
-		if s.Name() == "outbox.publish" {
-			publishSpans++
-			require.Equal(t, writeSpan.SpanContext().SpanID(), s.Parent().SpanID())
-			require.Equal(t, trace.SpanKindProducer, s.SpanKind())
+	requireMetric(t, rr.reg, float64(aggs*versions), "outbox_published_total", map[string]string{"topic": event.TopicOrder})
+	requireMetric(t, rr.reg, float64(aggs*versions), "outbox_publish_lag_seconds", nil, "one lag sample per event")
+	// A row's span ends right after its samples.
+	publishSpans := func() []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, s := range spans.Ended() {
+			if s.Name() == "outbox.publish" {
+				out = append(out, s)
+			}
 		}
+		return out
 	}
-	require.Equal(t, aggs*versions, publishSpans)
+	require.Eventually(t, func() bool { return len(publishSpans()) == aggs*versions }, 5*time.Second, 5*time.Millisecond)
+	for _, s := range publishSpans() {
+		require.Equal(t, writeSpan.SpanContext().SpanID(), s.Parent().SpanID())
+		require.Equal(t, trace.SpanKindProducer, s.SpanKind())
+	}
 
-	require.Equal(t, float64(aggs*versions), metricValue(t, rr.reg, "outbox_published_total", map[string]string{"topic": event.TopicOrder}))
-	require.Equal(t, float64(aggs*versions), metricValue(t, rr.reg, "outbox_publish_lag_seconds", nil), "one lag sample per event")
 	require.Equal(t, float64(outbox.Lanes), metricValue(t, rr.reg, "outbox_lanes_owned", nil), "a lone replica leases every lane")
 	require.Eventually(t, func() bool {
 		return metricValue(t, rr.reg, "outbox_table_size", map[string]string{"state": "published"}) == aggs*versions
@@ -278,8 +284,8 @@ func TestRelayJanitorKeepsTheTableBounded(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return countRows(t, pool, "true") == 0 }, 10*time.Second, 20*time.Millisecond,
 		"every published row deleted after the retention")
-	require.Equal(t, float64(total), metricValue(t, rr.reg, "outbox_deleted_total", nil))
-	require.Equal(t, float64(total), metricValue(t, rr.reg, "outbox_published_total", nil))
+	requireMetric(t, rr.reg, float64(total), "outbox_deleted_total", nil)
+	requireMetric(t, rr.reg, float64(total), "outbox_published_total", nil)
 }
 
 // One database that does not exist yet (its service has not started) does
