@@ -106,7 +106,7 @@ bench: ## Benchmarks against the real servers: medians beside the seed's table (
 e2e: ## End-to-end: the five binaries, the dev broker, local PostgreSQL and Redis; invariants after every scenario
 	go test -race -count=1 -timeout 20m ./e2e/...
 
-bench/e2e: ## The whole saga on this machine: sagas/s and p50/p99 PlaceOrder -> CONFIRMED (plain binaries)
+bench/e2e: ## The whole saga on this machine at 8 and 64 orders in flight: sagas/s and p50/p99 PlaceOrder -> CONFIRMED (plain binaries)
 	go test -run '^$$' -bench BenchmarkOrderSaga -benchtime 3000x -count 3 -timeout 30m ./e2e/
 
 ## ---- demo -----------------------------------------------------------------
