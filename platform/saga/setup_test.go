@@ -157,7 +157,7 @@ func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...stri
 func requireCounter(t testing.TB, reg *prometheus.Registry, want float64, name string, labels ...string) {
 	t.Helper()
 	require.Eventually(t, func() bool { return counter(t, reg, name, labels...) == want }, 5*time.Second, 5*time.Millisecond,
-		"%s%v: want %v, have %v", name, labels, want, counter(t, reg, name, labels...))
+		"%s%v never reached %v", name, labels, want)
 }
 
 // world is the fake neighbour services of the test sagas: each call is
