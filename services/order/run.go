@@ -7,16 +7,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/domainservice"
 	"github.com/goodgo/goodgo/platform/grpcclient"
-	"github.com/goodgo/goodgo/platform/grpcserver"
-	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/lifecycle"
-	"github.com/goodgo/goodgo/platform/opshttp"
-	"github.com/goodgo/goodgo/platform/optlock"
-	"github.com/goodgo/goodgo/platform/outbox"
-	"github.com/goodgo/goodgo/platform/postgres"
-	"github.com/goodgo/goodgo/platform/redisclient"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
@@ -25,55 +18,19 @@ import (
 	orderpg "github.com/goodgo/goodgo/services/order/internal/postgres"
 )
 
-// run is the composition root: it connects to PostgreSQL (creating and
-// migrating the database) and Redis, wires the use cases behind the gRPC
-// server with the idempotency guard, and serves gRPC and the ops HTTP
-// endpoints until ctx is cancelled; then both drain and run returns nil. It
-// returns an error when start-up fails or a server stops on its own. Logs go
-// to stdout as JSON; lookup supplies the OTEL_* variables.
+// run is the composition root: domainservice.Open connects to PostgreSQL
+// (creating and migrating the database) and Redis and sets up logging
+// (JSON to stdout) and telemetry (lookup supplies the OTEL_* variables); run
+// wires the use cases, and Serve serves them behind the idempotency guard
+// with the ops HTTP endpoints until ctx is cancelled, then drains and
+// returns nil. It returns an error when start-up fails or a server stops on
+// its own.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
-	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
+	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Order, grpcapi.IdempotencyPolicies(), stdout, lookup)
 	if err != nil {
 		return err
 	}
-	defer tel.Close(ctx, logger) // last, after the servers stopped, so the final spans are flushed
-	reg := tel.Registry
-	if cfg.VersionTokens.Dev {
-		logger.Warn("VERSION_TOKEN_KEYS unset: signing version tokens with the public development key")
-	}
-	if cfg.DevOutboxKeys {
-		logger.Warn("OUTBOX_KEYS unset: using the public development key for PII event payloads")
-	}
-
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL, db.Order, logger, cfg.StartupTimeout)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	rdb, err := redisclient.Connect(ctx, cfg.Redis.URL, cfg.Redis.Addrs, logger, cfg.StartupTimeout)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rdb.Close() }()
-
-	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix}),
-		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.Idempotency.TTL}, reg, logger)
-	if err != nil {
-		return err
-	}
-	signer, err := optlock.NewSigner(cfg.VersionTokens.Active, cfg.VersionTokens.Keys)
-	if err != nil {
-		return err
-	}
-	locks, err := optlock.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
-	events, err := outbox.NewWriter(cfg.OutboxKeys, reg)
-	if err != nil {
-		return err
-	}
+	defer kit.Close(ctx) // last: after the inventory connection
 	// Dialing does not connect: the order service starts even while the
 	// inventory service is still down, and PlaceOrder reports Unavailable.
 	inventoryConn, err := grpcclient.Dial(cfg.InventoryAddr)
@@ -81,34 +38,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	defer func() { _ = inventoryConn.Close() }()
-	svc := app.New(orderpg.NewRepository(pool, events),
-		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), locks,
+	svc := app.New(orderpg.NewRepository(kit.Pool, kit.Outbox),
+		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), kit.Locks,
 		app.WithAdmins(cfg.AdminCallers...))
-	api := grpcapi.New(svc, signer, logger)
-
+	api := grpcapi.New(svc, kit.Signer, kit.Logger)
 	// OrderQueryService (the read side) is not registered: it belongs to the
 	// CQRS projection, a later part of this service.
-	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay}, logger, reg,
-		func(s *grpc.Server) { orderv1.RegisterOrderServiceServer(s, api) },
-		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
-	if err != nil {
-		return err
-	}
-	// Ready means PostgreSQL answers. Redis is left out on purpose: while it
-	// is down, PlaceOrder, ConfirmOrder and CancelOrder still run (they are
-	// RedisDownSafe: the database guards them) and only
-	// UpdateShippingAddress answers Unavailable. A Redis outage must not
-	// take every order replica out of rotation at once.
-	ops, err := opshttp.New(cfg.HTTPAddr, reg, opshttp.Checks(opshttp.Check{Name: "postgres", Fn: pool.Ping}), logger)
-	if err != nil {
-		return err
-	}
-
-	logger.InfoContext(ctx, "order service started",
-		"grpc_addr", grpcServer.Addr().String(), "http_addr", ops.Addr().String(), "version", version)
-	if err := lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve); err != nil {
-		return err
-	}
-	logger.InfoContext(ctx, "order service stopped")
-	return nil
+	return kit.Serve(ctx, func(s *grpc.Server) { orderv1.RegisterOrderServiceServer(s, api) })
 }

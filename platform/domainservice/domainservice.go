@@ -1,0 +1,190 @@
+// Package domainservice builds what the order, payment and inventory
+// binaries share. Each owns a PostgreSQL database with an outbox, guards its
+// mutating RPCs with idempotency keys in Redis, signs version tokens, and
+// serves gRPC beside the ops HTTP endpoints. A binary's run loads Config
+// (LoadConfig), opens a Kit, wires its own use cases from the Kit's parts,
+// and calls Serve.
+package domainservice
+
+import (
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+
+	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/opshttp"
+	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/redisclient"
+	"github.com/goodgo/goodgo/platform/telemetry"
+)
+
+// Config is the part of a domain service's configuration that every one of
+// them reads the same way. Every variable has a default that works on a
+// developer machine.
+type Config struct {
+	// Common: GRPC_ADDR, HTTP_ADDR, LOG_LEVEL, SHUTDOWN_TIMEOUT,
+	// STARTUP_TIMEOUT, DRAIN_DELAY.
+	config.Common
+
+	// DatabaseURL is the service's own PostgreSQL database (DATABASE_URL,
+	// default goodgo_<service> on the local server); it is created if
+	// missing and migrated at start.
+	DatabaseURL string
+	// Redis holds the idempotency keys (REDIS_URL, REDIS_ADDRS).
+	Redis config.Redis
+	// Idempotency tunes the idempotency keys (IDEMPOTENCY_TTL,
+	// IDEMPOTENCY_KEY_PREFIX).
+	Idempotency config.Idempotency
+	// VersionTokens sign and verify version tokens, by key id
+	// (VERSION_TOKEN_KEYS "kid:base64,…", keys of at least 32 bytes;
+	// VERSION_TOKEN_ACTIVE_KEY signs, default the only key id). Unset, the
+	// public development key is used and Open logs a warning.
+	VersionTokens config.KeySet
+	// OutboxKeys encrypt PII event payloads (OUTBOX_KEYS "kid:base64,…",
+	// 32-byte AES-256 keys; OUTBOX_ACTIVE_KEY, default the only key id).
+	// Services whose events carry no PII configure them all the same, so
+	// that a future PII event needs no new settings.
+	OutboxKeys *keyring.Keyring
+	// DevOutboxKeys reports that OUTBOX_KEYS was unset and the public
+	// development key is in use.
+	DevOutboxKeys bool
+}
+
+// LoadConfig reads Config for service (its name, and the default
+// database goodgo_<service>) with the service's default listen addresses.
+// Problems are recorded in e.
+func LoadConfig(e *config.Env, service, grpcAddr, httpAddr string) Config {
+	c := Config{
+		Common:        config.LoadCommon(e, service, grpcAddr, httpAddr),
+		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_"+service+"?sslmode=disable", "postgres", "postgresql"),
+		Redis:         config.LoadRedis(e),
+		Idempotency:   config.LoadIdempotency(e),
+		VersionTokens: e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32),
+	}
+	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
+	return c
+}
+
+// Kit is a domain service's shared parts, for its use cases: open with
+// Open, serve with Serve, release with Close.
+type Kit struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Pool is the service's database, migrated.
+	Pool *pgxpool.Pool
+	// Signer signs and verifies the version tokens clients hold.
+	Signer *optlock.Signer
+	// Locks counts optimistic-locking attempts, conflicts and retries.
+	Locks *optlock.Metrics
+	// Outbox appends events in the caller's transaction.
+	Outbox *outbox.Writer
+
+	cfg     Config
+	version string
+	tel     *telemetry.Telemetry
+	redis   redis.UniversalClient
+	guard   *idempotency.Guard
+}
+
+// Open sets up logging (JSON to stdout) and telemetry (lookup supplies the
+// OTEL_* variables), creates and migrates the database with migrations,
+// connects to Redis and builds the idempotency guard with the service's
+// per-RPC policies, the version-token signer and the outbox writer. On an
+// error, what was opened is closed again.
+func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, policies map[string]idempotency.Policy,
+	stdout io.Writer, lookup lifecycle.Lookup,
+) (k *Kit, err error) {
+	k = &Kit{cfg: cfg, version: version, Logger: telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)}
+	defer func() {
+		if err != nil {
+			k.Close(ctx)
+			k = nil
+		}
+	}()
+	if k.tel, err = telemetry.Setup(ctx, cfg.Service, version, lookup); err != nil {
+		return k, err
+	}
+	k.Registry = k.tel.Registry
+	if cfg.VersionTokens.Dev {
+		k.Logger.Warn("VERSION_TOKEN_KEYS unset: signing version tokens with the public development key")
+	}
+	if cfg.DevOutboxKeys {
+		k.Logger.Warn("OUTBOX_KEYS unset: using the public development key for PII event payloads")
+	}
+	if k.Pool, err = postgres.Open(ctx, cfg.DatabaseURL, migrations, k.Logger, cfg.StartupTimeout); err != nil {
+		return k, err
+	}
+	if k.redis, err = redisclient.Connect(ctx, cfg.Redis.URL, cfg.Redis.Addrs, k.Logger, cfg.StartupTimeout); err != nil {
+		return k, err
+	}
+	store := idempotency.NewRedisStore(k.redis, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix})
+	if k.guard, err = idempotency.New(store, policies, idempotency.Options{TTL: cfg.Idempotency.TTL}, k.Registry, k.Logger); err != nil {
+		return k, err
+	}
+	if k.Signer, err = optlock.NewSigner(cfg.VersionTokens.Active, cfg.VersionTokens.Keys); err != nil {
+		return k, err
+	}
+	if k.Locks, err = optlock.NewMetrics(k.Registry); err != nil {
+		return k, err
+	}
+	if k.Outbox, err = outbox.NewWriter(cfg.OutboxKeys, k.Registry); err != nil {
+		return k, err
+	}
+	return k, nil
+}
+
+// Serve serves the services register adds, behind the idempotency guard,
+// and the ops HTTP endpoints until ctx is cancelled; then both drain and
+// Serve returns nil. It returns an error when a server cannot start or
+// stops on its own.
+//
+// Ready means PostgreSQL answers. Redis is left out on purpose: while it is
+// down, the RPCs each service marks RedisDownSafe (their database
+// constraints guard them) keep running and only the others answer
+// Unavailable, so a Redis outage must not take every replica out of
+// rotation at once.
+func (k *Kit) Serve(ctx context.Context, register func(*grpc.Server)) error {
+	cfg := k.cfg
+	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
+		k.Logger, k.Registry, register, grpcserver.WithUnaryInterceptors(k.guard.UnaryServerInterceptor()))
+	if err != nil {
+		return err
+	}
+	ops, err := opshttp.New(cfg.HTTPAddr, k.Registry, opshttp.Checks(opshttp.Check{Name: "postgres", Fn: k.Pool.Ping}), k.Logger)
+	if err != nil {
+		return err
+	}
+	k.Logger.InfoContext(ctx, cfg.Service+" service started",
+		"grpc_addr", grpcServer.Addr().String(), "http_addr", ops.Addr().String(), "version", k.version)
+	if err := lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve); err != nil {
+		return err
+	}
+	k.Logger.InfoContext(ctx, cfg.Service+" service stopped")
+	return nil
+}
+
+// Close closes Redis and the database, then flushes the telemetry: last,
+// so that the final spans are exported.
+func (k *Kit) Close(ctx context.Context) {
+	if k.redis != nil {
+		_ = k.redis.Close()
+	}
+	if k.Pool != nil {
+		k.Pool.Close()
+	}
+	if k.tel != nil {
+		k.tel.Close(ctx, k.Logger)
+	}
+}
