@@ -43,13 +43,8 @@ func NewRepository(pool *pgxpool.Pool, w *outbox.Writer) *Repository {
 // however many concurrent requests (with or without idempotency keys) try
 // to pay one order, one insert wins and the others read its row.
 func (r *Repository) CreatePayment(ctx context.Context, p payment.Payment) (payment.Payment, bool, error) {
-	var (
-		stored  payment.Payment
-		created bool
-	)
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		q := paymentdb.New(tx)
-		row, err := q.CreatePayment(ctx, paymentdb.CreatePaymentParams{
+	stored, created, err := r.insertOnce(ctx, p.OrderID, func(q *paymentdb.Queries) (paymentdb.Payment, error) {
+		return q.CreatePayment(ctx, paymentdb.CreatePaymentParams{
 			ID:            uuid.UUID(p.ID),
 			OrderID:       uuid.UUID(p.OrderID),
 			CurrencyCode:  p.Amount.Currency,
@@ -59,22 +54,7 @@ func (r *Repository) CreatePayment(ctx context.Context, p payment.Payment) (paym
 			PaymentMethod: p.Method,
 			Now:           p.CreatedAt,
 		})
-		if errors.Is(err, pgx.ErrNoRows) {
-			// The order already has a payment. The conflicting insert had
-			// committed before ON CONFLICT gave up (it waits for an
-			// uncommitted one), and under READ COMMITTED this next statement
-			// sees it.
-			row, err = q.GetPaymentByOrder(ctx, uuid.UUID(p.OrderID))
-			if err != nil {
-				return fmt.Errorf("read existing payment of order %s: %w", p.OrderID, err)
-			}
-			stored = fromRow(row)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("insert payment: %w", err)
-		}
-		stored, created = fromRow(row), true
+	}, func(tx pgx.Tx, stored payment.Payment) error {
 		return r.outbox.Append(ctx, tx, createdEvent(stored))
 	})
 	if err != nil {
@@ -83,42 +63,54 @@ func (r *Repository) CreatePayment(ctx context.Context, p payment.Payment) (paym
 	return stored, created, nil
 }
 
-// VoidPayment implements app.Repository. The INSERT … ON CONFLICT
-// (order_id) DO NOTHING waits for a concurrent uncommitted insert of the
-// same order (a ProcessPayment in flight) and then, if that committed,
-// inserts nothing; the read that follows, a new statement, sees the
-// committed payment. No event is written: no money moved.
+// VoidPayment implements app.Repository, like CreatePayment: a concurrent
+// ProcessPayment of the same order in flight is waited for and, if it
+// committed, its payment returned. No event is written: no money moved.
 func (r *Repository) VoidPayment(ctx context.Context, p payment.Payment) (payment.Payment, bool, error) {
-	var (
-		stored  payment.Payment
-		created bool
-	)
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		q := paymentdb.New(tx)
-		row, err := q.CreateVoidedPayment(ctx, paymentdb.CreateVoidedPaymentParams{
+	stored, created, err := r.insertOnce(ctx, p.OrderID, func(q *paymentdb.Queries) (paymentdb.Payment, error) {
+		return q.CreateVoidedPayment(ctx, paymentdb.CreateVoidedPaymentParams{
 			ID:           uuid.UUID(p.ID),
 			OrderID:      uuid.UUID(p.OrderID),
 			RefundReason: p.RefundReason,
 			Now:          p.CreatedAt,
 		})
+	}, nil)
+	if err != nil {
+		return payment.Payment{}, false, fmt.Errorf("postgres: void payment: %w", err)
+	}
+	return stored, created, nil
+}
+
+// insertOnce runs insert, an INSERT … ON CONFLICT (order_id) DO NOTHING
+// RETURNING, in a transaction, then created (if not nil) with the new
+// payment in the same transaction. When the order has a payment already,
+// insert returns no row and insertOnce returns that payment instead
+// (created false): the conflicting insert had committed before ON CONFLICT
+// gave up (it waits for an uncommitted one), and under READ COMMITTED the
+// next statement sees it.
+func (r *Repository) insertOnce(ctx context.Context, orderID payment.ID,
+	insert func(*paymentdb.Queries) (paymentdb.Payment, error), created func(pgx.Tx, payment.Payment) error,
+) (stored payment.Payment, isNew bool, err error) {
+	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		q := paymentdb.New(tx)
+		row, err := insert(q)
 		if errors.Is(err, pgx.ErrNoRows) {
-			row, err = q.GetPaymentByOrder(ctx, uuid.UUID(p.OrderID))
-			if err != nil {
-				return fmt.Errorf("read existing payment of order %s: %w", p.OrderID, err)
+			if row, err = q.GetPaymentByOrder(ctx, uuid.UUID(orderID)); err != nil {
+				return fmt.Errorf("read existing payment of order %s: %w", orderID, err)
 			}
 			stored = fromRow(row)
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("insert voided payment: %w", err)
+			return fmt.Errorf("insert: %w", err)
 		}
-		stored, created = fromRow(row), true
+		stored, isNew = fromRow(row), true
+		if created != nil {
+			return created(tx, stored)
+		}
 		return nil
 	})
-	if err != nil {
-		return payment.Payment{}, false, fmt.Errorf("postgres: void payment: %w", err)
-	}
-	return stored, created, nil
+	return stored, isNew, err
 }
 
 // FindPayment implements app.Repository.
