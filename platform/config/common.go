@@ -7,8 +7,13 @@ import (
 
 // Common holds the settings every GoodGo binary shares.
 type Common struct {
-	// Service is the binary's name, used in logs, traces and metrics.
+	// Service is the binary's name, used in logs, traces and metrics, and
+	// the name in its certificate's SPIFFE ID.
 	Service string
+	// Dev is development mode (GOODGO_MODE=development; default
+	// production): the development credentials of `goodgoctl dev init`
+	// are the defaults, and reflection is served.
+	Dev bool
 	// GRPCAddr is the gRPC listen address (GRPC_ADDR).
 	GRPCAddr string
 	// HTTPAddr is the ops HTTP listen address serving /metrics, /healthz
@@ -48,6 +53,7 @@ func LoadCommon(e *Env, service, grpcAddr, httpAddr string) Common {
 		ShutdownTimeout: positive(e, "SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
 		DrainDelay:      e.Duration("DRAIN_DELAY", 0),
 		StartupTimeout:  positive(e, "STARTUP_TIMEOUT", DefaultStartupTimeout),
+		Dev:             loadMode(e),
 	}
 	switch e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error") {
 	case "debug":

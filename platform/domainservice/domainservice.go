@@ -1,5 +1,7 @@
 // Package domainservice builds what the order, payment and inventory
-// binaries share. Each owns a PostgreSQL database with an outbox, guards its
+// binaries share. Each owns a PostgreSQL database with an outbox, proves
+// its identity with its mTLS certificate and checks its callers' against
+// its authorization policies, limits each user's calls, guards its
 // mutating RPCs with idempotency keys in Redis, signs version tokens, and
 // serves gRPC beside the ops HTTP endpoints. A binary's run loads Config
 // (LoadConfig), opens a Kit, wires its own use cases from the Kit's parts,
@@ -17,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 
+	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
@@ -26,7 +29,9 @@ import (
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/redisclient"
+	"github.com/goodgo/goodgo/platform/security"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -37,6 +42,12 @@ type Config struct {
 	// Common: GRPC_ADDR, HTTP_ADDR, LOG_LEVEL, SHUTDOWN_TIMEOUT,
 	// STARTUP_TIMEOUT, DRAIN_DELAY.
 	config.Common
+	// Security names the binary's certificate and the token issuer
+	// (TLS_*, AUTH_*; see config.LoadSecurity).
+	Security config.Security
+	// RateLimits are the per-user limits of each class of RPC
+	// (RATE_LIMIT_READ, RATE_LIMIT_WRITE, RATE_LIMIT_UPDATE).
+	RateLimits map[ratelimit.Class]ratelimit.Limit
 
 	// DatabaseURL is the service's own PostgreSQL database (DATABASE_URL,
 	// default goodgo_<service> on the local server); it is created if
@@ -66,8 +77,11 @@ type Config struct {
 // database goodgo_<service>) with the service's default listen addresses.
 // Problems are recorded in e.
 func LoadConfig(e *config.Env, service, grpcAddr, httpAddr string) Config {
+	common := config.LoadCommon(e, service, grpcAddr, httpAddr)
 	c := Config{
-		Common:        config.LoadCommon(e, service, grpcAddr, httpAddr),
+		Common:        common,
+		Security:      config.LoadSecurity(e, service, common.Dev, true),
+		RateLimits:    config.RateLimits(e),
 		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_"+service+"?sslmode=disable", "postgres", "postgresql"),
 		Redis:         config.LoadRedis(e),
 		Idempotency:   config.LoadIdempotency(e),
@@ -90,23 +104,37 @@ type Kit struct {
 	Locks *optlock.Metrics
 	// Outbox appends events in the caller's transaction.
 	Outbox *outbox.Writer
+	// Security is the service's certificate and verifiers; Dial peers
+	// with it.
+	Security *security.Kit
+	// Guard enforces idempotency keys (and forgets a user's, on logout).
+	Guard *idempotency.Guard
 
-	cfg     Config
-	version string
-	tel     *telemetry.Telemetry
-	redis   redis.UniversalClient
-	guard   *idempotency.Guard
+	cfg      Config
+	version  string
+	tel      *telemetry.Telemetry
+	redis    redis.UniversalClient
+	policies authz.Policies
+}
+
+// API is what a service declares about its RPCs: who may call each one
+// (every registered method needs a policy) and how each mutating one is
+// guarded by idempotency keys.
+type API struct {
+	Access      authz.Policies
+	Idempotency map[string]idempotency.Policy
 }
 
 // Open sets up logging (JSON to stdout) and telemetry (lookup supplies the
-// OTEL_* variables), creates and migrates the database with migrations,
-// connects to Redis and builds the idempotency guard with the service's
-// per-RPC policies, the version-token signer and the outbox writer. On an
-// error, what was opened is closed again.
-func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, policies map[string]idempotency.Policy,
+// OTEL_* variables), loads the service's credentials, creates and migrates
+// the database with migrations, connects to Redis and builds the
+// idempotency guard with the service's per-RPC policies, the version-token
+// signer and the outbox writer. On an error, what was opened is closed
+// again.
+func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, api API,
 	stdout io.Writer, lookup lifecycle.Lookup,
 ) (k *Kit, err error) {
-	k = &Kit{cfg: cfg, version: version, Logger: telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)}
+	k = &Kit{cfg: cfg, version: version, policies: api.Access, Logger: telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)}
 	defer func() {
 		if err != nil {
 			k.Close(ctx)
@@ -123,6 +151,12 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, pol
 	if cfg.DevOutboxKeys {
 		k.Logger.Warn("OUTBOX_KEYS unset: using the public development key for PII event payloads")
 	}
+	if cfg.Dev {
+		k.Logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
+	}
+	if k.Security, err = security.Open(ctx, cfg.Security, cfg.Service, k.Logger); err != nil {
+		return k, err
+	}
 	if k.Pool, err = postgres.Open(ctx, cfg.DatabaseURL, migrations, k.Logger, cfg.StartupTimeout); err != nil {
 		return k, err
 	}
@@ -130,7 +164,7 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, pol
 		return k, err
 	}
 	store := idempotency.NewRedisStore(k.redis, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix})
-	if k.guard, err = idempotency.New(store, policies, idempotency.Options{TTL: cfg.Idempotency.TTL}, k.Registry, k.Logger); err != nil {
+	if k.Guard, err = idempotency.New(store, api.Idempotency, idempotency.Options{TTL: cfg.Idempotency.TTL}, k.Registry, k.Logger); err != nil {
 		return k, err
 	}
 	if k.Signer, err = optlock.NewSigner(cfg.VersionTokens.Active, cfg.VersionTokens.Keys); err != nil {
@@ -155,10 +189,20 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, pol
 // constraints guard them) keep running and only the others answer
 // Unavailable, so a Redis outage must not take every replica out of
 // rotation at once.
-func (k *Kit) Serve(ctx context.Context, register func(*grpc.Server)) error {
+func (k *Kit) Serve(ctx context.Context, register func(grpc.ServiceRegistrar)) error {
 	cfg := k.cfg
-	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
-		k.Logger, k.Registry, register, grpcserver.WithUnaryInterceptors(k.guard.UnaryServerInterceptor()))
+	limiter, err := ratelimit.New(k.redis, cfg.RateLimits, "", k.Registry, k.Logger)
+	if err != nil {
+		return err
+	}
+	az, err := k.Security.Authorizer(k.policies, limiter, k.Registry, k.Logger)
+	if err != nil {
+		return err
+	}
+	grpcServer, err := grpcserver.New(grpcserver.Config{
+		Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay,
+		Credentials: k.Security.TLS.ServerCredentials(), Authorizer: az, Reflection: cfg.Dev,
+	}, k.Logger, k.Registry, register, grpcserver.WithUnaryInterceptors(k.Guard.UnaryServerInterceptor()))
 	if err != nil {
 		return err
 	}
@@ -178,6 +222,7 @@ func (k *Kit) Serve(ctx context.Context, register func(*grpc.Server)) error {
 // Close closes Redis and the database, then flushes the telemetry: last,
 // so that the final spans are exported.
 func (k *Kit) Close(ctx context.Context) {
+	k.Security.Close(ctx)
 	if k.redis != nil {
 		_ = k.redis.Close()
 	}

@@ -7,87 +7,12 @@ import (
 	"runtime/debug"
 	"time"
 
-	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/caller"
 )
-
-// MaxCallerIDLength bounds the x-user-id metadata value: it ends up in Redis
-// keys, audit rows and logs.
-const MaxCallerIDLength = 128
-
-// callerFromMetadata returns the caller id named by the x-user-id metadata
-// entry: ok is false when there is none; err is an InvalidArgument status
-// when the entry is malformed.
-func callerFromMetadata(ctx context.Context) (id string, ok bool, err error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(caller.MetadataKey)
-	switch {
-	case len(vals) == 0:
-		return "", false, nil
-	case len(vals) > 1:
-		return "", false, status.Errorf(codes.InvalidArgument, "%s: must be given once", caller.MetadataKey)
-	}
-	id = vals[0]
-	switch {
-	case id == "":
-		return "", false, status.Errorf(codes.InvalidArgument, "%s: must not be empty", caller.MetadataKey)
-	case len(id) > MaxCallerIDLength:
-		return "", false, status.Errorf(codes.InvalidArgument, "%s: longer than %d bytes", caller.MetadataKey, MaxCallerIDLength)
-	case !printableASCII(id):
-		return "", false, status.Errorf(codes.InvalidArgument, "%s: must be printable ASCII", caller.MetadataKey)
-	}
-	return id, true, nil
-}
-
-// printableASCII is the gRPC rule for text metadata values (0x20-0x7E);
-// grpc-go clients enforce it, other clients might not.
-func printableASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// withCaller puts the caller named by the metadata into ctx.
-func withCaller(ctx context.Context) (context.Context, error) {
-	id, ok, err := callerFromMetadata(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		ctx = caller.WithID(ctx, id)
-	}
-	return ctx, nil
-}
-
-func unaryCaller() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := withCaller(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
-}
-
-func streamCaller() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := withCaller(ss.Context())
-		if err != nil {
-			return err
-		}
-		wrapped := middleware.WrapServerStream(ss)
-		wrapped.WrappedContext = ctx
-		return handler(srv, wrapped)
-	}
-}
 
 // errInternal is all a client learns about a panic: its text may hold
 // anything, secrets included.
@@ -126,15 +51,18 @@ func streamRecovery(logger *slog.Logger) grpc.StreamServerInterceptor {
 }
 
 // levelFor logs successes at debug (they are counted by the metrics anyway),
-// errors the client caused at info, and errors of the server or its
-// dependencies at warn.
+// refusals at debug too (authz logs them itself, once per caller and
+// window, and rate-limit refusals are counted), so that a flood of bad
+// calls cannot flood the log; errors
+// the client caused at info, and errors of the server or its dependencies
+// at warn.
 func levelFor(code codes.Code) slog.Level {
 	switch code {
-	case codes.OK:
+	case codes.OK, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted:
 		return slog.LevelDebug
 	case codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists,
-		codes.PermissionDenied, codes.Unauthenticated, codes.FailedPrecondition,
-		codes.Aborted, codes.OutOfRange, codes.ResourceExhausted:
+		codes.FailedPrecondition,
+		codes.Aborted, codes.OutOfRange:
 		return slog.LevelInfo
 	default:
 		return slog.LevelWarn
@@ -154,8 +82,8 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, start time
 		slog.String("code", code.String()),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 	}
-	if id, ok, _ := callerFromMetadata(ctx); ok {
-		attrs = append(attrs, slog.String("caller", id))
+	if id := caller.From(ctx); !id.IsZero() {
+		attrs = append(attrs, slog.String("caller", id.String()))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))

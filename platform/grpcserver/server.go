@@ -1,8 +1,9 @@
 // Package grpcserver builds the gRPC server every GoodGo service runs: one
-// place for OpenTelemetry tracing, Prometheus metrics, panic recovery, the
-// caller identity, call logging, the health service, reflection and the
-// graceful shutdown, so that services register their handlers and nothing
-// else.
+// place for TLS, authentication and authorization (platform/authz),
+// OpenTelemetry tracing, Prometheus metrics, panic recovery, call logging,
+// limits on messages, streams and keepalives, the health service,
+// reflection (development mode only) and the graceful shutdown, so that
+// services register their handlers and nothing else.
 package grpcserver
 
 import (
@@ -20,9 +21,13 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/goodgo/goodgo/platform/authz"
 )
 
 // DefaultShutdownTimeout is used when Config.ShutdownTimeout is zero.
@@ -43,7 +48,49 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight calls may drain, after
 	// DrainDelay, before they are cut off (their contexts cancelled).
 	ShutdownTimeout time.Duration
+
+	// Credentials secure the transport (mtls.Source.ServerCredentials):
+	// required, there is no plaintext mode.
+	Credentials credentials.TransportCredentials
+	// Authorizer authenticates callers and applies each RPC's policy:
+	// required, and every registered method must have a policy.
+	Authorizer *authz.Authorizer
+	// Reflection registers the reflection service, for grpcurl and other
+	// tools: development mode only, it tells an attacker every method.
+	Reflection bool
+	// MaxRecvMsgSize bounds a request message (default 1 MiB).
+	MaxRecvMsgSize int
+	// MaxConcurrentStreams bounds the calls in flight on one connection
+	// (default 256).
+	MaxConcurrentStreams uint32
 }
+
+// Defaults of the transport limits.
+const (
+	DefaultMaxRecvMsgSize       = 1 << 20
+	DefaultMaxConcurrentStreams = 256
+	// MaxSendMsgSize bounds a response message.
+	MaxSendMsgSize = 4 << 20
+	// MaxHeaderListSize bounds a call's metadata: tokens and assertions
+	// are about 2 KiB.
+	MaxHeaderListSize = 32 << 10
+)
+
+// Keepalive enforcement: a client may ping at most every KeepaliveMinTime
+// (grpcclient pings every 30 s), also without calls in flight; the server
+// pings an idle connection every 30 s and drops it after 10 s without an
+// answer; connections are recycled after 30 min so that clients spread
+// over new replicas, with 30 s for their calls to finish.
+var (
+	KeepaliveMinTime = 10 * time.Second
+	keepaliveParams  = keepalive.ServerParameters{
+		MaxConnectionIdle:     15 * time.Minute,
+		MaxConnectionAge:      30 * time.Minute,
+		MaxConnectionAgeGrace: 30 * time.Second,
+		Time:                  30 * time.Second,
+		Timeout:               10 * time.Second,
+	}
+)
 
 type options struct {
 	unary      []grpc.UnaryServerInterceptor
@@ -65,9 +112,9 @@ func WithStreamInterceptors(i ...grpc.StreamServerInterceptor) Option {
 	return func(o *options) { o.stream = append(o.stream, i...) }
 }
 
-// WithServerOptions adds grpc.ServerOptions such as credentials or message
-// size limits. Interceptor options given here would replace the built-in
-// chain: use WithUnaryInterceptors and WithStreamInterceptors instead.
+// WithServerOptions adds grpc.ServerOptions. Interceptor options given here
+// would replace the built-in chain: use WithUnaryInterceptors and
+// WithStreamInterceptors instead.
 func WithServerOptions(opts ...grpc.ServerOption) Option {
 	return func(o *options) { o.serverOpts = append(o.serverOpts, opts...) }
 }
@@ -93,10 +140,11 @@ type Server struct {
 // metrics. A nil logger discards logs.
 //
 // Every call passes, outermost first: the OpenTelemetry stats handler
-// (health checks and reflection are not traced), the
-// Prometheus metrics, the call log, panic recovery, the caller identity
-// from the x-user-id metadata, then the interceptors given by options.
-func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register func(*grpc.Server), opts ...Option) (*Server, error) {
+// (health checks and reflection are not traced), the Prometheus metrics,
+// authentication (the verified caller identity), the call log, panic
+// recovery, authorization and rate limits, then the interceptors given by
+// options. New fails when a registered method has no authorization policy.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register func(grpc.ServiceRegistrar), opts ...Option) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -109,6 +157,15 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 	if cfg.DrainDelay < 0 {
 		return nil, fmt.Errorf("grpcserver: negative DrainDelay %v", cfg.DrainDelay)
 	}
+	if cfg.Credentials == nil || cfg.Authorizer == nil {
+		return nil, errors.New("grpcserver: Credentials and Authorizer are required")
+	}
+	if cfg.MaxRecvMsgSize <= 0 {
+		cfg.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -120,20 +177,33 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 	}
 	exemplar := grpcprom.WithExemplarFromContext(exemplarFromContext)
 
+	az := cfg.Authorizer
 	unary := append([]grpc.UnaryServerInterceptor{
 		metrics.UnaryServerInterceptor(exemplar),
+		az.UnaryAuthenticate(),
 		unaryLogging(logger),
 		unaryRecovery(logger),
-		unaryCaller(),
+		az.UnaryAuthorize(),
 	}, o.unary...)
 	stream := append([]grpc.StreamServerInterceptor{
 		metrics.StreamServerInterceptor(exemplar),
+		az.StreamAuthenticate(),
 		streamLogging(logger),
 		streamRecovery(logger),
-		streamCaller(),
+		az.StreamAuthorize(),
 	}, o.stream...)
 
+	codec := newDecodeCodec()
 	serverOpts := append([]grpc.ServerOption{
+		grpc.Creds(cfg.Credentials),
+		grpc.ForceServerCodecV2(codec),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+		grpc.MaxSendMsgSize(MaxSendMsgSize),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.MaxHeaderListSize(MaxHeaderListSize),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepaliveParams),
 		// Stop (and so Serve) returns only after every handler has returned,
 		// also those cut off after ShutdownTimeout: the caller closes the
 		// pools and clients the handlers use once Serve returns.
@@ -149,9 +219,14 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 	hs := health.NewServer()
 	stopping := make(chan struct{})
 	healthpb.RegisterHealthServer(gs, healthServer{Server: hs, stopping: stopping})
-	reflection.Register(gs)
+	if cfg.Reflection {
+		reflection.Register(gs)
+	}
 	if register != nil {
-		register(gs)
+		register(decodeRegistrar{server: gs, codec: codec})
+	}
+	if err := az.Check(gs.GetServiceInfo()); err != nil {
+		return nil, fmt.Errorf("grpcserver: %w", err)
 	}
 	metrics.InitializeMetrics(gs)
 

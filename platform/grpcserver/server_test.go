@@ -29,8 +29,9 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/goodgo/goodgo/platform/authtest"
+	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
@@ -47,8 +48,9 @@ func TestMain(m *testing.M) {
 }
 
 // testService is a hand-written service so that these tests need no
-// generated code: Whoami returns the caller id, Panic panics, Block waits
-// until released or cancelled, WatchCaller streams the caller id once.
+// generated code: Whoami returns the caller, Echo its string argument,
+// Panic panics, Block waits until released or cancelled, WatchCaller
+// streams the caller once.
 type testService struct {
 	started chan struct{}
 	release chan struct{}
@@ -59,6 +61,17 @@ type testService struct {
 }
 
 const svcName = "goodgo.test.v1.TestService"
+
+// policies are the test service's: every method for signed-in users, and
+// Whoami for the orchestrator too.
+var policies = authz.Policies{
+	"/" + svcName + "/Whoami":      {Users: true, Services: []string{"orchestrator"}},
+	"/" + svcName + "/Echo":        {Users: true},
+	"/" + svcName + "/Panic":       {Users: true},
+	"/" + svcName + "/Stubborn":    {Users: true},
+	"/" + svcName + "/Block":       {Users: true},
+	"/" + svcName + "/WatchCaller": {Users: true},
+}
 
 func unaryHandler(method string, fn func(ctx context.Context) (any, error)) grpc.MethodHandler {
 	return func(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -80,8 +93,16 @@ func (s *testService) desc() *grpc.ServiceDesc {
 		HandlerType: (*any)(nil),
 		Methods: []grpc.MethodDesc{
 			{MethodName: "Whoami", Handler: unaryHandler("Whoami", func(ctx context.Context) (any, error) {
-				return wrapperspb.String(caller.ID(ctx)), nil
+				return wrapperspb.String(caller.From(ctx).String()), nil
 			})},
+			{MethodName: "Echo", Handler: func(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+				in := new(wrapperspb.StringValue)
+				if err := dec(in); err != nil {
+					return nil, err
+				}
+				return interceptor(ctx, in, &grpc.UnaryServerInfo{FullMethod: "/" + svcName + "/Echo"},
+					func(_ context.Context, req any) (any, error) { return req, nil })
+			}},
 			{MethodName: "Panic", Handler: unaryHandler("Panic", func(context.Context) (any, error) {
 				panic("secret-db-password in panic text")
 			})},
@@ -110,7 +131,7 @@ func (s *testService) desc() *grpc.ServiceDesc {
 				if err := stream.RecvMsg(new(emptypb.Empty)); err != nil {
 					return err
 				}
-				return stream.SendMsg(wrapperspb.String(caller.ID(stream.Context())))
+				return stream.SendMsg(wrapperspb.String(caller.From(stream.Context()).String()))
 			},
 		}},
 	}
@@ -153,6 +174,8 @@ func (b *syncBuffer) find(t *testing.T, msg, method string) map[string]any {
 }
 
 type testBundle struct {
+	pki      *authtest.PKI
+	token    string // carol's
 	srv      *grpcserver.Server
 	svc      *testService
 	reg      *prometheus.Registry
@@ -167,16 +190,28 @@ func setup(t *testing.T, shutdownTimeout time.Duration) *testBundle {
 	return setupConfig(t, grpcserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: shutdownTimeout})
 }
 
+// secure fills in the credentials and the authorizer of the test service,
+// run as the order service, from pki.
+func secure(pki *authtest.PKI, cfg grpcserver.Config) grpcserver.Config {
+	cfg.Authorizer, cfg.Credentials = pki.Authorizer("order", policies)
+	return cfg
+}
+
+// setupConfig serves the test service with cfg (credentials and
+// authorizer filled in) and connects to it as a user's client; calls made
+// with b.ctx carry carol's token.
 func setupConfig(t *testing.T, cfg grpcserver.Config) *testBundle {
 	t.Helper()
 	b := &testBundle{
+		pki:      authtest.New(t),
 		svc:      &testService{started: make(chan struct{}), release: make(chan struct{}), cutOff: make(chan struct{})},
 		reg:      prometheus.NewRegistry(),
 		logs:     &syncBuffer{},
 		serveErr: make(chan error, 1),
 	}
+	b.token = b.pki.Token("carol")
 	logger := telemetry.NewLogger(b.logs, "test", slog.LevelDebug)
-	srv, err := grpcserver.New(cfg, logger, b.reg, func(s *grpc.Server) { s.RegisterService(b.svc.desc(), b.svc) })
+	srv, err := grpcserver.New(secure(b.pki, cfg), logger, b.reg, func(s grpc.ServiceRegistrar) { s.RegisterService(b.svc.desc(), b.svc) })
 	require.NoError(t, err)
 	b.srv = srv
 
@@ -193,16 +228,23 @@ func setupConfig(t *testing.T, cfg grpcserver.Config) *testBundle {
 		}
 	})
 
-	conn, err := grpcclient.Dial(srv.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	b.conn = conn
+	b.conn = b.pki.Dial(srv.Addr().String())
 	return b
 }
 
+// ctx carries carol's token.
+func (b *testBundle) ctx(ctx context.Context) context.Context {
+	return authtest.AsUser(ctx, b.token)
+}
+
+// whoami calls Whoami with ctx as it is (add credentials to it).
 func (b *testBundle) whoami(ctx context.Context) (string, error) {
+	return b.whoamiOn(ctx, b.conn)
+}
+
+func (b *testBundle) whoamiOn(ctx context.Context, conn *grpc.ClientConn) (string, error) {
 	out := new(wrapperspb.StringValue)
-	err := b.conn.Invoke(ctx, "/"+svcName+"/Whoami", &emptypb.Empty{}, out)
+	err := conn.Invoke(ctx, "/"+svcName+"/Whoami", &emptypb.Empty{}, out)
 	return out.GetValue(), err
 }
 
@@ -221,27 +263,36 @@ func TestServerReportsHealthServing(t *testing.T) {
 	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, resp.GetStatus())
 }
 
-func TestServerListsServicesByReflection(t *testing.T) {
-	b := setup(t, time.Second)
-	stream, err := reflectionpb.NewServerReflectionClient(b.conn).ServerReflectionInfo(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, stream.Send(&reflectionpb.ServerReflectionRequest{
-		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
-	}))
-	resp, err := stream.Recv()
-	require.NoError(t, err)
-	var names []string
-	for _, s := range resp.GetListServicesResponse().GetService() {
-		names = append(names, s.GetName())
+func TestServerListsServicesByReflectionInDevelopmentOnly(t *testing.T) {
+	list := func(t *testing.T, b *testBundle) ([]string, error) {
+		stream, err := reflectionpb.NewServerReflectionClient(b.conn).ServerReflectionInfo(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, stream.Send(&reflectionpb.ServerReflectionRequest{
+			MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+		}))
+		resp, err := stream.Recv()
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		return names, err
 	}
-	require.Contains(t, names, svcName)
-	require.Contains(t, names, "grpc.health.v1.Health")
-	require.Contains(t, names, "grpc.reflection.v1.ServerReflection")
+	t.Run("development", func(t *testing.T) {
+		names, err := list(t, setupConfig(t, grpcserver.Config{Addr: "127.0.0.1:0", Reflection: true}))
+		require.NoError(t, err)
+		require.Contains(t, names, svcName)
+		require.Contains(t, names, "grpc.health.v1.Health")
+		require.Contains(t, names, "grpc.reflection.v1.ServerReflection")
+	})
+	t.Run("production", func(t *testing.T) {
+		_, err := list(t, setup(t, time.Second))
+		require.Equal(t, codes.Unimplemented, status.Code(err), err)
+	})
 }
 
 func TestServerTurnsPanicIntoInternal(t *testing.T) {
 	b := setup(t, time.Second)
-	err := b.conn.Invoke(t.Context(), "/"+svcName+"/Panic", &emptypb.Empty{}, &wrapperspb.StringValue{})
+	err := b.conn.Invoke(b.ctx(t.Context()), "/"+svcName+"/Panic", &emptypb.Empty{}, &wrapperspb.StringValue{})
 	st := status.Convert(err)
 	require.Equal(t, codes.Internal, st.Code())
 	require.Equal(t, "internal error", st.Message())
@@ -253,7 +304,7 @@ func TestServerTurnsPanicIntoInternal(t *testing.T) {
 	require.Contains(t, line["stack"], "runtime/debug.Stack")
 
 	// The server survived and answers the next call.
-	_, err = b.whoami(t.Context())
+	_, err = b.whoami(b.ctx(t.Context()))
 	require.NoError(t, err)
 
 	require.Equal(t, 1.0, testutil.ToFloat64(handledCounter(t, b.reg, "Panic", "Internal")))
@@ -284,53 +335,108 @@ func handledCounter(t *testing.T, reg *prometheus.Registry, method, code string)
 	return nil
 }
 
-func TestServerPutsCallerIDInContext(t *testing.T) {
+func TestServerPutsVerifiedCallerInContext(t *testing.T) {
 	b := setup(t, time.Second)
 
-	t.Run("caller from context reaches the handler", func(t *testing.T) {
-		id, err := b.whoami(caller.WithID(t.Context(), "user-42"))
+	t.Run("a user's token names the user", func(t *testing.T) {
+		id, err := b.whoami(b.ctx(t.Context()))
 		require.NoError(t, err)
-		require.Equal(t, "user-42", id)
+		require.Equal(t, "carol", id)
 	})
-	t.Run("no caller is anonymous", func(t *testing.T) {
-		id, err := b.whoami(t.Context())
+	t.Run("a service's certificate names the service", func(t *testing.T) {
+		id, err := b.whoamiOn(t.Context(), b.pki.DialAs("orchestrator", "order", b.srv.Addr().String()))
 		require.NoError(t, err)
-		require.Equal(t, caller.Anonymous, id)
+		require.Equal(t, "orchestrator", id)
 	})
-	t.Run("caller reaches stream handlers", func(t *testing.T) {
-		ctx := caller.WithID(t.Context(), "user-7")
-		stream, err := b.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/"+svcName+"/WatchCaller")
+	t.Run("a service not in the policy is refused", func(t *testing.T) {
+		_, err := b.whoamiOn(t.Context(), b.pki.DialAs("payment", "order", b.srv.Addr().String()))
+		require.Equal(t, codes.PermissionDenied, status.Code(err), err)
+	})
+	t.Run("no credentials is unauthenticated", func(t *testing.T) {
+		_, err := b.whoami(t.Context())
+		require.Equal(t, codes.Unauthenticated, status.Code(err), err)
+		require.Contains(t, status.Convert(err).Message(), "bearer token")
+	})
+	t.Run("a plain x-user-id header names nobody", func(t *testing.T) {
+		_, err := b.whoami(metadata.AppendToOutgoingContext(t.Context(), "x-user-id", "admin"))
+		require.Equal(t, codes.Unauthenticated, status.Code(err), err)
+	})
+	t.Run("the caller reaches stream handlers", func(t *testing.T) {
+		stream, err := b.conn.NewStream(b.ctx(t.Context()), &grpc.StreamDesc{ServerStreams: true}, "/"+svcName+"/WatchCaller")
 		require.NoError(t, err)
 		require.NoError(t, stream.SendMsg(&emptypb.Empty{}))
 		require.NoError(t, stream.CloseSend())
 		out := new(wrapperspb.StringValue)
 		require.NoError(t, stream.RecvMsg(out))
-		require.Equal(t, "user-7", out.GetValue())
+		require.Equal(t, "carol", out.GetValue())
 	})
-	// grpc-go clients refuse to send non-printable values themselves; the
-	// server-side check for those is in caller_internal_test.go.
-	for name, value := range map[string]string{
-		"too long": strings.Repeat("a", grpcserver.MaxCallerIDLength+1),
-		"empty":    "",
-	} {
-		t.Run("invalid x-user-id is rejected: "+name, func(t *testing.T) {
-			ctx := metadata.AppendToOutgoingContext(t.Context(), caller.MetadataKey, value)
-			_, err := b.whoami(ctx)
-			require.Equal(t, codes.InvalidArgument, status.Code(err), err)
-			require.Contains(t, status.Convert(err).Message(), "x-user-id")
-		})
-	}
-	t.Run("the longest valid id is accepted", func(t *testing.T) {
-		long := strings.Repeat("u", grpcserver.MaxCallerIDLength)
-		id, err := b.whoami(caller.WithID(t.Context(), long))
+	t.Run("streams refuse callers without credentials", func(t *testing.T) {
+		stream, err := b.conn.NewStream(t.Context(), &grpc.StreamDesc{ServerStreams: true}, "/"+svcName+"/WatchCaller")
 		require.NoError(t, err)
-		require.Equal(t, long, id)
+		require.NoError(t, stream.SendMsg(&emptypb.Empty{}))
+		require.NoError(t, stream.CloseSend())
+		err = stream.RecvMsg(new(wrapperspb.StringValue))
+		require.Equal(t, codes.Unauthenticated, status.Code(err), err)
+	})
+	t.Run("health checks need no credentials", func(t *testing.T) {
+		_, err := healthpb.NewHealthClient(b.conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+		require.NoError(t, err)
+	})
+}
+
+func TestNewRefusesAMethodWithoutPolicy(t *testing.T) {
+	pki := authtest.New(t)
+	cfg := grpcserver.Config{Addr: "127.0.0.1:0"}
+	cfg.Authorizer, cfg.Credentials = pki.Authorizer("order", authz.Policies{"/" + svcName + "/Whoami": {Users: true}})
+	svc := &testService{}
+	_, err := grpcserver.New(cfg, nil, prometheus.NewRegistry(), func(s grpc.ServiceRegistrar) { s.RegisterService(svc.desc(), svc) })
+	require.ErrorContains(t, err, "no policy for /"+svcName+"/Block")
+}
+
+func TestNewRefusesToServeWithoutCredentials(t *testing.T) {
+	_, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, prometheus.NewRegistry(), nil)
+	require.ErrorContains(t, err, "Credentials and Authorizer are required")
+}
+
+// rawCodec sends bytes as they are, so that a test can send what a
+// grpc-go client would refuse to encode.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error)      { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error { *(v.(*[]byte)) = data; return nil }
+func (rawCodec) Name() string                       { return "proto" }
+
+func TestServerReportsUndecodableRequestsAsInvalidArgument(t *testing.T) {
+	b := setup(t, time.Second)
+	call := func(t *testing.T, req []byte) error {
+		var resp []byte
+		return b.conn.Invoke(b.ctx(t.Context()), "/"+svcName+"/Echo", &req, &resp, grpc.ForceCodec(rawCodec{}))
+	}
+	t.Run("invalid UTF-8 names the field", func(t *testing.T) {
+		err := call(t, []byte{0x0a, 0x02, 0xff, 0xfe}) // field 1 (value), bytes ff fe
+		require.Equal(t, codes.InvalidArgument, status.Code(err), err)
+		require.Equal(t, "value: must be valid UTF-8", status.Convert(err).Message())
+	})
+	t.Run("garbage is not a valid message", func(t *testing.T) {
+		err := call(t, []byte{0x0a, 0x7f})
+		require.Equal(t, codes.InvalidArgument, status.Code(err), err)
+		require.Contains(t, status.Convert(err).Message(), "not a valid google.protobuf.StringValue")
+	})
+	t.Run("valid requests still pass", func(t *testing.T) {
+		out := new(wrapperspb.StringValue)
+		require.NoError(t, b.conn.Invoke(b.ctx(t.Context()), "/"+svcName+"/Echo", wrapperspb.String("héllo"), out))
+		require.Equal(t, "héllo", out.GetValue())
+	})
+	t.Run("a request over the size limit is refused", func(t *testing.T) {
+		err := b.conn.Invoke(b.ctx(t.Context()), "/"+svcName+"/Echo",
+			wrapperspb.String(strings.Repeat("x", grpcserver.DefaultMaxRecvMsgSize+1)), new(wrapperspb.StringValue))
+		require.Equal(t, codes.ResourceExhausted, status.Code(err), err)
 	})
 }
 
 func TestServerLogsEachCallWithTraceID(t *testing.T) {
 	b := setup(t, time.Second)
-	ctx, span := otel.Tracer("client").Start(caller.WithID(t.Context(), "carol"), "client-op")
+	ctx, span := otel.Tracer("client").Start(b.ctx(t.Context()), "client-op")
 	_, err := b.whoami(ctx)
 	span.End()
 	require.NoError(t, err)
@@ -347,7 +453,7 @@ func TestServerLogsEachCallWithTraceID(t *testing.T) {
 
 func TestServerTracesCallsButNotHealthChecks(t *testing.T) {
 	b := setup(t, time.Second)
-	ctx, parent := otel.Tracer("client").Start(t.Context(), "client-op")
+	ctx, parent := otel.Tracer("client").Start(b.ctx(t.Context()), "client-op")
 	_, err := b.whoami(ctx)
 	require.NoError(t, err)
 	_, err = healthpb.NewHealthClient(b.conn).Check(ctx, &healthpb.HealthCheckRequest{})
@@ -376,7 +482,7 @@ func TestServeDrainsInFlightCallsOnCancel(t *testing.T) {
 
 	blockDone := make(chan error, 1)
 	go func() {
-		blockDone <- b.conn.Invoke(context.Background(), "/"+svcName+"/Block", &emptypb.Empty{}, &wrapperspb.StringValue{})
+		blockDone <- b.conn.Invoke(b.ctx(context.Background()), "/"+svcName+"/Block", &emptypb.Empty{}, &wrapperspb.StringValue{})
 	}()
 	<-b.svc.started
 
@@ -414,7 +520,7 @@ func TestServeCutsOffCallsAfterShutdownTimeout(t *testing.T) {
 
 	blockDone := make(chan error, 1)
 	go func() {
-		blockDone <- b.conn.Invoke(context.Background(), "/"+svcName+"/Block", &emptypb.Empty{}, &wrapperspb.StringValue{})
+		blockDone <- b.conn.Invoke(b.ctx(context.Background()), "/"+svcName+"/Block", &emptypb.Empty{}, &wrapperspb.StringValue{})
 	}()
 	<-b.svc.started
 
@@ -440,7 +546,7 @@ func TestServeReturnsOnlyAfterCutOffHandlersReturn(t *testing.T) {
 
 	callDone := make(chan error, 1)
 	go func() {
-		callDone <- b.conn.Invoke(context.Background(), "/"+svcName+"/Stubborn", &emptypb.Empty{}, &wrapperspb.StringValue{})
+		callDone <- b.conn.Invoke(b.ctx(context.Background()), "/"+svcName+"/Stubborn", &emptypb.Empty{}, &wrapperspb.StringValue{})
 	}()
 	<-b.svc.started
 	b.cancel()
@@ -469,7 +575,7 @@ func TestServeKeepsServingDuringDrainDelay(t *testing.T) {
 	const delay = 500 * time.Millisecond
 	b := setupConfig(t, grpcserver.Config{Addr: "127.0.0.1:0", DrainDelay: delay, ShutdownTimeout: time.Second})
 	hc := healthpb.NewHealthClient(b.conn)
-	_, err := b.whoami(t.Context())
+	_, err := b.whoami(b.ctx(t.Context()))
 	require.NoError(t, err)
 
 	start := time.Now()
@@ -478,7 +584,7 @@ func TestServeKeepsServingDuringDrainDelay(t *testing.T) {
 		resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{})
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
 	}, 2*time.Second, 5*time.Millisecond, "NOT_SERVING at once")
-	_, err = b.whoami(t.Context())
+	_, err = b.whoami(b.ctx(t.Context()))
 	require.NoError(t, err, "a call arriving during the drain delay is served")
 	require.Less(t, time.Since(start), delay, "the call was made within the delay")
 
@@ -490,25 +596,26 @@ func TestServeKeepsServingDuringDrainDelay(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 	require.GreaterOrEqual(t, time.Since(start), delay, "Serve waited for the drain delay")
-	_, err = b.whoami(t.Context())
+	_, err = b.whoami(b.ctx(t.Context()))
 	require.Equal(t, codes.Unavailable, status.Code(err), "stopped: %v", err)
 }
 
 func TestNewRejectsNegativeDrainDelay(t *testing.T) {
-	_, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0", DrainDelay: -time.Second}, nil, prometheus.NewRegistry(), nil)
+	_, err := grpcserver.New(secure(authtest.New(t), grpcserver.Config{Addr: "127.0.0.1:0", DrainDelay: -time.Second}), nil, prometheus.NewRegistry(), nil)
 	require.ErrorContains(t, err, "DrainDelay")
 }
 
 func TestNewFailsOnBusyAddress(t *testing.T) {
 	b := setup(t, time.Second)
-	_, err := grpcserver.New(grpcserver.Config{Addr: b.srv.Addr().String()}, nil, prometheus.NewRegistry(), nil)
+	_, err := grpcserver.New(secure(b.pki, grpcserver.Config{Addr: b.srv.Addr().String()}), nil, prometheus.NewRegistry(), nil)
 	require.ErrorContains(t, err, "listen on "+b.srv.Addr().String())
 }
 
 func TestTwoServersShareOneRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
+	pki := authtest.New(t)
 	for range 2 {
-		srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, reg, nil)
+		srv, err := grpcserver.New(secure(pki, grpcserver.Config{Addr: "127.0.0.1:0"}), nil, reg, nil)
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()

@@ -26,6 +26,10 @@ type Policy struct {
 	// its own database constraint already rejects a duplicate. Leave it false
 	// unless that constraint exists; the call then fails with Unavailable.
 	RedisDownSafe bool
+	// Sensitive marks an RPC whose stored outcome holds what a user should
+	// not find replayable after signing out (an address, say): an end
+	// user's keys of such RPCs are tracked, and Guard.Forget deletes them.
+	Sensitive bool
 }
 
 // Options tunes a Guard; zero fields take the defaults.
@@ -187,10 +191,24 @@ func (g *Guard) intercept(ctx context.Context, req any, info *grpc.UnaryServerIn
 		g.logger.ErrorContext(ctx, "idempotency: cannot fingerprint request", "method", m.name, "error", err)
 		return nil, status.Error(codes.Internal, "internal error")
 	}
-	key := Key(caller.ID(ctx), m.name, ck)
+	id := caller.From(ctx)
+	scope := id.Scope()
+	if scope == "" {
+		// authz admits no anonymous caller to a mutating RPC; a server
+		// wired without it must not share one key space among everybody.
+		return nil, status.Error(codes.Unauthenticated, "idempotency keys need an authenticated caller")
+	}
+	key := Key(scope, m.name, ck)
 	ctx = withKey(ctx, key)
 
 	m.checks.Inc()
+	if m.policy.Sensitive && id.EndUser() != "" {
+		// Tracked before the claim: a record that exists is always
+		// forgettable (a failed claim leaves a harmless dangling entry).
+		if err := g.store.Track(ctx, scope, key, g.opts.TTL); err != nil {
+			return g.storeFailed(ctx, m, err, req, handler)
+		}
+	}
 	// The owner token is chosen before the call and the deadline counted
 	// from before it: a retried claim is recognised as ours, and the claim
 	// cannot have started earlier than the handler's budget assumes.
@@ -198,22 +216,39 @@ func (g *Guard) intercept(ctx context.Context, req any, info *grpc.UnaryServerIn
 	deadline := time.Now().Add(g.budget)
 	existing, err := g.store.Claim(ctx, key, owner, fp, g.opts.LockTTL)
 	switch {
-	case err != nil && ctx.Err() != nil:
-		// The client gave up or the deadline passed: not a store failure.
-		return nil, status.FromContextError(ctx.Err()).Err()
-	case err != nil && m.policy.RedisDownSafe:
-		g.redisErrors.Inc()
-		g.logger.WarnContext(ctx, "idempotency store failed; running unguarded, the database constraint guards this method",
-			"method", m.name, "error", err)
-		return handler(ctx, req)
 	case err != nil:
-		g.redisErrors.Inc()
-		g.logger.ErrorContext(ctx, "idempotency store failed; rejecting call", "method", m.name, "error", err)
-		return nil, status.Error(codes.Unavailable, msgUnavailable)
+		return g.storeFailed(ctx, m, err, req, handler)
 	case existing != nil:
 		return g.duplicate(ctx, m, existing, fp)
 	}
 	return g.run(ctx, m, key, owner, deadline, req, handler)
+}
+
+// storeFailed answers a call whose key the store could not check: run
+// unguarded if the method's database constraint guards it, else refuse.
+func (g *Guard) storeFailed(ctx context.Context, m *method, err error, req any, handler grpc.UnaryHandler) (any, error) {
+	switch {
+	case ctx.Err() != nil:
+		// The client gave up or the deadline passed: not a store failure.
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case m.policy.RedisDownSafe:
+		g.redisErrors.Inc()
+		g.logger.WarnContext(ctx, "idempotency store failed; running unguarded, the database constraint guards this method",
+			"method", m.name, "error", err)
+		return handler(ctx, req)
+	default:
+		g.redisErrors.Inc()
+		g.logger.ErrorContext(ctx, "idempotency store failed; rejecting call", "method", m.name, "error", err)
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
+	}
+}
+
+// Forget deletes the stored keys of user's sensitive calls (the seed's
+// "clear keys on logout"): a retry with such a key then runs again, where
+// the database constraints of the RPC still prevent a second effect. It
+// returns how many were deleted.
+func (g *Guard) Forget(ctx context.Context, user string) (int, error) {
+	return g.store.Forget(ctx, caller.Identity{User: user}.Scope())
 }
 
 // duplicate answers a call whose key was already claimed.

@@ -2,6 +2,8 @@ package idempotency
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -133,6 +135,56 @@ func (s *RedisStore) Release(ctx context.Context, key, owner string) error {
 		return ErrNotOwner
 	}
 	return nil
+}
+
+// trackKey is the set of a scope's tracked record keys. The scope is
+// hashed like the record keys, so no user id is readable in Redis.
+func (s *RedisStore) trackKey(scope string) string {
+	sum := sha256.Sum256([]byte(scope))
+	return s.prefix + "track:" + hex.EncodeToString(sum[:])
+}
+
+// Track implements Store: the record key joins the scope's set, whose
+// expiry is pushed out to ttl. One round trip.
+func (s *RedisStore) Track(ctx context.Context, scope, key string, ttl time.Duration) error {
+	set := s.trackKey(scope)
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, set, key)
+		p.PExpire(ctx, set, ttl)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("idempotency: track: %w", err)
+	}
+	return nil
+}
+
+// Forget implements Store. The records may live in other cluster slots
+// than the set, so they are deleted one command each, pipelined; the set
+// goes last, so that a Forget cut short can be run again.
+func (s *RedisStore) Forget(ctx context.Context, scope string) (int, error) {
+	set := s.trackKey(scope)
+	keys, err := s.client.SMembers(ctx, set).Result()
+	if err != nil {
+		return 0, fmt.Errorf("idempotency: forget: %w", err)
+	}
+	dels := make([]*redis.IntCmd, len(keys))
+	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			dels[i] = p.Del(ctx, s.prefix+k)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("idempotency: forget: %w", err)
+	}
+	n := 0
+	for _, d := range dels {
+		n += int(d.Val())
+	}
+	if err := s.client.Del(ctx, set).Err(); err != nil {
+		return n, fmt.Errorf("idempotency: forget: %w", err)
+	}
+	return n, nil
 }
 
 // decodeRecord decodes claimScript's reply [s, f, st, r, o].

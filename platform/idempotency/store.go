@@ -77,4 +77,10 @@ type Store interface {
 	// the key runs. It returns ErrNotOwner, changing nothing, if owner no
 	// longer holds key.
 	Release(ctx context.Context, key, owner string) error
+	// Track notes that key holds a sensitive call of scope (a user), for
+	// Forget, for at least ttl. Tracking a key twice is harmless.
+	Track(ctx context.Context, scope, key string, ttl time.Duration) error
+	// Forget deletes every record tracked for scope, whatever its state,
+	// and returns how many existed.
+	Forget(ctx context.Context, scope string) (int, error)
 }

@@ -9,10 +9,15 @@ import (
 	"fmt"
 )
 
-// ErrInvalidToken reports a version token that is malformed, signed with an
-// unknown key, or whose signature does not match (forged, or issued for
-// another aggregate). Callers report it to clients as a conflict.
-var ErrInvalidToken = errors.New("optlock: invalid version token")
+// Errors of Verify. A malformed token is not a token at all (bad input:
+// InvalidArgument); an invalid one is well formed but signed with an
+// unknown key or with a signature that does not match (forged, from a
+// rotated-out key, or issued for another aggregate), which callers report
+// as a conflict, like a stale one: read again.
+var (
+	ErrMalformedToken = errors.New("optlock: malformed version token")
+	ErrInvalidToken   = errors.New("optlock: invalid version token")
+)
 
 const (
 	tokenFormat = 1  // first byte of every token; a new layout gets a new number
@@ -78,19 +83,20 @@ func (s *Signer) Token(aggregateType, id string, version int64) string {
 
 // Verify returns the version carried by token if token was issued by Token
 // for the same aggregateType and id with a key this Signer holds. Otherwise
-// it returns an error wrapping [ErrInvalidToken]. The MAC comparison takes
-// constant time.
+// it returns an error wrapping [ErrMalformedToken] (not a token of this
+// format) or [ErrInvalidToken] (unknown key, signature mismatch). The MAC
+// comparison takes constant time.
 func (s *Signer) Verify(aggregateType, id, token string) (int64, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
-		return 0, fmt.Errorf("%w: not base64url", ErrInvalidToken)
+		return 0, fmt.Errorf("%w: not base64url", ErrMalformedToken)
 	}
 	if len(raw) < 2 || raw[0] != tokenFormat {
-		return 0, fmt.Errorf("%w: unknown format", ErrInvalidToken)
+		return 0, fmt.Errorf("%w: unknown format", ErrMalformedToken)
 	}
 	kidLen := int(raw[1])
 	if len(raw) != 2+kidLen+8+macSize {
-		return 0, fmt.Errorf("%w: wrong length", ErrInvalidToken)
+		return 0, fmt.Errorf("%w: wrong length", ErrMalformedToken)
 	}
 	kid := string(raw[2 : 2+kidLen])
 	if _, ok := s.keys[kid]; !ok {
