@@ -95,7 +95,9 @@ func LoadSecurity(e *Env, service string, dev, withTokens bool) Security {
 	}
 	s.Tokens.Issuer = pick("AUTH_ISSUER", DevIssuer)
 	s.Tokens.Audience = pick("AUTH_AUDIENCE", DevAudience)
-	s.Tokens.JWKSURL = e.URL("AUTH_JWKS_URL", "", "https")
+	if _, set := e.raw("AUTH_JWKS_URL"); set {
+		s.Tokens.JWKSURL = e.URL("AUTH_JWKS_URL", "", "https")
+	}
 	s.Tokens.JWKSFile = e.String("AUTH_JWKS_FILE", "")
 	switch {
 	case s.Tokens.JWKSURL != "" && s.Tokens.JWKSFile != "":

@@ -7,22 +7,45 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcclient"
+	"github.com/goodgo/goodgo/platform/mtls"
+	"github.com/goodgo/goodgo/platform/token"
 )
 
-// echoServer answers every method with nothing and reports the x-user-id
-// values it received.
-func echoServer(t *testing.T) (addr string, got chan []string) {
+// seen is what the echo server learned of one call.
+type seen struct {
+	peer      string // the verified client service
+	assertion token.Assertion
+	asserted  bool
+	verifyErr error
+	bearer    []string
+}
+
+// echoServer serves as service with pki's certificate, answers every method
+// with nothing and reports what it saw of the caller.
+func echoServer(t *testing.T, pki *authtest.PKI, service string) (addr string, got chan seen) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	got = make(chan []string, 1)
-	srv := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+	kit := pki.Kit(service)
+	got = make(chan seen, 1)
+	srv := grpc.NewServer(grpc.Creds(kit.TLS.ServerCredentials()), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		var s seen
+		p, _ := mtls.PeerFrom(stream.Context())
+		s.peer = p.Service
 		md, _ := metadata.FromIncomingContext(stream.Context())
-		got <- md.Get(caller.MetadataKey)
+		s.bearer = md.Get("authorization")
+		if a := md.Get(token.AssertionMetadataKey); len(a) == 1 {
+			s.assertion, s.verifyErr = kit.Assertions.Verify(a[0], p.Service)
+			s.asserted = true
+		}
+		got <- s
 		if err := stream.RecvMsg(new(emptypb.Empty)); err != nil {
 			return err
 		}
@@ -33,32 +56,54 @@ func echoServer(t *testing.T) (addr string, got chan []string) {
 	return lis.Addr().String(), got
 }
 
-func TestDialForwardsCallerID(t *testing.T) {
-	addr, got := echoServer(t)
-	conn, err := grpcclient.Dial(addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	call := func(ctx context.Context) []string {
+func TestDialPresentsTheServiceCertificateAndActsForUsers(t *testing.T) {
+	pki := authtest.New(t)
+	addr, got := echoServer(t, pki, "payment")
+	conn := pki.DialAs("orchestrator", "payment", addr)
+	call := func(ctx context.Context) seen {
 		require.NoError(t, conn.Invoke(ctx, "/any.Service/Method", &emptypb.Empty{}, &emptypb.Empty{}))
 		return <-got
 	}
 
-	t.Run("caller in context is sent", func(t *testing.T) {
-		require.Equal(t, []string{"alice"}, call(caller.WithID(t.Context(), "alice")))
+	t.Run("the server sees the verified service", func(t *testing.T) {
+		s := call(t.Context())
+		require.Equal(t, "orchestrator", s.peer)
+		require.False(t, s.asserted, "no delegation, no assertion")
 	})
-	t.Run("anonymous sends nothing", func(t *testing.T) {
-		require.Empty(t, call(t.Context()))
+	t.Run("a delegated call carries a verifiable assertion", func(t *testing.T) {
+		ctx := caller.WithDelegation(t.Context(), caller.Delegation{User: "alice", Permissions: []string{"orders.place"}})
+		s := call(ctx)
+		require.True(t, s.asserted)
+		require.NoError(t, s.verifyErr)
+		require.Equal(t, "alice", s.assertion.User)
+		require.Equal(t, []string{"orders.place"}, s.assertion.Permissions)
 	})
-	t.Run("explicit metadata is not overridden or duplicated", func(t *testing.T) {
-		ctx := metadata.AppendToOutgoingContext(caller.WithID(t.Context(), "alice"), caller.MetadataKey, "svc:orchestrator")
-		require.Equal(t, []string{"svc:orchestrator"}, call(ctx))
-	})
-	t.Run("streams forward it too", func(t *testing.T) {
-		stream, err := conn.NewStream(caller.WithID(t.Context(), "bob"), &grpc.StreamDesc{ServerStreams: true}, "/any.Service/Stream")
-		require.NoError(t, err)
-		require.NoError(t, stream.SendMsg(&emptypb.Empty{}))
-		require.NoError(t, stream.CloseSend())
-		require.NoError(t, stream.RecvMsg(new(emptypb.Empty)))
-		require.Equal(t, []string{"bob"}, <-got)
-	})
+}
+
+func TestDialRefusesAServerThatIsNotTheServiceMeant(t *testing.T) {
+	pki := authtest.New(t)
+	addr, _ := echoServer(t, pki, "inventory")
+	conn := pki.DialAs("orchestrator", "payment", addr) // inventory answers at payment's address
+	err := conn.Invoke(t.Context(), "/any.Service/Method", &emptypb.Empty{}, &emptypb.Empty{})
+	require.Equal(t, codes.Unavailable, status.Code(err), err)
+	require.Contains(t, err.Error(), "spiffe://goodgo/inventory")
+}
+
+func TestDialRefusesAServerOfAnotherCA(t *testing.T) {
+	ours, theirs := authtest.New(t), authtest.New(t)
+	addr, _ := echoServer(t, theirs, "payment")
+	err := ours.DialAs("orchestrator", "payment", addr).Invoke(t.Context(), "/any.Service/Method", &emptypb.Empty{}, &emptypb.Empty{})
+	require.Equal(t, codes.Unavailable, status.Code(err), err)
+	require.Contains(t, err.Error(), "certificate")
+}
+
+func TestBearerSendsTheToken(t *testing.T) {
+	pki := authtest.New(t)
+	addr, got := echoServer(t, pki, "order")
+	conn := pki.Dial(addr)
+	require.NoError(t, conn.Invoke(t.Context(), "/any.Service/Method", &emptypb.Empty{}, &emptypb.Empty{},
+		grpc.PerRPCCredentials(grpcclient.Bearer("tok"))))
+	s := <-got
+	require.Equal(t, []string{"Bearer tok"}, s.bearer)
+	require.Empty(t, s.peer, "a user's client presents no certificate")
 }

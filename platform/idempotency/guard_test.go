@@ -34,12 +34,15 @@ const (
 	methodDo   = "/" + service + "/Do"     // guarded, unsafe without Redis
 	methodSafe = "/" + service + "/DoSafe" // guarded, a database constraint makes it safe without Redis
 	methodRead = "/" + service + "/Read"   // not guarded
-	redisAddr  = "127.0.0.1:6379"
+
+	methodSensitive = "/" + service + "/DoSensitive" // guarded, keys forgotten on logout
+	redisAddr       = "127.0.0.1:6379"
 )
 
 var policies = map[string]idempotency.Policy{
-	methodDo:   {},
-	methodSafe: {RedisDownSafe: true},
+	methodDo:        {},
+	methodSafe:      {RedisDownSafe: true},
+	methodSensitive: {Sensitive: true},
 }
 
 // testService is the fake neighbour behind the real interceptor: it counts
@@ -109,15 +112,19 @@ func (s *testService) desc() *grpc.ServiceDesc {
 	return &grpc.ServiceDesc{
 		ServiceName: service,
 		HandlerType: (*any)(nil),
-		Methods:     []grpc.MethodDesc{method("Do"), method("DoSafe"), method("Read")},
+		Methods:     []grpc.MethodDesc{method("Do"), method("DoSafe"), method("DoSensitive"), method("Read")},
 	}
 }
 
-// callerFromMetadata stands in for grpcserver's identity interceptor.
+// testUserKey is the metadata entry that callerFromMetadata, the test's
+// stand-in for authz's verified identity, reads the user from.
+const testUserKey = "test-user"
+
+// callerFromMetadata stands in for the authentication interceptor.
 func callerFromMetadata(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if ids := md.Get(caller.MetadataKey); len(ids) == 1 {
-		ctx = caller.WithID(ctx, ids[0])
+	if ids := md.Get(testUserKey); len(ids) == 1 {
+		ctx = caller.With(ctx, caller.Identity{User: ids[0]})
 	}
 	return handler(ctx, req)
 }
@@ -203,7 +210,10 @@ type result struct {
 // call invokes method as user with the idempotency key (none if key is "-").
 func (b *testBundle) call(t *testing.T, method, user, key, value string) result {
 	t.Helper()
-	md := metadata.Pairs(caller.MetadataKey, user)
+	md := metadata.MD{}
+	if user != "" {
+		md.Append(testUserKey, user)
+	}
 	if key != "-" {
 		md.Append(idempotency.MetadataKey, key)
 	}
@@ -307,10 +317,43 @@ func TestKeysAreScopedByCallerAndMethod(t *testing.T) {
 	}
 	require.Equal(t, int64(3), b.svc.executions.Load())
 	require.Equal(t, []string{
-		idempotency.Key("alice", methodDo, "key-1"),
-		idempotency.Key("bob", methodDo, "key-1"),
-		idempotency.Key("alice", methodSafe, "key-1"),
+		idempotency.Key("user:alice", methodDo, "key-1"),
+		idempotency.Key("user:bob", methodDo, "key-1"),
+		idempotency.Key("user:alice", methodSafe, "key-1"),
 	}, b.svc.keys, "the handler sees the hashed, scoped key")
+}
+
+func TestAnonymousCallersGetNoKeys(t *testing.T) {
+	b := setup(t, idempotency.Options{}, nil)
+	r := b.call(t, methodDo, "", "key-1", "ok:x")
+	require.Equal(t, codes.Unauthenticated, r.errCode, r.err)
+	require.Zero(t, b.svc.executions.Load())
+}
+
+// The seed's logout rule: a user's keys of sensitive RPCs can be cleared,
+// and only those.
+func TestForgetClearsAUsersSensitiveKeysOnly(t *testing.T) {
+	b := setup(t, idempotency.Options{}, nil)
+	first := b.call(t, methodSensitive, "alice", "key-1", "ok:address")
+	require.NoError(t, first.err)
+	require.True(t, b.call(t, methodSensitive, "alice", "key-1", "ok:address").replay, "replayed before logout")
+	require.NoError(t, b.call(t, methodDo, "alice", "key-2", "ok:x").err)
+	require.NoError(t, b.call(t, methodSensitive, "bob", "key-1", "ok:address").err)
+
+	n, err := b.guard.Forget(t.Context(), "alice")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	again := b.call(t, methodSensitive, "alice", "key-1", "ok:address")
+	require.NoError(t, again.err)
+	require.False(t, again.replay, "after logout the key is gone: the call runs again")
+	require.NotEqual(t, first.resp.GetValue(), again.resp.GetValue())
+	require.True(t, b.call(t, methodDo, "alice", "key-2", "ok:x").replay, "a key of an RPC not marked sensitive stays")
+	require.True(t, b.call(t, methodSensitive, "bob", "key-1", "ok:address").replay, "another user's keys stay")
+
+	n, err = b.guard.Forget(t.Context(), "nobody")
+	require.NoError(t, err)
+	require.Zero(t, n)
 }
 
 func TestDuplicateWhileInProgressIsAbortedAndRunsOnce(t *testing.T) {
@@ -386,7 +429,7 @@ func TestTransientErrorReleasesTheKey(t *testing.T) {
 
 	first := b.call(t, methodDo, "alice", "key-1", "flaky")
 	require.Equal(t, codes.Unavailable, first.errCode)
-	exists, err := b.rdb.Exists(t.Context(), b.prefix+idempotency.Key("alice", methodDo, "key-1")).Result()
+	exists, err := b.rdb.Exists(t.Context(), b.prefix+idempotency.Key("user:alice", methodDo, "key-1")).Result()
 	require.NoError(t, err)
 	require.Zero(t, exists, "a transient failure leaves no record")
 
@@ -413,7 +456,7 @@ func TestRedisDown(t *testing.T) {
 	safe := b.call(t, methodSafe, "alice", "key-2", "ok:order")
 	require.NoError(t, safe.err, "a method guarded by its database constraint runs")
 	require.Equal(t, int64(1), b.svc.executions.Load())
-	require.Equal(t, []string{idempotency.Key("alice", methodSafe, "key-2")}, b.svc.keys,
+	require.Equal(t, []string{idempotency.Key("user:alice", methodSafe, "key-2")}, b.svc.keys,
 		"the handler still gets the key for its unique column")
 	require.Equal(t, 2.0, metric(t, b.reg, "idempotency_redis_errors_total"))
 }
@@ -421,7 +464,7 @@ func TestRedisDown(t *testing.T) {
 func TestKeyTTLs(t *testing.T) {
 	opts := idempotency.Options{TTL: 90 * time.Second, LockTTL: 7 * time.Second}
 	b := setup(t, opts, nil)
-	redisKey := b.prefix + idempotency.Key("alice", methodDo, "key-1")
+	redisKey := b.prefix + idempotency.Key("user:alice", methodDo, "key-1")
 
 	done := make(chan result, 1)
 	go func() { done <- b.call(t, methodDo, "alice", "key-1", "block") }()
@@ -441,7 +484,7 @@ func TestKeyTTLs(t *testing.T) {
 func TestDefaultTTLIsADay(t *testing.T) {
 	b := setup(t, idempotency.Options{}, nil)
 	require.NoError(t, b.call(t, methodDo, "alice", "key-1", "ok:x").err)
-	pttl, err := b.rdb.PTTL(t.Context(), b.prefix+idempotency.Key("alice", methodDo, "key-1")).Result()
+	pttl, err := b.rdb.PTTL(t.Context(), b.prefix+idempotency.Key("user:alice", methodDo, "key-1")).Result()
 	require.NoError(t, err)
 	require.True(t, pttl > 23*time.Hour+59*time.Minute && pttl <= 24*time.Hour, "got %v", pttl)
 	require.Equal(t, 86400.0, metric(t, b.reg, "idempotency_key_ttl_seconds"))
@@ -453,7 +496,7 @@ func TestAbandonedClaimExpires(t *testing.T) {
 	req, err := proto.MarshalOptions{Deterministic: true}.Marshal(wrapperspb.String("ok:x"))
 	require.NoError(t, err)
 	fp := sha256Sum(req)
-	_, err = b.store.Claim(t.Context(), idempotency.Key("alice", methodDo, "key-1"), idempotency.NewOwner(), fp, 300*time.Millisecond)
+	_, err = b.store.Claim(t.Context(), idempotency.Key("user:alice", methodDo, "key-1"), idempotency.NewOwner(), fp, 300*time.Millisecond)
 	require.NoError(t, err)
 
 	require.Equal(t, codes.Aborted, b.call(t, methodDo, "alice", "key-1", "ok:x").errCode)
@@ -500,7 +543,8 @@ func TestInterceptorDirectly(t *testing.T) {
 	info := &grpc.UnaryServerInfo{FullMethod: methodDo}
 	ran := 0
 	ok := func(context.Context, any) (any, error) { ran++; return wrapperspb.String("ok"), nil }
-	ctxWith := func(md metadata.MD) context.Context { return metadata.NewIncomingContext(t.Context(), md) }
+	alice := caller.With(t.Context(), caller.Identity{User: "alice"})
+	ctxWith := func(md metadata.MD) context.Context { return metadata.NewIncomingContext(alice, md) }
 
 	t.Run("non-printable key", func(t *testing.T) {
 		for _, k := range []string{"a\x00b", "tab\there", "é", "line\n"} {
@@ -581,12 +625,12 @@ func addUnknown(m proto.Message) {
 func TestHandlerRunsWithinTheClaim(t *testing.T) {
 	opts := idempotency.Options{LockTTL: 1500 * time.Millisecond, StoreTimeout: 200 * time.Millisecond}
 	b := setup(t, opts, nil)
-	redisKey := b.prefix + idempotency.Key("alice", methodDo, "key-1")
+	redisKey := b.prefix + idempotency.Key("user:alice", methodDo, "key-1")
 
 	// A handler that would run forever honours its context: it ends before
 	// its claim could expire, and the key is free for a retry.
 	ctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(t.Context(),
-		metadata.Pairs(caller.MetadataKey, "alice", idempotency.MetadataKey, "key-1")), 5*time.Second)
+		metadata.Pairs(testUserKey, "alice", idempotency.MetadataKey, "key-1")), 5*time.Second)
 	defer cancel()
 	start := time.Now()
 	err := b.conn.Invoke(ctx, methodDo, wrapperspb.String("wait"), new(wrapperspb.StringValue))
@@ -619,7 +663,7 @@ func TestNotFoundAndPermissionDeniedAreNotReplayed(t *testing.T) {
 			require.False(t, r.replay, "%s attempt %d", tt.value, attempt)
 		}
 		require.Equal(t, int64(2*(i+1)), b.svc.executions.Load(), "every retry of %s runs: the answer may change", tt.value)
-		exists, err := b.rdb.Exists(t.Context(), b.prefix+idempotency.Key("alice", methodDo, key)).Result()
+		exists, err := b.rdb.Exists(t.Context(), b.prefix+idempotency.Key("user:alice", methodDo, key)).Result()
 		require.NoError(t, err)
 		require.Zero(t, exists)
 	}

@@ -72,6 +72,10 @@ func (e *Engine) Get(ctx context.Context, id uuid.UUID) (Saga, error) {
 type ListFilter struct {
 	// State, when set, lists only sagas in it.
 	State State
+	// CorrelationID, when set, lists only the sagas of that business key.
+	CorrelationID string
+	// StartedBy, when set, lists only the sagas started for that user.
+	StartedBy string
 	// CreatedBefore, when set, lists only sagas created before it.
 	CreatedBefore time.Time
 	// After continues a listing after this saga (the last one of the
@@ -94,7 +98,7 @@ func (e *Engine) List(ctx context.Context, f ListFilter) ([]Saga, error) {
 		limit = 20
 	}
 	limit = min(limit, 1000)
-	p := sagadb.ListSagasParams{State: string(f.State), PageLimit: int32(limit)}
+	p := sagadb.ListSagasParams{State: string(f.State), CorrelationID: f.CorrelationID, StartedBy: f.StartedBy, PageLimit: int32(limit)}
 	if !f.CreatedBefore.IsZero() {
 		p.CreatedBefore = &f.CreatedBefore
 	}

@@ -24,11 +24,6 @@ type Config struct {
 	// CatalogTimeout bounds one catalog read during PlaceOrder
 	// (CATALOG_TIMEOUT, default 2s).
 	CatalogTimeout time.Duration
-	// AdminCallers are the caller identities (x-user-id) that may confirm
-	// and cancel orders and read or readdress anyone's
-	// (ORDER_ADMIN_CALLERS, comma-separated, default "orchestrator", the
-	// identity the orchestrator's saga calls with).
-	AdminCallers []string
 }
 
 // loadConfig reads the configuration through lookup (os.LookupEnv in main).
@@ -39,7 +34,6 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		Config:         domainservice.LoadConfig(e, "order", "127.0.0.1:50051", "127.0.0.1:9101"),
 		InventoryAddr:  e.String("INVENTORY_ADDR", "127.0.0.1:50053"),
 		CatalogTimeout: e.Duration("CATALOG_TIMEOUT", 2*time.Second),
-		AdminCallers:   e.List("ORDER_ADMIN_CALLERS", []string{"orchestrator"}),
 	}
 	if c.CatalogTimeout <= 0 {
 		e.Invalid("CATALOG_TIMEOUT", "must be positive")

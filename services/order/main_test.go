@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -16,13 +17,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
@@ -35,8 +36,10 @@ import (
 // fake inventory service, and uses it through a real gRPC client.
 func TestRun(t *testing.T) {
 	dbURL, pool := pgtest.NewDatabase(t, nil)
-	inv := fakeinventory.Start(t, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
-	env := map[string]string{
+	pki := authtest.New(t)
+	inv := fakeinventory.Start(t, pki, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	env := pki.Env("order")
+	maps.Copy(env, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
 		"DATABASE_URL":           dbURL,
@@ -44,7 +47,7 @@ func TestRun(t *testing.T) {
 		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":",
 		"OTEL_SDK_DISABLED":      "true",
 		"STARTUP_TIMEOUT":        "10s",
-	}
+	})
 	cfg, err := loadConfig(lookup(env))
 	require.NoError(t, err)
 
@@ -63,17 +66,16 @@ func TestRun(t *testing.T) {
 		return ok && json.Unmarshal([]byte(line), &started) == nil
 	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", logs)
 
-	cc, err := grpc.NewClient(started.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer cc.Close()
+	cc := pki.Dial(started.GRPCAddr)
 	client := orderv1.NewOrderServiceClient(cc)
+	user7 := uuid.NewString()
 	callAs := func(user string) context.Context {
-		return metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, user, idempotency.MetadataKey, uuid.NewString())
+		return metadata.AppendToOutgoingContext(authtest.AsUser(ctx, pki.Token(user)), idempotency.MetadataKey, uuid.NewString())
 	}
-	call := func() context.Context { return callAs("user-7") }
+	call := func() context.Context { return callAs(user7) }
 
 	placed, err := client.PlaceOrder(call(), &orderv1.PlaceOrderRequest{
-		CustomerId:      uuid.NewString(),
+		CustomerId:      user7,
 		Items:           []*orderv1.OrderItemInput{{Sku: "SKU-1", Quantity: 3}},
 		ShippingAddress: &orderv1.Address{Name: "Ada", Line1: "1 Main St", City: "Boston", PostalCode: "02110", CountryCode: "US"},
 		PaymentMethod:   "tok_visa",
@@ -88,15 +90,18 @@ func TestRun(t *testing.T) {
 	require.Equal(t, codes.NotFound, status.Code(err), "another user's order does not exist for them")
 
 	_, err = client.ConfirmOrder(call(), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
-	require.Equal(t, codes.PermissionDenied, status.Code(err), "only the orchestrator (ORDER_ADMIN_CALLERS default) confirms")
-	confirmed, err := client.ConfirmOrder(callAs("orchestrator"), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "only the orchestrator confirms")
+	saga := orderv1.NewOrderServiceClient(pki.DialAs("orchestrator", "order", started.GRPCAddr))
+	forUser7 := caller.WithDelegation(ctx, caller.Delegation{User: user7, Permissions: []string{"orders.place"}})
+	confirmed, err := saga.ConfirmOrder(metadata.AppendToOutgoingContext(forUser7, idempotency.MetadataKey, uuid.NewString()),
+		&orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, confirmed.GetOrder().GetStatus())
 	requireIdempotencyKeys(t, env["IDEMPOTENCY_KEY_PREFIX"])
 
 	var placedBy string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT placed_by FROM orders WHERE id = $1", placed.GetOrder().GetOrderId()).Scan(&placedBy))
-	require.Equal(t, "user-7", placedBy)
+	require.Equal(t, user7, placedBy)
 	var events int
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&events))
 	require.Equal(t, 2, events)
@@ -109,6 +114,11 @@ func TestRun(t *testing.T) {
 	}
 	_, err = health.Check(ctx, &healthpb.HealthCheckRequest{Service: orderv1.OrderQueryService_ServiceDesc.ServiceName})
 	require.Error(t, err, "the read side is not served yet")
+	refl, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
+	require.NoError(t, err)
+	require.NoError(t, refl.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}))
+	_, err = refl.Recv()
+	require.Equal(t, codes.Unimplemented, status.Code(err), "no reflection in production mode")
 
 	metrics := httpGet(t, "http://"+started.HTTPAddr+"/metrics")
 	for _, name := range []string{"optimistic_lock_attempts_total", "idempotency_checks_total", "outbox_events_total", "grpc_server_handled_total"} {
@@ -134,9 +144,11 @@ func TestRun(t *testing.T) {
 func TestReadyWithoutRedis(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, nil)
-	inv := fakeinventory.Start(t, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	pki := authtest.New(t)
+	inv := fakeinventory.Start(t, pki, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
 	redisProxy := startProxy(t, "127.0.0.1:6379")
-	env := map[string]string{
+	env := pki.Env("order")
+	maps.Copy(env, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
 		"DATABASE_URL":           dbURL,
@@ -145,7 +157,7 @@ func TestReadyWithoutRedis(t *testing.T) {
 		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":",
 		"OTEL_SDK_DISABLED":      "true",
 		"STARTUP_TIMEOUT":        "10s",
-	}
+	})
 	cfg, err := loadConfig(lookup(env))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -165,13 +177,11 @@ func TestReadyWithoutRedis(t *testing.T) {
 
 	redisProxy.Close() // Redis is gone
 	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/readyz"), "ok", "still ready without Redis")
-	cc, err := grpc.NewClient(started.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer cc.Close()
-	placed, err := orderv1.NewOrderServiceClient(cc).PlaceOrder(
-		metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, "user-7", idempotency.MetadataKey, uuid.NewString()),
+	user := uuid.NewString()
+	placed, err := orderv1.NewOrderServiceClient(pki.Dial(started.GRPCAddr)).PlaceOrder(
+		metadata.AppendToOutgoingContext(authtest.AsUser(ctx, pki.Token(user)), idempotency.MetadataKey, uuid.NewString()),
 		&orderv1.PlaceOrderRequest{
-			CustomerId:      uuid.NewString(),
+			CustomerId:      user,
 			Items:           []*orderv1.OrderItemInput{{Sku: "SKU-1", Quantity: 1}},
 			ShippingAddress: &orderv1.Address{Name: "Ada", Line1: "1 Main St", City: "Boston", PostalCode: "02110", CountryCode: "US"},
 			PaymentMethod:   "tok_visa",
@@ -241,10 +251,13 @@ func (p *proxy) Close() {
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 
-	t.Run("the defaults work locally", func(t *testing.T) {
+	t.Run("the defaults work locally in development mode", func(t *testing.T) {
 		t.Parallel()
-		cfg, err := loadConfig(lookup(nil))
+		cfg, err := loadConfig(lookup(map[string]string{"GOODGO_MODE": "development"}))
 		require.NoError(t, err)
+		require.True(t, cfg.Dev)
+		require.Equal(t, ".dev/pki/order.crt", cfg.Security.TLS.Cert)
+		require.Equal(t, ".dev/jwt/jwks.json", cfg.Security.Tokens.JWKSFile)
 		require.Equal(t, "127.0.0.1:50051", cfg.GRPCAddr)
 		require.Equal(t, "127.0.0.1:9101", cfg.HTTPAddr)
 		require.Equal(t, "127.0.0.1:50053", cfg.InventoryAddr)
@@ -253,20 +266,29 @@ func TestLoadConfig(t *testing.T) {
 		require.True(t, cfg.DevOutboxKeys)
 		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.Equal(t, "dev", cfg.OutboxKeys.ActiveKeyID())
-		require.Equal(t, []string{"orchestrator"}, cfg.AdminCallers)
 	})
 
-	t.Run("ORDER_ADMIN_CALLERS is a comma list", func(t *testing.T) {
+	t.Run("production mode names every missing credential", func(t *testing.T) {
 		t.Parallel()
-		cfg, err := loadConfig(lookup(map[string]string{"ORDER_ADMIN_CALLERS": " orchestrator, ops-alice ,"}))
-		require.NoError(t, err)
-		require.Equal(t, []string{"orchestrator", "ops-alice"}, cfg.AdminCallers)
+		_, err := loadConfig(lookup(nil))
+		require.Error(t, err)
+		for _, name := range []string{"TLS_CERT_FILE: required", "TLS_KEY_FILE: required", "TLS_CA_FILE: required",
+			"AUTH_ISSUER: required", "AUTH_AUDIENCE: required", "AUTH_JWKS_URL: required"} {
+			require.Contains(t, err.Error(), name)
+		}
+	})
+
+	t.Run("development mode is refused inside Kubernetes", func(t *testing.T) {
+		t.Parallel()
+		_, err := loadConfig(lookup(map[string]string{"GOODGO_MODE": "development", "KUBERNETES_SERVICE_HOST": "10.0.0.1"}))
+		require.ErrorContains(t, err, "GOODGO_MODE: development mode is refused inside Kubernetes")
 	})
 
 	t.Run("several keys need an active one", func(t *testing.T) {
 		t.Parallel()
 		k := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
 		cfg, err := loadConfig(lookup(map[string]string{
+			"GOODGO_MODE":        "development",
 			"VERSION_TOKEN_KEYS": "a:" + k + ",b:" + k, "VERSION_TOKEN_ACTIVE_KEY": "b",
 			"OUTBOX_KEYS": "x:" + k, "REDIS_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000",
 		}))
@@ -281,6 +303,7 @@ func TestLoadConfig(t *testing.T) {
 	t.Run("every bad variable is named", func(t *testing.T) {
 		t.Parallel()
 		_, err := loadConfig(lookup(map[string]string{
+			"GOODGO_MODE":        "development",
 			"GRPC_ADDR":          "nowhere",
 			"DATABASE_URL":       "mysql://x",
 			"IDEMPOTENCY_TTL":    "soon",

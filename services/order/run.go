@@ -8,10 +8,10 @@ import (
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/domainservice"
-	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/catalog"
 	"github.com/goodgo/goodgo/services/order/internal/grpcapi"
@@ -26,23 +26,27 @@ import (
 // returns nil. It returns an error when start-up fails or a server stops on
 // its own.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Order, grpcapi.IdempotencyPolicies(), stdout, lookup)
+	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Order,
+		domainservice.API{Access: grpcapi.Policies(), Idempotency: grpcapi.IdempotencyPolicies()}, stdout, lookup)
 	if err != nil {
 		return err
 	}
 	defer kit.Close(ctx) // last: after the inventory connection
 	// Dialing does not connect: the order service starts even while the
 	// inventory service is still down, and PlaceOrder reports Unavailable.
-	inventoryConn, err := grpcclient.Dial(cfg.InventoryAddr)
+	inventoryConn, err := kit.Security.Dial(cfg.InventoryAddr, "inventory")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = inventoryConn.Close() }()
 	svc := app.New(orderpg.NewRepository(kit.Pool, kit.Outbox),
-		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), kit.Locks,
-		app.WithAdmins(cfg.AdminCallers...))
+		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), kit.Locks)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
+	sessions := grpcapi.NewSessions(kit.Guard, kit.Logger)
 	// OrderQueryService (the read side) is not registered: it belongs to the
 	// CQRS projection, a later part of this service.
-	return kit.Serve(ctx, func(s *grpc.Server) { orderv1.RegisterOrderServiceServer(s, api) })
+	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) {
+		orderv1.RegisterOrderServiceServer(s, api)
+		sessionv1.RegisterSessionServiceServer(s, sessions)
+	})
 }

@@ -193,10 +193,13 @@ SELECT * FROM sagas WHERE id = ANY(@ids::uuid[]);
 SELECT * FROM sagas WHERE saga_type = @saga_type AND correlation_id = @correlation_id;
 
 -- name: ListSagas :many
--- ListSagas lists sagas newest first, optionally of one state and created
--- before a time, after a keyset cursor (the last row of the previous page).
+-- ListSagas lists sagas newest first, optionally of one state, of one
+-- correlation id, started by one user and created before a time, after a
+-- keyset cursor (the last row of the previous page).
 SELECT * FROM sagas
 WHERE (@state::text = '' OR state = @state::text)
+  AND (@correlation_id::text = '' OR correlation_id = @correlation_id::text)
+  AND (@started_by::text = '' OR started_by = @started_by::text)
   AND (sqlc.narg(created_before)::timestamptz IS NULL OR created_at < sqlc.narg(created_before)::timestamptz)
   AND (sqlc.narg(after_created_at)::timestamptz IS NULL
        OR (created_at, id) < (sqlc.narg(after_created_at)::timestamptz, sqlc.narg(after_id)::uuid))

@@ -486,26 +486,33 @@ func (q *Queries) InsertSaga(ctx context.Context, arg InsertSagaParams) (InsertS
 const listSagas = `-- name: ListSagas :many
 SELECT id, saga_type, correlation_id, state, cursor, context, key_id, started_by, failure_reason, traceparent, tracestate, deadline, next_run_at, lease_owner, lease_until, compensation_started_at, version, created_at, updated_at, ended_at FROM sagas
 WHERE ($1::text = '' OR state = $1::text)
-  AND ($2::timestamptz IS NULL OR created_at < $2::timestamptz)
-  AND ($3::timestamptz IS NULL
-       OR (created_at, id) < ($3::timestamptz, $4::uuid))
+  AND ($2::text = '' OR correlation_id = $2::text)
+  AND ($3::text = '' OR started_by = $3::text)
+  AND ($4::timestamptz IS NULL OR created_at < $4::timestamptz)
+  AND ($5::timestamptz IS NULL
+       OR (created_at, id) < ($5::timestamptz, $6::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT $5
+LIMIT $7
 `
 
 type ListSagasParams struct {
 	State          string
+	CorrelationID  string
+	StartedBy      string
 	CreatedBefore  *time.Time
 	AfterCreatedAt *time.Time
 	AfterID        *uuid.UUID
 	PageLimit      int32
 }
 
-// ListSagas lists sagas newest first, optionally of one state and created
-// before a time, after a keyset cursor (the last row of the previous page).
+// ListSagas lists sagas newest first, optionally of one state, of one
+// correlation id, started by one user and created before a time, after a
+// keyset cursor (the last row of the previous page).
 func (q *Queries) ListSagas(ctx context.Context, arg ListSagasParams) ([]Saga, error) {
 	rows, err := q.db.Query(ctx, listSagas,
 		arg.State,
+		arg.CorrelationID,
+		arg.StartedBy,
 		arg.CreatedBefore,
 		arg.AfterCreatedAt,
 		arg.AfterID,

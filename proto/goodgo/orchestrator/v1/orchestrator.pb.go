@@ -499,8 +499,13 @@ type ListSagasRequest struct {
 	// Only sagas created before this time (for "older than" queries).
 	CreatedBefore *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created_before,json=createdBefore,proto3" json:"created_before,omitempty"`
 	// At most 100; 0 means 20.
-	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the sagas of this business key: for the order saga, an order id.
+	CorrelationId string `protobuf:"bytes,5,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// Only the sagas started for this user (operators); a signed-in user
+	// always lists only their own.
+	StartedBy     string `protobuf:"bytes,6,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -559,6 +564,20 @@ func (x *ListSagasRequest) GetPageSize() int32 {
 func (x *ListSagasRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSagasRequest) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *ListSagasRequest) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
 	}
 	return ""
 }
@@ -832,13 +851,16 @@ const file_goodgo_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\x0eGetSagaRequest\x12\x17\n" +
 	"\asaga_id\x18\x01 \x01(\tR\x06sagaId\"C\n" +
 	"\x0fGetSagaResponse\x120\n" +
-	"\x04saga\x18\x01 \x01(\v2\x1c.goodgo.orchestrator.v1.SagaR\x04saga\"\xca\x01\n" +
+	"\x04saga\x18\x01 \x01(\v2\x1c.goodgo.orchestrator.v1.SagaR\x04saga\"\x90\x02\n" +
 	"\x10ListSagasRequest\x127\n" +
 	"\x05state\x18\x01 \x01(\x0e2!.goodgo.orchestrator.v1.SagaStateR\x05state\x12A\n" +
 	"\x0ecreated_before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"o\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12%\n" +
+	"\x0ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x06 \x01(\tR\tstartedBy\"o\n" +
 	"\x11ListSagasResponse\x122\n" +
 	"\x05sagas\x18\x01 \x03(\v2\x1c.goodgo.orchestrator.v1.SagaR\x05sagas\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"+\n" +

@@ -29,18 +29,21 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// SagaService lets operators query and operate sagas. Sagas are started by
-// events (order.created.v1), not by this API.
+// SagaService lets operators query and operate sagas, and customers follow
+// their own. Sagas are started by events (order.created.v1), not by this
+// API.
 type SagaServiceClient interface {
-	// GetSaga returns one saga with its step history.
+	// GetSaga returns one saga with its step history. Operators see any saga;
+	// a signed-in user only those started for them (others are NOT_FOUND).
 	GetSaga(ctx context.Context, in *GetSagaRequest, opts ...grpc.CallOption) (*GetSagaResponse, error)
 	// ListSagas lists sagas by state and age, newest first, paginated.
+	// Operators list any; a signed-in user lists only their own.
 	ListSagas(ctx context.Context, in *ListSagasRequest, opts ...grpc.CallOption) (*ListSagasResponse, error)
 	// RetrySaga resumes a PARKED saga's compensation. Any other state is
-	// FAILED_PRECONDITION.
+	// FAILED_PRECONDITION. Operators only.
 	RetrySaga(ctx context.Context, in *RetrySagaRequest, opts ...grpc.CallOption) (*RetrySagaResponse, error)
 	// AbortSaga stops a RUNNING saga and compensates its completed steps now.
-	// A saga that has already ended is FAILED_PRECONDITION.
+	// A saga that has already ended is FAILED_PRECONDITION. Operators only.
 	AbortSaga(ctx context.Context, in *AbortSagaRequest, opts ...grpc.CallOption) (*AbortSagaResponse, error)
 }
 
@@ -96,18 +99,21 @@ func (c *sagaServiceClient) AbortSaga(ctx context.Context, in *AbortSagaRequest,
 // All implementations must embed UnimplementedSagaServiceServer
 // for forward compatibility.
 //
-// SagaService lets operators query and operate sagas. Sagas are started by
-// events (order.created.v1), not by this API.
+// SagaService lets operators query and operate sagas, and customers follow
+// their own. Sagas are started by events (order.created.v1), not by this
+// API.
 type SagaServiceServer interface {
-	// GetSaga returns one saga with its step history.
+	// GetSaga returns one saga with its step history. Operators see any saga;
+	// a signed-in user only those started for them (others are NOT_FOUND).
 	GetSaga(context.Context, *GetSagaRequest) (*GetSagaResponse, error)
 	// ListSagas lists sagas by state and age, newest first, paginated.
+	// Operators list any; a signed-in user lists only their own.
 	ListSagas(context.Context, *ListSagasRequest) (*ListSagasResponse, error)
 	// RetrySaga resumes a PARKED saga's compensation. Any other state is
-	// FAILED_PRECONDITION.
+	// FAILED_PRECONDITION. Operators only.
 	RetrySaga(context.Context, *RetrySagaRequest) (*RetrySagaResponse, error)
 	// AbortSaga stops a RUNNING saga and compensates its completed steps now.
-	// A saga that has already ended is FAILED_PRECONDITION.
+	// A saga that has already ended is FAILED_PRECONDITION. Operators only.
 	AbortSaga(context.Context, *AbortSagaRequest) (*AbortSagaResponse, error)
 	mustEmbedUnimplementedSagaServiceServer()
 }

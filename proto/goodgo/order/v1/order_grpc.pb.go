@@ -31,27 +31,34 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // OrderService is the write side of orders. Every mutating RPC requires an
-// `idempotency-key` metadata entry; the caller is named by `x-user-id`.
+// `idempotency-key` metadata entry. Callers are verified, never named: end
+// users by a bearer token (`authorization: Bearer <jwt>`, the subject is
+// the user), services by their mTLS certificate.
 type OrderServiceClient interface {
 	// PlaceOrder prices the items from the inventory catalog and creates a
 	// PENDING order; the order saga starts from its order.created.v1 event.
+	// Signed-in users only, for themselves: customer_id must be the caller's
+	// user id (PERMISSION_DENIED otherwise).
 	PlaceOrder(ctx context.Context, in *PlaceOrderRequest, opts ...grpc.CallOption) (*PlaceOrderResponse, error)
 	// GetOrder reads one order from the write model, with its version token.
-	// Only the caller who placed it (x-user-id) and admin callers may read it;
-	// anyone else gets NOT_FOUND, as for an unknown order.
+	// Only the user who placed it and operators may read it; anyone else gets
+	// NOT_FOUND, as for an unknown order.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
 	// UpdateShippingAddress changes the address of a PENDING order. The request
 	// carries the version token of a previous read; a stale or forged token is
-	// rejected with ABORTED and changes nothing. Only the caller who placed
-	// the order and admin callers may; anyone else gets NOT_FOUND.
+	// rejected with ABORTED, one that is not a token at all with
+	// INVALID_ARGUMENT, and either changes nothing. Only the user who placed
+	// the order and operators may; anyone else gets NOT_FOUND.
 	UpdateShippingAddress(ctx context.Context, in *UpdateShippingAddressRequest, opts ...grpc.CallOption) (*UpdateShippingAddressResponse, error)
-	// ConfirmOrder moves PENDING to CONFIRMED. Admin callers only (the
-	// orchestrator); anyone else gets PERMISSION_DENIED. Confirming a CONFIRMED
-	// order succeeds without change; a CANCELLED one is FAILED_PRECONDITION.
+	// ConfirmOrder moves PENDING to CONFIRMED. Only the orchestrator, acting
+	// for the user who placed the order (on-behalf-of assertion); anyone else
+	// gets PERMISSION_DENIED. Confirming a CONFIRMED order succeeds without
+	// change; a CANCELLED one is FAILED_PRECONDITION.
 	ConfirmOrder(ctx context.Context, in *ConfirmOrderRequest, opts ...grpc.CallOption) (*ConfirmOrderResponse, error)
-	// CancelOrder moves PENDING to CANCELLED. Admin callers only (the
-	// orchestrator); anyone else gets PERMISSION_DENIED. Cancelling a CANCELLED
-	// order succeeds without change; a CONFIRMED one is FAILED_PRECONDITION.
+	// CancelOrder moves PENDING to CANCELLED. Only the orchestrator, acting
+	// for the user who placed the order; anyone else gets PERMISSION_DENIED.
+	// Cancelling a CANCELLED order succeeds without change; a CONFIRMED one is
+	// FAILED_PRECONDITION.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
 }
 
@@ -118,27 +125,34 @@ func (c *orderServiceClient) CancelOrder(ctx context.Context, in *CancelOrderReq
 // for forward compatibility.
 //
 // OrderService is the write side of orders. Every mutating RPC requires an
-// `idempotency-key` metadata entry; the caller is named by `x-user-id`.
+// `idempotency-key` metadata entry. Callers are verified, never named: end
+// users by a bearer token (`authorization: Bearer <jwt>`, the subject is
+// the user), services by their mTLS certificate.
 type OrderServiceServer interface {
 	// PlaceOrder prices the items from the inventory catalog and creates a
 	// PENDING order; the order saga starts from its order.created.v1 event.
+	// Signed-in users only, for themselves: customer_id must be the caller's
+	// user id (PERMISSION_DENIED otherwise).
 	PlaceOrder(context.Context, *PlaceOrderRequest) (*PlaceOrderResponse, error)
 	// GetOrder reads one order from the write model, with its version token.
-	// Only the caller who placed it (x-user-id) and admin callers may read it;
-	// anyone else gets NOT_FOUND, as for an unknown order.
+	// Only the user who placed it and operators may read it; anyone else gets
+	// NOT_FOUND, as for an unknown order.
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
 	// UpdateShippingAddress changes the address of a PENDING order. The request
 	// carries the version token of a previous read; a stale or forged token is
-	// rejected with ABORTED and changes nothing. Only the caller who placed
-	// the order and admin callers may; anyone else gets NOT_FOUND.
+	// rejected with ABORTED, one that is not a token at all with
+	// INVALID_ARGUMENT, and either changes nothing. Only the user who placed
+	// the order and operators may; anyone else gets NOT_FOUND.
 	UpdateShippingAddress(context.Context, *UpdateShippingAddressRequest) (*UpdateShippingAddressResponse, error)
-	// ConfirmOrder moves PENDING to CONFIRMED. Admin callers only (the
-	// orchestrator); anyone else gets PERMISSION_DENIED. Confirming a CONFIRMED
-	// order succeeds without change; a CANCELLED one is FAILED_PRECONDITION.
+	// ConfirmOrder moves PENDING to CONFIRMED. Only the orchestrator, acting
+	// for the user who placed the order (on-behalf-of assertion); anyone else
+	// gets PERMISSION_DENIED. Confirming a CONFIRMED order succeeds without
+	// change; a CANCELLED one is FAILED_PRECONDITION.
 	ConfirmOrder(context.Context, *ConfirmOrderRequest) (*ConfirmOrderResponse, error)
-	// CancelOrder moves PENDING to CANCELLED. Admin callers only (the
-	// orchestrator); anyone else gets PERMISSION_DENIED. Cancelling a CANCELLED
-	// order succeeds without change; a CONFIRMED one is FAILED_PRECONDITION.
+	// CancelOrder moves PENDING to CANCELLED. Only the orchestrator, acting
+	// for the user who placed the order; anyone else gets PERMISSION_DENIED.
+	// Cancelling a CANCELLED order succeeds without change; a CONFIRMED one is
+	// FAILED_PRECONDITION.
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"time"
 
-	callerid "github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/order/internal/order"
@@ -68,58 +68,46 @@ var (
 
 // App runs the order use cases. It is safe for concurrent use.
 //
-// Who may do what (callers are the identities the transport
-// authenticated, x-user-id until authentication exists):
-//   - PlaceOrder: anyone; the caller is stored as the order's placer.
-//   - GetOrder, UpdateShippingAddress: the order's placer or an admin
-//     caller. Anyone else is told the order does not exist (NotFound, the
-//     same answer as for an unknown id), so that order ids cannot be probed.
-//     An order placed without an identity (caller "anonymous") has no
-//     owner: only admins see it.
-//   - ConfirmOrder, CancelOrder: admin callers only (the orchestrator's
-//     saga); anyone else fails with ErrPermissionDenied.
+// Who may do what is decided in two places. The transport's policy
+// (grpcapi.Policies) admits the caller to the RPC; App then checks the
+// caller against the order itself, with the identity the transport
+// verified (caller.Identity):
+//   - PlaceOrder: the signed-in user, stored as the order's placer (the
+//     policy already made sure customer_id is that user).
+//   - GetOrder, UpdateShippingAddress: the order's placer or an operator.
+//     Anyone else is told the order does not exist (NotFound, the same
+//     answer as for an unknown id), so that order ids cannot be probed.
+//   - ConfirmOrder, CancelOrder: a service acting for the order's placer
+//     (the orchestrator's saga, admitted by policy with its on-behalf-of
+//     assertion); acting for anyone else fails with ErrPermissionDenied.
 type App struct {
 	repo    Repository
 	catalog Catalog
 	locks   *optlock.Metrics
 	retry   optlock.Policy
-	admins  map[string]bool
 	now     func() time.Time
-}
-
-// Option configures an App.
-type Option func(*App)
-
-// WithAdmins names the admin callers: they confirm and cancel orders and
-// read and readdress anyone's. Without it nobody may confirm or cancel.
-func WithAdmins(callers ...string) Option {
-	return func(a *App) {
-		for _, c := range callers {
-			a.admins[c] = true
-		}
-	}
 }
 
 // New returns an App over repo and catalog. locks records the optimistic
 // locking outcomes (it may be nil); conflicting internal transitions are
 // retried with optlock.DefaultPolicy.
-func New(repo Repository, catalog Catalog, locks *optlock.Metrics, opts ...Option) *App {
-	a := &App{repo: repo, catalog: catalog, locks: locks, retry: optlock.DefaultPolicy, admins: map[string]bool{}, now: now}
-	for _, o := range opts {
-		o(a)
-	}
-	return a
+func New(repo Repository, catalog Catalog, locks *optlock.Metrics) *App {
+	return &App{repo: repo, catalog: catalog, locks: locks, retry: optlock.DefaultPolicy, now: now}
 }
 
-// errMayNotTransition is the refusal of a confirmation or cancellation by a
-// caller that is not an admin.
-var errMayNotTransition = &order.Error{Kind: order.ErrPermissionDenied, Problem: "caller may not confirm or cancel orders"}
+// errNotForPlacer refuses a confirmation or cancellation made for a user
+// other than the order's placer.
+var errNotForPlacer = &order.Error{Kind: order.ErrPermissionDenied, Problem: "the order may be confirmed or cancelled only for the customer who placed it"}
 
-// mayAccess reports whether caller may read and readdress o: its placer or
-// an admin.
-func (a *App) mayAccess(caller string, o order.Order) bool {
-	// Anyone can be anonymous (no x-user-id), so anonymous owns nothing.
-	return a.admins[caller] || (caller != callerid.Anonymous && caller == o.PlacedBy)
+// mayAccess reports whether id may read and readdress o: its placer or an
+// operator.
+func mayAccess(id caller.Identity, o order.Order) bool {
+	return id.IsOperator() || (o.PlacedBy != "" && id.EndUser() == o.PlacedBy)
+}
+
+// actsForPlacer reports whether id is a service acting for o's placer.
+func actsForPlacer(id caller.Identity, o order.Order) bool {
+	return id.Delegated && o.PlacedBy != "" && id.User == o.PlacedBy
 }
 
 // now is the clock, truncated to PostgreSQL's microsecond precision so that

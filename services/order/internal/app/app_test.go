@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
@@ -44,11 +45,15 @@ func (c *fakeCatalog) Products(_ context.Context, skus []string) (map[string]app
 	return out, nil
 }
 
-// The callers of the tests: placer places the orders, admin is the one
-// admin caller.
-const (
-	placer = "user-1"
-	admin  = "orchestrator"
+// The callers of the tests: placer places the orders (asPlacer, with
+// their own token), saga is the orchestrator acting for them, operator a
+// support engineer.
+const placer = "user-1"
+
+var (
+	asPlacer = caller.Identity{User: placer}
+	saga     = caller.Identity{Service: "orchestrator", User: placer, Delegated: true, Permissions: []string{"orders.place"}}
+	operator = caller.Identity{User: "ops-1", Roles: []string{caller.RoleOperator}}
 )
 
 type testBundle struct {
@@ -73,7 +78,7 @@ func setup(t *testing.T) testBundle {
 		"SKU-2": {SKU: "SKU-2", Name: "Gadget", UnitPrice: order.Money{Currency: "EUR", Minor: 99}, Available: 5},
 		"USD-1": {SKU: "USD-1", Name: "Dollar thing", UnitPrice: order.Money{Currency: "USD", Minor: 100}},
 	}}
-	return testBundle{app: app.New(postgres.NewRepository(pool, w), cat, locks, app.WithAdmins(admin)), catalog: cat, pool: pool, reg: reg}
+	return testBundle{app: app.New(postgres.NewRepository(pool, w), cat, locks), catalog: cat, pool: pool, reg: reg}
 }
 
 func (b testBundle) count(t *testing.T, table string) int {
@@ -140,7 +145,7 @@ func TestPlaceOrder(t *testing.T) {
 		require.Equal(t, "user-1", o.PlacedBy)
 		require.Equal(t, int64(1), o.Version)
 
-		got, err := b.app.GetOrder(ctx, placer, o.ID)
+		got, err := b.app.GetOrder(ctx, asPlacer, o.ID)
 		require.NoError(t, err)
 		require.Equal(t, o, got)
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.ID))
@@ -241,7 +246,7 @@ func TestPlaceOrder(t *testing.T) {
 		req.Draft.ShippingAddress.City = "Paris"
 		_, err = b.app.PlaceOrder(ctx, req)
 		require.ErrorIs(t, err, app.ErrIdempotencyKeyReused)
-		got, err := b.app.GetOrder(ctx, placer, first.ID)
+		got, err := b.app.GetOrder(ctx, asPlacer, first.ID)
 		require.NoError(t, err)
 		require.Equal(t, "London", got.ShippingAddress.City)
 		require.Equal(t, 1, b.count(t, "orders"))
@@ -274,9 +279,9 @@ func TestPlaceOrder(t *testing.T) {
 func TestGetOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, err := b.app.GetOrder(context.Background(), placer, "nope")
+	_, err := b.app.GetOrder(context.Background(), asPlacer, "nope")
 	requireDomainError(t, err, order.ErrInvalid, "order_id")
-	_, err = b.app.GetOrder(context.Background(), placer, uuid.NewString())
+	_, err = b.app.GetOrder(context.Background(), asPlacer, uuid.NewString())
 	require.ErrorIs(t, err, order.ErrNotFound)
 }
 
@@ -286,31 +291,26 @@ func TestAuthorization(t *testing.T) {
 	b := setup(t)
 	o, err := b.app.PlaceOrder(ctx, placeRequest())
 	require.NoError(t, err)
-	anon := placeRequest()
-	anon.PlacedBy = "anonymous"
-	anon.IdempotencyKey = newKey()
-	anonymous, err := b.app.PlaceOrder(ctx, anon)
-	require.NoError(t, err)
 	paris := order.Address{Name: "Ada", Line1: "2 Rue", City: "Paris", PostalCode: "75001", CountryCode: "FR"}
 
-	t.Run("only admins confirm or cancel, and are asked first", func(t *testing.T) {
-		for _, who := range []string{placer, "anonymous", "", "Orchestrator"} {
+	t.Run("only a service acting for the placer confirms or cancels", func(t *testing.T) {
+		forOther := saga
+		forOther.User = "user-2"
+		for _, who := range []caller.Identity{asPlacer, operator, {Service: "orchestrator"}, forOther, {}} {
 			_, err := b.app.ConfirmOrder(ctx, who, o.ID)
 			requireDomainError(t, err, order.ErrPermissionDenied, "")
-			require.EqualError(t, err, "caller may not confirm or cancel orders")
+			require.ErrorContains(t, err, "the order may be confirmed or cancelled only for the customer who placed it")
 			_, err = b.app.CancelOrder(ctx, who, o.ID, "no")
 			requireDomainError(t, err, order.ErrPermissionDenied, "")
-			_, err = b.app.CancelOrder(ctx, who, "not-an-id", strings.Repeat("r", 9999))
-			requireDomainError(t, err, order.ErrPermissionDenied, "")
 		}
-		got, err := b.app.GetOrder(ctx, placer, o.ID)
+		got, err := b.app.GetOrder(ctx, asPlacer, o.ID)
 		require.NoError(t, err)
 		require.Equal(t, order.StatusPending, got.Status)
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.ID))
 	})
 
 	t.Run("another caller's order does not exist for them", func(t *testing.T) {
-		for _, who := range []string{"user-2", "anonymous", ""} {
+		for _, who := range []caller.Identity{{User: "user-2"}, {}, saga, {Service: "payment"}} {
 			_, err := b.app.GetOrder(ctx, who, o.ID)
 			require.ErrorIs(t, err, order.ErrNotFound)
 			require.EqualError(t, err, "order_id: no such order", "the same answer as for an unknown order")
@@ -325,21 +325,21 @@ func TestAuthorization(t *testing.T) {
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.ID))
 	})
 
-	t.Run("an order placed anonymously is nobody's but the admins'", func(t *testing.T) {
-		_, err := b.app.GetOrder(ctx, "anonymous", anonymous.ID)
-		require.ErrorIs(t, err, order.ErrNotFound)
-		got, err := b.app.GetOrder(ctx, admin, anonymous.ID)
-		require.NoError(t, err)
-		require.Equal(t, anonymous.ID, got.ID)
-	})
-
-	t.Run("admins read and readdress anyone's order", func(t *testing.T) {
-		got, err := b.app.GetOrder(ctx, admin, o.ID)
+	t.Run("operators read and readdress anyone's order", func(t *testing.T) {
+		got, err := b.app.GetOrder(ctx, operator, o.ID)
 		require.NoError(t, err)
 		require.Equal(t, o.ID, got.ID)
-		moved, err := b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: admin, OrderID: o.ID, Address: paris, Version: got.Version})
+		moved, err := b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: operator, OrderID: o.ID, Address: paris, Version: got.Version})
 		require.NoError(t, err)
 		require.Equal(t, paris, moved.ShippingAddress)
+	})
+
+	t.Run("a stale version is a conflict carrying both versions", func(t *testing.T) {
+		_, err := b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: asPlacer, OrderID: o.ID, Address: paris, Version: 1})
+		var ce *optlock.ConflictError
+		require.ErrorAs(t, err, &ce)
+		require.Equal(t, int64(1), ce.Presented)
+		require.Equal(t, int64(2), ce.Current)
 	})
 }
 
@@ -357,17 +357,17 @@ func TestConfirmAndCancel(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := place(t, b)
-		c, err := b.app.ConfirmOrder(ctx, admin, o.ID)
+		c, err := b.app.ConfirmOrder(ctx, saga, o.ID)
 		require.NoError(t, err)
 		require.Equal(t, order.StatusConfirmed, c.Status)
 		require.Equal(t, int64(2), c.Version)
 
-		again, err := b.app.ConfirmOrder(ctx, admin, strings.ToUpper(o.ID))
+		again, err := b.app.ConfirmOrder(ctx, saga, strings.ToUpper(o.ID))
 		require.NoError(t, err)
 		require.Equal(t, c, again)
 		require.Equal(t, 1.0, metric(t, b.reg, "optimistic_lock_attempts_total"), "a no-op writes nothing: not an attempt")
 
-		_, err = b.app.CancelOrder(ctx, admin, o.ID, "too late")
+		_, err = b.app.CancelOrder(ctx, saga, o.ID, "too late")
 		requireDomainError(t, err, order.ErrFailedPrecondition, "order_id")
 		require.Equal(t, []string{"order.created.v1", "order.confirmed.v1"}, b.events(t, o.ID))
 	})
@@ -376,16 +376,16 @@ func TestConfirmAndCancel(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := place(t, b)
-		c, err := b.app.CancelOrder(ctx, admin, o.ID, "payment declined")
+		c, err := b.app.CancelOrder(ctx, saga, o.ID, "payment declined")
 		require.NoError(t, err)
 		require.Equal(t, order.StatusCancelled, c.Status)
 		require.Equal(t, "payment declined", c.CancelReason)
 
-		again, err := b.app.CancelOrder(ctx, admin, o.ID, "other reason")
+		again, err := b.app.CancelOrder(ctx, saga, o.ID, "other reason")
 		require.NoError(t, err)
 		require.Equal(t, c, again, "the first reason stays")
 
-		_, err = b.app.ConfirmOrder(ctx, admin, o.ID)
+		_, err = b.app.ConfirmOrder(ctx, saga, o.ID)
 		requireDomainError(t, err, order.ErrFailedPrecondition, "order_id")
 		require.Equal(t, []string{"order.created.v1", "order.cancelled.v1"}, b.events(t, o.ID))
 	})
@@ -393,11 +393,11 @@ func TestConfirmAndCancel(t *testing.T) {
 	t.Run("bad ids and reasons are invalid; unknown orders not found", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		_, err := b.app.ConfirmOrder(ctx, admin, "123")
+		_, err := b.app.ConfirmOrder(ctx, saga, "123")
 		requireDomainError(t, err, order.ErrInvalid, "order_id")
-		_, err = b.app.CancelOrder(ctx, admin, uuid.NewString(), strings.Repeat("r", order.MaxCancelReason+1))
+		_, err = b.app.CancelOrder(ctx, saga, uuid.NewString(), strings.Repeat("r", order.MaxCancelReason+1))
 		requireDomainError(t, err, order.ErrInvalid, "reason")
-		_, err = b.app.CancelOrder(ctx, admin, uuid.NewString(), "x")
+		_, err = b.app.CancelOrder(ctx, saga, uuid.NewString(), "x")
 		require.ErrorIs(t, err, order.ErrNotFound)
 	})
 
@@ -411,14 +411,14 @@ func TestConfirmAndCancel(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				if i%2 == 0 {
-					_, errs[i] = b.app.ConfirmOrder(ctx, admin, o.ID)
+					_, errs[i] = b.app.ConfirmOrder(ctx, saga, o.ID)
 				} else {
-					_, errs[i] = b.app.CancelOrder(ctx, admin, o.ID, "race")
+					_, errs[i] = b.app.CancelOrder(ctx, saga, o.ID, "race")
 				}
 			})
 		}
 		wg.Wait()
-		final, err := b.app.GetOrder(ctx, placer, o.ID)
+		final, err := b.app.GetOrder(ctx, asPlacer, o.ID)
 		require.NoError(t, err)
 		require.Equal(t, int64(2), final.Version, "exactly one transition")
 		for i, err := range errs {
@@ -446,14 +446,14 @@ func TestUpdateShippingAddress(t *testing.T) {
 		b := setup(t)
 		o, err := b.app.PlaceOrder(ctx, placeRequest())
 		require.NoError(t, err)
-		got, err := b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: placer, OrderID: o.ID, Address: paris, Version: 1})
+		got, err := b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: asPlacer, OrderID: o.ID, Address: paris, Version: 1})
 		require.NoError(t, err)
 		require.Equal(t, paris, got.ShippingAddress)
 		require.Equal(t, int64(2), got.Version)
 		require.Equal(t, []string{"order.created.v1", "order.shipping_address_changed.v1"}, b.events(t, o.ID))
 
 		t.Log("the same request again is stale")
-		_, err = b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: placer, OrderID: o.ID, Address: paris, Version: 1})
+		_, err = b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: asPlacer, OrderID: o.ID, Address: paris, Version: 1})
 		require.ErrorIs(t, err, optlock.ErrConflict)
 		require.Len(t, b.events(t, o.ID), 2)
 		require.Equal(t, 1.0, metric(t, b.reg, "optimistic_lock_conflicts_total"))
@@ -464,9 +464,9 @@ func TestUpdateShippingAddress(t *testing.T) {
 		b := setup(t)
 		o, err := b.app.PlaceOrder(ctx, placeRequest())
 		require.NoError(t, err)
-		c, err := b.app.ConfirmOrder(ctx, admin, o.ID)
+		c, err := b.app.ConfirmOrder(ctx, saga, o.ID)
 		require.NoError(t, err)
-		_, err = b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: placer, OrderID: o.ID, Address: paris, Version: c.Version})
+		_, err = b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: asPlacer, OrderID: o.ID, Address: paris, Version: c.Version})
 		requireDomainError(t, err, order.ErrFailedPrecondition, "order_id")
 	})
 
@@ -475,9 +475,9 @@ func TestUpdateShippingAddress(t *testing.T) {
 		b := setup(t)
 		bad := paris
 		bad.PostalCode = ""
-		_, err := b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: placer, OrderID: uuid.NewString(), Address: bad, Version: 1})
+		_, err := b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: asPlacer, OrderID: uuid.NewString(), Address: bad, Version: 1})
 		requireDomainError(t, err, order.ErrInvalid, "shipping_address.postal_code")
-		_, err = b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: placer, OrderID: uuid.NewString(), Address: paris, Version: 1})
+		_, err = b.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{Caller: asPlacer, OrderID: uuid.NewString(), Address: paris, Version: 1})
 		require.ErrorIs(t, err, order.ErrNotFound)
 	})
 }

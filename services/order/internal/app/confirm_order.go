@@ -5,22 +5,23 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
 
 // ConfirmOrder moves a PENDING order to CONFIRMED and publishes
-// order.confirmed.v1; only an admin caller (the orchestrator) may. Confirming
-// a CONFIRMED order returns it unchanged (no new event), so the orchestrator
-// may retry freely. Errors: ErrPermissionDenied (not an admin, checked
-// first), ErrInvalid (malformed id), ErrNotFound, ErrFailedPrecondition
-// (CANCELLED); an error wrapping optlock.ErrConflict if concurrent writers
-// won every retry.
-func (a *App) ConfirmOrder(ctx context.Context, caller, id string) (order.Order, error) {
-	if !a.admins[caller] {
-		return order.Order{}, errMayNotTransition
-	}
-	return a.transition(ctx, "confirm order", id, func(o *order.Order) (order.Change, error) {
+// order.confirmed.v1, for a service acting for the order's placer (the
+// saga's last step). Confirming a CONFIRMED order returns it unchanged (no
+// new event), so the orchestrator may retry freely. Errors: ErrInvalid
+// (malformed id), ErrNotFound, ErrPermissionDenied (not acting for the
+// placer), ErrFailedPrecondition (CANCELLED); an error wrapping
+// optlock.ErrConflict if concurrent writers won every retry.
+func (a *App) ConfirmOrder(ctx context.Context, id caller.Identity, orderID string) (order.Order, error) {
+	return a.transition(ctx, "confirm order", orderID, func(o *order.Order) (order.Change, error) {
+		if !actsForPlacer(id, *o) {
+			return order.ChangeNone, errNotForPlacer
+		}
 		return o.Confirm(a.now())
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
@@ -11,8 +12,8 @@ import (
 // UpdateShippingAddress is a client's request to change the address of a
 // PENDING order, made against the version it read.
 type UpdateShippingAddress struct {
-	// Caller is who asks: the order's placer or an admin may.
-	Caller  string
+	// Caller is who asks: the order's placer or an operator may.
+	Caller  caller.Identity
 	OrderID string
 	Address order.Address
 	// Version is the version the client read, recovered from its verified
@@ -41,13 +42,13 @@ func (a *App) UpdateShippingAddress(ctx context.Context, req UpdateShippingAddre
 		return order.Order{}, err
 	}
 	o, err := a.repo.Update(ctx, id, func(o *order.Order) (order.Change, error) {
-		if !a.mayAccess(req.Caller, *o) {
+		if !mayAccess(req.Caller, *o) {
 			return order.ChangeNone, order.NoSuchOrder()
 		}
 		// The version check comes next: a client that read an older
 		// version must look again before it learns anything else.
 		if o.Version != req.Version {
-			return order.ChangeNone, fmt.Errorf("order %s is at version %d, not %d: %w", id, o.Version, req.Version, optlock.ErrConflict)
+			return order.ChangeNone, &optlock.ConflictError{Aggregate: aggregate, ID: id, Presented: req.Version, Current: o.Version}
 		}
 		return o.ChangeShippingAddress(addr, a.now())
 	})

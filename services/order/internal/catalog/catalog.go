@@ -1,7 +1,7 @@
 // Package catalog reads product data (name, unit price, stock) from the
 // inventory service, which owns the catalog. It implements app.Catalog over
 // the inventory gRPC API; the connection, dialed with platform/grpcclient,
-// forwards the caller's identity and the trace.
+// presents the order service's own certificate and carries the trace.
 package catalog
 
 import (

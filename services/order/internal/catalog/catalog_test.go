@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/grpcclient"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/catalog"
@@ -20,14 +20,13 @@ import (
 
 func setup(t *testing.T, timeout time.Duration) (*catalog.Client, *fakeinventory.Server) {
 	t.Helper()
-	inv := fakeinventory.Start(t,
+	pki := authtest.New(t)
+	inv := fakeinventory.Start(t, pki,
 		fakeinventory.Product("SKU-1", "Widget", "EUR", 1250, 10),
 		fakeinventory.Product("SKU-2", "Gadget", "EUR", 99, 0),
 		fakeinventory.Product("SKU-3", "Gizmo", "EUR", 500, 3),
 	)
-	conn, err := grpcclient.Dial(inv.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := pki.DialAs("order", "inventory", inv.Addr())
 	return catalog.New(inventoryv1.NewInventoryServiceClient(conn), timeout), inv
 }
 
@@ -65,12 +64,12 @@ func TestProducts(t *testing.T) {
 		require.Equal(t, int64(3), inv.Calls())
 	})
 
-	t.Run("forwards the caller identity", func(t *testing.T) {
+	t.Run("calls as the order service, whoever the order is for", func(t *testing.T) {
 		t.Parallel()
 		c, inv := setup(t, time.Second)
-		_, err := c.Products(caller.WithID(context.Background(), "user-42"), []string{"SKU-1"})
+		_, err := c.Products(caller.With(context.Background(), caller.Identity{User: "user-42"}), []string{"SKU-1"})
 		require.NoError(t, err)
-		require.Equal(t, []string{"user-42"}, inv.Callers())
+		require.Equal(t, []string{"order"}, inv.Callers())
 	})
 
 	t.Run("an unavailable catalog is ErrCatalogUnavailable", func(t *testing.T) {

@@ -1,7 +1,8 @@
 // Package fakeinventory is an in-process stand-in for the inventory service,
 // the order service's neighbour, for tests and benchmarks only: a real gRPC
-// server on a loopback port that answers GetProducts from a fixed catalog.
-// Everything else is Unimplemented.
+// server on a loopback port, with the inventory service's certificate from
+// the test's PKI, that answers GetProducts from a fixed catalog. Everything
+// else is Unimplemented.
 package fakeinventory
 
 import (
@@ -16,10 +17,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/authtest"
+	"github.com/goodgo/goodgo/platform/mtls"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
@@ -49,8 +50,9 @@ func Product(sku, name, currency string, minor, available int64) *inventoryv1.Pr
 	}
 }
 
-// Start serves a fake holding products on 127.0.0.1 until the test ends.
-func Start(tb testing.TB, products ...*inventoryv1.Product) *Server {
+// Start serves a fake holding products on 127.0.0.1 until the test ends,
+// as the inventory service of pki.
+func Start(tb testing.TB, pki *authtest.PKI, products ...*inventoryv1.Product) *Server {
 	tb.Helper()
 	s := &Server{products: make(map[string]*inventoryv1.Product)}
 	for _, p := range products {
@@ -61,7 +63,7 @@ func Start(tb testing.TB, products ...*inventoryv1.Product) *Server {
 		tb.Fatalf("fakeinventory: listen: %v", err)
 	}
 	s.addr = lis.Addr().String()
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.Creds(pki.Kit("inventory").TLS.ServerCredentials()))
 	inventoryv1.RegisterInventoryServiceServer(gs, s)
 	done := make(chan struct{})
 	go func() {
@@ -81,7 +83,8 @@ func (s *Server) Addr() string { return s.addr }
 // Calls is the number of GetProducts calls served so far.
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
-// Callers returns the x-user-id metadata of every call so far.
+// Callers returns the verified service of every call so far ("" for a
+// caller without a certificate).
 func (s *Server) Callers() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -116,9 +119,9 @@ func (s *Server) PageSize(n int) {
 // page token is the index of the next requested SKU.
 func (s *Server) GetProducts(ctx context.Context, req *inventoryv1.GetProductsRequest) (*inventoryv1.GetProductsResponse, error) {
 	s.calls.Add(1)
-	md, _ := metadata.FromIncomingContext(ctx)
+	p, _ := mtls.PeerFrom(ctx)
 	s.mu.Lock()
-	s.callers = append(s.callers, md.Get(caller.MetadataKey)...)
+	s.callers = append(s.callers, p.Service)
 	err, delay, pageSize := s.err, s.delay, s.pageSize
 	s.mu.Unlock()
 

@@ -9,7 +9,7 @@ import (
 
 // BenchmarkPlaceOrder measures PlaceOrder throughput end to end: a real gRPC
 // client and server with the production interceptor chain (metrics, logging,
-// recovery, caller, idempotency on real Redis), the catalog read over gRPC
+// recovery, mTLS and token authentication, idempotency on real Redis), the catalog read over gRPC
 // from a fake inventory neighbour, and the order + outbox transaction on
 // real PostgreSQL. Every call has a fresh idempotency key, so each one is a
 // new order. It reports orders/s.
@@ -26,7 +26,7 @@ func BenchmarkPlaceOrder(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := bundle.client.PlaceOrder(withKey(newKey()), req); err != nil {
+			if _, err := bundle.client.PlaceOrder(bundle.withKey(newKey()), req); err != nil {
 				b.Error(err)
 				return
 			}

@@ -13,11 +13,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/ratelimit"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
@@ -43,6 +46,24 @@ func New(a *app.App, tokens *optlock.Signer, logger *slog.Logger) *Server {
 	return &Server{app: a, tokens: tokens, logger: logger}
 }
 
+// PermPlaceOrder is the permission of a service acting for a user in the
+// order saga: what the user's placing an order lets the saga do for them.
+const PermPlaceOrder = "orders.place"
+
+// Policies say who may call each RPC of the service (platform/authz).
+// Ownership of a particular order is App's check.
+func Policies() authz.Policies {
+	saga := authz.Policy{Services: []string{"orchestrator"}, OnBehalfOf: PermPlaceOrder}
+	return authz.Policies{
+		orderv1.OrderService_PlaceOrder_FullMethodName:            {Users: true, OwnerField: "customer_id", Limit: ratelimit.Write},
+		orderv1.OrderService_GetOrder_FullMethodName:              {Users: true, Limit: ratelimit.Read},
+		orderv1.OrderService_UpdateShippingAddress_FullMethodName: {Users: true, Limit: ratelimit.Update},
+		orderv1.OrderService_ConfirmOrder_FullMethodName:          saga,
+		orderv1.OrderService_CancelOrder_FullMethodName:           saga,
+		sessionv1.SessionService_Logout_FullMethodName:            {Users: true, Limit: ratelimit.Write},
+	}
+}
+
 // IdempotencyPolicies is the idempotency policy of every mutating RPC of the
 // service, for idempotency.New. RedisDownSafe says whether the RPC may run
 // unguarded when Redis is unavailable:
@@ -55,12 +76,16 @@ func New(a *app.App, tokens *optlock.Signer, logger *slog.Logger) *Server {
 //     would present a token the success made stale and be answered with a
 //     spurious conflict; Unavailable tells the client to retry with the same
 //     key once Redis is back, when it gets the replay.
+//
+// PlaceOrder and UpdateShippingAddress are Sensitive: their stored replies
+// hold the shipping address, so a user's keys of them are forgotten when
+// the user logs out (SessionService.Logout).
 func IdempotencyPolicies() map[string]idempotency.Policy {
 	return map[string]idempotency.Policy{
-		orderv1.OrderService_PlaceOrder_FullMethodName:            {RedisDownSafe: true},
+		orderv1.OrderService_PlaceOrder_FullMethodName:            {RedisDownSafe: true, Sensitive: true},
 		orderv1.OrderService_ConfirmOrder_FullMethodName:          {RedisDownSafe: true},
 		orderv1.OrderService_CancelOrder_FullMethodName:           {RedisDownSafe: true},
-		orderv1.OrderService_UpdateShippingAddress_FullMethodName: {RedisDownSafe: false},
+		orderv1.OrderService_UpdateShippingAddress_FullMethodName: {RedisDownSafe: false, Sensitive: true},
 	}
 }
 
@@ -77,7 +102,7 @@ func (s *Server) PlaceOrder(ctx context.Context, req *orderv1.PlaceOrderRequest)
 			ShippingAddress: addressFromProto(req.GetShippingAddress()),
 			PaymentMethod:   req.GetPaymentMethod(),
 		},
-		PlacedBy: caller.ID(ctx),
+		PlacedBy: caller.From(ctx).EndUser(),
 	}
 	// The interceptor's hashed key (hex SHA-256) is stored as its 32 bytes.
 	if k, ok := idempotency.KeyFromContext(ctx); ok {
@@ -94,10 +119,10 @@ func (s *Server) PlaceOrder(ctx context.Context, req *orderv1.PlaceOrderRequest)
 	return &orderv1.PlaceOrderResponse{Order: s.orderToProto(o)}, nil
 }
 
-// GetOrder implements orderv1.OrderServiceServer. Only the caller who
-// placed the order and admin callers see it; anyone else gets NotFound.
+// GetOrder implements orderv1.OrderServiceServer. Only the user who placed
+// the order and operators see it; anyone else gets NotFound.
 func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*orderv1.GetOrderResponse, error) {
-	o, err := s.app.GetOrder(ctx, caller.ID(ctx), req.GetOrderId())
+	o, err := s.app.GetOrder(ctx, caller.From(ctx), req.GetOrderId())
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetOrder", err)
 	}
@@ -107,7 +132,9 @@ func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*o
 // UpdateShippingAddress implements orderv1.OrderServiceServer. The version
 // token is verified before anything is read: a forged token (or one issued
 // for another order) and a stale one are both Aborted, naming
-// version_token, so the client reads again.
+// version_token, so the client reads again; something that is not a token
+// at all is InvalidArgument. Every refused token is logged for security
+// monitoring.
 func (s *Server) UpdateShippingAddress(ctx context.Context, req *orderv1.UpdateShippingAddressRequest) (*orderv1.UpdateShippingAddressResponse, error) {
 	id := order.NormalizeID(req.GetOrderId())
 	if err := order.ValidateID("order_id", id); err != nil {
@@ -118,15 +145,20 @@ func (s *Server) UpdateShippingAddress(ctx context.Context, req *orderv1.UpdateS
 	}
 	version, err := s.tokens.Verify(event.AggregateOrder, id, req.GetVersionToken())
 	if err != nil {
+		optlock.LogRefusal(ctx, s.logger, event.AggregateOrder, id, err)
+		if errors.Is(err, optlock.ErrMalformedToken) {
+			return nil, status.Error(codes.InvalidArgument, "version_token: not a version token; use the one GetOrder returned")
+		}
 		return nil, status.Error(codes.Aborted, "version_token: invalid; read the order again")
 	}
 	o, err := s.app.UpdateShippingAddress(ctx, app.UpdateShippingAddress{
-		Caller:  caller.ID(ctx),
+		Caller:  caller.From(ctx),
 		OrderID: id,
 		Address: addressFromProto(req.GetShippingAddress()),
 		Version: version,
 	})
 	if errors.Is(err, optlock.ErrConflict) {
+		optlock.LogRefusal(ctx, s.logger, event.AggregateOrder, id, err)
 		return nil, status.Error(codes.Aborted, "version_token: stale; the order has changed, read it again")
 	}
 	if err != nil {
@@ -135,18 +167,20 @@ func (s *Server) UpdateShippingAddress(ctx context.Context, req *orderv1.UpdateS
 	return &orderv1.UpdateShippingAddressResponse{Order: s.orderToProto(o)}, nil
 }
 
-// ConfirmOrder implements orderv1.OrderServiceServer; admin callers only.
+// ConfirmOrder implements orderv1.OrderServiceServer: the saga acting for
+// the order's placer.
 func (s *Server) ConfirmOrder(ctx context.Context, req *orderv1.ConfirmOrderRequest) (*orderv1.ConfirmOrderResponse, error) {
-	o, err := s.app.ConfirmOrder(ctx, caller.ID(ctx), req.GetOrderId())
+	o, err := s.app.ConfirmOrder(ctx, caller.From(ctx), req.GetOrderId())
 	if err != nil {
 		return nil, s.toStatus(ctx, "ConfirmOrder", err)
 	}
 	return &orderv1.ConfirmOrderResponse{Order: s.orderToProto(o)}, nil
 }
 
-// CancelOrder implements orderv1.OrderServiceServer; admin callers only.
+// CancelOrder implements orderv1.OrderServiceServer: the saga acting for
+// the order's placer.
 func (s *Server) CancelOrder(ctx context.Context, req *orderv1.CancelOrderRequest) (*orderv1.CancelOrderResponse, error) {
-	o, err := s.app.CancelOrder(ctx, caller.ID(ctx), req.GetOrderId(), req.GetReason())
+	o, err := s.app.CancelOrder(ctx, caller.From(ctx), req.GetOrderId(), req.GetReason())
 	if err != nil {
 		return nil, s.toStatus(ctx, "CancelOrder", err)
 	}

@@ -17,14 +17,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/keyring"
@@ -33,6 +32,7 @@ import (
 	"github.com/goodgo/goodgo/platform/pgtest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
+	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/catalog"
 	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
@@ -43,19 +43,29 @@ import (
 const redisURL = "redis://127.0.0.1:6379/0"
 
 // testBundle is the order API served the way run serves it: the real gRPC
-// server and interceptors, the idempotency guard on real Redis, the
-// repository on a real (per-test) PostgreSQL database, and the catalog
-// adapter talking gRPC to a fake inventory service.
+// server and interceptors with mTLS and the service's authorization
+// policies, the idempotency guard on real Redis, the repository on a real
+// (per-test) PostgreSQL database, and the catalog adapter talking gRPC to a
+// fake inventory service. client is an end user's connection (calls carry
+// a user's token), saga the orchestrator's (calls act for a user).
 type testBundle struct {
+	pki         *authtest.PKI
+	user1Token  string
 	client      orderv1.OrderServiceClient
+	saga        orderv1.OrderServiceClient
+	sessions    sessionv1.SessionServiceClient
 	pool        *pgxpool.Pool
 	redis       *redis.Client
 	redisPrefix string
 	inventory   *fakeinventory.Server
 }
 
-// admin is the admin caller (ORDER_ADMIN_CALLERS) of the tests' server.
-const admin = "orchestrator"
+// The tests' customers: their user ids (token subjects) are their customer
+// ids. user1 places the orders of placeRequest.
+const (
+	user1 = "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0c"
+	user2 = "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0d"
+)
 
 func setup(tb testing.TB) testBundle { return setupWith(tb, 0) }
 
@@ -82,14 +92,13 @@ func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 	prefix := "order-test:" + uuid.NewString() + ":"
 	tb.Cleanup(func() { deleteKeys(tb, rdb, prefix) })
 
-	inv := fakeinventory.Start(tb,
+	pki := authtest.New(tb)
+	inv := fakeinventory.Start(tb, pki,
 		fakeinventory.Product("SKU-1", "Widget", "EUR", 1250, 100),
 		fakeinventory.Product("SKU-2", "Gadget", "EUR", 99, 100),
 		fakeinventory.Product("USD-1", "Dollar thing", "USD", 100, 100),
 	)
-	conn, err := grpcclient.Dial(inv.Addr())
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = conn.Close() })
+	conn := pki.DialAs("order", "inventory", inv.Addr())
 
 	reg := prometheus.NewRegistry()
 	keys, err := keyring.New("k1", map[string][]byte{"k1": randomBytes(32)})
@@ -104,10 +113,12 @@ func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 		grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, nil)
 	require.NoError(tb, err)
 
-	a := app.New(postgres.NewRepository(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks,
-		app.WithAdmins(admin))
-	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, reg, func(s *grpc.Server) {
+	a := app.New(postgres.NewRepository(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
+	cfg := grpcserver.Config{Addr: "127.0.0.1:0"}
+	cfg.Authorizer, cfg.Credentials = pki.Authorizer("order", grpcapi.Policies())
+	srv, err := grpcserver.New(cfg, nil, reg, func(s grpc.ServiceRegistrar) {
 		orderv1.RegisterOrderServiceServer(s, grpcapi.New(a, signer, nil))
+		sessionv1.RegisterSessionServiceServer(s, grpcapi.NewSessions(guard, nil))
 	}, grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -118,10 +129,18 @@ func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 		require.NoError(tb, <-served)
 	})
 
-	cc, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = cc.Close() })
-	return testBundle{client: orderv1.NewOrderServiceClient(cc), pool: pool, redis: rdb, redisPrefix: prefix, inventory: inv}
+	user := pki.Dial(srv.Addr().String())
+	return testBundle{
+		pki:         pki,
+		user1Token:  pki.Token(user1),
+		client:      orderv1.NewOrderServiceClient(user),
+		saga:        orderv1.NewOrderServiceClient(pki.DialAs("orchestrator", "order", srv.Addr().String())),
+		sessions:    sessionv1.NewSessionServiceClient(user),
+		pool:        pool,
+		redis:       rdb,
+		redisPrefix: prefix,
+		inventory:   inv,
+	}
 }
 
 func deleteKeys(tb testing.TB, rdb *redis.Client, prefix string) {
@@ -144,21 +163,27 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-// withKey is a call context from caller user-1 with an idempotency key.
-func withKey(key string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(),
-		caller.MetadataKey, "user-1", idempotency.MetadataKey, key)
+// withKey is a call context from user1 with an idempotency key.
+func (b testBundle) withKey(key string) context.Context {
+	return metadata.AppendToOutgoingContext(authtest.AsUser(context.Background(), b.user1Token), idempotency.MetadataKey, key)
 }
 
-// asUser is a read context from caller user.
-func asUser(user string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(), caller.MetadataKey, user)
+// asUser is a call context from user, signed in with a token; roles are
+// the token's roles.
+func (b testBundle) asUser(user string, roles ...string) context.Context {
+	return authtest.AsUser(context.Background(), b.pki.Token(user, roles...))
 }
 
-// asAdmin is a call context from the admin caller with an idempotency key.
-func asAdmin(key string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(),
-		caller.MetadataKey, admin, idempotency.MetadataKey, key)
+// asSaga is a call context of the orchestrator acting for user1 (the
+// placer of placeRequest's orders), with an idempotency key; use it on
+// b.saga.
+func (b testBundle) asSaga(key string) context.Context {
+	return asSagaFor(user1, key)
+}
+
+func asSagaFor(user, key string) context.Context {
+	ctx := caller.WithDelegation(context.Background(), caller.Delegation{User: user, Permissions: []string{grpcapi.PermPlaceOrder}})
+	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, key)
 }
 
 func newKey() string { return uuid.NewString() }
@@ -201,7 +226,7 @@ func (b testBundle) events(tb testing.TB, orderID string) []string {
 
 func (b testBundle) place(t *testing.T) *orderv1.Order {
 	t.Helper()
-	resp, err := b.client.PlaceOrder(withKey(newKey()), placeRequest())
+	resp, err := b.client.PlaceOrder(b.withKey(newKey()), placeRequest())
 	require.NoError(t, err)
 	return resp.GetOrder()
 }
@@ -230,9 +255,9 @@ func TestPlaceOrder(t *testing.T) {
 		require.NotEmpty(t, o.GetVersionToken())
 		require.NotNil(t, o.GetCreateTime())
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
-		require.Equal(t, []string{"user-1"}, b.inventory.Callers(), "the caller is forwarded to the catalog")
+		require.Equal(t, []string{"order"}, b.inventory.Callers(), "the catalog is read with the order service's own certificate")
 
-		got, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		got, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
 		require.True(t, proto.Equal(o, got.GetOrder()), "GetOrder returns what PlaceOrder returned")
 	})
@@ -255,7 +280,6 @@ func TestPlaceOrder(t *testing.T) {
 			{"negative quantity", func(r *orderv1.PlaceOrderRequest) { r.Items[0].Quantity = -2 }, "items[0].quantity: must be between 1 and 1000"},
 			{"duplicate SKU", func(r *orderv1.PlaceOrderRequest) { r.Items[1].Sku = "SKU-1" },
 				"items[1].sku: duplicates items[0].sku; put the total quantity on one line"},
-			{"malformed customer id", func(r *orderv1.PlaceOrderRequest) { r.CustomerId = "cust-1" }, "customer_id: must be a UUID"},
 			{"no address", func(r *orderv1.PlaceOrderRequest) { r.ShippingAddress = nil }, "shipping_address: required"},
 			{"bad country", func(r *orderv1.PlaceOrderRequest) { r.ShippingAddress.CountryCode = "United Kingdom" },
 				"shipping_address.country_code: must be an ISO 3166-1 alpha-2 code"},
@@ -263,7 +287,7 @@ func TestPlaceOrder(t *testing.T) {
 		} {
 			req := placeRequest()
 			tt.modify(req)
-			_, err := b.client.PlaceOrder(withKey(newKey()), req)
+			_, err := b.client.PlaceOrder(b.withKey(newKey()), req)
 			requireStatus(t, err, codes.InvalidArgument, tt.message)
 		}
 		require.Zero(t, b.orders(t))
@@ -273,11 +297,11 @@ func TestPlaceOrder(t *testing.T) {
 	t.Run("the idempotency key is required and at most 255 characters", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		_, err := b.client.PlaceOrder(context.Background(), placeRequest())
+		_, err := b.client.PlaceOrder(b.asUser(user1), placeRequest())
 		requireStatus(t, err, codes.InvalidArgument, "idempotency-key metadata is required")
-		_, err = b.client.PlaceOrder(withKey(strings.Repeat("k", 256)), placeRequest())
+		_, err = b.client.PlaceOrder(b.withKey(strings.Repeat("k", 256)), placeRequest())
 		requireStatus(t, err, codes.InvalidArgument, "idempotency-key must be at most 255 characters")
-		_, err = b.client.PlaceOrder(withKey(strings.Repeat("k", 255)), placeRequest())
+		_, err = b.client.PlaceOrder(b.withKey(strings.Repeat("k", 255)), placeRequest())
 		require.NoError(t, err)
 		require.Equal(t, 1, b.orders(t))
 	})
@@ -287,7 +311,7 @@ func TestPlaceOrder(t *testing.T) {
 		b := setup(t)
 		req := placeRequest()
 		req.Items[1].Sku = "NOPE-1"
-		_, err := b.client.PlaceOrder(withKey(newKey()), req)
+		_, err := b.client.PlaceOrder(b.withKey(newKey()), req)
 		requireStatus(t, err, codes.NotFound, `items[1].sku: unknown SKU "NOPE-1"`)
 		require.Zero(t, b.orders(t))
 	})
@@ -297,7 +321,7 @@ func TestPlaceOrder(t *testing.T) {
 		b := setup(t)
 		req := placeRequest()
 		req.Items[1].Sku = "USD-1"
-		_, err := b.client.PlaceOrder(withKey(newKey()), req)
+		_, err := b.client.PlaceOrder(b.withKey(newKey()), req)
 		st := status.Convert(err)
 		require.Equal(t, codes.FailedPrecondition, st.Code())
 		require.True(t, strings.HasPrefix(st.Message(), "items: priced in more than one currency"), st.Message())
@@ -309,12 +333,12 @@ func TestPlaceOrder(t *testing.T) {
 		b := setup(t)
 		b.inventory.FailWith(status.Error(codes.Unavailable, "inventory db on fire at 10.0.0.7"))
 		key := newKey()
-		_, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		_, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 		requireStatus(t, err, codes.Unavailable, "the product catalog is unavailable; retry later")
 		require.Zero(t, b.orders(t))
 
 		b.inventory.FailWith(nil)
-		_, err = b.client.PlaceOrder(withKey(key), placeRequest())
+		_, err = b.client.PlaceOrder(b.withKey(key), placeRequest())
 		require.NoError(t, err)
 		require.Equal(t, 1, b.orders(t))
 	})
@@ -323,10 +347,10 @@ func TestPlaceOrder(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		first, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 		require.NoError(t, err)
 		var header metadata.MD
-		again, err := b.client.PlaceOrder(withKey(key), placeRequest(), grpc.Header(&header))
+		again, err := b.client.PlaceOrder(b.withKey(key), placeRequest(), grpc.Header(&header))
 		require.NoError(t, err)
 		require.True(t, proto.Equal(first, again))
 		require.Equal(t, []string{"true"}, header.Get(idempotency.ReplayedHeader))
@@ -339,11 +363,11 @@ func TestPlaceOrder(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		_, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		_, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 		require.NoError(t, err)
 		other := placeRequest()
 		other.Items[0].Quantity = 9
-		_, err = b.client.PlaceOrder(withKey(key), other)
+		_, err = b.client.PlaceOrder(b.withKey(key), other)
 		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
 		require.Equal(t, 1, b.orders(t))
 	})
@@ -352,11 +376,11 @@ func TestPlaceOrder(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		first, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 		require.NoError(t, err)
 		deleteKeys(t, b.redis, b.redisPrefix)
 
-		again, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		again, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 		require.NoError(t, err)
 		require.Equal(t, first.GetOrder().GetOrderId(), again.GetOrder().GetOrderId())
 		require.Equal(t, 1, b.orders(t))
@@ -364,7 +388,7 @@ func TestPlaceOrder(t *testing.T) {
 		deleteKeys(t, b.redis, b.redisPrefix)
 		other := placeRequest()
 		other.Items[0].Quantity = 9
-		_, err = b.client.PlaceOrder(withKey(key), other)
+		_, err = b.client.PlaceOrder(b.withKey(key), other)
 		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
 		require.Equal(t, 1, b.orders(t))
 	})
@@ -373,15 +397,15 @@ func TestPlaceOrder(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		first, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 		require.NoError(t, err)
 		deleteKeys(t, b.redis, b.redisPrefix)
 
 		other := placeRequest()
 		other.ShippingAddress.City = "Paris"
-		_, err = b.client.PlaceOrder(withKey(key), other)
+		_, err = b.client.PlaceOrder(b.withKey(key), other)
 		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
-		got, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: first.GetOrder().GetOrderId()})
+		got, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: first.GetOrder().GetOrderId()})
 		require.NoError(t, err)
 		require.Equal(t, "London", got.GetOrder().GetShippingAddress().GetCity())
 		require.Equal(t, 1, b.orders(t))
@@ -399,7 +423,7 @@ func TestPlaceOrder(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				resps[i], errs[i] = b.client.PlaceOrder(withKey(key), placeRequest())
+				resps[i], errs[i] = b.client.PlaceOrder(b.withKey(key), placeRequest())
 			})
 		}
 		close(start)
@@ -422,7 +446,7 @@ func TestPlaceOrder(t *testing.T) {
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, orderID))
 
 		// Retrying any of them gets the one order.
-		again, err := b.client.PlaceOrder(withKey(key), placeRequest())
+		again, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 		require.NoError(t, err)
 		require.Equal(t, orderID, again.GetOrder().GetOrderId())
 	})
@@ -431,16 +455,16 @@ func TestPlaceOrder(t *testing.T) {
 func TestGetOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: "42"})
+	_, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: "42"})
 	requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
-	_, err = b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
+	_, err = b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
 	requireStatus(t, err, codes.NotFound, "order_id: no such order")
 
 	t.Run("an internal failure is Internal without detail", func(t *testing.T) {
 		b := setup(t)
 		o := b.place(t)
 		b.pool.Close() // the database goes away under the service
-		_, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		_, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		requireStatus(t, err, codes.Internal, "internal error")
 	})
 }
@@ -448,38 +472,101 @@ func TestGetOrder(t *testing.T) {
 func TestAuthorization(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	o := b.place(t) // by user-1
+	o := b.place(t) // by user1
 	paris := &orderv1.Address{Name: "Ada Lovelace", Line1: "2 Rue de Rivoli", City: "Paris", PostalCode: "75001", CountryCode: "FR"}
-
-	t.Run("only admin callers confirm or cancel", func(t *testing.T) {
-		for _, ctx := range []context.Context{withKey(newKey()), metadata.AppendToOutgoingContext(context.Background(), idempotency.MetadataKey, newKey())} {
-			_, err := b.client.ConfirmOrder(ctx, &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
-			requireStatus(t, err, codes.PermissionDenied, "caller may not confirm or cancel orders")
-		}
-		_, err := b.client.CancelOrder(withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "mine"})
-		requireStatus(t, err, codes.PermissionDenied, "caller may not confirm or cancel orders")
+	unchanged := func(t *testing.T) {
+		t.Helper()
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+	}
+
+	t.Run("users cannot confirm or cancel, not even their own order", func(t *testing.T) {
+		for _, ctx := range []context.Context{b.withKey(newKey()), metadata.AppendToOutgoingContext(b.asUser(user1, caller.RoleAdmin), idempotency.MetadataKey, newKey())} {
+			_, err := b.client.ConfirmOrder(ctx, &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+			requireStatus(t, err, codes.PermissionDenied, "allowed only for the orchestrator service acting for a user")
+		}
+		_, err := b.client.CancelOrder(b.withKey(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "mine"})
+		requireStatus(t, err, codes.PermissionDenied, "allowed only for the orchestrator service acting for a user")
+		unchanged(t)
 	})
 
-	t.Run("another caller's order is NotFound, like an unknown one", func(t *testing.T) {
-		for _, ctx := range []context.Context{asUser("user-2"), context.Background()} {
-			_, err := b.client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
-			requireStatus(t, err, codes.NotFound, "order_id: no such order")
-		}
-		_, err := b.client.UpdateShippingAddress(
-			metadata.AppendToOutgoingContext(context.Background(), caller.MetadataKey, "user-2", idempotency.MetadataKey, newKey()),
+	t.Run("the saga acting for another user may not confirm or cancel", func(t *testing.T) {
+		_, err := b.saga.ConfirmOrder(asSagaFor(user2, newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+		requireStatus(t, err, codes.PermissionDenied, "the order may be confirmed or cancelled only for the customer who placed it")
+		_, err = b.saga.CancelOrder(asSagaFor(user2, newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "x"})
+		requireStatus(t, err, codes.PermissionDenied, "the order may be confirmed or cancelled only for the customer who placed it")
+		unchanged(t)
+	})
+
+	t.Run("the orchestrator without a user to act for may not confirm", func(t *testing.T) {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), idempotency.MetadataKey, newKey())
+		_, err := b.saga.ConfirmOrder(ctx, &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+		requireStatus(t, err, codes.PermissionDenied, "the orchestrator service must act for a user here (on-behalf-of assertion)")
+		unchanged(t)
+	})
+
+	t.Run("another user's order is NotFound, like an unknown one", func(t *testing.T) {
+		_, err := b.client.GetOrder(b.asUser(user2), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		requireStatus(t, err, codes.NotFound, "order_id: no such order")
+		_, err = b.client.UpdateShippingAddress(
+			metadata.AppendToOutgoingContext(b.asUser(user2), idempotency.MetadataKey, newKey()),
 			&orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: o.GetVersionToken()})
 		requireStatus(t, err, codes.NotFound, "order_id: no such order")
-		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+		unchanged(t)
 	})
 
-	t.Run("the placer and admins read it", func(t *testing.T) {
-		for _, who := range []string{"user-1", admin} {
-			got, err := b.client.GetOrder(asUser(who), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
-			require.NoError(t, err, who)
+	t.Run("nobody is anonymous", func(t *testing.T) {
+		_, err := b.client.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		require.Equal(t, codes.Unauthenticated, status.Code(err), err)
+		_, err = b.client.GetOrder(metadata.AppendToOutgoingContext(context.Background(), "x-user-id", user1), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		require.Equal(t, codes.Unauthenticated, status.Code(err), "a plain header names nobody: %v", err)
+	})
+
+	t.Run("a user orders only for themselves", func(t *testing.T) {
+		req := placeRequest()
+		req.CustomerId = user2
+		_, err := b.client.PlaceOrder(b.withKey(newKey()), req)
+		requireStatus(t, err, codes.PermissionDenied, "customer_id: must be your own user id (the subject of your token)")
+		require.Equal(t, 1, b.orders(t))
+	})
+
+	t.Run("the placer and operators read it", func(t *testing.T) {
+		for _, ctx := range []context.Context{b.asUser(user1), b.asUser("ops-1", caller.RoleOperator), b.asUser("root", caller.RoleAdmin)} {
+			got, err := b.client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+			require.NoError(t, err)
 			require.Equal(t, o.GetOrderId(), got.GetOrder().GetOrderId())
 		}
 	})
+}
+
+// Logging out forgets the user's keys of calls whose replies hold their
+// address; a retry with the key then gets the same order from the
+// database guard, never a second order.
+func TestLogoutForgetsSensitiveKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	key := newKey()
+	first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
+	require.NoError(t, err)
+	stored, err := b.redis.Keys(context.Background(), b.redisPrefix+"*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, stored)
+
+	resp, err := b.sessions.Logout(b.asUser(user1), &sessionv1.LogoutRequest{})
+	require.NoError(t, err)
+	require.Equal(t, int32(1), resp.GetForgottenKeys())
+
+	var header metadata.MD
+	again, err := b.client.PlaceOrder(b.withKey(key), placeRequest(), grpc.Header(&header))
+	require.NoError(t, err)
+	require.Empty(t, header.Get(idempotency.ReplayedHeader), "not a replay from Redis")
+	require.Equal(t, first.GetOrder().GetOrderId(), again.GetOrder().GetOrderId(), "the database still returns the first order")
+	require.Equal(t, 1, b.orders(t))
+
+	_, err = b.sessions.Logout(b.asUser(user2), &sessionv1.LogoutRequest{UserId: user1})
+	requireStatus(t, err, codes.PermissionDenied, "user_id: only operators may log out another user")
+	resp, err = b.sessions.Logout(b.asUser("ops-1", caller.RoleOperator), &sessionv1.LogoutRequest{UserId: user1})
+	require.NoError(t, err)
+	require.Equal(t, int32(1), resp.GetForgottenKeys(), "the retry's key, tracked again")
 }
 
 func TestDatabaseLockTimeoutIsUnavailable(t *testing.T) {
@@ -497,13 +584,13 @@ func TestDatabaseLockTimeoutIsUnavailable(t *testing.T) {
 	require.NoError(t, err)
 
 	key := newKey()
-	_, err = b.client.ConfirmOrder(asAdmin(key), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	_, err = b.saga.ConfirmOrder(b.asSaga(key), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	requireStatus(t, err, codes.Unavailable, "temporarily unavailable; retry")
 
 	// Unavailable is not stored: once the lock is gone, the retry with the
 	// same key confirms.
 	require.NoError(t, tx.Rollback(ctx))
-	resp, err := b.client.ConfirmOrder(asAdmin(key), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	resp, err := b.saga.ConfirmOrder(b.asSaga(key), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, resp.GetOrder().GetStatus())
 }
@@ -513,25 +600,26 @@ func TestConfirmOrder(t *testing.T) {
 	b := setup(t)
 	o := b.place(t)
 
-	resp, err := b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	resp, err := b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, resp.GetOrder().GetStatus())
 	require.NotEqual(t, o.GetVersionToken(), resp.GetOrder().GetVersionToken())
 
 	// A repeat with a new key (a new saga step attempt) is a no-op success.
-	again, err := b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	again, err := b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	require.NoError(t, err)
 	require.True(t, proto.Equal(resp, again))
 	require.Equal(t, []string{"order.created.v1", "order.confirmed.v1"}, b.events(t, o.GetOrderId()))
 
-	_, err = b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "late"})
+	_, err = b.saga.CancelOrder(b.asSaga(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "late"})
 	requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CONFIRMED and cannot be cancelled")
 
-	_, err = b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: "x"})
+	_, err = b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: "x"})
 	requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
-	_, err = b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: uuid.NewString()})
+	_, err = b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: uuid.NewString()})
 	requireStatus(t, err, codes.NotFound, "order_id: no such order")
-	_, err = b.client.ConfirmOrder(context.Background(), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	noKey := caller.WithDelegation(context.Background(), caller.Delegation{User: user1, Permissions: []string{grpcapi.PermPlaceOrder}})
+	_, err = b.saga.ConfirmOrder(noKey, &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	requireStatus(t, err, codes.InvalidArgument, "idempotency-key metadata is required")
 }
 
@@ -540,19 +628,19 @@ func TestCancelOrder(t *testing.T) {
 	b := setup(t)
 	o := b.place(t)
 
-	resp, err := b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "payment declined"})
+	resp, err := b.saga.CancelOrder(b.asSaga(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "payment declined"})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CANCELLED, resp.GetOrder().GetStatus())
 	require.Equal(t, "payment declined", resp.GetOrder().GetCancelReason())
 
-	again, err := b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "again"})
+	again, err := b.saga.CancelOrder(b.asSaga(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: "again"})
 	require.NoError(t, err)
 	require.True(t, proto.Equal(resp, again))
 	require.Equal(t, []string{"order.created.v1", "order.cancelled.v1"}, b.events(t, o.GetOrderId()))
 
-	_, err = b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+	_, err = b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 	requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CANCELLED and cannot be confirmed")
-	_, err = b.client.CancelOrder(asAdmin(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: strings.Repeat("r", 501)})
+	_, err = b.saga.CancelOrder(b.asSaga(newKey()), &orderv1.CancelOrderRequest{OrderId: o.GetOrderId(), Reason: strings.Repeat("r", 501)})
 	requireStatus(t, err, codes.InvalidArgument, "reason: must be at most 500 characters")
 }
 
@@ -564,9 +652,9 @@ func TestUpdateShippingAddress(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := b.place(t)
-		read, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		read, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
-		resp, err := b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+		resp, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
 			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: read.GetOrder().GetVersionToken(),
 		})
 		require.NoError(t, err)
@@ -576,11 +664,11 @@ func TestUpdateShippingAddress(t *testing.T) {
 
 		t.Log("the old token is now stale")
 		london := placeRequest().GetShippingAddress()
-		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
 			OrderId: o.GetOrderId(), ShippingAddress: london, VersionToken: read.GetOrder().GetVersionToken(),
 		})
 		requireStatus(t, err, codes.Aborted, "version_token: stale; the order has changed, read it again")
-		got, err := b.client.GetOrder(asUser("user-1"), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+		got, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
 		require.Equal(t, "Paris", got.GetOrder().GetShippingAddress().GetCity())
 	})
@@ -592,11 +680,24 @@ func TestUpdateShippingAddress(t *testing.T) {
 		other := b.place(t)
 		tok := o.GetVersionToken()
 		forged := tok[:len(tok)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(tok, "AA")]
-		for _, token := range []string{forged, other.GetVersionToken(), "garbage"} {
-			_, err := b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+		for _, token := range []string{forged, other.GetVersionToken()} {
+			_, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
 				OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: token,
 			})
 			requireStatus(t, err, codes.Aborted, "version_token: invalid; read the order again")
+		}
+		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+	})
+
+	t.Run("something that is not a token at all is InvalidArgument", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		o := b.place(t)
+		for _, token := range []string{"garbage", "!!!", o.GetVersionToken()[:10]} {
+			_, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+				OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: token,
+			})
+			requireStatus(t, err, codes.InvalidArgument, "version_token: not a version token; use the one GetOrder returned")
 		}
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
 	})
@@ -605,11 +706,11 @@ func TestUpdateShippingAddress(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := b.place(t)
-		_, err := b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris})
+		_, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris})
 		requireStatus(t, err, codes.InvalidArgument, "version_token: required; read the order first")
-		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: "nope", ShippingAddress: paris, VersionToken: o.GetVersionToken()})
+		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: "nope", ShippingAddress: paris, VersionToken: o.GetVersionToken()})
 		requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
-		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
 			OrderId: o.GetOrderId(), ShippingAddress: &orderv1.Address{Name: "x"}, VersionToken: o.GetVersionToken(),
 		})
 		requireStatus(t, err, codes.InvalidArgument, "shipping_address.line1: required")
@@ -619,9 +720,9 @@ func TestUpdateShippingAddress(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := b.place(t)
-		c, err := b.client.ConfirmOrder(asAdmin(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
+		c, err := b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
-		_, err = b.client.UpdateShippingAddress(withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
 			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: c.GetOrder().GetVersionToken(),
 		})
 		requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CONFIRMED; the shipping address can change only while PENDING")
@@ -633,9 +734,9 @@ func TestUpdateShippingAddress(t *testing.T) {
 		o := b.place(t)
 		req := &orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: o.GetVersionToken()}
 		key := newKey()
-		first, err := b.client.UpdateShippingAddress(withKey(key), req)
+		first, err := b.client.UpdateShippingAddress(b.withKey(key), req)
 		require.NoError(t, err)
-		again, err := b.client.UpdateShippingAddress(withKey(key), req)
+		again, err := b.client.UpdateShippingAddress(b.withKey(key), req)
 		require.NoError(t, err)
 		require.True(t, proto.Equal(first, again))
 	})

@@ -72,6 +72,4 @@ func text(field, v string, required bool, max int) error {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-func isCountryCode(s string) bool {
-	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
-}
+func isCountryCode(s string) bool { return countries[s] }
