@@ -65,7 +65,7 @@ func (p *PKI) Env(service string) map[string]string {
 // Security is the config.Security of service.
 func (p *PKI) Security(service string) config.Security {
 	return config.Security{
-		TLS: mtls.Files{Cert: p.Paths.Cert(service), Key: p.Paths.Key(service), CA: p.Paths.CA()},
+		TLS:    mtls.Files{Cert: p.Paths.Cert(service), Key: p.Paths.Key(service), CA: p.Paths.CA()},
 		Tokens: token.Config{Issuer: config.DevIssuer, Audience: config.DevAudience, JWKSFile: p.Paths.JWKS()},
 	}
 }

@@ -110,9 +110,9 @@ func (p Policy) validate(method string) error {
 // its own API: health checks are public (probes carry no credentials);
 // reflection, registered in development mode only, is public there.
 var builtin = Policies{
-	"/grpc.health.v1.Health/Check": {Public: true},
-	"/grpc.health.v1.Health/Watch": {Public: true},
-	"/grpc.health.v1.Health/List":  {Public: true},
+	"/grpc.health.v1.Health/Check":                                   {Public: true},
+	"/grpc.health.v1.Health/Watch":                                   {Public: true},
+	"/grpc.health.v1.Health/List":                                    {Public: true},
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      {Public: true},
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {Public: true},
 }

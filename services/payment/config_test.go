@@ -13,7 +13,7 @@ func lookupFrom(vars map[string]string) func(string) (string, bool) {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig(lookupFrom(nil))
+	cfg, err := loadConfig(lookupFrom(map[string]string{"GOODGO_MODE": "development"}))
 	require.NoError(t, err)
 	require.Equal(t, "payment", cfg.Service)
 	require.Equal(t, "127.0.0.1:50052", cfg.GRPCAddr)
@@ -46,6 +46,7 @@ func TestLoadConfigNamesEachBadVariable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			tc.vars["GOODGO_MODE"] = "development"
 			_, err := loadConfig(lookupFrom(tc.vars))
 			require.ErrorContains(t, err, tc.want)
 		})
@@ -54,7 +55,7 @@ func TestLoadConfigNamesEachBadVariable(t *testing.T) {
 
 func TestLoadConfigZeroDisablesTheAmountLimit(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig(lookupFrom(map[string]string{"PAYMENT_DECLINE_ABOVE_MINOR": "0"}))
+	cfg, err := loadConfig(lookupFrom(map[string]string{"GOODGO_MODE": "development", "PAYMENT_DECLINE_ABOVE_MINOR": "0"}))
 	require.NoError(t, err)
 	require.Zero(t, cfg.DeclineAboveMinor)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,7 +18,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
@@ -25,6 +25,7 @@ import (
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
 
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
@@ -73,6 +74,7 @@ func (l *logBuffer) find(msg string) map[string]any {
 }
 
 type service struct {
+	pki                *authtest.PKI
 	grpcAddr, httpAddr string
 	idempotencyPrefix  string
 	conn               *grpc.ClientConn
@@ -89,7 +91,9 @@ type service struct {
 func startService(tb testing.TB, env map[string]string) *service {
 	tb.Helper()
 	dbURL, pool := pgtest.NewDatabase(tb, db.Payment)
-	vars := map[string]string{
+	pki := authtest.New(tb)
+	vars := pki.Env("payment")
+	maps.Copy(vars, map[string]string{
 		"DATABASE_URL":           dbURL,
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
@@ -97,16 +101,14 @@ func startService(tb testing.TB, env map[string]string) *service {
 		"OTEL_SDK_DISABLED":      "true",
 		"SHUTDOWN_TIMEOUT":       "5s",
 		"STARTUP_TIMEOUT":        "10s",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
+	})
+	maps.Copy(vars, env)
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	cfg, err := loadConfig(lookup)
 	require.NoError(tb, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{idempotencyPrefix: vars["IDEMPOTENCY_KEY_PREFIX"], cancel: cancel, done: make(chan error, 1), logs: &logBuffer{}, pool: pool}
+	s := &service{pki: pki, idempotencyPrefix: vars["IDEMPOTENCY_KEY_PREFIX"], cancel: cancel, done: make(chan error, 1), logs: &logBuffer{}, pool: pool}
 	go func() { s.done <- run(ctx, cfg, s.logs, lookup) }()
 	tb.Cleanup(func() {
 		cancel()
@@ -134,9 +136,7 @@ func startService(tb testing.TB, env map[string]string) *service {
 	require.NotNil(tb, started, "run ended early: logs:\n%s", s.logs.String())
 	s.grpcAddr, s.httpAddr = started["grpc_addr"].(string), started["http_addr"].(string)
 
-	s.conn, err = grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = s.conn.Close() })
+	s.conn = pki.DialAs("orchestrator", "payment", s.grpcAddr)
 	s.client = paymentv1.NewPaymentServiceClient(s.conn)
 	return s
 }
@@ -153,8 +153,14 @@ func requireIdempotencyKeys(t *testing.T, prefix string) {
 	require.NoError(t, rdb.Del(context.Background(), keys...).Err())
 }
 
+// customer is the user the component tests' saga calls act for.
+const customer = "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0c"
+
+// keyed returns ctx with a fresh idempotency key, acting for customer
+// (calls go through the orchestrator's connection).
 func keyed(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, uuid.NewString(), caller.MetadataKey, "component-test")
+	ctx = caller.WithDelegation(ctx, caller.Delegation{User: customer, Permissions: []string{"orders.place"}})
+	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, uuid.NewString())
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -235,10 +241,11 @@ func TestRunServesPaymentsAndStopsOnCancel(t *testing.T) {
 func TestRunFailsFastOnUnreachableRedis(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, db.Payment)
-	vars := map[string]string{
+	vars := authtest.New(t).Env("payment")
+	maps.Copy(vars, map[string]string{
 		"DATABASE_URL": dbURL, "REDIS_URL": "redis://127.0.0.1:1/0", "STARTUP_TIMEOUT": "300ms",
 		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "OTEL_SDK_DISABLED": "true",
-	}
+	})
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	cfg, err := loadConfig(lookup)
 	require.NoError(t, err)

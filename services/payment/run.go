@@ -24,7 +24,8 @@ import (
 // returns nil. It returns an error when start-up fails or a server stops on
 // its own.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Payment, grpcapi.IdempotencyPolicies(), stdout, lookup)
+	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Payment,
+		domainservice.API{Access: grpcapi.Policies(), Idempotency: grpcapi.IdempotencyPolicies()}, stdout, lookup)
 	if err != nil {
 		return err
 	}
@@ -32,5 +33,5 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	svc := app.New(paymentpg.NewRepository(kit.Pool, kit.Outbox), payment.DeclineRules{AboveMinor: cfg.DeclineAboveMinor},
 		kit.Locks, app.WithLogger(kit.Logger))
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
-	return kit.Serve(ctx, func(s *grpc.Server) { paymentv1.RegisterPaymentServiceServer(s, api) })
+	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) { paymentv1.RegisterPaymentServiceServer(s, api) })
 }

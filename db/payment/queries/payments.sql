@@ -4,9 +4,9 @@
 -- same order return no row (pgx.ErrNoRows) instead of an error, so the caller
 -- can read and compare the existing payment; the insert then waits for a
 -- concurrent uncommitted insert of the same order and sees its outcome.
-INSERT INTO payments (id, order_id, currency_code, amount_minor, status, decline_reason,
+INSERT INTO payments (id, order_id, customer_id, currency_code, amount_minor, status, decline_reason,
                       payment_method, created_at, updated_at)
-VALUES (@id, @order_id, @currency_code, @amount_minor, @status, @decline_reason,
+VALUES (@id, @order_id, @customer_id, @currency_code, @amount_minor, @status, @decline_reason,
         @payment_method, @now, @now)
 ON CONFLICT (order_id) DO NOTHING
 RETURNING *;
@@ -19,9 +19,9 @@ RETURNING *;
 -- concurrent uncommitted insert of the same order (a ProcessPayment in
 -- flight); if that commits, the caller reads and refunds it, if it rolls
 -- back, the VOIDED row is inserted.
-INSERT INTO payments (id, order_id, currency_code, amount_minor, status, refund_reason,
+INSERT INTO payments (id, order_id, customer_id, currency_code, amount_minor, status, refund_reason,
                       payment_method, created_at, updated_at)
-VALUES (@id, @order_id, '', 0, 'VOIDED', @refund_reason, '', @now, @now)
+VALUES (@id, @order_id, @customer_id, '', 0, 'VOIDED', @refund_reason, '', @now, @now)
 ON CONFLICT (order_id) DO NOTHING
 RETURNING *;
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
@@ -42,10 +43,17 @@ func setup(t *testing.T) testBundle {
 	return testBundle{pool: pool, svc: svc, reg: reg}
 }
 
+// The tests' callers: customer is who the saga charges and refunds for,
+// operator reads any payment.
+const customer = "cust-1"
+
+var operator = caller.Identity{User: "ops-1", Roles: []string{caller.RoleOperator}}
+
 func charge(t *testing.T, orderID string, currency string, minor int64, method string) payment.Charge {
 	t.Helper()
 	c, err := payment.NewCharge(orderID, &payment.Money{Currency: currency, Minor: minor}, method)
 	require.NoError(t, err)
+	c.CustomerID = customer
 	return c
 }
 
@@ -87,10 +95,26 @@ func TestProcessPayment(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, payment.StatusDeclined, p.Status)
 		require.Equal(t, payment.ReasonCardDeclined, p.DeclineReason)
-		got, err := b.svc.GetPayment(ctx, payment.Ref{OrderID: c.OrderID})
+		got, err := b.svc.GetPayment(ctx, operator, payment.Ref{OrderID: c.OrderID})
 		require.NoError(t, err)
 		require.Equal(t, p, got)
 		require.Equal(t, []string{event.PaymentDeclined}, events(t, b.pool, p))
+	})
+
+	t.Run("a payment is its customer's and the operators', nobody else's", func(t *testing.T) {
+		t.Parallel()
+		p, err := b.svc.ProcessPayment(ctx, charge(t, newOrder(), "USD", 999, "tok_visa"))
+		require.NoError(t, err)
+		require.Equal(t, customer, p.CustomerID)
+		for _, who := range []caller.Identity{{User: customer}, operator, {Service: "orchestrator"}} {
+			got, err := b.svc.GetPayment(ctx, who, payment.Ref{PaymentID: p.ID})
+			require.NoError(t, err, who.String())
+			require.Equal(t, p, got)
+		}
+		for _, who := range []caller.Identity{{User: "cust-2"}, {User: "cust-2", Roles: []string{"unknown"}}} {
+			_, err := b.svc.GetPayment(ctx, who, payment.Ref{OrderID: p.OrderID})
+			require.ErrorIs(t, err, payment.ErrNotFound, "like an unknown payment")
+		}
 	})
 
 	t.Run("an amount above the configured limit is declined", func(t *testing.T) {
@@ -139,7 +163,7 @@ func TestRefundPayment(t *testing.T) {
 	t.Run("a captured payment is refunded in full", func(t *testing.T) {
 		t.Parallel()
 		p := captured(t)
-		r, err := b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "out of stock")
+		r, err := b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "out of stock", customer)
 		require.NoError(t, err)
 		require.Equal(t, payment.StatusRefunded, r.Status)
 		require.EqualValues(t, 4200, r.Refunded)
@@ -151,9 +175,9 @@ func TestRefundPayment(t *testing.T) {
 	t.Run("refunding twice refunds once", func(t *testing.T) {
 		t.Parallel()
 		p := captured(t)
-		first, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: p.OrderID}, "first")
+		first, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: p.OrderID}, "first", customer)
 		require.NoError(t, err)
-		second, err := b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "second")
+		second, err := b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "second", customer)
 		require.NoError(t, err)
 		require.Equal(t, first, second)
 		require.Equal(t, "first", second.RefundReason)
@@ -171,7 +195,7 @@ func TestRefundPayment(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				results[i], errs[i] = b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "")
+				results[i], errs[i] = b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "", customer)
 			})
 		}
 		close(start)
@@ -189,7 +213,7 @@ func TestRefundPayment(t *testing.T) {
 		p, err := b.svc.ProcessPayment(ctx, charge(t, newOrder(), "CHF", 4200, payment.TestCardDecline))
 		require.NoError(t, err)
 		for _, ref := range []payment.Ref{{PaymentID: p.ID}, {OrderID: p.OrderID}} {
-			r, err := b.svc.RefundPayment(ctx, ref, "saga compensation")
+			r, err := b.svc.RefundPayment(ctx, ref, "saga compensation", customer)
 			require.NoError(t, err)
 			require.Equal(t, p, r)
 		}
@@ -199,9 +223,9 @@ func TestRefundPayment(t *testing.T) {
 	t.Run("an unknown payment id is not found", func(t *testing.T) {
 		t.Parallel()
 		id, _ := payment.ParseID(newOrder())
-		_, err := b.svc.RefundPayment(ctx, payment.Ref{PaymentID: id}, "")
+		_, err := b.svc.RefundPayment(ctx, payment.Ref{PaymentID: id}, "", customer)
 		require.ErrorIs(t, err, payment.ErrNotFound)
-		_, err = b.svc.GetPayment(ctx, payment.Ref{PaymentID: id})
+		_, err = b.svc.GetPayment(ctx, operator, payment.Ref{PaymentID: id})
 		require.ErrorIs(t, err, payment.ErrNotFound)
 	})
 
@@ -209,7 +233,7 @@ func TestRefundPayment(t *testing.T) {
 		t.Parallel()
 		order := newOrder()
 		oid, _ := payment.ParseID(order)
-		v, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: oid}, "saga compensation")
+		v, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: oid}, "saga compensation", customer)
 		require.NoError(t, err)
 		require.Equal(t, payment.StatusVoided, v.Status)
 		require.Equal(t, oid, v.OrderID)
@@ -218,10 +242,10 @@ func TestRefundPayment(t *testing.T) {
 		require.EqualValues(t, 1, v.Version)
 		require.Empty(t, events(t, b.pool, v), "no money moved, no event")
 
-		again, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: oid}, "again")
+		again, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: oid}, "again", customer)
 		require.NoError(t, err)
 		require.Equal(t, v, again)
-		got, err := b.svc.GetPayment(ctx, payment.Ref{PaymentID: v.ID})
+		got, err := b.svc.GetPayment(ctx, operator, payment.Ref{PaymentID: v.ID})
 		require.NoError(t, err)
 		require.Equal(t, v, got)
 
@@ -304,7 +328,7 @@ func TestRefundRacingProcess(t *testing.T) {
 				errs <- err
 			})
 			wg.Go(func() {
-				p, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: c.OrderID}, "race")
+				p, err := b.svc.RefundPayment(ctx, payment.Ref{OrderID: c.OrderID}, "race", customer)
 				if err == nil && p.Status != payment.StatusRefunded && p.Status != payment.StatusVoided {
 					err = fmt.Errorf("refund of order %s: status %s", c.OrderID, p.Status)
 				}
@@ -372,7 +396,7 @@ func (b testBundle) startRefund(t *testing.T, orderID payment.ID) pendingRefund 
 	t.Helper()
 	done := make(pendingRefund, 1)
 	go func() {
-		p, err := b.svc.RefundPayment(context.Background(), payment.Ref{OrderID: orderID}, "saga compensation")
+		p, err := b.svc.RefundPayment(context.Background(), payment.Ref{OrderID: orderID}, "saga compensation", customer)
 		done <- paymentResult{p, err}
 	}()
 	b.waitBlocked(t, "CreateVoidedPayment")
@@ -416,9 +440,9 @@ func TestRefundRecordsOptimisticLockMetrics(t *testing.T) {
 	b := setup(t)
 	p, err := b.svc.ProcessPayment(ctx, charge(t, newOrder(), "JPY", 300, "tok_visa"))
 	require.NoError(t, err)
-	_, err = b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "")
+	_, err = b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "", customer)
 	require.NoError(t, err)
-	_, err = b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "")
+	_, err = b.svc.RefundPayment(ctx, payment.Ref{PaymentID: p.ID}, "", customer)
 	require.NoError(t, err)
 	n, err := testutil.GatherAndCount(b.reg, "optimistic_lock_attempts_total")
 	require.NoError(t, err)

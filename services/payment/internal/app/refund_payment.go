@@ -26,12 +26,13 @@ import (
 // The update is conditional on the version read. A concurrent change (two
 // refunds racing) is retried under the Service's optlock policy: the loser
 // re-reads, finds the payment REFUNDED and returns it, so concurrent refunds
-// of one payment all succeed and exactly one writes.
-func (s *Service) RefundPayment(ctx context.Context, ref payment.Ref, reason string) (payment.Payment, error) {
+// of one payment all succeed and exactly one writes. customerID is the user
+// the refund is made for, recorded on a VOIDED payment.
+func (s *Service) RefundPayment(ctx context.Context, ref payment.Ref, reason, customerID string) (payment.Payment, error) {
 	p, err := s.repo.FindPayment(ctx, ref)
 	if errors.Is(err, payment.ErrNotFound) && ref.ByOrder() {
 		var voided bool
-		if p, voided, err = s.void(ctx, ref.OrderID, reason); err != nil || voided {
+		if p, voided, err = s.void(ctx, ref.OrderID, customerID, reason); err != nil || voided {
 			return p, err
 		}
 		// A ProcessPayment committed the order's payment meanwhile: refund it.
@@ -81,12 +82,12 @@ func (s *Service) RefundPayment(ctx context.Context, ref payment.Ref, reason str
 // void records orderID's payment as VOIDED. voided is false when the order
 // has a payment after all (committed by a concurrent ProcessPayment), which
 // is returned.
-func (s *Service) void(ctx context.Context, orderID payment.ID, reason string) (p payment.Payment, voided bool, err error) {
+func (s *Service) void(ctx context.Context, orderID payment.ID, customerID, reason string) (p payment.Payment, voided bool, err error) {
 	id, err := s.newID()
 	if err != nil {
 		return payment.Payment{}, false, err
 	}
-	p, voided, err = s.repo.VoidPayment(ctx, payment.Void(id, orderID, reason, s.clock()))
+	p, voided, err = s.repo.VoidPayment(ctx, payment.Void(id, orderID, customerID, reason, s.clock()))
 	if err != nil {
 		return payment.Payment{}, false, fmt.Errorf("refund order %s: void: %w", orderID, err)
 	}

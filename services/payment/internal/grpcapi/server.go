@@ -13,6 +13,7 @@ import (
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/payment/internal/app"
@@ -47,6 +48,9 @@ func (s *Server) ProcessPayment(ctx context.Context, req *paymentv1.ProcessPayme
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
+	// The policy admits only the orchestrator acting for a user: the user
+	// its verified assertion names is the customer charged.
+	charge.CustomerID = caller.From(ctx).User
 	p, err := s.svc.ProcessPayment(ctx, charge)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -63,20 +67,22 @@ func (s *Server) RefundPayment(ctx context.Context, req *paymentv1.RefundPayment
 	if err := payment.ValidateRefundReason(req.GetReason()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	p, err := s.svc.RefundPayment(ctx, ref, req.GetReason())
+	p, err := s.svc.RefundPayment(ctx, ref, req.GetReason(), caller.From(ctx).User)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	return &paymentv1.RefundPaymentResponse{Payment: s.toProto(p)}, nil
 }
 
-// GetPayment implements paymentv1.PaymentServiceServer.
+// GetPayment implements paymentv1.PaymentServiceServer: a user sees only
+// their own payments (others are NotFound), operators and the orchestrator
+// all.
 func (s *Server) GetPayment(ctx context.Context, req *paymentv1.GetPaymentRequest) (*paymentv1.GetPaymentResponse, error) {
 	ref, err := payment.NewRef(req.GetPaymentId(), req.GetOrderId())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	p, err := s.svc.GetPayment(ctx, ref)
+	p, err := s.svc.GetPayment(ctx, caller.From(ctx), ref)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +24,7 @@ import (
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
 
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/grpcserver"
@@ -37,11 +37,20 @@ import (
 	"github.com/goodgo/goodgo/services/payment/internal/postgres"
 )
 
+// testBundle serves the payment API; client is the orchestrator's
+// connection (withKey's calls act for customer), user an end user's, and
+// pki makes their credentials.
 type testBundle struct {
 	pool   *pgxpool.Pool
 	client paymentv1.PaymentServiceClient
+	user   paymentv1.PaymentServiceClient
+	pki    *authtest.PKI
+	addr   string
 	signer *optlock.Signer
 }
+
+// customer is the user the tests' saga calls act for.
+const customer = "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0c"
 
 type setupOpts struct {
 	redisAddr string
@@ -86,8 +95,11 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 	svc := app.New(postgres.NewRepository(pool, w), payment.DeclineRules{AboveMinor: 1_000_000}, m)
 	api := grpcapi.New(svc, signer, logger)
 
-	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, logger, reg,
-		func(s *grpc.Server) { paymentv1.RegisterPaymentServiceServer(s, api) },
+	pki := authtest.New(t)
+	cfg := grpcserver.Config{Addr: "127.0.0.1:0"}
+	cfg.Authorizer, cfg.Credentials = pki.Authorizer("payment", grpcapi.Policies())
+	srv, err := grpcserver.New(cfg, logger, reg,
+		func(s grpc.ServiceRegistrar) { paymentv1.RegisterPaymentServiceServer(s, api) },
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,16 +110,25 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 		require.NoError(t, <-done)
 	})
 
-	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	return testBundle{pool: pool, client: paymentv1.NewPaymentServiceClient(conn), signer: signer}
+	return testBundle{
+		pool:   pool,
+		client: paymentv1.NewPaymentServiceClient(pki.DialAs("orchestrator", "payment", srv.Addr().String())),
+		user:   paymentv1.NewPaymentServiceClient(pki.Dial(srv.Addr().String())),
+		pki:    pki,
+		addr:   srv.Addr().String(),
+		signer: signer,
+	}
 }
 
-// withKey returns a context carrying an idempotency key and a caller id.
+// withKey returns a context carrying an idempotency key whose calls (on
+// b.client) act for customer.
 func withKey(key string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(),
-		idempotency.MetadataKey, key, caller.MetadataKey, "test-user")
+	return withKeyFor(customer, key)
+}
+
+func withKeyFor(user, key string) context.Context {
+	ctx := caller.WithDelegation(context.Background(), caller.Delegation{User: user, Permissions: []string{grpcapi.PermPlaceOrder}})
+	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, key)
 }
 
 func newKey() string   { return uuid.NewString() }
@@ -223,7 +244,8 @@ func TestProcessPayment(t *testing.T) {
 	t.Run("a missing or too long idempotency key is InvalidArgument and writes nothing", func(t *testing.T) {
 		t.Parallel()
 		order := newOrder()
-		_, err := b.client.ProcessPayment(context.Background(), processReq(order, 5, "tok_visa"))
+		noKey := caller.WithDelegation(context.Background(), caller.Delegation{User: customer, Permissions: []string{grpcapi.PermPlaceOrder}})
+		_, err := b.client.ProcessPayment(noKey, processReq(order, 5, "tok_visa"))
 		requireCode(t, err, codes.InvalidArgument, "idempotency-key")
 		_, err = b.client.ProcessPayment(withKey(strings.Repeat("k", 256)), processReq(order, 5, "tok_visa"))
 		requireCode(t, err, codes.InvalidArgument, "idempotency-key must be at most 255 characters")
@@ -561,4 +583,60 @@ func TestRedisDownStillPaysOnce(t *testing.T) {
 		require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED, r.GetPayment().GetStatus())
 	}
 	require.Equal(t, []string{event.PaymentProcessed, event.PaymentRefunded}, eventsOf(t, b, first.GetPayment().GetPaymentId()))
+}
+
+// The attacks that worked before callers were verified: a stranger
+// refunding or voiding, charging an order that is not theirs, reading
+// someone's payment. Each is refused and changes nothing.
+func TestAuthorization(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p, err := b.client.ProcessPayment(withKey(newKey()), processReq(newOrder(), 500, "tok_visa"))
+	require.NoError(t, err)
+	asUser := func(user string, roles ...string) context.Context {
+		return metadata.AppendToOutgoingContext(authtest.AsUser(context.Background(), b.pki.Token(user, roles...)),
+			idempotency.MetadataKey, newKey())
+	}
+	unchanged := func(t *testing.T) {
+		t.Helper()
+		require.Equal(t, 1, count(t, b.pool, `SELECT count(*) FROM payments`))
+		require.Equal(t, 1, count(t, b.pool, `SELECT count(*) FROM payments WHERE status = 'CAPTURED'`))
+	}
+
+	t.Run("users, even admins, cannot charge or refund", func(t *testing.T) {
+		for _, ctx := range []context.Context{asUser(customer), asUser("mallory"), asUser("root", caller.RoleAdmin)} {
+			_, err := b.user.RefundPayment(ctx, &paymentv1.RefundPaymentRequest{PaymentId: p.GetPayment().GetPaymentId()})
+			requireCode(t, err, codes.PermissionDenied, "allowed only for the orchestrator service acting for a user")
+			_, err = b.user.ProcessPayment(ctx, processReq(newOrder(), 5, "tok_visa"))
+			requireCode(t, err, codes.PermissionDenied, "allowed only for the orchestrator service acting for a user")
+		}
+		unchanged(t)
+	})
+
+	t.Run("another service cannot charge or refund, with or without a user", func(t *testing.T) {
+		inventory := paymentv1.NewPaymentServiceClient(b.pki.DialAs("inventory", "payment", b.addr))
+		_, err := inventory.RefundPayment(withKey(newKey()), &paymentv1.RefundPaymentRequest{PaymentId: p.GetPayment().GetPaymentId()})
+		requireCode(t, err, codes.PermissionDenied, "allowed only for the orchestrator service")
+		unchanged(t)
+	})
+
+	t.Run("a caller without credentials is unauthenticated", func(t *testing.T) {
+		_, err := b.user.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{PaymentId: p.GetPayment().GetPaymentId()})
+		requireCode(t, err, codes.Unauthenticated, "credentials required")
+		_, err = b.user.RefundPayment(metadata.AppendToOutgoingContext(context.Background(), "x-user-id", "orchestrator", idempotency.MetadataKey, newKey()),
+			&paymentv1.RefundPaymentRequest{PaymentId: p.GetPayment().GetPaymentId()})
+		requireCode(t, err, codes.Unauthenticated, "credentials required")
+		unchanged(t)
+	})
+
+	t.Run("a payment is shown to its customer and operators only", func(t *testing.T) {
+		req := &paymentv1.GetPaymentRequest{PaymentId: p.GetPayment().GetPaymentId()}
+		for _, ctx := range []context.Context{asUser(customer), asUser("ops", caller.RoleOperator)} {
+			got, err := b.user.GetPayment(ctx, req)
+			require.NoError(t, err)
+			require.Equal(t, p.GetPayment().GetPaymentId(), got.GetPayment().GetPaymentId())
+		}
+		_, err := b.user.GetPayment(asUser("mallory"), req)
+		requireCode(t, err, codes.NotFound, "")
+	})
 }

@@ -41,8 +41,11 @@ const (
 // Amount is zero (no currency) exactly when Status is VOIDED; Version grows
 // by one with every change.
 type Payment struct {
-	ID            ID
-	OrderID       ID
+	ID      ID
+	OrderID ID
+	// CustomerID is the user the payment is for (the user the saga acted
+	// for); "" for payments recorded before customers were.
+	CustomerID    string
 	Amount        Money
 	Status        Status
 	DeclineReason string
@@ -61,6 +64,8 @@ type Charge struct {
 	OrderID ID
 	Amount  Money
 	Method  string
+	// CustomerID is the user charged: who the calling saga acts for.
+	CustomerID string
 }
 
 // NewCharge validates a ProcessPayment request. Errors wrap
@@ -89,14 +94,15 @@ func NewCharge(orderID string, amount *Money, method string) (Charge, error) {
 // payment at version 1: CAPTURED, or DECLINED with its reason.
 func NewPayment(id ID, charge Charge, rules DeclineRules, now time.Time) Payment {
 	p := Payment{
-		ID:        id,
-		OrderID:   charge.OrderID,
-		Amount:    charge.Amount,
-		Status:    StatusCaptured,
-		Method:    charge.Method,
-		Version:   1,
-		CreatedAt: now,
-		UpdatedAt: now,
+		ID:         id,
+		OrderID:    charge.OrderID,
+		CustomerID: charge.CustomerID,
+		Amount:     charge.Amount,
+		Status:     StatusCaptured,
+		Method:     charge.Method,
+		Version:    1,
+		CreatedAt:  now,
+		UpdatedAt:  now,
 	}
 	if reason := rules.Decide(charge.Method, charge.Amount); reason != "" {
 		p.Status = StatusDeclined
@@ -115,11 +121,12 @@ func (p Payment) Matches(charge Charge) bool {
 }
 
 // Void returns the VOIDED tombstone of an order that has no payment, at
-// version 1, keeping the refund's reason.
-func Void(id, orderID ID, reason string, now time.Time) Payment {
+// version 1, keeping the refund's reason and the customer it was for.
+func Void(id, orderID ID, customerID, reason string, now time.Time) Payment {
 	return Payment{
 		ID:           id,
 		OrderID:      orderID,
+		CustomerID:   customerID,
 		Status:       StatusVoided,
 		RefundReason: reason,
 		Version:      1,

@@ -187,7 +187,7 @@ func TestNewPaymentAndRefund(t *testing.T) {
 
 	t.Run("a voided payment has no amount, refunds nothing and matches every charge of its order", func(t *testing.T) {
 		t.Parallel()
-		p := payment.Void(id, charge.OrderID, "saga compensation", now)
+		p := payment.Void(id, charge.OrderID, "cust-1", "saga compensation", now)
 		require.Equal(t, payment.StatusVoided, p.Status)
 		require.Equal(t, payment.Money{}, p.Amount)
 		require.Empty(t, p.Method)

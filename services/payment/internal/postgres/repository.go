@@ -47,6 +47,7 @@ func (r *Repository) CreatePayment(ctx context.Context, p payment.Payment) (paym
 		return q.CreatePayment(ctx, paymentdb.CreatePaymentParams{
 			ID:            uuid.UUID(p.ID),
 			OrderID:       uuid.UUID(p.OrderID),
+			CustomerID:    p.CustomerID,
 			CurrencyCode:  p.Amount.Currency,
 			AmountMinor:   p.Amount.Minor,
 			Status:        string(p.Status),
@@ -71,6 +72,7 @@ func (r *Repository) VoidPayment(ctx context.Context, p payment.Payment) (paymen
 		return q.CreateVoidedPayment(ctx, paymentdb.CreateVoidedPaymentParams{
 			ID:           uuid.UUID(p.ID),
 			OrderID:      uuid.UUID(p.OrderID),
+			CustomerID:   p.CustomerID,
 			RefundReason: p.RefundReason,
 			Now:          p.CreatedAt,
 		})
@@ -164,6 +166,7 @@ func fromRow(row paymentdb.Payment) payment.Payment {
 	return payment.Payment{
 		ID:            payment.ID(row.ID),
 		OrderID:       payment.ID(row.OrderID),
+		CustomerID:    row.CustomerID,
 		Amount:        payment.Money{Currency: row.CurrencyCode, Minor: row.AmountMinor},
 		Status:        payment.Status(row.Status),
 		DeclineReason: row.DeclineReason,

@@ -210,7 +210,7 @@ func TestVoidPayment(t *testing.T) {
 	t.Run("an order without a payment gets a VOIDED one, without an event", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		v := payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "compensation", now)
+		v := payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "cust-1", "compensation", now)
 		stored, created, err := b.repo.VoidPayment(ctx, v)
 		require.NoError(t, err)
 		require.True(t, created)
@@ -225,7 +225,7 @@ func TestVoidPayment(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, created)
 		require.Equal(t, v, existing)
-		again, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), v.OrderID, "again", now))
+		again, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), v.OrderID, "cust-1", "again", now))
 		require.NoError(t, err)
 		require.False(t, created)
 		require.Equal(t, v, again)
@@ -236,7 +236,7 @@ func TestVoidPayment(t *testing.T) {
 		b := setup(t)
 		p, _, err := b.repo.CreatePayment(ctx, newPayment(t, newOrderID(), 900, "tok_visa"))
 		require.NoError(t, err)
-		stored, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), p.OrderID, "late", now))
+		stored, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), p.OrderID, "cust-1", "late", now))
 		require.NoError(t, err)
 		require.False(t, created)
 		require.Equal(t, p, stored)
@@ -245,7 +245,7 @@ func TestVoidPayment(t *testing.T) {
 	t.Run("the schema keeps a VOIDED payment without amount, currency or refund", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		v, _, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "", now))
+		v, _, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "cust-1", "", now))
 		require.NoError(t, err)
 		for _, set := range []string{"amount_minor = 1", "currency_code = 'EUR'", "status = 'CAPTURED'"} {
 			_, err := b.pool.Exec(ctx, `UPDATE payments SET `+set+` WHERE id = $1`, uuid.UUID(v.ID))

@@ -50,4 +50,5 @@ type Payment struct {
 	Version       int64
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	CustomerID    string
 }

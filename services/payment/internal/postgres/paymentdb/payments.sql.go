@@ -13,17 +13,18 @@ import (
 )
 
 const createPayment = `-- name: CreatePayment :one
-INSERT INTO payments (id, order_id, currency_code, amount_minor, status, decline_reason,
+INSERT INTO payments (id, order_id, customer_id, currency_code, amount_minor, status, decline_reason,
                       payment_method, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6,
-        $7, $8, $8)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+        $8, $9, $9)
 ON CONFLICT (order_id) DO NOTHING
-RETURNING id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at
+RETURNING id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at, customer_id
 `
 
 type CreatePaymentParams struct {
 	ID            uuid.UUID
 	OrderID       uuid.UUID
+	CustomerID    string
 	CurrencyCode  string
 	AmountMinor   int64
 	Status        string
@@ -41,6 +42,7 @@ func (q *Queries) CreatePayment(ctx context.Context, arg CreatePaymentParams) (P
 	row := q.db.QueryRow(ctx, createPayment,
 		arg.ID,
 		arg.OrderID,
+		arg.CustomerID,
 		arg.CurrencyCode,
 		arg.AmountMinor,
 		arg.Status,
@@ -62,21 +64,23 @@ func (q *Queries) CreatePayment(ctx context.Context, arg CreatePaymentParams) (P
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.CustomerID,
 	)
 	return i, err
 }
 
 const createVoidedPayment = `-- name: CreateVoidedPayment :one
-INSERT INTO payments (id, order_id, currency_code, amount_minor, status, refund_reason,
+INSERT INTO payments (id, order_id, customer_id, currency_code, amount_minor, status, refund_reason,
                       payment_method, created_at, updated_at)
-VALUES ($1, $2, '', 0, 'VOIDED', $3, '', $4, $4)
+VALUES ($1, $2, $3, '', 0, 'VOIDED', $4, '', $5, $5)
 ON CONFLICT (order_id) DO NOTHING
-RETURNING id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at
+RETURNING id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at, customer_id
 `
 
 type CreateVoidedPaymentParams struct {
 	ID           uuid.UUID
 	OrderID      uuid.UUID
+	CustomerID   string
 	RefundReason string
 	Now          time.Time
 }
@@ -92,6 +96,7 @@ func (q *Queries) CreateVoidedPayment(ctx context.Context, arg CreateVoidedPayme
 	row := q.db.QueryRow(ctx, createVoidedPayment,
 		arg.ID,
 		arg.OrderID,
+		arg.CustomerID,
 		arg.RefundReason,
 		arg.Now,
 	)
@@ -109,12 +114,13 @@ func (q *Queries) CreateVoidedPayment(ctx context.Context, arg CreateVoidedPayme
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.CustomerID,
 	)
 	return i, err
 }
 
 const getPayment = `-- name: GetPayment :one
-SELECT id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at FROM payments WHERE id = $1
+SELECT id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at, customer_id FROM payments WHERE id = $1
 `
 
 // GetPayment reads one payment by id.
@@ -134,12 +140,13 @@ func (q *Queries) GetPayment(ctx context.Context, id uuid.UUID) (Payment, error)
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.CustomerID,
 	)
 	return i, err
 }
 
 const getPaymentByOrder = `-- name: GetPaymentByOrder :one
-SELECT id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at FROM payments WHERE order_id = $1
+SELECT id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at, customer_id FROM payments WHERE order_id = $1
 `
 
 // GetPaymentByOrder reads the payment of an order (at most one exists).
@@ -159,6 +166,7 @@ func (q *Queries) GetPaymentByOrder(ctx context.Context, orderID uuid.UUID) (Pay
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.CustomerID,
 	)
 	return i, err
 }
@@ -168,7 +176,7 @@ UPDATE payments
 SET status = 'REFUNDED', refunded_minor = amount_minor, refund_reason = $1,
     version = version + 1, updated_at = $2
 WHERE id = $3 AND version = $4 AND status = 'CAPTURED'
-RETURNING id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at
+RETURNING id, order_id, currency_code, amount_minor, status, decline_reason, refunded_minor, refund_reason, payment_method, version, created_at, updated_at, customer_id
 `
 
 type RefundPaymentParams struct {
@@ -204,6 +212,7 @@ func (q *Queries) RefundPayment(ctx context.Context, arg RefundPaymentParams) (P
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.CustomerID,
 	)
 	return i, err
 }
