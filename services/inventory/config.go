@@ -14,11 +14,6 @@ type Config struct {
 	// it also seeds the demo catalog), Redis, idempotency, VERSION_TOKEN_*
 	// and OUTBOX_* (see domainservice.Config).
 	domainservice.Config
-
-	// AdminCallers are the caller identities (x-user-id) allowed to run
-	// AdjustStock (INVENTORY_ADMIN_CALLERS, comma-separated, default
-	// "admin"); anyone else gets PermissionDenied.
-	AdminCallers []string
 }
 
 // loadConfig reads the configuration through lookup (os.LookupEnv in main).
@@ -26,8 +21,7 @@ type Config struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Config:       domainservice.LoadConfig(e, "inventory", "127.0.0.1:50053", "127.0.0.1:9103"),
-		AdminCallers: e.List("INVENTORY_ADMIN_CALLERS", []string{"admin"}),
+		Config: domainservice.LoadConfig(e, "inventory", "127.0.0.1:50053", "127.0.0.1:9103"),
 	}
 	return c, e.Err()
 }

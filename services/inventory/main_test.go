@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,8 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
@@ -33,14 +34,16 @@ import (
 func TestRun(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, db.Inventory)
-	env := map[string]string{
+	pki := authtest.New(t)
+	env := pki.Env("inventory")
+	maps.Copy(env, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
 		"DATABASE_URL":           dbURL,
 		"IDEMPOTENCY_TTL":        "1m", // keys of this test expire soon after it
 		"IDEMPOTENCY_KEY_PREFIX": "inventory-main-test:" + uuid.NewString() + ":",
 		"STARTUP_TIMEOUT":        "10s",
-	}
+	})
 	cfg, err := loadConfig(mapLookup(env))
 	require.NoError(t, err)
 
@@ -55,16 +58,17 @@ func TestRun(t *testing.T) {
 	require.Equal(t, grpcAddr, logs.waitFor(t, "inventory service started", "grpc_addr"))
 	require.Equal(t, httpAddr, logs.waitFor(t, "inventory service started", "http_addr"))
 
-	conn, err := grpcclient.Dial(grpcAddr)
-	require.NoError(t, err)
-	defer func() { _ = conn.Close() }()
+	// client is the orchestrator, acting for a customer; admin a user
+	// with the admin role.
+	conn := pki.DialAs("orchestrator", "inventory", grpcAddr)
 	client := inventoryv1.NewInventoryServiceClient(conn)
+	admin := inventoryv1.NewInventoryServiceClient(pki.Dial(grpcAddr))
 	key := func() context.Context {
-		return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, uuid.NewString())
+		forCustomer := caller.WithDelegation(ctx, caller.Delegation{User: uuid.NewString(), Permissions: []string{"orders.place"}})
+		return metadata.AppendToOutgoingContext(forCustomer, idempotency.MetadataKey, uuid.NewString())
 	}
-	// "admin" is the default INVENTORY_ADMIN_CALLERS.
 	adminKey := func() context.Context {
-		return metadata.AppendToOutgoingContext(key(), caller.MetadataKey, "admin")
+		return metadata.AppendToOutgoingContext(authtest.AsUser(ctx, pki.Token("root", caller.RoleAdmin)), idempotency.MetadataKey, uuid.NewString())
 	}
 
 	t.Run("health is SERVING", func(t *testing.T) {
@@ -105,7 +109,7 @@ func TestRun(t *testing.T) {
 		require.Equal(t, inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED, rel.GetReservation().GetStatus())
 
 		// The release moved the stock: the token read before it is stale.
-		_, err = client.AdjustStock(adminKey(), &inventoryv1.AdjustStockRequest{
+		_, err = admin.AdjustStock(adminKey(), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(),
 		})
 		require.Equal(t, codes.Aborted, status.Code(err))
@@ -116,8 +120,8 @@ func TestRun(t *testing.T) {
 		_, err = client.AdjustStock(key(), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(),
 		})
-		require.Equal(t, codes.PermissionDenied, status.Code(err), "only admin callers adjust stock")
-		adj, err := client.AdjustStock(adminKey(), &inventoryv1.AdjustStockRequest{
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "only admins adjust stock")
+		adj, err := admin.AdjustStock(adminKey(), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-KEYBOARD", Available: 1500, VersionToken: stock.GetProduct().GetVersionToken(), Reason: "delivery",
 		})
 		require.NoError(t, err)
@@ -154,12 +158,13 @@ func TestRun(t *testing.T) {
 
 func TestRunFailsWhenPostgresIsUnreachable(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{
+	env := authtest.New(t).Env("inventory")
+	maps.Copy(env, map[string]string{
 		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 		// Nobody listens on port 1.
 		"DATABASE_URL":    "postgres://postgres@127.0.0.1:1/goodgo_inventory?sslmode=disable",
 		"STARTUP_TIMEOUT": "300ms",
-	}
+	})
 	cfg, err := loadConfig(mapLookup(env))
 	require.NoError(t, err)
 	err = run(context.Background(), cfg, io.Discard, mapLookup(env))
@@ -168,9 +173,10 @@ func TestRunFailsWhenPostgresIsUnreachable(t *testing.T) {
 
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
+	dev := map[string]string{"GOODGO_MODE": "development"}
 
-	t.Run("defaults work on a developer machine", func(t *testing.T) {
-		cfg, err := loadConfig(mapLookup(nil))
+	t.Run("defaults work on a developer machine, in development mode", func(t *testing.T) {
+		cfg, err := loadConfig(mapLookup(dev))
 		require.NoError(t, err)
 		require.Equal(t, "inventory", cfg.Service)
 		require.Equal(t, "127.0.0.1:50053", cfg.GRPCAddr)
@@ -182,18 +188,11 @@ func TestLoadConfig(t *testing.T) {
 		require.True(t, cfg.DevOutboxKeys)
 		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.NotNil(t, cfg.OutboxKeys)
-		require.Equal(t, []string{"admin"}, cfg.AdminCallers)
-	})
-
-	t.Run("INVENTORY_ADMIN_CALLERS is a comma list", func(t *testing.T) {
-		cfg, err := loadConfig(mapLookup(map[string]string{"INVENTORY_ADMIN_CALLERS": "admin, ops-bob"}))
-		require.NoError(t, err)
-		require.Equal(t, []string{"admin", "ops-bob"}, cfg.AdminCallers)
 	})
 
 	t.Run("real keys replace the development ones", func(t *testing.T) {
 		k := "a:" + strings.Repeat("QUFB", 10) + "QUE=" // 32 bytes
-		cfg, err := loadConfig(mapLookup(map[string]string{"VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": k}))
+		cfg, err := loadConfig(mapLookup(map[string]string{"GOODGO_MODE": "development", "VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": k}))
 		require.NoError(t, err)
 		require.False(t, cfg.VersionTokens.Dev)
 		require.False(t, cfg.DevOutboxKeys)
@@ -211,6 +210,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for name, env := range bad {
 		t.Run(name+" is named when bad", func(t *testing.T) {
+			env["GOODGO_MODE"] = "development"
 			_, err := loadConfig(mapLookup(env))
 			require.Error(t, err)
 			require.True(t, strings.HasPrefix(err.Error(), name+": "), err.Error())

@@ -23,12 +23,13 @@ import (
 // returns nil. It returns an error when start-up fails or a server stops on
 // its own.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Inventory, grpcapi.IdempotencyPolicies(), stdout, lookup)
+	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Inventory,
+		domainservice.API{Access: grpcapi.Policies(), Idempotency: grpcapi.IdempotencyPolicies()}, stdout, lookup)
 	if err != nil {
 		return err
 	}
 	defer kit.Close(ctx)
-	svc := app.New(inventorypg.NewRepository(kit.Pool, kit.Outbox), kit.Signer, kit.Locks, cfg.AdminCallers, kit.Logger)
+	svc := app.New(inventorypg.NewRepository(kit.Pool, kit.Outbox), kit.Signer, kit.Locks, kit.Logger)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
-	return kit.Serve(ctx, func(s *grpc.Server) { inventoryv1.RegisterInventoryServiceServer(s, api) })
+	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) { inventoryv1.RegisterInventoryServiceServer(s, api) })
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 )
@@ -18,13 +19,13 @@ import (
 // (stale) or optlock.ErrInvalidToken; an unknown SKU with a NotFoundError.
 // The reason travels in the inventory.stock_adjusted.v1 event.
 //
-// Only the admin callers given to New may adjust stock; anyone else fails
-// with an error wrapping inventory.ErrPermissionDenied before the request
-// is even validated, so a caller without the right learns nothing about
-// SKUs or tokens.
-func (s *Service) AdjustStock(ctx context.Context, caller, sku string, available int64, versionToken, reason string) (inventory.Product, error) {
-	if !s.admins[caller] {
-		return inventory.Product{}, fmt.Errorf("adjust stock by %q: %w", caller, inventory.ErrPermissionDenied)
+// Only users with the admin role may adjust stock (the transport's policy
+// says so too); anyone else fails with an error wrapping
+// inventory.ErrPermissionDenied before the request is even validated, so a
+// caller without the right learns nothing about SKUs or tokens.
+func (s *Service) AdjustStock(ctx context.Context, who caller.Identity, sku string, available int64, versionToken, reason string) (inventory.Product, error) {
+	if !who.HasRole(caller.RoleAdmin) {
+		return inventory.Product{}, fmt.Errorf("adjust stock by %s: %w", who, inventory.ErrPermissionDenied)
 	}
 	adj, err := inventory.NewAdjustment(sku, available, reason)
 	if err != nil {
@@ -48,6 +49,6 @@ func (s *Service) AdjustStock(ctx context.Context, caller, sku string, available
 	if err != nil {
 		return inventory.Product{}, fmt.Errorf("adjust stock: %w", err)
 	}
-	s.logger.InfoContext(ctx, "stock adjusted", "sku", p.SKU, "available", p.Available, "version", p.Version)
+	s.logger.InfoContext(ctx, "stock adjusted", "sku", p.SKU, "available", p.Available, "version", p.Version, "by", who.String())
 	return p, nil
 }

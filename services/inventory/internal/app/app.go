@@ -69,21 +69,14 @@ type Service struct {
 	repo     Repository
 	versions VersionVerifier
 	locks    *optlock.Metrics
-	admins   map[string]bool
 	logger   *slog.Logger
 }
 
-// New returns a Service. admins are the caller identities allowed to run
-// the admin use case AdjustStock (none: nobody may). locks records
-// AdjustStock's optimistic-lock outcomes and may be nil; a nil logger
-// discards logs.
-func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, admins []string, logger *slog.Logger) *Service {
+// New returns a Service. locks records AdjustStock's optimistic-lock
+// outcomes and may be nil; a nil logger discards logs.
+func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, logger *slog.Logger) *Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	set := make(map[string]bool, len(admins))
-	for _, a := range admins {
-		set[a] = true
-	}
-	return &Service{repo: repo, versions: versions, locks: locks, admins: set, logger: logger}
+	return &Service{repo: repo, versions: versions, locks: locks, logger: logger}
 }

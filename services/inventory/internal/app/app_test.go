@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
@@ -19,8 +20,8 @@ import (
 	"github.com/goodgo/goodgo/services/inventory/internal/postgres"
 )
 
-// admin is the one caller the tests' Service lets adjust stock.
-const admin = "admin"
+// admin is a user with the admin role, who may adjust stock.
+var admin = caller.Identity{User: "root", Roles: []string{caller.RoleAdmin}}
 
 type testBundle struct {
 	svc    *app.Service
@@ -40,7 +41,7 @@ func setup(t *testing.T) testBundle {
 	require.NoError(t, err)
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
-	return testBundle{svc: app.New(postgres.NewRepository(pool, w), signer, locks, []string{admin}, nil), signer: signer, reg: reg}
+	return testBundle{svc: app.New(postgres.NewRepository(pool, w), signer, locks, nil), signer: signer, reg: reg}
 }
 
 func (b testBundle) lockCounts(t *testing.T) (attempts, conflicts int) {
@@ -75,11 +76,18 @@ func TestAdjustStockRecordsOptimisticLockOutcomes(t *testing.T) {
 
 	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 11, token, "")
 	require.ErrorIs(t, err, optlock.ErrConflict)
+	var ce *optlock.ConflictError
+	require.ErrorAs(t, err, &ce, "the conflict names the versions, for the security log")
+	require.Equal(t, [2]int64{p.Version, p.Version + 1}, [2]int64{ce.Presented, ce.Current})
 	attempts, conflicts = b.lockCounts(t)
 	require.Equal(t, []int{2, 1}, []int{attempts, conflicts}, "the stale token lost a conditional update")
 
 	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 11, "forged", "")
-	require.ErrorIs(t, err, optlock.ErrInvalidToken)
+	require.ErrorIs(t, err, optlock.ErrMalformedToken)
+	other, err := optlock.NewSigner("k", map[string][]byte{"k": bytes.Repeat([]byte{2}, 32)})
+	require.NoError(t, err)
+	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 11, other.Token("product", "SKU-MOUSE", p.Version+1), "")
+	require.ErrorIs(t, err, optlock.ErrInvalidToken, "signed with another key: forged")
 	_, err = b.svc.AdjustStock(ctx, admin, "SKU-NOPE", 11, b.signer.Token("product", "SKU-NOPE", 1), "")
 	require.ErrorIs(t, err, inventory.ErrNotFound)
 	attempts, conflicts = b.lockCounts(t)
@@ -94,9 +102,12 @@ func TestAdjustStockIsForAdminsOnly(t *testing.T) {
 	p, err := b.svc.GetStock(ctx, "SKU-MOUSE")
 	require.NoError(t, err)
 	token := b.signer.Token("product", p.SKU, p.Version)
-	for _, who := range []string{"anonymous", "orchestrator", "Admin", ""} {
+	for _, who := range []caller.Identity{
+		{}, {User: "admin"}, {Service: "orchestrator"}, {User: "bob", Roles: []string{caller.RoleOperator}},
+		{Service: "orchestrator", User: "root", Delegated: true, Roles: []string{caller.RoleAdmin}},
+	} {
 		_, err = b.svc.AdjustStock(ctx, who, "SKU-MOUSE", 10, token, "")
-		require.ErrorIs(t, err, inventory.ErrPermissionDenied, who)
+		require.ErrorIs(t, err, inventory.ErrPermissionDenied, who.String())
 	}
 	attempts, _ := b.lockCounts(t)
 	require.Zero(t, attempts, "nothing was tried")

@@ -119,7 +119,7 @@ func BenchmarkAdjustStock(b *testing.B) {
 				for n := int64(0); pb.Next(); n++ {
 					start := time.Now()
 					err := optlock.Retry(ctx, policy, nil, "product", func(ctx context.Context) error {
-						resp, err := bb.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+						resp, err := bb.user.AdjustStock(bb.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
 							Sku: sku, Available: 1000 + n%100, VersionToken: token,
 						})
 						if status.Code(err) == codes.Aborted {

@@ -15,6 +15,7 @@ import (
 // Client-facing messages of errors whose detail stays in the log.
 const (
 	msgStale       = "version_token: stale or invalid; read the product again"
+	msgNotAToken   = "version_token: not a version token; use the one GetStock returned"
 	msgMismatch    = "order_id: the order already has a reservation with different items"
 	msgForbidden   = "caller may not adjust stock"
 	msgUnavailable = "temporarily unavailable; retry"
@@ -48,6 +49,8 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.PermissionDenied, msgForbidden)
 	case errors.Is(err, inventory.ErrReservationMismatch):
 		return status.Error(codes.AlreadyExists, msgMismatch)
+	case errors.Is(err, optlock.ErrMalformedToken):
+		return status.Error(codes.InvalidArgument, msgNotAToken)
 	case errors.Is(err, optlock.ErrConflict), errors.Is(err, optlock.ErrInvalidToken):
 		return status.Error(codes.Aborted, msgStale)
 	case errors.Is(err, context.Canceled):

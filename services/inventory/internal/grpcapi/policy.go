@@ -1,9 +1,32 @@
 package grpcapi
 
 import (
+	"github.com/goodgo/goodgo/platform/authz"
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/ratelimit"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
+
+// PermPlaceOrder is what the order saga acts with: the user placed an
+// order, which lets the saga reserve and release stock for it.
+const PermPlaceOrder = "orders.place"
+
+// Policies say who may call each RPC (platform/authz). The catalog is for
+// signed-in users and the services that price and reserve (order,
+// orchestrator); reserving and releasing are saga steps, for the
+// orchestrator acting for the order's user; setting stock is for admins.
+func Policies() authz.Policies {
+	read := authz.Policy{Users: true, Services: []string{"order", "orchestrator"}, Limit: ratelimit.Read}
+	saga := authz.Policy{Services: []string{"orchestrator"}, OnBehalfOf: PermPlaceOrder}
+	return authz.Policies{
+		inventoryv1.InventoryService_GetProducts_FullMethodName:  read,
+		inventoryv1.InventoryService_GetStock_FullMethodName:     read,
+		inventoryv1.InventoryService_ReserveStock_FullMethodName: saga,
+		inventoryv1.InventoryService_ReleaseStock_FullMethodName: saga,
+		inventoryv1.InventoryService_AdjustStock_FullMethodName:  {Roles: []string{caller.RoleAdmin}, Limit: ratelimit.Update},
+	}
+}
 
 // IdempotencyPolicies is the idempotency policy of every mutating RPC of
 // the service, for idempotency.New. Reads (GetProducts, GetStock) are not

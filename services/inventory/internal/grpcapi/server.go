@@ -95,10 +95,11 @@ func (s *Server) ReleaseStock(ctx context.Context, req *inventoryv1.ReleaseStock
 }
 
 // AdjustStock sets a SKU's available units under its version token; only
-// inventory admin callers (x-user-id) may.
+// admins may. A refused token is logged for security monitoring.
 func (s *Server) AdjustStock(ctx context.Context, req *inventoryv1.AdjustStockRequest) (*inventoryv1.AdjustStockResponse, error) {
-	p, err := s.app.AdjustStock(ctx, caller.ID(ctx), req.GetSku(), req.GetAvailable(), req.GetVersionToken(), req.GetReason())
+	p, err := s.app.AdjustStock(ctx, caller.From(ctx), req.GetSku(), req.GetAvailable(), req.GetVersionToken(), req.GetReason())
 	if err != nil {
+		optlock.LogRefusal(ctx, s.logger, event.AggregateProduct, req.GetSku(), err)
 		return nil, s.toStatus(ctx, "AdjustStock", err)
 	}
 	return &inventoryv1.AdjustStockResponse{Product: s.product(p)}, nil

@@ -201,7 +201,7 @@ func TestReserveStock(t *testing.T) {
 		}
 
 		ok := &inventoryv1.ReserveStockRequest{OrderId: id, Items: items("SKU-MOUSE", 1)}
-		_, err := b.client.ReserveStock(ctx, ok)
+		_, err := b.client.ReserveStock(forCustomer(ctx), ok)
 		requireStatus(t, err, codes.InvalidArgument, "idempotency-key")
 		_, err = b.client.ReserveStock(withKey(ctx, strings.Repeat("k", 256)), ok)
 		requireStatus(t, err, codes.InvalidArgument, "idempotency-key must be at most 255 characters")
@@ -451,7 +451,7 @@ func TestReleaseStock(t *testing.T) {
 		b := setup(t)
 		_, err := b.client.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: "nope"})
 		requireStatus(t, err, codes.InvalidArgument, "order_id: not a UUID")
-		_, err = b.client.ReleaseStock(ctx, &inventoryv1.ReleaseStockRequest{OrderId: newOrderID()})
+		_, err = b.client.ReleaseStock(forCustomer(ctx), &inventoryv1.ReleaseStockRequest{OrderId: newOrderID()})
 		requireStatus(t, err, codes.InvalidArgument, "idempotency-key")
 		require.Zero(t, b.count(t, `SELECT count(*) FROM reservations`))
 	})
@@ -468,14 +468,14 @@ func TestAdjustStock(t *testing.T) {
 		require.NoError(t, err)
 		token := read.GetProduct().GetVersionToken()
 
-		resp, err := b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+		resp, err := b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-HEADSET", Available: 42, VersionToken: token, Reason: "cycle count",
 		})
 		require.NoError(t, err)
 		require.EqualValues(t, 42, resp.GetProduct().GetAvailable())
 		require.NotEqual(t, token, resp.GetProduct().GetVersionToken())
 
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 7, VersionToken: token})
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 7, VersionToken: token})
 		requireStatus(t, err, codes.Aborted, "version_token: ")
 		avail, _ := b.stock(t, "SKU-HEADSET")
 		require.EqualValues(t, 42, avail)
@@ -489,7 +489,7 @@ func TestAdjustStock(t *testing.T) {
 		require.NoError(t, err)
 		_, err = b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-HEADSET", 1)})
 		require.NoError(t, err)
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-HEADSET", Available: 1, VersionToken: read.GetProduct().GetVersionToken(),
 		})
 		requireStatus(t, err, codes.Aborted, "version_token: ")
@@ -500,37 +500,42 @@ func TestAdjustStock(t *testing.T) {
 		b := setup(t)
 		mouse, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-MOUSE"})
 		require.NoError(t, err)
-		for _, token := range []string{"forged", mouse.GetProduct().GetVersionToken()} {
-			_, err := b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: token})
+		tok := mouse.GetProduct().GetVersionToken()
+		forged := tok[:len(tok)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(tok, "AA")]
+		for _, token := range []string{forged, tok} {
+			_, err := b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: token})
 			requireStatus(t, err, codes.Aborted, "version_token: ")
 		}
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: "forged"})
+		requireStatus(t, err, codes.InvalidArgument, "version_token: not a version token")
+		require.Contains(t, b.logs.String(), `"msg":"version conflict"`, "refused tokens are logged for security monitoring")
+		require.Contains(t, b.logs.String(), `"caller":"root"`)
 		avail, _ := b.stock(t, "SKU-HEADSET")
 		require.EqualValues(t, 800, avail)
 	})
 
-	t.Run("is refused to callers that are not inventory admins", func(t *testing.T) {
+	t.Run("is refused to callers that are not admins", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-HEADSET"})
 		require.NoError(t, err)
 		req := &inventoryv1.AdjustStockRequest{Sku: "SKU-HEADSET", Available: 1, VersionToken: read.GetProduct().GetVersionToken()}
-		for _, who := range []string{"", "orchestrator", "e2e-shopper", adminCaller + "x"} {
-			md := []string{idempotency.MetadataKey, newKey()}
-			if who != "" {
-				md = append(md, caller.MetadataKey, who)
-			}
-			_, err := b.client.AdjustStock(metadata.AppendToOutgoingContext(ctx, md...), req)
-			requireStatus(t, err, codes.PermissionDenied, "caller may not adjust stock")
-			require.Equal(t, "caller may not adjust stock", status.Convert(err).Message())
+		for _, ctx := range []context.Context{
+			b.asUser(ctx, newKey(), customer), b.asUser(ctx, newKey(), "admin"), b.asUser(ctx, newKey(), "ops", caller.RoleOperator),
+		} {
+			_, err := b.user.AdjustStock(ctx, req)
+			requireStatus(t, err, codes.PermissionDenied, "allowed only for users with the admin role")
 		}
-		// Not even an unknown SKU is revealed to them.
+		_, err = b.user.AdjustStock(metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, newKey(), "x-user-id", "admin"), req)
+		requireStatus(t, err, codes.Unauthenticated, "credentials required")
+		// Not even an unknown SKU is revealed to them, nor to a service.
 		_, err = b.client.AdjustStock(withKey(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: "x"})
-		requireStatus(t, err, codes.PermissionDenied, "caller may not adjust stock")
+		requireStatus(t, err, codes.PermissionDenied, "allowed only for users with the admin role")
 		avail, _ := b.stock(t, "SKU-HEADSET")
 		require.EqualValues(t, 800, avail)
 		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
 
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), req)
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), req)
 		require.NoError(t, err, "the admin may")
 	})
 
@@ -538,15 +543,17 @@ func TestAdjustStock(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		token := b.signer.Token("product", "SKU-NOPE", 1)
-		_, err := b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: token})
+		_, err := b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: token})
 		requireStatus(t, err, codes.NotFound, `sku: "SKU-NOPE" not found`)
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: "garbage"})
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-NOPE", Available: 1, VersionToken: "garbage"})
 		requireStatus(t, err, codes.NotFound, `sku: "SKU-NOPE" not found`)
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: -1, VersionToken: token})
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: 1, VersionToken: "garbage"})
+		requireStatus(t, err, codes.InvalidArgument, "version_token: not a version token")
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: -1, VersionToken: token})
 		requireStatus(t, err, codes.InvalidArgument, "available: ")
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: 1})
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "SKU-MOUSE", Available: 1})
 		requireStatus(t, err, codes.InvalidArgument, "version_token: required")
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "", Available: 1, VersionToken: token})
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "", Available: 1, VersionToken: token})
 		requireStatus(t, err, codes.InvalidArgument, "sku: required")
 		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
 	})
@@ -579,7 +586,7 @@ func TestRedisDown(t *testing.T) {
 	t.Run("AdjustStock answers Unavailable", func(t *testing.T) {
 		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: "SKU-CABLE"})
 		require.NoError(t, err)
-		_, err = b.client.AdjustStock(asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
 			Sku: "SKU-CABLE", Available: 1, VersionToken: read.GetProduct().GetVersionToken(),
 		})
 		requireStatus(t, err, codes.Unavailable, "")
@@ -631,4 +638,33 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 	_, err = b.client.ReserveStock(withKey(context.Background(), newKey()), &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-MOUSE", 1)})
 	require.Equal(t, "internal error", status.Convert(err).Message())
 	require.Contains(t, b.logs.String(), "closed pool", "the detail is logged")
+}
+
+// The attacks that worked before callers were verified: releasing the stock
+// of a confirmed order, reserving for a stranger's order. Refused, and
+// nothing changes.
+func TestSagaStepsAreForTheOrchestratorOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	orderID := newOrderID()
+	_, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-MOUSE", 1)})
+	require.NoError(t, err)
+	avail, reserved := b.stock(t, "SKU-MOUSE")
+
+	for _, ctx := range []context.Context{b.asUser(ctx, newKey(), customer), b.asAdmin(ctx, newKey())} {
+		_, err := b.user.ReleaseStock(ctx, &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+		requireStatus(t, err, codes.PermissionDenied, "allowed only for the orchestrator service acting for a user")
+		_, err = b.user.ReserveStock(ctx, &inventoryv1.ReserveStockRequest{OrderId: newOrderID(), Items: items("SKU-MOUSE", 1)})
+		requireStatus(t, err, codes.PermissionDenied, "allowed only for the orchestrator service acting for a user")
+	}
+	payment := inventoryv1.NewInventoryServiceClient(b.pki.DialAs("payment", "inventory", b.addr))
+	_, err = payment.ReleaseStock(withKey(ctx, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+	requireStatus(t, err, codes.PermissionDenied, "allowed only for the orchestrator service acting for a user")
+	_, err = b.client.ReleaseStock(metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, newKey()), &inventoryv1.ReleaseStockRequest{OrderId: orderID})
+	requireStatus(t, err, codes.PermissionDenied, "the orchestrator service must act for a user")
+
+	a, r := b.stock(t, "SKU-MOUSE")
+	require.Equal(t, []int64{avail, reserved}, []int64{a, r}, "no stock moved")
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`))
 }

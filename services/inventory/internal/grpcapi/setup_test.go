@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/optlock"
@@ -33,11 +33,18 @@ import (
 
 const redisAddr = "127.0.0.1:6379"
 
+// testBundle serves the inventory API. client is the orchestrator's
+// connection (withKey's calls act for customer), user an end user's (its
+// calls carry the token of asAdmin or asUser); pki makes credentials.
 type testBundle struct {
-	client inventoryv1.InventoryServiceClient
-	pool   *pgxpool.Pool
-	signer *optlock.Signer
-	logs   *logBuffer
+	client     inventoryv1.InventoryServiceClient
+	user       inventoryv1.InventoryServiceClient
+	pki        *authtest.PKI
+	addr       string
+	adminToken string
+	pool       *pgxpool.Pool
+	signer     *optlock.Signer
+	logs       *logBuffer
 }
 
 type setupOpts struct {
@@ -47,8 +54,8 @@ type setupOpts struct {
 	lockTimeout time.Duration
 }
 
-// adminCaller is the caller allowed to run AdjustStock in these tests.
-const adminCaller = "stock-admin"
+// customer is the user the tests' saga calls act for.
+const customer = "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0c"
 
 // setup runs the service's gRPC stack (grpcserver + idempotency guard on
 // real Redis + app + repository on a fresh PostgreSQL database) and returns
@@ -91,13 +98,16 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	require.NoError(t, err)
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
-	svc := app.New(postgres.NewRepository(pool, w), signer, locks, []string{adminCaller}, logger)
+	svc := app.New(postgres.NewRepository(pool, w), signer, locks, logger)
 	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix}),
 		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: time.Minute}, reg, logger)
 	require.NoError(t, err)
 
-	srv, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second}, logger, reg,
-		func(s *grpc.Server) { inventoryv1.RegisterInventoryServiceServer(s, grpcapi.New(svc, signer, logger)) },
+	pki := authtest.New(t)
+	cfg := grpcserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second}
+	cfg.Authorizer, cfg.Credentials = pki.Authorizer("inventory", grpcapi.Policies())
+	srv, err := grpcserver.New(cfg, logger, reg,
+		func(s grpc.ServiceRegistrar) { inventoryv1.RegisterInventoryServiceServer(s, grpcapi.New(svc, signer, logger)) },
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	require.NoError(t, err)
 	done := make(chan error, 1)
@@ -107,20 +117,39 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 		require.NoError(t, <-done)
 	})
 
-	conn, err := grpcclient.Dial(srv.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	return testBundle{client: inventoryv1.NewInventoryServiceClient(conn), pool: pool, signer: signer, logs: logs}
+	addr := srv.Addr().String()
+	return testBundle{
+		client:     inventoryv1.NewInventoryServiceClient(pki.DialAs("orchestrator", "inventory", addr)),
+		user:       inventoryv1.NewInventoryServiceClient(pki.Dial(addr)),
+		pki:        pki,
+		addr:       addr,
+		adminToken: pki.Token("root", caller.RoleAdmin),
+		pool:       pool,
+		signer:     signer,
+		logs:       logs,
+	}
 }
 
-// withKey returns ctx carrying an idempotency key.
+// forCustomer returns ctx whose calls on b.client act for customer.
+func forCustomer(ctx context.Context) context.Context {
+	return caller.WithDelegation(ctx, caller.Delegation{User: customer, Permissions: []string{grpcapi.PermPlaceOrder}})
+}
+
+// withKey returns ctx carrying an idempotency key, acting for customer.
 func withKey(ctx context.Context, key string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, key)
+	return metadata.AppendToOutgoingContext(forCustomer(ctx), idempotency.MetadataKey, key)
 }
 
-// asAdmin returns ctx carrying an idempotency key and the admin caller.
-func asAdmin(ctx context.Context, key string) context.Context {
-	return metadata.AppendToOutgoingContext(withKey(ctx, key), caller.MetadataKey, adminCaller)
+// asAdmin returns ctx carrying an idempotency key and an admin's token, for
+// calls on b.user.
+func (b testBundle) asAdmin(ctx context.Context, key string) context.Context {
+	return metadata.AppendToOutgoingContext(authtest.AsUser(ctx, b.adminToken), idempotency.MetadataKey, key)
+}
+
+// asUser returns ctx carrying an idempotency key and the token of user
+// with roles, for calls on b.user.
+func (b testBundle) asUser(ctx context.Context, key, user string, roles ...string) context.Context {
+	return metadata.AppendToOutgoingContext(authtest.AsUser(ctx, b.pki.Token(user, roles...)), idempotency.MetadataKey, key)
 }
 
 func deleteKeys(t testing.TB, rdb *redis.Client, prefix string) {

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
@@ -93,10 +94,13 @@ func (r *Repository) AdjustStock(ctx context.Context, a inventory.Adjustment) (i
 			// Unknown SKU or stale version: the read tells which. Products
 			// are never deleted, so the answer cannot change under us in a
 			// way that matters.
-			if _, err := getProduct(ctx, q, a.SKU); err != nil {
+			current, err := getProduct(ctx, q, a.SKU)
+			if err != nil {
 				return err
 			}
-			return fmt.Errorf("adjust stock of %s at version %d: %w", a.SKU, a.ExpectedVersion, optlock.ErrConflict)
+			return fmt.Errorf("adjust stock: %w", &optlock.ConflictError{
+				Aggregate: event.AggregateProduct, ID: a.SKU, Presented: a.ExpectedVersion, Current: current.Version,
+			})
 		}
 		if err != nil {
 			return fmt.Errorf("set available of %s: %w", a.SKU, err)
