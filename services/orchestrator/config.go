@@ -7,6 +7,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/saga"
 )
 
@@ -15,8 +16,15 @@ import (
 // machine.
 type Config struct {
 	// Common: GRPC_ADDR (127.0.0.1:50054), HTTP_ADDR (127.0.0.1:9104),
-	// LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
+	// LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT, GOODGO_MODE.
 	config.Common
+	// Security names the orchestrator's certificate, with which it calls
+	// the services and signs its on-behalf-of assertions, and the token
+	// issuer of SagaService's users (TLS_*, AUTH_*).
+	Security config.Security
+	// RateLimits are the per-user limits of SagaService's calls
+	// (RATE_LIMIT_READ, RATE_LIMIT_WRITE).
+	RateLimits map[ratelimit.Class]ratelimit.Limit
 	// DatabaseURL is the orchestrator's own database (DATABASE_URL): saga
 	// state, step log, audit and inbox. Created if missing, migrated at start.
 	DatabaseURL string
@@ -75,8 +83,11 @@ type SagaConfig struct {
 // The error names every bad variable, one "NAME: problem" line each.
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
+	common := config.LoadCommon(e, "orchestrator", "127.0.0.1:50054", "127.0.0.1:9104")
 	c := Config{
-		Common:        config.LoadCommon(e, "orchestrator", "127.0.0.1:50054", "127.0.0.1:9104"),
+		Common:        common,
+		Security:      config.LoadSecurity(e, "orchestrator", common.Dev, true),
+		RateLimits:    config.RateLimits(e),
 		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_orchestrator?sslmode=disable", "postgres", "postgresql"),
 		Redis:         config.LoadRedis(e),
 		Idempotency:   config.LoadIdempotency(e),

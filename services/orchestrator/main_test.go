@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -20,16 +21,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/token"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
@@ -71,14 +75,18 @@ func (l *logBuffer) find(msg string) map[string]any {
 	return nil
 }
 
-// neighbours are fake payment, inventory and order services: they record
-// every call (method, order, idempotency key, caller) and behave like the
-// real ones on the paths the saga takes: "tok_decline" is declined, SKU
-// "SHORT" is out of stock, and a repeated key replays.
+// neighbours are fake payment, inventory and order services, each served
+// with its own certificate: they record every call (method, order,
+// idempotency key, the verified calling service and the user its
+// on-behalf-of assertion names) and behave like the real ones on the paths
+// the saga takes: "tok_decline" is declined, SKU "SHORT" is out of stock,
+// and a repeated key replays.
 type neighbours struct {
 	paymentv1.UnimplementedPaymentServiceServer
 	inventoryv1.UnimplementedInventoryServiceServer
 	orderv1.UnimplementedOrderServiceServer
+
+	assertions map[string]*token.AssertionVerifier // by service served
 
 	mu      sync.Mutex
 	calls   []call
@@ -87,17 +95,25 @@ type neighbours struct {
 }
 
 type call struct {
-	Method, OrderID, Key, Caller, Reason string
+	Method, OrderID, Key, Reason string
+	// Caller is the verified calling service; User whom it acted for, or
+	// why its assertion was refused.
+	Caller, User string
 }
 
-func (n *neighbours) record(ctx context.Context, method, orderID, reason string) error {
+func (n *neighbours) record(ctx context.Context, service, method, orderID, reason string) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	c := call{Method: method, OrderID: orderID, Reason: reason}
 	if v := md.Get(idempotency.MetadataKey); len(v) == 1 {
 		c.Key = v[0]
 	}
-	if v := md.Get(caller.MetadataKey); len(v) == 1 {
-		c.Caller = v[0]
+	peer, _ := mtls.PeerFrom(ctx)
+	c.Caller = peer.Service
+	if v := md.Get(token.AssertionMetadataKey); len(v) == 1 {
+		a, err := n.assertions[service].Verify(v[0], peer.Service)
+		if c.User = a.User; err != nil {
+			c.User = "refused: " + err.Error()
+		}
 	}
 	n.mu.Lock()
 	n.calls = append(n.calls, c)
@@ -138,7 +154,7 @@ func (n *neighbours) methodsOf(orderID string) []string {
 }
 
 func (n *neighbours) ProcessPayment(ctx context.Context, req *paymentv1.ProcessPaymentRequest) (*paymentv1.ProcessPaymentResponse, error) {
-	if err := n.record(ctx, "ProcessPayment", req.GetOrderId(), ""); err != nil {
+	if err := n.record(ctx, "payment", "ProcessPayment", req.GetOrderId(), ""); err != nil {
 		return nil, err
 	}
 	p := &paymentv1.Payment{OrderId: req.GetOrderId(), Amount: req.GetAmount(), Status: paymentv1.PaymentStatus_PAYMENT_STATUS_CAPTURED}
@@ -149,14 +165,14 @@ func (n *neighbours) ProcessPayment(ctx context.Context, req *paymentv1.ProcessP
 }
 
 func (n *neighbours) RefundPayment(ctx context.Context, req *paymentv1.RefundPaymentRequest) (*paymentv1.RefundPaymentResponse, error) {
-	if err := n.record(ctx, "RefundPayment", req.GetOrderId(), req.GetReason()); err != nil {
+	if err := n.record(ctx, "payment", "RefundPayment", req.GetOrderId(), req.GetReason()); err != nil {
 		return nil, err
 	}
 	return &paymentv1.RefundPaymentResponse{Payment: &paymentv1.Payment{OrderId: req.GetOrderId(), Status: paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED}}, nil
 }
 
 func (n *neighbours) ReserveStock(ctx context.Context, req *inventoryv1.ReserveStockRequest) (*inventoryv1.ReserveStockResponse, error) {
-	if err := n.record(ctx, "ReserveStock", req.GetOrderId(), ""); err != nil {
+	if err := n.record(ctx, "inventory", "ReserveStock", req.GetOrderId(), ""); err != nil {
 		return nil, err
 	}
 	r := &inventoryv1.Reservation{OrderId: req.GetOrderId(), Status: inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED}
@@ -169,46 +185,65 @@ func (n *neighbours) ReserveStock(ctx context.Context, req *inventoryv1.ReserveS
 }
 
 func (n *neighbours) ReleaseStock(ctx context.Context, req *inventoryv1.ReleaseStockRequest) (*inventoryv1.ReleaseStockResponse, error) {
-	if err := n.record(ctx, "ReleaseStock", req.GetOrderId(), ""); err != nil {
+	if err := n.record(ctx, "inventory", "ReleaseStock", req.GetOrderId(), ""); err != nil {
 		return nil, err
 	}
 	return &inventoryv1.ReleaseStockResponse{Reservation: &inventoryv1.Reservation{OrderId: req.GetOrderId(), Status: inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED}}, nil
 }
 
 func (n *neighbours) ConfirmOrder(ctx context.Context, req *orderv1.ConfirmOrderRequest) (*orderv1.ConfirmOrderResponse, error) {
-	if err := n.record(ctx, "ConfirmOrder", req.GetOrderId(), ""); err != nil {
+	if err := n.record(ctx, "order", "ConfirmOrder", req.GetOrderId(), ""); err != nil {
 		return nil, err
 	}
 	return &orderv1.ConfirmOrderResponse{Order: &orderv1.Order{OrderId: req.GetOrderId(), Status: orderv1.OrderStatus_ORDER_STATUS_CONFIRMED}}, nil
 }
 
 func (n *neighbours) CancelOrder(ctx context.Context, req *orderv1.CancelOrderRequest) (*orderv1.CancelOrderResponse, error) {
-	if err := n.record(ctx, "CancelOrder", req.GetOrderId(), req.GetReason()); err != nil {
+	if err := n.record(ctx, "order", "CancelOrder", req.GetOrderId(), req.GetReason()); err != nil {
 		return nil, err
 	}
 	return &orderv1.CancelOrderResponse{Order: &orderv1.Order{OrderId: req.GetOrderId(), Status: orderv1.OrderStatus_ORDER_STATUS_CANCELLED}}, nil
 }
 
-// startNeighbours serves the fakes on one free port (all three services).
-func startNeighbours(t *testing.T) (*neighbours, string) {
+// startNeighbours serves the fakes, each service on its own free port with
+// its own certificate of pki, and returns their addresses by service.
+func startNeighbours(t *testing.T, pki *authtest.PKI) (*neighbours, map[string]string) {
 	t.Helper()
-	n := &neighbours{release: make(chan struct{})}
-	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := grpc.NewServer()
-	paymentv1.RegisterPaymentServiceServer(s, n)
-	inventoryv1.RegisterInventoryServiceServer(s, n)
-	orderv1.RegisterOrderServiceServer(s, n)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	return n, lis.Addr().String()
+	n := &neighbours{release: make(chan struct{}), assertions: map[string]*token.AssertionVerifier{}}
+	addrs := map[string]string{}
+	for service, register := range map[string]func(*grpc.Server){
+		"payment":   func(s *grpc.Server) { paymentv1.RegisterPaymentServiceServer(s, n) },
+		"inventory": func(s *grpc.Server) { inventoryv1.RegisterInventoryServiceServer(s, n) },
+		"order":     func(s *grpc.Server) { orderv1.RegisterOrderServiceServer(s, n) },
+	} {
+		kit := pki.Kit(service)
+		n.assertions[service] = kit.Assertions
+		lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		s := grpc.NewServer(grpc.Creds(kit.TLS.ServerCredentials()))
+		register(s)
+		go func() { _ = s.Serve(lis) }()
+		t.Cleanup(s.Stop)
+		addrs[service] = lis.Addr().String()
+	}
+	return n, addrs
 }
 
+// bundle is a running orchestrator. sagas calls SagaService as an operator
+// (every call carries the operator's token); pki, addr and as make other
+// callers.
 type bundle struct {
 	n      *neighbours
 	broker string
 	sagas  orchestratorv1.SagaServiceClient
+	pki    *authtest.PKI
+	addr   string
 	logs   *logBuffer
+}
+
+// as returns a SagaService client calling as user with roles.
+func (b *bundle) as(user string, roles ...string) orchestratorv1.SagaServiceClient {
+	return orchestratorv1.NewSagaServiceClient(b.pki.Dial(b.addr, grpc.WithPerRPCCredentials(grpcclient.Bearer(b.pki.Token(user, roles...)))))
 }
 
 // setup runs the orchestrator binary's run() on free ports against a fresh
@@ -216,22 +251,22 @@ type bundle struct {
 // neighbours.
 func setup(t *testing.T, env map[string]string) *bundle {
 	t.Helper()
-	n, addr := startNeighbours(t)
+	pki := authtest.New(t)
+	n, addrs := startNeighbours(t, pki)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, event.TopicOrder))
 	require.NoError(t, err)
 	t.Cleanup(cluster.Close)
 	dbURL, _ := pgtest.NewDatabase(t, db.Orchestrator)
 	prefix := make([]byte, 6)
 	_, _ = rand.Read(prefix)
-	vars := map[string]string{
+	vars := pki.Env("orchestrator")
+	maps.Copy(vars, map[string]string{
 		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": dbURL,
 		"KAFKA_BROKERS": cluster.ListenAddrs()[0], "IDEMPOTENCY_KEY_PREFIX": "orch-test:" + hex.EncodeToString(prefix) + ":",
-		"ORDER_ADDR": addr, "PAYMENT_ADDR": addr, "INVENTORY_ADDR": addr,
+		"ORDER_ADDR": addrs["order"], "PAYMENT_ADDR": addrs["payment"], "INVENTORY_ADDR": addrs["inventory"],
 		"SAGA_POLL_INTERVAL": "100ms", "SAGA_LEASE_TTL": "1s", "OTEL_SDK_DISABLED": "true",
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
+	})
+	maps.Copy(vars, env)
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	cfg, err := loadConfig(lookup)
 	require.NoError(t, err)
@@ -260,10 +295,9 @@ func setup(t *testing.T, env map[string]string) *bundle {
 		return started != nil
 	}, 30*time.Second, 10*time.Millisecond)
 	require.NotNil(t, started, "run stopped early: logs:\n%s", logs.String())
-	conn, err := grpc.NewClient(started["grpc_addr"].(string), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	return &bundle{n: n, broker: cluster.ListenAddrs()[0], sagas: orchestratorv1.NewSagaServiceClient(conn), logs: logs}
+	b := &bundle{n: n, broker: cluster.ListenAddrs()[0], pki: pki, addr: started["grpc_addr"].(string), logs: logs}
+	b.sagas = b.as("ops-1", caller.RoleOperator)
+	return b
 }
 
 // publish sends an order.created.v1 event as the outbox relay would.
@@ -325,9 +359,9 @@ func (b *bundle) sagaOf(t *testing.T, orderID string, state orchestratorv1.SagaS
 	return found
 }
 
-func operatorCtx(user string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(),
-		caller.MetadataKey, user, idempotency.MetadataKey, uuid.NewString())
+// keyed returns a context with a fresh idempotency key.
+func keyed() context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), idempotency.MetadataKey, uuid.NewString())
 }
 
 func TestOrderSagaConfirmsAPaidReservedOrder(t *testing.T) {
@@ -339,7 +373,8 @@ func TestOrderSagaConfirmsAPaidReservedOrder(t *testing.T) {
 	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
 	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder"}, b.n.methodsOf(o.GetOrderId()))
 	for _, c := range b.n.of(o.GetOrderId()) {
-		require.Equal(t, "orchestrator", c.Caller, "the orchestrator calls as itself")
+		require.Equal(t, "orchestrator", c.Caller, "the orchestrator calls with its certificate")
+		require.Equal(t, "alice", c.User, "acting for the user who placed the order (a verified assertion)")
 	}
 	calls := b.n.of(o.GetOrderId())
 	require.Equal(t, "saga:"+s.GetSagaId()+":payment", calls[0].Key)
@@ -432,12 +467,16 @@ func TestSagaServiceOperatesSagas(t *testing.T) {
 		s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_RUNNING)
 		require.Eventually(t, func() bool { return len(b.n.of(o.GetOrderId())) == 2 }, 10*time.Second, 5*time.Millisecond)
 
-		_, err := b.sagas.AbortSaga(metadata.AppendToOutgoingContext(ctx, caller.MetadataKey, "ops-bob"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
+		bob := b.as("ops-bob", caller.RoleOperator)
+		_, err := bob.AbortSaga(ctx, &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
 		require.Equal(t, codes.InvalidArgument, status.Code(err), "a mutating RPC needs an idempotency key")
-		_, err = b.sagas.AbortSaga(metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, "k"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
-		require.Equal(t, codes.Unauthenticated, status.Code(err), "operators name themselves")
+		_, err = b.as("alice").AbortSaga(keyed(), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
+		require.Equal(t, codes.PermissionDenied, status.Code(err), "not even the order's customer aborts")
+		anonymous := orchestratorv1.NewSagaServiceClient(b.pki.Dial(b.addr))
+		_, err = anonymous.AbortSaga(metadata.AppendToOutgoingContext(keyed(), "x-user-id", "ops-bob"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
+		require.Equal(t, codes.Unauthenticated, status.Code(err), "a header names nobody")
 
-		resp, err := b.sagas.AbortSaga(operatorCtx("ops-bob"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId(), Reason: "customer called"})
+		resp, err := bob.AbortSaga(keyed(), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId(), Reason: "customer called"})
 		require.NoError(t, err)
 		require.Contains(t, []orchestratorv1.SagaState{orchestratorv1.SagaState_SAGA_STATE_COMPENSATING, orchestratorv1.SagaState_SAGA_STATE_COMPENSATED}, resp.GetSaga().GetState())
 		b.n.mu.Lock()
@@ -451,9 +490,9 @@ func TestSagaServiceOperatesSagas(t *testing.T) {
 		require.Contains(t, methods, "RefundPayment")
 		require.Contains(t, methods, "ReleaseStock", "the in-flight reservation was resolved, then released")
 
-		_, err = b.sagas.AbortSaga(operatorCtx("ops-bob"), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
+		_, err = bob.AbortSaga(keyed(), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
 		require.Equal(t, codes.FailedPrecondition, status.Code(err))
-		_, err = b.sagas.RetrySaga(operatorCtx("ops-bob"), &orchestratorv1.RetrySagaRequest{SagaId: s.GetSagaId()})
+		_, err = bob.RetrySaga(keyed(), &orchestratorv1.RetrySagaRequest{SagaId: s.GetSagaId()})
 		require.Equal(t, codes.FailedPrecondition, status.Code(err), "only PARKED sagas are retried")
 	})
 
@@ -462,7 +501,7 @@ func TestSagaServiceOperatesSagas(t *testing.T) {
 		require.Equal(t, codes.NotFound, status.Code(err))
 		_, err = b.sagas.GetSaga(ctx, &orchestratorv1.GetSagaRequest{SagaId: "nope"})
 		require.Equal(t, codes.InvalidArgument, status.Code(err))
-		_, err = b.sagas.RetrySaga(operatorCtx("ops"), &orchestratorv1.RetrySagaRequest{SagaId: uuid.NewString()})
+		_, err = b.sagas.RetrySaga(keyed(), &orchestratorv1.RetrySagaRequest{SagaId: uuid.NewString()})
 		require.Equal(t, codes.NotFound, status.Code(err))
 	})
 
@@ -498,6 +537,44 @@ func TestSagaServiceOperatesSagas(t *testing.T) {
 	})
 }
 
+// Customers follow their own sagas and nobody else's; operators see all.
+func TestCustomersSeeTheirOwnSagasOnly(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+	mine, theirs := order("tok_visa", "SKU-1"), order("tok_visa", "SKU-1")
+	theirs.PlacedBy = "bob"
+	b.publish(t, uuid.New(), mine)
+	b.publish(t, uuid.New(), theirs)
+	my := b.sagaOf(t, mine.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+	other := b.sagaOf(t, theirs.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+	alice := b.as("alice")
+
+	list, err := alice.ListSagas(ctx, &orchestratorv1.ListSagasRequest{})
+	require.NoError(t, err)
+	require.Len(t, list.GetSagas(), 1)
+	require.Equal(t, my.GetSagaId(), list.GetSagas()[0].GetSagaId())
+	byOrder, err := alice.ListSagas(ctx, &orchestratorv1.ListSagasRequest{CorrelationId: mine.GetOrderId()})
+	require.NoError(t, err)
+	require.Len(t, byOrder.GetSagas(), 1, "an order's saga is found by the order id")
+	none, err := alice.ListSagas(ctx, &orchestratorv1.ListSagasRequest{CorrelationId: theirs.GetOrderId()})
+	require.NoError(t, err)
+	require.Empty(t, none.GetSagas())
+	_, err = alice.ListSagas(ctx, &orchestratorv1.ListSagasRequest{StartedBy: "bob"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err))
+
+	_, err = alice.GetSaga(ctx, &orchestratorv1.GetSagaRequest{SagaId: my.GetSagaId()})
+	require.NoError(t, err)
+	_, err = alice.GetSaga(ctx, &orchestratorv1.GetSagaRequest{SagaId: other.GetSagaId()})
+	require.Equal(t, codes.NotFound, status.Code(err), "someone else's saga does not exist for them")
+
+	all, err := b.sagas.ListSagas(ctx, &orchestratorv1.ListSagasRequest{StartedBy: "bob"})
+	require.NoError(t, err)
+	require.Len(t, all.GetSagas(), 1, "operators filter by user")
+	_, err = orchestratorv1.NewSagaServiceClient(b.pki.Dial(b.addr)).ListSagas(ctx, &orchestratorv1.ListSagasRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "an anonymous caller lists nothing")
+}
+
 func TestDeniedUsersOrdersAreCancelled(t *testing.T) {
 	t.Parallel()
 	b := setup(t, map[string]string{"SAGA_DENY_USERS": "mallory"})
@@ -511,13 +588,13 @@ func TestDeniedUsersOrdersAreCancelled(t *testing.T) {
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	t.Parallel()
-	vars := map[string]string{"SAGA_WORKERS": "0", "SAGA_DEADLINE": "0s", "SAGA_LEASE_TTL": "10ms", "SAGA_CONTEXT_KEYS": "k1:short"}
+	vars := map[string]string{"GOODGO_MODE": "development", "SAGA_WORKERS": "0", "SAGA_DEADLINE": "0s", "SAGA_LEASE_TTL": "10ms", "SAGA_CONTEXT_KEYS": "k1:short"}
 	_, err := loadConfig(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	require.Error(t, err)
 	for _, name := range []string{"SAGA_WORKERS", "SAGA_DEADLINE", "SAGA_LEASE_TTL", "SAGA_CONTEXT_KEYS"} {
 		require.Contains(t, err.Error(), name+":")
 	}
-	cfg, err := loadConfig(func(string) (string, bool) { return "", false })
+	cfg, err := loadConfig(func(k string) (string, bool) { return "development", k == "GOODGO_MODE" })
 	require.NoError(t, err)
 	require.Equal(t, 30*time.Second, cfg.Saga.Deadline)
 	require.Equal(t, 5*time.Second, cfg.Saga.StepTimeout)

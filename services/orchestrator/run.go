@@ -10,15 +10,16 @@ import (
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/event"
-	grpcdial "github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/redisclient"
 	"github.com/goodgo/goodgo/platform/saga"
+	"github.com/goodgo/goodgo/platform/security"
 	"github.com/goodgo/goodgo/platform/telemetry"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
@@ -56,6 +57,15 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		logger.Warn("SAGA_CONTEXT_KEYS unset: encrypting saga context with the public development key")
 	}
 
+	if cfg.Dev {
+		logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
+	}
+	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
+	if err != nil {
+		return err
+	}
+	defer sec.Close(ctx)
+
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL, db.Orchestrator, logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
@@ -72,30 +82,31 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 
-	// The neighbours: grpc.NewClient connects lazily, so a service that is
-	// not up yet only makes the first steps retry.
+	// The neighbours, each checked to be the service meant (its
+	// certificate's SPIFFE ID): grpc.NewClient connects lazily, so a
+	// service that is not up yet only makes the first steps retry.
 	var conns []*grpc.ClientConn
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
 		}
 	}()
-	dial := func(addr string) (*grpc.ClientConn, error) {
-		c, err := grpcdial.Dial(addr)
+	dial := func(addr, service string) (*grpc.ClientConn, error) {
+		c, err := sec.Dial(addr, service)
 		if err == nil {
 			conns = append(conns, c)
 		}
 		return c, err
 	}
-	paymentConn, err := dial(cfg.PaymentAddr)
+	paymentConn, err := dial(cfg.PaymentAddr, "payment")
 	if err != nil {
 		return err
 	}
-	inventoryConn, err := dial(cfg.InventoryAddr)
+	inventoryConn, err := dial(cfg.InventoryAddr, "inventory")
 	if err != nil {
 		return err
 	}
-	orderConn, err := dial(cfg.OrderAddr)
+	orderConn, err := dial(cfg.OrderAddr, "order")
 	if err != nil {
 		return err
 	}
@@ -134,8 +145,21 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 
-	grpcServer, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay}, logger, reg,
-		func(s *grpc.Server) { orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger)) },
+	limiter, err := ratelimit.New(rdb, cfg.RateLimits, "", reg, logger)
+	if err != nil {
+		return err
+	}
+	az, err := sec.Authorizer(grpcapi.Policies(), limiter, reg, logger)
+	if err != nil {
+		return err
+	}
+	grpcServer, err := grpcserver.New(grpcserver.Config{
+		Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay,
+		Credentials: sec.TLS.ServerCredentials(), Authorizer: az, Reflection: cfg.Dev,
+	}, logger, reg,
+		func(s grpc.ServiceRegistrar) {
+			orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger))
+		},
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	if err != nil {
 		return err

@@ -17,8 +17,13 @@ import (
 // loadConfig. Every variable has a default that works on a developer machine.
 type Config struct {
 	// Common: GRPC_ADDR (127.0.0.1:50055, health only), HTTP_ADDR
-	// (127.0.0.1:9105), LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT.
+	// (127.0.0.1:9105), LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT,
+	// GOODGO_MODE.
 	config.Common
+	// Security names the relay's certificate (TLS_CERT_FILE, TLS_KEY_FILE,
+	// TLS_CA_FILE): its gRPC server, health only, is served over TLS like
+	// every other, and its identity is its own.
+	Security config.Security
 	// OutboxDatabaseURLs are the databases whose outbox tables the relay
 	// drains (OUTBOX_DATABASE_URLS, comma-separated). The relay never
 	// creates them: one that does not exist yet is retried until its
@@ -87,6 +92,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		e.Invalid("RELAY_ID", fmt.Sprintf("at most %d bytes (got %d)", relay.MaxRelayIDLen, len(c.RelayID)))
 	}
 	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
+	c.Security = config.LoadSecurity(e, c.Service, c.Dev, false)
 	return c, e.Err()
 }
 

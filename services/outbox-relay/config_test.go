@@ -10,6 +10,9 @@ import (
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
 )
 
+// dev is development mode: the credentials default to .dev's.
+var dev = map[string]string{"GOODGO_MODE": "development"}
+
 func lookup(vars map[string]string) func(string) (string, bool) {
 	return func(name string) (string, bool) {
 		v, ok := vars[name]
@@ -18,9 +21,10 @@ func lookup(vars map[string]string) func(string) (string, bool) {
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
-	c, err := loadConfig(lookup(nil))
+	c, err := loadConfig(lookup(dev))
 	require.NoError(t, err)
 	require.Len(t, c.OutboxDatabaseURLs, 3)
+	require.Equal(t, ".dev/pki/outbox-relay.crt", c.Security.TLS.Cert)
 	require.Equal(t, []string{"127.0.0.1:9092"}, c.KafkaBrokers)
 	require.Equal(t, relay.DefaultBatchSize, c.BatchSize)
 	require.Equal(t, relay.DefaultWorkers, c.Workers)
@@ -31,13 +35,16 @@ func TestLoadConfigDefaults(t *testing.T) {
 	require.NotEmpty(t, c.RelayID)
 	require.LessOrEqual(t, len(c.RelayID), relay.MaxRelayIDLen)
 
-	other, err := loadConfig(lookup(nil))
+	other, err := loadConfig(lookup(dev))
 	require.NoError(t, err)
 	require.NotEqual(t, c.RelayID, other.RelayID, "a default id is unique per start")
 }
 
 func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	c, err := loadConfig(lookup(map[string]string{
+		"TLS_CERT_FILE":           "/tls/tls.crt",
+		"TLS_KEY_FILE":            "/tls/tls.key",
+		"TLS_CA_FILE":             "/tls/ca.crt",
 		"OUTBOX_DATABASE_URLS":    "postgres://a/x, postgres://b/y",
 		"KAFKA_BROKERS":           "k1:9092,k2:9092",
 		"RELAY_ID":                "relay-7",
@@ -62,6 +69,8 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, time.Second, c.JanitorInterval)
 	require.Equal(t, 2*time.Second, c.StatsInterval)
 	require.Equal(t, 65536, c.MaxBatchBytes)
+	require.Equal(t, "/tls/tls.key", c.Security.TLS.Key)
+	require.Empty(t, c.Security.Tokens.Issuer, "the relay takes no users' calls")
 }
 
 func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
@@ -74,7 +83,8 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"RELAY_ID":             strings.Repeat("x", 51),
 	}))
 	require.Error(t, err)
-	for _, name := range []string{"OUTBOX_DATABASE_URLS", "OUTBOX_BATCH_SIZE", "OUTBOX_WORKERS", "OUTBOX_LEASE_TTL", "OUTBOX_POLL_INTERVAL", "RELAY_ID"} {
+	for _, name := range []string{"OUTBOX_DATABASE_URLS", "OUTBOX_BATCH_SIZE", "OUTBOX_WORKERS", "OUTBOX_LEASE_TTL", "OUTBOX_POLL_INTERVAL", "RELAY_ID",
+		"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"} {
 		require.Contains(t, err.Error(), name+":")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/goodgo/goodgo/devbroker/broker"
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
@@ -63,12 +65,14 @@ func TestRunRelaysAndReportsReady(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 
-	cfg, err := loadConfig(lookup(map[string]string{
+	env := authtest.New(t).Env("outbox-relay")
+	maps.Copy(env, map[string]string{
 		"OUTBOX_DATABASE_URLS": url,
 		"KAFKA_BROKERS":        b.Addr(),
 		"GRPC_ADDR":            "127.0.0.1:0",
 		"HTTP_ADDR":            "127.0.0.1:0",
-	}))
+	})
+	cfg, err := loadConfig(lookup(env))
 	require.NoError(t, err)
 	pr, pw := io.Pipe()
 	logs := &logLines{}

@@ -7,6 +7,7 @@ import (
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
+	"github.com/goodgo/goodgo/platform/security"
 	"github.com/goodgo/goodgo/platform/telemetry"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
 )
@@ -62,9 +63,24 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	logger.Info("outbox relay starting", "relay_id", cfg.RelayID, "databases", len(cfg.OutboxDatabaseURLs),
 		"brokers", cfg.KafkaBrokers, "batch_size", cfg.BatchSize, "workers", cfg.Workers)
 
-	// No API of its own: the gRPC server carries health and reflection so
-	// the relay is probed like every other binary.
-	gs, err := grpcserver.New(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay}, logger, tel.Registry, nil)
+	// No API of its own: the gRPC server carries health (and reflection in
+	// development mode) so the relay is probed like every other binary.
+	if cfg.Dev {
+		logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
+	}
+	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
+	if err != nil {
+		return err
+	}
+	defer sec.Close(ctx)
+	az, err := sec.Authorizer(nil, nil, tel.Registry, logger)
+	if err != nil {
+		return err
+	}
+	gs, err := grpcserver.New(grpcserver.Config{
+		Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay,
+		Credentials: sec.TLS.ServerCredentials(), Authorizer: az, Reflection: cfg.Dev,
+	}, logger, tel.Registry, nil)
 	if err != nil {
 		return err
 	}

@@ -107,7 +107,9 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	cfg := grpcserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second}
 	cfg.Authorizer, cfg.Credentials = pki.Authorizer("inventory", grpcapi.Policies())
 	srv, err := grpcserver.New(cfg, logger, reg,
-		func(s grpc.ServiceRegistrar) { inventoryv1.RegisterInventoryServiceServer(s, grpcapi.New(svc, signer, logger)) },
+		func(s grpc.ServiceRegistrar) {
+			inventoryv1.RegisterInventoryServiceServer(s, grpcapi.New(svc, signer, logger))
+		},
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	require.NoError(t, err)
 	done := make(chan error, 1)

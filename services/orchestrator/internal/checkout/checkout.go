@@ -6,7 +6,10 @@
 // The steps reach the payment, inventory and order services through the
 // small interfaces below (implemented over gRPC in internal/grpcclient),
 // always with the idempotency key of the step, so a step repeated after a
-// crash acts once.
+// crash acts once, and always acting for the user who placed the order:
+// the context carries a caller.Delegation of that user with the saga's
+// permissions, which the gRPC client turns into a signed on-behalf-of
+// assertion the services verify.
 package checkout
 
 import (
@@ -14,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -21,6 +25,14 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/saga"
 )
+
+// PermPlaceOrder is the permission the saga acts with: the user's placing
+// an order lets the saga charge, reserve, confirm and cancel for them.
+const PermPlaceOrder = "orders.place"
+
+// Permissions are what the order saga needs its initiator to grant; they
+// are recorded in each saga's context and sent with every step call.
+var Permissions = []string{PermPlaceOrder}
 
 // SagaType is the saga definition's name, stored with every instance.
 const SagaType = "order_checkout"
@@ -49,8 +61,31 @@ type Order struct {
 	Currency      string `json:"currency"`
 	PaymentMethod string `json:"payment_method"`
 	Items         []Item `json:"items"`
-	// PlacedBy is the caller who placed the order; the saga acts for them.
+	// PlacedBy is the user who placed the order; the saga acts for them.
 	PlacedBy string `json:"placed_by"`
+	// Permissions are what PlacedBy lets the saga do for them (the saga's
+	// Permissions when it started). Sagas started before permissions were
+	// recorded have none and act with the saga's Permissions.
+	Permissions []string `json:"permissions,omitempty"`
+}
+
+// actor is who the saga's calls act for, and with what permissions.
+func (o Order) actor() caller.Delegation {
+	perms := o.Permissions
+	if len(perms) == 0 {
+		perms = Permissions
+	}
+	return caller.Delegation{User: o.PlacedBy, Permissions: perms}
+}
+
+// load decodes the saga context and returns ctx acting for the order's
+// user: the step's calls carry that user's on-behalf-of assertion.
+func load(ctx context.Context, x *saga.Execution) (context.Context, Order, error) {
+	o, err := Unmarshal(x.Data)
+	if err != nil {
+		return ctx, Order{}, err
+	}
+	return caller.WithDelegation(ctx, o.actor()), o, nil
 }
 
 // ErrInvalidOrder reports an order the saga cannot run: retrying the event
@@ -163,7 +198,7 @@ func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 			saga.Step{
 				Name: StepOrder,
 				Compensate: func(ctx context.Context, x *saga.Execution) error {
-					ord, err := Unmarshal(x.Data)
+					ctx, ord, err := load(ctx, x)
 					if err != nil {
 						return err
 					}
@@ -173,7 +208,7 @@ func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 			saga.Step{
 				Name: StepPayment,
 				Action: func(ctx context.Context, x *saga.Execution) error {
-					ord, err := Unmarshal(x.Data)
+					ctx, ord, err := load(ctx, x)
 					if err != nil {
 						return err
 					}
@@ -187,7 +222,7 @@ func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 					return nil
 				},
 				Compensate: func(ctx context.Context, x *saga.Execution) error {
-					ord, err := Unmarshal(x.Data)
+					ctx, ord, err := load(ctx, x)
 					if err != nil {
 						return err
 					}
@@ -197,7 +232,7 @@ func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 			saga.Step{
 				Name: StepInventory,
 				Action: func(ctx context.Context, x *saga.Execution) error {
-					ord, err := Unmarshal(x.Data)
+					ctx, ord, err := load(ctx, x)
 					if err != nil {
 						return err
 					}
@@ -211,7 +246,7 @@ func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 					return nil
 				},
 				Compensate: func(ctx context.Context, x *saga.Execution) error {
-					ord, err := Unmarshal(x.Data)
+					ctx, ord, err := load(ctx, x)
 					if err != nil {
 						return err
 					}
@@ -222,7 +257,7 @@ func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 				Name:  StepConfirm,
 				Pivot: true, // a confirmed order is never cancelled, so never undone
 				Action: func(ctx context.Context, x *saga.Execution) error {
-					ord, err := Unmarshal(x.Data)
+					ctx, ord, err := load(ctx, x)
 					if err != nil {
 						return err
 					}
@@ -291,11 +326,20 @@ func printable(s string) string {
 	return r
 }
 
-// Authorizer decides, before every step, whether the user who placed the
-// order may still have the saga act for them. Until authentication exists
-// (DESIGN.md "gRPC") identities are names from x-user-id: a saga started by
-// nobody (blank or "anonymous") is refused, and so is any user on Deny.
-// Refusal fails the step permanently and the order is cancelled.
+// Authorizer decides, before every forward step, whether the user who
+// placed the order may still have the saga act for them: the user is the
+// verified subject of the token PlaceOrder was called with (a saga started
+// by nobody is refused), the saga context must grant every permission of
+// Permissions, and the user must not be on Deny. A refusal fails the step
+// permanently, and the saga compensates: the order is cancelled, its
+// payment refunded and its stock released. Compensations are never
+// refused — they only undo what the user was allowed to do.
+//
+// Revoking a user mid-saga (adding them to SAGA_DENY_USERS and restarting
+// the orchestrators) therefore stops their running sagas at the next
+// forward step; a saga that has passed its pivot (ConfirmOrder) completes.
+// The callees check too: each step call carries an on-behalf-of assertion
+// for the user, which they verify and match against the order.
 type Authorizer struct {
 	// Deny lists blocked user ids (SAGA_DENY_USERS).
 	Deny map[string]bool
@@ -306,11 +350,22 @@ var ErrNotAllowed = errors.New("not allowed to place orders")
 
 // Authorize implements saga.Options.Authorize.
 func (a Authorizer) Authorize(_ context.Context, x *saga.Execution) error {
+	o, err := Unmarshal(x.Data)
+	if err != nil {
+		return err
+	}
 	switch user := strings.TrimSpace(x.StartedBy); {
-	case user == "" || user == caller.Anonymous:
-		return fmt.Errorf("%w: anonymous caller", ErrNotAllowed)
+	case user == "":
+		return fmt.Errorf("%w: no user started the saga", ErrNotAllowed)
+	case user != o.PlacedBy:
+		return fmt.Errorf("%w: the saga was started by %s, not by the order's user", ErrNotAllowed, user)
 	case a.Deny[user]:
 		return fmt.Errorf("%w: user %s is blocked", ErrNotAllowed, user)
+	}
+	for _, p := range Permissions {
+		if !slices.Contains(o.actor().Permissions, p) {
+			return fmt.Errorf("%w: the saga context does not grant %s", ErrNotAllowed, p)
+		}
 	}
 	return nil
 }

@@ -10,40 +10,49 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/saga"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
 )
 
-// fakes answer every call with what the test set and record it.
+// fakes answer every call with what the test set and record it, with whom
+// the call acted for.
 type fakes struct {
 	payment     checkout.Payment
 	reservation checkout.Reservation
 	err         error
 	calls       []string
+	actors      []caller.Delegation
 }
 
-func (f *fakes) Charge(_ context.Context, key string, o checkout.Order) (checkout.Payment, error) {
-	f.calls = append(f.calls, "charge "+key+" "+o.PaymentMethod)
+func (f *fakes) record(ctx context.Context, call string) {
+	f.calls = append(f.calls, call)
+	d, _ := caller.DelegationFrom(ctx)
+	f.actors = append(f.actors, d)
+}
+
+func (f *fakes) Charge(ctx context.Context, key string, o checkout.Order) (checkout.Payment, error) {
+	f.record(ctx, "charge "+key+" "+o.PaymentMethod)
 	return f.payment, f.err
 }
-func (f *fakes) Refund(_ context.Context, key, orderID, reason string) error {
-	f.calls = append(f.calls, "refund "+key+" "+reason)
+func (f *fakes) Refund(ctx context.Context, key, orderID, reason string) error {
+	f.record(ctx, "refund "+key+" "+reason)
 	return f.err
 }
-func (f *fakes) Reserve(_ context.Context, key, orderID string, items []checkout.Item) (checkout.Reservation, error) {
-	f.calls = append(f.calls, "reserve "+key)
+func (f *fakes) Reserve(ctx context.Context, key, orderID string, items []checkout.Item) (checkout.Reservation, error) {
+	f.record(ctx, "reserve "+key)
 	return f.reservation, f.err
 }
-func (f *fakes) Release(_ context.Context, key, orderID string) error {
-	f.calls = append(f.calls, "release "+key)
+func (f *fakes) Release(ctx context.Context, key, orderID string) error {
+	f.record(ctx, "release "+key)
 	return f.err
 }
-func (f *fakes) Confirm(_ context.Context, key, orderID string) error {
-	f.calls = append(f.calls, "confirm "+key)
+func (f *fakes) Confirm(ctx context.Context, key, orderID string) error {
+	f.record(ctx, "confirm "+key)
 	return f.err
 }
-func (f *fakes) Cancel(_ context.Context, key, orderID, reason string) error {
-	f.calls = append(f.calls, "cancel "+key+" "+reason)
+func (f *fakes) Cancel(ctx context.Context, key, orderID, reason string) error {
+	f.record(ctx, "cancel "+key+" "+reason)
 	return f.err
 }
 
@@ -127,13 +136,50 @@ func TestReasonNeverLeaksInternalText(t *testing.T) {
 
 func TestAuthorizer(t *testing.T) {
 	a := checkout.Authorizer{Deny: map[string]bool{"mallory": true}}
-	for user, allowed := range map[string]bool{"alice": true, "": false, " ": false, "anonymous": false, "mallory": false} {
-		err := a.Authorize(context.Background(), &saga.Execution{StartedBy: user})
-		if allowed {
-			require.NoError(t, err, user)
-		} else {
-			require.ErrorIs(t, err, checkout.ErrNotAllowed, user)
+	exec := func(t *testing.T, startedBy string, mutate func(*checkout.Order)) *saga.Execution {
+		o := validOrder()
+		o.PlacedBy, o.Permissions = startedBy, checkout.Permissions
+		if mutate != nil {
+			mutate(&o)
 		}
+		data, err := o.Marshal()
+		require.NoError(t, err)
+		return &saga.Execution{StartedBy: startedBy, Data: data}
+	}
+	require.NoError(t, a.Authorize(context.Background(), exec(t, "alice", nil)))
+	require.NoError(t, a.Authorize(context.Background(), exec(t, "alice", func(o *checkout.Order) { o.Permissions = nil })),
+		"a saga started before permissions were recorded acts with the saga's")
+	for name, x := range map[string]*saga.Execution{
+		"started by nobody":          exec(t, "", nil),
+		"blank":                      exec(t, " ", nil),
+		"a blocked user":             exec(t, "mallory", nil),
+		"not the order's user":       exec(t, "alice", func(o *checkout.Order) { o.PlacedBy = "bob" }),
+		"without the permission":     exec(t, "alice", func(o *checkout.Order) { o.Permissions = []string{"orders.read"} }),
+		"an unreadable saga context": {StartedBy: "alice", Data: []byte("{")},
+	} {
+		require.Error(t, a.Authorize(context.Background(), x), name)
+	}
+	require.ErrorIs(t, a.Authorize(context.Background(), exec(t, "mallory", nil)), checkout.ErrNotAllowed)
+}
+
+func TestEveryStepActsForTheOrdersUser(t *testing.T) {
+	o := validOrder()
+	data, err := o.Marshal()
+	require.NoError(t, err)
+	f := &fakes{}
+	def := checkout.Definition(f, f, f)
+	for _, g := range def.Steps {
+		for _, st := range g {
+			for phase, fn := range map[saga.Phase]saga.Func{saga.PhaseAction: st.Action, saga.PhaseCompensation: st.Compensate} {
+				if fn != nil {
+					require.NoError(t, fn(context.Background(), &saga.Execution{SagaID: uuid.New(), Step: st.Name, Phase: phase, Data: data}))
+				}
+			}
+		}
+	}
+	require.Len(t, f.actors, 6, "charge, refund, reserve, release, confirm, cancel")
+	for i, d := range f.actors {
+		require.Equal(t, caller.Delegation{User: "alice", Permissions: checkout.Permissions}, d, f.calls[i])
 	}
 }
 

@@ -85,6 +85,7 @@ func FromEvent(m *orderv1.OrderCreated) checkout.Order {
 		Currency:      m.GetTotal().GetCurrencyCode(),
 		PaymentMethod: m.GetPaymentMethod(),
 		PlacedBy:      m.GetPlacedBy(),
+		Permissions:   checkout.Permissions,
 		Items:         make([]checkout.Item, len(m.GetItems())),
 	}
 	for i, it := range m.GetItems() {

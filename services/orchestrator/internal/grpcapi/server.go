@@ -1,6 +1,7 @@
 // Package grpcapi implements orchestratorv1.SagaService, the operators' view
 // of sagas: query them (with their step history) and retry or abort them.
-// Errors become gRPC codes in one place (toStatus).
+// Customers may follow their own sagas. Errors become gRPC codes in one
+// place (toStatus).
 package grpcapi
 
 import (
@@ -16,9 +17,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/saga"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
@@ -63,6 +66,19 @@ func New(sagas Sagas, logger *slog.Logger) *Server {
 	return &Server{sagas: sagas, logger: logger}
 }
 
+// Policies say who may call each RPC (platform/authz): signed-in users
+// read (their own sagas only, which the handlers enforce), operators
+// operate.
+func Policies() authz.Policies {
+	operators := authz.Policy{Roles: []string{caller.RoleOperator}, Limit: ratelimit.Write}
+	return authz.Policies{
+		orchestratorv1.SagaService_GetSaga_FullMethodName:   {Users: true, Limit: ratelimit.Read},
+		orchestratorv1.SagaService_ListSagas_FullMethodName: {Users: true, Limit: ratelimit.Read},
+		orchestratorv1.SagaService_RetrySaga_FullMethodName: operators,
+		orchestratorv1.SagaService_AbortSaga_FullMethodName: operators,
+	}
+}
+
 // IdempotencyPolicies are the idempotency policies of SagaService's
 // mutating RPCs (platform/idempotency). Both are safe without Redis: a
 // repeated RetrySaga or AbortSaga finds the saga no longer PARKED or
@@ -75,7 +91,9 @@ func IdempotencyPolicies() map[string]idempotency.Policy {
 	}
 }
 
-// GetSaga implements SagaService.
+// GetSaga implements SagaService. A user who is not an operator sees only
+// the sagas started for them; anyone else's is NotFound, like an unknown
+// one.
 func (s *Server) GetSaga(ctx context.Context, req *orchestratorv1.GetSagaRequest) (*orchestratorv1.GetSagaResponse, error) {
 	id, err := parseID(req.GetSagaId())
 	if err != nil {
@@ -84,6 +102,9 @@ func (s *Server) GetSaga(ctx context.Context, req *orchestratorv1.GetSagaRequest
 	sg, err := s.sagas.Get(ctx, id)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	if who := caller.From(ctx); !who.IsOperator() && sg.StartedBy != who.EndUser() {
+		return nil, s.toStatus(ctx, saga.ErrNotFound)
 	}
 	return &orchestratorv1.GetSagaResponse{Saga: toProto(sg)}, nil
 }
@@ -100,7 +121,14 @@ func (s *Server) ListSagas(ctx context.Context, req *orchestratorv1.ListSagasReq
 	case size > MaxPageSize:
 		size = MaxPageSize
 	}
-	f := saga.ListFilter{Limit: size + 1} // one more tells whether a next page exists
+	// one more tells whether a next page exists
+	f := saga.ListFilter{Limit: size + 1, CorrelationID: req.GetCorrelationId(), StartedBy: req.GetStartedBy()}
+	if who := caller.From(ctx); !who.IsOperator() {
+		if f.StartedBy != "" && f.StartedBy != who.EndUser() {
+			return nil, status.Error(codes.PermissionDenied, "started_by: only operators may list another user's sagas")
+		}
+		f.StartedBy = who.EndUser()
+	}
 	if st := req.GetState(); st != orchestratorv1.SagaState_SAGA_STATE_UNSPECIFIED {
 		state, ok := stateFromProto[st]
 		if !ok {
@@ -138,26 +166,22 @@ func (s *Server) ListSagas(ctx context.Context, req *orchestratorv1.ListSagasReq
 	return resp, nil
 }
 
-// RetrySaga implements SagaService. The operator must name themselves
-// (x-user-id): they are audited.
+// RetrySaga implements SagaService, for operators; the operator's verified
+// identity is audited.
 func (s *Server) RetrySaga(ctx context.Context, req *orchestratorv1.RetrySagaRequest) (*orchestratorv1.RetrySagaResponse, error) {
 	id, err := parseID(req.GetSagaId())
 	if err != nil {
 		return nil, err
 	}
-	actor, err := operator(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sg, err := s.sagas.Retry(ctx, id, actor)
+	sg, err := s.sagas.Retry(ctx, id, caller.From(ctx).String())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	return &orchestratorv1.RetrySagaResponse{Saga: toProto(sg)}, nil
 }
 
-// AbortSaga implements SagaService. The operator must name themselves
-// (x-user-id): they are audited.
+// AbortSaga implements SagaService, for operators; the operator's verified
+// identity is audited.
 func (s *Server) AbortSaga(ctx context.Context, req *orchestratorv1.AbortSagaRequest) (*orchestratorv1.AbortSagaResponse, error) {
 	id, err := parseID(req.GetSagaId())
 	if err != nil {
@@ -166,10 +190,7 @@ func (s *Server) AbortSaga(ctx context.Context, req *orchestratorv1.AbortSagaReq
 	if len(req.GetReason()) > maxReason {
 		return nil, status.Errorf(codes.InvalidArgument, "reason must be at most %d bytes", maxReason)
 	}
-	actor, err := operator(ctx)
-	if err != nil {
-		return nil, err
-	}
+	actor := caller.From(ctx).String()
 	// The prefix marks the reason as an operator's words, which the saga
 	// passes on to the order (checkout.Reason) instead of a generic text.
 	reason := checkout.AbortPrefix + actor
@@ -181,15 +202,6 @@ func (s *Server) AbortSaga(ctx context.Context, req *orchestratorv1.AbortSagaReq
 		return nil, s.toStatus(ctx, err)
 	}
 	return &orchestratorv1.AbortSagaResponse{Saga: toProto(sg)}, nil
-}
-
-// operator is the caller of an operator RPC, who must be named.
-func operator(ctx context.Context) (string, error) {
-	id := caller.ID(ctx)
-	if id == caller.Anonymous {
-		return "", status.Errorf(codes.Unauthenticated, "operators must identify themselves (%s metadata)", caller.MetadataKey)
-	}
-	return id, nil
 }
 
 func parseID(s string) (uuid.UUID, error) {

@@ -1,11 +1,13 @@
 // Package grpcclient implements the checkout saga's view of the payment,
 // inventory and order services over their gRPC APIs. Every call carries the
-// step's idempotency key (metadata idempotency-key) and the orchestrator's
-// own identity (x-user-id "orchestrator"): the services scope idempotency
-// keys by caller, so a fixed identity keeps a step's key the same whichever
-// replica calls. Errors are classified here, once: Unavailable,
-// DeadlineExceeded, Aborted, ResourceExhausted and Canceled are transient
-// (the engine retries them); every other code is a permanent failure.
+// step's idempotency key (metadata idempotency-key); the connections,
+// dialed with the orchestrator's certificate, prove its identity, and the
+// steps' contexts carry the user they act for, sent as a signed
+// on-behalf-of assertion. The services scope idempotency keys by the
+// calling service, so a step's key is the same whichever replica calls.
+// Errors are classified here, once: Unavailable, DeadlineExceeded, Aborted,
+// ResourceExhausted and Canceled are transient (the engine retries them);
+// every other code is a permanent failure.
 package grpcclient
 
 import (
@@ -17,7 +19,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/saga"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
@@ -27,19 +28,15 @@ import (
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
 )
 
-// Identity is the caller id the orchestrator calls with.
-const Identity = "orchestrator"
-
 var (
 	_ checkout.Payments  = Payments{}
 	_ checkout.Inventory = Inventory{}
 	_ checkout.Orders    = Orders{}
 )
 
-// outgoing returns ctx with the idempotency key and the orchestrator's
-// identity as outgoing metadata.
+// outgoing returns ctx with the idempotency key as outgoing metadata.
 func outgoing(ctx context.Context, key string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, key, caller.MetadataKey, Identity)
+	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, key)
 }
 
 // classify marks err permanent unless its gRPC code is worth retrying.

@@ -33,5 +33,5 @@ func TestOutgoingMetadata(t *testing.T) {
 	md, ok := metadata.FromOutgoingContext(outgoing(context.Background(), "saga:1:payment"))
 	require.True(t, ok)
 	require.Equal(t, []string{"saga:1:payment"}, md.Get("idempotency-key"))
-	require.Equal(t, []string{"orchestrator"}, md.Get("x-user-id"))
+	require.Empty(t, md.Get("x-user-id"), "identity is the certificate's and the assertion's, never a header")
 }
