@@ -9,16 +9,25 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/authtest"
+	"github.com/goodgo/goodgo/platform/idempotency"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 )
 
-// shopper is the x-user-id of the test's customers; the saga acts for it.
-const shopper = "e2e-shopper"
+// shopper is a customer of the environment: a user id (the subject of
+// its token, and its customer id) and a token. Orders are placed for the
+// environment's shoppers in turn, so that many customers place them, as in
+// life, each well under the per-user rate limit.
+type shopper struct{ id, token string }
+
+// shoppers is how many customers an environment has.
+const shoppers = 32
 
 // Payment methods of the payment service's test levers.
 const (
@@ -37,16 +46,14 @@ var catalog = map[string]int64{
 // plentySKUs are the seeded SKUs with hundreds of units or more.
 var plentySKUs = []string{"SKU-KEYBOARD", "SKU-MOUSE", "SKU-MONITOR", "SKU-CABLE", "SKU-HEADSET", "SKU-LAPTOP", "SKU-DOCK", "SKU-WEBCAM"}
 
-// stockAdmin is the x-user-id allowed to adjust stock
-// (INVENTORY_ADMIN_CALLERS in the environment).
-const stockAdmin = "e2e-admin"
+// as adds the bearer token tok and a fresh idempotency key to ctx.
+func as(ctx context.Context, tok string) context.Context {
+	return metadata.AppendToOutgoingContext(authtest.AsUser(ctx, tok), idempotency.MetadataKey, uuid.NewString())
+}
 
-// outgoing adds the caller (shopper) and a fresh idempotency key to ctx.
-func outgoing(ctx context.Context) context.Context { return as(ctx, shopper) }
-
-// as adds caller user and a fresh idempotency key to ctx.
-func as(ctx context.Context, user string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "x-user-id", user, "idempotency-key", uuid.NewString())
+// shopper returns the next of the environment's shoppers.
+func (e *Env) shopper() shopper {
+	return e.shoppers[int(e.nextShopper.Add(1))%len(e.shoppers)]
 }
 
 // items builds order lines from sku, quantity pairs.
@@ -58,25 +65,54 @@ func items(pairs ...any) []*orderv1.OrderItemInput {
 	return out
 }
 
-// PlaceOrder places an order for a new customer, as a client would:
-// caller identity and a fresh idempotency key in the metadata.
+// PlaceOrder places an order for the next shopper, as a client would: the
+// shopper's token and a fresh idempotency key in the metadata.
 func (e *Env) PlaceOrder(ctx context.Context, lines []*orderv1.OrderItemInput, paymentMethod string) (*orderv1.Order, error) {
 	return e.placeOrder(ctx, e.Orders, lines, paymentMethod)
 }
 
 func (e *Env) placeOrder(ctx context.Context, c orderv1.OrderServiceClient, lines []*orderv1.OrderItemInput, paymentMethod string) (*orderv1.Order, error) {
-	resp, err := c.PlaceOrder(outgoing(ctx), &orderv1.PlaceOrderRequest{
-		CustomerId: uuid.NewString(),
+	who := e.shopper()
+	req := &orderv1.PlaceOrderRequest{
+		CustomerId: who.id,
 		Items:      lines,
 		ShippingAddress: &orderv1.Address{
 			Name: "Ada Lovelace", Line1: "12 St James's Square", City: "London", PostalCode: "SW1Y 4JH", CountryCode: "GB",
 		},
 		PaymentMethod: paymentMethod,
-	})
-	if err != nil {
-		return nil, err
 	}
-	return resp.GetOrder(), nil
+	callCtx := as(ctx, who.token)
+	for {
+		resp, err := c.PlaceOrder(callCtx, req)
+		// A well-behaved client waits as long as the rate limit asks and
+		// retries with the same idempotency key.
+		if wait, limited := retryDelay(err); limited {
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return nil, err
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return resp.GetOrder(), nil
+	}
+}
+
+// retryDelay is the wait a ResourceExhausted error's RetryInfo asks for.
+func retryDelay(err error) (time.Duration, bool) {
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 100 * time.Millisecond, true
 }
 
 // MustPlaceOrder is PlaceOrder that fails the test on error.
@@ -98,9 +134,8 @@ func (e *Env) WaitOrder(t testing.TB, id string, timeout time.Duration) *orderv1
 	ok := poll(timeout, 50*time.Millisecond, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		// Orders are visible to the caller who placed them.
-		ctx = metadata.AppendToOutgoingContext(ctx, "x-user-id", shopper)
-		r, err := e.Orders.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: id})
+		// Operators see every order.
+		r, err := e.Orders.GetOrder(authtest.AsUser(ctx, e.operator), &orderv1.GetOrderRequest{OrderId: id})
 		if err != nil {
 			return false
 		}
@@ -204,7 +239,8 @@ func (e *Env) SetStock(t testing.TB, sku string, available int64) {
 	for attempt := 1; ; attempt++ {
 		g, err := e.Inventory.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
 		require.NoError(t, err)
-		r, err := e.Inventory.AdjustStock(as(ctx, stockAdmin), &inventoryv1.AdjustStockRequest{
+		// e.Inventory calls as an operator; this call carries an admin's token.
+		r, err := adminInventory(e).AdjustStock(as(ctx, e.admin), &inventoryv1.AdjustStockRequest{
 			Sku: sku, Available: available, VersionToken: g.GetProduct().GetVersionToken(), Reason: "e2e scenario stock",
 		})
 		if status.Code(err) == codes.Aborted && attempt < 10 {
@@ -218,6 +254,13 @@ func (e *Env) SetStock(t testing.TB, sku string, available int64) {
 		e.baselineMu.Unlock()
 		return
 	}
+}
+
+// adminInventory is an inventory client without a token of its own, for
+// calls that carry an admin's.
+func adminInventory(e *Env) inventoryv1.InventoryServiceClient {
+	e.adminInvOnce.Do(func() { e.adminInv = inventoryv1.NewInventoryServiceClient(e.conn(svcInventory)) })
+	return e.adminInv
 }
 
 // readStock reads available + reserved of every SKU from the inventory

@@ -5,22 +5,27 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/goodgo/goodgo/devbroker/broker"
+	"github.com/goodgo/goodgo/platform/authtest"
+	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
@@ -68,6 +73,16 @@ type Env struct {
 	opts   envOptions
 	bins   string
 	Broker *broker.Broker
+	// PKI holds the environment's CA, the binaries' certificates and the
+	// token issuer; the binaries run in production mode with them.
+	PKI *authtest.PKI
+	// shoppers are the customers orders are placed for, each with a token;
+	// operator and admin are tokens with those roles.
+	shoppers        []shopper
+	nextShopper     atomic.Uint64
+	operator, admin string
+	adminInvOnce    sync.Once
+	adminInv        inventoryv1.InventoryServiceClient
 	// dbURLs are the services' DATABASE_URLs.
 	dbURLs map[string]string
 	// idemPrefix starts every idempotency key of this environment in Redis.
@@ -108,6 +123,13 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 		grpcAddr:   map[string]string{},
 		httpAddr:   map[string]string{},
 		DB:         map[string]*pgxpool.Pool{},
+		PKI:        authtest.New(tb),
+	}
+	e.operator = e.PKI.Token("e2e-operator", caller.RoleOperator)
+	e.admin = e.PKI.Token("e2e-admin", caller.RoleAdmin)
+	for range shoppers {
+		id := uuid.NewString()
+		e.shoppers = append(e.shoppers, shopper{id: id, token: e.PKI.Token(id)})
 	}
 	// Cleanups run last-registered first: Redis keys and databases go after
 	// the processes (registered later, by Start) are killed.
@@ -133,24 +155,28 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 		tb.Cleanup(pool.Close)
 		e.DB[s] = pool
 	}
+	// Users' connections: Orders calls carry the token of the call's
+	// shopper; the others an operator's by default.
 	e.Orders = orderv1.NewOrderServiceClient(e.conn(svcOrder))
-	e.Payments = paymentv1.NewPaymentServiceClient(e.conn(svcPayment))
-	e.Inventory = inventoryv1.NewInventoryServiceClient(e.conn(svcInventory))
-	e.Sagas = orchestratorv1.NewSagaServiceClient(e.conn(svcOrchestrator))
+	e.Payments = paymentv1.NewPaymentServiceClient(e.conn(svcPayment, grpc.WithPerRPCCredentials(grpcclient.Bearer(e.operator))))
+	e.Inventory = inventoryv1.NewInventoryServiceClient(e.conn(svcInventory, grpc.WithPerRPCCredentials(grpcclient.Bearer(e.operator))))
+	e.Sagas = orchestratorv1.NewSagaServiceClient(e.conn(svcOrchestrator, grpc.WithPerRPCCredentials(grpcclient.Bearer(e.operator))))
 	e.baseline = e.readStock(ctx)
 	return e
 }
 
-// env is the environment of binary svc.
+// env is the environment of binary svc: production mode, with the
+// environment's certificates and token issuer.
 func (e *Env) env(svc string) map[string]string {
-	v := map[string]string{
+	v := e.PKI.Env(svc)
+	maps.Copy(v, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
 		"REDIS_URL":              redisURL,
 		"IDEMPOTENCY_KEY_PREFIX": e.idemPrefix,
 		"LOG_LEVEL":              "info",
 		"KAFKA_BROKERS":          e.Broker.Addr(),
-	}
+	})
 	switch svc {
 	case svcRelay:
 		v["OUTBOX_DATABASE_URLS"] = e.dbURLs[svcOrder] + "," + e.dbURLs[svcPayment] + "," + e.dbURLs[svcInventory]
@@ -163,8 +189,6 @@ func (e *Env) env(svc string) map[string]string {
 	}
 	e.mu.Lock()
 	switch svc {
-	case svcInventory:
-		v["INVENTORY_ADMIN_CALLERS"] = stockAdmin
 	case svcOrder:
 		v["INVENTORY_ADDR"] = e.grpcAddr[svcInventory]
 	case svcOrchestrator:
@@ -205,10 +229,7 @@ func (e *Env) start(svc, grpcAddr string) *Process {
 
 func (e *Env) waitReady(svc, grpcAddr, httpAddr string) {
 	e.tb.Helper()
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(e.tb, err)
-	defer conn.Close()
-	hc := healthpb.NewHealthClient(conn)
+	hc := healthpb.NewHealthClient(e.PKI.Dial(grpcAddr))
 	ok := poll(readyTimeout, 25*time.Millisecond, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -226,16 +247,16 @@ func (e *Env) waitReady(svc, grpcAddr, httpAddr string) {
 	require.True(e.tb, ok, "%s not ready within %s", svc, readyTimeout)
 }
 
-// conn is a client connection to svc's gRPC address (the first one, which
-// restarts keep), closed at cleanup.
-func (e *Env) conn(svc string) *grpc.ClientConn {
+// Addr is svc's gRPC address (the first one, which restarts keep).
+func (e *Env) Addr(svc string) string {
 	e.mu.Lock()
-	addr := e.grpcAddr[svc]
-	e.mu.Unlock()
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(e.tb, err)
-	e.tb.Cleanup(func() { _ = c.Close() })
-	return c
+	defer e.mu.Unlock()
+	return e.grpcAddr[svc]
+}
+
+// conn is an end user's client connection to svc, closed at cleanup.
+func (e *Env) conn(svc string, opts ...grpc.DialOption) *grpc.ClientConn {
+	return e.PKI.Dial(e.Addr(svc), opts...)
 }
 
 // Proc is the current process of svc.

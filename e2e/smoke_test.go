@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,20 +16,21 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/pgtest"
 )
 
 // TestBinariesStartServeAndStop proves the foundation's promise for each of
 // the five binaries: it starts against the local PostgreSQL and Redis
 // (creating and migrating its own database), reports SERVING on the gRPC
-// health service, lists its API through reflection, serves /metrics, and
-// exits 0 within 5 s of SIGTERM.
+// health service over TLS, lists its API through reflection (development
+// mode), serves /metrics, and exits 0 within 5 s of SIGTERM.
 func TestBinariesStartServeAndStop(t *testing.T) {
 	dbs := newDatabases(t, "order", "payment", "inventory", "orchestrator")
+	pki := authtest.New(t)
 	wantAPI := map[string]string{
 		"order":        "goodgo.order.v1.OrderService",
 		"payment":      "goodgo.payment.v1.PaymentService",
@@ -39,20 +41,20 @@ func TestBinariesStartServeAndStop(t *testing.T) {
 	for _, name := range Services {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{
+			env := pki.Env(name)
+			maps.Copy(env, map[string]string{
+				"GOODGO_MODE":          "development",
 				"GRPC_ADDR":            "127.0.0.1:0",
 				"HTTP_ADDR":            "127.0.0.1:0",
 				"DATABASE_URL":         dbs[name],
 				"OUTBOX_DATABASE_URLS": dbs["order"] + "," + dbs["payment"] + "," + dbs["inventory"],
 				"INVENTORY_ADDR":       "127.0.0.1:1", // dialled lazily; unused here
-			}
+			})
 			p := Start(t, name, env)
 			grpcAddr := p.LogValue(t, "grpc server listening", "addr", 60*time.Second)
 			httpAddr := p.LogValue(t, "ops http server listening", "addr", 10*time.Second)
 
-			conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			require.NoError(t, err)
-			defer conn.Close()
+			conn := pki.Dial(grpcAddr)
 			ctx := waitCtx(t, 10*time.Second)
 			hc := healthpb.NewHealthClient(conn)
 			require.Eventually(t, func() bool {
@@ -80,7 +82,7 @@ func TestBinariesStartServeAndStop(t *testing.T) {
 }
 
 // listServices asks the server's reflection service for its services, as
-// `grpcurl -plaintext ADDR list` does.
+// `grpcurl ADDR list` does.
 func listServices(t *testing.T, ctx context.Context, conn *grpc.ClientConn) []string {
 	t.Helper()
 	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)

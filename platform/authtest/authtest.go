@@ -98,10 +98,11 @@ func (p *PKI) Token(user string, roles ...string) string {
 }
 
 // Dial returns a connection to addr as an end user's client: TLS without a
-// client certificate, no token (add one per call with AsUser).
-func (p *PKI) Dial(addr string) *grpc.ClientConn {
+// client certificate, no token (add one per call with AsUser, or to every
+// call with grpc.WithPerRPCCredentials(grpcclient.Bearer(tok)) in opts).
+func (p *PKI) Dial(addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	p.t.Helper()
-	conn, err := grpcclient.DialUser(addr, p.roots)
+	conn, err := grpcclient.DialUser(addr, p.roots, opts...)
 	require.NoError(p.t, err)
 	p.t.Cleanup(func() { _ = conn.Close() })
 	return conn

@@ -304,7 +304,7 @@ func (a *Authorizer) authorize(ctx context.Context, method string, req any) erro
 	if why := p.decide(id); why != "" {
 		return a.refuse(ctx, method, codes.PermissionDenied, "not_allowed", why)
 	}
-	if p.OwnerField != "" && !id.IsOperator() && id.EndUser() != "" {
+	if p.OwnerField != "" && id.EndUser() != "" {
 		if v, ok := stringField(req, p.OwnerField); ok && v != "" && v != id.EndUser() {
 			return a.refuse(ctx, method, codes.PermissionDenied, "not_owner",
 				p.OwnerField+": must be your own user id (the subject of your token)")

@@ -28,9 +28,9 @@ type Policy struct {
 	// with an on-behalf-of assertion granting this permission.
 	OnBehalfOf string
 	// OwnerField names a string field of the request (such as
-	// "customer_id") that an end user without the operator role must set
-	// to their own user id; an empty field is left to the handler's
-	// validation.
+	// "customer_id") that an end user must set to their own user id,
+	// whatever their roles: nobody acts as someone else by naming them. An
+	// empty field is left to the handler's validation.
 	OwnerField string
 	// Limit is the rate-limit class the call counts against, per end user.
 	Limit ratelimit.Class
