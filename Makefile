@@ -85,7 +85,7 @@ lint: $(BIN)/golangci-lint ## golangci-lint every module
 	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && golangci-lint run --config $(ROOT)/.golangci.yml ./...); done
 
 ## ---- build and test -------------------------------------------------------
-.PHONY: build test test/short bench e2e bench/e2e
+.PHONY: build test test/short fuzz bench e2e bench/e2e
 build: ## Build the five binaries into ./bin
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
 
@@ -95,6 +95,18 @@ build: ## Build the five binaries into ./bin
 test: ## Unit, integration and end-to-end tests (real PostgreSQL and Redis), race detector on
 	go test $(TEST_FLAGS) $(addsuffix /...,$(filter-out $(ROOT)/e2e,$(MODULES)))
 	go test $(TEST_FLAGS) ./e2e/...
+
+# Every fuzz target (func FuzzX in a _test.go file) for FUZZ_TIME each, new
+# inputs explored beyond the committed seed corpora (testdata/fuzz/FuzzX).
+# `make test` already runs every target's seeds as ordinary tests.
+FUZZ_TIME ?= 8s
+fuzz: ## Run every fuzz target briefly (FUZZ_TIME each, default 8s)
+	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*(' platform services devbroker e2e goodgoctl | sort -u | \
+	while IFS=: read -r file decl; do \
+	  name=$${decl#func }; name=$${name%(}; dir=$$(dirname "$$file"); \
+	  echo "fuzz $$name in ./$$dir for $(FUZZ_TIME)"; \
+	  go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) "./$$dir" || exit 1; \
+	done
 
 # Pinned flags per benchmark live in tools/benchreport/specs.go. BENCH_COUNT
 # (default 5) sets -count; BENCH_ONLY=<regexp of suite IDs> runs a subset

@@ -41,7 +41,7 @@ const (
 	byOperator = "operator"
 	byAdmin    = "admin"
 	byExpired  = "expired token"
-	byForged   = "forged token"   // signed by another issuer's key
+	byForged   = "forged token"        // signed by another issuer's key
 	byForeign  = "foreign certificate" // an orchestrator certificate from another CA
 )
 

@@ -2,6 +2,9 @@
 //
 //	goodgoctl dev init  [-dir .dev] [-host NAME]...   development CA, service certificates, token issuer
 //	goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]
+//	goodgoctl dev ca    [-dir .dev]                    the development CA certificate, for clients
+//
+// The directory defaults to GOODGO_DEV_DIR, or .dev.
 //
 // `dev init` writes what the binaries read in development mode
 // (GOODGO_MODE=development) from GOODGO_DEV_DIR: a CA, a certificate for
@@ -39,7 +42,8 @@ func main() {
 
 const usage = `usage:
   goodgoctl dev init  [-dir .dev] [-host NAME]...
-  goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]`
+  goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]
+  goodgoctl dev ca    [-dir .dev]`
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 || args[0] != "dev" {
@@ -50,9 +54,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return devInit(args[2:], stdout, stderr)
 	case "token":
 		return devToken(args[2:], stdout, stderr)
+	case "ca":
+		return devCA(args[2:], stdout, stderr)
 	default:
 		return errors.New(usage)
 	}
+}
+
+// defaultDir is GOODGO_DEV_DIR, as the binaries read it, or .dev.
+func defaultDir() string {
+	if d := os.Getenv("GOODGO_DEV_DIR"); d != "" {
+		return d
+	}
+	return config.DefaultDevDir
 }
 
 // hosts collects repeated -host flags.
@@ -64,7 +78,7 @@ func (h *hosts) Set(v string) error { *h = append(*h, v); return nil }
 func devInit(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", config.DefaultDevDir, "directory of the development credentials (GOODGO_DEV_DIR)")
+	dir := fs.String("dir", defaultDir(), "directory of the development credentials (GOODGO_DEV_DIR)")
 	var extra hosts
 	fs.Var(&extra, "host", "another DNS name or IP address the certificates are valid for (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -82,7 +96,7 @@ func devInit(args []string, stdout, stderr io.Writer) error {
 func devToken(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", config.DefaultDevDir, "directory of the development credentials (GOODGO_DEV_DIR)")
+	dir := fs.String("dir", defaultDir(), "directory of the development credentials (GOODGO_DEV_DIR)")
 	sub := fs.String("sub", "", "the user: the token's subject (a customer's id is a UUID)")
 	roles := fs.String("roles", "", "comma-separated roles: operator, admin")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
@@ -112,4 +126,19 @@ func devToken(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+func devCA(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev ca", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", defaultDir(), "directory of the development credentials (GOODGO_DEV_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pem, err := os.ReadFile(config.DevPaths{Dir: *dir}.CA())
+	if err != nil {
+		return fmt.Errorf("dev ca: %w (run `goodgoctl dev init` first)", err)
+	}
+	_, err = stdout.Write(pem)
+	return err
 }

@@ -40,7 +40,8 @@ func TestDevInitThenTokenWorkForTheBinaries(t *testing.T) {
 		Issuer: config.DevIssuer, Audience: config.DevAudience, JWKSFile: p.JWKS(),
 	})
 	require.NoError(t, err)
-	claims, err := v.Verify(context.Background(), strings.TrimSpace(out.String()))
+	tok := strings.TrimSpace(out.String())
+	claims, err := v.Verify(context.Background(), tok)
 	require.NoError(t, err)
 	require.Equal(t, "ops-1", claims.Subject)
 	require.Equal(t, []string{"operator"}, claims.Roles)
@@ -57,8 +58,12 @@ func TestDevInitThenTokenWorkForTheBinaries(t *testing.T) {
 	cert2, _ := os.ReadFile(p.Cert("order"))
 	require.Equal(t, ca, ca2)
 	require.NotEqual(t, cert, cert2)
-	_, err = v.Verify(context.Background(), strings.TrimSpace(strings.Split(out.String(), "\n")[0]))
-	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), tok)
+	require.NoError(t, err, "a token minted before is still valid")
+
+	out.Reset()
+	require.NoError(t, run([]string{"dev", "ca", "-dir", dir}, &out, &errOut))
+	require.Equal(t, string(ca), out.String(), "the CA for clients (grpcurl -cacert)")
 }
 
 func TestBadUsageIsExplained(t *testing.T) {

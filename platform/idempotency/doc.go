@@ -3,7 +3,8 @@
 //
 // Every guarded RPC requires an `idempotency-key` metadata entry: 1–255
 // printable ASCII characters, chosen by the client, typically a UUID. The key
-// is scoped by caller identity (caller.ID) and full method name and hashed
+// is scoped by the verified caller (caller.Identity.Scope: "user:<id>" or
+// "service:<name>") and full method name and hashed
 // with SHA-256 ([Key]) before it reaches the [Store]; the handler can read the
 // hash with [KeyFromContext] and keep it in its own unique column.
 //

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/goodgo/goodgo/platform/grpcclient"
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/telemetry"
@@ -56,17 +56,17 @@ func TestMetricsExposeRuntimeAndGRPCMetrics(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 
-	gs, err := grpcserver.New(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, tel.Registry, func(*grpc.Server) {})
+	pki := authtest.New(t)
+	cfg := grpcserver.Config{Addr: "127.0.0.1:0"}
+	cfg.Authorizer, cfg.Credentials = pki.Authorizer("order", nil)
+	gs, err := grpcserver.New(cfg, nil, tel.Registry, func(grpc.ServiceRegistrar) {})
 	require.NoError(t, err)
 	serve(t, gs.Serve)
 	ops, err := opshttp.New("127.0.0.1:0", tel.Registry, nil, nil)
 	require.NoError(t, err)
 	serve(t, ops.Serve)
 
-	conn, err := grpcclient.Dial(gs.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	_, err = healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	_, err = healthpb.NewHealthClient(pki.Dial(gs.Addr().String())).Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 
 	code, body := get(t, "http://"+ops.Addr().String()+"/metrics")

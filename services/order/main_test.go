@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -135,6 +136,65 @@ func TestRun(t *testing.T) {
 	}
 	_, ok := logs.find("order service stopped")
 	require.True(t, ok)
+}
+
+// TestRateLimitsPerUser runs the service with a read limit of 3 calls a
+// minute: a user's fourth read is refused with ResourceExhausted telling
+// when to retry, counted; another user is not affected.
+func TestRateLimitsPerUser(t *testing.T) {
+	t.Parallel()
+	dbURL, _ := pgtest.NewDatabase(t, nil)
+	pki := authtest.New(t)
+	inv := fakeinventory.Start(t, pki)
+	env := pki.Env("order")
+	maps.Copy(env, map[string]string{
+		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": dbURL, "INVENTORY_ADDR": inv.Addr(),
+		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":", "OTEL_SDK_DISABLED": "true",
+		"RATE_LIMIT_READ": "3/m",
+	})
+	cfg, err := loadConfig(lookup(env))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, logs, lookup(env)) }()
+	var started struct {
+		GRPCAddr string `json:"grpc_addr"`
+		HTTPAddr string `json:"http_addr"`
+	}
+	require.Eventually(t, func() bool {
+		line, ok := logs.find("order service started")
+		return ok && json.Unmarshal([]byte(line), &started) == nil
+	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", logs)
+
+	client := orderv1.NewOrderServiceClient(pki.Dial(started.GRPCAddr))
+	alice, bob := authtest.AsUser(ctx, pki.Token(uuid.NewString())), authtest.AsUser(ctx, pki.Token(uuid.NewString()))
+	read := func(ctx context.Context) error {
+		_, err := client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
+		return err
+	}
+	for range 3 {
+		require.Equal(t, codes.NotFound, status.Code(read(alice)), "within the limit")
+	}
+	err = read(alice)
+	st := status.Convert(err)
+	require.Equal(t, codes.ResourceExhausted, st.Code(), err)
+	require.Contains(t, st.Message(), "rate limit of read calls exceeded")
+	var retry *errdetails.RetryInfo
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri
+		}
+	}
+	require.NotNil(t, retry, "the refusal says when to retry")
+	require.Greater(t, retry.GetRetryDelay().AsDuration(), time.Duration(0))
+	require.LessOrEqual(t, retry.GetRetryDelay().AsDuration(), 20*time.Second, "one call's worth of a 3/m rate")
+	require.Equal(t, codes.NotFound, status.Code(read(bob)), "limits are per user")
+	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/metrics"),
+		`rate_limit_refusals_total{class="read",method="/goodgo.order.v1.OrderService/GetOrder"} 1`)
+	cancel()
+	require.NoError(t, <-done)
 }
 
 // TestReadyWithoutRedis checks that a Redis outage does not take the

@@ -339,7 +339,10 @@ func printable(s string) string {
 // the orchestrators) therefore stops their running sagas at the next
 // forward step; a saga that has passed its pivot (ConfirmOrder) completes.
 // The callees check too: each step call carries an on-behalf-of assertion
-// for the user, which they verify and match against the order.
+// for the user, which they verify (the orchestrator's certificate, the
+// assertion, its permission); the order service also matches the user
+// against the order's placer, and payment records the user as the
+// payment's customer.
 type Authorizer struct {
 	// Deny lists blocked user ids (SAGA_DENY_USERS).
 	Deny map[string]bool
