@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/goodgo/goodgo/platform/caller"
@@ -127,23 +128,44 @@ func New(policies Policies, cfg Config, reg prometheus.Registerer, logger *slog.
 }
 
 // Check returns an error naming every registered method (services as
-// grpc.Server.GetServiceInfo reports them) that has no policy: such a
-// method would refuse every call, so a server is not built with one.
+// grpc.Server.GetServiceInfo reports them) that has no policy — such a
+// method would refuse every call, so a server is not built with one — or
+// whose policy's OwnerField is not a string field of its request (a typo
+// would silently skip the owner check).
 func (a *Authorizer) Check(services map[string]grpc.ServiceInfo) error {
-	var missing []string
+	var problems []string
 	for name, info := range services {
 		for _, m := range info.Methods {
 			full := "/" + name + "/" + m.Name
-			if _, ok := a.policies[full]; !ok {
-				missing = append(missing, full)
+			p, ok := a.policies[full]
+			switch {
+			case !ok:
+				problems = append(problems, "no policy for "+full)
+			case p.OwnerField != "" && !hasStringField(name+"."+m.Name, p.OwnerField):
+				problems = append(problems, full+": OwnerField "+p.OwnerField+" is not a string field of the request")
 			}
 		}
 	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return fmt.Errorf("authz: no policy for %s", strings.Join(missing, ", "))
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return fmt.Errorf("authz: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// hasStringField reports whether the request of method (its full protobuf
+// name, "pkg.Service.Method") has a singular string field named field.
+func hasStringField(method, field string) bool {
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(method))
+	if err != nil {
+		return false
+	}
+	md, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return false
+	}
+	fd := md.Input().Fields().ByName(protoreflect.Name(field))
+	return fd != nil && fd.Kind() == protoreflect.StringKind && !fd.IsList()
 }
 
 // Policy returns the policy of method, if declared.
@@ -162,6 +184,7 @@ type resultKey struct{}
 type refusal struct {
 	reason string // metric label
 	msg    string // for the caller
+	cause  error  // for the log only
 }
 
 // UnaryAuthenticate returns the interceptor that establishes the caller.
@@ -222,7 +245,7 @@ func (a *Authorizer) identify(ctx context.Context) (caller.Identity, *refusal) {
 	var id caller.Identity
 	if p, ok := mtls.PeerFrom(ctx); ok {
 		if p.CertErr != nil {
-			return id, &refusal{"bad_certificate", "client certificate: " + p.CertErr.Error()}
+			return id, &refusal{"bad_certificate", "client certificate: " + p.CertErr.Error(), p.CertErr}
 		}
 		id.Service = p.Service
 	}
@@ -230,16 +253,16 @@ func (a *Authorizer) identify(ctx context.Context) (caller.Identity, *refusal) {
 	bearer, assertion := md.Get(BearerMetadataKey), md.Get(token.AssertionMetadataKey)
 	switch {
 	case len(bearer) > 0 && len(assertion) > 0:
-		return id, &refusal{"bad_credentials", "send either a bearer token or an on-behalf-of assertion, not both"}
+		return id, &refusal{"bad_credentials", "send either a bearer token or an on-behalf-of assertion, not both", nil}
 	case len(bearer) > 1 || len(assertion) > 1:
-		return id, &refusal{"bad_credentials", "credentials must be sent once"}
+		return id, &refusal{"bad_credentials", "credentials must be sent once", nil}
 	case len(bearer) == 1:
 		raw, ok := cutBearer(bearer[0])
 		if !ok {
-			return id, &refusal{"bad_token", BearerMetadataKey + ": must be \"Bearer <token>\""}
+			return id, &refusal{"bad_token", BearerMetadataKey + ": must be \"Bearer <token>\"", nil}
 		}
 		if a.cfg.Tokens == nil {
-			return id, &refusal{"bad_token", "bearer tokens are not accepted by this service"}
+			return id, &refusal{"bad_token", "bearer tokens are not accepted by this service", nil}
 		}
 		claims, err := a.cfg.Tokens.Verify(ctx, raw)
 		if err != nil {
@@ -247,19 +270,19 @@ func (a *Authorizer) identify(ctx context.Context) (caller.Identity, *refusal) {
 			if errors.Is(err, token.ErrExpired) {
 				reason = "expired_token"
 			}
-			return id, &refusal{reason, "bearer token: " + tokenProblem(err)}
+			return id, &refusal{reason, "bearer token: " + tokenProblem(err), err}
 		}
 		id.User, id.Roles = claims.Subject, claims.Roles
 	case len(assertion) == 1:
 		if id.Service == "" {
-			return id, &refusal{"bad_assertion", "on-behalf-of assertion: only a service with a client certificate may act for a user"}
+			return id, &refusal{"bad_assertion", "on-behalf-of assertion: only a service with a client certificate may act for a user", nil}
 		}
 		if a.cfg.Assertions == nil {
-			return id, &refusal{"bad_assertion", "on-behalf-of assertion: not accepted by this service"}
+			return id, &refusal{"bad_assertion", "on-behalf-of assertion: not accepted by this service", nil}
 		}
 		as, err := a.cfg.Assertions.Verify(assertion[0], id.Service)
 		if err != nil {
-			return id, &refusal{"bad_assertion", "on-behalf-of assertion: " + err.Error()}
+			return id, &refusal{"bad_assertion", "on-behalf-of assertion: " + err.Error(), err}
 		}
 		id.User, id.Delegated, id.Permissions = as.User, true, as.Permissions
 	}
@@ -287,27 +310,27 @@ func (a *Authorizer) authorize(ctx context.Context, method string, req any) erro
 	p, ok := a.policies[method]
 	if !ok {
 		a.logger.ErrorContext(ctx, "authz: method has no policy; refused", "method", method)
-		return a.refuse(ctx, method, codes.PermissionDenied, "no_policy", "no policy allows this method")
+		return a.refuse(ctx, method, codes.PermissionDenied, "no_policy", "no policy allows this method", nil)
 	}
 	res, _ := ctx.Value(resultKey{}).(authResult)
 	if p.Public {
 		return nil
 	}
 	if res.refusal != nil {
-		return a.refuse(ctx, method, codes.Unauthenticated, res.refusal.reason, res.refusal.msg)
+		return a.refuse(ctx, method, codes.Unauthenticated, res.refusal.reason, res.refusal.msg, res.refusal.cause)
 	}
 	id := caller.From(ctx)
 	if id.IsZero() {
 		return a.refuse(ctx, method, codes.Unauthenticated, "no_credentials",
-			"credentials required: a bearer token (authorization: Bearer <token>) or a client certificate")
+			"credentials required: a bearer token (authorization: Bearer <token>) or a client certificate", nil)
 	}
 	if why := p.decide(id); why != "" {
-		return a.refuse(ctx, method, codes.PermissionDenied, "not_allowed", why)
+		return a.refuse(ctx, method, codes.PermissionDenied, "not_allowed", why, nil)
 	}
 	if p.OwnerField != "" && id.EndUser() != "" {
 		if v, ok := stringField(req, p.OwnerField); ok && v != "" && v != id.EndUser() {
 			return a.refuse(ctx, method, codes.PermissionDenied, "not_owner",
-				p.OwnerField+": must be your own user id (the subject of your token)")
+				p.OwnerField+": must be your own user id (the subject of your token)", nil)
 		}
 	}
 	if a.cfg.Limiter != nil && p.Limit != ratelimit.None && id.EndUser() != "" {
@@ -329,8 +352,8 @@ func resourceExhausted(class ratelimit.Class, wait time.Duration) error {
 }
 
 // refuse counts and (once per caller, reason and window) logs a refusal,
-// and returns its status.
-func (a *Authorizer) refuse(ctx context.Context, method string, code codes.Code, reason, msg string) error {
+// with its cause when there is one, and returns its status.
+func (a *Authorizer) refuse(ctx context.Context, method string, code codes.Code, reason, msg string, cause error) error {
 	a.refusals.WithLabelValues(method, code.String(), reason).Inc()
 	who := caller.From(ctx).String()
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -339,8 +362,11 @@ func (a *Authorizer) refuse(ctx context.Context, method string, code codes.Code,
 		}
 	}
 	if a.firstInWindow(who + "|" + reason) {
-		a.logger.WarnContext(ctx, "call refused", "method", method, "code", code.String(), "reason", reason,
-			"caller", who, "detail", msg)
+		attrs := []any{"method", method, "code", code.String(), "reason", reason, "caller", who, "detail", msg}
+		if cause != nil {
+			attrs = append(attrs, "cause", cause.Error())
+		}
+		a.logger.WarnContext(ctx, "call refused", attrs...)
 	}
 	return status.Error(code, msg)
 }

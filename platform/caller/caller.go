@@ -71,15 +71,17 @@ func (id Identity) Can(permission string) bool {
 }
 
 // Scope is the stable string that scopes per-caller state (idempotency
-// keys, rate limits, audit): "service:<name>" for a service, whether or not
-// it acts for a user, so that a saga step's key is the same from any
-// replica; "user:<subject>" for an end user; "" for an anonymous caller.
+// keys, rate limits): "user:<subject>" for an end user calling with their
+// own token (also through a service that forwards it), so that two users'
+// state never meets; "service:<name>" for a service, whether or not it acts
+// for a user with an assertion, so that a saga step's key is the same from
+// any replica; "" for an anonymous caller.
 func (id Identity) Scope() string {
 	switch {
+	case id.EndUser() != "":
+		return "user:" + id.User
 	case id.Service != "":
 		return "service:" + id.Service
-	case id.User != "":
-		return "user:" + id.User
 	default:
 		return ""
 	}

@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -65,53 +66,59 @@ func (c *decodeCodec) decode(dec func(any) error, v any) error {
 // ("shipping_address.name: must be valid UTF-8"), or says that b is not a
 // valid message of md.
 func decodeProblem(md protoreflect.MessageDescriptor, b []byte) string {
-	if path, ok := invalidUTF8(md, b, ""); ok {
-		return path + ": must be valid UTF-8"
+	if path, ok := invalidUTF8(md, b, 0); ok {
+		return strings.Join(path, ".") + ": must be valid UTF-8"
 	}
 	return "request: not a valid " + string(md.FullName()) + " message"
 }
 
-func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, prefix string) (string, bool) {
+// maxDecodeDepth bounds how deep invalidUTF8 looks: no GoodGo request nests
+// nearly this deep, and a request that does is answered as not valid
+// without further work.
+const maxDecodeDepth = 32
+
+// invalidUTF8 returns the path of field names, outermost first, to the first
+// string field of b that is not valid UTF-8. The path is built only on the
+// way back from a find, so the work is linear in the size of b.
+func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, depth int) ([]string, bool) {
+	if depth >= maxDecodeDepth {
+		return nil, false
+	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return "", false
+			return nil, false
 		}
 		b = b[n:]
 		if typ != protowire.BytesType {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
-				return "", false
+				return nil, false
 			}
 			b = b[n:]
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return "", false
+			return nil, false
 		}
 		b = b[n:]
 		fd := md.Fields().ByNumber(num)
 		if fd == nil {
 			continue
 		}
-		name := prefix + string(fd.Name())
 		switch {
 		case fd.Kind() == protoreflect.StringKind:
 			if !utf8.Valid(v) {
-				return name, true
+				return []string{string(fd.Name())}, true
 			}
-		case fd.IsMap():
-			if path, ok := invalidUTF8(fd.Message(), v, name+"."); ok {
-				return path, true
-			}
-		case fd.Message() != nil:
-			if path, ok := invalidUTF8(fd.Message(), v, name+"."); ok {
-				return path, true
+		case fd.Message() != nil: // messages and map entries
+			if path, ok := invalidUTF8(fd.Message(), v, depth+1); ok {
+				return append([]string{string(fd.Name())}, path...), true
 			}
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // decodeRegistrar registers services on a grpc.Server with method handlers

@@ -37,7 +37,10 @@ func startServer(t *testing.T, src *mtls.Source) (string, <-chan mtls.AuthInfo) 
 			if !ok {
 				return status.Error(codes.Internal, "no mtls.AuthInfo")
 			}
-			seen <- ai
+			select {
+			case seen <- ai:
+			default: // a test that makes many calls reads none of them
+			}
 			return status.Error(reached, "reached the handler")
 		}),
 	)
@@ -85,6 +88,7 @@ func keyPair(t *testing.T, is mtls.Issued) tls.Certificate {
 }
 
 func TestServerCredentialsClientWithoutCertificate(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	addr, seen := startServer(t, loadService(t, ca, "payment", "127.0.0.1"))
 
@@ -103,6 +107,7 @@ func TestServerCredentialsClientWithoutCertificate(t *testing.T) {
 }
 
 func TestServerCredentialsClientOfOurCA(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	addr, seen := startServer(t, loadService(t, ca, "payment"))
 
@@ -116,6 +121,7 @@ func TestServerCredentialsClientOfOurCA(t *testing.T) {
 }
 
 func TestServerCredentialsClientOfAnotherCA(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	other := newCA(t, "other CA")
 	addr, seen := startServer(t, loadService(t, ca, "payment", "127.0.0.1"))
@@ -134,6 +140,7 @@ func TestServerCredentialsClientOfAnotherCA(t *testing.T) {
 }
 
 func TestServerCredentialsClientCertificateWithoutClientAuth(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	addr, seen := startServer(t, loadService(t, ca, "payment", "127.0.0.1"))
 
@@ -147,10 +154,11 @@ func TestServerCredentialsClientCertificateWithoutClientAuth(t *testing.T) {
 	require.Equal(t, reached, status.Code(err), "%v", err)
 	ai := receive(t, seen)
 	require.Empty(t, ai.Service)
-	require.ErrorContains(t, ai.CertErr, "incompatible key usage")
+	require.ErrorContains(t, ai.CertErr, "not issued for this use")
 }
 
 func TestServerCredentialsRefuseTLS12(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	addr, seen := startServer(t, loadService(t, ca, "payment", "127.0.0.1"))
 
@@ -160,6 +168,7 @@ func TestServerCredentialsRefuseTLS12(t *testing.T) {
 }
 
 func TestClientCredentials(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	other := newCA(t, "other CA")
 	orchestrator := loadService(t, ca, "orchestrator")
@@ -192,13 +201,14 @@ func TestClientCredentials(t *testing.T) {
 		addr, seen := startServer(t, load(t, writeIdentity(t, t.TempDir(), clientOnly, ca.PEM), nil))
 		_, err := call(t, addr, orchestrator.ClientCredentials("payment"))
 		require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
-		require.ErrorContains(t, err, "incompatible key usage")
+		require.ErrorContains(t, err, "not issued for this use")
 		require.Empty(t, seen)
 	})
 }
 
 // The server presents the certificate it reloaded, on new connections.
 func TestServerCredentialsServeReloadedCertificate(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
 	src := load(t, files, nil)
@@ -218,6 +228,7 @@ func TestServerCredentialsServeReloadedCertificate(t *testing.T) {
 }
 
 func TestPeerFrom(t *testing.T) {
+	t.Parallel()
 	_, ok := mtls.PeerFrom(context.Background())
 	require.False(t, ok, "no peer")
 
@@ -232,6 +243,7 @@ func TestPeerFrom(t *testing.T) {
 }
 
 func TestServerCredentialsClone(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	src := loadService(t, ca, "payment")
 	creds := src.ServerCredentials().Clone()

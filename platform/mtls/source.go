@@ -133,7 +133,8 @@ func (s *Source) read() (*identity, error) {
 		return nil, fmt.Errorf("mtls: %s: %w", s.files.Cert, err)
 	}
 	if _, err := verify(id.pool, id.leaf, intermediates(cert.Certificate), x509.ExtKeyUsageAny, time.Now()); err != nil {
-		return nil, fmt.Errorf("mtls: %s is not signed by a CA in %s: %w", s.files.Cert, s.files.CA, err)
+		// For the operator: the x509 detail too.
+		return nil, fmt.Errorf("mtls: %s is not signed by a CA in %s: %w (%v)", s.files.Cert, s.files.CA, err, errors.Unwrap(err))
 	}
 	return &id, nil
 }
@@ -204,9 +205,35 @@ func verify(roots *x509.CertPool, leaf *x509.Certificate, inter *x509.CertPool, 
 	if _, err := leaf.Verify(x509.VerifyOptions{
 		Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage},
 	}); err != nil {
-		return "", fmt.Errorf("certificate not trusted: %w", err)
+		return "", &CertError{Reason: reason(err), Detail: err}
 	}
 	return ServiceOf(leaf)
+}
+
+// CertError is a certificate that does not verify. Its text is fit for the
+// peer (it names the kind of problem, not our CA's details); Detail, for
+// the log, is the x509 error.
+type CertError struct {
+	Reason string
+	Detail error
+}
+
+func (e *CertError) Error() string { return "certificate not trusted: " + e.Reason }
+
+func (e *CertError) Unwrap() error { return e.Detail }
+
+// reason names the kind of an x509 verification error.
+func reason(err error) string {
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &invalid) {
+		switch invalid.Reason {
+		case x509.Expired:
+			return "expired or not yet valid"
+		case x509.IncompatibleUsage:
+			return "not issued for this use"
+		}
+	}
+	return "not issued by a trusted CA"
 }
 
 // intermediates parses the chain's certificates after the leaf.

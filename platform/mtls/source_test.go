@@ -15,10 +15,12 @@ import (
 )
 
 func TestID(t *testing.T) {
+	t.Parallel()
 	require.Equal(t, "spiffe://goodgo/payment", mtls.ID("payment"))
 }
 
 func TestServiceOf(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		uris    []string
@@ -68,6 +70,7 @@ func TestServiceOf(t *testing.T) {
 }
 
 func TestLoad(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment", "127.0.0.1"), ca.PEM)
 
@@ -82,6 +85,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLoadErrorsNameTheFile(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	other := newCA(t, "other CA")
 
@@ -197,6 +201,7 @@ func serialOf(src *mtls.Source) string {
 }
 
 func TestSourceReloadsRenewedCertificate(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	first := issue(t, ca, "payment")
 	var logs syncBuffer
@@ -219,6 +224,7 @@ func TestSourceReloadsRenewedCertificate(t *testing.T) {
 }
 
 func TestSourceKeepsIdentityOnBrokenRewrite(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	var logs syncBuffer
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
@@ -244,6 +250,7 @@ func TestSourceKeepsIdentityOnBrokenRewrite(t *testing.T) {
 }
 
 func TestSourceKeepsIdentityWhenKeyIsRemoved(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	var logs syncBuffer
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
@@ -260,6 +267,7 @@ func TestSourceKeepsIdentityWhenKeyIsRemoved(t *testing.T) {
 }
 
 func TestSourceRefusesCertificateOfAnotherService(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	var logs syncBuffer
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
@@ -278,6 +286,7 @@ func TestSourceRefusesCertificateOfAnotherService(t *testing.T) {
 }
 
 func TestSourceReloadsRotatedCA(t *testing.T) {
+	t.Parallel()
 	oldCA := newCA(t, "old CA")
 	newCA_ := newCA(t, "new CA")
 	files := writeIdentity(t, t.TempDir(), issue(t, oldCA, "payment"), oldCA.PEM)
@@ -306,6 +315,7 @@ func TestSourceReloadsRotatedCA(t *testing.T) {
 }
 
 func TestVerifyChain(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	other := newCA(t, "other CA")
 	src := loadService(t, ca, "payment")
@@ -360,6 +370,7 @@ func TestVerifyChain(t *testing.T) {
 }
 
 func TestWriteFileAtomic(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	name := filepath.Join(dir, "tls.key")
 	require.NoError(t, mtls.WriteFileAtomic(name, []byte("one"), 0o600))
@@ -378,6 +389,7 @@ func TestWriteFileAtomic(t *testing.T) {
 }
 
 func TestLoadCA(t *testing.T) {
+	t.Parallel()
 	ca := newCA(t, "test CA")
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")

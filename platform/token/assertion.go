@@ -87,6 +87,9 @@ func (s *Signer) Sign(callee, user string, permissions []string) (string, error)
 	if err := hdr.Set(jws.X509CertChainKey, &chain); err != nil {
 		return "", fmt.Errorf("token: x5c: %w", err)
 	}
+	if permissions == nil {
+		permissions = []string{} // "perm":[] — a claim the verifier requires, even empty
+	}
 	now := s.now()
 	tok, err := jwt.NewBuilder().Issuer(s.id(s.self)).Audience([]string{s.id(callee)}).Subject(user).
 		IssuedAt(now).Expiration(now.Add(AssertionTTL)).Claim(permissionsClaim, permissions).Build()

@@ -102,26 +102,32 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.keys = v.fileKeys
 		return v, nil
 	}
-	// The cache's refresh goroutines live until Close, not until ctx ends.
+	// One fetch first, so that a binary whose identity provider is down
+	// fails at start with the reason instead of waiting; then the cache
+	// refreshes the set in the background (its goroutines live until
+	// Close, not until ctx ends).
+	first, err := jwk.Fetch(ctx, cfg.JWKSURL)
+	if err == nil {
+		_, err = publicOnly(first)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token: fetch JWKS %s: %w", cfg.JWKSURL, err)
+	}
 	cache, err := jwk.NewCache(context.WithoutCancel(ctx), httprc.NewClient())
 	if err != nil {
 		return nil, fmt.Errorf("token: JWKS cache: %w", err)
 	}
-	if err := cache.Register(ctx, cfg.JWKSURL); err != nil {
+	if err := cache.Register(ctx, cfg.JWKSURL, jwk.WithWaitReady(false)); err != nil {
 		_ = cache.Shutdown(ctx)
-		return nil, fmt.Errorf("token: fetch JWKS %s: %w", cfg.JWKSURL, err)
+		return nil, fmt.Errorf("token: JWKS cache %s: %w", cfg.JWKSURL, err)
 	}
 	v.cache = cache
 	v.keys = func(ctx context.Context) (jwk.Set, error) {
 		set, err := cache.Lookup(ctx, cfg.JWKSURL)
-		if err != nil {
-			return nil, err
+		if err != nil { // not fetched by the cache yet: the set fetched above
+			set = first
 		}
 		return publicOnly(set)
-	}
-	if _, err := v.keys(ctx); err != nil {
-		_ = cache.Shutdown(ctx)
-		return nil, fmt.Errorf("token: JWKS %s: %w", cfg.JWKSURL, err)
 	}
 	return v, nil
 }
