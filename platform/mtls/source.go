@@ -134,7 +134,7 @@ func (s *Source) read() (*identity, error) {
 	}
 	if _, err := verify(id.pool, id.leaf, intermediates(cert.Certificate), x509.ExtKeyUsageAny, time.Now()); err != nil {
 		// For the operator: the x509 detail too.
-		return nil, fmt.Errorf("mtls: %s is not signed by a CA in %s: %w (%v)", s.files.Cert, s.files.CA, err, errors.Unwrap(err))
+		return nil, fmt.Errorf("mtls: %s is not signed by a CA in %s: %w (%w)", s.files.Cert, s.files.CA, err, errors.Unwrap(err))
 	}
 	return &id, nil
 }
