@@ -28,17 +28,30 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
 )
 
-// TestRun starts the whole service as main does, on free ports, against an
-// empty PostgreSQL database (run creates the schema), the local Redis and a
-// fake inventory service, and uses it through a real gRPC client.
-func TestRun(t *testing.T) {
-	dbURL, pool := pgtest.NewDatabase(t, nil)
+// service is the binary's run() serving on free ports.
+type service struct {
+	pki                *authtest.PKI
+	env                map[string]string
+	grpcAddr, httpAddr string
+	logs               *syncBuffer
+	cancel             context.CancelFunc
+	done               chan error
+}
+
+// startService runs the service as main does, on free ports, against an
+// empty PostgreSQL database dbURL (run creates the schema), the local
+// Redis and a fake inventory service holding products, with the
+// credentials of a fresh PKI and the variables of extra; it waits until
+// the service serves. stop ends it.
+func startService(t *testing.T, dbURL string, extra map[string]string, products ...*inventoryv1.Product) *service {
+	t.Helper()
 	pki := authtest.New(t)
-	inv := fakeinventory.Start(t, pki, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	inv := fakeinventory.Start(t, pki, products...)
 	env := pki.Env("order")
 	maps.Copy(env, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
@@ -49,25 +62,45 @@ func TestRun(t *testing.T) {
 		"OTEL_SDK_DISABLED":      "true",
 		"STARTUP_TIMEOUT":        "10s",
 	})
+	maps.Copy(env, extra)
 	cfg, err := loadConfig(lookup(env))
 	require.NoError(t, err)
-
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, logs, lookup(env)) }()
-
+	s := &service{pki: pki, env: env, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	t.Cleanup(cancel)
+	go func() { s.done <- run(ctx, cfg, s.logs, lookup(env)) }()
 	var started struct {
 		GRPCAddr string `json:"grpc_addr"`
 		HTTPAddr string `json:"http_addr"`
 	}
 	require.Eventually(t, func() bool {
-		line, ok := logs.find("order service started")
+		line, ok := s.logs.find("order service started")
 		return ok && json.Unmarshal([]byte(line), &started) == nil
-	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", logs)
+	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", s.logs)
+	s.grpcAddr, s.httpAddr = started.GRPCAddr, started.HTTPAddr
+	return s
+}
 
-	cc := pki.Dial(started.GRPCAddr)
+// stop cancels run and requires it to return nil within 10 s.
+func (s *service) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	select {
+	case err := <-s.done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+}
+
+// TestRun starts the whole service as main does and uses it through real
+// gRPC clients.
+func TestRun(t *testing.T) {
+	dbURL, pool := pgtest.NewDatabase(t, nil)
+	svc := startService(t, dbURL, nil, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	pki, ctx := svc.pki, context.Background()
+
+	cc := pki.Dial(svc.grpcAddr)
 	client := orderv1.NewOrderServiceClient(cc)
 	user7 := uuid.NewString()
 	callAs := func(user string) context.Context {
@@ -92,13 +125,13 @@ func TestRun(t *testing.T) {
 
 	_, err = client.ConfirmOrder(call(), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "only the orchestrator confirms")
-	saga := orderv1.NewOrderServiceClient(pki.DialAs("orchestrator", "order", started.GRPCAddr))
+	saga := orderv1.NewOrderServiceClient(pki.DialAs("orchestrator", "order", svc.grpcAddr))
 	forUser7 := caller.WithDelegation(ctx, caller.Delegation{User: user7, Permissions: []string{"orders.place"}})
 	confirmed, err := saga.ConfirmOrder(metadata.AppendToOutgoingContext(forUser7, idempotency.MetadataKey, uuid.NewString()),
 		&orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, confirmed.GetOrder().GetStatus())
-	requireIdempotencyKeys(t, env["IDEMPOTENCY_KEY_PREFIX"])
+	requireIdempotencyKeys(t, svc.env["IDEMPOTENCY_KEY_PREFIX"])
 
 	var placedBy string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT placed_by FROM orders WHERE id = $1", placed.GetOrder().GetOrderId()).Scan(&placedBy))
@@ -121,20 +154,14 @@ func TestRun(t *testing.T) {
 	_, err = refl.Recv()
 	require.Equal(t, codes.Unimplemented, status.Code(err), "no reflection in production mode")
 
-	metrics := httpGet(t, "http://"+started.HTTPAddr+"/metrics")
+	metrics := httpGet(t, "http://"+svc.httpAddr+"/metrics")
 	for _, name := range []string{"optimistic_lock_attempts_total", "idempotency_checks_total", "outbox_events_total", "grpc_server_handled_total"} {
 		require.Contains(t, metrics, name)
 	}
-	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/readyz"), "ok")
+	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok")
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after its context was cancelled")
-	}
-	_, ok := logs.find("order service stopped")
+	svc.stop(t)
+	_, ok := svc.logs.find("order service stopped")
 	require.True(t, ok)
 }
 
@@ -144,31 +171,10 @@ func TestRun(t *testing.T) {
 func TestRateLimitsPerUser(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, nil)
-	pki := authtest.New(t)
-	inv := fakeinventory.Start(t, pki)
-	env := pki.Env("order")
-	maps.Copy(env, map[string]string{
-		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": dbURL, "INVENTORY_ADDR": inv.Addr(),
-		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":", "OTEL_SDK_DISABLED": "true",
-		"RATE_LIMIT_READ": "3/m",
-	})
-	cfg, err := loadConfig(lookup(env))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, logs, lookup(env)) }()
-	var started struct {
-		GRPCAddr string `json:"grpc_addr"`
-		HTTPAddr string `json:"http_addr"`
-	}
-	require.Eventually(t, func() bool {
-		line, ok := logs.find("order service started")
-		return ok && json.Unmarshal([]byte(line), &started) == nil
-	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", logs)
+	svc := startService(t, dbURL, map[string]string{"RATE_LIMIT_READ": "3/m"})
+	pki, ctx := svc.pki, context.Background()
 
-	client := orderv1.NewOrderServiceClient(pki.Dial(started.GRPCAddr))
+	client := orderv1.NewOrderServiceClient(pki.Dial(svc.grpcAddr))
 	alice, bob := authtest.AsUser(ctx, pki.Token(uuid.NewString())), authtest.AsUser(ctx, pki.Token(uuid.NewString()))
 	read := func(ctx context.Context) error {
 		_, err := client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
@@ -177,7 +183,7 @@ func TestRateLimitsPerUser(t *testing.T) {
 	for range 3 {
 		require.Equal(t, codes.NotFound, status.Code(read(alice)), "within the limit")
 	}
-	err = read(alice)
+	err := read(alice)
 	st := status.Convert(err)
 	require.Equal(t, codes.ResourceExhausted, st.Code(), err)
 	require.Contains(t, st.Message(), "rate limit of read calls exceeded")
@@ -191,10 +197,9 @@ func TestRateLimitsPerUser(t *testing.T) {
 	require.Greater(t, retry.GetRetryDelay().AsDuration(), time.Duration(0))
 	require.LessOrEqual(t, retry.GetRetryDelay().AsDuration(), 20*time.Second, "one call's worth of a 3/m rate")
 	require.Equal(t, codes.NotFound, status.Code(read(bob)), "limits are per user")
-	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/metrics"),
+	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/metrics"),
 		`rate_limit_refusals_total{class="read",method="/goodgo.order.v1.OrderService/GetOrder"} 1`)
-	cancel()
-	require.NoError(t, <-done)
+	svc.stop(t)
 }
 
 // TestReadyWithoutRedis checks that a Redis outage does not take the
@@ -204,41 +209,16 @@ func TestRateLimitsPerUser(t *testing.T) {
 func TestReadyWithoutRedis(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, nil)
-	pki := authtest.New(t)
-	inv := fakeinventory.Start(t, pki, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
 	redisProxy := startProxy(t, "127.0.0.1:6379")
-	env := pki.Env("order")
-	maps.Copy(env, map[string]string{
-		"GRPC_ADDR":              "127.0.0.1:0",
-		"HTTP_ADDR":              "127.0.0.1:0",
-		"DATABASE_URL":           dbURL,
-		"REDIS_URL":              "redis://" + redisProxy.Addr() + "/0",
-		"INVENTORY_ADDR":         inv.Addr(),
-		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":",
-		"OTEL_SDK_DISABLED":      "true",
-		"STARTUP_TIMEOUT":        "10s",
-	})
-	cfg, err := loadConfig(lookup(env))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, logs, lookup(env)) }()
-	var started struct {
-		GRPCAddr string `json:"grpc_addr"`
-		HTTPAddr string `json:"http_addr"`
-	}
-	require.Eventually(t, func() bool {
-		line, ok := logs.find("order service started")
-		return ok && json.Unmarshal([]byte(line), &started) == nil
-	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", logs)
-	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/readyz"), "ok")
+	svc := startService(t, dbURL, map[string]string{"REDIS_URL": "redis://" + redisProxy.Addr() + "/0"},
+		fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	pki, ctx := svc.pki, context.Background()
+	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok")
 
 	redisProxy.Close() // Redis is gone
-	require.Contains(t, httpGet(t, "http://"+started.HTTPAddr+"/readyz"), "ok", "still ready without Redis")
+	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok", "still ready without Redis")
 	user := uuid.NewString()
-	placed, err := orderv1.NewOrderServiceClient(pki.Dial(started.GRPCAddr)).PlaceOrder(
+	placed, err := orderv1.NewOrderServiceClient(pki.Dial(svc.grpcAddr)).PlaceOrder(
 		metadata.AppendToOutgoingContext(authtest.AsUser(ctx, pki.Token(user)), idempotency.MetadataKey, uuid.NewString()),
 		&orderv1.PlaceOrderRequest{
 			CustomerId:      user,
@@ -248,14 +228,7 @@ func TestReadyWithoutRedis(t *testing.T) {
 		})
 	require.NoError(t, err, "and serving orders")
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_PENDING, placed.GetOrder().GetStatus())
-
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after its context was cancelled")
-	}
+	svc.stop(t)
 }
 
 // proxy forwards TCP connections to a target until Close, which also cuts

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/devbroker/broker"
+	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/outbox"
@@ -58,11 +59,15 @@ func buildRelay(t *testing.T) string {
 	return bin
 }
 
-// startProcess starts the binary with env; it is killed at test end.
+// startProcess starts the binary with env and credentials of a fresh
+// PKI; it is killed at test end.
 func startProcess(t *testing.T, bin string, env map[string]string) *relayProcess {
 	t.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "OTEL_SDK_DISABLED=true")
+	for k, v := range authtest.New(t).Env("outbox-relay") {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
