@@ -82,22 +82,33 @@ func (e *Env) placeOrder(ctx context.Context, c orderv1.OrderServiceClient, line
 		PaymentMethod: paymentMethod,
 	}
 	callCtx := as(ctx, who.token)
+	var resp *orderv1.PlaceOrderResponse
+	err := withinRateLimit(ctx, func() (err error) {
+		resp, err = c.PlaceOrder(callCtx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetOrder(), nil
+}
+
+// withinRateLimit calls call again, after the wait its ResourceExhausted
+// error asks for, until it is not rate limited or ctx ends: what a
+// well-behaved client does (a retry of a guarded call keeps its
+// idempotency key).
+func withinRateLimit(ctx context.Context, call func() error) error {
 	for {
-		resp, err := c.PlaceOrder(callCtx, req)
-		// A well-behaved client waits as long as the rate limit asks and
-		// retries with the same idempotency key.
-		if wait, limited := retryDelay(err); limited {
-			select {
-			case <-time.After(wait):
-				continue
-			case <-ctx.Done():
-				return nil, err
-			}
+		err := call()
+		wait, limited := retryDelay(err)
+		if !limited {
+			return err
 		}
-		if err != nil {
-			return nil, err
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
 		}
-		return resp.GetOrder(), nil
 	}
 }
 
@@ -239,9 +250,15 @@ func (e *Env) SetStock(t testing.TB, sku string, available int64) {
 	for attempt := 1; ; attempt++ {
 		g, err := e.Inventory.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
 		require.NoError(t, err)
-		// e.Inventory calls as an operator; this call carries an admin's token.
-		r, err := adminInventory(e).AdjustStock(as(ctx, e.admin), &inventoryv1.AdjustStockRequest{
-			Sku: sku, Available: available, VersionToken: g.GetProduct().GetVersionToken(), Reason: "e2e scenario stock",
+		// e.Inventory calls as an operator; this call carries an admin's
+		// token, whose version-checked updates are limited hardest.
+		adminCtx := as(ctx, e.admin)
+		var r *inventoryv1.AdjustStockResponse
+		err = withinRateLimit(ctx, func() (err error) {
+			r, err = adminInventory(e).AdjustStock(adminCtx, &inventoryv1.AdjustStockRequest{
+				Sku: sku, Available: available, VersionToken: g.GetProduct().GetVersionToken(), Reason: "e2e scenario stock",
+			})
+			return err
 		})
 		if status.Code(err) == codes.Aborted && attempt < 10 {
 			continue
