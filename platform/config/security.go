@@ -3,6 +3,7 @@ package config
 import (
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/ratelimit"
@@ -107,7 +108,7 @@ func LoadSecurity(e *Env, service string, dev, withTokens bool) Security {
 	case s.Tokens.JWKSURL == "" && s.Tokens.JWKSFile == "":
 		e.Invalid("AUTH_JWKS_URL", "required (or AUTH_JWKS_FILE): the keys of the token issuer")
 	}
-	s.Tokens.Leeway = e.Duration("AUTH_LEEWAY", 0)
+	s.Tokens.Leeway = e.Duration("AUTH_LEEWAY", 30*time.Second)
 	return s
 }
 
