@@ -67,10 +67,17 @@ func TestAuthorizationMatrix(t *testing.T) {
 	placed := e.MustPlaceOrder(t, items("SKU-MOUSE", 1), cardOK)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, e.WaitOrder(t, placed.GetOrderId(), 60*time.Second).GetStatus())
 	orderID, customer := placed.GetOrderId(), placed.GetCustomerId()
-	sagas, err := e.Sagas.ListSagas(context.Background(), &orchestratorv1.ListSagasRequest{CorrelationId: orderID})
-	require.NoError(t, err)
-	require.Len(t, sagas.GetSagas(), 1)
-	sagaID := sagas.GetSagas()[0].GetSagaId()
+	// The saga records COMPLETED just after the order is confirmed: wait
+	// for it, so that nothing changes under the snapshots below.
+	var sagaID string
+	require.True(t, poll(30*time.Second, 20*time.Millisecond, func() bool {
+		sagas, err := e.Sagas.ListSagas(context.Background(), &orchestratorv1.ListSagasRequest{CorrelationId: orderID})
+		if err != nil || len(sagas.GetSagas()) != 1 || sagas.GetSagas()[0].GetState() != orchestratorv1.SagaState_SAGA_STATE_COMPLETED {
+			return false
+		}
+		sagaID = sagas.GetSagas()[0].GetSagaId()
+		return true
+	}), "the order's saga did not complete")
 
 	foreign := authtest.New(t)
 	other := uuid.NewString()
