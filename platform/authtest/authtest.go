@@ -20,6 +20,7 @@ import (
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/grpcclient"
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/security"
 	"github.com/goodgo/goodgo/platform/token"
@@ -83,10 +84,9 @@ func (p *PKI) Kit(service string) *security.Kit {
 // a fresh registry, and the Kit's server credentials.
 func (p *PKI) Authorizer(service string, policies authz.Policies) (*authz.Authorizer, credentials.TransportCredentials) {
 	p.t.Helper()
-	k := p.Kit(service)
-	az, err := k.Authorizer(policies, nil, prometheus.NewRegistry(), nil)
+	cfg, err := p.Kit(service).Secure(grpcserver.Config{}, policies, nil, prometheus.NewRegistry(), nil)
 	require.NoError(p.t, err)
-	return az, k.TLS.ServerCredentials()
+	return cfg.Authorizer, cfg.Credentials
 }
 
 // Token mints a token for user with roles, valid for an hour.

@@ -72,6 +72,9 @@ type Security struct {
 	// Tokens verifies end users' bearer tokens (AUTH_ISSUER,
 	// AUTH_AUDIENCE, and AUTH_JWKS_FILE or AUTH_JWKS_URL).
 	Tokens token.Config
+	// Dev is development mode (GOODGO_MODE=development): the binary serves
+	// reflection and says once that it runs with development credentials.
+	Dev bool
 }
 
 // LoadSecurity reads the credentials of service. In development mode unset
@@ -86,7 +89,7 @@ func LoadSecurity(e *Env, service string, dev, withTokens bool) Security {
 		}
 		return e.Required(name)
 	}
-	s := Security{TLS: mtls.Files{
+	s := Security{Dev: dev, TLS: mtls.Files{
 		Cert: pick("TLS_CERT_FILE", paths.Cert(service)),
 		Key:  pick("TLS_KEY_FILE", paths.Key(service)),
 		CA:   pick("TLS_CA_FILE", paths.CA()),

@@ -151,9 +151,6 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, api
 	if cfg.DevOutboxKeys {
 		k.Logger.Warn("OUTBOX_KEYS unset: using the public development key for PII event payloads")
 	}
-	if cfg.Dev {
-		k.Logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
-	}
 	if k.Security, err = security.Open(ctx, cfg.Security, cfg.Service, k.Logger); err != nil {
 		return k, err
 	}
@@ -195,14 +192,12 @@ func (k *Kit) Serve(ctx context.Context, register func(grpc.ServiceRegistrar)) e
 	if err != nil {
 		return err
 	}
-	az, err := k.Security.Authorizer(k.policies, limiter, k.Registry, k.Logger)
+	srvCfg, err := k.Security.Secure(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
+		k.policies, limiter, k.Registry, k.Logger)
 	if err != nil {
 		return err
 	}
-	grpcServer, err := grpcserver.New(grpcserver.Config{
-		Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay,
-		Credentials: k.Security.TLS.ServerCredentials(), Authorizer: az, Reflection: cfg.Dev,
-	}, k.Logger, k.Registry, register, grpcserver.WithUnaryInterceptors(k.Guard.UnaryServerInterceptor()))
+	grpcServer, err := grpcserver.New(srvCfg, k.Logger, k.Registry, register, grpcserver.WithUnaryInterceptors(k.Guard.UnaryServerInterceptor()))
 	if err != nil {
 		return err
 	}

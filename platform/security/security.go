@@ -1,9 +1,9 @@
 // Package security assembles a binary's identity and its checks of
 // callers from configuration: the mTLS certificate (platform/mtls), the
 // verifier of end users' tokens and of services' on-behalf-of assertions,
-// the signer of its own assertions (platform/token), and the Authorizer
-// with the binary's policies (platform/authz). Every binary opens one Kit
-// at start.
+// the signer of its own assertions (platform/token), and the gRPC server's
+// credentials and Authorizer with the binary's policies (platform/authz).
+// Every binary opens one Kit at start.
 package security
 
 import (
@@ -17,6 +17,7 @@ import (
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/grpcclient"
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/token"
 )
@@ -31,12 +32,18 @@ type Kit struct {
 	Assertions *token.AssertionVerifier
 	// Signer signs this binary's own on-behalf-of assertions.
 	Signer *token.Signer
+
+	dev bool
 }
 
 // Open loads service's credentials per cfg. The certificate must name
 // service: a binary given another binary's certificate does not start.
-// Errors name the file or setting at fault.
+// Errors name the file or setting at fault. In development mode it logs,
+// once, that the binary runs so.
 func Open(ctx context.Context, cfg config.Security, service string, logger *slog.Logger) (*Kit, error) {
+	if cfg.Dev && logger != nil {
+		logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
+	}
 	src, err := mtls.Load(cfg.TLS, logger)
 	if err != nil {
 		return nil, err
@@ -48,6 +55,7 @@ func Open(ctx context.Context, cfg config.Security, service string, logger *slog
 		TLS:        src,
 		Assertions: token.NewAssertionVerifier(src, service, mtls.ID),
 		Signer:     token.NewSigner(src, service, mtls.ID),
+		dev:        cfg.Dev,
 	}
 	if cfg.Tokens.Issuer != "" {
 		if k.Tokens, err = token.NewVerifier(ctx, cfg.Tokens); err != nil {
@@ -57,14 +65,23 @@ func Open(ctx context.Context, cfg config.Security, service string, logger *slog
 	return k, nil
 }
 
-// Authorizer returns the Authorizer of policies over the Kit's verifiers,
-// with limiter for rate limits (nil: none).
-func (k *Kit) Authorizer(policies authz.Policies, limiter authz.Limiter, reg prometheus.Registerer, logger *slog.Logger) (*authz.Authorizer, error) {
+// Secure returns srv with what the Kit decides for a gRPC server: the TLS
+// credentials, the Authorizer of policies over the Kit's verifiers (with
+// limiter for rate limits; nil: none), and reflection in development mode
+// only.
+func (k *Kit) Secure(srv grpcserver.Config, policies authz.Policies, limiter authz.Limiter,
+	reg prometheus.Registerer, logger *slog.Logger,
+) (grpcserver.Config, error) {
 	cfg := authz.Config{Assertions: k.Assertions, Limiter: limiter}
 	if k.Tokens != nil { // a nil *Verifier in the interface would not read as nil
 		cfg.Tokens = k.Tokens
 	}
-	return authz.New(policies, cfg, reg, logger)
+	az, err := authz.New(policies, cfg, reg, logger)
+	if err != nil {
+		return srv, err
+	}
+	srv.Credentials, srv.Authorizer, srv.Reflection = k.TLS.ServerCredentials(), az, k.dev
+	return srv, nil
 }
 
 // Dial connects to service at target with this binary's certificate,

@@ -1,13 +1,18 @@
 package security_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/security"
 	"github.com/goodgo/goodgo/platform/token"
@@ -39,6 +44,26 @@ func TestOpenChecksTheCertificateIsTheBinarys(t *testing.T) {
 	k, err = security.Open(context.Background(), relay, "outbox-relay", nil)
 	require.NoError(t, err)
 	require.Nil(t, k.Tokens, "a binary without users verifies no tokens")
+}
+
+func TestSecureFillsTheServerConfigAndDevModeServesReflection(t *testing.T) {
+	p := config.DevPaths{Dir: t.TempDir()}
+	require.NoError(t, security.InitDev(p, []string{"order"}, nil))
+	for _, dev := range []bool{false, true} {
+		cfg := devSecurity(p, "order")
+		cfg.Dev = dev
+		var logs bytes.Buffer
+		k, err := security.Open(context.Background(), cfg, "order", slog.New(slog.NewJSONHandler(&logs, nil)))
+		require.NoError(t, err)
+		srv, err := k.Secure(grpcserver.Config{Addr: "127.0.0.1:0"}, nil, nil, prometheus.NewRegistry(), nil)
+		require.NoError(t, err)
+		k.Close(context.Background())
+		require.Equal(t, "127.0.0.1:0", srv.Addr, "the rest of the config is kept")
+		require.NotNil(t, srv.Credentials)
+		require.NotNil(t, srv.Authorizer)
+		require.Equal(t, dev, srv.Reflection, "reflection in development mode only")
+		require.Equal(t, dev, strings.Contains(logs.String(), "development mode"), "development mode says so")
+	}
 }
 
 func TestDevIssuerMintsWhatTheBinariesAccept(t *testing.T) {

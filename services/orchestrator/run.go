@@ -57,9 +57,6 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		logger.Warn("SAGA_CONTEXT_KEYS unset: encrypting saga context with the public development key")
 	}
 
-	if cfg.Dev {
-		logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
-	}
 	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
 	if err != nil {
 		return err
@@ -149,14 +146,12 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
-	az, err := sec.Authorizer(grpcapi.Policies(), limiter, reg, logger)
+	srvCfg, err := sec.Secure(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
+		grpcapi.Policies(), limiter, reg, logger)
 	if err != nil {
 		return err
 	}
-	grpcServer, err := grpcserver.New(grpcserver.Config{
-		Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay,
-		Credentials: sec.TLS.ServerCredentials(), Authorizer: az, Reflection: cfg.Dev,
-	}, logger, reg,
+	grpcServer, err := grpcserver.New(srvCfg, logger, reg,
 		func(s grpc.ServiceRegistrar) {
 			orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger))
 		},

@@ -65,22 +65,17 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 
 	// No API of its own: the gRPC server carries health (and reflection in
 	// development mode) so the relay is probed like every other binary.
-	if cfg.Dev {
-		logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
-	}
 	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
 	if err != nil {
 		return err
 	}
 	defer sec.Close(ctx)
-	az, err := sec.Authorizer(nil, nil, tel.Registry, logger)
+	srvCfg, err := sec.Secure(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
+		nil, nil, tel.Registry, logger)
 	if err != nil {
 		return err
 	}
-	gs, err := grpcserver.New(grpcserver.Config{
-		Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay,
-		Credentials: sec.TLS.ServerCredentials(), Authorizer: az, Reflection: cfg.Dev,
-	}, logger, tel.Registry, nil)
+	gs, err := grpcserver.New(srvCfg, logger, tel.Registry, nil)
 	if err != nil {
 		return err
 	}
