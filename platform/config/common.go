@@ -2,6 +2,7 @@ package config
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -83,17 +84,61 @@ func positive(e *Env, name string, def time.Duration) time.Duration {
 // redis://127.0.0.1:6379/0), or REDIS_ADDRS (comma-separated host:port) for
 // Redis Cluster, which takes precedence and takes only credentials and TLS
 // from REDIS_URL.
+//
+// A rediss:// REDIS_URL turns TLS on (at least TLS 1.2, for the single
+// server and every cluster node alike); the TLS settings below need it.
 type Redis struct {
 	URL   string
 	Addrs []string
+	// CAFile holds the PEM certificates that may issue the server's
+	// certificate (REDIS_CA_FILE; unset: the system roots).
+	CAFile string
+	// CertFile and KeyFile are the client certificate and key presented
+	// to a server that requires one (REDIS_TLS_CERT_FILE,
+	// REDIS_TLS_KEY_FILE; both or neither).
+	CertFile, KeyFile string
+	// ServerName is the name checked against the server's certificate
+	// (REDIS_TLS_SERVER_NAME; unset: the host of REDIS_URL, or with
+	// REDIS_ADDRS the host of each node dialled).
+	ServerName string
 }
 
-// LoadRedis reads REDIS_URL and REDIS_ADDRS.
+// TLS reports whether the connection is encrypted (a rediss:// URL).
+func (r Redis) TLS() bool {
+	scheme, _, _ := strings.Cut(r.URL, "://")
+	return strings.EqualFold(scheme, "rediss")
+}
+
+// LoadRedis reads REDIS_URL, REDIS_ADDRS and the TLS settings REDIS_CA_FILE,
+// REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE and REDIS_TLS_SERVER_NAME. The
+// files are read when connecting.
 func LoadRedis(e *Env) Redis {
-	return Redis{
-		URL:   e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		Addrs: e.List("REDIS_ADDRS", nil),
+	r := Redis{
+		URL:        e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		Addrs:      e.List("REDIS_ADDRS", nil),
+		CAFile:     e.String("REDIS_CA_FILE", ""),
+		CertFile:   e.String("REDIS_TLS_CERT_FILE", ""),
+		KeyFile:    e.String("REDIS_TLS_KEY_FILE", ""),
+		ServerName: e.String("REDIS_TLS_SERVER_NAME", ""),
 	}
+	switch {
+	case r.CertFile != "" && r.KeyFile == "":
+		e.Invalid("REDIS_TLS_KEY_FILE", "required with REDIS_TLS_CERT_FILE")
+	case r.KeyFile != "" && r.CertFile == "":
+		e.Invalid("REDIS_TLS_CERT_FILE", "required with REDIS_TLS_KEY_FILE")
+	}
+	if !r.TLS() {
+		// A TLS setting next to a plaintext URL would be silently ignored.
+		for _, s := range [][2]string{
+			{"REDIS_CA_FILE", r.CAFile}, {"REDIS_TLS_CERT_FILE", r.CertFile},
+			{"REDIS_TLS_KEY_FILE", r.KeyFile}, {"REDIS_TLS_SERVER_NAME", r.ServerName},
+		} {
+			if s[1] != "" {
+				e.Invalid(s[0], "needs a rediss:// REDIS_URL (TLS)")
+			}
+		}
+	}
+	return r
 }
 
 // Idempotency tunes the idempotency keys of a service's mutating RPCs.

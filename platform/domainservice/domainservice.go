@@ -157,7 +157,7 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, api
 	if k.Pool, err = postgres.Open(ctx, cfg.DatabaseURL, migrations, k.Logger, cfg.StartupTimeout); err != nil {
 		return k, err
 	}
-	if k.redis, err = redisclient.Connect(ctx, cfg.Redis.URL, cfg.Redis.Addrs, k.Logger, cfg.StartupTimeout); err != nil {
+	if k.redis, err = redisclient.Connect(ctx, cfg.Redis, k.Logger, cfg.StartupTimeout); err != nil {
 		return k, err
 	}
 	store := idempotency.NewRedisStore(k.redis, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix})

@@ -7,6 +7,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,8 +46,14 @@ const (
 // parameters such as pool_max_conns allowed) once the server answers a ping.
 // An unreachable server is retried with exponential backoff (capped at 2 s)
 // for up to maxWait, because at start-up the database may come up after the
-// service; rejected credentials fail at once. Errors and logs name the
-// server as host:port/database and never contain the password.
+// service; rejected credentials and a server certificate that does not
+// verify fail at once. Errors and logs name the server as
+// host:port/database and never contain the password.
+//
+// TLS is the URL's: sslmode=verify-full&sslrootcert=/path/ca.crt checks the
+// server's certificate against that CA and the host name (sslcert and
+// sslkey add a client certificate). Connect, EnsureDatabase and Migrate keep
+// every such parameter.
 //
 // Every connection of the pool starts with statement_timeout =
 // DefaultStatementTimeout and lock_timeout = DefaultLockTimeout (sent as
@@ -104,10 +112,20 @@ func setSessionDefault(params map[string]string, name string, d time.Duration) {
 }
 
 // isPermanent reports errors that waiting will not fix: the server answered
-// and rejected the credentials (SQLSTATE class 28).
+// and rejected the credentials or the connection (SQLSTATE class 28, also
+// pg_hba.conf refusing a connection without TLS), or its certificate did
+// not verify against sslrootcert (read once, when the URL is parsed) or
+// did not name the host.
 func isPermanent(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28")
+	var (
+		pgErr    *pgconn.PgError
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return (errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28")) ||
+		errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 // Describe names a server as host:port/database, for logs and errors: it

@@ -4,6 +4,7 @@ package redisclient
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,18 +12,28 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/internal/retry"
 )
 
 // Connect returns a Redis client once the server answers PING, retrying
 // with exponential backoff (capped at 2 s) for up to maxWait.
 //
-// With addrs non-empty (REDIS_ADDRS) it is a Redis Cluster client seeded
-// with those nodes; url, if set, then only supplies the credentials and TLS
-// settings. Otherwise url (REDIS_URL: redis://[user:password@]host:port/db
-// or rediss:// for TLS) names a single server. Errors and logs name the
-// server by address and never carry the password.
-func Connect(ctx context.Context, url string, addrs []string, logger *slog.Logger, maxWait time.Duration) (redis.UniversalClient, error) {
+// With cfg.Addrs non-empty (REDIS_ADDRS) it is a Redis Cluster client
+// seeded with those nodes; cfg.URL, if set, then only supplies the
+// credentials and TLS settings. Otherwise cfg.URL (REDIS_URL:
+// redis://[user:password@]host:port/db or rediss:// for TLS) names a single
+// server. Errors and logs name the server by address and never carry the
+// password.
+//
+// With TLS (rediss://) the server's certificate must chain to cfg.CAFile
+// (or the system roots) and name the host dialled (cfg.ServerName when set;
+// for a cluster, each node's own host) and TLS 1.2 is the minimum; a client
+// certificate (cfg.CertFile, cfg.KeyFile) is presented when set and re-read
+// when its files change, so renewed certificates are used for new
+// connections. An unreadable file fails at once naming its variable; so does
+// a server certificate that does not verify, since waiting will not fix it.
+func Connect(ctx context.Context, cfg config.Redis, logger *slog.Logger, maxWait time.Duration) (redis.UniversalClient, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -31,22 +42,33 @@ func Connect(ctx context.Context, url string, addrs []string, logger *slog.Logge
 		where  string
 	)
 	var single *redis.Options
-	if url != "" {
-		opts, err := redis.ParseURL(url)
+	if cfg.URL != "" {
+		opts, err := redis.ParseURL(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis: parse REDIS_URL: %s", maskPassword(err.Error(), url))
+			return nil, fmt.Errorf("redis: parse REDIS_URL: %s", maskPassword(err.Error(), cfg.URL))
 		}
 		single = opts
 	}
 	switch {
-	case len(addrs) > 0:
-		opts := &redis.ClusterOptions{Addrs: addrs}
+	case len(cfg.Addrs) > 0:
+		opts := &redis.ClusterOptions{Addrs: cfg.Addrs}
+		var base *tls.Config
 		if single != nil {
-			opts.Username, opts.Password, opts.TLSConfig = single.Username, single.Password, single.TLSConfig
+			opts.Username, opts.Password, base = single.Username, single.Password, single.TLSConfig
 		}
+		tlsCfg, err := tlsConfig(base, cfg, true)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = tlsCfg
 		client = redis.NewClusterClient(opts)
-		where = "cluster " + strings.Join(addrs, ",")
+		where = "cluster " + strings.Join(cfg.Addrs, ",")
 	case single != nil:
+		tlsCfg, err := tlsConfig(single.TLSConfig, cfg, false)
+		if err != nil {
+			return nil, err
+		}
+		single.TLSConfig = tlsCfg
 		client = redis.NewClient(single)
 		where = single.Addr
 	default:
@@ -55,12 +77,15 @@ func Connect(ctx context.Context, url string, addrs []string, logger *slog.Logge
 
 	start := time.Now()
 	ping := func(ctx context.Context) error { return client.Ping(ctx).Err() }
-	err := retry.Until(ctx, maxWait, ping, nil, func(attempt int, err error, wait time.Duration) {
+	err := retry.Until(ctx, maxWait, ping, isCertError, func(attempt int, err error, wait time.Duration) {
 		logger.WarnContext(ctx, "redis not reachable yet; retrying",
 			"server", where, "attempt", attempt, "retry_in", wait.String(), "error", err.Error())
 	})
 	if err != nil {
 		_ = client.Close()
+		if isCertError(err) {
+			return nil, fmt.Errorf("redis at %s: TLS: %w", where, err)
+		}
 		return nil, fmt.Errorf("redis at %s unreachable after %s: %w", where, maxWait, err)
 	}
 	logger.InfoContext(ctx, "redis connected", "server", where,

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/redisclient"
 )
 
@@ -17,7 +18,7 @@ func TestConnectToSingleServer(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	client, err := redisclient.Connect(t.Context(), "redis://127.0.0.1:6379/0", nil, logger, 5*time.Second)
+	client, err := redisclient.Connect(t.Context(), config.Redis{URL: "redis://127.0.0.1:6379/0"}, logger, 5*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Close() })
 	require.IsType(t, &redis.Client{}, client)
@@ -33,7 +34,7 @@ func TestConnectToSingleServer(t *testing.T) {
 
 func TestConnectSelectsDatabaseFromURL(t *testing.T) {
 	t.Parallel()
-	client, err := redisclient.Connect(t.Context(), "redis://127.0.0.1:6379/3", nil, nil, 5*time.Second)
+	client, err := redisclient.Connect(t.Context(), config.Redis{URL: "redis://127.0.0.1:6379/3"}, nil, 5*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Close() })
 	info, err := client.ClientInfo(t.Context()).Result()
@@ -44,7 +45,7 @@ func TestConnectSelectsDatabaseFromURL(t *testing.T) {
 func TestConnectFailsWithinBoundWhenUnreachable(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	client, err := redisclient.Connect(t.Context(), "redis://:s3cret-pw@127.0.0.1:1/0", nil, nil, time.Second)
+	client, err := redisclient.Connect(t.Context(), config.Redis{URL: "redis://:s3cret-pw@127.0.0.1:1/0"}, nil, time.Second)
 	elapsed := time.Since(start)
 	require.Nil(t, client)
 	require.ErrorContains(t, err, "redis at 127.0.0.1:1 unreachable after 1s:")
@@ -57,18 +58,18 @@ func TestConnectClusterAddrsTakePrecedence(t *testing.T) {
 	t.Parallel()
 	// No cluster runs here: the point is that addrs, not the reachable
 	// single server in the URL, are dialled.
-	client, err := redisclient.Connect(t.Context(), "redis://127.0.0.1:6379/0", []string{"127.0.0.1:1", "127.0.0.1:2"}, nil, 300*time.Millisecond)
+	client, err := redisclient.Connect(t.Context(), config.Redis{URL: "redis://127.0.0.1:6379/0", Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}}, nil, 300*time.Millisecond)
 	require.Nil(t, client)
 	require.ErrorContains(t, err, "redis at cluster 127.0.0.1:1,127.0.0.1:2 unreachable")
 }
 
 func TestConnectRejectsBadURL(t *testing.T) {
 	t.Parallel()
-	_, err := redisclient.Connect(t.Context(), "http://127.0.0.1:6379", nil, nil, time.Second)
+	_, err := redisclient.Connect(t.Context(), config.Redis{URL: "http://127.0.0.1:6379"}, nil, time.Second)
 	require.ErrorContains(t, err, "redis: parse REDIS_URL")
-	_, err = redisclient.Connect(t.Context(), "", nil, nil, time.Second)
+	_, err = redisclient.Connect(t.Context(), config.Redis{}, nil, time.Second)
 	require.Error(t, err)
-	_, err = redisclient.Connect(t.Context(), "redis://:s3cret-pw@127.0.0.1:notaport/0", nil, nil, time.Second)
+	_, err = redisclient.Connect(t.Context(), config.Redis{URL: "redis://:s3cret-pw@127.0.0.1:notaport/0"}, nil, time.Second)
 	require.ErrorContains(t, err, "redis: parse REDIS_URL")
 	require.NotContains(t, err.Error(), "s3cret-pw")
 }

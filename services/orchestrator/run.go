@@ -68,7 +68,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	defer pool.Close()
-	rdb, err := redisclient.Connect(ctx, cfg.Redis.URL, cfg.Redis.Addrs, logger, cfg.StartupTimeout)
+	rdb, err := redisclient.Connect(ctx, cfg.Redis, logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
 	}
