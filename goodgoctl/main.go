@@ -3,6 +3,7 @@
 //	goodgoctl dev init  [-dir .dev] [-host NAME]...   development CA, service certificates, token issuer
 //	goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]
 //	goodgoctl dev ca    [-dir .dev]                    the development CA certificate, for clients
+//	goodgoctl keys new  [-id ID]                       a fresh 256-bit key as ID:base64, for a *_KEYS variable
 //
 // The directory defaults to GOODGO_DEV_DIR, or .dev.
 //
@@ -18,9 +19,15 @@
 //
 // None of this is for production: production binaries refuse to start
 // without credentials named explicitly.
+//
+// `keys new` prints a random key for PII_KEYS, OUTBOX_KEYS,
+// SAGA_CONTEXT_KEYS or VERSION_TOKEN_KEYS (docs/key-rotation.md); the id
+// defaults to the date, "k20261202".
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +37,7 @@ import (
 	"time"
 
 	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/security"
 )
 
@@ -43,9 +51,13 @@ func main() {
 const usage = `usage:
   goodgoctl dev init  [-dir .dev] [-host NAME]...
   goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]
-  goodgoctl dev ca    [-dir .dev]`
+  goodgoctl dev ca    [-dir .dev]
+  goodgoctl keys new  [-id ID]`
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) >= 2 && args[0] == "keys" && args[1] == "new" {
+		return keysNew(args[2:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "dev" {
 		return errors.New(usage)
 	}
@@ -140,5 +152,24 @@ func devCA(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("dev ca: %w (run `goodgoctl dev init` first)", err)
 	}
 	_, err = stdout.Write(pem)
+	return err
+}
+
+// keysNew prints a fresh AES-256 (and HMAC-SHA256) key as id:base64, the
+// form of every *_KEYS entry.
+func keysNew(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keys new", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	id := fs.String("id", "k"+time.Now().UTC().Format("20060102"), "key id: letters, digits, '.', '_', '-'")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key := make([]byte, keyring.KeySize)
+	_, _ = rand.Read(key) // never fails (crypto/rand aborts the program instead)
+	entry := *id + ":" + base64.StdEncoding.EncodeToString(key)
+	if _, err := keyring.Parse(entry, *id); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(stdout, entry)
 	return err
 }

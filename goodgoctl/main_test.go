@@ -75,3 +75,21 @@ func TestBadUsageIsExplained(t *testing.T) {
 	err := run([]string{"dev", "token", "-dir", t.TempDir(), "-sub", "x"}, &out, &errOut)
 	require.ErrorContains(t, err, "goodgoctl dev init")
 }
+
+func TestKeysNewPrintsAKeyTheBinariesTake(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.NoError(t, run([]string{"keys", "new", "-id", "pii-2027q1"}, &out, &errOut))
+	entry := strings.TrimSpace(out.String())
+	require.True(t, strings.HasPrefix(entry, "pii-2027q1:"), entry)
+
+	e := config.NewEnv(func(k string) (string, bool) { return entry, k == config.PIIKeys.Keys })
+	kr := e.Keyring(config.PIIKeys, false)
+	require.NoError(t, e.Err(), "production mode accepts it")
+	require.Equal(t, "pii-2027q1", kr.ActiveKeyID())
+
+	out.Reset()
+	require.NoError(t, run([]string{"keys", "new"}, &out, &errOut))
+	require.NotEqual(t, entry[len("pii-2027q1:"):], strings.TrimSpace(out.String())[len("k20261202:"):], "fresh each time")
+
+	require.Error(t, run([]string{"keys", "new", "-id", "bad id"}, &out, &errOut))
+}

@@ -6,8 +6,11 @@ package authtest
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/security"
 	"github.com/goodgo/goodgo/platform/token"
@@ -33,6 +37,9 @@ type PKI struct {
 	Paths  config.DevPaths
 	Issuer *token.Issuer
 	roots  *x509.CertPool
+	// keys are the secret keys of the binaries' production environment
+	// (Env), by variable; the PII keys are per service.
+	keys map[string]string
 }
 
 // New writes a fresh PKI into a temporary directory, with certificates for
@@ -47,11 +54,48 @@ func New(t testing.TB, extra ...string) *PKI {
 	require.NoError(t, err)
 	roots := x509.NewCertPool()
 	require.True(t, roots.AppendCertsFromPEM(pem))
-	return &PKI{t: t, Paths: p, Issuer: iss, roots: roots}
+	keys := map[string]string{
+		config.OutboxKeys.Keys:       "outbox-1:" + randomKey(t),
+		config.SagaContextKeys.Keys:  "saga-1:" + randomKey(t),
+		config.VersionTokenKeys.Keys: "tokens-1:" + randomKey(t),
+	}
+	for _, s := range security.Services {
+		keys[s+"/"+config.PIIKeys.Keys] = "pii-1:" + randomKey(t)
+	}
+	return &PKI{t: t, Paths: p, Issuer: iss, roots: roots, keys: keys}
+}
+
+func randomKey(t testing.TB) string {
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	return base64.StdEncoding.EncodeToString(key)
+}
+
+// Keyring is the keyring of Key(service, purpose).
+func (p *PKI) Keyring(service string, purpose config.Purpose) *keyring.Keyring {
+	p.t.Helper()
+	kid, key, _ := strings.Cut(p.Key(service, purpose), ":")
+	raw, err := base64.StdEncoding.DecodeString(key)
+	require.NoError(p.t, err)
+	kr, err := keyring.New(kid, map[string][]byte{kid: raw})
+	require.NoError(p.t, err)
+	return kr
+}
+
+// Key returns the key set (kid:base64key) that Env gives service for
+// purpose p.
+func (p *PKI) Key(service string, purpose config.Purpose) string {
+	if purpose == config.PIIKeys {
+		return p.keys[service+"/"+purpose.Keys]
+	}
+	return p.keys[purpose.Keys]
 }
 
 // Env is the environment of a binary run as service with this PKI, in
-// production mode: every credential named explicitly.
+// production mode: every credential named explicitly, and fresh secret
+// keys (the outbox, saga context and version-token keys shared by every
+// binary, the PII keys its own).
 func (p *PKI) Env(service string) map[string]string {
 	return map[string]string{
 		"TLS_CERT_FILE":  p.Paths.Cert(service),
@@ -60,6 +104,11 @@ func (p *PKI) Env(service string) map[string]string {
 		"AUTH_ISSUER":    config.DevIssuer,
 		"AUTH_AUDIENCE":  config.DevAudience,
 		"AUTH_JWKS_FILE": p.Paths.JWKS(),
+
+		config.OutboxKeys.Keys:       p.Key(service, config.OutboxKeys),
+		config.SagaContextKeys.Keys:  p.Key(service, config.SagaContextKeys),
+		config.VersionTokenKeys.Keys: p.Key(service, config.VersionTokenKeys),
+		config.PIIKeys.Keys:          p.Key(service, config.PIIKeys),
 	}
 }
 

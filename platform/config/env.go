@@ -25,6 +25,9 @@ import (
 type Env struct {
 	lookup func(string) (string, bool)
 	errs   []error
+	// keys maps the hash of every secret key read to its variable, so that
+	// one key used for two purposes is refused (see Keys).
+	keys map[[32]byte]string
 }
 
 // NewEnv returns an Env reading variables through lookup (os.LookupEnv in

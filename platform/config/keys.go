@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -16,24 +18,73 @@ type KeySet struct {
 	Keys   map[string][]byte
 	Active string
 	// Dev reports that the variable was unset and the public development
-	// key is in use; the binary should log a warning.
+	// key is in use (development mode only).
 	Dev bool
 }
 
-// KeySet reads keysName as "kid:base64key,…" (standard base64, padded or
-// not), each key at least minLen bytes, and activeName as the active key id
-// (default: the only key id). When keysName is unset, devSpec is used and
-// Dev is set. Errors never contain key material.
-func (e *Env) KeySet(keysName, activeName, devSpec string, minLen int) KeySet {
-	spec, set := e.raw(keysName)
+// Purpose is one kind of secret key set: its variables, its public
+// development key and the least key length. Each kind of data has its own
+// keys, so that one leaked key does not open the rest.
+type Purpose struct {
+	// Keys is the variable of the "kid:base64key,…" list; Active names the
+	// variable of the active key id.
+	Keys, Active string
+	// Dev is the public development key set, the default in development
+	// mode only.
+	Dev string
+	// MinLen is the least key length in bytes.
+	MinLen int
+}
+
+// The purposes of GoodGo's keys.
+var (
+	// PIIKeys seal personal data at rest in a service's own stores: the
+	// orders table, replies kept for idempotent replay in Redis and parked
+	// inbox payloads. Each service has its own.
+	PIIKeys = Purpose{Keys: "PII_KEYS", Active: "PII_ACTIVE_KEY", Dev: DevPIIKeys, MinLen: keyring.KeySize}
+	// OutboxKeys seal PII event payloads in the outbox; the services that
+	// write them and the relay that opens them share these.
+	OutboxKeys = Purpose{Keys: "OUTBOX_KEYS", Active: "OUTBOX_ACTIVE_KEY", Dev: DevOutboxKeys, MinLen: keyring.KeySize}
+	// SagaContextKeys seal the orchestrator's saga contexts.
+	SagaContextKeys = Purpose{Keys: "SAGA_CONTEXT_KEYS", Active: "SAGA_CONTEXT_ACTIVE_KEY", Dev: DevSagaContextKeys, MinLen: keyring.KeySize}
+	// VersionTokenKeys sign the version tokens clients hold (HMAC-SHA256).
+	VersionTokenKeys = Purpose{Keys: "VERSION_TOKEN_KEYS", Active: "VERSION_TOKEN_ACTIVE_KEY", Dev: DevVersionTokenKeys, MinLen: 32}
+)
+
+// Keys reads the key set of purpose p. In development mode (dev) an unset
+// variable takes the public development key and Dev is set. In production
+// mode a missing key set, or one holding any public development key, is a
+// problem naming the variable. In both modes a key already read for another
+// purpose through this Env is refused: one key must not open two kinds of
+// data. Errors never contain key material.
+func (e *Env) Keys(p Purpose, dev bool) KeySet {
+	spec, set := e.raw(p.Keys)
 	ks := KeySet{Dev: !set}
 	if !set {
-		spec = devSpec
+		if !dev {
+			e.Invalid(p.Keys, "required in production mode (generate a key with `goodgoctl keys new`; GOODGO_MODE=development allows the public development key)")
+			return ks
+		}
+		spec = p.Dev
 	}
-	keys, err := ParseKeys(spec, minLen)
+	keys, err := ParseKeys(spec, p.MinLen)
 	if err != nil {
-		e.Invalid(keysName, err.Error())
+		e.Invalid(p.Keys, err.Error())
 		return ks
+	}
+	if set && !dev {
+		for kid, key := range keys {
+			if isDevKey(key) {
+				e.Invalid(p.Keys, fmt.Sprintf("key %q is a public development key, refused in production mode", kid))
+				return ks
+			}
+		}
+	}
+	for kid, key := range keys {
+		if other, dup := e.keyUse(p.Keys, key); dup {
+			e.Invalid(p.Keys, fmt.Sprintf("key %q is also a key of %s: each purpose needs its own keys", kid, other))
+			return ks
+		}
 	}
 	ks.Keys = keys
 	def := ""
@@ -42,15 +93,45 @@ func (e *Env) KeySet(keysName, activeName, devSpec string, minLen int) KeySet {
 			def = kid
 		}
 	}
-	ks.Active = e.String(activeName, def)
+	ks.Active = e.String(p.Active, def)
 	switch {
 	case ks.Active == "":
-		e.Invalid(activeName, "required when there are several keys")
+		e.Invalid(p.Active, "required when there are several keys")
 	case keys[ks.Active] == nil:
-		e.Invalid(activeName, fmt.Sprintf("key id %q is not among the keys of %s", ks.Active, keysName))
+		e.Invalid(p.Active, fmt.Sprintf("key id %q is not among the keys of %s", ks.Active, p.Keys))
 		ks.Active = ""
 	}
 	return ks
+}
+
+// keyUse records that key belongs to variable name and returns the other
+// variable that holds it already, if any. Keys are remembered by hash.
+func (e *Env) keyUse(name string, key []byte) (string, bool) {
+	sum := sha256.Sum256(key)
+	if e.keys == nil {
+		e.keys = make(map[[32]byte]string)
+	}
+	if other, ok := e.keys[sum]; ok && other != name {
+		return other, true
+	}
+	e.keys[sum] = name
+	return "", false
+}
+
+// isDevKey reports whether key is one of the public development keys.
+func isDevKey(key []byte) bool {
+	for _, spec := range []string{DevPIIKeys, DevOutboxKeys, DevSagaContextKeys, DevVersionTokenKeys, legacyDevEncryptionKeys} {
+		dev, err := ParseKeys(spec, 0)
+		if err != nil {
+			continue // unreachable: the specs are constants tested to parse
+		}
+		for _, k := range dev {
+			if subtle.ConstantTimeCompare(k, key) == 1 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ParseKeys parses "kid:base64key,…". Each key must be at least minLen
@@ -86,26 +167,31 @@ func ParseKeys(spec string, minLen int) (map[string][]byte, error) {
 	return keys, nil
 }
 
-// Public development keys, the defaults of every binary so that a local run
-// works out of the box; a binary using one logs a warning. They are the same
-// everywhere so that, for example, the outbox relay opens what the services
-// seal. Never use them in production.
+// Public development keys, the defaults of every binary in development
+// mode so that a local run works out of the box; production mode refuses
+// them. They are the same everywhere so that, for example, the outbox relay
+// opens what the services seal, and distinct per purpose like real keys.
 const (
-	DevVersionTokenKeys = "dev:Z29vZGdvLWRldi12ZXJzaW9uLXRva2VuLWtleS0wMDE=" //nolint:gosec // public by design, see above
-	DevEncryptionKeys   = "dev:Z29vZGdvLWRldi1vdXRib3gtcGlpLWtleS0wMDAwMDE=" //nolint:gosec // public by design, see above
+	DevPIIKeys          = "dev-pii:Z29vZGdvLWRldi1waWktYXQtcmVzdC1rZXktMDAwMDE="  //nolint:gosec // public by design, see above
+	DevOutboxKeys       = "dev:Z29vZGdvLWRldi1vdXRib3gtcGlpLWtleS0wMDAwMDE="      //nolint:gosec // public by design, see above
+	DevSagaContextKeys  = "dev-saga:Z29vZGdvLWRldi1zYWdhLWNvbnRleHQta2V5LTAwMDE=" //nolint:gosec // public by design, see above
+	DevVersionTokenKeys = "dev:Z29vZGdvLWRldi12ZXJzaW9uLXRva2VuLWtleS0wMDE="      //nolint:gosec // public by design, see above
+	// legacyDevEncryptionKeys was the one development key of saga contexts
+	// and outbox payloads before each purpose had its own; it stays
+	// refused in production mode.
+	legacyDevEncryptionKeys = DevOutboxKeys
 )
 
-// Keyring reads an AES-256-GCM keyring from keysName and activeName as
-// KeySet does (keys of exactly 32 bytes), and reports whether the public
-// development key is in use.
-func (e *Env) Keyring(keysName, activeName, devSpec string) (*keyring.Keyring, bool) {
-	ks := e.KeySet(keysName, activeName, devSpec, keyring.KeySize)
+// Keyring reads the AES-256-GCM keyring of purpose p as Keys does, or nil
+// when there was a problem (recorded in e).
+func (e *Env) Keyring(p Purpose, dev bool) *keyring.Keyring {
+	ks := e.Keys(p, dev)
 	if ks.Active == "" {
-		return nil, ks.Dev // the problem is already recorded
+		return nil // the problem is already recorded
 	}
 	kr, err := keyring.New(ks.Active, ks.Keys)
 	if err != nil {
-		e.Invalid(keysName, err.Error())
+		e.Invalid(p.Keys, err.Error())
 	}
-	return kr, ks.Dev
+	return kr
 }

@@ -24,7 +24,7 @@ import (
 // round-trip latency of one goroutine, is the limit.
 func BenchmarkCheck(b *testing.B) {
 	rdb, prefix := newRedis(b)
-	store := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix})
+	store := newStore(b, rdb, prefix)
 	g, err := idempotency.New(store, policies, idempotency.Options{TTL: 10 * time.Minute}, prometheus.NewRegistry(), nil)
 	require.NoError(b, err)
 	intercept := g.UnaryServerInterceptor()

@@ -27,6 +27,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/keyring"
 )
 
 const (
@@ -141,6 +142,31 @@ type testBundle struct {
 
 // newRedis returns a client of the test Redis and a key prefix unique to the
 // test, whose keys are deleted at cleanup.
+// newStore is a RedisStore on rdb under prefix, sealing with a fresh key.
+func newStore(tb testing.TB, rdb redis.UniversalClient, prefix string) *idempotency.RedisStore {
+	tb.Helper()
+	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: newKeys(tb, "k1")})
+	require.NoError(tb, err)
+	return store
+}
+
+// testKeys holds the test run's key of each key id, so that keyrings built
+// apart (before and after a rotation) agree on them.
+var testKeys sync.Map
+
+// newKeys is a keyring of the test run's keys with ids, the first active.
+func newKeys(tb testing.TB, ids ...string) *keyring.Keyring {
+	tb.Helper()
+	keys := make(map[string][]byte)
+	for _, id := range ids {
+		k, _ := testKeys.LoadOrStore(id, []byte((rand.Text() + rand.Text())[:keyring.KeySize]))
+		keys[id] = k.([]byte)
+	}
+	kr, err := keyring.New(ids[0], keys)
+	require.NoError(tb, err)
+	return kr
+}
+
 func newRedis(tb testing.TB) (*redis.Client, string) {
 	tb.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
@@ -176,9 +202,9 @@ func setup(t *testing.T, opts idempotency.Options, rdb redis.UniversalClient) *t
 	}
 	b := &testBundle{
 		svc:    &testService{started: make(chan struct{}, 100), release: make(chan struct{})},
-		store:  idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix}),
+		store:  newStore(t, rdb, prefix),
 		rdb:    testRedis,
-		prefix: prefix,
+		prefix: prefix + "svc:",
 		reg:    prometheus.NewRegistry(),
 	}
 	var err error
@@ -536,7 +562,7 @@ func TestKeyValidation(t *testing.T) {
 // and what a server would not survive without a recovery interceptor.
 func TestInterceptorDirectly(t *testing.T) {
 	rdb, prefix := newRedis(t)
-	store := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix})
+	store := newStore(t, rdb, prefix)
 	g, err := idempotency.New(store, policies, idempotency.Options{}, prometheus.NewRegistry(), nil)
 	require.NoError(t, err)
 	intercept := g.UnaryServerInterceptor()
@@ -671,7 +697,7 @@ func TestNotFoundAndPermissionDeniedAreNotReplayed(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	rdb, prefix := newRedis(t)
-	store := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix})
+	store := newStore(t, rdb, prefix)
 
 	_, err := idempotency.New(store, map[string]idempotency.Policy{"PlaceOrder": {}}, idempotency.Options{}, prometheus.NewRegistry(), nil)
 	require.Error(t, err, "method names must be full")

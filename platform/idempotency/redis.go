@@ -12,6 +12,8 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/goodgo/goodgo/platform/keyring"
 )
 
 // DefaultPrefix is the Redis key prefix used when RedisOptions.Prefix is empty.
@@ -21,6 +23,14 @@ const DefaultPrefix = "idem:"
 type RedisOptions struct {
 	// Prefix is prepended to every key; DefaultPrefix if empty.
 	Prefix string
+	// Service names the service whose records these are (required); it
+	// follows Prefix in every key. Services may share a Redis and a
+	// prefix, but each seals its records with its own PII keys, so each
+	// keeps (and reseals, and forgets) only its own.
+	Service string
+	// Keys seal the stored outcomes (required): a reply can hold personal
+	// data, such as a shipping address, kept for a day for replays.
+	Keys *keyring.Keyring
 }
 
 // RedisStore is a Store on Redis or Redis Cluster. A record is one hash
@@ -31,22 +41,35 @@ type RedisOptions struct {
 //	st google.rpc.Status, protobuf-encoded, once completed
 //	r  google.protobuf.Any of the response, once completed with OK
 //
+// st and r are sealed with the PII keyring (keyring.SealValue, bound to
+// the record's key and field), so Redis never holds a reply in the clear.
 // Each method is one Lua script on one key (EVALSHA, one round trip), which
 // makes it atomic and valid on Redis Cluster.
 type RedisStore struct {
 	client redis.UniversalClient
 	prefix string
+	keys   *keyring.Keyring
 }
 
 var _ Store = (*RedisStore)(nil)
 
+// ErrNoKeys is returned by NewRedisStore without RedisOptions.Keys: a store
+// never writes replies in the clear.
+var ErrNoKeys = errors.New("idempotency: no keyring to seal stored replies")
+
 // NewRedisStore returns a Store over client; the client stays the caller's
 // to close.
-func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
+func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore, error) {
+	if opts.Keys == nil {
+		return nil, ErrNoKeys
+	}
+	if opts.Service == "" {
+		return nil, errors.New("idempotency: RedisOptions.Service is required")
+	}
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	return &RedisStore{client: client, prefix: opts.Prefix}
+	return &RedisStore{client: client, prefix: opts.Prefix + opts.Service + ":", keys: opts.Keys}, nil
 }
 
 // claimScript returns an empty array after claiming, else the record's s, f,
@@ -96,7 +119,7 @@ func (s *RedisStore) Claim(ctx context.Context, key, owner string, fingerprint [
 	if len(res) == 0 {
 		return nil, nil
 	}
-	rec, err := decodeRecord(res)
+	rec, err := s.decodeRecord(s.prefix+key, res)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: claim: %w", err)
 	}
@@ -114,6 +137,9 @@ func (s *RedisStore) Complete(ctx context.Context, key, owner string, out Outcom
 		if resp, err = proto.Marshal(out.Response); err != nil {
 			return fmt.Errorf("idempotency: complete: marshal response: %w", err)
 		}
+	}
+	if st, resp, err = s.seal(s.prefix+key, st, resp); err != nil {
+		return fmt.Errorf("idempotency: complete: %w", err)
 	}
 	done, err := completeScript.Run(ctx, s.client, []string{s.prefix + key}, owner, st, resp, ttl.Milliseconds()).Int()
 	if err != nil {
@@ -187,8 +213,41 @@ func (s *RedisStore) Forget(ctx context.Context, scope string) (int, error) {
 	return n, nil
 }
 
-// decodeRecord decodes claimScript's reply [s, f, st, r, o].
-func decodeRecord(res []any) (*Record, error) {
+// seal seals a record's status and response; an absent response stays
+// empty.
+func (s *RedisStore) seal(key string, st, resp []byte) (sealedSt, sealedResp []byte, err error) {
+	if sealedSt, err = s.keys.SealValue(st, fieldAAD(key, "st")); err != nil {
+		return nil, nil, fmt.Errorf("seal status: %w", err)
+	}
+	if len(resp) > 0 {
+		if sealedResp, err = s.keys.SealValue(resp, fieldAAD(key, "r")); err != nil {
+			return nil, nil, fmt.Errorf("seal response: %w", err)
+		}
+	}
+	return sealedSt, sealedResp, nil
+}
+
+// open opens a sealed field of the record at key and returns the id of
+// the key that sealed it. An empty response stays empty (there was none);
+// the status is always sealed, so an empty one is refused.
+func (s *RedisStore) open(key, field, v string) ([]byte, string, error) {
+	if v == "" && field == "r" {
+		return nil, "", nil
+	}
+	pt, kid, err := s.keys.OpenValue([]byte(v), fieldAAD(key, field))
+	if err != nil {
+		return nil, kid, fmt.Errorf("open field %s: %w", field, err)
+	}
+	return pt, kid, nil
+}
+
+// fieldAAD binds a sealed field to its record and field, so that a value
+// copied to another record or field does not open.
+func fieldAAD(key, field string) []byte { return []byte(key + "\x00" + field) }
+
+// decodeRecord decodes claimScript's reply [s, f, st, r, o] for the record
+// at key.
+func (s *RedisStore) decodeRecord(key string, res []any) (*Record, error) {
 	if len(res) != 5 {
 		return nil, fmt.Errorf("unexpected reply of %d fields", len(res))
 	}
@@ -203,13 +262,21 @@ func decodeRecord(res []any) (*Record, error) {
 	default:
 		return nil, fmt.Errorf("unknown record state %q", field(0))
 	}
+	st, _, err := s.open(key, "st", field(2))
+	if err != nil {
+		return nil, err
+	}
 	rec.Outcome.Status = new(spb.Status)
-	if err := proto.Unmarshal([]byte(field(2)), rec.Outcome.Status); err != nil {
+	if err := proto.Unmarshal(st, rec.Outcome.Status); err != nil {
 		return nil, fmt.Errorf("decode status: %w", err)
 	}
-	if r := field(3); r != "" {
+	resp, _, err := s.open(key, "r", field(3))
+	if err != nil {
+		return nil, err
+	}
+	if len(resp) > 0 {
 		rec.Outcome.Response = new(anypb.Any)
-		if err := proto.Unmarshal([]byte(r), rec.Outcome.Response); err != nil {
+		if err := proto.Unmarshal(resp, rec.Outcome.Response); err != nil {
 			return nil, fmt.Errorf("decode response: %w", err)
 		}
 	}

@@ -42,7 +42,7 @@ func TestKey(t *testing.T) {
 
 func TestRedisStoreContract(t *testing.T) {
 	rdb, prefix := newRedis(t)
-	store := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix})
+	store := newStore(t, rdb, prefix)
 	ctx := t.Context()
 	fp := sha256Sum([]byte("request"))
 	resp, err := anypb.New(wrapperspb.String("done"))
@@ -131,7 +131,7 @@ func TestRedisStoreContract(t *testing.T) {
 	t.Run("prefix is applied", func(t *testing.T) {
 		_, err := store.Claim(ctx, "k4", idempotency.NewOwner(), fp, time.Minute)
 		require.NoError(t, err)
-		n, err := rdb.Exists(ctx, prefix+"k4").Result()
+		n, err := rdb.Exists(ctx, prefix+"svc:k4").Result()
 		require.NoError(t, err)
 		require.Equal(t, int64(1), n)
 	})

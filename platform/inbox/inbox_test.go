@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"os"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/pgtest"
 )
 
@@ -37,11 +39,15 @@ func migrations(t *testing.T) fstest.MapFS {
 	t.Helper()
 	ddl, err := os.ReadFile("../../db/inbox/schema/inbox.sql")
 	require.NoError(t, err)
+	sealed, err := os.ReadFile("../../db/inbox/schema/inbox_sealed.sql")
+	require.NoError(t, err)
 	return fstest.MapFS{
 		"000001_inbox.up.sql":     {Data: ddl},
 		"000001_inbox.down.sql":   {Data: []byte("DROP TABLE inbox, inbox_versions, inbox_parked;")},
-		"000002_effects.up.sql":   {Data: []byte("CREATE TABLE effects (event_id UUID NOT NULL, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL, seq BIGINT GENERATED ALWAYS AS IDENTITY);")},
-		"000002_effects.down.sql": {Data: []byte("DROP TABLE effects;")},
+		"000002_sealed.up.sql":    {Data: sealed},
+		"000002_sealed.down.sql":  {Data: []byte("ALTER TABLE inbox_parked DROP COLUMN key_id;")},
+		"000003_effects.up.sql":   {Data: []byte("CREATE TABLE effects (event_id UUID NOT NULL, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL, seq BIGINT GENERATED ALWAYS AS IDENTITY);")},
+		"000003_effects.down.sql": {Data: []byte("DROP TABLE effects;")},
 	}
 }
 
@@ -112,6 +118,7 @@ func (w testLog) Write(p []byte) (int, error) {
 
 type bundle struct {
 	addr  string
+	keys  *keyring.Keyring // seal parked payloads
 	pool  *pgxpool.Pool
 	reg   *prometheus.Registry
 	group string
@@ -121,7 +128,24 @@ type bundle struct {
 func setup(t *testing.T, partitions int32) *bundle {
 	t.Helper()
 	_, pool := pgtest.NewDatabase(t, migrations(t))
-	return &bundle{addr: startBroker(t, partitions), pool: pool, reg: prometheus.NewRegistry(), group: "g-" + uuid.NewString()[:8]}
+	return &bundle{addr: startBroker(t, partitions), keys: newKeys(t, "p1"), pool: pool, reg: prometheus.NewRegistry(), group: "g-" + uuid.NewString()[:8]}
+}
+
+// testKeys holds the run's key of each key id, so that keyrings built
+// apart (before and after a rotation) agree on them.
+var testKeys sync.Map
+
+// newKeys is a keyring of the run's keys with ids, the first active.
+func newKeys(t *testing.T, ids ...string) *keyring.Keyring {
+	t.Helper()
+	keys := make(map[string][]byte)
+	for _, id := range ids {
+		k, _ := testKeys.LoadOrStore(id, []byte((rand.Text() + rand.Text())[:keyring.KeySize]))
+		keys[id] = k.([]byte)
+	}
+	kr, err := keyring.New(ids[0], keys)
+	require.NoError(t, err)
+	return kr
 }
 
 // recordEffect is the handler's effect: one row per application.
@@ -133,7 +157,7 @@ func recordEffect(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
 // run starts a consumer until the test ends or the returned stop is called.
 func (b *bundle) run(t *testing.T, h inbox.Handler, edit func(*inbox.Consumer), opts ...func(*inbox.Options)) (stop func()) {
 	t.Helper()
-	o := inbox.Options{Registerer: b.reg, Logger: slog.New(slog.NewJSONHandler(testLog{t}, nil))}
+	o := inbox.Options{Registerer: b.reg, Logger: slog.New(slog.NewJSONHandler(testLog{t}, nil)), Keys: b.keys}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -413,7 +437,7 @@ func TestConsumerParksPoisonEventsWithoutBlockingThePartition(t *testing.T) {
 	mu.Unlock()
 	require.Zero(t, b.effects(t, behind.id), "held behind the parked event")
 
-	rows, err := b.pool.Query(context.Background(), `SELECT event_id, aggregate_id, error, payload, headers->>'event-id', kafka_partition, kafka_offset
+	rows, err := b.pool.Query(context.Background(), `SELECT event_id, aggregate_id, error, payload, key_id, headers->>'event-id', kafka_partition, kafka_offset
 		FROM inbox_parked WHERE resolved_at IS NULL ORDER BY id`)
 	require.NoError(t, err)
 	type parked struct {
@@ -425,8 +449,18 @@ func TestConsumerParksPoisonEventsWithoutBlockingThePartition(t *testing.T) {
 		Offset    int64
 	}
 	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (parked, error) {
-		var p parked
-		return p, r.Scan(&p.ID, &p.Agg, &p.Err, &p.Payload, &p.HeaderID, &p.Partition, &p.Offset)
+		var (
+			p      parked
+			sealed []byte
+			kid    string
+		)
+		if err := r.Scan(&p.ID, &p.Agg, &p.Err, &sealed, &kid, &p.HeaderID, &p.Partition, &p.Offset); err != nil {
+			return p, err
+		}
+		require.Equal(t, "p1", kid, "sealed under the active key")
+		require.NotContains(t, string(sealed), "poison", "never in the clear")
+		p.Payload, err = inbox.OpenParked(b.keys, "projector", p.ID, kid, sealed)
+		return p, err
 	})
 	require.NoError(t, err)
 	require.Len(t, got, 3)
@@ -455,7 +489,7 @@ func TestConsumerCommitsOffsetsOnlyAfterTheEffect(t *testing.T) {
 	first, err := inbox.New(inbox.Config{
 		Brokers: []string{b.addr}, GroupID: b.group, Topics: []string{topic}, Consumer: "projector",
 		MaxWait: 50 * time.Millisecond,
-	}, b.pool, recordEffect, inbox.Options{Registerer: b.reg})
+	}, b.pool, recordEffect, inbox.Options{Registerer: b.reg, Keys: b.keys})
 	require.NoError(t, err)
 	inbox.SetAfterEffect(first, func(ev inbox.Event) bool { return ev.ID == msgs[1].id })
 	require.NoError(t, first.Run(ctx))

@@ -26,6 +26,10 @@ import (
 // KeySize is the only accepted key length: AES-256.
 const KeySize = 32
 
+// MaxKeyIDLen bounds a key id: it is stored beside, or inside, every
+// sealed value.
+const MaxKeyIDLen = 64
+
 // Overhead is how many bytes Seal adds to a plaintext: nonce plus tag.
 const Overhead = 12 + 16
 
@@ -136,6 +140,9 @@ func validID(id string) error {
 	if id == "" {
 		return errors.New("empty key id")
 	}
+	if len(id) > MaxKeyIDLen {
+		return fmt.Errorf("key id of %d bytes is longer than %d", len(id), MaxKeyIDLen)
+	}
 	for _, r := range id {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
@@ -173,16 +180,22 @@ func (k *Keyring) Seal(plaintext, aad []byte) (keyID string, ciphertext []byte, 
 func (k *Keyring) Open(keyID string, ciphertext, aad []byte) ([]byte, error) {
 	aead, ok := k.aeads[keyID]
 	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownKey, keyID)
+		return nil, fmt.Errorf("%w %q (this keyring holds %v)", ErrUnknownKey, keyID, k.KeyIDs())
 	}
 	if len(ciphertext) < Overhead {
-		return nil, ErrDecrypt
+		return nil, fmt.Errorf("%w: key %q: %d bytes is shorter than a sealed value", ErrDecrypt, keyID, len(ciphertext))
 	}
 	plaintext, err := aead.Open(nil, nil, ciphertext, aad)
 	if err != nil {
-		return nil, ErrDecrypt
+		return nil, fmt.Errorf("%w: key %q", ErrDecrypt, keyID)
 	}
 	return plaintext, nil
+}
+
+// Has reports whether keyID is one of the keys Open accepts.
+func (k *Keyring) Has(keyID string) bool {
+	_, ok := k.aeads[keyID]
+	return ok
 }
 
 // String describes the keyring by key ids only, so that printing one (%v in

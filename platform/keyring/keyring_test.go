@@ -223,3 +223,57 @@ func TestPrintingHidesKeys(t *testing.T) {
 		require.Equal(t, "keyring(active=k1 keys=[k1])", s)
 	}
 }
+
+func TestSealValue(t *testing.T) {
+	k1 := bytes.Repeat([]byte{1}, keyring.KeySize)
+	k2 := bytes.Repeat([]byte{2}, keyring.KeySize)
+	old, err := keyring.New("k1", map[string][]byte{"k1": k1})
+	require.NoError(t, err)
+	rotated, err := keyring.New("k2", map[string][]byte{"k1": k1, "k2": k2})
+	require.NoError(t, err)
+	aad := []byte("idem:abc")
+
+	v, err := old.SealValue([]byte("12 Main Street"), aad)
+	require.NoError(t, err)
+	require.NotContains(t, string(v), "Main Street")
+	kid, err := keyring.ValueKeyID(v)
+	require.NoError(t, err)
+	require.Equal(t, "k1", kid)
+
+	t.Run("a rotated keyring still opens it and reports the old key", func(t *testing.T) {
+		pt, kid, err := rotated.OpenValue(v, aad)
+		require.NoError(t, err)
+		require.Equal(t, "12 Main Street", string(pt))
+		require.Equal(t, "k1", kid)
+	})
+	t.Run("failures name the key", func(t *testing.T) {
+		retired, err := keyring.New("k2", map[string][]byte{"k2": k2})
+		require.NoError(t, err)
+		_, _, err = retired.OpenValue(v, aad)
+		require.ErrorIs(t, err, keyring.ErrUnknownKey)
+		require.ErrorContains(t, err, `"k1"`)
+
+		_, _, err = rotated.OpenValue(v, []byte("idem:other"))
+		require.ErrorIs(t, err, keyring.ErrDecrypt)
+		require.ErrorContains(t, err, `key "k1"`)
+
+		tampered := bytes.Clone(v)
+		tampered[len(tampered)-1] ^= 1
+		_, _, err = rotated.OpenValue(tampered, aad)
+		require.ErrorIs(t, err, keyring.ErrDecrypt)
+	})
+	t.Run("what is not a sealed value is refused", func(t *testing.T) {
+		for name, in := range map[string][]byte{
+			"empty":            nil,
+			"protobuf":         {0x08, 0x05},
+			"no key id":        {0x01, 0x00, 0xff},
+			"short key id":     {0x01, 0x09, 'k'},
+			"bad key id bytes": {0x01, 0x01, ' ', 0, 0},
+		} {
+			_, _, err := rotated.OpenValue(in, aad)
+			require.ErrorIs(t, err, keyring.ErrNotSealed, name)
+			require.False(t, keyring.IsSealedValue(in), name)
+		}
+		require.True(t, keyring.IsSealedValue(v))
+	})
+}

@@ -42,7 +42,7 @@ type Kit struct {
 // once, that the binary runs so.
 func Open(ctx context.Context, cfg config.Security, service string, logger *slog.Logger) (*Kit, error) {
 	if cfg.Dev && logger != nil {
-		logger.Warn("development mode: development credentials and reflection (GOODGO_MODE=development)")
+		logger.Warn("development mode (GOODGO_MODE=development): development credentials, public development keys for unset key variables, and reflection; never use it in production")
 	}
 	src, err := mtls.Load(cfg.TLS, logger)
 	if err != nil {

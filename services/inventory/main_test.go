@@ -39,8 +39,8 @@ func TestRun(t *testing.T) {
 	maps.Copy(env, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
-		"DATABASE_URL":           dbURL,
-		"IDEMPOTENCY_TTL":        "1m", // keys of this test expire soon after it
+		"DATABASE_URL":           pgtest.AsRole(dbURL, "goodgo_inventory"), // its own role; no MIGRATE_DATABASE_URL: the template is migrated
+		"IDEMPOTENCY_TTL":        "1m",                                     // keys of this test expire soon after it
 		"IDEMPOTENCY_KEY_PREFIX": "inventory-main-test:" + uuid.NewString() + ":",
 		"STARTUP_TIMEOUT":        "10s",
 	})
@@ -181,22 +181,24 @@ func TestLoadConfig(t *testing.T) {
 		require.Equal(t, "inventory", cfg.Service)
 		require.Equal(t, "127.0.0.1:50053", cfg.GRPCAddr)
 		require.Equal(t, "127.0.0.1:9103", cfg.HTTPAddr)
-		require.Equal(t, "postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable", cfg.DatabaseURL)
+		require.Equal(t, "postgres://goodgo_inventory@127.0.0.1:5432/goodgo_inventory?sslmode=disable", cfg.Database.URL)
+		require.Equal(t, "postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable", cfg.Database.MigrateURL)
 		require.Equal(t, "redis://127.0.0.1:6379/0", cfg.Redis.URL)
 		require.Equal(t, 24*time.Hour, cfg.Idempotency.TTL)
 		require.True(t, cfg.VersionTokens.Dev)
-		require.True(t, cfg.DevOutboxKeys)
+		require.Equal(t, "dev", cfg.OutboxKeys.ActiveKeyID())
 		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.NotNil(t, cfg.OutboxKeys)
 	})
 
 	t.Run("real keys replace the development ones", func(t *testing.T) {
 		k := "a:" + strings.Repeat("QUFB", 10) + "QUE=" // 32 bytes
-		cfg, err := loadConfig(mapLookup(map[string]string{"GOODGO_MODE": "development", "VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": k}))
+		o := "o:" + strings.Repeat("QkJC", 10) + "QkI=" // 32 other bytes
+		cfg, err := loadConfig(mapLookup(map[string]string{"GOODGO_MODE": "development", "VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": o}))
 		require.NoError(t, err)
 		require.False(t, cfg.VersionTokens.Dev)
-		require.False(t, cfg.DevOutboxKeys)
 		require.Equal(t, "a", cfg.VersionTokens.Active)
+		require.Equal(t, "o", cfg.OutboxKeys.ActiveKeyID())
 	})
 
 	bad := map[string]map[string]string{
@@ -207,6 +209,7 @@ func TestLoadConfig(t *testing.T) {
 		"VERSION_TOKEN_KEYS":       {"VERSION_TOKEN_KEYS": "k:c2hvcnQ="},
 		"VERSION_TOKEN_ACTIVE_KEY": {"VERSION_TOKEN_ACTIVE_KEY": "other"},
 		"OUTBOX_KEYS":              {"OUTBOX_KEYS": "no-colon"},
+		"PII_KEYS":                 {"PII_KEYS": "p:c2hvcnQ="},
 	}
 	for name, env := range bad {
 		t.Run(name+" is named when bad", func(t *testing.T) {

@@ -261,7 +261,8 @@ func setup(t *testing.T, env map[string]string) *bundle {
 	_, _ = rand.Read(prefix)
 	vars := pki.Env("orchestrator")
 	maps.Copy(vars, map[string]string{
-		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": dbURL,
+		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"DATABASE_URL": pgtest.AsRole(dbURL, "goodgo_orchestrator"), "MIGRATE_DATABASE_URL": dbURL,
 		"KAFKA_BROKERS": cluster.ListenAddrs()[0], "IDEMPOTENCY_KEY_PREFIX": "orch-test:" + hex.EncodeToString(prefix) + ":",
 		"ORDER_ADDR": addrs["order"], "PAYMENT_ADDR": addrs["payment"], "INVENTORY_ADDR": addrs["inventory"],
 		"SAGA_POLL_INTERVAL": "100ms", "SAGA_LEASE_TTL": "1s", "OTEL_SDK_DISABLED": "true",
@@ -600,5 +601,6 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	require.Equal(t, 5*time.Second, cfg.Saga.StepTimeout)
 	require.Equal(t, 64, cfg.Saga.Workers)
 	require.NotEmpty(t, cfg.Saga.OrchestratorID)
-	require.True(t, cfg.DevContextKeys)
+	require.Equal(t, "dev-saga", cfg.ContextKeys.ActiveKeyID())
+	require.Equal(t, "dev-pii", cfg.PIIKeys.ActiveKeyID())
 }

@@ -56,7 +56,8 @@ func startService(t *testing.T, dbURL string, extra map[string]string, products 
 	maps.Copy(env, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
-		"DATABASE_URL":           dbURL,
+		"DATABASE_URL":           pgtest.AsRole(dbURL, "goodgo_order"), // its own role; the owner (here the superuser) migrates
+		"MIGRATE_DATABASE_URL":   dbURL,
 		"INVENTORY_ADDR":         inv.Addr(),
 		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":",
 		"OTEL_SDK_DISABLED":      "true",
@@ -300,17 +301,18 @@ func TestLoadConfig(t *testing.T) {
 		require.Equal(t, "127.0.0.1:50053", cfg.InventoryAddr)
 		require.Equal(t, 24*time.Hour, cfg.Idempotency.TTL)
 		require.True(t, cfg.VersionTokens.Dev)
-		require.True(t, cfg.DevOutboxKeys)
 		require.Equal(t, "dev", cfg.VersionTokens.Active)
 		require.Equal(t, "dev", cfg.OutboxKeys.ActiveKeyID())
+		require.Equal(t, "dev-pii", cfg.PIIKeys.ActiveKeyID())
 	})
 
-	t.Run("production mode names every missing credential", func(t *testing.T) {
+	t.Run("production mode names every missing credential and key", func(t *testing.T) {
 		t.Parallel()
 		_, err := loadConfig(lookup(nil))
 		require.Error(t, err)
 		for _, name := range []string{"TLS_CERT_FILE: required", "TLS_KEY_FILE: required", "TLS_CA_FILE: required",
-			"AUTH_ISSUER: required", "AUTH_AUDIENCE: required", "AUTH_JWKS_URL: required"} {
+			"AUTH_ISSUER: required", "AUTH_AUDIENCE: required", "AUTH_JWKS_URL: required",
+			"VERSION_TOKEN_KEYS: required", "OUTBOX_KEYS: required", "PII_KEYS: required"} {
 			require.Contains(t, err.Error(), name)
 		}
 	})
@@ -327,14 +329,13 @@ func TestLoadConfig(t *testing.T) {
 		cfg, err := loadConfig(lookup(map[string]string{
 			"GOODGO_MODE":        "development",
 			"VERSION_TOKEN_KEYS": "a:" + k + ",b:" + k, "VERSION_TOKEN_ACTIVE_KEY": "b",
-			"OUTBOX_KEYS": "x:" + k, "REDIS_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000",
+			"OUTBOX_KEYS": "x:QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "REDIS_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000",
 		}))
 		require.NoError(t, err)
 		require.Equal(t, "b", cfg.VersionTokens.Active)
 		require.Len(t, cfg.VersionTokens.Keys, 2)
 		require.Equal(t, "x", cfg.OutboxKeys.ActiveKeyID())
 		require.Equal(t, []string{"10.0.0.1:7000", "10.0.0.2:7000"}, cfg.Redis.Addrs)
-		require.False(t, cfg.DevOutboxKeys)
 	})
 
 	t.Run("every bad variable is named", func(t *testing.T) {

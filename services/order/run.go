@@ -39,7 +39,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	defer func() { _ = inventoryConn.Close() }()
-	svc := app.New(orderpg.NewRepository(kit.Pool, kit.Outbox),
+	repo, err := orderpg.NewRepository(kit.Pool, kit.Outbox, cfg.PIIKeys)
+	if err != nil {
+		return err
+	}
+	svc := app.New(repo,
 		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), kit.Locks)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
 	sessions := grpcapi.NewSessions(kit.Guard, kit.Logger)

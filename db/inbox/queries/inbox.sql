@@ -45,8 +45,24 @@ LIMIT 1;
 -- everything needed to replay it. Parking the same event twice is a no-op.
 INSERT INTO inbox_parked (
     consumer, event_id, topic, kafka_partition, kafka_offset,
-    aggregate_type, aggregate_id, event_type, headers, payload, error
+    aggregate_type, aggregate_id, event_type, headers, payload, key_id, error
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 )
 ON CONFLICT (consumer, event_id) DO NOTHING;
+
+-- name: ListParkedPayloads :many
+-- ListParkedPayloads pages through every parked payload in id order, after
+-- the id given (0 to start): the reseal command's scan.
+SELECT id, consumer, event_id, payload, key_id
+FROM inbox_parked
+WHERE id > @after
+ORDER BY id
+LIMIT @page_size;
+
+-- name: ResealParkedPayload :execrows
+-- ResealParkedPayload replaces a payload sealed as read with the same
+-- payload sealed under another key; it matches nothing if the row changed.
+UPDATE inbox_parked
+SET payload = @sealed, key_id = @key_id
+WHERE id = @id AND key_id = @read_key_id AND payload = @read_sealed;

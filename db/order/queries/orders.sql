@@ -9,9 +9,10 @@
 -- returns the number of lines inserted (at least 1).
 WITH new_order AS (
     INSERT INTO orders (id, customer_id, status, currency_code, total_minor, shipping_address,
-                        payment_method, placed_by, idempotency_key, created_at, updated_at)
+                        shipping_address_key_id, payment_method, placed_by, idempotency_key,
+                        created_at, updated_at)
     VALUES (@id, @customer_id, 'PENDING', @currency_code, @total_minor, @shipping_address,
-            @payment_method, @placed_by, @idempotency_key, @now, @now)
+            @shipping_address_key_id, @payment_method, @placed_by, @idempotency_key, @now, @now)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 )
@@ -35,6 +36,24 @@ SELECT * FROM orders WHERE idempotency_key = @idempotency_key;
 -- since it was read (a conflict).
 UPDATE orders
 SET status = @status, cancel_reason = @cancel_reason, shipping_address = @shipping_address,
-    version = version + 1, updated_at = @now
+    shipping_address_key_id = @shipping_address_key_id, version = version + 1, updated_at = @now
 WHERE id = @id AND version = @version
 RETURNING *;
+
+-- name: ListAddresses :many
+-- ListAddresses pages through every order's sealed address in id order,
+-- after the id given (the nil UUID to start): the reseal command's scan.
+SELECT id, shipping_address, shipping_address_key_id
+FROM orders
+WHERE id > @after
+ORDER BY id
+LIMIT @page_size;
+
+-- name: ResealAddress :execrows
+-- ResealAddress replaces an address sealed as read with the same address
+-- sealed under another key. It matches nothing when the order changed its
+-- address since (that write sealed under the active key already), and it
+-- leaves version and updated_at alone: nothing a client sees changed.
+UPDATE orders
+SET shipping_address = @sealed, shipping_address_key_id = @key_id
+WHERE id = @id AND shipping_address_key_id = @read_key_id AND shipping_address = @read_sealed;

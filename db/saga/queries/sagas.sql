@@ -239,3 +239,21 @@ SELECT
     count(*) FILTER (WHERE state = 'PARKED')::bigint AS parked
 FROM sagas
 WHERE state IN ('RUNNING', 'COMPENSATING', 'PARKED');
+
+-- name: ListSagaContexts :many
+-- ListSagaContexts pages through every saga's sealed context in id order,
+-- after the id given (the nil UUID to start): the reseal command's scan.
+SELECT id, context, key_id
+FROM sagas
+WHERE id > @after
+ORDER BY id
+LIMIT @page_size;
+
+-- name: ResealSagaContext :execrows
+-- ResealSagaContext replaces a context sealed as read with the same context
+-- sealed under another key. The context never changes after the saga
+-- starts, so this races only another reseal; it leaves version alone, so
+-- the engine's fenced writes are not disturbed.
+UPDATE sagas
+SET context = @sealed, key_id = @key_id
+WHERE id = @id AND key_id = @read_key_id AND context = @read_sealed;

@@ -30,6 +30,55 @@ func (q *Queries) IsParked(ctx context.Context, arg IsParkedParams) (bool, error
 	return parked, err
 }
 
+const listParkedPayloads = `-- name: ListParkedPayloads :many
+SELECT id, consumer, event_id, payload, key_id
+FROM inbox_parked
+WHERE id > $1
+ORDER BY id
+LIMIT $2
+`
+
+type ListParkedPayloadsParams struct {
+	After    int64
+	PageSize int32
+}
+
+type ListParkedPayloadsRow struct {
+	ID       int64
+	Consumer string
+	EventID  uuid.UUID
+	Payload  []byte
+	KeyID    string
+}
+
+// ListParkedPayloads pages through every parked payload in id order, after
+// the id given (0 to start): the reseal command's scan.
+func (q *Queries) ListParkedPayloads(ctx context.Context, arg ListParkedPayloadsParams) ([]ListParkedPayloadsRow, error) {
+	rows, err := q.db.Query(ctx, listParkedPayloads, arg.After, arg.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListParkedPayloadsRow
+	for rows.Next() {
+		var i ListParkedPayloadsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Consumer,
+			&i.EventID,
+			&i.Payload,
+			&i.KeyID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockAppliedVersion = `-- name: LockAppliedVersion :one
 SELECT version FROM inbox_versions
 WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3
@@ -79,9 +128,9 @@ func (q *Queries) OpenParkedEvent(ctx context.Context, arg OpenParkedEventParams
 const parkEvent = `-- name: ParkEvent :execrows
 INSERT INTO inbox_parked (
     consumer, event_id, topic, kafka_partition, kafka_offset,
-    aggregate_type, aggregate_id, event_type, headers, payload, error
+    aggregate_type, aggregate_id, event_type, headers, payload, key_id, error
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 )
 ON CONFLICT (consumer, event_id) DO NOTHING
 `
@@ -97,6 +146,7 @@ type ParkEventParams struct {
 	EventType      string
 	Headers        []byte
 	Payload        []byte
+	KeyID          string
 	Error          string
 }
 
@@ -114,6 +164,7 @@ func (q *Queries) ParkEvent(ctx context.Context, arg ParkEventParams) (int64, er
 		arg.EventType,
 		arg.Headers,
 		arg.Payload,
+		arg.KeyID,
 		arg.Error,
 	)
 	if err != nil {
@@ -150,6 +201,36 @@ func (q *Queries) RecordEvent(ctx context.Context, arg RecordEventParams) (int64
 		arg.AggregateType,
 		arg.AggregateID,
 		arg.AggregateVersion,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const resealParkedPayload = `-- name: ResealParkedPayload :execrows
+UPDATE inbox_parked
+SET payload = $1, key_id = $2
+WHERE id = $3 AND key_id = $4 AND payload = $5
+`
+
+type ResealParkedPayloadParams struct {
+	Sealed     []byte
+	KeyID      string
+	ID         int64
+	ReadKeyID  string
+	ReadSealed []byte
+}
+
+// ResealParkedPayload replaces a payload sealed as read with the same
+// payload sealed under another key; it matches nothing if the row changed.
+func (q *Queries) ResealParkedPayload(ctx context.Context, arg ResealParkedPayloadParams) (int64, error) {
+	result, err := q.db.Exec(ctx, resealParkedPayload,
+		arg.Sealed,
+		arg.KeyID,
+		arg.ID,
+		arg.ReadKeyID,
+		arg.ReadSealed,
 	)
 	if err != nil {
 		return 0, err

@@ -35,6 +35,7 @@ type InboxParked struct {
 	Error          string
 	ParkedAt       time.Time
 	ResolvedAt     *time.Time
+	KeyID          string
 }
 
 type InboxVersion struct {

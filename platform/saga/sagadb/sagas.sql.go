@@ -483,6 +483,47 @@ func (q *Queries) InsertSaga(ctx context.Context, arg InsertSagaParams) (InsertS
 	return i, err
 }
 
+const listSagaContexts = `-- name: ListSagaContexts :many
+SELECT id, context, key_id
+FROM sagas
+WHERE id > $1
+ORDER BY id
+LIMIT $2
+`
+
+type ListSagaContextsParams struct {
+	After    uuid.UUID
+	PageSize int32
+}
+
+type ListSagaContextsRow struct {
+	ID      uuid.UUID
+	Context []byte
+	KeyID   string
+}
+
+// ListSagaContexts pages through every saga's sealed context in id order,
+// after the id given (the nil UUID to start): the reseal command's scan.
+func (q *Queries) ListSagaContexts(ctx context.Context, arg ListSagaContextsParams) ([]ListSagaContextsRow, error) {
+	rows, err := q.db.Query(ctx, listSagaContexts, arg.After, arg.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListSagaContextsRow
+	for rows.Next() {
+		var i ListSagaContextsRow
+		if err := rows.Scan(&i.ID, &i.Context, &i.KeyID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listSagas = `-- name: ListSagas :many
 SELECT id, saga_type, correlation_id, state, cursor, context, key_id, started_by, failure_reason, traceparent, tracestate, deadline, next_run_at, lease_owner, lease_until, compensation_started_at, version, created_at, updated_at, ended_at FROM sagas
 WHERE ($1::text = '' OR state = $1::text)
@@ -608,6 +649,38 @@ func (q *Queries) RenewLeases(ctx context.Context, arg RenewLeasesParams) ([]uui
 		return nil, err
 	}
 	return items, nil
+}
+
+const resealSagaContext = `-- name: ResealSagaContext :execrows
+UPDATE sagas
+SET context = $1, key_id = $2
+WHERE id = $3 AND key_id = $4 AND context = $5
+`
+
+type ResealSagaContextParams struct {
+	Sealed     []byte
+	KeyID      string
+	ID         uuid.UUID
+	ReadKeyID  string
+	ReadSealed []byte
+}
+
+// ResealSagaContext replaces a context sealed as read with the same context
+// sealed under another key. The context never changes after the saga
+// starts, so this races only another reseal; it leaves version alone, so
+// the engine's fenced writes are not disturbed.
+func (q *Queries) ResealSagaContext(ctx context.Context, arg ResealSagaContextParams) (int64, error) {
+	result, err := q.db.Exec(ctx, resealSagaContext,
+		arg.Sealed,
+		arg.KeyID,
+		arg.ID,
+		arg.ReadKeyID,
+		arg.ReadSealed,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const updateSagaByOperator = `-- name: UpdateSagaByOperator :one

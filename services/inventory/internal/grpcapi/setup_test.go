@@ -20,6 +20,7 @@ import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/optlock"
@@ -99,11 +100,12 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
 	svc := app.New(postgres.NewRepository(pool, w), signer, locks, logger)
-	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix}),
-		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: time.Minute}, reg, logger)
+	pki := authtest.New(t)
+	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "inventory", Keys: pki.Keyring("inventory", config.PIIKeys)})
+	require.NoError(t, err)
+	guard, err := idempotency.New(store, grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: time.Minute}, reg, logger)
 	require.NoError(t, err)
 
-	pki := authtest.New(t)
 	cfg := grpcserver.Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second}
 	cfg.Authorizer, cfg.Credentials = pki.Authorizer("inventory", grpcapi.Policies())
 	srv, err := grpcserver.New(cfg, logger, reg,

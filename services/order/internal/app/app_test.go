@@ -78,7 +78,11 @@ func setup(t *testing.T) testBundle {
 		"SKU-2": {SKU: "SKU-2", Name: "Gadget", UnitPrice: order.Money{Currency: "EUR", Minor: 99}, Available: 5},
 		"USD-1": {SKU: "USD-1", Name: "Dollar thing", UnitPrice: order.Money{Currency: "USD", Minor: 100}},
 	}}
-	return testBundle{app: app.New(postgres.NewRepository(pool, w), cat, locks), catalog: cat, pool: pool, reg: reg}
+	pii, err := keyring.New("p1", map[string][]byte{"p1": []byte("0123456789abcdef0123456789abcdef")})
+	require.NoError(t, err)
+	repo, err := postgres.NewRepository(pool, w, pii)
+	require.NoError(t, err)
+	return testBundle{app: app.New(repo, cat, locks), catalog: cat, pool: pool, reg: reg}
 }
 
 func (b testBundle) count(t *testing.T, table string) int {

@@ -24,6 +24,7 @@ import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/keyring"
@@ -109,11 +110,14 @@ func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 	require.NoError(tb, err)
 	signer, err := optlock.NewSigner("t1", map[string][]byte{"t1": randomBytes(32)})
 	require.NoError(tb, err)
-	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix}),
-		grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, nil)
+	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "order", Keys: pki.Keyring("order", config.PIIKeys)})
+	require.NoError(tb, err)
+	guard, err := idempotency.New(store, grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, nil)
 	require.NoError(tb, err)
 
-	a := app.New(postgres.NewRepository(pool, writer), catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
+	repo, err := postgres.NewRepository(pool, writer, pki.Keyring("order", config.PIIKeys))
+	require.NoError(tb, err)
+	a := app.New(repo, catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
 	cfg := grpcserver.Config{Addr: "127.0.0.1:0"}
 	cfg.Authorizer, cfg.Credentials = pki.Authorizer("order", grpcapi.Policies())
 	srv, err := grpcserver.New(cfg, nil, reg, func(s grpc.ServiceRegistrar) {

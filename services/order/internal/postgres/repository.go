@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	pgplatform "github.com/goodgo/goodgo/platform/postgres"
@@ -33,13 +34,22 @@ type Repository struct {
 	pool   *pgxpool.Pool
 	q      *orderdb.Queries
 	outbox Outbox
+	pii    *keyring.Keyring
 }
 
 var _ app.Repository = (*Repository)(nil)
 
-// NewRepository returns a Repository over pool that appends events through ob.
-func NewRepository(pool *pgxpool.Pool, ob Outbox) *Repository {
-	return &Repository{pool: pool, q: orderdb.New(pool), outbox: ob}
+// ErrNoKeys is returned by NewRepository without a PII keyring: addresses
+// are never written in the clear.
+var ErrNoKeys = errors.New("order repository: no PII keyring to seal shipping addresses")
+
+// NewRepository returns a Repository over pool that appends events through
+// ob and seals shipping addresses with pii.
+func NewRepository(pool *pgxpool.Pool, ob Outbox, pii *keyring.Keyring) (*Repository, error) {
+	if pii == nil {
+		return nil, ErrNoKeys
+	}
+	return &Repository{pool: pool, q: orderdb.New(pool), outbox: ob, pii: pii}, nil
 }
 
 // Create implements app.Repository. The order and its lines are inserted by
@@ -51,25 +61,26 @@ func (r *Repository) Create(ctx context.Context, o order.Order, idempotencyKey [
 	if err != nil {
 		return order.Order{}, false, fmt.Errorf("create order: id: %w", err)
 	}
-	addr, err := marshalAddress(o.ShippingAddress)
+	kid, addr, err := r.sealAddress(id, o.ShippingAddress)
 	if err != nil {
 		return order.Order{}, false, fmt.Errorf("create order %s: %w", o.ID, err)
 	}
 	arg := orderdb.CreateOrderParams{
-		ID:              id,
-		CustomerID:      o.CustomerID,
-		CurrencyCode:    o.Total.Currency,
-		TotalMinor:      o.Total.Minor,
-		ShippingAddress: addr,
-		PaymentMethod:   o.PaymentMethod,
-		PlacedBy:        o.PlacedBy,
-		IdempotencyKey:  idempotencyKey,
-		Now:             o.CreatedAt,
-		LineNos:         make([]int32, len(o.Lines)),
-		Skus:            make([]string, len(o.Lines)),
-		Names:           make([]string, len(o.Lines)),
-		Quantities:      make([]int32, len(o.Lines)),
-		UnitPricesMinor: make([]int64, len(o.Lines)),
+		ID:                   id,
+		CustomerID:           o.CustomerID,
+		CurrencyCode:         o.Total.Currency,
+		TotalMinor:           o.Total.Minor,
+		ShippingAddress:      addr,
+		ShippingAddressKeyID: kid,
+		PaymentMethod:        o.PaymentMethod,
+		PlacedBy:             o.PlacedBy,
+		IdempotencyKey:       idempotencyKey,
+		Now:                  o.CreatedAt,
+		LineNos:              make([]int32, len(o.Lines)),
+		Skus:                 make([]string, len(o.Lines)),
+		Names:                make([]string, len(o.Lines)),
+		Quantities:           make([]int32, len(o.Lines)),
+		UnitPricesMinor:      make([]int64, len(o.Lines)),
 	}
 	for i, l := range o.Lines {
 		arg.LineNos[i] = int32(i + 1)
@@ -155,17 +166,18 @@ func (r *Repository) Update(ctx context.Context, id string, change func(o *order
 			result = o
 			return nil
 		}
-		addr, err := marshalAddress(o.ShippingAddress)
+		kid, addr, err := r.sealAddress(uid, o.ShippingAddress)
 		if err != nil {
 			return err
 		}
 		updated, err := q.UpdateOrder(ctx, orderdb.UpdateOrderParams{
-			ID:              uid,
-			Version:         read,
-			Status:          string(o.Status),
-			CancelReason:    o.CancelReason,
-			ShippingAddress: addr,
-			Now:             o.UpdatedAt,
+			ID:                   uid,
+			Version:              read,
+			Status:               string(o.Status),
+			CancelReason:         o.CancelReason,
+			ShippingAddress:      addr,
+			ShippingAddressKeyID: kid,
+			Now:                  o.UpdatedAt,
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("order %s changed since version %d: %w", id, read, optlock.ErrConflict)
@@ -196,7 +208,11 @@ func (r *Repository) withLines(ctx context.Context, q *orderdb.Queries, row orde
 	if err != nil {
 		return order.Order{}, fmt.Errorf("list lines of order %s: %w", row.ID, err)
 	}
-	return fromRow(row, items)
+	addr, err := r.openAddress(row.ID, row.ShippingAddressKeyID, row.ShippingAddress)
+	if err != nil {
+		return order.Order{}, err
+	}
+	return fromRow(row, addr, items)
 }
 
 // notFound turns "no row" into the domain's not-found error.
@@ -207,18 +223,14 @@ func notFound(err error) error {
 	return err
 }
 
-func fromRow(row orderdb.Order, items []orderdb.OrderItem) (order.Order, error) {
-	var addr address
-	if err := json.Unmarshal(row.ShippingAddress, &addr); err != nil {
-		return order.Order{}, fmt.Errorf("order %s: decode shipping address: %w", row.ID, err)
-	}
+func fromRow(row orderdb.Order, addr order.Address, items []orderdb.OrderItem) (order.Order, error) {
 	o := order.Order{
 		ID:              row.ID.String(),
 		CustomerID:      row.CustomerID,
 		Status:          order.Status(row.Status),
 		Lines:           make([]order.Line, len(items)),
 		Total:           order.Money{Currency: row.CurrencyCode, Minor: row.TotalMinor},
-		ShippingAddress: order.Address(addr),
+		ShippingAddress: addr,
 		PaymentMethod:   row.PaymentMethod,
 		CancelReason:    row.CancelReason,
 		PlacedBy:        row.PlacedBy,
@@ -237,7 +249,8 @@ func fromRow(row orderdb.Order, items []orderdb.OrderItem) (order.Order, error) 
 	return o, nil
 }
 
-// address is the JSON form of the shipping_address column.
+// address is the JSON form of a shipping address, sealed in the
+// shipping_address column.
 type address struct {
 	Name        string `json:"name"`
 	Line1       string `json:"line1"`
@@ -247,10 +260,50 @@ type address struct {
 	CountryCode string `json:"country_code"`
 }
 
-func marshalAddress(a order.Address) ([]byte, error) {
+// sealAddress seals a's JSON under the active PII key, bound to order id,
+// and returns the key id to store beside it.
+func (r *Repository) sealAddress(id uuid.UUID, a order.Address) (string, []byte, error) {
 	b, err := json.Marshal(address(a))
 	if err != nil {
-		return nil, fmt.Errorf("encode shipping address: %w", err)
+		return "", nil, fmt.Errorf("encode shipping address: %w", err)
 	}
-	return b, nil
+	return r.sealRaw(id, b)
 }
+
+func (r *Repository) sealRaw(id uuid.UUID, plain []byte) (string, []byte, error) {
+	kid, sealed, err := r.pii.Seal(plain, addressAAD(id))
+	if err != nil {
+		return "", nil, fmt.Errorf("seal shipping address: %w", err)
+	}
+	return kid, sealed, nil
+}
+
+// openAddress opens a stored address: sealed under kid, or in the clear
+// when kid is "" (written before addresses were sealed; `order reseal`
+// seals those).
+func (r *Repository) openAddress(id uuid.UUID, kid string, stored []byte) (order.Address, error) {
+	plain, err := r.openRaw(id, kid, stored)
+	if err != nil {
+		return order.Address{}, err
+	}
+	var a address
+	if err := json.Unmarshal(plain, &a); err != nil {
+		return order.Address{}, fmt.Errorf("order %s: decode shipping address: %w", id, err)
+	}
+	return order.Address(a), nil
+}
+
+func (r *Repository) openRaw(id uuid.UUID, kid string, stored []byte) ([]byte, error) {
+	if kid == "" {
+		return stored, nil
+	}
+	plain, err := r.pii.Open(kid, stored, addressAAD(id))
+	if err != nil {
+		return nil, fmt.Errorf("order %s: open shipping address: %w", id, err)
+	}
+	return plain, nil
+}
+
+// addressAAD binds a sealed address to its order: one moved to another
+// order's row does not open.
+func addressAAD(id uuid.UUID) []byte { return []byte("orders.shipping_address/" + id.String()) }

@@ -30,20 +30,45 @@ import (
 
 type testBundle struct {
 	pool *pgxpool.Pool
-	keys *keyring.Keyring
+	keys *keyring.Keyring // the outbox's
+	pii  *keyring.Keyring // the addresses'
 	repo *postgres.Repository
 }
 
 func setup(t *testing.T) testBundle {
 	t.Helper()
 	_, pool := pgtest.NewDatabase(t, db.Order)
-	key := make([]byte, keyring.KeySize)
-	_, _ = rand.Read(key)
-	keys, err := keyring.New("k1", map[string][]byte{"k1": key})
-	require.NoError(t, err)
+	keys := newKeyring(t, "k1")
+	pii := newKeyring(t, "p1")
 	w, err := outbox.NewWriter(keys, prometheus.NewRegistry())
 	require.NoError(t, err)
-	return testBundle{pool: pool, keys: keys, repo: postgres.NewRepository(pool, w)}
+	return testBundle{pool: pool, keys: keys, pii: pii, repo: newRepository(t, pool, w, pii)}
+}
+
+// testKeys holds the run's key of each key id, so that keyrings built
+// apart (before and after a rotation) agree on them.
+var testKeys sync.Map
+
+// newKeyring is a keyring of the run's keys with ids, the first active.
+func newKeyring(t *testing.T, ids ...string) *keyring.Keyring {
+	t.Helper()
+	keys := make(map[string][]byte)
+	for _, id := range ids {
+		key := make([]byte, keyring.KeySize)
+		_, _ = rand.Read(key)
+		k, _ := testKeys.LoadOrStore(id, key)
+		keys[id] = k.([]byte)
+	}
+	kr, err := keyring.New(ids[0], keys)
+	require.NoError(t, err)
+	return kr
+}
+
+func newRepository(t *testing.T, pool *pgxpool.Pool, ob postgres.Outbox, pii *keyring.Keyring) *postgres.Repository {
+	t.Helper()
+	repo, err := postgres.NewRepository(pool, ob, pii)
+	require.NoError(t, err)
+	return repo
 }
 
 func newOrder(t *testing.T) order.Order {
@@ -212,7 +237,7 @@ func TestCreate(t *testing.T) {
 		w, err := outbox.NewWriter(b.keys, prometheus.NewRegistry())
 		require.NoError(t, err)
 		failing := &failAfterAppend{w: w}
-		repo := postgres.NewRepository(b.pool, failing)
+		repo := newRepository(t, b.pool, failing, b.pii)
 		o := newOrder(t)
 		_, _, err = repo.Create(context.Background(), o, newKey())
 		require.ErrorIs(t, err, errInjected)
@@ -229,7 +254,7 @@ func TestCreate(t *testing.T) {
 		b := setup(t)
 		w, err := outbox.NewWriter(nil, prometheus.NewRegistry()) // no keyring: PII events fail
 		require.NoError(t, err)
-		_, _, err = postgres.NewRepository(b.pool, w).Create(context.Background(), newOrder(t), newKey())
+		_, _, err = newRepository(t, b.pool, w, b.pii).Create(context.Background(), newOrder(t), newKey())
 		require.ErrorIs(t, err, outbox.ErrNoKeyring)
 		require.Equal(t, 0, b.orderCount(t))
 	})
@@ -344,7 +369,7 @@ func TestUpdate(t *testing.T) {
 		w, err := outbox.NewWriter(b.keys, prometheus.NewRegistry())
 		require.NoError(t, err)
 		failing := &failAfterAppend{w: w}
-		_, err = postgres.NewRepository(b.pool, failing).Update(ctx, o.ID, func(o *order.Order) (order.Change, error) { return o.Confirm(later) })
+		_, err = newRepository(t, b.pool, failing, b.pii).Update(ctx, o.ID, func(o *order.Order) (order.Change, error) { return o.Confirm(later) })
 		require.ErrorIs(t, err, errInjected)
 		require.Equal(t, 1, failing.appended)
 		stored, err := b.repo.Get(ctx, o.ID)

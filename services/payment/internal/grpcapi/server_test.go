@@ -26,6 +26,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
@@ -82,7 +83,11 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 	t.Cleanup(func() { _ = rdb.Close() })
 	prefix := make([]byte, 6)
 	_, _ = rand.Read(prefix)
-	store := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: "payment-test:" + hex.EncodeToString(prefix) + ":"})
+	pki := authtest.New(t)
+	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{
+		Prefix: "payment-test:" + hex.EncodeToString(prefix) + ":", Service: "payment", Keys: pki.Keyring("payment", config.PIIKeys),
+	})
+	require.NoError(t, err)
 	guard, err := idempotency.New(store, grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, logger)
 	require.NoError(t, err)
 
@@ -95,7 +100,6 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 	svc := app.New(postgres.NewRepository(pool, w), payment.DeclineRules{AboveMinor: 1_000_000}, m)
 	api := grpcapi.New(svc, signer, logger)
 
-	pki := authtest.New(t)
 	cfg := grpcserver.Config{Addr: "127.0.0.1:0"}
 	cfg.Authorizer, cfg.Credentials = pki.Authorizer("payment", grpcapi.Policies())
 	srv, err := grpcserver.New(cfg, logger, reg,

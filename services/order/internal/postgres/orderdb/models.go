@@ -11,19 +11,20 @@ import (
 )
 
 type Order struct {
-	ID              uuid.UUID
-	CustomerID      string
-	Status          string
-	CurrencyCode    string
-	TotalMinor      int64
-	ShippingAddress []byte
-	PaymentMethod   string
-	CancelReason    string
-	PlacedBy        string
-	IdempotencyKey  []byte
-	Version         int64
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	ID                   uuid.UUID
+	CustomerID           string
+	Status               string
+	CurrencyCode         string
+	TotalMinor           int64
+	ShippingAddress      []byte
+	PaymentMethod        string
+	CancelReason         string
+	PlacedBy             string
+	IdempotencyKey       []byte
+	Version              int64
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	ShippingAddressKeyID string
 }
 
 type OrderItem struct {

@@ -15,9 +15,10 @@ import (
 const createOrder = `-- name: CreateOrder :execrows
 WITH new_order AS (
     INSERT INTO orders (id, customer_id, status, currency_code, total_minor, shipping_address,
-                        payment_method, placed_by, idempotency_key, created_at, updated_at)
+                        shipping_address_key_id, payment_method, placed_by, idempotency_key,
+                        created_at, updated_at)
     VALUES ($6, $7, 'PENDING', $8, $9, $10,
-            $11, $12, $13, $14, $14)
+            $11, $12, $13, $14, $15, $15)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 )
@@ -28,20 +29,21 @@ FROM new_order
 `
 
 type CreateOrderParams struct {
-	LineNos         []int32
-	Skus            []string
-	Names           []string
-	Quantities      []int32
-	UnitPricesMinor []int64
-	ID              uuid.UUID
-	CustomerID      string
-	CurrencyCode    string
-	TotalMinor      int64
-	ShippingAddress []byte
-	PaymentMethod   string
-	PlacedBy        string
-	IdempotencyKey  []byte
-	Now             time.Time
+	LineNos              []int32
+	Skus                 []string
+	Names                []string
+	Quantities           []int32
+	UnitPricesMinor      []int64
+	ID                   uuid.UUID
+	CustomerID           string
+	CurrencyCode         string
+	TotalMinor           int64
+	ShippingAddress      []byte
+	ShippingAddressKeyID string
+	PaymentMethod        string
+	PlacedBy             string
+	IdempotencyKey       []byte
+	Now                  time.Time
 }
 
 // CreateOrder inserts a new PENDING order at version 1 together with its
@@ -64,6 +66,7 @@ func (q *Queries) CreateOrder(ctx context.Context, arg CreateOrderParams) (int64
 		arg.CurrencyCode,
 		arg.TotalMinor,
 		arg.ShippingAddress,
+		arg.ShippingAddressKeyID,
 		arg.PaymentMethod,
 		arg.PlacedBy,
 		arg.IdempotencyKey,
@@ -76,7 +79,7 @@ func (q *Queries) CreateOrder(ctx context.Context, arg CreateOrderParams) (int64
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, customer_id, status, currency_code, total_minor, shipping_address, payment_method, cancel_reason, placed_by, idempotency_key, version, created_at, updated_at FROM orders WHERE id = $1
+SELECT id, customer_id, status, currency_code, total_minor, shipping_address, payment_method, cancel_reason, placed_by, idempotency_key, version, created_at, updated_at, shipping_address_key_id FROM orders WHERE id = $1
 `
 
 // GetOrder reads one order (without its lines; see ListOrderItems).
@@ -97,12 +100,13 @@ func (q *Queries) GetOrder(ctx context.Context, id uuid.UUID) (Order, error) {
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ShippingAddressKeyID,
 	)
 	return i, err
 }
 
 const getOrderByIdempotencyKey = `-- name: GetOrderByIdempotencyKey :one
-SELECT id, customer_id, status, currency_code, total_minor, shipping_address, payment_method, cancel_reason, placed_by, idempotency_key, version, created_at, updated_at FROM orders WHERE idempotency_key = $1
+SELECT id, customer_id, status, currency_code, total_minor, shipping_address, payment_method, cancel_reason, placed_by, idempotency_key, version, created_at, updated_at, shipping_address_key_id FROM orders WHERE idempotency_key = $1
 `
 
 // GetOrderByIdempotencyKey finds the order a PlaceOrder with this hashed key
@@ -124,25 +128,100 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, idempotencyKey [
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ShippingAddressKeyID,
 	)
 	return i, err
+}
+
+const listAddresses = `-- name: ListAddresses :many
+SELECT id, shipping_address, shipping_address_key_id
+FROM orders
+WHERE id > $1
+ORDER BY id
+LIMIT $2
+`
+
+type ListAddressesParams struct {
+	After    uuid.UUID
+	PageSize int32
+}
+
+type ListAddressesRow struct {
+	ID                   uuid.UUID
+	ShippingAddress      []byte
+	ShippingAddressKeyID string
+}
+
+// ListAddresses pages through every order's sealed address in id order,
+// after the id given (the nil UUID to start): the reseal command's scan.
+func (q *Queries) ListAddresses(ctx context.Context, arg ListAddressesParams) ([]ListAddressesRow, error) {
+	rows, err := q.db.Query(ctx, listAddresses, arg.After, arg.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListAddressesRow
+	for rows.Next() {
+		var i ListAddressesRow
+		if err := rows.Scan(&i.ID, &i.ShippingAddress, &i.ShippingAddressKeyID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const resealAddress = `-- name: ResealAddress :execrows
+UPDATE orders
+SET shipping_address = $1, shipping_address_key_id = $2
+WHERE id = $3 AND shipping_address_key_id = $4 AND shipping_address = $5
+`
+
+type ResealAddressParams struct {
+	Sealed     []byte
+	KeyID      string
+	ID         uuid.UUID
+	ReadKeyID  string
+	ReadSealed []byte
+}
+
+// ResealAddress replaces an address sealed as read with the same address
+// sealed under another key. It matches nothing when the order changed its
+// address since (that write sealed under the active key already), and it
+// leaves version and updated_at alone: nothing a client sees changed.
+func (q *Queries) ResealAddress(ctx context.Context, arg ResealAddressParams) (int64, error) {
+	result, err := q.db.Exec(ctx, resealAddress,
+		arg.Sealed,
+		arg.KeyID,
+		arg.ID,
+		arg.ReadKeyID,
+		arg.ReadSealed,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const updateOrder = `-- name: UpdateOrder :one
 UPDATE orders
 SET status = $1, cancel_reason = $2, shipping_address = $3,
-    version = version + 1, updated_at = $4
-WHERE id = $5 AND version = $6
-RETURNING id, customer_id, status, currency_code, total_minor, shipping_address, payment_method, cancel_reason, placed_by, idempotency_key, version, created_at, updated_at
+    shipping_address_key_id = $4, version = version + 1, updated_at = $5
+WHERE id = $6 AND version = $7
+RETURNING id, customer_id, status, currency_code, total_minor, shipping_address, payment_method, cancel_reason, placed_by, idempotency_key, version, created_at, updated_at, shipping_address_key_id
 `
 
 type UpdateOrderParams struct {
-	Status          string
-	CancelReason    string
-	ShippingAddress []byte
-	Now             time.Time
-	ID              uuid.UUID
-	Version         int64
+	Status               string
+	CancelReason         string
+	ShippingAddress      []byte
+	ShippingAddressKeyID string
+	Now                  time.Time
+	ID                   uuid.UUID
+	Version              int64
 }
 
 // UpdateOrder writes an order's mutable fields and increments its version if
@@ -153,6 +232,7 @@ func (q *Queries) UpdateOrder(ctx context.Context, arg UpdateOrderParams) (Order
 		arg.Status,
 		arg.CancelReason,
 		arg.ShippingAddress,
+		arg.ShippingAddressKeyID,
 		arg.Now,
 		arg.ID,
 		arg.Version,
@@ -172,6 +252,7 @@ func (q *Queries) UpdateOrder(ctx context.Context, arg UpdateOrderParams) (Order
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ShippingAddressKeyID,
 	)
 	return i, err
 }
