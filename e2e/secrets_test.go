@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -202,7 +203,7 @@ func (e *Env) runCommand(t *testing.T, svc string, vars map[string]string, args 
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	if exit, ok := err.(*exec.ExitError); ok {
+	if exit := (*exec.ExitError)(nil); errors.As(err, &exit) {
 		return out.String(), exit.ExitCode()
 	}
 	require.NoError(t, err)
