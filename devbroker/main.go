@@ -4,8 +4,10 @@
 // README.md.
 //
 // Settings come from the environment (KAFKA_ADDR, KAFKA_ADVERTISED_ADDR,
-// KAFKA_TOPICS, KAFKA_PARTITIONS, KAFKA_AUTO_CREATE_TOPICS, LOG_LEVEL) and
-// can be overridden by flags (-h lists them). SIGINT or SIGTERM stop it with
+// KAFKA_TOPICS, KAFKA_PARTITIONS, KAFKA_AUTO_CREATE_TOPICS, LOG_LEVEL; TLS
+// with KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE and KAFKA_TLS_CLIENT_CA_FILE;
+// SASL with KAFKA_SASL_USERS) and can be overridden by flags (-h lists
+// them). SIGINT or SIGTERM stop it with
 // exit status 0; a bad setting exits 2 and a failed start 1.
 package main
 

@@ -12,6 +12,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,15 @@ type Config struct {
 	// topic fails loudly with UNKNOWN_TOPIC_OR_PARTITION instead of
 	// silently receiving events nobody reads.
 	AutoCreateTopics bool
+	// TLS, when set, makes the listener TLS only, like Kafka's SSL and
+	// SASL_SSL listeners: it holds the broker's certificate and, for
+	// mutual TLS, ClientAuth and ClientCAs. TLS 1.2 is the least accepted.
+	// Nil serves plaintext.
+	TLS *tls.Config
+	// Users, when not empty, turns SASL on (see User): until a connection
+	// has logged in as one of them it may send only ApiVersions and the
+	// SASL handshake. Empty means no SASL.
+	Users []User
 	// Logger receives the broker's JSON log lines: "listening", one
 	// "topic created" per topic, "stopped", kfake's own warnings and, at
 	// debug level, every connection and request. Nil discards them.
@@ -114,6 +124,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("topic %q: %w", t, err))
 		}
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
 }
 
@@ -180,7 +191,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	advertised := advertise(cfg.AdvertisedAddr, ln.Addr().(*net.TCPAddr))
-	wrapped := &listener{Listener: ln, advertised: advertised, log: log}
+	wrapped := &listener{Listener: ln, advertised: advertised, log: log, tls: cfg.serverTLS(), sasl: len(cfg.Users) > 0}
 
 	opts := []kfake.Opt{
 		// One broker: every partition's leader and the group coordinator
@@ -199,6 +210,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.AutoCreateTopics {
 		opts = append(opts, kfake.AllowAutoTopicCreation())
 	}
+	opts = append(opts, cfg.securityOpts()...)
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		_ = ln.Close() // NewCluster closes it only on some paths; a second Close is harmless
@@ -219,8 +231,8 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		})
 	}
 
-	log.Info("listening", "addr", b.addr, "listen_addr", b.listenAddr,
-		"partitions", cfg.Partitions, "auto_create_topics", cfg.AutoCreateTopics)
+	log.Info("listening", append([]any{"addr", b.addr, "listen_addr", b.listenAddr,
+		"partitions", cfg.Partitions, "auto_create_topics", cfg.AutoCreateTopics}, cfg.securityLog()...)...)
 	for _, t := range topics {
 		log.Info("topic created", "topic", t, "partitions", cfg.Partitions)
 	}
@@ -279,12 +291,14 @@ func (b *Broker) Close() {
 	})
 }
 
-// listener makes kfake advertise the configured address and logs
-// connections at debug level.
+// listener makes kfake advertise the configured address, terminates TLS
+// when configured, and logs connections at debug level.
 type listener struct {
 	net.Listener
 	advertised advertisedAddr
 	log        *slog.Logger
+	tls        *tls.Config // nil: plaintext
+	sasl       bool        // wrap connections in saslConn
 }
 
 // Addr is what kfake puts in metadata, produce, fetch and find-coordinator
@@ -295,6 +309,13 @@ func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if l.tls != nil {
+		// The handshake runs at kfake's first read, on its goroutine.
+		c = tls.Server(c, l.tls)
+	}
+	if l.sasl {
+		c = newSASLConn(c)
 	}
 	if !l.log.Enabled(context.Background(), slog.LevelDebug) {
 		return c, nil

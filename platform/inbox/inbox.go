@@ -151,6 +151,10 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
+	// Dialer opens the reader's connections: TLS and SASL come from it
+	// (platform/kafkaconn builds one from the KAFKA_* settings). Nil means
+	// kafka-go's default, plaintext without SASL.
+	Dialer *kafka.Dialer
 }
 
 // Consumer reads events and applies each once. Create it with New and call
@@ -234,6 +238,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 		types:   types,
 		reader: kafka.NewReader(kafka.ReaderConfig{
 			Brokers:        cfg.Brokers,
+			Dialer:         opts.Dialer,
 			GroupID:        cfg.GroupID,
 			GroupTopics:    cfg.Topics,
 			StartOffset:    cfg.StartOffset,

@@ -33,8 +33,10 @@ type Config struct {
 	Redis config.Redis
 	// Idempotency tunes them (IDEMPOTENCY_TTL, IDEMPOTENCY_KEY_PREFIX).
 	Idempotency config.Idempotency
-	// KafkaBrokers are the bootstrap brokers (KAFKA_BROKERS, comma-separated).
-	KafkaBrokers []string
+	// Kafka is the cluster the order events are consumed from:
+	// KAFKA_BROKERS, TLS (KAFKA_TLS, KAFKA_CA_FILE, KAFKA_TLS_*) and SASL
+	// (KAFKA_SASL_*).
+	Kafka config.Kafka
 	// OrderAddr, PaymentAddr and InventoryAddr are the services the saga
 	// steps call (ORDER_ADDR, PAYMENT_ADDR, INVENTORY_ADDR).
 	OrderAddr, PaymentAddr, InventoryAddr string
@@ -91,7 +93,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_orchestrator?sslmode=disable", "postgres", "postgresql"),
 		Redis:         config.LoadRedis(e),
 		Idempotency:   config.LoadIdempotency(e),
-		KafkaBrokers:  e.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		Kafka:         config.LoadKafka(e),
 		OrderAddr:     e.HostPort("ORDER_ADDR", "127.0.0.1:50051"),
 		PaymentAddr:   e.HostPort("PAYMENT_ADDR", "127.0.0.1:50052"),
 		InventoryAddr: e.HostPort("INVENTORY_ADDR", "127.0.0.1:50053"),
@@ -116,9 +118,6 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	}
 	if c.Saga.LeaseTTL < 300*time.Millisecond {
 		e.Invalid("SAGA_LEASE_TTL", "must be at least 300ms (leases are renewed every third of it)")
-	}
-	if len(c.KafkaBrokers) == 0 {
-		e.Invalid("KAFKA_BROKERS", "at least one broker is needed")
 	}
 	return c, e.Err()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/postgres"
@@ -134,10 +135,15 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 
+	kconn, err := kafkaconn.New(cfg.Kafka)
+	if err != nil {
+		return err
+	}
 	events, err := inbox.New(inbox.Config{
-		Brokers: cfg.KafkaBrokers, GroupID: consumerGroup, Consumer: consumerName, Topics: []string{event.TopicOrder},
+		Brokers: cfg.Kafka.Brokers, GroupID: consumerGroup, Consumer: consumerName, Topics: []string{event.TopicOrder},
 		Types: consumer.Types,
-	}, pool, consumer.Handler(engine, logger), inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger})
+	}, pool, consumer.Handler(engine, logger), inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
+		Dialer: kconn.Dialer(consumerName)})
 	if err != nil {
 		return err
 	}

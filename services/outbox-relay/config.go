@@ -29,8 +29,9 @@ type Config struct {
 	// creates them: one that does not exist yet is retried until its
 	// service has created and migrated it.
 	OutboxDatabaseURLs []string
-	// KafkaBrokers are the bootstrap brokers (KAFKA_BROKERS, comma-separated).
-	KafkaBrokers []string
+	// Kafka is the cluster the events are published to: KAFKA_BROKERS,
+	// TLS (KAFKA_TLS, KAFKA_CA_FILE, KAFKA_TLS_*) and SASL (KAFKA_SASL_*).
+	Kafka config.Kafka
 	// OutboxKeys open PII payloads sealed by the writers (OUTBOX_KEYS,
 	// OUTBOX_ACTIVE_KEY): every key a writer may have used must be here.
 	OutboxKeys *keyring.Keyring
@@ -77,7 +78,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 			"postgres://postgres@127.0.0.1:5432/goodgo_payment?sslmode=disable",
 			"postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable",
 		}, "postgres", "postgresql"),
-		KafkaBrokers:    e.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		Kafka:           config.LoadKafka(e),
 		RelayID:         e.String("RELAY_ID", defaultRelayID()),
 		BatchSize:       intIn(e, "OUTBOX_BATCH_SIZE", relay.DefaultBatchSize, 1, 5000),
 		Workers:         intIn(e, "OUTBOX_WORKERS", relay.DefaultWorkers, 1, 32),

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/security"
@@ -29,8 +30,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	}
 	defer tel.Close(ctx, logger)
 
+	kconn, err := kafkaconn.New(cfg.Kafka)
+	if err != nil {
+		return err
+	}
 	kafka, err := relay.NewKafka(relay.KafkaConfig{
-		Brokers:    cfg.KafkaBrokers,
+		Brokers:    cfg.Kafka.Brokers,
+		Conn:       kconn,
 		ClientID:   relay.ApplicationNamePrefix + cfg.RelayID,
 		BatchSize:  cfg.BatchSize,
 		BatchBytes: cfg.MaxBatchBytes,
@@ -61,7 +67,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	logger.Info("outbox relay starting", "relay_id", cfg.RelayID, "databases", len(cfg.OutboxDatabaseURLs),
-		"brokers", cfg.KafkaBrokers, "batch_size", cfg.BatchSize, "workers", cfg.Workers)
+		"kafka", cfg.Kafka.String(), "batch_size", cfg.BatchSize, "workers", cfg.Workers)
 
 	// No API of its own: the gRPC server carries health (and reflection in
 	// development mode) so the relay is probed like every other binary.

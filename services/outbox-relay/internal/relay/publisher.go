@@ -7,12 +7,17 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/goodgo/goodgo/platform/kafkaconn"
 )
 
 // KafkaConfig configures the Kafka publishers.
 type KafkaConfig struct {
 	// Brokers are the bootstrap brokers.
 	Brokers []string
+	// Conn secures every connection, the publishers' and Ping's: TLS and
+	// SASL (kafkaconn.New). The zero value is plaintext without SASL.
+	Conn kafkaconn.Settings
 	// ClientID names the relay to the brokers.
 	ClientID string
 	// BatchSize must be at least the relay's batch size, so that one
@@ -51,15 +56,18 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 		cfg.BatchTimeout = time.Millisecond
 	}
 	return &Kafka{
-		cfg: cfg,
-		transport: &kafka.Transport{
-			ClientID:    cfg.ClientID,
-			DialTimeout: 5 * time.Second,
-			// Short, so that metadata (partition leaders) is refreshed soon
-			// after a broker comes back at another address.
-			MetadataTTL: 5 * time.Second,
-		},
+		cfg:       cfg,
+		transport: transport(cfg),
 	}, nil
+}
+
+func transport(cfg KafkaConfig) *kafka.Transport {
+	t := cfg.Conn.Transport(cfg.ClientID)
+	t.DialTimeout = 5 * time.Second
+	// Short, so that metadata (partition leaders) is refreshed soon after a
+	// broker comes back at another address.
+	t.MetadataTTL = 5 * time.Second
+	return t
 }
 
 // NewPublisher returns a Publisher for one worker.
@@ -85,11 +93,14 @@ func (k *Kafka) NewPublisher() Publisher {
 	}}
 }
 
-// Ping reports whether a bootstrap broker answers, for readiness.
+// Ping reports whether a bootstrap broker answers, for readiness: it
+// connects as the publishers do, TLS handshake and SASL login included, so a
+// broker that refuses the relay's credentials is not ready.
 func (k *Kafka) Ping(ctx context.Context) error {
 	var errs []error
+	dialer := k.cfg.Conn.Dialer(k.cfg.ClientID)
 	for _, b := range k.cfg.Brokers {
-		conn, err := kafka.DialContext(ctx, "tcp", b)
+		conn, err := dialer.DialContext(ctx, "tcp", b)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,0 +1,203 @@
+// Package kafkaconn builds the connection settings of the project's Kafka
+// client, segmentio/kafka-go, from config.Kafka: TLS (at least TLS 1.2, the
+// brokers verified against KAFKA_CA_FILE or the system roots, an optional
+// client certificate) and SASL (SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN).
+// Readers take a *kafka.Dialer, writers a *kafka.Transport; both come from
+// one Settings, so every connection a binary opens is secured alike.
+//
+// New reads the files at start, so a missing or unreadable file stops the
+// binary with an error naming its variable instead of failing at the first
+// connection. The client certificate is re-read when its files change
+// (cert-manager renews it in place); the CA and the password are read once.
+package kafkaconn
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/goodgo/goodgo/platform/config"
+)
+
+// DialTimeout bounds a Dialer's connection set-up (TCP, TLS and SASL), as
+// kafka-go's DefaultDialer does.
+const DialTimeout = 10 * time.Second
+
+// Settings secure the connections of kafka-go's clients. The zero value is
+// a plaintext connection without SASL, which is what kafka-go does by
+// default. Settings are safe for concurrent use.
+type Settings struct {
+	// TLS is the client TLS configuration; nil means plaintext.
+	TLS *tls.Config
+	// SASL authenticates every connection; nil means none.
+	SASL sasl.Mechanism
+}
+
+// New reads the files cfg names and returns the settings of its
+// connections. Every error names the variable at fault and never carries the
+// password.
+func New(cfg config.Kafka) (Settings, error) {
+	var s Settings
+	var errs []error
+	if cfg.TLS {
+		c, err := tlsConfig(cfg)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		s.TLS = c
+	}
+	if cfg.SASL.Mechanism != "" {
+		m, err := mechanism(cfg.SASL)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		s.SASL = m
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Settings{}, fmt.Errorf("kafka: %w", err)
+	}
+	return s, nil
+}
+
+// Dialer returns a new Dialer for kafka.ReaderConfig.Dialer (and for
+// kafka.Dialer.DialContext), naming the client clientID (empty: kafka-go's
+// default).
+func (s Settings) Dialer(clientID string) *kafka.Dialer {
+	return &kafka.Dialer{
+		ClientID:      clientID,
+		Timeout:       DialTimeout,
+		DualStack:     true,
+		TLS:           s.tlsClone(),
+		SASLMechanism: s.SASL,
+	}
+}
+
+// Transport returns a new Transport for kafka.Writer.Transport, naming the
+// client clientID; the caller may tune its other fields before first use.
+func (s Settings) Transport(clientID string) *kafka.Transport {
+	return &kafka.Transport{
+		ClientID: clientID,
+		TLS:      s.tlsClone(),
+		SASL:     s.SASL,
+	}
+}
+
+// tlsClone gives each client its own copy: kafka-go fills in ServerName per
+// broker on a clone, but a caller tuning one client must not tune them all.
+func (s Settings) tlsClone() *tls.Config {
+	if s.TLS == nil {
+		return nil
+	}
+	return s.TLS.Clone()
+}
+
+func tlsConfig(cfg config.Kafka) (*tls.Config, error) {
+	// ServerName stays empty unless configured: kafka-go then checks each
+	// broker's certificate against the host it dialled, which is what a
+	// cluster of several brokers needs.
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
+	var errs []error
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("KAFKA_CA_FILE: %w", err))
+		default:
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				errs = append(errs, fmt.Errorf("KAFKA_CA_FILE: %s holds no PEM certificate", cfg.CAFile))
+			}
+			c.RootCAs = roots
+		}
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		kp := &keyPair{certFile: cfg.CertFile, keyFile: cfg.KeyFile}
+		if _, err := kp.get(); err != nil {
+			errs = append(errs, err)
+		}
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
+	}
+	return c, errors.Join(errs...)
+}
+
+func mechanism(cfg config.KafkaSASL) (sasl.Mechanism, error) {
+	password := cfg.Password
+	if cfg.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("KAFKA_SASL_PASSWORD_FILE: %w", err)
+		}
+		// A file written by `echo` or an editor ends in a newline that
+		// is not part of the password.
+		password = strings.TrimSpace(string(b))
+		if password == "" {
+			return nil, fmt.Errorf("KAFKA_SASL_PASSWORD_FILE: %s is empty", cfg.PasswordFile)
+		}
+	}
+	switch cfg.Mechanism {
+	case config.SASLPlain:
+		return plain.Mechanism{Username: cfg.Username, Password: password}, nil
+	case config.SASLScramSHA256, config.SASLScramSHA512:
+		algo := scram.SHA256
+		if cfg.Mechanism == config.SASLScramSHA512 {
+			algo = scram.SHA512
+		}
+		m, err := scram.Mechanism(algo, cfg.Username, password)
+		if err != nil {
+			// SASLprep refused the user name or password; the
+			// underlying error quotes neither.
+			return nil, fmt.Errorf("KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD: not usable with %s", cfg.Mechanism)
+		}
+		return m, nil
+	default:
+		return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: unknown mechanism %q", cfg.Mechanism)
+	}
+}
+
+// keyPair is the client certificate, re-read when either file's
+// modification time changes. A renewal caught half-written keeps the
+// previous pair until the files match again.
+type keyPair struct {
+	certFile, keyFile string
+
+	mu              sync.Mutex
+	cert            *tls.Certificate
+	certMod, keyMod time.Time
+}
+
+func (k *keyPair) get() (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	certMod, certErr := modTime(k.certFile)
+	keyMod, keyErr := modTime(k.keyFile)
+	if k.cert != nil && (certErr != nil || keyErr != nil || (certMod.Equal(k.certMod) && keyMod.Equal(k.keyMod))) {
+		return k.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		if k.cert != nil {
+			return k.cert, nil
+		}
+		return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE: %w", err)
+	}
+	k.cert, k.certMod, k.keyMod = &cert, certMod, keyMod
+	return k.cert, nil
+}
+
+func modTime(name string) (time.Time, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
+}

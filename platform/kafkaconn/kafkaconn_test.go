@@ -1,0 +1,204 @@
+package kafkaconn_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/kafkaconn"
+	"github.com/goodgo/goodgo/platform/mtls"
+)
+
+const topic = "goodgo.test.events"
+
+// pki is a test CA and the files of a broker's and a client's certificates.
+type pki struct {
+	ca                   *mtls.CA
+	caFile               string
+	server               tls.Certificate
+	clientCert, clientKy string
+}
+
+func newPKI(t *testing.T) pki {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := mtls.NewCA("kafka test CA", time.Hour)
+	require.NoError(t, err)
+	p := pki{ca: ca, caFile: write(t, dir, "ca.crt", ca.PEM)}
+	srv, err := ca.Issue("kafka", []string{"127.0.0.1"}, time.Hour)
+	require.NoError(t, err)
+	p.server, err = tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
+	require.NoError(t, err)
+	cli, err := ca.Issue("outbox-relay", nil, time.Hour)
+	require.NoError(t, err)
+	p.clientCert, p.clientKy = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	require.NoError(t, cli.WriteFiles(p.clientCert, p.clientKy))
+	return p
+}
+
+func write(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	return p
+}
+
+// startBroker runs the development broker's engine (kfake; platform does
+// not import devbroker, which imports platform) with TLS that requires a
+// client certificate from p's CA and one SCRAM-SHA-512 user.
+func startBroker(t *testing.T, p pki, user, password string) string {
+	t.Helper()
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(p.ca.Cert)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic),
+		kfake.TLS(&tls.Config{
+			MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.server},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs,
+		}),
+		kfake.EnableSASL(), kfake.Superuser(config.SASLScramSHA512, user, password))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	dir := t.TempDir()
+	notPEM := write(t, dir, "not-pem", []byte("hello"))
+	empty := write(t, dir, "empty", []byte(" \n"))
+	missing := filepath.Join(dir, "missing")
+
+	t.Run("the zero configuration is plaintext without SASL", func(t *testing.T) {
+		s, err := kafkaconn.New(config.Kafka{Brokers: []string{"127.0.0.1:9092"}})
+		require.NoError(t, err)
+		require.Equal(t, kafkaconn.Settings{}, s)
+		d := s.Dialer("id")
+		require.Nil(t, d.TLS)
+		require.Nil(t, d.SASLMechanism)
+		require.Equal(t, "id", d.ClientID)
+		require.Equal(t, kafka.DefaultDialer.Timeout, d.Timeout)
+		tr := s.Transport("id")
+		require.Nil(t, tr.TLS)
+		require.Nil(t, tr.SASL)
+	})
+
+	t.Run("TLS is at least 1.2, with the configured roots and server name", func(t *testing.T) {
+		s, err := kafkaconn.New(config.Kafka{TLS: true, CAFile: p.caFile, ServerName: "kafka.internal",
+			CertFile: p.clientCert, KeyFile: p.clientKy})
+		require.NoError(t, err)
+		require.Equal(t, uint16(tls.VersionTLS12), s.TLS.MinVersion)
+		require.Equal(t, "kafka.internal", s.TLS.ServerName)
+		require.NotNil(t, s.TLS.RootCAs)
+		cert, err := s.TLS.GetClientCertificate(nil)
+		require.NoError(t, err)
+		require.NotEmpty(t, cert.Certificate)
+		require.NotSame(t, s.TLS, s.Dialer("").TLS, "each client gets its own copy")
+		require.NotSame(t, s.TLS, s.Transport("").TLS, "each client gets its own copy")
+	})
+
+	t.Run("TLS without a CA file trusts the system roots", func(t *testing.T) {
+		s, err := kafkaconn.New(config.Kafka{TLS: true})
+		require.NoError(t, err)
+		require.Nil(t, s.TLS.RootCAs)
+		require.Nil(t, s.TLS.GetClientCertificate)
+	})
+
+	t.Run("each mechanism is kafka-go's", func(t *testing.T) {
+		for _, m := range []string{config.SASLScramSHA256, config.SASLScramSHA512, config.SASLPlain} {
+			s, err := kafkaconn.New(config.Kafka{SASL: config.KafkaSASL{Mechanism: m, Username: "u", Password: "p"}})
+			require.NoError(t, err)
+			require.Equal(t, m, s.SASL.Name())
+			require.Equal(t, s.SASL, s.Dialer("").SASLMechanism)
+			require.Equal(t, s.SASL, s.Transport("").SASL)
+		}
+	})
+
+	for _, tc := range []struct {
+		name string
+		cfg  config.Kafka
+		want string
+	}{
+		{"a missing CA file", config.Kafka{TLS: true, CAFile: missing},
+			"kafka: KAFKA_CA_FILE: open " + missing + ": no such file or directory"},
+		{"a CA file without a certificate", config.Kafka{TLS: true, CAFile: notPEM},
+			"kafka: KAFKA_CA_FILE: " + notPEM + " holds no PEM certificate"},
+		{"a missing client key", config.Kafka{TLS: true, CertFile: p.clientCert, KeyFile: missing},
+			"kafka: KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE: open " + missing + ": no such file or directory"},
+		{"a client key that is not one", config.Kafka{TLS: true, CertFile: p.clientCert, KeyFile: notPEM},
+			"kafka: KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE: tls: failed to find any PEM data in key input"},
+		{"a missing password file", config.Kafka{SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "u", PasswordFile: missing}},
+			"kafka: KAFKA_SASL_PASSWORD_FILE: open " + missing + ": no such file or directory"},
+		{"an empty password file", config.Kafka{SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "u", PasswordFile: empty}},
+			"kafka: KAFKA_SASL_PASSWORD_FILE: " + empty + " is empty"},
+	} {
+		t.Run(tc.name+" is an error naming its variable", func(t *testing.T) {
+			_, err := kafkaconn.New(tc.cfg)
+			require.EqualError(t, err, tc.want)
+		})
+	}
+
+	t.Run("every bad file is reported at once", func(t *testing.T) {
+		_, err := kafkaconn.New(config.Kafka{TLS: true, CAFile: missing,
+			SASL: config.KafkaSASL{Mechanism: config.SASLPlain, Username: "u", PasswordFile: missing}})
+		require.ErrorContains(t, err, "KAFKA_CA_FILE")
+		require.ErrorContains(t, err, "KAFKA_SASL_PASSWORD_FILE")
+	})
+
+	t.Run("a password SCRAM cannot use is refused without being quoted", func(t *testing.T) {
+		const bad = "pass\u0007word" // a control character: SASLprep refuses it
+		_, err := kafkaconn.New(config.Kafka{SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA256, Username: "u", Password: bad}})
+		require.EqualError(t, err, "kafka: KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD: not usable with SCRAM-SHA-256")
+	})
+}
+
+// TestRoundTrip writes through a Transport and reads through a Dialer
+// from a broker that requires TLS with a client certificate and
+// SCRAM-SHA-512, with the password read from a file ending in a newline.
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	addr := startBroker(t, p, "relay", "correct horse")
+	pwFile := write(t, t.TempDir(), "password", []byte("correct horse\n"))
+	s, err := kafkaconn.New(config.Kafka{
+		Brokers: []string{addr}, TLS: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKy,
+		SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "relay", PasswordFile: pwFile},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, Transport: s.Transport("test-writer"),
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer func() { require.NoError(t, w.Close()) }()
+	require.NoError(t, w.WriteMessages(ctx, kafka.Message{Key: []byte("k"), Value: []byte("over TLS and SCRAM")}))
+
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: topic, GroupID: "test",
+		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, Dialer: s.Dialer("test-reader")})
+	defer func() { require.NoError(t, r.Close()) }()
+	m, err := r.FetchMessage(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "over TLS and SCRAM", string(m.Value))
+	require.NoError(t, r.CommitMessages(ctx, m))
+
+	// Without the client certificate the broker refuses the handshake.
+	noCert, err := kafkaconn.New(config.Kafka{TLS: true, CAFile: p.caFile,
+		SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "relay", Password: "correct horse"}})
+	require.NoError(t, err)
+	conn, err := noCert.Dialer("").DialContext(ctx, "tcp", addr)
+	if err == nil {
+		// TLS 1.3 clients learn of the refusal at their first read.
+		_, err = conn.ReadPartitions()
+		_ = conn.Close()
+	}
+	require.Error(t, err)
+}
