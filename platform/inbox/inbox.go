@@ -60,6 +60,7 @@ import (
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
+	"github.com/goodgo/goodgo/platform/keyring"
 )
 
 // Results, the result label of inbox_processed_total.
@@ -155,6 +156,9 @@ type Options struct {
 	// (platform/kafkaconn builds one from the KAFKA_* settings). Nil means
 	// kafka-go's default, plaintext without SASL.
 	Dialer *kafka.Dialer
+	// Keys seal the payloads of parked events (required): an event can
+	// carry personal data and a parked one waits for an operator.
+	Keys *keyring.Keyring
 }
 
 // Consumer reads events and applies each once. Create it with New and call
@@ -164,6 +168,7 @@ type Consumer struct {
 	pool    *pgxpool.Pool
 	handler Handler
 	types   map[string]bool // Config.Types; nil accepts every type
+	keys    *keyring.Keyring
 	reader  *kafka.Reader
 	tracer  trace.Tracer
 	log     *slog.Logger
@@ -195,6 +200,8 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 		return nil, errors.New("inbox: no topic")
 	case pool == nil || handler == nil:
 		return nil, errors.New("inbox: nil pool or handler")
+	case opts.Keys == nil:
+		return nil, ErrNoKeys
 	}
 	if cfg.Consumer == "" {
 		cfg.Consumer = cfg.GroupID
@@ -236,6 +243,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 		pool:    pool,
 		handler: handler,
 		types:   types,
+		keys:    opts.Keys,
 		reader: kafka.NewReader(kafka.ReaderConfig{
 			Brokers:        cfg.Brokers,
 			Dialer:         opts.Dialer,
@@ -588,20 +596,17 @@ func (c *Consumer) insertParked(ctx context.Context, q *inboxdb.Queries, m kafka
 	if err != nil {
 		return err
 	}
+	kid, payload, err := c.keys.Seal(m.Value, parkedAAD(c.cfg.Consumer, ev.ID))
+	if err != nil {
+		return fmt.Errorf("seal parked payload: %w", err)
+	}
 	_, err = q.ParkEvent(ctx, inboxdb.ParkEventParams{
 		Consumer: c.cfg.Consumer, EventID: ev.ID, Topic: m.Topic,
 		KafkaPartition: int32(m.Partition), KafkaOffset: m.Offset,
 		AggregateType: ev.AggregateType, AggregateID: ev.AggregateID, EventType: ev.Type,
-		Headers: hj, Payload: nonNil(m.Value), Error: cause.Error(),
+		Headers: hj, Payload: payload, KeyID: kid, Error: cause.Error(),
 	})
 	return err
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 // decode reads the envelope from m's headers. A message without a usable

@@ -176,7 +176,7 @@ func TestRelayKilledMidBatchLosesNothing(t *testing.T) {
 	}, cpool, func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
 		_, err := tx.Exec(ctx, "INSERT INTO effects (event_id, version) VALUES ($1, $2)", ev.ID, ev.AggregateVersion)
 		return err
-	}, inbox.Options{Registerer: reg})
+	}, inbox.Options{Registerer: reg, Keys: testKeys(t)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
