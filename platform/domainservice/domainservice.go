@@ -28,10 +28,10 @@ import (
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
-	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/redisclient"
 	"github.com/goodgo/goodgo/platform/security"
+	"github.com/goodgo/goodgo/platform/servicedb"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -49,10 +49,12 @@ type Config struct {
 	// (RATE_LIMIT_READ, RATE_LIMIT_WRITE, RATE_LIMIT_UPDATE).
 	RateLimits map[ratelimit.Class]ratelimit.Limit
 
-	// DatabaseURL is the service's own PostgreSQL database (DATABASE_URL,
-	// default goodgo_<service> on the local server); it is created if
-	// missing and migrated at start.
-	DatabaseURL string
+	// Database is the service's own PostgreSQL database: DATABASE_URL as
+	// its own role goodgo_<service> (default goodgo_<service> on the local
+	// server), and MIGRATE_DATABASE_URL as the owner that creates and
+	// migrates it at start (unset in production: a migration job does, see
+	// servicedb).
+	Database config.Database
 	// Redis holds the idempotency keys (REDIS_URL, REDIS_ADDRS).
 	Redis config.Redis
 	// Idempotency tunes the idempotency keys (IDEMPOTENCY_TTL,
@@ -82,7 +84,7 @@ func LoadConfig(e *config.Env, service, grpcAddr, httpAddr string) Config {
 		Common:        common,
 		Security:      config.LoadSecurity(e, service, common.Dev, true),
 		RateLimits:    config.RateLimits(e),
-		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_"+service+"?sslmode=disable", "postgres", "postgresql"),
+		Database:      config.LoadDatabase(e, service, common.Dev),
 		Redis:         config.LoadRedis(e),
 		Idempotency:   config.LoadIdempotency(e),
 		VersionTokens: e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32),
@@ -154,7 +156,8 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, api
 	if k.Security, err = security.Open(ctx, cfg.Security, cfg.Service, k.Logger); err != nil {
 		return k, err
 	}
-	if k.Pool, err = postgres.Open(ctx, cfg.DatabaseURL, migrations, k.Logger, cfg.StartupTimeout); err != nil {
+	// Its own role may append to the outbox but not read it: the relay's.
+	if k.Pool, err = servicedb.Open(ctx, cfg.Service, cfg.Dev, cfg.Database, migrations, outbox.WriterExcess, k.Logger, cfg.StartupTimeout); err != nil {
 		return k, err
 	}
 	if k.redis, err = redisclient.Connect(ctx, cfg.Redis, k.Logger, cfg.StartupTimeout); err != nil {

@@ -30,8 +30,70 @@ type Lookup = func(string) (string, bool)
 // problem to stderr and exits with ExitConfig; a run error prints one line
 // and exits with ExitRun; a clean stop returns normally (exit 0). run gets
 // stdout for its JSON logs and the lookup for the standard OTEL_* variables.
-func Main[C any](name string, load func(Lookup) (C, error), run func(context.Context, C, io.Writer, Lookup) error) {
-	os.Exit(runMain(name, load, run, os.LookupEnv, os.Stdout, os.Stderr))
+//
+// The binary's first argument may name one of commands (`order migrate`),
+// which then runs instead of the server, with the same exit codes; "help"
+// lists them. Any other argument prints the usage and exits with ExitConfig.
+func Main[C any](name string, load func(Lookup) (C, error), run func(context.Context, C, io.Writer, Lookup) error, commands ...Command) {
+	os.Exit(dispatch(name, os.Args[1:], load, run, commands, os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+// Command is a subcommand of a binary, such as migrate: a one-off task that
+// reads its own configuration (often less than the server's) and exits.
+type Command struct {
+	// Name is the argument that selects the command.
+	Name string
+	// Summary says in a few words what it does, for the usage.
+	Summary string
+	main    func(binary string, lookup Lookup, stdout, stderr io.Writer) int
+}
+
+// NewCommand returns the command name, which loads its configuration with
+// load and runs run once (until it returns, or SIGINT or SIGTERM cancels
+// its context), with Main's exit codes.
+func NewCommand[C any](name, summary string, load func(Lookup) (C, error), run func(context.Context, C, io.Writer, Lookup) error) Command {
+	return Command{Name: name, Summary: summary, main: func(binary string, lookup Lookup, stdout, stderr io.Writer) int {
+		return runMain(binary+" "+name, load, run, lookup, stdout, stderr)
+	}}
+}
+
+// Run runs the command as `binary <name>` would, returning the exit code.
+func (c Command) Run(binary string, lookup Lookup, stdout, stderr io.Writer) int {
+	return c.main(binary, lookup, stdout, stderr)
+}
+
+// dispatch runs the server, or the command args name.
+func dispatch[C any](name string, args []string, load func(Lookup) (C, error), run func(context.Context, C, io.Writer, Lookup) error,
+	commands []Command, lookup Lookup, stdout, stderr io.Writer,
+) int {
+	if len(args) == 0 {
+		return runMain(name, load, run, lookup, stdout, stderr)
+	}
+	if len(args) == 1 {
+		for _, c := range commands {
+			if args[0] == c.Name {
+				return c.Run(name, lookup, stdout, stderr)
+			}
+		}
+		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+			usage(stdout, name, commands)
+			return 0
+		}
+	}
+	fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", name, args)
+	usage(stderr, name, commands)
+	return ExitConfig
+}
+
+func usage(w io.Writer, name string, commands []Command) {
+	fmt.Fprintf(w, "usage: %s [command]\n\nWithout a command, %s serves until SIGINT or SIGTERM; its settings are environment variables.\n", name, name)
+	if len(commands) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
+	}
 }
 
 func runMain[C any](name string, load func(Lookup) (C, error), run func(context.Context, C, io.Writer, Lookup) error,

@@ -48,6 +48,75 @@ func TestMainExitCodes(t *testing.T) {
 	})
 }
 
+func TestCommands(t *testing.T) {
+	type migrateCfg struct{ url string }
+	var ran []string
+	load := func(Lookup) (cfg, error) { return cfg{name: "server"}, nil }
+	run := func(context.Context, cfg, io.Writer, Lookup) error { ran = append(ran, "server"); return nil }
+	migrate := NewCommand("migrate", "apply the migrations",
+		func(l Lookup) (migrateCfg, error) {
+			v, ok := l("MIGRATE_DATABASE_URL")
+			if !ok {
+				return migrateCfg{}, errors.New("MIGRATE_DATABASE_URL: required")
+			}
+			return migrateCfg{url: v}, nil
+		},
+		func(_ context.Context, c migrateCfg, _ io.Writer, _ Lookup) error {
+			ran = append(ran, "migrate "+c.url)
+			if c.url == "broken" {
+				return errors.New("migration 4 failed")
+			}
+			return nil
+		})
+	env := func(vars map[string]string) Lookup {
+		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	}
+	main := func(args []string, vars map[string]string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := dispatch("svc", args, load, run, []Command{migrate}, env(vars), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+
+	t.Run("no argument serves", func(t *testing.T) {
+		ran = nil
+		code, _, _ := main(nil, nil)
+		require.Equal(t, 0, code)
+		require.Equal(t, []string{"server"}, ran)
+	})
+	t.Run("a command runs instead of the server, with its own configuration", func(t *testing.T) {
+		ran = nil
+		code, _, _ := main([]string{"migrate"}, map[string]string{"MIGRATE_DATABASE_URL": "u"})
+		require.Equal(t, 0, code)
+		require.Equal(t, []string{"migrate u"}, ran)
+	})
+	t.Run("a command's configuration and run errors have the server's exit codes", func(t *testing.T) {
+		ran = nil
+		code, _, stderr := main([]string{"migrate"}, nil)
+		require.Equal(t, ExitConfig, code)
+		require.Equal(t, "config: MIGRATE_DATABASE_URL: required\n", stderr)
+		code, _, stderr = main([]string{"migrate"}, map[string]string{"MIGRATE_DATABASE_URL": "broken"})
+		require.Equal(t, ExitRun, code)
+		require.Equal(t, "svc migrate: migration 4 failed\n", stderr)
+		require.Equal(t, []string{"migrate broken"}, ran)
+	})
+	t.Run("help lists the commands", func(t *testing.T) {
+		code, stdout, _ := main([]string{"help"}, nil)
+		require.Equal(t, 0, code)
+		require.Contains(t, stdout, "usage: svc [command]")
+		require.Contains(t, stdout, "migrate    apply the migrations")
+	})
+	t.Run("anything else is refused with the usage, and nothing runs", func(t *testing.T) {
+		for _, args := range [][]string{{"migrat"}, {"migrate", "now"}, {"-x"}} {
+			ran = nil
+			code, _, stderr := main(args, nil)
+			require.Equal(t, ExitConfig, code, args)
+			require.Contains(t, stderr, "svc: unexpected arguments")
+			require.Contains(t, stderr, "usage: svc [command]")
+			require.Empty(t, ran)
+		}
+	})
+}
+
 func TestServe(t *testing.T) {
 	t.Run("one server failing stops the others and reports the error", func(t *testing.T) {
 		boom := errors.New("boom")

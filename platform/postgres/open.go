@@ -12,11 +12,48 @@ import (
 	"github.com/goodgo/goodgo/platform/internal/retry"
 )
 
-// Open is what a service does with its own database at start-up: create it
-// if it is missing (development: one server, a database per service), apply
-// the embedded migrations (safe with several replicas starting at once) and
-// return a connected pool. An unreachable server is waited for up to maxWait.
+// Open is what a service does with its own database at start-up when one
+// role both owns and uses it (tests, a developer's superuser): OpenService
+// with url as the migrating connection too.
 func Open(ctx context.Context, url string, migrations fs.FS, logger *slog.Logger, maxWait time.Duration) (*pgxpool.Pool, error) {
+	return OpenService(ctx, url, url, migrations, logger, maxWait)
+}
+
+// OpenService is what a service does with its own database at start-up,
+// connecting as its own role (url) and returning a connected pool. With
+// migrateURL, a connection as the database's owner, it first creates the
+// database if it is missing (development: one server, a database per
+// service) and applies the embedded migrations (safe with several replicas
+// starting at once; see MigrateDatabase). Without it, someone else
+// migrates (the binary's migrate command, as a Kubernetes Job): OpenService
+// waits for the schema to reach the latest version of migrations and fails
+// with a *SchemaError when it does not. Each wait (for an unreachable
+// server, for the schema) lasts up to maxWait.
+func OpenService(ctx context.Context, url, migrateURL string, migrations fs.FS, logger *slog.Logger, maxWait time.Duration) (*pgxpool.Pool, error) {
+	if migrateURL != "" {
+		if err := MigrateDatabase(ctx, migrateURL, migrations, logger, maxWait); err != nil {
+			return nil, err
+		}
+	}
+	pool, err := Connect(ctx, url, logger, maxWait)
+	if err != nil {
+		return nil, err
+	}
+	if migrateURL == "" {
+		if err := WaitForSchema(ctx, pool, migrations, logger, maxWait); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+// MigrateDatabase creates the database of url if it is missing and applies
+// migrations to it (see EnsureDatabase and Migrate), connecting as url's
+// role: the owner of the database, allowed to create it and, for the
+// migrations that create the services' roles, to create roles. An
+// unreachable server is waited for up to maxWait.
+func MigrateDatabase(ctx context.Context, url string, migrations fs.FS, logger *slog.Logger, maxWait time.Duration) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -26,10 +63,7 @@ func Open(ctx context.Context, url string, migrations fs.FS, logger *slog.Logger
 				"attempt", attempt, "retry_in", wait.String(), "error", err.Error())
 		})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return fmt.Errorf("postgres: %w", err)
 	}
-	if err := Migrate(ctx, url, migrations, logger); err != nil {
-		return nil, err
-	}
-	return Connect(ctx, url, logger, maxWait)
+	return Migrate(ctx, url, migrations, logger)
 }

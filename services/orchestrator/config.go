@@ -25,9 +25,12 @@ type Config struct {
 	// RateLimits are the per-user limits of SagaService's calls
 	// (RATE_LIMIT_READ, RATE_LIMIT_WRITE).
 	RateLimits map[ratelimit.Class]ratelimit.Limit
-	// DatabaseURL is the orchestrator's own database (DATABASE_URL): saga
-	// state, step log, audit and inbox. Created if missing, migrated at start.
-	DatabaseURL string
+	// Database is the orchestrator's own database: saga state, step log,
+	// audit and inbox. DATABASE_URL connects as its role
+	// goodgo_orchestrator; MIGRATE_DATABASE_URL, the owner's connection,
+	// creates and migrates it at start (unset in production: a migration
+	// job does, see servicedb).
+	Database config.Database
 	// Redis holds the idempotency keys of RetrySaga and AbortSaga
 	// (REDIS_URL, REDIS_ADDRS).
 	Redis config.Redis
@@ -90,7 +93,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		Common:        common,
 		Security:      config.LoadSecurity(e, "orchestrator", common.Dev, true),
 		RateLimits:    config.RateLimits(e),
-		DatabaseURL:   e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/goodgo_orchestrator?sslmode=disable", "postgres", "postgresql"),
+		Database:      config.LoadDatabase(e, "orchestrator", common.Dev),
 		Redis:         config.LoadRedis(e),
 		Idempotency:   config.LoadIdempotency(e),
 		Kafka:         config.LoadKafka(e),

@@ -4,9 +4,16 @@
 // (SagaService for operators). See README.md.
 package main
 
-import "github.com/goodgo/goodgo/platform/lifecycle"
+import (
+	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/servicedb"
+)
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-func main() { lifecycle.Main("orchestrator", loadConfig, run) }
+// `orchestrator migrate` only migrates the database, as its owner: a migration job.
+func main() {
+	lifecycle.Main("orchestrator", loadConfig, run, servicedb.Command("orchestrator", db.Orchestrator))
+}

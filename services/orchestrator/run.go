@@ -21,6 +21,7 @@ import (
 	"github.com/goodgo/goodgo/platform/redisclient"
 	"github.com/goodgo/goodgo/platform/saga"
 	"github.com/goodgo/goodgo/platform/security"
+	"github.com/goodgo/goodgo/platform/servicedb"
 	"github.com/goodgo/goodgo/platform/telemetry"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
@@ -64,7 +65,10 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	}
 	defer sec.Close(ctx)
 
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL, db.Orchestrator, logger, cfg.StartupTimeout)
+	// Its role may use its saga and inbox tables, nothing more: neither a
+	// superuser nor the owner of its tables.
+	pool, err := servicedb.Open(ctx, cfg.Service, cfg.Dev, cfg.Database, db.Orchestrator, postgres.Privileges.Unrestricted,
+		logger, cfg.StartupTimeout)
 	if err != nil {
 		return err
 	}

@@ -94,7 +94,8 @@ func startService(tb testing.TB, env map[string]string) *service {
 	pki := authtest.New(tb)
 	vars := pki.Env("payment")
 	maps.Copy(vars, map[string]string{
-		"DATABASE_URL":           dbURL,
+		"DATABASE_URL":           pgtest.AsRole(dbURL, "goodgo_payment"), // its own role; the owner (here the superuser) migrates
+		"MIGRATE_DATABASE_URL":   dbURL,
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
 		"IDEMPOTENCY_KEY_PREFIX": "payment-main-test:" + uuid.NewString() + ":",
@@ -243,7 +244,9 @@ func TestRunFailsFastOnUnreachableRedis(t *testing.T) {
 	dbURL, _ := pgtest.NewDatabase(t, db.Payment)
 	vars := authtest.New(t).Env("payment")
 	maps.Copy(vars, map[string]string{
-		"DATABASE_URL": dbURL, "REDIS_URL": "redis://127.0.0.1:1/0", "STARTUP_TIMEOUT": "300ms",
+		// Migrated already (pgtest's template): production mode without
+		// MIGRATE_DATABASE_URL only checks the schema version.
+		"DATABASE_URL": pgtest.AsRole(dbURL, "goodgo_payment"), "REDIS_URL": "redis://127.0.0.1:1/0", "STARTUP_TIMEOUT": "300ms",
 		"GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "OTEL_SDK_DISABLED": "true",
 	})
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
