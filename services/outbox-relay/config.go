@@ -27,7 +27,10 @@ type Config struct {
 	// OutboxDatabaseURLs are the databases whose outbox tables the relay
 	// drains (OUTBOX_DATABASE_URLS, comma-separated). The relay never
 	// creates them: one that does not exist yet is retried until its
-	// service has created and migrated it.
+	// service has created and migrated it. The relay connects as its own
+	// role, goodgo_relay, which may read, mark and delete outbox rows and
+	// nothing else; it logs at start what its role may do in each database
+	// and warns when that is more.
 	OutboxDatabaseURLs []string
 	// Kafka is the cluster the events are published to: KAFKA_BROKERS,
 	// TLS (KAFKA_TLS, KAFKA_CA_FILE, KAFKA_TLS_*) and SASL (KAFKA_SASL_*).
@@ -74,9 +77,9 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	c := Config{
 		Common: config.LoadCommon(e, "outbox-relay", "127.0.0.1:50055", "127.0.0.1:9105"),
 		OutboxDatabaseURLs: e.URLList("OUTBOX_DATABASE_URLS", []string{
-			"postgres://postgres@127.0.0.1:5432/goodgo_order?sslmode=disable",
-			"postgres://postgres@127.0.0.1:5432/goodgo_payment?sslmode=disable",
-			"postgres://postgres@127.0.0.1:5432/goodgo_inventory?sslmode=disable",
+			"postgres://goodgo_relay@127.0.0.1:5432/goodgo_order?sslmode=disable",
+			"postgres://goodgo_relay@127.0.0.1:5432/goodgo_payment?sslmode=disable",
+			"postgres://goodgo_relay@127.0.0.1:5432/goodgo_inventory?sslmode=disable",
 		}, "postgres", "postgresql"),
 		Kafka:           config.LoadKafka(e),
 		RelayID:         e.String("RELAY_ID", defaultRelayID()),

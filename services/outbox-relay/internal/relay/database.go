@@ -159,6 +159,7 @@ func (d *database) maintain(ctx context.Context) {
 	stats := time.NewTicker(cfg.StatsInterval)
 	defer stats.Stop()
 	// Sample at once, so that the gauges exist from the start.
+	checked := d.checkAccess(ctx)
 	if err := d.sampleStats(ctx); err != nil && ctx.Err() == nil {
 		d.health.fail(err)
 	}
@@ -171,6 +172,9 @@ func (d *database) maintain(ctx context.Context) {
 				d.health.fail(err)
 			}
 		case <-stats.C:
+			if !checked {
+				checked = d.checkAccess(ctx)
+			}
 			if err := d.sampleStats(ctx); err != nil && ctx.Err() == nil {
 				d.health.fail(err)
 			}
@@ -192,10 +196,33 @@ func (d *database) deletePublished(ctx context.Context) error {
 		}
 		d.health.ok()
 		d.r.metrics.deleted.WithLabelValues(d.name).Add(float64(n))
+		d.r.metrics.rows.WithLabelValues(d.name, opDeleted).Add(float64(n))
 		if n < janitorBatch {
 			return nil
 		}
 	}
+}
+
+// checkAccess logs, once the outbox table exists, what the relay's role may
+// do in this database, and warns when that is more than the relay needs
+// (outbox.RelayAccess): a superuser, an owner, or a role that may insert
+// outbox rows or read business tables. It reports whether it could tell;
+// an error is left to sampleStats, which meets it too.
+func (d *database) checkAccess(ctx context.Context) bool {
+	p, err := postgres.ReadPrivileges(ctx, d.pool)
+	if err != nil {
+		return false
+	}
+	if _, ok := p.Tables[outbox.Table]; !ok {
+		return false // not migrated yet
+	}
+	d.log.Info("outbox access", "role", p.Role, "superuser", p.Superuser,
+		"outbox", p.Tables[outbox.Table], "outbox_lanes", p.Tables[outbox.LanesTable])
+	if extra := outbox.RelayExcess(p); len(extra) > 0 {
+		d.log.Warn("the relay's role holds more than it needs in this database: connect as goodgo_relay (README \"Database roles\")",
+			"role", p.Role, "excess", extra)
+	}
+	return true
 }
 
 func (d *database) sampleStats(ctx context.Context) error {

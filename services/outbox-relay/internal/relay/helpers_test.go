@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -79,6 +80,9 @@ type relayOpts struct {
 	keys     *keyring.Keyring
 	tracer   func(o *relay.Options)
 	logLevel slog.Level
+	// logs receives the relay's JSON log lines too (they always go to the
+	// test log).
+	logs io.Writer
 }
 
 // runningRelay is a relay run in-process by a test.
@@ -128,11 +132,15 @@ func startRelay(tb testing.TB, o relayOpts) *runningRelay {
 	if keys == nil {
 		keys = testKeys(tb)
 	}
+	var logTo io.Writer = testWriter{tb}
+	if o.logs != nil {
+		logTo = io.MultiWriter(logTo, o.logs)
+	}
 	opts := relay.Options{
 		NewPublisher: k.NewPublisher,
 		Keys:         keys,
 		Registerer:   reg,
-		Logger:       slog.New(slog.NewJSONHandler(testWriter{tb}, &slog.HandlerOptions{Level: max(o.logLevel, slog.LevelInfo)})).With("relay", o.id),
+		Logger:       slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: max(o.logLevel, slog.LevelInfo)})).With("relay", o.id),
 	}
 	if o.tracer != nil {
 		o.tracer(&opts)

@@ -30,7 +30,21 @@ type metrics struct {
 	lanesOwned *prometheus.GaugeVec
 	// outbox_deleted_total{database}: published rows deleted by the janitor.
 	deleted *prometheus.CounterVec
+	// outbox_relay_rows_total{database,operation}: rows the relay read,
+	// marked published, recorded a failed attempt on, parked or deleted —
+	// the outbox's access pattern, beside the writers' outbox_events_total.
+	// Nothing else may touch the table (README "Database roles").
+	rows *prometheus.CounterVec
 }
+
+// Operations of outbox_relay_rows_total.
+const (
+	opRead      = "read"
+	opPublished = "published"
+	opFailed    = "failed"
+	opParked    = "parked"
+	opDeleted   = "deleted"
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -63,6 +77,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "outbox_deleted_total",
 			Help: "Published outbox rows deleted by the janitor after the retention.",
 		}, []string{"database"}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outbox_relay_rows_total",
+			Help: "Outbox rows the relay accessed, per database and operation: read (selected to publish), published (marked), " +
+				"failed (a failed attempt recorded), parked, deleted (janitor). The outbox's access pattern; writers' inserts are outbox_events_total.",
+		}, []string{"database", "operation"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -70,6 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err := errors.Join(
 		reg.Register(m.published), reg.Register(m.failed), reg.Register(m.publishLag),
 		reg.Register(m.lag), reg.Register(m.tableSize), reg.Register(m.lanesOwned), reg.Register(m.deleted),
+		reg.Register(m.rows),
 	); err != nil {
 		return nil, fmt.Errorf("relay: register metrics: %w", err)
 	}

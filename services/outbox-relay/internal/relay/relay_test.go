@@ -241,6 +241,7 @@ func TestRelayParksWhatTheBrokerRejectsAndGoesOn(t *testing.T) {
 	require.Contains(t, got[1].Error, "too_large")
 	require.Equal(t, 1.0, metricValue(t, rr.reg, "outbox_failed_events_total", map[string]string{"reason": "rejected"}))
 	require.Equal(t, 1.0, metricValue(t, rr.reg, "outbox_failed_events_total", map[string]string{"reason": "too_large"}))
+	require.Equal(t, 2.0, metricValue(t, rr.reg, "outbox_relay_rows_total", map[string]string{"operation": "parked"}))
 	require.Eventually(t, func() bool {
 		return metricValue(t, rr.reg, "outbox_table_size", map[string]string{"state": "parked"}) == 2
 	}, 5*time.Second, 20*time.Millisecond)
@@ -286,6 +287,11 @@ func TestRelayJanitorKeepsTheTableBounded(t *testing.T) {
 		"every published row deleted after the retention")
 	requireMetric(t, rr.reg, float64(total), "outbox_deleted_total", nil)
 	requireMetric(t, rr.reg, float64(total), "outbox_published_total", nil)
+	// The access pattern: every row marked and deleted once, read at
+	// least once.
+	requireMetric(t, rr.reg, float64(total), "outbox_relay_rows_total", map[string]string{"operation": "deleted"})
+	requireMetric(t, rr.reg, float64(total), "outbox_relay_rows_total", map[string]string{"operation": "published"})
+	require.GreaterOrEqual(t, metricValue(t, rr.reg, "outbox_relay_rows_total", map[string]string{"operation": "read"}), float64(total))
 }
 
 // One database that does not exist yet (its service has not started) does

@@ -147,6 +147,7 @@ func (w *worker) cycle(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	w.d.health.ok()
+	w.d.r.metrics.rows.WithLabelValues(w.d.name, opRead).Add(float64(len(recs)))
 	if len(recs) == 0 {
 		return false, nil
 	}
@@ -404,6 +405,7 @@ func (w *worker) mark(ctx context.Context, items []item) {
 	}
 	now := time.Now()
 	m := w.d.r.metrics
+	m.rows.WithLabelValues(w.d.name, opPublished).Add(float64(n))
 	for _, it := range items {
 		m.published.WithLabelValues(it.rec.Topic).Inc()
 		m.publishLag.WithLabelValues(it.rec.Topic).Observe(now.Sub(it.rec.OccurredAt).Seconds())
@@ -427,7 +429,7 @@ func (w *worker) park(ctx context.Context, it item, reason string, cause error) 
 		it.span.SetStatus(codes.Error, msg)
 		it.span.End()
 	}
-	_, err := w.d.q.ParkEvent(context.WithoutCancel(ctx), outboxdb.ParkEventParams{
+	n, err := w.d.q.ParkEvent(context.WithoutCancel(ctx), outboxdb.ParkEventParams{
 		ID: it.rec.ID, Error: msg, Owner: w.d.r.cfg.ID,
 	})
 	if err != nil {
@@ -435,6 +437,7 @@ func (w *worker) park(ctx context.Context, it item, reason string, cause error) 
 		w.d.health.fail(err)
 		return
 	}
+	w.d.r.metrics.rows.WithLabelValues(w.d.name, opParked).Add(float64(n))
 	w.d.log.Error("outbox event parked: later events of its aggregate are published without it; an operator must resolve it",
 		"event_id", it.rec.EventID.String(), "outbox_id", it.rec.ID, "topic", it.rec.Topic,
 		"event_type", it.rec.EventType, "aggregate_id", it.rec.AggregateID,
@@ -454,6 +457,8 @@ func (w *worker) recordFailure(ctx context.Context, items []item, cause error) {
 	}
 	if err := w.d.q.RecordFailure(ctx, outboxdb.RecordFailureParams{Ids: ids, Error: msg}); err != nil {
 		w.d.health.fail(err)
+	} else {
+		w.d.r.metrics.rows.WithLabelValues(w.d.name, opFailed).Add(float64(len(ids)))
 	}
 	w.d.log.Warn("publishing failed; retrying with backoff", "rows", len(items), "error", cause.Error())
 }
