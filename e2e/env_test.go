@@ -83,7 +83,8 @@ type Env struct {
 	operator, admin string
 	adminInvOnce    sync.Once
 	adminInv        inventoryv1.InventoryServiceClient
-	// dbURLs are the services' DATABASE_URLs.
+	// dbURLs are the services' databases as the test server's superuser;
+	// the binaries connect as their own roles (env).
 	dbURLs map[string]string
 	// idemPrefix starts every idempotency key of this environment in Redis.
 	idemPrefix string
@@ -134,6 +135,10 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 	// Cleanups run last-registered first: Redis keys and databases go after
 	// the processes (registered later, by Start) are killed.
 	tb.Cleanup(e.deleteRedisKeys)
+	// The binaries create and migrate their databases as an owner that is
+	// not a superuser (as on a managed PostgreSQL), and serve as their own
+	// roles (README "Database roles").
+	pgtest.EnsureOwner(tb)
 	e.dbURLs = databases(tb, suffix, svcOrder, svcPayment, svcInventory, svcOrchestrator)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -179,13 +184,15 @@ func (e *Env) env(svc string) map[string]string {
 	})
 	switch svc {
 	case svcRelay:
-		v["OUTBOX_DATABASE_URLS"] = e.dbURLs[svcOrder] + "," + e.dbURLs[svcPayment] + "," + e.dbURLs[svcInventory]
+		v["OUTBOX_DATABASE_URLS"] = pgtest.AsRole(e.dbURLs[svcOrder], roleRelay) + "," +
+			pgtest.AsRole(e.dbURLs[svcPayment], roleRelay) + "," + pgtest.AsRole(e.dbURLs[svcInventory], roleRelay)
 		// Published rows stay, so the invariants can compare every outbox
 		// row with what reached Kafka.
 		v["OUTBOX_RETENTION"] = "24h"
 		v["RELAY_ID"] = "e2e-relay"
 	default:
-		v["DATABASE_URL"] = e.dbURLs[svc]
+		v["DATABASE_URL"] = pgtest.AsRole(e.dbURLs[svc], "goodgo_"+svc)
+		v["MIGRATE_DATABASE_URL"] = pgtest.AsRole(e.dbURLs[svc], pgtest.Owner)
 	}
 	e.mu.Lock()
 	switch svc {

@@ -20,6 +20,8 @@ const sagaTimeout = 60 * time.Second
 func TestSagaOutcomes(t *testing.T) {
 	e := NewEnv(t, envOptions{race: true})
 
+	t.Run("every binary runs as its own database role", e.CheckRoles)
+
 	t.Run("happy path: CONFIRMED, payment captured, stock reserved", func(t *testing.T) {
 		kbBefore, _ := e.Stock(t, "SKU-KEYBOARD")
 		msBefore, _ := e.Stock(t, "SKU-MOUSE")
