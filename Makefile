@@ -72,6 +72,8 @@ verify/fmt: ## Fail if any Go file is not gofmt'ed
 verify/migrations: ## Fail if a service's copy of the outbox/inbox/saga DDL drifts from db/{outbox,inbox,saga}
 	@for s in order payment inventory; do cmp -s db/outbox/schema/outbox.sql db/$$s/migrations/000002_outbox.up.sql || { echo "db/$$s outbox migration differs from db/outbox/schema/outbox.sql"; exit 1; }; done
 	@for s in orchestrator orderread; do cmp -s db/inbox/schema/inbox.sql db/$$s/migrations/000002_inbox.up.sql || { echo "db/$$s inbox migration differs from db/inbox/schema/inbox.sql"; exit 1; }; done
+	@cmp -s db/inbox/schema/inbox_sealed.sql db/orchestrator/migrations/000004_inbox_sealed.up.sql || { echo "db/orchestrator sealed-inbox migration differs from db/inbox/schema/inbox_sealed.sql"; exit 1; }
+	@cmp -s db/inbox/schema/inbox_sealed.sql db/orderread/migrations/000003_inbox_sealed.up.sql || { echo "db/orderread sealed-inbox migration differs from db/inbox/schema/inbox_sealed.sql"; exit 1; }
 	@cmp -s db/saga/schema/saga.sql db/orchestrator/migrations/000001_sagas.up.sql || { echo "db/orchestrator saga migration differs from db/saga/schema/saga.sql"; exit 1; }
 
 .PHONY: tidy fmt lint

@@ -352,7 +352,8 @@ func (e *Env) snapshot(t *testing.T) map[string]string {
 	require.NoError(t, err)
 	records := 0
 	for _, k := range keys {
-		if !strings.HasPrefix(k, e.idemPrefix+"track:") {
+		// <prefix><service>:track:… are the per-user sets of tracked keys.
+		if !strings.Contains(strings.TrimPrefix(k, e.idemPrefix), ":track:") {
 			records++
 		}
 	}

@@ -62,17 +62,18 @@ type Config struct {
 	Idempotency config.Idempotency
 	// VersionTokens sign and verify version tokens, by key id
 	// (VERSION_TOKEN_KEYS "kid:base64,…", keys of at least 32 bytes;
-	// VERSION_TOKEN_ACTIVE_KEY signs, default the only key id). Unset, the
-	// public development key is used and Open logs a warning.
+	// VERSION_TOKEN_ACTIVE_KEY signs, default the only key id).
 	VersionTokens config.KeySet
 	// OutboxKeys encrypt PII event payloads (OUTBOX_KEYS "kid:base64,…",
 	// 32-byte AES-256 keys; OUTBOX_ACTIVE_KEY, default the only key id).
 	// Services whose events carry no PII configure them all the same, so
 	// that a future PII event needs no new settings.
 	OutboxKeys *keyring.Keyring
-	// DevOutboxKeys reports that OUTBOX_KEYS was unset and the public
-	// development key is in use.
-	DevOutboxKeys bool
+	// PIIKeys seal personal data at rest in the service's own stores: its
+	// tables and the replies kept in Redis for idempotent replay (PII_KEYS,
+	// PII_ACTIVE_KEY). Every key variable has a public development default
+	// in development mode only; production mode requires them all.
+	PIIKeys *keyring.Keyring
 }
 
 // LoadConfig reads Config for service (its name, and the default
@@ -87,9 +88,10 @@ func LoadConfig(e *config.Env, service, grpcAddr, httpAddr string) Config {
 		Database:      config.LoadDatabase(e, service, common.Dev),
 		Redis:         config.LoadRedis(e),
 		Idempotency:   config.LoadIdempotency(e),
-		VersionTokens: e.KeySet("VERSION_TOKEN_KEYS", "VERSION_TOKEN_ACTIVE_KEY", config.DevVersionTokenKeys, 32),
+		VersionTokens: e.Keys(config.VersionTokenKeys, common.Dev),
+		OutboxKeys:    e.Keyring(config.OutboxKeys, common.Dev),
+		PIIKeys:       e.Keyring(config.PIIKeys, common.Dev),
 	}
-	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
 	return c
 }
 
@@ -147,12 +149,6 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, api
 		return k, err
 	}
 	k.Registry = k.tel.Registry
-	if cfg.VersionTokens.Dev {
-		k.Logger.Warn("VERSION_TOKEN_KEYS unset: signing version tokens with the public development key")
-	}
-	if cfg.DevOutboxKeys {
-		k.Logger.Warn("OUTBOX_KEYS unset: using the public development key for PII event payloads")
-	}
 	if k.Security, err = security.Open(ctx, cfg.Security, cfg.Service, k.Logger); err != nil {
 		return k, err
 	}
@@ -163,7 +159,10 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, api
 	if k.redis, err = redisclient.Connect(ctx, cfg.Redis, k.Logger, cfg.StartupTimeout); err != nil {
 		return k, err
 	}
-	store := idempotency.NewRedisStore(k.redis, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix})
+	store, err := idempotency.NewRedisStore(k.redis, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix, Service: cfg.Service, Keys: cfg.PIIKeys})
+	if err != nil {
+		return k, err
+	}
 	if k.Guard, err = idempotency.New(store, api.Idempotency, idempotency.Options{TTL: cfg.Idempotency.TTL}, k.Registry, k.Logger); err != nil {
 		return k, err
 	}

@@ -7,6 +7,7 @@ package main
 import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/reseal"
 	"github.com/goodgo/goodgo/platform/servicedb"
 )
 
@@ -15,5 +16,5 @@ var version = "dev"
 
 // `inventory migrate` only migrates the database, as its owner: a migration job.
 func main() {
-	lifecycle.Main("inventory", loadConfig, run, servicedb.Command("inventory", db.Inventory))
+	lifecycle.Main("inventory", loadConfig, run, servicedb.Command("inventory", db.Inventory), reseal.Command("inventory", false))
 }

@@ -45,11 +45,13 @@ type Config struct {
 	OrderAddr, PaymentAddr, InventoryAddr string
 	// ContextKeys encrypt the saga context at rest (SAGA_CONTEXT_KEYS
 	// "kid:base64,…" of 32-byte AES-256 keys; SAGA_CONTEXT_ACTIVE_KEY,
-	// default the only key id). Unset, the public development key is used
-	// and run logs a warning.
+	// default the only key id).
 	ContextKeys *keyring.Keyring
-	// DevContextKeys reports that SAGA_CONTEXT_KEYS was unset.
-	DevContextKeys bool
+	// PIIKeys seal personal data the orchestrator keeps: parked inbox
+	// payloads and replies kept for idempotent replay (PII_KEYS,
+	// PII_ACTIVE_KEY). Key variables have public development defaults in
+	// development mode only.
+	PIIKeys *keyring.Keyring
 	// Saga tunes the saga engine.
 	Saga SagaConfig
 }
@@ -112,7 +114,8 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 			DenyUsers:         e.List("SAGA_DENY_USERS", nil),
 		},
 	}
-	c.ContextKeys, c.DevContextKeys = e.Keyring("SAGA_CONTEXT_KEYS", "SAGA_CONTEXT_ACTIVE_KEY", config.DevEncryptionKeys)
+	c.ContextKeys = e.Keyring(config.SagaContextKeys, common.Dev)
+	c.PIIKeys = e.Keyring(config.PIIKeys, common.Dev)
 	if c.Saga.StepAttempts < 1 {
 		e.Invalid("SAGA_STEP_ATTEMPTS", fmt.Sprintf("must be at least 1 (got %d)", c.Saga.StepAttempts))
 	}

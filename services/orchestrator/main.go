@@ -7,6 +7,7 @@ package main
 import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/reseal"
 	"github.com/goodgo/goodgo/platform/servicedb"
 )
 
@@ -15,5 +16,6 @@ var version = "dev"
 
 // `orchestrator migrate` only migrates the database, as its owner: a migration job.
 func main() {
-	lifecycle.Main("orchestrator", loadConfig, run, servicedb.Command("orchestrator", db.Orchestrator))
+	lifecycle.Main("orchestrator", loadConfig, run, servicedb.Command("orchestrator", db.Orchestrator),
+		reseal.Command("orchestrator", true, reseal.SagaContexts, reseal.ParkedEvents))
 }

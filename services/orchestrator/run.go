@@ -55,9 +55,6 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	}
 	defer tel.Close(ctx, logger) // last, after everything stopped, so the final spans are flushed
 	reg := tel.Registry
-	if cfg.DevContextKeys {
-		logger.Warn("SAGA_CONTEXT_KEYS unset: encrypting saga context with the public development key")
-	}
 
 	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
 	if err != nil {
@@ -78,8 +75,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	defer func() { _ = rdb.Close() }()
-	guard, err := idempotency.New(idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix}),
-		grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.Idempotency.TTL}, reg, logger)
+	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix, Service: cfg.Service, Keys: cfg.PIIKeys})
+	if err != nil {
+		return err
+	}
+	guard, err := idempotency.New(store, grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.Idempotency.TTL}, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		Brokers: cfg.Kafka.Brokers, GroupID: consumerGroup, Consumer: consumerName, Topics: []string{event.TopicOrder},
 		Types: consumer.Types,
 	}, pool, consumer.Handler(engine, logger), inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
-		Dialer: kconn.Dialer(consumerName)})
+		Dialer: kconn.Dialer(consumerName), Keys: cfg.PIIKeys})
 	if err != nil {
 		return err
 	}

@@ -37,9 +37,8 @@ type Config struct {
 	Kafka config.Kafka
 	// OutboxKeys open PII payloads sealed by the writers (OUTBOX_KEYS,
 	// OUTBOX_ACTIVE_KEY): every key a writer may have used must be here.
+	// The public development key is the default in development mode only.
 	OutboxKeys *keyring.Keyring
-	// DevOutboxKeys reports that the public development key is in use.
-	DevOutboxKeys bool
 	// RelayID names this replica in lane leases (RELAY_ID, default
 	// hostname-pid-random; at most 50 bytes).
 	RelayID string
@@ -95,7 +94,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	if len(c.RelayID) > relay.MaxRelayIDLen {
 		e.Invalid("RELAY_ID", fmt.Sprintf("at most %d bytes (got %d)", relay.MaxRelayIDLen, len(c.RelayID)))
 	}
-	c.OutboxKeys, c.DevOutboxKeys = e.Keyring("OUTBOX_KEYS", "OUTBOX_ACTIVE_KEY", config.DevEncryptionKeys)
+	c.OutboxKeys = e.Keyring(config.OutboxKeys, c.Dev)
 	c.Security = config.LoadSecurity(e, c.Service, c.Dev, false)
 	return c, e.Err()
 }

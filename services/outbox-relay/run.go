@@ -21,9 +21,6 @@ import (
 // variables.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
-	if cfg.DevOutboxKeys {
-		logger.Warn("OUTBOX_KEYS unset: opening PII payloads with the public development key")
-	}
 	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ package main
 import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/reseal"
 	"github.com/goodgo/goodgo/platform/servicedb"
 )
 
@@ -15,5 +16,5 @@ var version = "dev"
 
 // `payment migrate` only migrates the database, as its owner: a migration job.
 func main() {
-	lifecycle.Main("payment", loadConfig, run, servicedb.Command("payment", db.Payment))
+	lifecycle.Main("payment", loadConfig, run, servicedb.Command("payment", db.Payment), reseal.Command("payment", false))
 }
