@@ -23,12 +23,10 @@ import (
 
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/idempotency"
-	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/redisclient"
-	"github.com/goodgo/goodgo/platform/saga"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -47,16 +45,6 @@ type Target struct {
 	// Run reseals it.
 	Run func(ctx context.Context, s Stores) (keyring.ResealStats, error)
 }
-
-// ParkedEvents are the payloads of the inbox's parked events (PII keys).
-var ParkedEvents = Target{Name: "inbox_parked.payload", Run: func(ctx context.Context, s Stores) (keyring.ResealStats, error) {
-	return inbox.ResealParked(ctx, s.Pool, s.PII)
-}}
-
-// SagaContexts are the saga contexts (SAGA_CONTEXT_KEYS).
-var SagaContexts = Target{Name: "sagas.context", Run: func(ctx context.Context, s Stores) (keyring.ResealStats, error) {
-	return saga.ResealContexts(ctx, s.Pool, s.SagaContext)
-}}
 
 type settings struct {
 	common      config.Common
