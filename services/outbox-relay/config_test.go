@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
 )
 
@@ -42,6 +43,15 @@ func TestLoadConfigDefaults(t *testing.T) {
 	require.NotEqual(t, c.RelayID, other.RelayID, "a default id is unique per start")
 }
 
+func TestProductionRefusesMissingOrDevelopmentKeys(t *testing.T) {
+	base := map[string]string{"TLS_CERT_FILE": "/tls/tls.crt", "TLS_KEY_FILE": "/tls/tls.key", "TLS_CA_FILE": "/tls/ca.crt"}
+	_, err := loadConfig(lookup(base))
+	require.ErrorContains(t, err, "OUTBOX_KEYS: required in production mode")
+	base["OUTBOX_KEYS"] = config.DevOutboxKeys
+	_, err = loadConfig(lookup(base))
+	require.ErrorContains(t, err, `OUTBOX_KEYS: key "dev" is a public development key`)
+}
+
 func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	c, err := loadConfig(lookup(map[string]string{
 		"TLS_CERT_FILE":           "/tls/tls.crt",
@@ -58,8 +68,12 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"OUTBOX_JANITOR_INTERVAL": "1s",
 		"OUTBOX_STATS_INTERVAL":   "2s",
 		"OUTBOX_MAX_BATCH_BYTES":  "65536",
+		"OUTBOX_KEYS":             "o1:QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=,o2:QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=",
+		"OUTBOX_ACTIVE_KEY":       "o2",
 	}))
 	require.NoError(t, err)
+	require.Equal(t, "o2", c.OutboxKeys.ActiveKeyID())
+	require.Equal(t, []string{"o1", "o2"}, c.OutboxKeys.KeyIDs())
 	require.Equal(t, []string{"postgres://a/x", "postgres://b/y"}, c.OutboxDatabaseURLs)
 	require.Equal(t, []string{"k1:9092", "k2:9092"}, c.Kafka.Brokers)
 	require.Equal(t, "relay-7", c.RelayID)
