@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 )
 
@@ -32,7 +33,7 @@ func BenchmarkCheck(b *testing.B) {
 	req := wrapperspb.String("place order 42 for customer 7")
 	handler := func(context.Context, any) (any, error) { return wrapperspb.String("order 42 placed"), nil }
 	incoming := func(key string) context.Context {
-		ctx := grpc.NewContextWithServerTransportStream(context.Background(), headerSink{})
+		ctx := grpc.NewContextWithServerTransportStream(caller.With(context.Background(), caller.Identity{User: "bench"}), headerSink{})
 		return metadata.NewIncomingContext(ctx, metadata.Pairs(idempotency.MetadataKey, key))
 	}
 

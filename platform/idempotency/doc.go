@@ -37,16 +37,31 @@
 // PermissionDenied, whose answer can change (the resource is created, the
 // permission granted).
 //
-// An in-progress claim expires after [Options.LockTTL] (60 s by default) so
-// that a crashed server does not block a key for a day. So that a claim
-// cannot expire under a handler that is still running (a retry could then
-// run the operation a second time), the handler's context ends
-// LockTTL - StoreTimeout - [LockMargin] (57 s by default) after the claim was
-// requested, leaving StoreTimeout to store the outcome and LockMargin for
-// round trips and clock drift. A handler that ignores its context can still
-// outlive its claim. That, a lost Redis, or a flushed key are why Redis is
-// only the fast path: operations with money or stock also carry a unique
-// constraint in their own database.
+// An in-progress claim is a lease of [Options.LockTTL] (5 s by default)
+// that the Guard renews every LockTTL/3 while the handler runs and until
+// its outcome is stored. A live holder therefore keeps its key however long
+// it runs, and duplicates meanwhile get the Aborted "in progress" answer;
+// the claim of a holder that died (kill -9, a lost node) expires at most
+// LockTTL after its last renewal, so the caller's retry with the same key
+// runs within seconds instead of finding the key blocked. (A fixed 60 s
+// claim outlived the saga's 30 s deadline: a neighbour's short restart
+// failed good orders.) The handler's context also ends after
+// [Options.HandlerTimeout] (1 min by default).
+//
+// A claim can still be lost under a live holder: the process paused (GC,
+// SIGSTOP, an overloaded host) or the store unreachable for longer than the
+// lease. When a renewal finds the claim gone, or none has succeeded for 2/3
+// of LockTTL, the loss is logged and counted and the handler's context is
+// cancelled, leaving it the last third of the lease to stop before a retry
+// can claim the key; a handler stopped that way answers Unavailable
+// "idempotency claim lost before the request finished; retry". A
+// RedisDownSafe method (below) is not cancelled: like a call that runs
+// unguarded, it relies on its database. A handler that ignores its context,
+// a paused process, a lost Redis, or a flushed key are why Redis is only
+// the fast path: operations with money or stock also carry a unique
+// constraint in their own database (payments.order_id,
+// reservations.order_id, orders.idempotency_key), so a second run finds
+// the first one's row.
 //
 // The owner token of a claim is chosen before the claim is sent, and a
 // claim finding its own token is a successful claim: go-redis retries a
@@ -70,7 +85,8 @@
 //	idempotency_checks_total{method}                  guarded calls checked against the store
 //	idempotency_hits_total{method}                    duplicates answered with a replay
 //	idempotency_conflicts_total{method,reason}        duplicates rejected: in_progress, fingerprint_mismatch
-//	idempotency_redis_errors_total                    failed store operations
+//	idempotency_redis_errors_total                    failed store operations (renewals included)
+//	idempotency_leases_lost_total{method}             claims lost while their handler ran
 //	idempotency_key_ttl_seconds                       configured TTL of completed keys
 //
 // The seed describes idempotency_key_ttl_seconds as the average key TTL;

@@ -25,6 +25,8 @@ type Policy struct {
 	// RedisDownSafe lets the RPC run unguarded when the store fails, because
 	// its own database constraint already rejects a duplicate. Leave it false
 	// unless that constraint exists; the call then fails with Unavailable.
+	// For the same reason a RedisDownSafe handler is not cancelled when its
+	// claim is lost while it runs (see Options.LockTTL).
 	RedisDownSafe bool
 	// Sensitive marks an RPC whose stored outcome holds what a user should
 	// not find replayable after signing out (an address, say): an end
@@ -36,12 +38,20 @@ type Policy struct {
 type Options struct {
 	// TTL is how long a completed outcome is replayed. Default 24 h.
 	TTL time.Duration
-	// LockTTL is how long an in-progress claim lives if its holder never
-	// completes it (a crash). The guarded handler runs under a context
-	// that ends LockTTL - StoreTimeout - LockMargin after the claim was
-	// requested, so that its outcome is stored before the claim can expire;
-	// LockTTL must exceed StoreTimeout + LockMargin. Default 60 s.
+	// LockTTL is the lease of an in-progress claim. The Guard renews it
+	// every LockTTL/3 while the handler runs and until its outcome is
+	// stored, so a live holder keeps its key however long it runs, and
+	// the claim of a holder that died (kill -9, a lost node) expires at
+	// most LockTTL after its last renewal: the caller's retry then runs.
+	// When no renewal has succeeded for 2/3 of LockTTL (the store is
+	// unreachable) or a renewal finds the claim gone, the claim is lost:
+	// the handler's context is cancelled, leaving it the last third to
+	// stop before a retry can claim the key, unless its Policy is
+	// RedisDownSafe. At least 30 ms. Default 5 s.
 	LockTTL time.Duration
+	// HandlerTimeout bounds a guarded handler's run: its context ends then,
+	// whatever the client's deadline. Default 1 min.
+	HandlerTimeout time.Duration
 	// StoreTimeout bounds storing the outcome once the handler returned; it
 	// runs detached from the request's context so that a client hanging up
 	// does not leave the key claimed. Default 2 s.
@@ -50,31 +60,29 @@ type Options struct {
 
 // Default option values.
 const (
-	DefaultTTL          = 24 * time.Hour
-	DefaultLockTTL      = 60 * time.Second
-	DefaultStoreTimeout = 2 * time.Second
+	DefaultTTL            = 24 * time.Hour
+	DefaultLockTTL        = 5 * time.Second
+	DefaultHandlerTimeout = time.Minute
+	DefaultStoreTimeout   = 2 * time.Second
 )
 
-// LockMargin is kept between the end of a guarded handler's time budget
-// plus StoreTimeout and the expiry of its claim: it absorbs the round trips
-// and the clock drift between this process and the store.
-const LockMargin = time.Second
+// MinLockTTL is the shortest LockTTL: the lease is renewed every third of
+// it, and Redis expiries have millisecond resolution.
+const MinLockTTL = 30 * time.Millisecond
 
 // Status messages of the Guard, fixed so that clients and tests can rely on them.
 const (
 	msgMismatch    = "idempotency-key was already used with a different request"
 	msgInProgress  = "a request with this idempotency-key is in progress; retry later"
 	msgUnavailable = "idempotency store unavailable"
+	msgLeaseLost   = "idempotency claim lost before the request finished; retry"
 )
 
 // Guard enforces idempotency on the RPCs of its policy map; see the package
 // documentation for the semantics. It is safe for concurrent use.
 type Guard struct {
-	store Store
-	opts  Options
-	// budget bounds a guarded handler's run, counted from before the claim
-	// (LockTTL - StoreTimeout - LockMargin).
-	budget  time.Duration
+	store   Store
+	opts    Options
 	logger  *slog.Logger
 	methods map[string]*method
 	// redisErrors counts failed store operations of every method.
@@ -87,6 +95,8 @@ type method struct {
 	policy               Policy
 	checks, hits         prometheus.Counter
 	inProgress, mismatch prometheus.Counter
+	// leasesLost counts claims lost while the handler ran.
+	leasesLost prometheus.Counter
 }
 
 // New returns a Guard over store for the methods in policies, keyed by full
@@ -102,17 +112,20 @@ func New(store Store, policies map[string]Policy, opts Options, reg prometheus.R
 	if opts.LockTTL == 0 {
 		opts.LockTTL = DefaultLockTTL
 	}
+	if opts.HandlerTimeout == 0 {
+		opts.HandlerTimeout = DefaultHandlerTimeout
+	}
 	if opts.StoreTimeout == 0 {
 		opts.StoreTimeout = DefaultStoreTimeout
 	}
 	// Redis expiries have millisecond resolution; less would expire at once.
-	if opts.TTL < time.Millisecond || opts.LockTTL < time.Millisecond || opts.StoreTimeout < time.Millisecond {
-		return nil, fmt.Errorf("idempotency: TTL %v, LockTTL %v and StoreTimeout %v must be at least 1ms",
-			opts.TTL, opts.LockTTL, opts.StoreTimeout)
+	if opts.TTL < time.Millisecond || opts.HandlerTimeout < time.Millisecond || opts.StoreTimeout < time.Millisecond {
+		return nil, fmt.Errorf("idempotency: TTL %v, HandlerTimeout %v and StoreTimeout %v must be at least 1ms",
+			opts.TTL, opts.HandlerTimeout, opts.StoreTimeout)
 	}
-	if opts.LockTTL <= opts.StoreTimeout+LockMargin {
-		return nil, fmt.Errorf("idempotency: LockTTL %v must exceed StoreTimeout %v + %v, or no time is left to run the handler",
-			opts.LockTTL, opts.StoreTimeout, LockMargin)
+	if opts.LockTTL < MinLockTTL {
+		return nil, fmt.Errorf("idempotency: LockTTL %v must be at least %v: the lease is renewed every third of it",
+			opts.LockTTL, MinLockTTL)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -138,8 +151,12 @@ func New(store Store, policies map[string]Policy, opts Options, reg prometheus.R
 		Name: "idempotency_key_ttl_seconds",
 		Help: "TTL given to completed idempotency keys (every key gets the configured TTL).",
 	})
+	leasesLost := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "idempotency_leases_lost_total",
+		Help: "In-progress claims lost while their handler ran: a renewal found the claim gone, or none succeeded in time.",
+	}, []string{"method"})
 	ttl.Set(opts.TTL.Seconds())
-	for _, c := range []prometheus.Collector{checks, hits, conflicts, redisErrors, ttl} {
+	for _, c := range []prometheus.Collector{checks, hits, conflicts, redisErrors, ttl, leasesLost} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("idempotency: register metrics: %w", err)
 		}
@@ -148,7 +165,6 @@ func New(store Store, policies map[string]Policy, opts Options, reg prometheus.R
 	g := &Guard{
 		store:       store,
 		opts:        opts,
-		budget:      opts.LockTTL - opts.StoreTimeout - LockMargin,
 		logger:      logger,
 		methods:     make(map[string]*method, len(policies)),
 		redisErrors: redisErrors,
@@ -165,6 +181,7 @@ func New(store Store, policies map[string]Policy, opts Options, reg prometheus.R
 			hits:       hits.WithLabelValues(name),
 			inProgress: conflicts.WithLabelValues(name, "in_progress"),
 			mismatch:   conflicts.WithLabelValues(name, "fingerprint_mismatch"),
+			leasesLost: leasesLost.WithLabelValues(name),
 		}
 	}
 	return g, nil
@@ -209,11 +226,11 @@ func (g *Guard) intercept(ctx context.Context, req any, info *grpc.UnaryServerIn
 			return g.storeFailed(ctx, m, err, req, handler)
 		}
 	}
-	// The owner token is chosen before the call and the deadline counted
-	// from before it: a retried claim is recognised as ours, and the claim
-	// cannot have started earlier than the handler's budget assumes.
+	// The owner token is chosen before the call, so that a retried claim
+	// is recognised as ours, and the lease counted from before it, so that
+	// it cannot have started earlier than the Guard assumes.
 	owner := NewOwner()
-	deadline := time.Now().Add(g.budget)
+	claimed := time.Now()
 	existing, err := g.store.Claim(ctx, key, owner, fp, g.opts.LockTTL)
 	switch {
 	case err != nil:
@@ -221,7 +238,7 @@ func (g *Guard) intercept(ctx context.Context, req any, info *grpc.UnaryServerIn
 	case existing != nil:
 		return g.duplicate(ctx, m, existing, fp)
 	}
-	return g.run(ctx, m, key, owner, deadline, req, handler)
+	return g.run(ctx, m, key, owner, claimed, req, handler)
 }
 
 // storeFailed answers a call whose key the store could not check: run
@@ -280,53 +297,72 @@ func (g *Guard) duplicate(ctx context.Context, m *method, rec *Record, fp []byte
 	return resp, nil
 }
 
-// run executes the handler under the claim and settles the claim: outcome
-// stored, or released for a retry. The handler's context ends at deadline,
-// before the claim expires: a handler that honours it cannot still be
-// running when a retry may claim the key again.
-func (g *Guard) run(ctx context.Context, m *method, key, owner string, deadline time.Time, req any, handler grpc.UnaryHandler) (resp any, herr error) {
+// run executes the handler under the claim, renewing its lease until the
+// claim is settled: outcome stored, or released for a retry.
+func (g *Guard) run(ctx context.Context, m *method, key, owner string, claimed time.Time, req any, handler grpc.UnaryHandler) (resp any, herr error) {
+	hctx, cancel := context.WithTimeout(ctx, g.opts.HandlerTimeout)
+	defer cancel()
+	var fence context.CancelCauseFunc
+	if !m.policy.RedisDownSafe {
+		// Only a method that needs the claim to be safe stops when it is
+		// lost; the others' database makes a concurrent duplicate harmless.
+		hctx, fence = context.WithCancelCause(hctx)
+		defer fence(nil)
+	}
+	l := g.hold(ctx, m, key, owner, claimed, fence)
 	settled := false
 	defer func() {
 		if !settled { // the handler panicked: free the key rather than hold it until LockTTL
-			g.settle(ctx, m, key, owner, Outcome{}, false)
+			g.settle(ctx, m, l, Outcome{}, false)
 		}
+		l.end()
 	}()
-	hctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
 	resp, herr = handler(hctx, req)
-	if herr != nil && ctx.Err() == nil && errors.Is(hctx.Err(), context.DeadlineExceeded) {
+	switch {
+	case herr == nil || ctx.Err() != nil:
+	case errors.Is(context.Cause(hctx), errLeaseLost) && isCancellation(herr):
+		// Stopped because the claim was lost, not because the client left.
+		herr = status.Error(codes.Unavailable, msgLeaseLost)
+	case errors.Is(hctx.Err(), context.DeadlineExceeded):
 		g.logger.WarnContext(ctx, "idempotency: guarded handler ran out of its time budget; the key is released",
-			"method", m.name, "budget", g.budget, "error", herr)
+			"method", m.name, "handler_timeout", g.opts.HandlerTimeout, "error", herr)
 	}
 	out, replayable := outcome(resp, herr)
 	if herr == nil && !replayable {
 		g.logger.ErrorContext(ctx, "idempotency: response cannot be stored; a retry will run again",
 			"method", m.name, "response_type", fmt.Sprintf("%T", resp))
 	}
-	g.settle(ctx, m, key, owner, out, replayable)
+	g.settle(ctx, m, l, out, replayable)
 	settled = true
 	return resp, herr
 }
 
+// isCancellation reports whether a handler's error is its context's
+// cancellation passed on.
+func isCancellation(err error) bool {
+	return errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled
+}
+
 // settle completes or releases the claim. Failures are logged, not returned:
 // the handler's effect has happened and its result is the caller's answer.
-func (g *Guard) settle(ctx context.Context, m *method, key, owner string, out Outcome, replayable bool) {
+func (g *Guard) settle(ctx context.Context, m *method, l *lease, out Outcome, replayable bool) {
+	l.settling.Store(true)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opts.StoreTimeout)
 	defer cancel()
 	var err error
 	if replayable {
-		err = g.store.Complete(sctx, key, owner, out, g.opts.TTL)
+		err = g.store.Complete(sctx, l.key, l.owner, out, g.opts.TTL)
 	} else {
-		err = g.store.Release(sctx, key, owner)
+		err = g.store.Release(sctx, l.key, l.owner)
 	}
 	switch {
 	case errors.Is(err, ErrNotOwner):
-		g.logger.WarnContext(ctx, "idempotency claim expired before the handler finished; raise LockTTL",
-			"method", m.name, "lock_ttl", g.opts.LockTTL)
+		g.logger.WarnContext(ctx, "idempotency: the claim was lost before the outcome was stored; a retry runs again",
+			"method", m.name, "replayable", replayable, "lock_ttl", g.opts.LockTTL)
 	case err != nil:
 		g.redisErrors.Inc()
-		g.logger.ErrorContext(ctx, "idempotency: cannot settle claim; the key stays claimed until LockTTL",
-			"method", m.name, "replayable", replayable, "error", err)
+		g.logger.ErrorContext(ctx, "idempotency: cannot settle claim; the key stays claimed until its lease expires",
+			"method", m.name, "replayable", replayable, "lock_ttl", g.opts.LockTTL, "error", err)
 	}
 }
 

@@ -52,7 +52,7 @@ var policies = map[string]idempotency.Policy{
 //	"ok:<x>"        returns "<x>#<execution number>"
 //	"precondition"  fails with FailedPrecondition and a detail
 //	"flaky"         fails with Unavailable on its first execution, then succeeds
-//	"block"         waits for release to be closed, then succeeds
+//	"block"         waits for release to be closed, then succeeds (or for its context to end)
 //	"wait"          waits for its context to end and returns its error
 //	"notfound"      fails with NotFound
 //	"denied"        fails with PermissionDenied
@@ -86,7 +86,11 @@ func (s *testService) handle(ctx context.Context, in *wrapperspb.StringValue) (*
 		return wrapperspb.String(fmt.Sprintf("flaky#%d", n)), nil
 	case v == "block":
 		s.started <- struct{}{}
-		<-s.release
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		return wrapperspb.String(fmt.Sprintf("block#%d", n)), nil
 	case v == "wait":
 		<-ctx.Done()
@@ -648,27 +652,23 @@ func addUnknown(m proto.Message) {
 	r.SetUnknown(protowire.AppendBytes(b, []byte("from a newer schema")))
 }
 
-func TestHandlerRunsWithinTheClaim(t *testing.T) {
-	opts := idempotency.Options{LockTTL: 1500 * time.Millisecond, StoreTimeout: 200 * time.Millisecond}
+func TestHandlerTimeoutEndsTheHandler(t *testing.T) {
+	opts := idempotency.Options{LockTTL: 100 * time.Millisecond, HandlerTimeout: 500 * time.Millisecond}
 	b := setup(t, opts, nil)
 	redisKey := b.prefix + idempotency.Key("user:alice", methodDo, "key-1")
 
-	// A handler that would run forever honours its context: it ends before
-	// its claim could expire, and the key is free for a retry.
-	ctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(t.Context(),
-		metadata.Pairs(testUserKey, "alice", idempotency.MetadataKey, "key-1")), 5*time.Second)
-	defer cancel()
+	// A handler that would run forever, called without a deadline, honours
+	// its context: it ends after HandlerTimeout, its claim renewed until
+	// then (five lock TTLs), and the key is free for a retry.
 	start := time.Now()
-	err := b.conn.Invoke(ctx, methodDo, wrapperspb.String("wait"), new(wrapperspb.StringValue))
+	first := b.call(t, methodDo, "alice", "key-1", "wait")
 	elapsed := time.Since(start)
-	require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
-	budget := opts.LockTTL - opts.StoreTimeout - idempotency.LockMargin
-	require.GreaterOrEqual(t, elapsed, budget)
-	require.Less(t, elapsed, opts.LockTTL, "the handler ended before the claim expired")
+	require.Equal(t, codes.DeadlineExceeded, first.errCode, "%v", first.err)
+	require.GreaterOrEqual(t, elapsed, opts.HandlerTimeout)
 	exists, err := b.rdb.Exists(t.Context(), redisKey).Result()
 	require.NoError(t, err)
 	require.Zero(t, exists, "the claim was released")
-	require.Equal(t, int64(1), b.svc.executions.Load())
+	require.Zero(t, metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo), "renewed throughout")
 
 	second := b.call(t, methodDo, "alice", "key-1", "wait")
 	require.Equal(t, codes.DeadlineExceeded, second.errCode)
@@ -705,11 +705,13 @@ func TestNewValidates(t *testing.T) {
 	require.Error(t, err)
 	_, err = idempotency.New(store, policies, idempotency.Options{TTL: time.Microsecond}, prometheus.NewRegistry(), nil)
 	require.Error(t, err)
-	_, err = idempotency.New(store, policies, idempotency.Options{LockTTL: 3 * time.Second}, prometheus.NewRegistry(), nil)
-	require.ErrorContains(t, err, "LockTTL 3s must exceed StoreTimeout 2s + 1s", "no time would be left for the handler")
-	_, err = idempotency.New(store, policies, idempotency.Options{LockTTL: 3 * time.Second, StoreTimeout: time.Second},
+	_, err = idempotency.New(store, policies, idempotency.Options{LockTTL: 29 * time.Millisecond}, prometheus.NewRegistry(), nil)
+	require.ErrorContains(t, err, "LockTTL 29ms must be at least 30ms", "renewed every third of it")
+	_, err = idempotency.New(store, policies, idempotency.Options{HandlerTimeout: time.Microsecond}, prometheus.NewRegistry(), nil)
+	require.Error(t, err)
+	_, err = idempotency.New(store, policies, idempotency.Options{LockTTL: idempotency.MinLockTTL, StoreTimeout: time.Second},
 		prometheus.NewRegistry(), nil)
-	require.NoError(t, err)
+	require.NoError(t, err, "the lease does not have to outlast StoreTimeout: it is renewed while the outcome is stored")
 
 	reg := prometheus.NewRegistry()
 	_, err = idempotency.New(store, policies, idempotency.Options{}, reg, nil)

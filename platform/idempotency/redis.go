@@ -37,12 +37,14 @@ type RedisOptions struct {
 //
 //	s  state: "p" (in progress) or "c" (completed)
 //	f  request fingerprint
-//	o  owner token, while in progress
+//	o  owner token (kept once completed, for a repeated Complete)
 //	st google.rpc.Status, protobuf-encoded, once completed
 //	r  google.protobuf.Any of the response, once completed with OK
 //
 // st and r are sealed with the PII keyring (keyring.SealValue, bound to
 // the record's key and field), so Redis never holds a reply in the clear.
+// The record's PEXPIRE is the claim's lease while in progress (set by
+// Claim, pushed out by Renew) and the replay TTL once completed.
 // Each method is one Lua script on one key (EVALSHA, one round trip), which
 // makes it atomic and valid on Redis Cluster.
 type RedisStore struct {
@@ -99,6 +101,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 `)
 
+// renewScript returns 1 if owner holds the claim in progress and its
+// expiry is now lock TTL away, else 0, changing nothing: a completed record
+// keeps its TTL, and a claim that expired is not brought back. KEYS[1]
+// record; ARGV owner, lock TTL in ms.
+var renewScript = redis.NewScript(`
+local rec = redis.call('HMGET', KEYS[1], 's', 'o')
+if rec[1] ~= 'p' or rec[2] ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
 // releaseScript returns 1 if owner held the claim and it is now deleted. A
 // completed record is never deleted. KEYS[1] record; ARGV owner.
 var releaseScript = redis.NewScript(`
@@ -144,6 +157,18 @@ func (s *RedisStore) Complete(ctx context.Context, key, owner string, out Outcom
 	done, err := completeScript.Run(ctx, s.client, []string{s.prefix + key}, owner, st, resp, ttl.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
+	}
+	if done == 0 {
+		return ErrNotOwner
+	}
+	return nil
+}
+
+// Renew implements Store.
+func (s *RedisStore) Renew(ctx context.Context, key, owner string, lockTTL time.Duration) error {
+	done, err := renewScript.Run(ctx, s.client, []string{s.prefix + key}, owner, lockTTL.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("idempotency: renew: %w", err)
 	}
 	if done == 0 {
 		return ErrNotOwner

@@ -73,6 +73,12 @@ type Store interface {
 	// it is (nil). It returns ErrNotOwner, changing nothing, if owner no
 	// longer holds key.
 	Complete(ctx context.Context, key, owner string, out Outcome, ttl time.Duration) error
+	// Renew extends owner's InProgress claim of key to expire lockTTL from
+	// now: the lease of a holder that is alive and still running. It
+	// returns ErrNotOwner, changing nothing, if owner no longer holds key
+	// in progress (the claim expired, was taken by another owner, was
+	// completed or released). Renewing twice is harmless.
+	Renew(ctx context.Context, key, owner string, lockTTL time.Duration) error
 	// Release deletes owner's InProgress record so that the next request with
 	// the key runs. It returns ErrNotOwner, changing nothing, if owner no
 	// longer holds key.

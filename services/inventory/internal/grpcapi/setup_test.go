@@ -46,6 +46,10 @@ type testBundle struct {
 	pool       *pgxpool.Pool
 	signer     *optlock.Signer
 	logs       *logBuffer
+	// rdb and idemKeys reach the guard's records: idemKeys + the hashed
+	// key (idempotency.Key) is a record's Redis key.
+	rdb      *redis.Client
+	idemKeys string
 }
 
 type setupOpts struct {
@@ -131,6 +135,8 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 		pool:       pool,
 		signer:     signer,
 		logs:       logs,
+		rdb:        rdb,
+		idemKeys:   prefix + "inventory:",
 	}
 }
 

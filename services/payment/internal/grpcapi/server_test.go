@@ -48,6 +48,10 @@ type testBundle struct {
 	pki    *authtest.PKI
 	addr   string
 	signer *optlock.Signer
+	// rdb and idemKeys reach the guard's records: idemKeys + the hashed
+	// key (idempotency.Key) is a record's Redis key.
+	rdb      *redis.Client
+	idemKeys string
 }
 
 // customer is the user the tests' saga calls act for.
@@ -83,9 +87,10 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 	t.Cleanup(func() { _ = rdb.Close() })
 	prefix := make([]byte, 6)
 	_, _ = rand.Read(prefix)
+	idemPrefix := "payment-test:" + hex.EncodeToString(prefix) + ":"
 	pki := authtest.New(t)
 	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{
-		Prefix: "payment-test:" + hex.EncodeToString(prefix) + ":", Service: "payment", Keys: pki.Keyring("payment", config.PIIKeys),
+		Prefix: idemPrefix, Service: "payment", Keys: pki.Keyring("payment", config.PIIKeys),
 	})
 	require.NoError(t, err)
 	guard, err := idempotency.New(store, grpcapi.IdempotencyPolicies(), idempotency.Options{}, reg, logger)
@@ -115,12 +120,14 @@ func setup(t *testing.T, opts ...func(*setupOpts)) testBundle {
 	})
 
 	return testBundle{
-		pool:   pool,
-		client: paymentv1.NewPaymentServiceClient(pki.DialAs("orchestrator", "payment", srv.Addr().String())),
-		user:   paymentv1.NewPaymentServiceClient(pki.Dial(srv.Addr().String())),
-		pki:    pki,
-		addr:   srv.Addr().String(),
-		signer: signer,
+		pool:     pool,
+		client:   paymentv1.NewPaymentServiceClient(pki.DialAs("orchestrator", "payment", srv.Addr().String())),
+		user:     paymentv1.NewPaymentServiceClient(pki.Dial(srv.Addr().String())),
+		pki:      pki,
+		addr:     srv.Addr().String(),
+		signer:   signer,
+		rdb:      rdb,
+		idemKeys: idemPrefix + "payment:",
 	}
 }
 
