@@ -144,8 +144,8 @@ func (e *Engine) Retry(ctx context.Context, id uuid.UUID, actor string) (Saga, e
 
 // Abort makes a RUNNING saga compensate now, with reason; actor (the
 // operator) is audited. The replica executing it loses its lease (its
-// in-flight call finishes unrecorded; compensation resolves it with the
-// same idempotency key). It returns ErrNotFound, or ErrIllegalState for a
+// in-flight call finishes unrecorded; its outcome is unknown, so that step
+// is compensated too). It returns ErrNotFound, or ErrIllegalState for a
 // saga that is not RUNNING or has passed a pivot step.
 func (e *Engine) Abort(ctx context.Context, id uuid.UUID, actor, reason string) (Saga, error) {
 	return e.operate(ctx, id, func(s sagadb.Saga, steps []sagadb.SagaStep) (sagadb.UpdateSagaByOperatorParams, error) {

@@ -12,8 +12,9 @@ import (
 
 // Definition is a saga type written as data: ordered groups of steps. The
 // groups run one after another; the steps of one group run in parallel. When
-// a step fails for good, the engine compensates every step that took effect,
-// in reverse order (groups last to first, and within a group last to first).
+// a step fails for good, the engine compensates every step that took effect
+// or may have, in reverse order (groups last to first, and within a group
+// last to first).
 type Definition struct {
 	// Name is the saga type, stored on every instance ("order_checkout"):
 	// lower-case letters, digits and '_', '-', '.', starting with a letter.
@@ -28,7 +29,8 @@ type Definition struct {
 
 // Group is a set of steps run in parallel. The group succeeds when all of
 // them have; the first permanent failure cancels the others (their
-// outcome is then unknown and they are compensated like the rest).
+// outcome is then unknown and they are compensated like the rest). A pivot
+// step is alone in its group: nothing may cancel it.
 type Group []Step
 
 // Sequence returns one group per step: the steps run one after another.
@@ -42,10 +44,20 @@ func Sequence(steps ...Step) []Group {
 
 // Func is a step's action or compensation. It must be idempotent under the
 // key x.IdempotencyKey(): the engine calls it again with the same key after
-// a crash, a lost lease or a transient error, and expects the effect to
-// happen once. ctx carries the attempt's timeout and the step's span.
-// Return an error wrapped with Permanent for a business failure (nothing
-// happened and retrying will not help); any other error is transient.
+// a crash, a lost lease or an error, and expects the effect to happen once.
+// ctx carries the attempt's timeout and the step's span.
+//
+// An action returns an error wrapped with Permanent only for a refusal that
+// the service documents as doing nothing (payment declined, not enough
+// stock): the step is known to have had no effect. Any other error (a
+// timeout, a lost reply, an internal error of the service) leaves the
+// step's outcome unknown: the action is retried with the same key within
+// its RetryPolicy and, if the saga turns back instead, the step is
+// compensated like a step that succeeded — its action is never called
+// again. A compensation must therefore be safe, and absorbing, for an
+// action that never took effect or is still in flight (a refund of a
+// payment that does not exist records it as void, so that a late charge is
+// a no-op).
 type Func func(ctx context.Context, x *Execution) error
 
 // Step is one local transaction of another service and its undo.
@@ -58,23 +70,26 @@ type Step struct {
 	// compensation must still run when the saga compensates (for example
 	// "cancel the order" for an order that existed before the saga).
 	Action Func
-	// Compensate undoes the action. Nil: nothing to undo. Compensations are
-	// retried until they succeed, whatever the error, with
+	// Compensate undoes the action, or makes sure an action of unknown
+	// outcome never takes effect (see Func). Nil: nothing to undo.
+	// Compensations are retried until they succeed, whatever the error, with
 	// Options.CompensationRetry backoff, until Options.CompensationLimit;
 	// then the saga is PARKED for an operator.
 	Compensate Func
 	// Timeout bounds each attempt (and never extends past the saga
 	// deadline). Zero means Options.StepTimeout.
 	Timeout time.Duration
-	// Retry is the policy for transient errors of the action. The zero
-	// value means Options.Retry.
+	// Retry is the policy for errors of unknown outcome of the action. The
+	// zero value means Options.Retry.
 	Retry RetryPolicy
 	// Pivot marks the point of no return (for example confirming the
 	// order). Once a pivot's action has started, the saga no longer
-	// compensates on its deadline or on an operator's abort, and transient
-	// errors are retried without limit (capped backoff); only a permanent
-	// failure of the pivot itself compensates the steps before it. A pivot
-	// has no compensation, and every step after a pivot is a pivot too.
+	// compensates on its deadline or on an operator's abort, and errors of
+	// unknown outcome are retried without limit (capped backoff), with the
+	// same key, until the outcome is known: a pivot that may have taken
+	// effect is never turned back. Only a Permanent refusal of the pivot
+	// itself compensates the steps before it. A pivot has no compensation,
+	// is alone in its group, and every step after a pivot is a pivot too.
 	Pivot bool
 }
 
@@ -145,16 +160,18 @@ func (x *Execution) IdempotencyKey() string {
 	return k
 }
 
-// permanentError marks a business failure.
+// permanentError marks a documented refusal.
 type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }
 func (e permanentError) Unwrap() error { return e.err }
 
-// Permanent marks err as a business failure (payment declined, not enough
-// stock): the action is not retried and the saga compensates at once. A
-// permanently failed action is taken to have had no effect, so it is not
-// compensated itself. Permanent(nil) is nil.
+// Permanent marks err as a documented refusal (payment declined, not
+// enough stock): the service says it did nothing under the step's
+// idempotency key, so the action is not retried, the saga compensates at
+// once, and the refused step itself is not compensated. Never wrap an error
+// whose outcome is unknown (a timeout, an internal error, a lost reply):
+// that step may have taken effect. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -198,6 +215,11 @@ func (d *Definition) validate() error {
 			}
 			if pivot && !s.Pivot {
 				return fmt.Errorf("saga: definition %s: step %q follows a pivot and must be a pivot", d.Name, s.Name)
+			}
+			if s.Pivot && len(g) > 1 {
+				// A sibling's failure would cancel the pivot mid-call and
+				// turn the saga back past a pivot that may have committed.
+				return fmt.Errorf("saga: definition %s: pivot step %q must be alone in its group", d.Name, s.Name)
 			}
 			groupPivot = groupPivot || s.Pivot
 		}

@@ -46,17 +46,24 @@
 //
 // # Failures
 //
-// Errors wrapped with Permanent (business failures) compensate at once;
-// other errors are retried with backoff within the step's RetryPolicy and
-// the saga deadline, then compensate. Compensation runs from the failed
-// group back to the first, last step first, and retries every error with
-// capped backoff (waits above InlineRetryWait are persisted and the saga is
-// released meanwhile) until it succeeds or CompensationLimit has passed;
-// the saga is then PARKED for an operator (Retry). A step whose action
-// outcome is unknown (it was running when its replica died, timed out, or
-// exhausted its retries) is resolved before it is undone: its action is
-// called once more with its own key, and it is compensated only if that
-// succeeds. A Pivot step marks the point of no return.
+// A step's error says what is known of its effect. An error wrapped with
+// Permanent is a refusal the service documents as doing nothing (payment
+// declined, not enough stock): the saga compensates at once, and the
+// refused step is not compensated. Every other error (Internal, a timeout,
+// a lost reply) leaves the outcome unknown: the action is retried with the
+// same key within the step's RetryPolicy and the saga deadline; if the saga
+// turns back instead, that step is compensated too, directly — its action
+// is never called again, since that could only make happen what the saga
+// is undoing. Compensations must therefore be safe for an action that never
+// took effect and absorbing for one still in flight (a refund of a payment
+// that does not exist records it VOIDED, so a late charge is a no-op).
+// Compensation runs from the failed group back to the first, last step
+// first, and retries every error with capped backoff (waits above
+// InlineRetryWait are persisted and the saga is released meanwhile) until
+// it succeeds or CompensationLimit has passed; the saga is then PARKED for
+// an operator (Retry). A Pivot step marks the point of no return: once it
+// has started, its unknown outcomes are retried until known, and only its
+// own Permanent refusal turns the saga back.
 //
 // The saga deadline (Options.Deadline, 30 s by default) bounds each call and
 // the saga as a whole; a saga that reaches it compensates and is counted in

@@ -77,8 +77,10 @@ type Options struct {
 	StatsInterval time.Duration
 	// Authorize, when set, is asked before every action call whether the
 	// user who started the saga (x.StartedBy) may still do it; an error
-	// fails the step permanently and the saga compensates. Compensations are
-	// never refused: undoing must stay possible.
+	// fails the step and the saga compensates (that step too if an earlier
+	// attempt of it has an unknown outcome). Once a pivot step has been
+	// called it is no longer asked: the saga can then only complete.
+	// Compensations are never refused: undoing must stay possible.
 	Authorize func(ctx context.Context, x *Execution) error
 	// OnFinish, when set, is called after this replica stored a saga's
 	// outcome: COMPLETED, COMPENSATED or PARKED. It must not block.

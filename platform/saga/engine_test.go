@@ -108,21 +108,26 @@ func TestTransientErrorsAreRetriedWithTheSameKey(t *testing.T) {
 	require.Contains(t, auditActions(t, e, id), "step.attempt_failed")
 }
 
-func TestExhaustedRetriesResolveTheStepThenCompensate(t *testing.T) {
+func TestExhaustedRetriesCompensateTheStepWithoutCallingItAgain(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
-	// b fails transiently for its whole budget (3 calls); the call that
-	// resolves its unknown outcome during compensation succeeds, so b took
-	// effect and is undone.
+	// b fails for its whole budget (3 calls), before any effect; the
+	// engine cannot know that, so b is compensated (safe for a step that
+	// did nothing), and b's action is not called a fourth time.
 	w.on("b", failTimes(3, errTransient))
 	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
 	id := start(t, e, "three", "o")
 
 	s := waitState(t, e, id, saga.StateCompensated)
-	require.Equal(t, []string{"a", "b", "-b", "-a"}, w.orderOf(id))
-	require.Equal(t, 4, w.callsOf(key(id, "b", false)))
+	require.Equal(t, []string{"a", "-b", "-a"}, w.orderOf(id))
+	require.Equal(t, 3, w.callsOf(key(id, "b", false)))
+	require.Equal(t, 1, w.callsOf(key(id, "b", true)))
 	require.Zero(t, w.callsOf(key(id, "c", false)), "no step after the failure runs")
 	require.Contains(t, s.FailureReason, "b: unavailable (after 3 attempts)")
+	b := stepOf(s, "b", saga.PhaseAction)
+	require.Equal(t, saga.StepFailed, b.Status)
+	require.False(t, b.Permanent)
+	require.Equal(t, 3, b.Attempts)
 }
 
 func TestParallelGroupRunsConcurrently(t *testing.T) {
@@ -149,7 +154,7 @@ func TestParallelGroupRunsConcurrently(t *testing.T) {
 	require.Equal(t, "d", order[3])
 }
 
-func TestParallelGroupFailureCancelsSiblingAndResolvesIt(t *testing.T) {
+func TestParallelGroupFailureCancelsSiblingAndCompensatesIt(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
 	cBlocked := make(chan struct{})
@@ -171,13 +176,16 @@ func TestParallelGroupFailureCancelsSiblingAndResolvesIt(t *testing.T) {
 	id := start(t, e, "par", "o")
 
 	s := waitState(t, e, id, saga.StateCompensated)
-	// c was cut off mid-call: its outcome was unknown, so compensation
-	// called it again (same key) and, as it took effect, undid it.
-	require.Equal(t, []string{"a", "c", "-c", "-a"}, w.orderOf(id))
-	require.Equal(t, 2, w.callsOf(key(id, "c", false)))
+	// c was cut off mid-call: its outcome is unknown, so it is compensated
+	// without being called again; b refused, so it is not.
+	require.Equal(t, []string{"a", "-c", "-a"}, w.orderOf(id))
+	require.Equal(t, 1, w.callsOf(key(id, "c", false)))
 	require.Zero(t, w.callsOf(key(id, "b", true)))
 	require.Zero(t, w.callsOf(key(id, "d", false)))
 	require.Equal(t, "b: insufficient stock", s.FailureReason)
+	c := stepOf(s, "c", saga.PhaseAction)
+	require.Equal(t, saga.StepFailed, c.Status, "the interrupted call's row does not stay RUNNING")
+	require.Contains(t, c.LastError, "outcome unknown")
 }
 
 func TestCompensationFailureParksThenRetryCompensates(t *testing.T) {
@@ -259,7 +267,8 @@ func TestDeadlineCompensatesAndCountsTimeout(t *testing.T) {
 
 	s := waitState(t, e, id, saga.StateCompensated)
 	require.Equal(t, "saga deadline exceeded", s.FailureReason)
-	require.Equal(t, []string{"a", "b", "-b", "-a"}, w.orderOf(id), "b's unknown outcome was resolved, then undone")
+	require.Equal(t, []string{"a", "-b", "-a"}, w.orderOf(id), "b's unknown outcome is undone, b not called again")
+	require.Equal(t, 1, w.callsOf(key(id, "b", false)))
 	require.Zero(t, w.callsOf(key(id, "c", false)))
 	require.Equal(t, 1.0, counter(t, e.reg, "saga_timeout_total", "saga_type", "three"))
 	require.Equal(t, s.CreatedAt.Add(300*time.Millisecond), s.Deadline, "the deadline is the database's start time + 300ms")
@@ -339,14 +348,11 @@ func TestAbortCompensatesARunningSaga(t *testing.T) {
 	w := newWorld()
 	release := make(chan struct{})
 	w.on("b", func(ctx context.Context, x *saga.Execution) error {
-		if x.Attempt == 1 {
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return ctx.Err()
+		select {
+		case <-release:
+		case <-ctx.Done():
 		}
-		return saga.Permanent(errors.New("nothing to do any more"))
+		return ctx.Err()
 	})
 	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
 	id := start(t, e, "three", "o")
@@ -358,9 +364,10 @@ func TestAbortCompensatesARunningSaga(t *testing.T) {
 	s := waitState(t, e, id, saga.StateCompensated)
 	close(release)
 	require.Equal(t, "customer called", s.FailureReason)
-	// b was in flight: resolved by calling it again (it answered "nothing
-	// happened"), so only a is undone.
-	require.Equal(t, []string{"a", "-a"}, w.orderOf(id))
+	// b was in flight: its outcome is unknown, so it is compensated too,
+	// without being called again.
+	require.Equal(t, []string{"a", "-b", "-a"}, w.orderOf(id))
+	require.Equal(t, 1, w.callsOf(key(id, "b", false)))
 	require.Zero(t, w.callsOf(key(id, "c", false)))
 
 	_, err = e.Abort(context.Background(), id, "ops", "again")
@@ -488,6 +495,7 @@ func TestNewValidatesDefinitions(t *testing.T) {
 		"bad step name":     {Name: "x", Steps: saga.Sequence(saga.Step{Name: "a b"})},
 		"compensated pivot": {Name: "x", Steps: saga.Sequence(saga.Step{Name: "a", Pivot: true, Compensate: noop})},
 		"non-pivot follows": {Name: "x", Steps: saga.Sequence(saga.Step{Name: "a", Pivot: true}, saga.Step{Name: "b"})},
+		"pivot in a group":  {Name: "x", Steps: []saga.Group{{saga.Step{Name: "a", Pivot: true}, saga.Step{Name: "b", Pivot: true}}}},
 	}
 	for name, def := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -202,6 +202,19 @@ func (x *execution) pastPivot() bool {
 	return false
 }
 
+// pivotCalled reports whether a pivot step's action has been called: it
+// may have taken effect, so the saga can only complete.
+func (x *execution) pivotCalled() bool {
+	for _, g := range x.in.def.Steps {
+		for _, s := range g {
+			if r := x.in.lookup(s.Name, PhaseAction); s.Pivot && r != nil && r.attempts > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (x *execution) toCompensating(reason string, timedOut bool) {
 	x.in.state, x.in.failureReason = StateCompensating, reason
 	x.in.compStarted = time.Now()
@@ -284,10 +297,15 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 			return result{kind: resFailed, reason: "saga deadline exceeded", timedOut: true}
 		}
 		exec := x.execution(s.Name, PhaseAction, r.attempts+1)
-		if authorize := x.e.opts.Authorize; authorize != nil {
+		// Past a pivot that was called, a refusal could only turn the saga
+		// back from an effect that may have happened: it completes.
+		if authorize := x.e.opts.Authorize; authorize != nil && !x.pivotCalled() {
 			if err := authorize(ctx, exec); err != nil {
 				msg := errText(fmt.Errorf("permission denied: %w", err))
-				r.status, r.permanent, r.lastError, r.dirty = StepFailed, true, msg, true
+				// Nothing is called now; but an earlier attempt whose
+				// outcome is unknown may have taken effect and must then
+				// be compensated.
+				r.status, r.permanent, r.lastError, r.dirty = StepFailed, r.attempts == 0, msg, true
 				x.in.audit(x.owner(), "step.denied", map[string]any{"step": s.Name, "started_by": x.in.startedBy, "error": msg})
 				x.mu.Unlock()
 				return result{kind: resFailed, reason: s.Name + ": " + msg}
@@ -317,7 +335,7 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 		}
 		if ctx.Err() != nil {
 			// A sibling failed and cancelled this call: its outcome is
-			// unknown, so the row stays as it is and compensation resolves it.
+			// unknown, so the row stays as it is and compensation undoes it.
 			x.mu.Unlock()
 			return result{kind: resAbandoned}
 		}
@@ -342,7 +360,7 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 			r.status = StepFailed
 			x.in.audit(x.owner(), "step.failed", detail)
 			x.mu.Unlock()
-			x.log.WarnContext(x.logCtx(), "saga step gave up after transient errors", "step", s.Name, "attempts", exec.Attempt, "error", msg)
+			x.log.WarnContext(x.logCtx(), "saga step gave up with its outcome unknown", "step", s.Name, "attempts", exec.Attempt, "error", msg)
 			return result{kind: resFailed, reason: fmt.Sprintf("%s: %s (after %d attempts)", s.Name, msg, exec.Attempt)}
 		}
 		x.in.audit(x.owner(), "step.attempt_failed", detail)
@@ -401,54 +419,60 @@ func (x *execution) compensate() (bool, error) {
 	}
 }
 
-// needsCompensation reports whether s's action may have taken effect and
-// has not been undone yet. An action that never started, or failed
-// permanently (the service said no), took no effect.
+// needsCompensation reports whether s's action took effect or may have,
+// and has not been undone yet. An action that was never called, or that the
+// service refused (Permanent: it says nothing happened under the step's
+// key), took no effect; one that succeeded, or whose outcome is unknown (it
+// failed otherwise, ran out of retries or time, or was interrupted), is
+// compensated.
 func (x *execution) needsCompensation(s *Step) bool {
 	if s.Compensate == nil {
 		return false
 	}
 	a := x.in.lookup(s.Name, PhaseAction)
-	if a == nil || (a.status == StepFailed && a.permanent) {
+	switch {
+	case a == nil:
 		return false
+	case a.status == StepFailed && a.permanent:
+		return false
+	case a.status != StepSucceeded && a.attempts == 0:
+		return false // failed before its first call (deadline)
 	}
 	c := x.in.lookup(s.Name, PhaseCompensation)
 	return c == nil || c.status != StepSucceeded
 }
 
 // runCompensation undoes step s, retrying until it succeeds or the
-// compensation limit is reached. An action whose outcome is unknown (it was
-// running when the process died, timed out, or ran out of retries) is first
-// resolved by calling it again with its own idempotency key: the service
-// answers with the original outcome, or acts now, so the compensation never
-// races a late action. If that call fails permanently, nothing took effect
-// and nothing is undone.
+// compensation limit is reached. An action whose outcome is unknown is
+// compensated directly, never called again: calling it would make happen
+// what the saga is turning back from (a charge, only to refund it). The
+// compensation is safe for an action that never took effect, and absorbing
+// for one still in flight (see Func).
 func (x *execution) runCompensation(gi int, s *Step) result {
 	for {
 		x.mu.Lock()
+		r := x.in.row(s.Name, PhaseCompensation, gi)
 		if limit := x.e.opts.CompensationLimit; !x.in.compStarted.IsZero() && time.Since(x.in.compStarted) > limit {
-			r := x.in.lookup(s.Name, PhaseCompensation)
-			if r == nil {
-				r = x.in.lookup(s.Name, PhaseAction)
-			}
 			r.status, r.dirty = StepFailed, true
+			if r.attempts == 0 && r.lastError == "" {
+				r.lastError = "not attempted before the compensation limit"
+			}
 			reason := fmt.Sprintf("could not compensate %s within %s: %s", s.Name, limit, r.lastError)
 			x.mu.Unlock()
 			return result{kind: resParked, reason: reason}
 		}
-		phase := PhaseCompensation
-		a := x.in.lookup(s.Name, PhaseAction)
-		r := x.in.row(s.Name, PhaseCompensation, gi)
-		if a.status != StepSucceeded {
-			phase, r = PhaseAction, a
+		detail := map[string]any{"step": s.Name, "phase": PhaseCompensation, "attempt": r.attempts + 1}
+		if a := x.in.lookup(s.Name, PhaseAction); a.status != StepSucceeded {
+			detail["action_outcome"] = "unknown"
+			if a.status == StepRunning {
+				// Interrupted mid-call (a crash, an abort, a sibling's
+				// failure): it is not called again, so its row ends here.
+				a.status, a.lastError, a.dirty = StepFailed, "outcome unknown: the call was interrupted", true
+			}
 		}
 		r.status, r.dirty = StepRunning, true
 		r.attempts++
-		exec := x.execution(s.Name, phase, r.attempts)
-		detail := map[string]any{"step": s.Name, "phase": phase, "attempt": r.attempts}
-		if phase == PhaseAction {
-			detail["resolve"] = true
-		}
+		exec := x.execution(s.Name, PhaseCompensation, r.attempts)
 		x.in.audit(x.owner(), "step.started", detail)
 		err := x.flush(flushOpts{})
 		x.mu.Unlock()
@@ -456,37 +480,24 @@ func (x *execution) runCompensation(gi int, s *Step) result {
 			return result{kind: resStopped, err: err}
 		}
 
-		callErr := x.call(x.ctx, s, phase, exec, false)
+		callErr := x.call(x.ctx, s, PhaseCompensation, exec, false)
 
 		x.mu.Lock()
 		if x.ctx.Err() != nil {
 			x.mu.Unlock()
 			return result{kind: resStopped, err: context.Cause(x.ctx)}
 		}
-		detail = map[string]any{"step": s.Name, "phase": phase, "attempt": exec.Attempt}
+		detail = map[string]any{"step": s.Name, "phase": PhaseCompensation, "attempt": exec.Attempt}
 		if callErr == nil {
 			r.status, r.lastError, r.dirty = StepSucceeded, "", true
 			x.in.audit(x.owner(), "step.succeeded", detail)
 			x.mu.Unlock()
-			if phase == PhaseAction {
-				continue // the action did take effect: undo it now
-			}
 			x.e.m.compensations.WithLabelValues(x.in.def.Name, s.Name).Inc()
 			x.log.InfoContext(x.logCtx(), "saga step compensated", "step", s.Name, "attempts", exec.Attempt)
 			return result{kind: resOK}
 		}
 		msg := errText(callErr)
 		r.lastError, detail["error"] = msg, msg
-		if phase == PhaseAction && IsPermanent(callErr) {
-			r.status, r.permanent = StepFailed, true
-			detail["permanent"] = true
-			x.in.audit(x.owner(), "step.failed", detail)
-			x.mu.Unlock()
-			return result{kind: resOK} // it never took effect
-		}
-		if phase == PhaseAction {
-			r.status = StepFailed
-		}
 		x.in.audit(x.owner(), "step.attempt_failed", detail)
 		wait := x.e.opts.CompensationRetry.backoff(exec.Attempt, jitter)
 		if !x.in.compStarted.IsZero() {
@@ -494,8 +505,8 @@ func (x *execution) runCompensation(gi int, s *Step) result {
 			wait = max(min(wait, time.Until(x.in.compStarted.Add(x.e.opts.CompensationLimit))), 0)
 		}
 		x.mu.Unlock()
-		x.e.m.retries.WithLabelValues(x.in.def.Name, s.Name, string(phase)).Inc()
-		x.log.WarnContext(x.logCtx(), "saga compensation attempt failed", "step", s.Name, "phase", phase, "attempt", exec.Attempt, "error", msg, "retry_in", wait.String())
+		x.e.m.retries.WithLabelValues(x.in.def.Name, s.Name, string(PhaseCompensation)).Inc()
+		x.log.WarnContext(x.logCtx(), "saga compensation attempt failed", "step", s.Name, "attempt", exec.Attempt, "error", msg, "retry_in", wait.String())
 		if wait > x.e.opts.InlineRetryWait {
 			return result{kind: resSuspend, delay: wait}
 		}

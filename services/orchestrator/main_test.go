@@ -92,6 +92,20 @@ type neighbours struct {
 	calls   []call
 	blockOn string        // method that waits for release before answering
 	release chan struct{} // closed to let blocked calls answer
+	// fail, by method, answers the n-th call (from 1) of an order with the
+	// error it returns, after the call took effect (a reply lost or turned
+	// into an error); nil answers normally.
+	fail map[string]func(n int) error
+}
+
+// failOn sets n.fail for method.
+func (n *neighbours) failOn(method string, f func(n int) error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fail == nil {
+		n.fail = map[string]func(int) error{}
+	}
+	n.fail[method] = f
 }
 
 type call struct {
@@ -118,6 +132,13 @@ func (n *neighbours) record(ctx context.Context, service, method, orderID, reaso
 	n.mu.Lock()
 	n.calls = append(n.calls, c)
 	block, release := n.blockOn == method, n.release
+	nth := 0
+	for _, o := range n.calls {
+		if o.Method == method && o.OrderID == orderID {
+			nth++
+		}
+	}
+	fail := n.fail[method]
 	n.mu.Unlock()
 	if c.Key == "" {
 		return status.Error(codes.InvalidArgument, "idempotency-key metadata is required")
@@ -128,6 +149,9 @@ func (n *neighbours) record(ctx context.Context, service, method, orderID, reaso
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}
+	}
+	if fail != nil {
+		return fail(nth)
 	}
 	return nil
 }
@@ -489,7 +513,14 @@ func TestSagaServiceOperatesSagas(t *testing.T) {
 		methods := b.n.methodsOf(o.GetOrderId())
 		require.Equal(t, "CancelOrder", methods[len(methods)-1])
 		require.Contains(t, methods, "RefundPayment")
-		require.Contains(t, methods, "ReleaseStock", "the in-flight reservation was resolved, then released")
+		require.Contains(t, methods, "ReleaseStock", "the in-flight reservation, of unknown outcome, was released")
+		reserves := 0
+		for _, m := range methods {
+			if m == "ReserveStock" {
+				reserves++
+			}
+		}
+		require.Equal(t, 1, reserves, "compensation does not call ReserveStock again")
 
 		_, err = bob.AbortSaga(keyed(), &orchestratorv1.AbortSagaRequest{SagaId: s.GetSagaId()})
 		require.Equal(t, codes.FailedPrecondition, status.Code(err))
@@ -603,4 +634,66 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	require.NotEmpty(t, cfg.Saga.OrchestratorID)
 	require.Equal(t, "dev-saga", cfg.ContextKeys.ActiveKeyID())
 	require.Equal(t, "dev-pii", cfg.PIIKeys.ActiveKeyID())
+}
+
+// A payment captured although ProcessPayment answered Internal (the reply
+// failed after the commit) is an unknown outcome, not a refusal: retried
+// with the same key, and when the saga turns back, refunded — never
+// ignored while the order is cancelled, and never charged again.
+func TestPaymentThatAnswersInternalIsRefundedWhenTheSagaTurnsBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{"SAGA_STEP_ATTEMPTS": "3"})
+	b.n.failOn("ProcessPayment", func(int) error { return status.Error(codes.Internal, "internal error") })
+	o := order("tok_visa", "SKU-1")
+	b.publish(t, uuid.New(), o)
+
+	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	require.Equal(t, []string{"ProcessPayment", "ProcessPayment", "ProcessPayment", "RefundPayment", "CancelOrder"},
+		b.n.methodsOf(o.GetOrderId()), "retried within its budget, then refunded and cancelled; no charge during compensation")
+	calls := b.n.of(o.GetOrderId())
+	for _, c := range calls[:3] {
+		require.Equal(t, "saga:"+s.GetSagaId()+":payment", c.Key, "every attempt with the step's key")
+	}
+	require.Equal(t, "saga:"+s.GetSagaId()+":payment:compensate", calls[3].Key)
+	require.Equal(t, "the order could not be completed", calls[4].Reason, "no internal text for the customer")
+	require.Contains(t, s.GetFailureReason(), "payment: ProcessPayment: rpc error: code = Internal")
+}
+
+// ConfirmOrder, the pivot, confirms and then answers Internal: the saga
+// retries it with the same key until it learns the outcome and completes;
+// it never releases the stock, refunds the money or cancels the order.
+func TestConfirmationThatAnswersInternalIsRetriedNotCompensated(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.n.failOn("ConfirmOrder", func(n int) error {
+		if n == 1 {
+			return status.Error(codes.Internal, "internal error")
+		}
+		return nil
+	})
+	o := order("tok_visa", "SKU-1")
+	b.publish(t, uuid.New(), o)
+
+	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder", "ConfirmOrder"}, b.n.methodsOf(o.GetOrderId()))
+	calls := b.n.of(o.GetOrderId())
+	require.Equal(t, calls[2].Key, calls[3].Key, "the retry uses the pivot's key")
+	require.Equal(t, "saga:"+s.GetSagaId()+":confirm", calls[3].Key)
+}
+
+// The order service's documented refusal of the pivot — the order is no
+// longer PENDING — means it did nothing: the steps before it are undone.
+func TestConfirmationRefusedForACancelledOrderCompensates(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.n.failOn("ConfirmOrder", func(int) error {
+		return status.Error(codes.FailedPrecondition, "order_id: order is CANCELLED and cannot be confirmed")
+	})
+	o := order("tok_visa", "SKU-1")
+	b.publish(t, uuid.New(), o)
+
+	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder", "ReleaseStock", "RefundPayment", "CancelOrder"},
+		b.n.methodsOf(o.GetOrderId()), "refused once, not retried; the earlier steps undone in reverse")
+	require.Contains(t, s.GetFailureReason(), "confirm: ConfirmOrder: rpc error: code = FailedPrecondition")
 }

@@ -151,8 +151,11 @@ type Reservation struct {
 }
 
 // Payments is the payment service as the saga uses it. Every method takes
-// the step's idempotency key and returns an error that is transient unless
-// wrapped with saga.Permanent.
+// the step's idempotency key. An error wrapped with saga.Permanent is a
+// documented refusal (the call did nothing); any other error leaves the
+// call's outcome unknown (it may have taken effect): the engine retries it
+// with the same key, or compensates the step. The same holds for Inventory
+// and Orders.
 type Payments interface {
 	// Charge captures o's amount with o's payment method.
 	Charge(ctx context.Context, key string, o Order) (Payment, error)
@@ -190,7 +193,13 @@ var (
 //	confirm    ConfirmOrder (pivot: after it starts, only forward)
 //
 // so that a failure undoes, in order, the reservation, the payment and the
-// order.
+// order. A refused step (DECLINED, REJECTED) is not undone; a step whose
+// outcome is unknown (an Internal error, a timeout) is, by its undo alone:
+// RefundPayment and ReleaseStock of an order that has no payment or
+// reservation record it VOIDED or RELEASED, so a charge or reservation
+// still in flight takes nothing. ConfirmOrder is retried until its outcome
+// is known; only its refusal (the order is no longer PENDING) undoes the
+// steps before it.
 func Definition(p Payments, inv Inventory, o Orders) *saga.Definition {
 	return &saga.Definition{
 		Name: SagaType,

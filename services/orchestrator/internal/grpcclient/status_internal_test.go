@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
+	"github.com/goodgo/goodgo/platform/saga"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
@@ -34,7 +35,9 @@ func (s inventoryStub) ReserveStock(context.Context, *inventoryv1.ReserveStockRe
 
 // Only CAPTURED and RESERVED let the saga go on: a payment or reservation
 // that a compensation already voided or released must fail the step, or the
-// saga would confirm an order that holds no money or stock.
+// saga would confirm an order that holds no money or stock. Those, DECLINED
+// and REJECTED are final answers that the call took nothing; a status that
+// is none of them is not a documented answer, so its outcome is unknown.
 func TestOnlyCaptureAndReservationSucceed(t *testing.T) {
 	ctx := context.Background()
 	for st, want := range map[paymentv1.PaymentStatus]checkout.Payment{
@@ -56,4 +59,10 @@ func TestOnlyCaptureAndReservationSucceed(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, got, st.String())
 	}
+	_, err := Payments{Client: paymentStub{status: paymentv1.PaymentStatus_PAYMENT_STATUS_UNSPECIFIED}}.Charge(ctx, "k", checkout.Order{})
+	require.ErrorContains(t, err, "unexpected payment status")
+	require.False(t, saga.IsPermanent(err), "an undocumented answer is an unknown outcome")
+	_, err = Inventory{Client: inventoryStub{status: inventoryv1.ReservationStatus_RESERVATION_STATUS_UNSPECIFIED}}.Reserve(ctx, "k", "o", nil)
+	require.ErrorContains(t, err, "unexpected reservation status")
+	require.False(t, saga.IsPermanent(err))
 }
