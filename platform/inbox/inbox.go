@@ -17,20 +17,29 @@
 //     recorded and skipped (result "stale");
 //  5. calls the Handler with the transaction, raises the applied version and
 //     commits (result "applied");
-//  6. only then commits the Kafka offset.
+//  6. runs the functions the Handler registered with AfterCommit;
+//  7. only then commits the Kafka offset.
 //
-// A crash between 5 and 6 redelivers the message, which step 3 skips.
-// Events of types the consumer does not apply (Config.Types) skip 1–5.
+// A crash between 5 and 7 redelivers the message, which step 3 skips.
+// Events of types the consumer does not apply (Config.Types) skip 1–6.
 //
-// A Handler error rolls the transaction back and is retried with backoff up
-// to Config.MaxAttempts times (an error wrapped with Permanent is not
-// retried); then the event is parked in inbox_parked with its error, headers
-// and payload (result "parked") and the offset is committed, so one poison
-// event never blocks its partition. Later events of the same aggregate are
-// parked behind it until an operator resolves it (sets resolved_at, after
-// replaying or discarding the parked events). Failures of the consumer's own
-// database are not the event's fault: they are retried until they succeed
-// or the consumer stops.
+// Handler errors are classified. An event that can never be applied — its
+// envelope does not decode, or the Handler wrapped its error with Permanent
+// — is parked at once in inbox_parked with its error, headers and payload
+// (result "parked") and the offset is committed, so one poison event never
+// blocks its partition; later events of the same aggregate are parked
+// behind it until an operator resolves it (sets resolved_at, after
+// replaying or discarding the parked events). Every other error is
+// transient (a database restarting, a peer unavailable): the transaction
+// rolls back and the event is retried with capped exponential backoff
+// (Config.BackoffMin to BackoffMax) until it succeeds or the consumer
+// stops, holding back its partition, so the order of the partition holds.
+// Parking a transient failure would drop the effect for good (an order
+// whose saga never starts stays PENDING for ever); alerting bounds it
+// instead: inbox_retries_total counts the retries and
+// inbox_retry_streak_seconds shows how long the oldest failing event has
+// been retried. Failures of the consumer's own database are retried the
+// same way.
 //
 // The tables are the canonical DDL in db/inbox/schema/inbox.sql, copied into
 // every consuming service's migrations.
@@ -76,9 +85,8 @@ const (
 
 // Defaults of Config's zero values.
 const (
-	DefaultMaxAttempts = 5
-	DefaultBackoffMin  = 100 * time.Millisecond
-	DefaultBackoffMax  = 5 * time.Second
+	DefaultBackoffMin = 100 * time.Millisecond
+	DefaultBackoffMax = 5 * time.Second
 )
 
 // Event is one decoded Kafka message: the envelope from the headers (see
@@ -104,8 +112,19 @@ type Event struct {
 // in the inbox. It must do all its writes through tx and nothing that cannot
 // be rolled back (or that is not idempotent on its own), since tx may roll
 // back and the event be handled again. ctx carries the event's trace (a
-// span per event, a child of the producer's). A returned error rolls tx
-// back; wrap it with Permanent when retrying cannot help.
+// span per event, a child of the producer's).
+//
+// tx holds one connection of the consumer's pool, and every partition being
+// applied holds one: a Handler must never wait for anything that needs
+// another connection of that pool (a second transaction, a worker that
+// writes through the pool), or, with as many busy partitions as
+// connections, it waits for ever. Work that must follow the effect is
+// registered with AfterCommit and runs once tx has committed and released
+// its connection.
+//
+// A returned error rolls tx back. Wrap it with Permanent when retrying can
+// never help (the event is invalid): the event is parked. Any other error
+// is retried, with backoff, until the Handler succeeds.
 type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
 
 // Config configures a Consumer.
@@ -125,10 +144,10 @@ type Config struct {
 	// (result "ignored"), so a consumer pays nothing for them. Empty means
 	// every type.
 	Types []string
-	// MaxAttempts bounds the Handler calls for one event before it is
-	// parked; default 5.
-	MaxAttempts int
-	// BackoffMin and BackoffMax bound the wait between retries.
+	// BackoffMin and BackoffMax bound the wait between retries of an event
+	// that failed transiently (doubling from BackoffMin, capped at
+	// BackoffMax; defaults 100ms and 5s). Such an event is retried until it
+	// succeeds: only a Permanent error parks it.
 	BackoffMin, BackoffMax time.Duration
 	// StartOffset is where a new group starts: kafka.FirstOffset (default)
 	// or kafka.LastOffset.
@@ -144,9 +163,10 @@ type Config struct {
 
 // Options are the consumer's collaborators.
 type Options struct {
-	// Registerer receives inbox_processed_total and inbox_consumer_lag;
-	// nil registers nothing. Consumers on one registry share the series
-	// (labelled by consumer).
+	// Registerer receives inbox_processed_total, inbox_consumer_lag,
+	// inbox_retries_total and inbox_retry_streak_seconds; nil registers
+	// nothing. Consumers on one registry share the series (labelled by
+	// consumer).
 	Registerer prometheus.Registerer
 	// TracerProvider creates the per-event spans; nil means no-op.
 	TracerProvider trace.TracerProvider
@@ -174,6 +194,8 @@ type Consumer struct {
 	log     *slog.Logger
 	results *prometheus.CounterVec
 	lag     prometheus.Gauge
+	retries prometheus.Counter
+	streaks *streaks
 	// afterEffect, set only by tests, runs between the effect's commit and
 	// the offset commit; returning true makes Run return there, as if the
 	// process died.
@@ -183,9 +205,46 @@ type Consumer struct {
 // ErrPermanent marks handler errors that retrying cannot fix.
 var ErrPermanent = errors.New("permanent")
 
-// Permanent wraps err so that the event is parked at once, without retries.
+// Permanent wraps err so that the event is parked at once, without retries:
+// for an event that can never be applied (it does not decode, it breaks an
+// invariant). Errors that are not Permanent are retried until they succeed.
 func Permanent(err error) error {
 	return fmt.Errorf("%w: %w", ErrPermanent, err)
+}
+
+// ErrNotInHandler is returned by AfterCommit for a context that is not a
+// Handler's.
+var ErrNotInHandler = errors.New("inbox: AfterCommit needs the context of a Handler")
+
+// afterCommitKey is the context key of the Handler's after-commit list.
+type afterCommitKey struct{}
+
+// afterCommit collects the functions registered during one Handler call.
+type afterCommit struct {
+	mu  sync.Mutex
+	fns []func(context.Context)
+}
+
+// AfterCommit registers fn to run once the transaction of the event being
+// handled has committed, before the event's offset is committed; ctx must be
+// the context the Handler was called with. It is for work that must follow
+// the effect but cannot be part of it, and must not run while the Handler's
+// transaction holds a connection — such as executing a saga the Handler
+// created in tx. If the transaction rolls back, fn is dropped (the Handler
+// runs again for the retry). fn gets the event's context, runs on the
+// partition's goroutine (its partition waits for it, no connection is
+// held) and cannot undo the commit: it must handle its own failures, and
+// the event is not redelivered for them unless the process stops before
+// the offset commit.
+func AfterCommit(ctx context.Context, fn func(context.Context)) error {
+	ac, ok := ctx.Value(afterCommitKey{}).(*afterCommit)
+	if !ok {
+		return ErrNotInHandler
+	}
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	ac.fns = append(ac.fns, fn)
+	return nil
 }
 
 // New returns a Consumer applying events to pool's database with handler.
@@ -206,9 +265,6 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 	if cfg.Consumer == "" {
 		cfg.Consumer = cfg.GroupID
 	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
-	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = DefaultBackoffMin
 	}
@@ -227,7 +283,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	results, lag, err := metrics(opts.Registerer)
+	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
@@ -265,31 +321,97 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 		}),
 		tracer:  opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/inbox"),
 		log:     opts.Logger.With("consumer", cfg.Consumer),
-		results: results,
-		lag:     lag.WithLabelValues(cfg.Consumer),
+		results: m.results,
+		lag:     m.lag.WithLabelValues(cfg.Consumer),
+		retries: m.retries.WithLabelValues(cfg.Consumer),
+		streaks: &streaks{gauge: m.streak.WithLabelValues(cfg.Consumer), since: map[partition]time.Time{}},
 	}, nil
 }
 
-func metrics(reg prometheus.Registerer) (*prometheus.CounterVec, *prometheus.GaugeVec, error) {
-	results := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "inbox_processed_total",
-		Help: "Events processed by an inbox consumer, by result (applied, duplicate, stale, parked, ignored).",
-	}, []string{"consumer", "result"})
-	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "inbox_consumer_lag",
-		Help: "Messages behind the end of the partitions a consumer reads (kafka-go's estimate).",
-	}, []string{"consumer"})
+// metrics are the consumer's series, labelled by consumer.
+type metrics struct {
+	results *prometheus.CounterVec
+	lag     *prometheus.GaugeVec
+	retries *prometheus.CounterVec
+	streak  *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	m := metrics{
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inbox_processed_total",
+			Help: "Events processed by an inbox consumer, by result (applied, duplicate, stale, parked, ignored).",
+		}, []string{"consumer", "result"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inbox_consumer_lag",
+			Help: "Messages behind the end of the partitions a consumer reads (kafka-go's estimate).",
+		}, []string{"consumer"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inbox_retries_total",
+			Help: "Attempts to apply an event that failed transiently and are retried (the handler's errors and the inbox's own database failures).",
+		}, []string{"consumer"}),
+		streak: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inbox_retry_streak_seconds",
+			Help: "How long the oldest event now being retried has been failing (0: none); its partition waits meanwhile. Alert when it grows.",
+		}, []string{"consumer"}),
+	}
 	if reg == nil {
-		return results, lag, nil
+		return m, nil
 	}
 	var err error
-	if results, err = register(reg, results); err != nil {
-		return nil, nil, err
+	if m.results, err = register(reg, m.results); err != nil {
+		return metrics{}, err
 	}
-	if lag, err = register(reg, lag); err != nil {
-		return nil, nil, err
+	if m.lag, err = register(reg, m.lag); err != nil {
+		return metrics{}, err
 	}
-	return results, lag, nil
+	if m.retries, err = register(reg, m.retries); err != nil {
+		return metrics{}, err
+	}
+	if m.streak, err = register(reg, m.streak); err != nil {
+		return metrics{}, err
+	}
+	return m, nil
+}
+
+// streaks tracks, per partition, since when its current event has been
+// failing, and shows the oldest in inbox_retry_streak_seconds. The gauge is
+// refreshed at every failure and success, so it lags by at most
+// Config.BackoffMax.
+type streaks struct {
+	gauge prometheus.Gauge
+	mu    sync.Mutex
+	since map[partition]time.Time
+}
+
+// failed records a failure of p's current event.
+func (s *streaks) failed(p partition) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.since[p]; !ok {
+		s.since[p] = time.Now()
+	}
+	s.refresh()
+}
+
+// ended records that p's current event no longer fails (applied, parked,
+// or the consumer stopped).
+func (s *streaks) ended(p partition) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.since[p]; !ok {
+		return
+	}
+	delete(s.since, p)
+	s.refresh()
+}
+
+func (s *streaks) refresh() {
+	var oldest time.Duration
+	for _, t := range s.since {
+		oldest = max(oldest, time.Since(t))
+	}
+	s.gauge.Set(oldest.Seconds())
 }
 
 // register registers c, or returns the collector already registered under
@@ -460,28 +582,38 @@ type dbError struct{ err error }
 func (e dbError) Error() string { return e.err.Error() }
 func (e dbError) Unwrap() error { return e.err }
 
+// apply applies ev, retrying transient failures until they succeed or ctx
+// is done, and parks it on a permanent one.
 func (c *Consumer) apply(ctx context.Context, m kafka.Message, ev Event) (string, error) {
+	p := partition{m.Topic, m.Partition}
+	defer c.streaks.ended(p)
 	b := c.newBackoff()
 	attempts := 0
 	for {
 		result, err := c.applyOnce(ctx, m, ev)
 		if err == nil {
+			if attempts > 0 {
+				c.log.InfoContext(ctx, "event applied after retries", "event_id", ev.ID.String(), "event_type", ev.Type,
+					"attempts", attempts+1)
+			}
 			return result, nil
 		}
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
 		var dbErr dbError
-		if errors.As(err, &dbErr) {
+		switch {
+		case errors.As(err, &dbErr):
 			c.log.WarnContext(ctx, "inbox database failure; retrying", "event_id", ev.ID.String(), "error", err.Error())
-		} else {
-			attempts++
-			if attempts >= c.cfg.MaxAttempts || errors.Is(err, ErrPermanent) {
-				return c.park(ctx, m, ev, err)
-			}
+		case errors.Is(err, ErrPermanent):
+			return c.park(ctx, m, ev, err)
+		default:
 			c.log.WarnContext(ctx, "handler failed; retrying", "event_id", ev.ID.String(), "event_type", ev.Type,
-				"attempt", attempts, "error", err.Error())
+				"aggregate_id", ev.AggregateID, "attempt", attempts+1, "error", err.Error())
 		}
+		attempts++
+		c.retries.Inc()
+		c.streaks.failed(p)
 		if backoff.Sleep(ctx, b.Next()) != nil {
 			return "", ctx.Err()
 		}
@@ -547,7 +679,8 @@ func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (re
 		}
 		return ResultStale, nil
 	}
-	if err := c.handler(ctx, tx, ev); err != nil {
+	after := &afterCommit{}
+	if err := c.handler(context.WithValue(ctx, afterCommitKey{}, after), tx, ev); err != nil {
 		return "", err
 	}
 	if err := q.SetAppliedVersion(ctx, inboxdb.SetAppliedVersionParams{
@@ -557,6 +690,12 @@ func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (re
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return "", dbError{err}
+	}
+	after.mu.Lock()
+	fns := after.fns
+	after.mu.Unlock()
+	for _, fn := range fns {
+		fn(ctx)
 	}
 	return ResultApplied, nil
 }

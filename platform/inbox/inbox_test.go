@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -219,6 +220,27 @@ func (b *bundle) waitProcessed(t *testing.T, n int) {
 	}, 20*time.Second, 10*time.Millisecond, "want %d processed", n)
 }
 
+// metric returns the value of the counter or gauge name of consumer
+// "projector" (0 when it has no series).
+func (b *bundle) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := b.reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "consumer" && l.GetValue() == "projector" {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 func (b *bundle) effects(t *testing.T, id uuid.UUID) int {
 	t.Helper()
 	var n int
@@ -385,9 +407,10 @@ func TestConsumerSkipsEventsOlderThanTheAppliedVersion(t *testing.T) {
 	require.Equal(t, 1, n)
 }
 
-// A poison event is parked with its error and the partition goes on; later
-// events of the same aggregate are parked behind it (order), other
-// aggregates are applied. A transient failure is retried, not parked.
+// A poison event (a permanent error, an envelope that does not decode) is
+// parked with its error and the partition goes on; later events of the same
+// aggregate are parked behind it (order), other aggregates are applied. A
+// transient failure is retried, not parked.
 func TestConsumerParksPoisonEventsWithoutBlockingThePartition(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1) // one partition: a blocked partition would block everything
@@ -414,7 +437,7 @@ func TestConsumerParksPoisonEventsWithoutBlockingThePartition(t *testing.T) {
 		mu.Unlock()
 		switch string(ev.Payload) {
 		case "poison":
-			return errors.New("cannot apply: invariant violated")
+			return inbox.Permanent(errors.New("cannot apply: invariant violated"))
 		case "flaky":
 			if n < 3 {
 				return errors.New("transient: peer unavailable")
@@ -431,7 +454,7 @@ func TestConsumerParksPoisonEventsWithoutBlockingThePartition(t *testing.T) {
 	}
 	require.Equal(t, 1, b.effects(t, flaky.id))
 	mu.Lock()
-	require.Equal(t, inbox.DefaultMaxAttempts, calls["poison"], "retried, then parked")
+	require.Equal(t, 1, calls["poison"], "a permanent error is parked at once, never retried")
 	require.Equal(t, 3, calls["flaky"])
 	require.Zero(t, calls["no envelope"], "never handled")
 	mu.Unlock()
@@ -506,4 +529,142 @@ func TestConsumerCommitsOffsetsOnlyAfterTheEffect(t *testing.T) {
 	for _, m := range msgs {
 		require.Equal(t, 1, b.effects(t, m.id))
 	}
+}
+
+// A transient failure (anything not wrapped with Permanent: a database
+// restarting, a peer unavailable) is retried with capped backoff for as
+// long as it lasts — here far longer than the five attempts after which it
+// used to be parked, leaving its order PENDING for ever (issue 10) — and the
+// event is then applied, not parked. Its partition waits meanwhile, so the
+// order of the aggregate's events and of the partition holds. Alerting, not
+// parking, bounds the wait: every retry is counted, and a gauge shows how
+// long the oldest failing event has been retried.
+func TestConsumerRetriesTransientErrorsUntilTheySucceed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	flaky := newMsg("order-f", 1, "flaky")
+	next := newMsg("order-f", 2, "next")   // same aggregate
+	other := newMsg("order-o", 1, "other") // same partition
+	produce(t, b.addr, flaky, next, other)
+
+	const failures = 20
+	recovered := make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	b.run(t, func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+		if string(ev.Payload) == "flaky" {
+			mu.Lock()
+			calls++
+			n := calls
+			mu.Unlock()
+			select {
+			case <-recovered:
+			default:
+				return fmt.Errorf("attempt %d: %w", n, errors.New("conn refused: the database is restarting"))
+			}
+		}
+		return recordEffect(ctx, tx, ev)
+	}, nil)
+
+	require.Eventually(t, func() bool { return b.metric(t, "inbox_retries_total") >= failures }, 20*time.Second, 5*time.Millisecond,
+		"every failed attempt is counted")
+	require.Positive(t, b.metric(t, "inbox_retry_streak_seconds"), "the failing streak shows while it lasts")
+	require.Zero(t, b.results(t, inbox.ResultParked), "a transient error is never parked")
+	require.Zero(t, b.effects(t, next.id)+b.effects(t, other.id), "the partition waits for the failing event")
+	close(recovered)
+
+	b.waitProcessed(t, 3)
+	require.Equal(t, 3.0, b.results(t, inbox.ResultApplied))
+	require.Zero(t, b.results(t, inbox.ResultParked))
+	rows, err := b.pool.Query(context.Background(), "SELECT event_id FROM effects ORDER BY seq")
+	require.NoError(t, err)
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	require.NoError(t, err)
+	require.Equal(t, []uuid.UUID{flaky.id, next.id, other.id}, applied, "applied once each, in partition order")
+	require.Eventually(t, func() bool { return b.metric(t, "inbox_retry_streak_seconds") == 0 }, 5*time.Second, 5*time.Millisecond,
+		"the streak ends with the success")
+	mu.Lock()
+	defer mu.Unlock()
+	require.GreaterOrEqual(t, calls, failures+1)
+}
+
+// A permanent error — wrapped with Permanent, or an event that does not
+// decode — can never be applied: it is parked at the first attempt, with no
+// retry counted.
+func TestConsumerParksPermanentErrorsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	poison := newMsg("order-p", 1, "poison")
+	fine := newMsg("order-q", 1, "fine")
+	produce(t, b.addr, poison, fine)
+	var mu sync.Mutex
+	calls := 0
+	b.run(t, func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+		if string(ev.Payload) == "poison" {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			return fmt.Errorf("apply: %w", inbox.Permanent(errors.New("unknown currency XXX")))
+		}
+		return recordEffect(ctx, tx, ev)
+	}, nil)
+	b.waitProcessed(t, 2)
+	require.Equal(t, 1.0, b.results(t, inbox.ResultParked))
+	require.Equal(t, 1.0, b.results(t, inbox.ResultApplied))
+	require.Equal(t, 1, b.effects(t, fine.id))
+	require.Zero(t, b.metric(t, "inbox_retries_total"))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 1, calls)
+}
+
+// Work registered with AfterCommit runs after the event's transaction
+// committed — it sees the effect from another connection, even on a pool of
+// one connection, which the transaction would starve — and before the
+// offset commit; an attempt that rolls back drops what it registered.
+func TestAfterCommitRunsOnceTheEffectCommitted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	cfg := b.pool.Config().Copy()
+	cfg.MaxConns = 1
+	one, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(one.Close)
+	b.pool = one
+
+	first, second := newMsg("order-1", 1, "a"), newMsg("order-2", 1, "b")
+	produce(t, b.addr, first, second)
+	require.ErrorIs(t, inbox.AfterCommit(context.Background(), func(context.Context) {}), inbox.ErrNotInHandler)
+
+	var mu sync.Mutex
+	attempts := map[uuid.UUID]int{}
+	seen := map[uuid.UUID][]int{} // effects visible to each hook run, by attempt
+	b.run(t, func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
+		mu.Lock()
+		attempts[ev.ID]++
+		n := attempts[ev.ID]
+		mu.Unlock()
+		require.NoError(t, inbox.AfterCommit(ctx, func(ctx context.Context) {
+			require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", trace.SpanContextFromContext(ctx).TraceID().String(), "the event's context")
+			var effects int
+			// A second statement on the pool of one: the transaction has
+			// released its connection.
+			require.NoError(t, one.QueryRow(ctx, "SELECT count(*) FROM effects WHERE event_id = $1", ev.ID).Scan(&effects))
+			mu.Lock()
+			seen[ev.ID] = append(seen[ev.ID], n, effects)
+			mu.Unlock()
+		}))
+		if err := recordEffect(ctx, tx, ev); err != nil {
+			return err
+		}
+		if ev.ID == first.id && n == 1 {
+			return errors.New("transient: rolled back after registering")
+		}
+		return nil
+	}, nil)
+	b.waitProcessed(t, 2)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []int{2, 1}, seen[first.id], "only the committed attempt's hook ran, after the commit")
+	require.Equal(t, []int{1, 1}, seen[second.id])
 }

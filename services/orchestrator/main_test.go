@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,6 +271,10 @@ func (b *bundle) as(user string, roles ...string) orchestratorv1.SagaServiceClie
 	return orchestratorv1.NewSagaServiceClient(b.pki.Dial(b.addr, grpc.WithPerRPCCredentials(grpcclient.Bearer(b.pki.Token(user, roles...)))))
 }
 
+// poolSizeVar in setup's env sizes the orchestrator's connection pool
+// (pool_max_conns of DATABASE_URL).
+const poolSizeVar = "TEST_POOL_MAX_CONNS"
+
 // setup runs the orchestrator binary's run() on free ports against a fresh
 // database, the local Redis, an in-process Kafka (kfake) and fake
 // neighbours.
@@ -292,6 +297,14 @@ func setup(t *testing.T, env map[string]string) *bundle {
 		"SAGA_POLL_INTERVAL": "100ms", "SAGA_LEASE_TTL": "1s", "OTEL_SDK_DISABLED": "true",
 	})
 	maps.Copy(vars, env)
+	if n, ok := env[poolSizeVar]; ok {
+		u, err := url.Parse(vars["DATABASE_URL"])
+		require.NoError(t, err)
+		q := u.Query()
+		q.Set("pool_max_conns", n)
+		u.RawQuery = q.Encode()
+		vars["DATABASE_URL"] = u.String()
+	}
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	cfg, err := loadConfig(lookup)
 	require.NoError(t, err)
@@ -696,4 +709,25 @@ func TestConfirmationRefusedForACancelledOrderCompensates(t *testing.T) {
 	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder", "ReleaseStock", "RefundPayment", "CancelOrder"},
 		b.n.methodsOf(o.GetOrderId()), "refused once, not retried; the earlier steps undone in reverse")
 	require.Contains(t, s.GetFailureReason(), "confirm: ConfirmOrder: rpc error: code = FailedPrecondition")
+}
+
+// With as many busy partitions as pool connections (here one connection,
+// three partitions), every connection was held by an inbox transaction
+// whose handler waited in Engine.Start for the saga's insert on a second
+// connection: consumption stalled for ever (issue 10). The saga is now
+// created inside the inbox's transaction and executed after its commit, so
+// no handler waits for a connection its own transaction starves.
+func TestOneConnectionPoolStillStartsSagas(t *testing.T) {
+	t.Parallel()
+	b := setup(t, map[string]string{poolSizeVar: "1", "SAGA_WORKERS": "2"})
+	var orders []*orderv1.OrderCreated
+	for range 6 { // six keys over three partitions
+		o := order("tok_visa", "SKU-1")
+		orders = append(orders, o)
+		b.publish(t, uuid.New(), o)
+	}
+	for _, o := range orders {
+		b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+		require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder"}, b.n.methodsOf(o.GetOrderId()))
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
@@ -21,9 +22,12 @@ import (
 
 // Starter starts sagas (saga.Engine).
 type Starter interface {
-	// Start creates the saga unless one exists for its type and
-	// correlation id, and runs it; see saga.Engine.Start.
-	Start(ctx context.Context, req saga.StartRequest) (saga.StartResult, error)
+	// StartTx creates the saga in tx unless one exists for its type and
+	// correlation id, leased to this replica; see saga.Engine.StartTx.
+	StartTx(ctx context.Context, tx pgx.Tx, req saga.StartRequest) (saga.StartResult, error)
+	// Execute runs a saga StartTx created, once tx committed; it waits for
+	// a free worker (ctx bounds the wait). See saga.Engine.Execute.
+	Execute(ctx context.Context, id uuid.UUID) error
 }
 
 var _ Starter = (*saga.Engine)(nil)
@@ -34,17 +38,33 @@ var Types = []string{event.OrderCreated}
 
 // Handler returns the inbox handler that starts one order saga per order.
 //
-// The saga is created in its own transaction, not in the inbox's tx: the
-// replica that creates it must run it right after the commit, and the inbox
-// has no after-commit hook. Exactly one saga per order does not depend on
-// the inbox record: sagas are unique per (type, correlation id = order id),
-// so a redelivered event, or one whose inbox transaction rolled back after
-// the saga was created, finds the existing saga and starts nothing.
+// The saga is created inside the inbox's transaction (StartTx): the event
+// is recorded if and only if its saga is, and the handler needs no
+// connection besides the one its transaction holds. It used to start the
+// saga with Engine.Start, which waits for a worker and for the saga's
+// insert on a second connection of the same pool while the inbox's
+// transaction holds one: with as many busy partitions as connections,
+// every connection was held by a handler waiting for another, and
+// consumption stalled for ever (issue 10). Once the transaction has
+// committed and released its connection, the saga is executed on this
+// replica (inbox.AfterCommit, Engine.Execute); waiting there for a free
+// worker holds no connection and only slows this partition down. Should
+// the execution not begin (the replica stops first), the saga's lease runs
+// out and the recovery loop of some replica runs it.
+//
+// Exactly one saga per order does not depend on the inbox record: sagas
+// are unique per (type, correlation id = order id), so a redelivered
+// event, or the same order under another event id, finds the existing saga
+// and starts nothing.
+//
+// Errors: an event that can never start a saga (it does not decode, the
+// order is invalid) is inbox.Permanent and parked; anything else (the
+// database) is retried by the inbox until it succeeds.
 //
 // ctx carries the event's span (a child of the producer's), which the saga
 // stores: its step spans continue the order's trace.
 func Handler(s Starter, logger *slog.Logger) inbox.Handler {
-	return func(ctx context.Context, _ pgx.Tx, ev inbox.Event) error {
+	return func(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {
 		if ev.Type != event.OrderCreated {
 			return nil
 		}
@@ -60,7 +80,7 @@ func Handler(s Starter, logger *slog.Logger) inbox.Handler {
 		if err != nil {
 			return inbox.Permanent(err)
 		}
-		r, err := s.Start(ctx, saga.StartRequest{
+		r, err := s.StartTx(ctx, tx, saga.StartRequest{
 			Type: checkout.SagaType, CorrelationID: o.OrderID, StartedBy: o.PlacedBy, Data: data,
 		})
 		if errors.Is(err, saga.ErrUnknownType) {
@@ -69,9 +89,20 @@ func Handler(s Starter, logger *slog.Logger) inbox.Handler {
 		if err != nil {
 			return fmt.Errorf("start order saga for %s: %w", o.OrderID, err)
 		}
-		logger.InfoContext(ctx, "order saga started", "saga_id", r.SagaID.String(), "order_id", o.OrderID,
-			"created", r.Created, "event_id", ev.ID.String())
-		return nil
+		if !r.Created {
+			logger.InfoContext(ctx, "order saga exists already", "saga_id", r.SagaID.String(), "order_id", o.OrderID,
+				"event_id", ev.ID.String())
+			return nil
+		}
+		return inbox.AfterCommit(ctx, func(ctx context.Context) {
+			if err := s.Execute(ctx, r.SagaID); err != nil {
+				logger.WarnContext(ctx, "order saga created but not executed here; the recovery loop will run it when its lease expires",
+					"saga_id", r.SagaID.String(), "order_id", o.OrderID, "error", err.Error())
+				return
+			}
+			logger.InfoContext(ctx, "order saga started", "saga_id", r.SagaID.String(), "order_id", o.OrderID,
+				"created", true, "event_id", ev.ID.String())
+		})
 	}
 }
 
