@@ -5,11 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
-	"sync"
-	"time"
 
 	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/tlsfiles"
 )
 
 // tlsConfig completes the TLS settings go-redis parsed from a rediss:// URL
@@ -32,63 +30,14 @@ func tlsConfig(base *tls.Config, cfg config.Redis, cluster bool) (*tls.Config, e
 	if cfg.ServerName != "" {
 		c.ServerName = cfg.ServerName
 	}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("redis: REDIS_CA_FILE: %w", err)
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redis: REDIS_CA_FILE: %s holds no PEM certificate", cfg.CAFile)
-		}
-		c.RootCAs = roots
-	}
-	if cfg.CertFile != "" || cfg.KeyFile != "" {
-		kp := &keyPair{certFile: cfg.CertFile, keyFile: cfg.KeyFile}
-		if _, err := kp.get(); err != nil {
-			return nil, err
-		}
-		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
+	err := tlsfiles.Apply(c, tlsfiles.Files{
+		CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
+		CAVar: "REDIS_CA_FILE", CertVars: "REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
 	}
 	return c, nil
-}
-
-// keyPair is the client certificate, re-read when either file's
-// modification time changes (cert-manager renews it in place). A renewal
-// caught half-written keeps the previous pair until the files match again.
-type keyPair struct {
-	certFile, keyFile string
-
-	mu              sync.Mutex
-	cert            *tls.Certificate
-	certMod, keyMod time.Time
-}
-
-func (k *keyPair) get() (*tls.Certificate, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	certMod, certErr := modTime(k.certFile)
-	keyMod, keyErr := modTime(k.keyFile)
-	if k.cert != nil && (certErr != nil || keyErr != nil || (certMod.Equal(k.certMod) && keyMod.Equal(k.keyMod))) {
-		return k.cert, nil
-	}
-	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
-	if err != nil {
-		if k.cert != nil {
-			return k.cert, nil
-		}
-		return nil, fmt.Errorf("redis: REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE: %w", err)
-	}
-	k.cert, k.certMod, k.keyMod = &cert, certMod, keyMod
-	return k.cert, nil
-}
-
-func modTime(name string) (time.Time, error) {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return fi.ModTime(), nil
 }
 
 // isCertError reports a server certificate that did not verify: an unknown
