@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
@@ -161,6 +162,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			_, err := orderv1.NewOrderServiceClient(cc).CancelOrder(c, &orderv1.CancelOrderRequest{OrderId: orderID, Reason: "matrix"})
 			return err
 		}, sagaOnly},
+		{"OrderService/ListStalePendingOrders", svcOrder, func(c context.Context, cc *grpc.ClientConn) error {
+			_, err := orderv1.NewOrderServiceClient(cc).ListStalePendingOrders(c, &orderv1.ListStalePendingOrdersRequest{OlderThan: durationpb.New(time.Minute)})
+			return err
+		}, sagaOnly}, // the orchestrator's reconciler, with or without a user to act for
 		{"SessionService/Logout", svcOrder, func(c context.Context, cc *grpc.ClientConn) error {
 			_, err := sessionv1.NewSessionServiceClient(cc).Logout(c, &sessionv1.LogoutRequest{})
 			return err

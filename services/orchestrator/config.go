@@ -54,6 +54,20 @@ type Config struct {
 	PIIKeys *keyring.Keyring
 	// Saga tunes the saga engine.
 	Saga SagaConfig
+	// Reconcile tunes the reconciler of orders without a saga.
+	Reconcile ReconcileConfig
+}
+
+// ReconcileConfig tunes the reconciler (internal/reconciler), which starts
+// the saga of orders still PENDING without one.
+type ReconcileConfig struct {
+	// Interval is the time between passes (RECONCILE_INTERVAL, default
+	// 30s; 0 disables the reconciler).
+	Interval time.Duration
+	// After is the age from which a PENDING order without a saga is
+	// reconciled (RECONCILE_AFTER, default SAGA_DEADLINE + 30s; at least
+	// 1s).
+	After time.Duration
 }
 
 // SagaConfig tunes the saga engine (platform/saga).
@@ -113,6 +127,16 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 			CompensationLimit: positive(e, "SAGA_COMPENSATION_LIMIT", saga.DefaultCompensationLimit),
 			DenyUsers:         e.List("SAGA_DENY_USERS", nil),
 		},
+	}
+	c.Reconcile = ReconcileConfig{
+		Interval: e.Duration("RECONCILE_INTERVAL", 30*time.Second),
+		After:    e.Duration("RECONCILE_AFTER", c.Saga.Deadline+30*time.Second),
+	}
+	if c.Reconcile.Interval < 0 {
+		e.Invalid("RECONCILE_INTERVAL", "must not be negative (0 disables the reconciler)")
+	}
+	if c.Reconcile.After < time.Second {
+		e.Invalid("RECONCILE_AFTER", "must be at least 1s")
 	}
 	c.ContextKeys = e.Keyring(config.SagaContextKeys, common.Dev)
 	c.PIIKeys = e.Keyring(config.PIIKeys, common.Dev)

@@ -97,6 +97,9 @@ type neighbours struct {
 	// error it returns, after the call took effect (a reply lost or turned
 	// into an error); nil answers normally.
 	fail map[string]func(n int) error
+	// pending are the orders ListStalePendingOrders lists until they are
+	// confirmed or cancelled (reconcile_test.go).
+	pending []*orderv1.PendingOrder
 }
 
 // failOn sets n.fail for method.

@@ -31,6 +31,7 @@ import (
 	"github.com/goodgo/goodgo/services/orchestrator/internal/consumer"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/grpcapi"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/grpcclient"
+	"github.com/goodgo/goodgo/services/orchestrator/internal/reconciler"
 )
 
 // Kafka names of the orchestrator's inbox consumer.
@@ -43,7 +44,8 @@ const (
 // (creating and migrating it) and Redis, dials payment, inventory and order,
 // and runs until ctx is cancelled: the saga engine (executing sagas, taking
 // over those of crashed replicas), the order.created.v1 consumer that starts
-// them, SagaService and the ops endpoints. Then it stops consuming, drains
+// them, the reconciler that starts those the events did not, SagaService
+// and the ops endpoints. Then it stops consuming, drains
 // gRPC, stops the engine (whose leases other replicas then take at once)
 // and returns nil. It returns an error when start-up fails or a part stops
 // on its own. Logs go to stdout as JSON; lookup supplies the OTEL_* variables.
@@ -152,6 +154,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 
+	// The reconciler starts the saga of orders whose event never did.
+	orders := grpcclient.Orders{Client: orderv1.NewOrderServiceClient(orderConn)}
+	rec, err := reconciler.New(orders, engine, reconciler.Config{Interval: cfg.Reconcile.Interval, OlderThan: cfg.Reconcile.After}, reg, logger)
+	if err != nil {
+		return err
+	}
+
 	limiter, err := ratelimit.New(rdb, cfg.RateLimits, "", reg, logger)
 	if err != nil {
 		return err
@@ -183,7 +192,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(engineCtx) }()
-	err = lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve, events.Run,
+	err = lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve, events.Run, rec.Run,
 		func(ctx context.Context) error {
 			select {
 			case <-ctx.Done():

@@ -57,3 +57,16 @@ LIMIT @page_size;
 UPDATE orders
 SET shipping_address = @sealed, shipping_address_key_id = @key_id
 WHERE id = @id AND shipping_address_key_id = @read_key_id AND shipping_address = @read_sealed;
+
+-- name: ListStalePendingOrders :many
+-- ListStalePendingOrders pages through the PENDING orders created before
+-- @created_before, oldest first, after the keyset position
+-- (@after_created_at, @after_id) — the Unix epoch and the nil UUID to
+-- start. The orchestrator's reconciler looks among them for orders whose
+-- saga never started; orders_pending_created_idx keeps it to PENDING rows.
+SELECT * FROM orders
+WHERE status = 'PENDING'
+  AND created_at < @created_before
+  AND (created_at, id) > (@after_created_at::timestamptz, @after_id::uuid)
+ORDER BY created_at, id
+LIMIT @page_size;

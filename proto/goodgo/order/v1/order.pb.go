@@ -10,6 +10,7 @@ import (
 	v1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -822,6 +823,219 @@ func (x *CancelOrderResponse) GetOrder() *Order {
 	return nil
 }
 
+type ListStalePendingOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Minimum age of the orders listed, by the order service's clock; at
+	// least one second.
+	OlderThan *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	// At most 500; 0 means 100.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStalePendingOrdersRequest) Reset() {
+	*x = ListStalePendingOrdersRequest{}
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStalePendingOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStalePendingOrdersRequest) ProtoMessage() {}
+
+func (x *ListStalePendingOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStalePendingOrdersRequest.ProtoReflect.Descriptor instead.
+func (*ListStalePendingOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListStalePendingOrdersRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+func (x *ListStalePendingOrdersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListStalePendingOrdersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListStalePendingOrdersResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Orders []*PendingOrder        `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStalePendingOrdersResponse) Reset() {
+	*x = ListStalePendingOrdersResponse{}
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStalePendingOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStalePendingOrdersResponse) ProtoMessage() {}
+
+func (x *ListStalePendingOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStalePendingOrdersResponse.ProtoReflect.Descriptor instead.
+func (*ListStalePendingOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListStalePendingOrdersResponse) GetOrders() []*PendingOrder {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+func (x *ListStalePendingOrdersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// PendingOrder is a PENDING order as the order saga needs it (no shipping
+// address: no step uses it).
+type PendingOrder struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	OrderId    string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	CustomerId string                 `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	Items      []*v1.LineItem         `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	Total      *v1.Money              `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
+	// Payment method reference given at placement ("tok_visa").
+	PaymentMethod string `protobuf:"bytes,5,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
+	// The user who placed the order, for whom the saga acts.
+	PlacedBy      string                 `protobuf:"bytes,6,opt,name=placed_by,json=placedBy,proto3" json:"placed_by,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingOrder) Reset() {
+	*x = PendingOrder{}
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingOrder) ProtoMessage() {}
+
+func (x *PendingOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingOrder.ProtoReflect.Descriptor instead.
+func (*PendingOrder) Descriptor() ([]byte, []int) {
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PendingOrder) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *PendingOrder) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *PendingOrder) GetItems() []*v1.LineItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *PendingOrder) GetTotal() *v1.Money {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *PendingOrder) GetPaymentMethod() string {
+	if x != nil {
+		return x.PaymentMethod
+	}
+	return ""
+}
+
+func (x *PendingOrder) GetPlacedBy() string {
+	if x != nil {
+		return x.PlacedBy
+	}
+	return ""
+}
+
+func (x *PendingOrder) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 // OrderView is the read model of an order, joined with its payment and stock state.
 type OrderView struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -845,7 +1059,7 @@ type OrderView struct {
 
 func (x *OrderView) Reset() {
 	*x = OrderView{}
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[13]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1071,7 @@ func (x *OrderView) String() string {
 func (*OrderView) ProtoMessage() {}
 
 func (x *OrderView) ProtoReflect() protoreflect.Message {
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[13]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1084,7 @@ func (x *OrderView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderView.ProtoReflect.Descriptor instead.
 func (*OrderView) Descriptor() ([]byte, []int) {
-	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{13}
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OrderView) GetOrderId() string {
@@ -959,7 +1173,7 @@ type GetOrderViewRequest struct {
 
 func (x *GetOrderViewRequest) Reset() {
 	*x = GetOrderViewRequest{}
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[14]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1185,7 @@ func (x *GetOrderViewRequest) String() string {
 func (*GetOrderViewRequest) ProtoMessage() {}
 
 func (x *GetOrderViewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[14]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1198,7 @@ func (x *GetOrderViewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderViewRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderViewRequest) Descriptor() ([]byte, []int) {
-	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{14}
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetOrderViewRequest) GetOrderId() string {
@@ -1003,7 +1217,7 @@ type GetOrderViewResponse struct {
 
 func (x *GetOrderViewResponse) Reset() {
 	*x = GetOrderViewResponse{}
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[15]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1229,7 @@ func (x *GetOrderViewResponse) String() string {
 func (*GetOrderViewResponse) ProtoMessage() {}
 
 func (x *GetOrderViewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[15]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1242,7 @@ func (x *GetOrderViewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderViewResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderViewResponse) Descriptor() ([]byte, []int) {
-	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{15}
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetOrderViewResponse) GetOrder() *OrderView {
@@ -1053,7 +1267,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[16]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1279,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[16]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1292,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{16}
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListOrdersRequest) GetCustomerId() string {
@@ -1119,7 +1333,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[17]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1345,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_goodgo_order_v1_order_proto_msgTypes[17]
+	mi := &file_goodgo_order_v1_order_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1358,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{17}
+	return file_goodgo_order_v1_order_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*OrderView {
@@ -1165,7 +1379,7 @@ var File_goodgo_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_goodgo_order_v1_order_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgoodgo/order/v1/order.proto\x12\x0fgoodgo.order.v1\x1a\x1cgoodgo/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n" +
+	"\x1bgoodgo/order/v1/order.proto\x12\x0fgoodgo.order.v1\x1a\x1cgoodgo/common/v1/money.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n" +
 	"\aAddress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05line1\x18\x02 \x01(\tR\x05line1\x12\x14\n" +
@@ -1218,7 +1432,26 @@ const file_goodgo_order_v1_order_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"C\n" +
 	"\x13CancelOrderResponse\x12,\n" +
-	"\x05order\x18\x01 \x01(\v2\x16.goodgo.order.v1.OrderR\x05order\"\xf4\x03\n" +
+	"\x05order\x18\x01 \x01(\v2\x16.goodgo.order.v1.OrderR\x05order\"\x95\x01\n" +
+	"\x1dListStalePendingOrdersRequest\x128\n" +
+	"\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x7f\n" +
+	"\x1eListStalePendingOrdersResponse\x125\n" +
+	"\x06orders\x18\x01 \x03(\v2\x1d.goodgo.order.v1.PendingOrderR\x06orders\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xac\x02\n" +
+	"\fPendingOrder\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
+	"\vcustomer_id\x18\x02 \x01(\tR\n" +
+	"customerId\x120\n" +
+	"\x05items\x18\x03 \x03(\v2\x1a.goodgo.common.v1.LineItemR\x05items\x12-\n" +
+	"\x05total\x18\x04 \x01(\v2\x17.goodgo.common.v1.MoneyR\x05total\x12%\n" +
+	"\x0epayment_method\x18\x05 \x01(\tR\rpaymentMethod\x12\x1b\n" +
+	"\tplaced_by\x18\x06 \x01(\tR\bplacedBy\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\xf4\x03\n" +
 	"\tOrderView\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -1253,14 +1486,15 @@ const file_goodgo_order_v1_order_proto_rawDesc = "" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n" +
 	"\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x032\xe5\x03\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x032\xe0\x04\n" +
 	"\fOrderService\x12U\n" +
 	"\n" +
 	"PlaceOrder\x12\".goodgo.order.v1.PlaceOrderRequest\x1a#.goodgo.order.v1.PlaceOrderResponse\x12O\n" +
 	"\bGetOrder\x12 .goodgo.order.v1.GetOrderRequest\x1a!.goodgo.order.v1.GetOrderResponse\x12v\n" +
 	"\x15UpdateShippingAddress\x12-.goodgo.order.v1.UpdateShippingAddressRequest\x1a..goodgo.order.v1.UpdateShippingAddressResponse\x12[\n" +
 	"\fConfirmOrder\x12$.goodgo.order.v1.ConfirmOrderRequest\x1a%.goodgo.order.v1.ConfirmOrderResponse\x12X\n" +
-	"\vCancelOrder\x12#.goodgo.order.v1.CancelOrderRequest\x1a$.goodgo.order.v1.CancelOrderResponse2\xc7\x01\n" +
+	"\vCancelOrder\x12#.goodgo.order.v1.CancelOrderRequest\x1a$.goodgo.order.v1.CancelOrderResponse\x12y\n" +
+	"\x16ListStalePendingOrders\x12..goodgo.order.v1.ListStalePendingOrdersRequest\x1a/.goodgo.order.v1.ListStalePendingOrdersResponse2\xc7\x01\n" +
 	"\x11OrderQueryService\x12[\n" +
 	"\fGetOrderView\x12$.goodgo.order.v1.GetOrderViewRequest\x1a%.goodgo.order.v1.GetOrderViewResponse\x12U\n" +
 	"\n" +
@@ -1279,38 +1513,42 @@ func file_goodgo_order_v1_order_proto_rawDescGZIP() []byte {
 }
 
 var file_goodgo_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goodgo_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_goodgo_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_goodgo_order_v1_order_proto_goTypes = []any{
-	(OrderStatus)(0),                      // 0: goodgo.order.v1.OrderStatus
-	(*Address)(nil),                       // 1: goodgo.order.v1.Address
-	(*Order)(nil),                         // 2: goodgo.order.v1.Order
-	(*OrderItemInput)(nil),                // 3: goodgo.order.v1.OrderItemInput
-	(*PlaceOrderRequest)(nil),             // 4: goodgo.order.v1.PlaceOrderRequest
-	(*PlaceOrderResponse)(nil),            // 5: goodgo.order.v1.PlaceOrderResponse
-	(*GetOrderRequest)(nil),               // 6: goodgo.order.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),              // 7: goodgo.order.v1.GetOrderResponse
-	(*UpdateShippingAddressRequest)(nil),  // 8: goodgo.order.v1.UpdateShippingAddressRequest
-	(*UpdateShippingAddressResponse)(nil), // 9: goodgo.order.v1.UpdateShippingAddressResponse
-	(*ConfirmOrderRequest)(nil),           // 10: goodgo.order.v1.ConfirmOrderRequest
-	(*ConfirmOrderResponse)(nil),          // 11: goodgo.order.v1.ConfirmOrderResponse
-	(*CancelOrderRequest)(nil),            // 12: goodgo.order.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),           // 13: goodgo.order.v1.CancelOrderResponse
-	(*OrderView)(nil),                     // 14: goodgo.order.v1.OrderView
-	(*GetOrderViewRequest)(nil),           // 15: goodgo.order.v1.GetOrderViewRequest
-	(*GetOrderViewResponse)(nil),          // 16: goodgo.order.v1.GetOrderViewResponse
-	(*ListOrdersRequest)(nil),             // 17: goodgo.order.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),            // 18: goodgo.order.v1.ListOrdersResponse
-	(*v1.LineItem)(nil),                   // 19: goodgo.common.v1.LineItem
-	(*v1.Money)(nil),                      // 20: goodgo.common.v1.Money
-	(*timestamppb.Timestamp)(nil),         // 21: google.protobuf.Timestamp
+	(OrderStatus)(0),                       // 0: goodgo.order.v1.OrderStatus
+	(*Address)(nil),                        // 1: goodgo.order.v1.Address
+	(*Order)(nil),                          // 2: goodgo.order.v1.Order
+	(*OrderItemInput)(nil),                 // 3: goodgo.order.v1.OrderItemInput
+	(*PlaceOrderRequest)(nil),              // 4: goodgo.order.v1.PlaceOrderRequest
+	(*PlaceOrderResponse)(nil),             // 5: goodgo.order.v1.PlaceOrderResponse
+	(*GetOrderRequest)(nil),                // 6: goodgo.order.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),               // 7: goodgo.order.v1.GetOrderResponse
+	(*UpdateShippingAddressRequest)(nil),   // 8: goodgo.order.v1.UpdateShippingAddressRequest
+	(*UpdateShippingAddressResponse)(nil),  // 9: goodgo.order.v1.UpdateShippingAddressResponse
+	(*ConfirmOrderRequest)(nil),            // 10: goodgo.order.v1.ConfirmOrderRequest
+	(*ConfirmOrderResponse)(nil),           // 11: goodgo.order.v1.ConfirmOrderResponse
+	(*CancelOrderRequest)(nil),             // 12: goodgo.order.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),            // 13: goodgo.order.v1.CancelOrderResponse
+	(*ListStalePendingOrdersRequest)(nil),  // 14: goodgo.order.v1.ListStalePendingOrdersRequest
+	(*ListStalePendingOrdersResponse)(nil), // 15: goodgo.order.v1.ListStalePendingOrdersResponse
+	(*PendingOrder)(nil),                   // 16: goodgo.order.v1.PendingOrder
+	(*OrderView)(nil),                      // 17: goodgo.order.v1.OrderView
+	(*GetOrderViewRequest)(nil),            // 18: goodgo.order.v1.GetOrderViewRequest
+	(*GetOrderViewResponse)(nil),           // 19: goodgo.order.v1.GetOrderViewResponse
+	(*ListOrdersRequest)(nil),              // 20: goodgo.order.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),             // 21: goodgo.order.v1.ListOrdersResponse
+	(*v1.LineItem)(nil),                    // 22: goodgo.common.v1.LineItem
+	(*v1.Money)(nil),                       // 23: goodgo.common.v1.Money
+	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 25: google.protobuf.Duration
 }
 var file_goodgo_order_v1_order_proto_depIdxs = []int32{
 	0,  // 0: goodgo.order.v1.Order.status:type_name -> goodgo.order.v1.OrderStatus
-	19, // 1: goodgo.order.v1.Order.items:type_name -> goodgo.common.v1.LineItem
-	20, // 2: goodgo.order.v1.Order.total:type_name -> goodgo.common.v1.Money
+	22, // 1: goodgo.order.v1.Order.items:type_name -> goodgo.common.v1.LineItem
+	23, // 2: goodgo.order.v1.Order.total:type_name -> goodgo.common.v1.Money
 	1,  // 3: goodgo.order.v1.Order.shipping_address:type_name -> goodgo.order.v1.Address
-	21, // 4: goodgo.order.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	21, // 5: goodgo.order.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	24, // 4: goodgo.order.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	24, // 5: goodgo.order.v1.Order.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 6: goodgo.order.v1.PlaceOrderRequest.items:type_name -> goodgo.order.v1.OrderItemInput
 	1,  // 7: goodgo.order.v1.PlaceOrderRequest.shipping_address:type_name -> goodgo.order.v1.Address
 	2,  // 8: goodgo.order.v1.PlaceOrderResponse.order:type_name -> goodgo.order.v1.Order
@@ -1319,33 +1557,40 @@ var file_goodgo_order_v1_order_proto_depIdxs = []int32{
 	2,  // 11: goodgo.order.v1.UpdateShippingAddressResponse.order:type_name -> goodgo.order.v1.Order
 	2,  // 12: goodgo.order.v1.ConfirmOrderResponse.order:type_name -> goodgo.order.v1.Order
 	2,  // 13: goodgo.order.v1.CancelOrderResponse.order:type_name -> goodgo.order.v1.Order
-	0,  // 14: goodgo.order.v1.OrderView.status:type_name -> goodgo.order.v1.OrderStatus
-	19, // 15: goodgo.order.v1.OrderView.items:type_name -> goodgo.common.v1.LineItem
-	20, // 16: goodgo.order.v1.OrderView.total:type_name -> goodgo.common.v1.Money
-	21, // 17: goodgo.order.v1.OrderView.create_time:type_name -> google.protobuf.Timestamp
-	21, // 18: goodgo.order.v1.OrderView.update_time:type_name -> google.protobuf.Timestamp
-	14, // 19: goodgo.order.v1.GetOrderViewResponse.order:type_name -> goodgo.order.v1.OrderView
-	0,  // 20: goodgo.order.v1.ListOrdersRequest.status:type_name -> goodgo.order.v1.OrderStatus
-	14, // 21: goodgo.order.v1.ListOrdersResponse.orders:type_name -> goodgo.order.v1.OrderView
-	4,  // 22: goodgo.order.v1.OrderService.PlaceOrder:input_type -> goodgo.order.v1.PlaceOrderRequest
-	6,  // 23: goodgo.order.v1.OrderService.GetOrder:input_type -> goodgo.order.v1.GetOrderRequest
-	8,  // 24: goodgo.order.v1.OrderService.UpdateShippingAddress:input_type -> goodgo.order.v1.UpdateShippingAddressRequest
-	10, // 25: goodgo.order.v1.OrderService.ConfirmOrder:input_type -> goodgo.order.v1.ConfirmOrderRequest
-	12, // 26: goodgo.order.v1.OrderService.CancelOrder:input_type -> goodgo.order.v1.CancelOrderRequest
-	15, // 27: goodgo.order.v1.OrderQueryService.GetOrderView:input_type -> goodgo.order.v1.GetOrderViewRequest
-	17, // 28: goodgo.order.v1.OrderQueryService.ListOrders:input_type -> goodgo.order.v1.ListOrdersRequest
-	5,  // 29: goodgo.order.v1.OrderService.PlaceOrder:output_type -> goodgo.order.v1.PlaceOrderResponse
-	7,  // 30: goodgo.order.v1.OrderService.GetOrder:output_type -> goodgo.order.v1.GetOrderResponse
-	9,  // 31: goodgo.order.v1.OrderService.UpdateShippingAddress:output_type -> goodgo.order.v1.UpdateShippingAddressResponse
-	11, // 32: goodgo.order.v1.OrderService.ConfirmOrder:output_type -> goodgo.order.v1.ConfirmOrderResponse
-	13, // 33: goodgo.order.v1.OrderService.CancelOrder:output_type -> goodgo.order.v1.CancelOrderResponse
-	16, // 34: goodgo.order.v1.OrderQueryService.GetOrderView:output_type -> goodgo.order.v1.GetOrderViewResponse
-	18, // 35: goodgo.order.v1.OrderQueryService.ListOrders:output_type -> goodgo.order.v1.ListOrdersResponse
-	29, // [29:36] is the sub-list for method output_type
-	22, // [22:29] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	25, // 14: goodgo.order.v1.ListStalePendingOrdersRequest.older_than:type_name -> google.protobuf.Duration
+	16, // 15: goodgo.order.v1.ListStalePendingOrdersResponse.orders:type_name -> goodgo.order.v1.PendingOrder
+	22, // 16: goodgo.order.v1.PendingOrder.items:type_name -> goodgo.common.v1.LineItem
+	23, // 17: goodgo.order.v1.PendingOrder.total:type_name -> goodgo.common.v1.Money
+	24, // 18: goodgo.order.v1.PendingOrder.create_time:type_name -> google.protobuf.Timestamp
+	0,  // 19: goodgo.order.v1.OrderView.status:type_name -> goodgo.order.v1.OrderStatus
+	22, // 20: goodgo.order.v1.OrderView.items:type_name -> goodgo.common.v1.LineItem
+	23, // 21: goodgo.order.v1.OrderView.total:type_name -> goodgo.common.v1.Money
+	24, // 22: goodgo.order.v1.OrderView.create_time:type_name -> google.protobuf.Timestamp
+	24, // 23: goodgo.order.v1.OrderView.update_time:type_name -> google.protobuf.Timestamp
+	17, // 24: goodgo.order.v1.GetOrderViewResponse.order:type_name -> goodgo.order.v1.OrderView
+	0,  // 25: goodgo.order.v1.ListOrdersRequest.status:type_name -> goodgo.order.v1.OrderStatus
+	17, // 26: goodgo.order.v1.ListOrdersResponse.orders:type_name -> goodgo.order.v1.OrderView
+	4,  // 27: goodgo.order.v1.OrderService.PlaceOrder:input_type -> goodgo.order.v1.PlaceOrderRequest
+	6,  // 28: goodgo.order.v1.OrderService.GetOrder:input_type -> goodgo.order.v1.GetOrderRequest
+	8,  // 29: goodgo.order.v1.OrderService.UpdateShippingAddress:input_type -> goodgo.order.v1.UpdateShippingAddressRequest
+	10, // 30: goodgo.order.v1.OrderService.ConfirmOrder:input_type -> goodgo.order.v1.ConfirmOrderRequest
+	12, // 31: goodgo.order.v1.OrderService.CancelOrder:input_type -> goodgo.order.v1.CancelOrderRequest
+	14, // 32: goodgo.order.v1.OrderService.ListStalePendingOrders:input_type -> goodgo.order.v1.ListStalePendingOrdersRequest
+	18, // 33: goodgo.order.v1.OrderQueryService.GetOrderView:input_type -> goodgo.order.v1.GetOrderViewRequest
+	20, // 34: goodgo.order.v1.OrderQueryService.ListOrders:input_type -> goodgo.order.v1.ListOrdersRequest
+	5,  // 35: goodgo.order.v1.OrderService.PlaceOrder:output_type -> goodgo.order.v1.PlaceOrderResponse
+	7,  // 36: goodgo.order.v1.OrderService.GetOrder:output_type -> goodgo.order.v1.GetOrderResponse
+	9,  // 37: goodgo.order.v1.OrderService.UpdateShippingAddress:output_type -> goodgo.order.v1.UpdateShippingAddressResponse
+	11, // 38: goodgo.order.v1.OrderService.ConfirmOrder:output_type -> goodgo.order.v1.ConfirmOrderResponse
+	13, // 39: goodgo.order.v1.OrderService.CancelOrder:output_type -> goodgo.order.v1.CancelOrderResponse
+	15, // 40: goodgo.order.v1.OrderService.ListStalePendingOrders:output_type -> goodgo.order.v1.ListStalePendingOrdersResponse
+	19, // 41: goodgo.order.v1.OrderQueryService.GetOrderView:output_type -> goodgo.order.v1.GetOrderViewResponse
+	21, // 42: goodgo.order.v1.OrderQueryService.ListOrders:output_type -> goodgo.order.v1.ListOrdersResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_goodgo_order_v1_order_proto_init() }
@@ -1359,7 +1604,7 @@ func file_goodgo_order_v1_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goodgo_order_v1_order_proto_rawDesc), len(file_goodgo_order_v1_order_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

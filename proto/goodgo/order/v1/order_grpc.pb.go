@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OrderService_PlaceOrder_FullMethodName            = "/goodgo.order.v1.OrderService/PlaceOrder"
-	OrderService_GetOrder_FullMethodName              = "/goodgo.order.v1.OrderService/GetOrder"
-	OrderService_UpdateShippingAddress_FullMethodName = "/goodgo.order.v1.OrderService/UpdateShippingAddress"
-	OrderService_ConfirmOrder_FullMethodName          = "/goodgo.order.v1.OrderService/ConfirmOrder"
-	OrderService_CancelOrder_FullMethodName           = "/goodgo.order.v1.OrderService/CancelOrder"
+	OrderService_PlaceOrder_FullMethodName             = "/goodgo.order.v1.OrderService/PlaceOrder"
+	OrderService_GetOrder_FullMethodName               = "/goodgo.order.v1.OrderService/GetOrder"
+	OrderService_UpdateShippingAddress_FullMethodName  = "/goodgo.order.v1.OrderService/UpdateShippingAddress"
+	OrderService_ConfirmOrder_FullMethodName           = "/goodgo.order.v1.OrderService/ConfirmOrder"
+	OrderService_CancelOrder_FullMethodName            = "/goodgo.order.v1.OrderService/CancelOrder"
+	OrderService_ListStalePendingOrders_FullMethodName = "/goodgo.order.v1.OrderService/ListStalePendingOrders"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -60,6 +61,11 @@ type OrderServiceClient interface {
 	// Cancelling a CANCELLED order succeeds without change; a CONFIRMED one is
 	// FAILED_PRECONDITION.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
+	// ListStalePendingOrders lists the orders still PENDING that were placed
+	// longer ago than older_than, oldest first, with what the order saga needs
+	// to run: the orchestrator's reconciler starts the saga of those that have
+	// none. Only the orchestrator service; anyone else gets PERMISSION_DENIED.
+	ListStalePendingOrders(ctx context.Context, in *ListStalePendingOrdersRequest, opts ...grpc.CallOption) (*ListStalePendingOrdersResponse, error)
 }
 
 type orderServiceClient struct {
@@ -120,6 +126,16 @@ func (c *orderServiceClient) CancelOrder(ctx context.Context, in *CancelOrderReq
 	return out, nil
 }
 
+func (c *orderServiceClient) ListStalePendingOrders(ctx context.Context, in *ListStalePendingOrdersRequest, opts ...grpc.CallOption) (*ListStalePendingOrdersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStalePendingOrdersResponse)
+	err := c.cc.Invoke(ctx, OrderService_ListStalePendingOrders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderServiceServer is the server API for OrderService service.
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
@@ -154,6 +170,11 @@ type OrderServiceServer interface {
 	// Cancelling a CANCELLED order succeeds without change; a CONFIRMED one is
 	// FAILED_PRECONDITION.
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
+	// ListStalePendingOrders lists the orders still PENDING that were placed
+	// longer ago than older_than, oldest first, with what the order saga needs
+	// to run: the orchestrator's reconciler starts the saga of those that have
+	// none. Only the orchestrator service; anyone else gets PERMISSION_DENIED.
+	ListStalePendingOrders(context.Context, *ListStalePendingOrdersRequest) (*ListStalePendingOrdersResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }
 
@@ -178,6 +199,9 @@ func (UnimplementedOrderServiceServer) ConfirmOrder(context.Context, *ConfirmOrd
 }
 func (UnimplementedOrderServiceServer) CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelOrder not implemented")
+}
+func (UnimplementedOrderServiceServer) ListStalePendingOrders(context.Context, *ListStalePendingOrdersRequest) (*ListStalePendingOrdersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStalePendingOrders not implemented")
 }
 func (UnimplementedOrderServiceServer) mustEmbedUnimplementedOrderServiceServer() {}
 func (UnimplementedOrderServiceServer) testEmbeddedByValue()                      {}
@@ -290,6 +314,24 @@ func _OrderService_CancelOrder_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_ListStalePendingOrders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStalePendingOrdersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).ListStalePendingOrders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_ListStalePendingOrders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).ListStalePendingOrders(ctx, req.(*ListStalePendingOrdersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrderService_ServiceDesc is the grpc.ServiceDesc for OrderService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -316,6 +358,10 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelOrder",
 			Handler:    _OrderService_CancelOrder_Handler,
+		},
+		{
+			MethodName: "ListStalePendingOrders",
+			Handler:    _OrderService_ListStalePendingOrders_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -19,10 +19,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/saga"
@@ -204,4 +206,34 @@ func (o Orders) Confirm(ctx context.Context, key, orderID string) error {
 func (o Orders) Cancel(ctx context.Context, key, orderID, reason string) error {
 	_, err := o.Client.CancelOrder(outgoing(ctx, key), &orderv1.CancelOrderRequest{OrderId: orderID, Reason: reason})
 	return classify(rpcCancelOrder, err)
+}
+
+// StalePending implements reconciler.Orders: one page of the orders still
+// PENDING that were placed more than olderThan ago, as saga contexts (with
+// checkout.Permissions), and the next page's token ("" after the last).
+// The call carries no user: the orchestrator lists for itself.
+func (o Orders) StalePending(ctx context.Context, olderThan time.Duration, pageToken string) ([]checkout.Order, string, error) {
+	resp, err := o.Client.ListStalePendingOrders(ctx, &orderv1.ListStalePendingOrdersRequest{
+		OlderThan: durationpb.New(olderThan), PageToken: pageToken,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("ListStalePendingOrders: %w", err)
+	}
+	out := make([]checkout.Order, len(resp.GetOrders()))
+	for i, p := range resp.GetOrders() {
+		out[i] = checkout.Order{
+			OrderID:       p.GetOrderId(),
+			CustomerID:    p.GetCustomerId(),
+			AmountMinor:   p.GetTotal().GetAmountMinor(),
+			Currency:      p.GetTotal().GetCurrencyCode(),
+			PaymentMethod: p.GetPaymentMethod(),
+			PlacedBy:      p.GetPlacedBy(),
+			Permissions:   checkout.Permissions,
+			Items:         make([]checkout.Item, len(p.GetItems())),
+		}
+		for j, it := range p.GetItems() {
+			out[i].Items[j] = checkout.Item{SKU: it.GetSku(), Quantity: it.GetQuantity()}
+		}
+	}
+	return out, resp.GetNextPageToken(), nil
 }

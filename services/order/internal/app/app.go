@@ -35,6 +35,11 @@ type Repository interface {
 	// the order as stored afterwards (version incremented on a change). An
 	// error of change is returned unchanged and nothing is written.
 	Update(ctx context.Context, id string, change func(o *order.Order) (order.Change, error)) (order.Order, error)
+	// ListPending returns up to limit PENDING orders created before
+	// createdBefore, oldest first (by creation time, then id), after the
+	// position after (nil: from the start), with their lines and without
+	// their shipping addresses (left empty, never opened).
+	ListPending(ctx context.Context, createdBefore time.Time, after *PageCursor, limit int) ([]order.Order, error)
 }
 
 // Catalog reads product data from the inventory service, which owns it.
@@ -80,6 +85,8 @@ var (
 //   - ConfirmOrder, CancelOrder: a service acting for the order's placer
 //     (the orchestrator's saga, admitted by policy with its on-behalf-of
 //     assertion); acting for anyone else fails with ErrPermissionDenied.
+//   - ListStalePendingOrders: the orchestrator service (the policy alone:
+//     it lists everyone's orders for its reconciler).
 type App struct {
 	repo    Repository
 	catalog Catalog

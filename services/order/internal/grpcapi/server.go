@@ -60,7 +60,10 @@ func Policies() authz.Policies {
 		orderv1.OrderService_UpdateShippingAddress_FullMethodName: {Users: true, Limit: ratelimit.Update},
 		orderv1.OrderService_ConfirmOrder_FullMethodName:          saga,
 		orderv1.OrderService_CancelOrder_FullMethodName:           saga,
-		sessionv1.SessionService_Logout_FullMethodName:            {Users: true, Limit: ratelimit.Write},
+		// The reconciler lists everyone's stale orders: the orchestrator
+		// itself, acting for nobody.
+		orderv1.OrderService_ListStalePendingOrders_FullMethodName: {Services: []string{"orchestrator"}},
+		sessionv1.SessionService_Logout_FullMethodName:             {Users: true, Limit: ratelimit.Write},
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/authtest"
@@ -743,5 +744,81 @@ func TestUpdateShippingAddress(t *testing.T) {
 		again, err := b.client.UpdateShippingAddress(b.withKey(key), req)
 		require.NoError(t, err)
 		require.True(t, proto.Equal(first, again))
+	})
+}
+
+// The orchestrator's reconciler pages through the orders still PENDING
+// long after they were placed, oldest first, with what the saga needs;
+// nobody else may list them.
+func TestListStalePendingOrders(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var placed []*orderv1.Order
+	for range 5 {
+		placed = append(placed, b.place(t))
+	}
+	// Four orders placed 10, 9, 8 and 7 minutes ago; the last one just now.
+	for i, o := range placed[:4] {
+		_, err := b.pool.Exec(ctx, "UPDATE orders SET created_at = now() - make_interval(mins => $2) WHERE id = $1", o.GetOrderId(), 10-i)
+		require.NoError(t, err)
+	}
+	// The second has been confirmed: no longer PENDING.
+	_, err := b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: placed[1].GetOrderId()})
+	require.NoError(t, err)
+
+	var got []*orderv1.PendingOrder
+	pages, token := 0, ""
+	for {
+		resp, err := b.saga.ListStalePendingOrders(ctx, &orderv1.ListStalePendingOrdersRequest{
+			OlderThan: durationpb.New(time.Minute), PageSize: 2, PageToken: token,
+		})
+		require.NoError(t, err, "the orchestrator itself, acting for nobody")
+		got = append(got, resp.GetOrders()...)
+		pages++
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	require.Equal(t, 2, pages)
+	var ids []string
+	for _, o := range got {
+		ids = append(ids, o.GetOrderId())
+	}
+	require.Equal(t, []string{placed[0].GetOrderId(), placed[2].GetOrderId(), placed[3].GetOrderId()}, ids,
+		"PENDING orders older than a minute, oldest first")
+	first := got[0]
+	require.Equal(t, user1, first.GetCustomerId())
+	require.Equal(t, user1, first.GetPlacedBy())
+	require.Equal(t, "tok_visa", first.GetPaymentMethod())
+	require.True(t, proto.Equal(placed[0].GetTotal(), first.GetTotal()))
+	require.Len(t, first.GetItems(), 2)
+	require.Equal(t, "SKU-1", first.GetItems()[0].GetSku())
+	require.Equal(t, int32(3), first.GetItems()[1].GetQuantity())
+	require.WithinDuration(t, time.Now().Add(-10*time.Minute), first.GetCreateTime().AsTime(), time.Minute)
+
+	t.Run("the saga acting for a user may list too", func(t *testing.T) {
+		resp, err := b.saga.ListStalePendingOrders(b.asSaga(newKey()), &orderv1.ListStalePendingOrdersRequest{OlderThan: durationpb.New(9 * time.Minute)})
+		require.NoError(t, err)
+		require.Len(t, resp.GetOrders(), 1)
+		require.Empty(t, resp.GetNextPageToken())
+	})
+	t.Run("users may not, not even operators", func(t *testing.T) {
+		for _, c := range []context.Context{b.asUser(user1), b.asUser("ops-1", caller.RoleOperator), b.asUser("root", caller.RoleAdmin)} {
+			_, err := b.client.ListStalePendingOrders(c, &orderv1.ListStalePendingOrdersRequest{OlderThan: durationpb.New(time.Minute)})
+			requireStatus(t, err, codes.PermissionDenied, "allowed only for the orchestrator service")
+		}
+	})
+	t.Run("bad requests name the field", func(t *testing.T) {
+		for req, msg := range map[*orderv1.ListStalePendingOrdersRequest]string{
+			{}: "older_than: required",
+			{OlderThan: durationpb.New(500 * time.Millisecond)}:            "older_than: must be at least 1s",
+			{OlderThan: durationpb.New(time.Minute), PageSize: 501}:        "page_size: must be between 0 and 500",
+			{OlderThan: durationpb.New(time.Minute), PageToken: "garbage"}: "page_token: not a page token; use the one the previous response returned",
+			{OlderThan: &durationpb.Duration{Seconds: 1, Nanos: -1}}:       "older_than: not a valid duration",
+		} {
+			_, err := b.saga.ListStalePendingOrders(ctx, req)
+			requireStatus(t, err, codes.InvalidArgument, msg)
+		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -200,6 +201,41 @@ func (r *Repository) Update(ctx context.Context, id string, change func(o *order
 		return order.Order{}, fmt.Errorf("update order %s: %w", id, err)
 	}
 	return result, nil
+}
+
+// ListPending implements app.Repository: one query for the page of orders
+// (on the partial index of PENDING orders), one for all their lines.
+func (r *Repository) ListPending(ctx context.Context, createdBefore time.Time, after *app.PageCursor, limit int) ([]order.Order, error) {
+	p := orderdb.ListStalePendingOrdersParams{CreatedBefore: createdBefore, AfterCreatedAt: time.Unix(0, 0), PageSize: int32(limit)}
+	if after != nil {
+		p.AfterCreatedAt, p.AfterID = after.CreatedAt, after.ID
+	}
+	rows, err := r.q.ListStalePendingOrders(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("list pending orders: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	ids := make([]uuid.UUID, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	items, err := r.q.ListOrderItemsOfOrders(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("list lines of pending orders: %w", err)
+	}
+	lines := make(map[uuid.UUID][]orderdb.OrderItem, len(rows))
+	for _, it := range items {
+		lines[it.OrderID] = append(lines[it.OrderID], it)
+	}
+	out := make([]order.Order, len(rows))
+	for i, row := range rows {
+		if out[i], err = fromRow(row, order.Address{}, lines[row.ID]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // withLines completes an order row with its lines.

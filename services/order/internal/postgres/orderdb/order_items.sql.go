@@ -45,3 +45,36 @@ func (q *Queries) ListOrderItems(ctx context.Context, orderID uuid.UUID) ([]Orde
 	}
 	return items, nil
 }
+
+const listOrderItemsOfOrders = `-- name: ListOrderItemsOfOrders :many
+SELECT order_id, line_no, sku, name, quantity, unit_price_minor FROM order_items WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, line_no
+`
+
+// ListOrderItemsOfOrders returns the lines of several orders, by order and
+// in line order: one round trip for a page of orders.
+func (q *Queries) ListOrderItemsOfOrders(ctx context.Context, orderIds []uuid.UUID) ([]OrderItem, error) {
+	rows, err := q.db.Query(ctx, listOrderItemsOfOrders, orderIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []OrderItem
+	for rows.Next() {
+		var i OrderItem
+		if err := rows.Scan(
+			&i.OrderID,
+			&i.LineNo,
+			&i.SKU,
+			&i.Name,
+			&i.Quantity,
+			&i.UnitPriceMinor,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

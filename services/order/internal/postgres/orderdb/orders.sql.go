@@ -174,6 +174,67 @@ func (q *Queries) ListAddresses(ctx context.Context, arg ListAddressesParams) ([
 	return items, nil
 }
 
+const listStalePendingOrders = `-- name: ListStalePendingOrders :many
+SELECT id, customer_id, status, currency_code, total_minor, shipping_address, payment_method, cancel_reason, placed_by, idempotency_key, version, created_at, updated_at, shipping_address_key_id FROM orders
+WHERE status = 'PENDING'
+  AND created_at < $1
+  AND (created_at, id) > ($2::timestamptz, $3::uuid)
+ORDER BY created_at, id
+LIMIT $4
+`
+
+type ListStalePendingOrdersParams struct {
+	CreatedBefore  time.Time
+	AfterCreatedAt time.Time
+	AfterID        uuid.UUID
+	PageSize       int32
+}
+
+// ListStalePendingOrders pages through the PENDING orders created before
+// @created_before, oldest first, after the keyset position
+// (@after_created_at, @after_id) — the Unix epoch and the nil UUID to
+// start. The orchestrator's reconciler looks among them for orders whose
+// saga never started; orders_pending_created_idx keeps it to PENDING rows.
+func (q *Queries) ListStalePendingOrders(ctx context.Context, arg ListStalePendingOrdersParams) ([]Order, error) {
+	rows, err := q.db.Query(ctx, listStalePendingOrders,
+		arg.CreatedBefore,
+		arg.AfterCreatedAt,
+		arg.AfterID,
+		arg.PageSize,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Order
+	for rows.Next() {
+		var i Order
+		if err := rows.Scan(
+			&i.ID,
+			&i.CustomerID,
+			&i.Status,
+			&i.CurrencyCode,
+			&i.TotalMinor,
+			&i.ShippingAddress,
+			&i.PaymentMethod,
+			&i.CancelReason,
+			&i.PlacedBy,
+			&i.IdempotencyKey,
+			&i.Version,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.ShippingAddressKeyID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const resealAddress = `-- name: ResealAddress :execrows
 UPDATE orders
 SET shipping_address = $1, shipping_address_key_id = $2

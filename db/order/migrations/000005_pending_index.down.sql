@@ -1,0 +1,1 @@
+DROP INDEX orders_pending_created_idx;
