@@ -217,6 +217,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 				Sku: "SKU-MOUSE", Available: 1, VersionToken: stock.GetProduct().GetVersionToken()})
 			return err
 		}, map[string]string{byCustomer: P, byOther: P, bySaga: P, byRelay: P, byOperator: P, byAdmin: ok}},
+		{"InventoryService/GetReservation", svcInventory, func(c context.Context, cc *grpc.ClientConn) error {
+			_, err := inventoryv1.NewInventoryServiceClient(cc).GetReservation(c, &inventoryv1.GetReservationRequest{OrderId: orderID})
+			return err
+		}, operatorsOnly},
 		{"SagaService/GetSaga", svcOrchestrator, func(c context.Context, cc *grpc.ClientConn) error {
 			_, err := orchestratorv1.NewSagaServiceClient(cc).GetSaga(c, &orchestratorv1.GetSagaRequest{SagaId: sagaID})
 			return err

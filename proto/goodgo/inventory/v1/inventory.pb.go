@@ -816,6 +816,94 @@ func (x *AdjustStockResponse) GetProduct() *Product {
 	return nil
 }
 
+type GetReservationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReservationRequest) Reset() {
+	*x = GetReservationRequest{}
+	mi := &file_goodgo_inventory_v1_inventory_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReservationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReservationRequest) ProtoMessage() {}
+
+func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goodgo_inventory_v1_inventory_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReservationRequest.ProtoReflect.Descriptor instead.
+func (*GetReservationRequest) Descriptor() ([]byte, []int) {
+	return file_goodgo_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetReservationRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+type GetReservationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReservationResponse) Reset() {
+	*x = GetReservationResponse{}
+	mi := &file_goodgo_inventory_v1_inventory_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReservationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReservationResponse) ProtoMessage() {}
+
+func (x *GetReservationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_goodgo_inventory_v1_inventory_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReservationResponse.ProtoReflect.Descriptor instead.
+func (*GetReservationResponse) Descriptor() ([]byte, []int) {
+	return file_goodgo_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetReservationResponse) GetReservation() *Reservation {
+	if x != nil {
+		return x.Reservation
+	}
+	return nil
+}
+
 var File_goodgo_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_goodgo_inventory_v1_inventory_proto_rawDesc = "" +
@@ -871,18 +959,23 @@ const file_goodgo_inventory_v1_inventory_proto_rawDesc = "" +
 	"\rversion_token\x18\x03 \x01(\tR\fversionToken\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"M\n" +
 	"\x13AdjustStockResponse\x126\n" +
-	"\aproduct\x18\x01 \x01(\v2\x1c.goodgo.inventory.v1.ProductR\aproduct*\x9a\x01\n" +
+	"\aproduct\x18\x01 \x01(\v2\x1c.goodgo.inventory.v1.ProductR\aproduct\"2\n" +
+	"\x15GetReservationRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\"\\\n" +
+	"\x16GetReservationResponse\x12B\n" +
+	"\vreservation\x18\x01 \x01(\v2 .goodgo.inventory.v1.ReservationR\vreservation*\x9a\x01\n" +
 	"\x11ReservationStatus\x12\"\n" +
 	"\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_REJECTED\x10\x02\x12\x1f\n" +
-	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xf9\x03\n" +
+	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xe4\x04\n" +
 	"\x10InventoryService\x12`\n" +
 	"\vGetProducts\x12'.goodgo.inventory.v1.GetProductsRequest\x1a(.goodgo.inventory.v1.GetProductsResponse\x12W\n" +
 	"\bGetStock\x12$.goodgo.inventory.v1.GetStockRequest\x1a%.goodgo.inventory.v1.GetStockResponse\x12c\n" +
 	"\fReserveStock\x12(.goodgo.inventory.v1.ReserveStockRequest\x1a).goodgo.inventory.v1.ReserveStockResponse\x12c\n" +
 	"\fReleaseStock\x12(.goodgo.inventory.v1.ReleaseStockRequest\x1a).goodgo.inventory.v1.ReleaseStockResponse\x12`\n" +
-	"\vAdjustStock\x12'.goodgo.inventory.v1.AdjustStockRequest\x1a(.goodgo.inventory.v1.AdjustStockResponseB@Z>github.com/goodgo/goodgo/proto/goodgo/inventory/v1;inventoryv1b\x06proto3"
+	"\vAdjustStock\x12'.goodgo.inventory.v1.AdjustStockRequest\x1a(.goodgo.inventory.v1.AdjustStockResponse\x12i\n" +
+	"\x0eGetReservation\x12*.goodgo.inventory.v1.GetReservationRequest\x1a+.goodgo.inventory.v1.GetReservationResponseB@Z>github.com/goodgo/goodgo/proto/goodgo/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_goodgo_inventory_v1_inventory_proto_rawDescOnce sync.Once
@@ -897,53 +990,58 @@ func file_goodgo_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_goodgo_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goodgo_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_goodgo_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_goodgo_inventory_v1_inventory_proto_goTypes = []any{
-	(ReservationStatus)(0),        // 0: goodgo.inventory.v1.ReservationStatus
-	(*Product)(nil),               // 1: goodgo.inventory.v1.Product
-	(*ReservationItem)(nil),       // 2: goodgo.inventory.v1.ReservationItem
-	(*Reservation)(nil),           // 3: goodgo.inventory.v1.Reservation
-	(*GetProductsRequest)(nil),    // 4: goodgo.inventory.v1.GetProductsRequest
-	(*GetProductsResponse)(nil),   // 5: goodgo.inventory.v1.GetProductsResponse
-	(*GetStockRequest)(nil),       // 6: goodgo.inventory.v1.GetStockRequest
-	(*GetStockResponse)(nil),      // 7: goodgo.inventory.v1.GetStockResponse
-	(*ReserveStockRequest)(nil),   // 8: goodgo.inventory.v1.ReserveStockRequest
-	(*ReserveStockResponse)(nil),  // 9: goodgo.inventory.v1.ReserveStockResponse
-	(*ReleaseStockRequest)(nil),   // 10: goodgo.inventory.v1.ReleaseStockRequest
-	(*ReleaseStockResponse)(nil),  // 11: goodgo.inventory.v1.ReleaseStockResponse
-	(*AdjustStockRequest)(nil),    // 12: goodgo.inventory.v1.AdjustStockRequest
-	(*AdjustStockResponse)(nil),   // 13: goodgo.inventory.v1.AdjustStockResponse
-	(*v1.Money)(nil),              // 14: goodgo.common.v1.Money
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(ReservationStatus)(0),         // 0: goodgo.inventory.v1.ReservationStatus
+	(*Product)(nil),                // 1: goodgo.inventory.v1.Product
+	(*ReservationItem)(nil),        // 2: goodgo.inventory.v1.ReservationItem
+	(*Reservation)(nil),            // 3: goodgo.inventory.v1.Reservation
+	(*GetProductsRequest)(nil),     // 4: goodgo.inventory.v1.GetProductsRequest
+	(*GetProductsResponse)(nil),    // 5: goodgo.inventory.v1.GetProductsResponse
+	(*GetStockRequest)(nil),        // 6: goodgo.inventory.v1.GetStockRequest
+	(*GetStockResponse)(nil),       // 7: goodgo.inventory.v1.GetStockResponse
+	(*ReserveStockRequest)(nil),    // 8: goodgo.inventory.v1.ReserveStockRequest
+	(*ReserveStockResponse)(nil),   // 9: goodgo.inventory.v1.ReserveStockResponse
+	(*ReleaseStockRequest)(nil),    // 10: goodgo.inventory.v1.ReleaseStockRequest
+	(*ReleaseStockResponse)(nil),   // 11: goodgo.inventory.v1.ReleaseStockResponse
+	(*AdjustStockRequest)(nil),     // 12: goodgo.inventory.v1.AdjustStockRequest
+	(*AdjustStockResponse)(nil),    // 13: goodgo.inventory.v1.AdjustStockResponse
+	(*GetReservationRequest)(nil),  // 14: goodgo.inventory.v1.GetReservationRequest
+	(*GetReservationResponse)(nil), // 15: goodgo.inventory.v1.GetReservationResponse
+	(*v1.Money)(nil),               // 16: goodgo.common.v1.Money
+	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
 }
 var file_goodgo_inventory_v1_inventory_proto_depIdxs = []int32{
-	14, // 0: goodgo.inventory.v1.Product.unit_price:type_name -> goodgo.common.v1.Money
-	15, // 1: goodgo.inventory.v1.Product.update_time:type_name -> google.protobuf.Timestamp
+	16, // 0: goodgo.inventory.v1.Product.unit_price:type_name -> goodgo.common.v1.Money
+	17, // 1: goodgo.inventory.v1.Product.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: goodgo.inventory.v1.Reservation.status:type_name -> goodgo.inventory.v1.ReservationStatus
 	2,  // 3: goodgo.inventory.v1.Reservation.items:type_name -> goodgo.inventory.v1.ReservationItem
-	15, // 4: goodgo.inventory.v1.Reservation.create_time:type_name -> google.protobuf.Timestamp
-	15, // 5: goodgo.inventory.v1.Reservation.update_time:type_name -> google.protobuf.Timestamp
+	17, // 4: goodgo.inventory.v1.Reservation.create_time:type_name -> google.protobuf.Timestamp
+	17, // 5: goodgo.inventory.v1.Reservation.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 6: goodgo.inventory.v1.GetProductsResponse.products:type_name -> goodgo.inventory.v1.Product
 	1,  // 7: goodgo.inventory.v1.GetStockResponse.product:type_name -> goodgo.inventory.v1.Product
 	2,  // 8: goodgo.inventory.v1.ReserveStockRequest.items:type_name -> goodgo.inventory.v1.ReservationItem
 	3,  // 9: goodgo.inventory.v1.ReserveStockResponse.reservation:type_name -> goodgo.inventory.v1.Reservation
 	3,  // 10: goodgo.inventory.v1.ReleaseStockResponse.reservation:type_name -> goodgo.inventory.v1.Reservation
 	1,  // 11: goodgo.inventory.v1.AdjustStockResponse.product:type_name -> goodgo.inventory.v1.Product
-	4,  // 12: goodgo.inventory.v1.InventoryService.GetProducts:input_type -> goodgo.inventory.v1.GetProductsRequest
-	6,  // 13: goodgo.inventory.v1.InventoryService.GetStock:input_type -> goodgo.inventory.v1.GetStockRequest
-	8,  // 14: goodgo.inventory.v1.InventoryService.ReserveStock:input_type -> goodgo.inventory.v1.ReserveStockRequest
-	10, // 15: goodgo.inventory.v1.InventoryService.ReleaseStock:input_type -> goodgo.inventory.v1.ReleaseStockRequest
-	12, // 16: goodgo.inventory.v1.InventoryService.AdjustStock:input_type -> goodgo.inventory.v1.AdjustStockRequest
-	5,  // 17: goodgo.inventory.v1.InventoryService.GetProducts:output_type -> goodgo.inventory.v1.GetProductsResponse
-	7,  // 18: goodgo.inventory.v1.InventoryService.GetStock:output_type -> goodgo.inventory.v1.GetStockResponse
-	9,  // 19: goodgo.inventory.v1.InventoryService.ReserveStock:output_type -> goodgo.inventory.v1.ReserveStockResponse
-	11, // 20: goodgo.inventory.v1.InventoryService.ReleaseStock:output_type -> goodgo.inventory.v1.ReleaseStockResponse
-	13, // 21: goodgo.inventory.v1.InventoryService.AdjustStock:output_type -> goodgo.inventory.v1.AdjustStockResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	3,  // 12: goodgo.inventory.v1.GetReservationResponse.reservation:type_name -> goodgo.inventory.v1.Reservation
+	4,  // 13: goodgo.inventory.v1.InventoryService.GetProducts:input_type -> goodgo.inventory.v1.GetProductsRequest
+	6,  // 14: goodgo.inventory.v1.InventoryService.GetStock:input_type -> goodgo.inventory.v1.GetStockRequest
+	8,  // 15: goodgo.inventory.v1.InventoryService.ReserveStock:input_type -> goodgo.inventory.v1.ReserveStockRequest
+	10, // 16: goodgo.inventory.v1.InventoryService.ReleaseStock:input_type -> goodgo.inventory.v1.ReleaseStockRequest
+	12, // 17: goodgo.inventory.v1.InventoryService.AdjustStock:input_type -> goodgo.inventory.v1.AdjustStockRequest
+	14, // 18: goodgo.inventory.v1.InventoryService.GetReservation:input_type -> goodgo.inventory.v1.GetReservationRequest
+	5,  // 19: goodgo.inventory.v1.InventoryService.GetProducts:output_type -> goodgo.inventory.v1.GetProductsResponse
+	7,  // 20: goodgo.inventory.v1.InventoryService.GetStock:output_type -> goodgo.inventory.v1.GetStockResponse
+	9,  // 21: goodgo.inventory.v1.InventoryService.ReserveStock:output_type -> goodgo.inventory.v1.ReserveStockResponse
+	11, // 22: goodgo.inventory.v1.InventoryService.ReleaseStock:output_type -> goodgo.inventory.v1.ReleaseStockResponse
+	13, // 23: goodgo.inventory.v1.InventoryService.AdjustStock:output_type -> goodgo.inventory.v1.AdjustStockResponse
+	15, // 24: goodgo.inventory.v1.InventoryService.GetReservation:output_type -> goodgo.inventory.v1.GetReservationResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_goodgo_inventory_v1_inventory_proto_init() }
@@ -957,7 +1055,7 @@ func file_goodgo_inventory_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goodgo_inventory_v1_inventory_proto_rawDesc), len(file_goodgo_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InventoryService_GetProducts_FullMethodName  = "/goodgo.inventory.v1.InventoryService/GetProducts"
-	InventoryService_GetStock_FullMethodName     = "/goodgo.inventory.v1.InventoryService/GetStock"
-	InventoryService_ReserveStock_FullMethodName = "/goodgo.inventory.v1.InventoryService/ReserveStock"
-	InventoryService_ReleaseStock_FullMethodName = "/goodgo.inventory.v1.InventoryService/ReleaseStock"
-	InventoryService_AdjustStock_FullMethodName  = "/goodgo.inventory.v1.InventoryService/AdjustStock"
+	InventoryService_GetProducts_FullMethodName    = "/goodgo.inventory.v1.InventoryService/GetProducts"
+	InventoryService_GetStock_FullMethodName       = "/goodgo.inventory.v1.InventoryService/GetStock"
+	InventoryService_ReserveStock_FullMethodName   = "/goodgo.inventory.v1.InventoryService/ReserveStock"
+	InventoryService_ReleaseStock_FullMethodName   = "/goodgo.inventory.v1.InventoryService/ReleaseStock"
+	InventoryService_AdjustStock_FullMethodName    = "/goodgo.inventory.v1.InventoryService/AdjustStock"
+	InventoryService_GetReservation_FullMethodName = "/goodgo.inventory.v1.InventoryService/GetReservation"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -54,6 +55,10 @@ type InventoryServiceClient interface {
 	// available quantity of a SKU. It takes the version token of a previous
 	// read; a stale or forged one is ABORTED.
 	AdjustStock(ctx context.Context, in *AdjustStockRequest, opts ...grpc.CallOption) (*AdjustStockResponse, error)
+	// GetReservation reads an order's reservation with its items, for the
+	// consistency auditor (operator callers only; others get
+	// PERMISSION_DENIED). An order without a reservation is NOT_FOUND.
+	GetReservation(ctx context.Context, in *GetReservationRequest, opts ...grpc.CallOption) (*GetReservationResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -114,6 +119,16 @@ func (c *inventoryServiceClient) AdjustStock(ctx context.Context, in *AdjustStoc
 	return out, nil
 }
 
+func (c *inventoryServiceClient) GetReservation(ctx context.Context, in *GetReservationRequest, opts ...grpc.CallOption) (*GetReservationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReservationResponse)
+	err := c.cc.Invoke(ctx, InventoryService_GetReservation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -142,6 +157,10 @@ type InventoryServiceServer interface {
 	// available quantity of a SKU. It takes the version token of a previous
 	// read; a stale or forged one is ABORTED.
 	AdjustStock(context.Context, *AdjustStockRequest) (*AdjustStockResponse, error)
+	// GetReservation reads an order's reservation with its items, for the
+	// consistency auditor (operator callers only; others get
+	// PERMISSION_DENIED). An order without a reservation is NOT_FOUND.
+	GetReservation(context.Context, *GetReservationRequest) (*GetReservationResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -166,6 +185,9 @@ func (UnimplementedInventoryServiceServer) ReleaseStock(context.Context, *Releas
 }
 func (UnimplementedInventoryServiceServer) AdjustStock(context.Context, *AdjustStockRequest) (*AdjustStockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AdjustStock not implemented")
+}
+func (UnimplementedInventoryServiceServer) GetReservation(context.Context, *GetReservationRequest) (*GetReservationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReservation not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -278,6 +300,24 @@ func _InventoryService_AdjustStock_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_GetReservation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReservationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).GetReservation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_GetReservation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).GetReservation(ctx, req.(*GetReservationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -304,6 +344,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AdjustStock",
 			Handler:    _InventoryService_AdjustStock_Handler,
+		},
+		{
+			MethodName: "GetReservation",
+			Handler:    _InventoryService_GetReservation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -39,6 +39,9 @@ type Reservations interface {
 	// tombstone (RELEASED, no items; released true) that a later Reserve
 	// returns instead of reserving.
 	Release(ctx context.Context, orderID string) (res inventory.Reservation, released bool, err error)
+	// Reservation returns orderID's reservation, or an error wrapping
+	// inventory.ErrNotFound.
+	Reservation(ctx context.Context, orderID string) (inventory.Reservation, error)
 }
 
 // StockAdjuster sets a product's available stock under optimistic locking.

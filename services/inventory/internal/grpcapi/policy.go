@@ -15,16 +15,18 @@ const PermPlaceOrder = "orders.place"
 // Policies say who may call each RPC (platform/authz). The catalog is for
 // signed-in users and the services that price and reserve (order,
 // orchestrator); reserving and releasing are saga steps, for the
-// orchestrator acting for the order's user; setting stock is for admins.
+// orchestrator acting for the order's user; setting stock is for admins;
+// reading a reservation is for operators (the consistency auditor).
 func Policies() authz.Policies {
 	read := authz.Policy{Users: true, Services: []string{"order", "orchestrator"}, Limit: ratelimit.Read}
 	saga := authz.Policy{Services: []string{"orchestrator"}, OnBehalfOf: PermPlaceOrder}
 	return authz.Policies{
-		inventoryv1.InventoryService_GetProducts_FullMethodName:  read,
-		inventoryv1.InventoryService_GetStock_FullMethodName:     read,
-		inventoryv1.InventoryService_ReserveStock_FullMethodName: saga,
-		inventoryv1.InventoryService_ReleaseStock_FullMethodName: saga,
-		inventoryv1.InventoryService_AdjustStock_FullMethodName:  {Roles: []string{caller.RoleAdmin}, Limit: ratelimit.Update},
+		inventoryv1.InventoryService_GetProducts_FullMethodName:    read,
+		inventoryv1.InventoryService_GetStock_FullMethodName:       read,
+		inventoryv1.InventoryService_ReserveStock_FullMethodName:   saga,
+		inventoryv1.InventoryService_ReleaseStock_FullMethodName:   saga,
+		inventoryv1.InventoryService_AdjustStock_FullMethodName:    {Roles: []string{caller.RoleAdmin}, Limit: ratelimit.Update},
+		inventoryv1.InventoryService_GetReservation_FullMethodName: {Roles: []string{caller.RoleOperator}, Limit: ratelimit.Read},
 	}
 }
 

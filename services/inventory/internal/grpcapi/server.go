@@ -94,6 +94,15 @@ func (s *Server) ReleaseStock(ctx context.Context, req *inventoryv1.ReleaseStock
 	return &inventoryv1.ReleaseStockResponse{Reservation: reservation(res)}, nil
 }
 
+// GetReservation reads an order's reservation (operators only, by policy).
+func (s *Server) GetReservation(ctx context.Context, req *inventoryv1.GetReservationRequest) (*inventoryv1.GetReservationResponse, error) {
+	res, err := s.app.GetReservation(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetReservation", err)
+	}
+	return &inventoryv1.GetReservationResponse{Reservation: reservation(res)}, nil
+}
+
 // AdjustStock sets a SKU's available units under its version token; only
 // admins may. A refused token is logged for security monitoring.
 func (s *Server) AdjustStock(ctx context.Context, req *inventoryv1.AdjustStockRequest) (*inventoryv1.AdjustStockResponse, error) {

@@ -457,6 +457,37 @@ func TestReleaseStock(t *testing.T) {
 	})
 }
 
+func TestGetReservation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	orderID := newOrderID()
+	reserved, err := b.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{OrderId: orderID, Items: items("SKU-DOCK", 2, "SKU-CABLE", 1)})
+	require.NoError(t, err)
+
+	t.Run("an operator reads an order's reservation with its items", func(t *testing.T) {
+		for _, roles := range [][]string{{caller.RoleOperator}, {caller.RoleAdmin}} {
+			resp, err := b.user.GetReservation(b.asUser(ctx, newKey(), "ops", roles...), &inventoryv1.GetReservationRequest{OrderId: orderID})
+			require.NoError(t, err, "roles %v", roles)
+			require.True(t, proto.Equal(reserved.GetReservation(), resp.GetReservation()), "got %v", resp.GetReservation())
+		}
+	})
+
+	t.Run("an order without a reservation is NOT_FOUND, a malformed id INVALID_ARGUMENT", func(t *testing.T) {
+		_, err := b.user.GetReservation(b.asUser(ctx, newKey(), "ops", caller.RoleOperator), &inventoryv1.GetReservationRequest{OrderId: newOrderID()})
+		requireStatus(t, err, codes.NotFound, "")
+		_, err = b.user.GetReservation(b.asUser(ctx, newKey(), "ops", caller.RoleOperator), &inventoryv1.GetReservationRequest{OrderId: "nope"})
+		requireStatus(t, err, codes.InvalidArgument, "order_id: not a UUID")
+	})
+
+	t.Run("is refused to customers and to the services", func(t *testing.T) {
+		_, err := b.user.GetReservation(b.asUser(ctx, newKey(), customer), &inventoryv1.GetReservationRequest{OrderId: orderID})
+		requireStatus(t, err, codes.PermissionDenied, "")
+		_, err = b.client.GetReservation(forCustomer(ctx), &inventoryv1.GetReservationRequest{OrderId: orderID})
+		requireStatus(t, err, codes.PermissionDenied, "")
+	})
+}
+
 func TestAdjustStock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
