@@ -10,14 +10,18 @@
 // each other. Binaries can be killed (SIGKILL), paused (SIGSTOP) and
 // restarted on their former gRPC port and databases.
 //
-// After every scenario CheckInvariants (invariants_test.go) reads each
-// service's own database and the Kafka topics and checks DESIGN.md §6:
-// every order CONFIRMED or CANCELLED; money conserved (captured − refunded
-// = CONFIRMED totals, per order too); stock never negative and reserved
-// stock equal to the CONFIRMED orders' quantities; every outbox row
-// published and on its topic, nothing else on the topics, each effect's
-// event exactly once; one saga per order, COMPLETED or COMPENSATED as its
-// order. A self-test corrupts each table and expects the checks to fail.
+// After every scenario CheckInvariants (invariants_test.go) runs the
+// consistency auditor (goodgoctl/audit) over the services' gRPC APIs as an
+// operator: every order CONFIRMED or CANCELLED, its saga ended alike;
+// CONFIRMED ⇔ payment captured, not refunded, stock reserved; CANCELLED ⇒
+// no net charge, no held stock; money conserved (captured − refunded =
+// CONFIRMED totals); stock never negative and reserved stock equal to the
+// CONFIRMED orders' quantities. It then reads each service's own database
+// and the Kafka topics for what lies below the APIs: every order visible
+// to the auditor (it has a saga), stock conserved against the test's
+// baseline, every outbox row published and on its topic, nothing else on
+// the topics, each effect's event exactly once, no parked inbox event. A
+// self-test corrupts each table and expects the checks to fail.
 //
 // Scenarios: TestSagaOutcomes (happy path, declined card, amount limit,
 // insufficient stock, contended last units), TestOrchestratorKilledMidFlight

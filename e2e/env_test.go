@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/goodgo/goodgo/devbroker/broker"
+	"github.com/goodgo/goodgo/goodgoctl/audit"
 	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcclient"
@@ -106,6 +107,10 @@ type Env struct {
 	// available" means in the stock invariant.
 	baselineMu sync.Mutex
 	baseline   map[string]int64
+
+	// auditClients are the auditor's operator connections (Audit).
+	auditOnce    sync.Once
+	auditClients audit.Clients
 }
 
 // NewEnv starts an environment and stops it, dropping its databases and

@@ -12,12 +12,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 
+	"github.com/goodgo/goodgo/goodgoctl/audit"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/grpcclient"
+	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 )
 
 // Snapshot is what the services' own databases hold, read directly (tests
-// may read them; services never read each other's).
+// may read them; services never read each other's): what the scenarios
+// assert on, and what CheckInvariants checks below the APIs.
 type Snapshot struct {
 	Orders       map[string]*orderRow
 	Payments     map[string]*paymentRow // by order id
@@ -177,32 +182,54 @@ func (e *Env) unpublished(t testing.TB) int {
 	return n
 }
 
+// Audit runs the consistency auditor (goodgoctl/audit) over the services'
+// gRPC APIs as an operator, as `goodgoctl audit` does.
+func (e *Env) Audit(t testing.TB) *audit.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e.auditOnce.Do(func() {
+		e.auditClients = audit.Clients{
+			Orders:   orderv1.NewOrderServiceClient(e.conn(svcOrder, grpc.WithPerRPCCredentials(grpcclient.Bearer(e.operator)))),
+			Payments: e.Payments, Inventory: e.Inventory, Sagas: e.Sagas,
+		}
+	})
+	s, err := audit.Collect(ctx, e.auditClients, audit.CollectOptions{})
+	require.NoError(t, err, "audit")
+	return audit.Check(s, time.Minute)
+}
+
 // CheckInvariants waits until the relay has published every outbox row,
-// then checks DESIGN.md §6 over the whole environment, reading each
-// service's database and the Kafka topics:
+// then checks DESIGN.md §6 over the whole environment.
 //
-//   - every order is CONFIRMED or CANCELLED;
-//   - money is conserved: captured − refunded = the CONFIRMED orders'
-//     totals; a CONFIRMED order has one CAPTURED payment of its total, a
-//     CANCELLED one none, a DECLINED, a fully REFUNDED or a VOIDED one (a
-//     refund that overtook its charge); no payment belongs to an unknown
-//     order;
-//   - stock: no SKU negative; per SKU baseline − available = reserved = the
-//     CONFIRMED orders' quantities = the RESERVED reservations' quantities;
-//     a CONFIRMED order's reservation is RESERVED with the order's lines, a
-//     CANCELLED order's is REJECTED, RELEASED (possibly a tombstone without
-//     lines, a release that overtook its reservation) or absent;
+// The business invariants are the consistency auditor's (goodgoctl/audit),
+// which reads only the services' APIs: every order CONFIRMED or CANCELLED
+// with its saga ended alike (none RUNNING, COMPENSATING or PARKED, one per
+// order); a CONFIRMED order's payment CAPTURED for its total and its stock
+// RESERVED line for line; a CANCELLED order's payment absent, DECLINED,
+// VOIDED or fully REFUNDED and its reservation absent, REJECTED or
+// RELEASED; captured − refunded = the CONFIRMED orders' totals; no SKU
+// negative and each SKU's reserved stock = the CONFIRMED orders' quantity.
+// The audit must be quiescent (no saga running), so that the stock
+// counters are compared.
+//
+// What only the test can know, or what lies below the APIs, is checked
+// here from the databases and Kafka:
+//
+//   - the auditor saw everything: every order has a saga (the auditor
+//     finds orders through their sagas), and no payment or reservation
+//     belongs to an order without one;
+//   - stock is conserved: per SKU, the environment's baseline − available
+//     = reserved;
 //   - every outbox row is published (none parked) and its event is on its
 //     topic with the aggregate id as key, and Kafka holds nothing else;
 //     each effect emitted its event exactly once (one order.created per
 //     order, one confirmed/cancelled per outcome, one processed/declined/
 //     refunded per payment change, one reserved/rejected/released per
 //     reservation change): nothing was done twice;
-//   - one saga per order, COMPLETED for a CONFIRMED order and COMPENSATED
-//     for a CANCELLED one (none RUNNING, COMPENSATING or PARKED), and no
-//     parked inbox event.
+//   - no parked inbox event in the orchestrator.
 //
-// It returns the snapshot for scenario-specific checks.
+// It returns the databases' snapshot for scenario-specific checks.
 func (e *Env) CheckInvariants(t testing.TB) *Snapshot {
 	t.Helper()
 	var left int
@@ -212,118 +239,40 @@ func (e *Env) CheckInvariants(t testing.TB) *Snapshot {
 	var errs []string
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 
-	// Orders and sagas.
-	var confirmedTotal, confirmed, cancelled int64
-	for id, o := range s.Orders {
-		switch o.Status {
-		case "CONFIRMED":
-			confirmed++
-			confirmedTotal += o.Total
-		case "CANCELLED":
-			cancelled++
-		default:
-			fail("order %s is %s", id, o.Status)
-		}
-		sagas := s.Sagas[id]
-		if len(sagas) != 1 {
-			fail("order %s has %d sagas", id, len(sagas))
-			continue
-		}
-		want := map[string]string{"CONFIRMED": "COMPLETED", "CANCELLED": "COMPENSATED"}[o.Status]
-		if sg := sagas[0]; sg.State != want {
-			fail("order %s is %s but its saga %s is %s (%q)", id, o.Status, sg.ID, sg.State, sg.FailureReason)
-		}
+	// The business invariants, through the APIs.
+	report := e.Audit(t)
+	for _, v := range report.Violations {
+		fail("%s", v)
 	}
-	for corr, sagas := range s.Sagas {
-		if s.Orders[corr] == nil {
-			fail("saga %s for unknown order %s", sagas[0].ID, corr)
-		}
-	}
-	if s.InboxParked > 0 {
-		fail("%d parked inbox events in the orchestrator", s.InboxParked)
+	if !report.Snapshot.Quiescent {
+		fail("the audit saw %d sagas in flight: stock counters not compared", report.InFlight)
 	}
 
-	// Money.
-	var net int64
+	// The auditor saw every order, payment and reservation.
+	for id := range s.Orders {
+		if report.Snapshot.Orders[id] == nil {
+			fail("order %s has no saga: the auditor cannot see it", id)
+		}
+	}
 	for orderID, p := range s.Payments {
-		o := s.Orders[orderID]
-		if o == nil {
+		if s.Orders[orderID] == nil {
 			fail("payment %s for unknown order %s", p.ID, orderID)
-			continue
-		}
-		switch p.Status {
-		case "CAPTURED", "REFUNDED":
-			net += p.Amount - p.Refunded
-		case "DECLINED":
-			if p.Refunded != 0 {
-				fail("declined payment %s refunded %d", p.ID, p.Refunded)
-			}
-		case "VOIDED":
-			// A refund that overtook its ProcessPayment: no amount, final.
-			if p.Amount != 0 || p.Refunded != 0 {
-				fail("voided payment %s has amount %d, refunded %d", p.ID, p.Amount, p.Refunded)
-			}
-			continue
-		}
-		if p.Amount != o.Total || p.Currency != o.Currency {
-			fail("payment %s of %d %s for order %s of %d %s", p.ID, p.Amount, p.Currency, orderID, o.Total, o.Currency)
-		}
-	}
-	for id, o := range s.Orders {
-		p := s.Payments[id]
-		switch {
-		case o.Status == "CONFIRMED" && (p == nil || p.Status != "CAPTURED" || p.Refunded != 0):
-			fail("CONFIRMED order %s has payment %+v, want CAPTURED", id, p)
-		case o.Status == "CANCELLED" && p != nil && p.Status == "CAPTURED":
-			fail("CANCELLED order %s has a CAPTURED payment %s (not refunded)", id, p.ID)
-		case o.Status == "CANCELLED" && p != nil && p.Status == "REFUNDED" && p.Refunded != p.Amount:
-			fail("CANCELLED order %s: payment %s refunded %d of %d", id, p.ID, p.Refunded, p.Amount)
-		}
-	}
-	if net != confirmedTotal {
-		fail("money: captured - refunded = %d, CONFIRMED orders total %d", net, confirmedTotal)
-	}
-
-	// Stock.
-	confirmedQty := map[string]int64{}
-	reservedQty := map[string]int64{}
-	for id, o := range s.Orders {
-		r := s.Reservations[id]
-		switch o.Status {
-		case "CONFIRMED":
-			for sku, n := range o.Lines {
-				confirmedQty[sku] += n
-			}
-			if r == nil || r.Status != "RESERVED" {
-				fail("CONFIRMED order %s has reservation %+v, want RESERVED", id, r)
-			} else if fmt.Sprint(r.Lines) != fmt.Sprint(o.Lines) {
-				fail("CONFIRMED order %s has lines %v, its reservation %v", id, o.Lines, r.Lines)
-			}
-		case "CANCELLED":
-			if r != nil && r.Status != "REJECTED" && r.Status != "RELEASED" {
-				fail("CANCELLED order %s has a %s reservation %s", id, r.Status, r.ID)
-			}
 		}
 	}
 	for orderID, r := range s.Reservations {
 		if s.Orders[orderID] == nil {
 			fail("reservation %s for unknown order %s", r.ID, orderID)
 		}
-		if r.Status == "RESERVED" {
-			for sku, n := range r.Lines {
-				reservedQty[sku] += n
-			}
-		}
 	}
+	if s.InboxParked > 0 {
+		fail("%d parked inbox events in the orchestrator", s.InboxParked)
+	}
+
+	// Stock conservation against the baseline only the test knows.
 	e.baselineMu.Lock()
 	for sku, p := range s.Products {
-		base := e.baseline[sku]
-		if p.Available < 0 || p.Reserved < 0 {
-			fail("%s: available %d, reserved %d", sku, p.Available, p.Reserved)
-		}
-		if base-p.Available != p.Reserved || p.Reserved != confirmedQty[sku] || p.Reserved != reservedQty[sku] {
-			fail("%s: initial %d - available %d = %d; reserved %d; CONFIRMED orders' quantity %d; RESERVED reservations' %d",
-				sku, base, p.Available, base-p.Available, p.Reserved, confirmedQty[sku], reservedQty[sku])
+		if base := e.baseline[sku]; base-p.Available != p.Reserved {
+			fail("%s: initial %d - available %d = %d; reserved %d", sku, base, p.Available, base-p.Available, p.Reserved)
 		}
 	}
 	e.baselineMu.Unlock()
@@ -338,8 +287,14 @@ func (e *Env) CheckInvariants(t testing.TB) *Snapshot {
 		}
 		require.Failf(t, "invariants violated", "%d violations:\n%s", len(errs), strings.Join(errs, "\n"))
 	}
-	t.Logf("invariants hold: %d orders (%d CONFIRMED, %d CANCELLED), %d payments, %d reservations, captured-refunded %d, %d outbox events",
-		len(s.Orders), confirmed, cancelled, len(s.Payments), len(s.Reservations), net,
+	confirmed := 0
+	for _, o := range report.Snapshot.Orders {
+		if o.Status == audit.OrderConfirmed {
+			confirmed++
+		}
+	}
+	t.Logf("invariants hold: %d orders audited through the APIs (%d CONFIRMED), %d payments, %d reservations, %d outbox events",
+		report.Audited, confirmed, len(s.Payments), len(s.Reservations),
 		len(s.Outbox[svcOrder])+len(s.Outbox[svcPayment])+len(s.Outbox[svcInventory]))
 	return s
 }

@@ -4,6 +4,7 @@
 //	goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]
 //	goodgoctl dev ca    [-dir .dev]                    the development CA certificate, for clients
 //	goodgoctl keys new  [-id ID]                       a fresh 256-bit key as ID:base64, for a *_KEYS variable
+//	goodgoctl audit     [-token T] [-interval D] ...    check the cross-service invariants through the APIs
 //
 // The directory defaults to GOODGO_DEV_DIR, or .dev.
 //
@@ -23,6 +24,13 @@
 // `keys new` prints a random key for PII_KEYS, OUTBOX_KEYS,
 // SAGA_CONTEXT_KEYS or VERSION_TOKEN_KEYS (docs/key-rotation.md); the id
 // defaults to the date, "k20261202".
+//
+// `audit` reads every order saga, order, payment, reservation and the
+// catalog through the services' gRPC APIs, as an operator, and checks the
+// cross-service invariants (package audit): it prints each violation with
+// the ids involved and exits 1 if there is any. With -interval it audits
+// periodically and serves the outcome as Prometheus metrics on
+// -metrics-addr instead (README.md beside this file).
 package main
 
 import (
@@ -43,6 +51,9 @@ import (
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, errViolations) {
+			os.Exit(1) // the violations are printed
+		}
 		fmt.Fprintln(os.Stderr, "goodgoctl: "+err.Error())
 		os.Exit(2)
 	}
@@ -52,9 +63,14 @@ const usage = `usage:
   goodgoctl dev init  [-dir .dev] [-host NAME]...
   goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]
   goodgoctl dev ca    [-dir .dev]
-  goodgoctl keys new  [-id ID]`
+  goodgoctl keys new  [-id ID]
+  goodgoctl audit     [-token T | -token-file F] [-cacert F] [-order A] [-payment A] [-inventory A] [-orchestrator A]
+                      [-grace 1m] [-interval D [-metrics-addr 127.0.0.1:9106]]`
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) >= 1 && args[0] == "audit" {
+		return runAudit(args[1:], stdout, stderr)
+	}
 	if len(args) >= 2 && args[0] == "keys" && args[1] == "new" {
 		return keysNew(args[2:], stdout, stderr)
 	}
