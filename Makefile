@@ -74,6 +74,8 @@ verify/migrations: ## Fail if a service's copy of the outbox/inbox/saga DDL drif
 	@for s in orchestrator orderread; do cmp -s db/inbox/schema/inbox.sql db/$$s/migrations/000002_inbox.up.sql || { echo "db/$$s inbox migration differs from db/inbox/schema/inbox.sql"; exit 1; }; done
 	@cmp -s db/inbox/schema/inbox_sealed.sql db/orchestrator/migrations/000004_inbox_sealed.up.sql || { echo "db/orchestrator sealed-inbox migration differs from db/inbox/schema/inbox_sealed.sql"; exit 1; }
 	@cmp -s db/inbox/schema/inbox_sealed.sql db/orderread/migrations/000003_inbox_sealed.up.sql || { echo "db/orderread sealed-inbox migration differs from db/inbox/schema/inbox_sealed.sql"; exit 1; }
+	@cmp -s db/inbox/schema/inbox_resolution.sql db/orchestrator/migrations/000006_inbox_resolution.up.sql || { echo "db/orchestrator inbox-resolution migration differs from db/inbox/schema/inbox_resolution.sql"; exit 1; }
+	@cmp -s db/inbox/schema/inbox_resolution.sql db/orderread/migrations/000004_inbox_resolution.up.sql || { echo "db/orderread inbox-resolution migration differs from db/inbox/schema/inbox_resolution.sql"; exit 1; }
 	@cmp -s db/saga/schema/saga.sql db/orchestrator/migrations/000001_sagas.up.sql || { echo "db/orchestrator saga migration differs from db/saga/schema/saga.sql"; exit 1; }
 
 .PHONY: tidy fmt lint

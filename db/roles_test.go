@@ -73,8 +73,13 @@ var databases = []database{
 			"schema_migrations": {sel},
 		},
 	}, columns: map[string]map[string][]string{
-		// `orchestrator reseal` rewrites sealed parked payloads, nothing else.
-		roleOrchestrator: {"inbox_parked.key_id": {upd}, "inbox_parked.payload": {upd}},
+		// `orchestrator reseal` rewrites sealed parked payloads; operators
+		// resolve parked events (ParkedEventService): nothing else.
+		roleOrchestrator: {
+			"inbox_parked.key_id": {upd}, "inbox_parked.payload": {upd},
+			"inbox_parked.resolved_at": {upd}, "inbox_parked.resolution": {upd}, "inbox_parked.resolved_by": {upd},
+			"inbox_parked.resolution_reason": {upd}, "inbox_parked.error": {upd}, "inbox_parked.replay_attempts": {upd},
+		},
 	}},
 }
 
@@ -284,7 +289,12 @@ func TestEachRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 				{"truncate sagas", exec("TRUNCATE sagas"), false},
 				{"delete processed events", exec("DELETE FROM inbox"), false},
 				{"reseal a parked payload", exec("UPDATE inbox_parked SET payload = payload, key_id = key_id WHERE false"), true},
-				{"resolve a parked event", exec("UPDATE inbox_parked SET resolved_at = now() WHERE false"), false},
+				{"resolve a parked event", exec("UPDATE inbox_parked SET resolved_at = now(), resolution = 'discarded', " +
+					"resolved_by = 'ops', resolution_reason = 'r' WHERE false"), true},
+				{"record a failed replay", exec("UPDATE inbox_parked SET error = 'e', replay_attempts = replay_attempts + 1 WHERE false"), true},
+				{"lock a parked event", exec("SELECT id FROM inbox_parked WHERE false FOR UPDATE"), true},
+				{"rewrite a parked event", exec("UPDATE inbox_parked SET event_type = 'x', headers = '{}' WHERE false"), false},
+				{"delete a parked event", exec("DELETE FROM inbox_parked"), false},
 				{"create a table", exec("CREATE TABLE stash (x int)"), false},
 			},
 		},

@@ -42,13 +42,17 @@ func migrations(t *testing.T) fstest.MapFS {
 	require.NoError(t, err)
 	sealed, err := os.ReadFile("../../db/inbox/schema/inbox_sealed.sql")
 	require.NoError(t, err)
+	resolution, err := os.ReadFile("../../db/inbox/schema/inbox_resolution.sql")
+	require.NoError(t, err)
 	return fstest.MapFS{
-		"000001_inbox.up.sql":     {Data: ddl},
-		"000001_inbox.down.sql":   {Data: []byte("DROP TABLE inbox, inbox_versions, inbox_parked;")},
-		"000002_sealed.up.sql":    {Data: sealed},
-		"000002_sealed.down.sql":  {Data: []byte("ALTER TABLE inbox_parked DROP COLUMN key_id;")},
-		"000003_effects.up.sql":   {Data: []byte("CREATE TABLE effects (event_id UUID NOT NULL, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL, seq BIGINT GENERATED ALWAYS AS IDENTITY);")},
-		"000003_effects.down.sql": {Data: []byte("DROP TABLE effects;")},
+		"000001_inbox.up.sql":        {Data: ddl},
+		"000001_inbox.down.sql":      {Data: []byte("DROP TABLE inbox, inbox_versions, inbox_parked;")},
+		"000002_sealed.up.sql":       {Data: sealed},
+		"000002_sealed.down.sql":     {Data: []byte("ALTER TABLE inbox_parked DROP COLUMN key_id;")},
+		"000003_effects.up.sql":      {Data: []byte("CREATE TABLE effects (event_id UUID NOT NULL, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL, seq BIGINT GENERATED ALWAYS AS IDENTITY);")},
+		"000003_effects.down.sql":    {Data: []byte("DROP TABLE effects;")},
+		"000004_resolution.up.sql":   {Data: resolution},
+		"000004_resolution.down.sql": {Data: []byte("SELECT 1;")},
 	}
 }
 
