@@ -24,6 +24,7 @@ import (
 	"github.com/goodgo/goodgo/platform/servicedb"
 	"github.com/goodgo/goodgo/platform/telemetry"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
@@ -44,8 +45,9 @@ const (
 // (creating and migrating it) and Redis, dials payment, inventory and order,
 // and runs until ctx is cancelled: the saga engine (executing sagas, taking
 // over those of crashed replicas), the order.created.v1 consumer that starts
-// them, the reconciler that starts those the events did not, SagaService
-// and the ops endpoints. Then it stops consuming, drains
+// them, the reconciler that starts those the events did not, SagaService,
+// ParkedEventService (operators resolve the consumer's parked events) and
+// the ops endpoints. Then it stops consuming, drains
 // gRPC, stops the engine (whose leases other replicas then take at once)
 // and returns nil. It returns an error when start-up fails or a part stops
 // on its own. Logs go to stdout as JSON; lookup supplies the OTEL_* variables.
@@ -145,11 +147,18 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
+	handler := consumer.Handler(engine, logger)
 	events, err := inbox.New(inbox.Config{
 		Brokers: cfg.Kafka.Brokers, GroupID: consumerGroup, Consumer: consumerName, Topics: []string{event.TopicOrder},
 		Types: consumer.Types,
-	}, pool, consumer.Handler(engine, logger), inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
+	}, pool, handler, inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
 		Dialer: kconn.Dialer(consumerName), Keys: cfg.PIIKeys})
+	if err != nil {
+		return err
+	}
+	// Operators resolve the consumer's parked events (ParkedEventService):
+	// a replay runs the same handler, exactly as the consumer would.
+	parked, err := inbox.NewAdmin(consumerName, pool, handler, inbox.AdminOptions{Keys: cfg.PIIKeys, Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -173,6 +182,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	grpcServer, err := grpcserver.New(srvCfg, logger, reg,
 		func(s grpc.ServiceRegistrar) {
 			orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger))
+			opsv1.RegisterParkedEventServiceServer(s, grpcapi.NewParked(parked, logger))
 		},
 		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
 	if err != nil {

@@ -95,14 +95,15 @@ type ParkedEvent struct {
 	AggregateVersion int64 `protobuf:"varint,6,opt,name=aggregate_version,json=aggregateVersion,proto3" json:"aggregate_version,omitempty"`
 	// Why it was parked (the last error).
 	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
-	// Delivery attempts (relay only).
+	// The relay: failed delivery attempts; an inbox consumer: replays that
+	// failed again.
 	Attempts int32                  `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	ParkedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=parked_at,json=parkedAt,proto3" json:"parked_at,omitempty"`
 	State    ParkedEventState       `protobuf:"varint,10,opt,name=state,proto3,enum=goodgo.ops.v1.ParkedEventState" json:"state,omitempty"`
 	// Inbox only: when, by whom and why it was resolved.
-	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
-	ResolvedBy string                 `protobuf:"bytes,12,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
-	Resolution string                 `protobuf:"bytes,13,opt,name=resolution,proto3" json:"resolution,omitempty"`
+	ResolvedAt       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	ResolvedBy       string                 `protobuf:"bytes,12,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	ResolutionReason string                 `protobuf:"bytes,13,opt,name=resolution_reason,json=resolutionReason,proto3" json:"resolution_reason,omitempty"`
 	// Inbox only: the topic, partition and offset it was read at.
 	Topic         string `protobuf:"bytes,14,opt,name=topic,proto3" json:"topic,omitempty"`
 	Partition     int32  `protobuf:"varint,15,opt,name=partition,proto3" json:"partition,omitempty"`
@@ -225,9 +226,9 @@ func (x *ParkedEvent) GetResolvedBy() string {
 	return ""
 }
 
-func (x *ParkedEvent) GetResolution() string {
+func (x *ParkedEvent) GetResolutionReason() string {
 	if x != nil {
-		return x.Resolution
+		return x.ResolutionReason
 	}
 	return ""
 }
@@ -683,7 +684,7 @@ var File_goodgo_ops_v1_parked_proto protoreflect.FileDescriptor
 
 const file_goodgo_ops_v1_parked_proto_rawDesc = "" +
 	"\n" +
-	"\x1agoodgo/ops/v1/parked.proto\x12\rgoodgo.ops.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x04\n" +
+	"\x1agoodgo/ops/v1/parked.proto\x12\rgoodgo.ops.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x04\n" +
 	"\vParkedEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
@@ -700,10 +701,8 @@ const file_goodgo_ops_v1_parked_proto_rawDesc = "" +
 	"\vresolved_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"resolvedAt\x12\x1f\n" +
 	"\vresolved_by\x18\f \x01(\tR\n" +
-	"resolvedBy\x12\x1e\n" +
-	"\n" +
-	"resolution\x18\r \x01(\tR\n" +
-	"resolution\x12\x14\n" +
+	"resolvedBy\x12+\n" +
+	"\x11resolution_reason\x18\r \x01(\tR\x10resolutionReason\x12\x14\n" +
 	"\x05topic\x18\x0e \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x0f \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x10 \x01(\x03R\x06offset\"\xe2\x01\n" +

@@ -23,6 +23,7 @@ import (
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/saga"
+	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
 )
@@ -76,11 +77,16 @@ func Policies() authz.Policies {
 		orchestratorv1.SagaService_ListSagas_FullMethodName: {Users: true, Limit: ratelimit.Read},
 		orchestratorv1.SagaService_RetrySaga_FullMethodName: operators,
 		orchestratorv1.SagaService_AbortSaga_FullMethodName: operators,
+		// The inbox's parked events: operators (or admins) only, reads
+		// included (an event's error may name what a customer ordered).
+		opsv1.ParkedEventService_ListParkedEvents_FullMethodName:   {Roles: []string{caller.RoleOperator}, Limit: ratelimit.Read},
+		opsv1.ParkedEventService_ReplayParkedEvent_FullMethodName:  operators,
+		opsv1.ParkedEventService_DiscardParkedEvent_FullMethodName: operators,
 	}
 }
 
-// IdempotencyPolicies are the idempotency policies of SagaService's
-// mutating RPCs (platform/idempotency). Both are safe without Redis: a
+// IdempotencyPolicies are the idempotency policies of SagaService's and
+// ParkedEventService's mutating RPCs (platform/idempotency). Both are safe without Redis: a
 // repeated RetrySaga or AbortSaga finds the saga no longer PARKED or
 // RUNNING and changes nothing (FailedPrecondition), so they are
 // RedisDownSafe.
@@ -88,6 +94,10 @@ func IdempotencyPolicies() map[string]idempotency.Policy {
 	return map[string]idempotency.Policy{
 		orchestratorv1.SagaService_RetrySaga_FullMethodName: {RedisDownSafe: true},
 		orchestratorv1.SagaService_AbortSaga_FullMethodName: {RedisDownSafe: true},
+		// A repeated replay or discard finds the event resolved (its row is
+		// locked and checked): FailedPrecondition, nothing done twice.
+		opsv1.ParkedEventService_ReplayParkedEvent_FullMethodName:  {RedisDownSafe: true},
+		opsv1.ParkedEventService_DiscardParkedEvent_FullMethodName: {RedisDownSafe: true},
 	}
 }
 
