@@ -240,7 +240,9 @@ func (e *Env) CheckInvariants(t testing.TB) *Snapshot {
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 
 	// The business invariants, through the APIs.
+	auditStart := time.Now()
 	report := e.Audit(t)
+	audited := time.Since(auditStart)
 	for _, v := range report.Violations {
 		fail("%s", v)
 	}
@@ -293,8 +295,8 @@ func (e *Env) CheckInvariants(t testing.TB) *Snapshot {
 			confirmed++
 		}
 	}
-	t.Logf("invariants hold: %d orders audited through the APIs (%d CONFIRMED), %d payments, %d reservations, %d outbox events",
-		report.Audited, confirmed, len(s.Payments), len(s.Reservations),
+	t.Logf("invariants hold: %d orders audited through the APIs in %s (%d CONFIRMED), %d payments, %d reservations, %d outbox events",
+		report.Audited, audited.Round(time.Millisecond), confirmed, len(s.Payments), len(s.Reservations),
 		len(s.Outbox[svcOrder])+len(s.Outbox[svcPayment])+len(s.Outbox[svcInventory]))
 	return s
 }
