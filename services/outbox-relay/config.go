@@ -16,13 +16,16 @@ import (
 // Config is the relay's configuration, read once from the environment by
 // loadConfig. Every variable has a default that works on a developer machine.
 type Config struct {
-	// Common: GRPC_ADDR (127.0.0.1:50055, health only), HTTP_ADDR
+	// Common: GRPC_ADDR (127.0.0.1:50055, health and ParkedEventService), HTTP_ADDR
 	// (127.0.0.1:9105), LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT,
 	// GOODGO_MODE.
 	config.Common
 	// Security names the relay's certificate (TLS_CERT_FILE, TLS_KEY_FILE,
-	// TLS_CA_FILE): its gRPC server, health only, is served over TLS like
-	// every other, and its identity is its own.
+	// TLS_CA_FILE): its gRPC server (health, and the operators'
+	// ParkedEventService) is served over TLS like every other, and its
+	// identity is its own; and the token issuer whose bearer tokens name
+	// the operators (AUTH_ISSUER, AUTH_AUDIENCE, AUTH_JWKS_URL or
+	// AUTH_JWKS_FILE, AUTH_LEEWAY).
 	Security config.Security
 	// OutboxDatabaseURLs are the databases whose outbox tables the relay
 	// drains (OUTBOX_DATABASE_URLS, comma-separated). The relay never
@@ -95,7 +98,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 		e.Invalid("RELAY_ID", fmt.Sprintf("at most %d bytes (got %d)", relay.MaxRelayIDLen, len(c.RelayID)))
 	}
 	c.OutboxKeys = e.Keyring(config.OutboxKeys, c.Dev)
-	c.Security = config.LoadSecurity(e, c.Service, c.Dev, false)
+	c.Security = config.LoadSecurity(e, c.Service, c.Dev, true)
 	return c, e.Err()
 }
 

@@ -57,6 +57,9 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"TLS_CERT_FILE":           "/tls/tls.crt",
 		"TLS_KEY_FILE":            "/tls/tls.key",
 		"TLS_CA_FILE":             "/tls/ca.crt",
+		"AUTH_ISSUER":             "https://idp.example",
+		"AUTH_AUDIENCE":           "goodgo",
+		"AUTH_JWKS_FILE":          "/auth/jwks.json",
 		"OUTBOX_DATABASE_URLS":    "postgres://a/x, postgres://b/y",
 		"KAFKA_BROKERS":           "k1:9092,k2:9092",
 		"RELAY_ID":                "relay-7",
@@ -86,7 +89,8 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, 2*time.Second, c.StatsInterval)
 	require.Equal(t, 65536, c.MaxBatchBytes)
 	require.Equal(t, "/tls/tls.key", c.Security.TLS.Key)
-	require.Empty(t, c.Security.Tokens.Issuer, "the relay takes no users' calls")
+	require.Equal(t, "https://idp.example", c.Security.Tokens.Issuer, "operators call ParkedEventService with tokens")
+	require.Equal(t, "/auth/jwks.json", c.Security.Tokens.JWKSFile)
 }
 
 func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
@@ -100,7 +104,7 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 	}))
 	require.Error(t, err)
 	for _, name := range []string{"OUTBOX_DATABASE_URLS", "OUTBOX_BATCH_SIZE", "OUTBOX_WORKERS", "OUTBOX_LEASE_TTL", "OUTBOX_POLL_INTERVAL", "RELAY_ID",
-		"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"} {
+		"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL"} {
 		require.Contains(t, err.Error(), name+":")
 	}
 }

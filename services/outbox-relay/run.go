@@ -4,17 +4,22 @@ import (
 	"context"
 	"io"
 
+	"google.golang.org/grpc"
+
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/security"
 	"github.com/goodgo/goodgo/platform/telemetry"
+	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
+	"github.com/goodgo/goodgo/services/outbox-relay/internal/parked"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
 )
 
 // run is the composition root: it relays the outbox databases to Kafka and
-// serves the gRPC health service and the ops endpoints until ctx is
+// serves the gRPC health service, the operators' ParkedEventService and the
+// ops endpoints until ctx is
 // cancelled, then lets the batches in flight finish, releases its lanes and
 // returns nil. Readiness (/readyz) needs one outbox database and a broker
 // reachable. Logs go to stdout as JSON; lookup supplies the OTEL_*
@@ -66,19 +71,27 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	logger.Info("outbox relay starting", "relay_id", cfg.RelayID, "databases", len(cfg.OutboxDatabaseURLs),
 		"kafka", cfg.Kafka.String(), "batch_size", cfg.BatchSize, "workers", cfg.Workers)
 
-	// No API of its own: the gRPC server carries health (and reflection in
-	// development mode) so the relay is probed like every other binary.
+	// The gRPC server carries health (and reflection in development mode),
+	// so the relay is probed like every other binary, and the operators'
+	// ParkedEventService over the parked outbox rows.
 	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
 	if err != nil {
 		return err
 	}
 	defer sec.Close(ctx)
-	srvCfg, err := sec.Secure(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
-		nil, nil, tel.Registry, logger)
+	parkedEvents, err := parked.Open(cfg.OutboxDatabaseURLs, tel.Registry, logger)
 	if err != nil {
 		return err
 	}
-	gs, err := grpcserver.New(srvCfg, logger, tel.Registry, nil)
+	defer parkedEvents.Close()
+	srvCfg, err := sec.Secure(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
+		parked.Policies(), nil, tel.Registry, logger)
+	if err != nil {
+		return err
+	}
+	gs, err := grpcserver.New(srvCfg, logger, tel.Registry, func(s grpc.ServiceRegistrar) {
+		opsv1.RegisterParkedEventServiceServer(s, parkedEvents)
+	})
 	if err != nil {
 		return err
 	}
