@@ -25,8 +25,8 @@ import (
 // Defaults of Options.
 const (
 	DefaultWorkers           = 64
-	DefaultLeaseTTL          = 10 * time.Second
-	DefaultPollInterval      = time.Second
+	DefaultLeaseTTL          = 3 * time.Second
+	DefaultPollInterval      = 500 * time.Millisecond
 	DefaultDeadline          = 30 * time.Second
 	DefaultStepTimeout       = 5 * time.Second
 	DefaultCompensationLimit = 5 * time.Minute
@@ -49,9 +49,15 @@ type Options struct {
 	Owner string
 	// Workers bounds the sagas this replica executes at once.
 	Workers int
-	// LeaseTTL is how long a claim lasts without renewal; the replica renews
-	// every LeaseTTL/3 while it works. A crashed replica's sagas are taken
-	// over about LeaseTTL after its last renewal.
+	// LeaseTTL is how long a claim lasts without renewal. The replica
+	// renews all its leases with one statement every LeaseTTL/3 while it
+	// works, so a crashed replica's sagas are taken over between 2/3
+	// LeaseTTL and LeaseTTL, plus up to PollInterval, after the crash: 2 to
+	// 3.5 s with the defaults.
+	// A replica that could not renew a lease for 5/6 LeaseTTL stops the
+	// saga's execution, cancelling its call in flight, before another
+	// replica can claim it: a slow replica never calls a step while
+	// another runs the same saga.
 	LeaseTTL time.Duration
 	// PollInterval is how often the recovery loop looks for sagas whose
 	// lease expired or whose persisted backoff is over. New sagas do not
@@ -162,6 +168,9 @@ type Engine struct {
 
 	slots chan struct{} // worker semaphore
 
+	// epoch is the origin of leaseClock, a monotonic reading.
+	epoch time.Time
+
 	mu        sync.Mutex
 	runCtx    context.Context // parent of every execution; cancelled when Run ends
 	runCancel context.CancelFunc
@@ -193,6 +202,7 @@ func New(db DB, keys *keyring.Keyring, opts Options, defs ...*Definition) (*Engi
 		slots:  make(chan struct{}, opts.Workers),
 		held:   map[uuid.UUID]*execution{},
 		kick:   make(chan struct{}, 1),
+		epoch:  time.Now(),
 	}
 	e.runCtx, e.runCancel = context.WithCancel(context.Background())
 	e.running = true
@@ -237,6 +247,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	var loops sync.WaitGroup
 	loops.Go(func() { e.recoveryLoop(runCtx) })
 	loops.Go(func() { e.renewLoop(runCtx) })
+	loops.Go(func() { e.fenceLoop(runCtx) })
 	loops.Go(func() { e.statsLoop(runCtx) })
 
 	<-ctx.Done()
@@ -628,8 +639,10 @@ func (e *Engine) claimDue(ctx context.Context) (int, error) {
 	return started, err
 }
 
-// renewLoop extends this replica's leases every LeaseTTL/3 and stops the
-// executions whose lease was lost.
+// renewLoop extends this replica's leases every LeaseTTL/3, all of them in
+// one statement, and stops the executions whose lease was lost. A renewal
+// that takes longer than LeaseTTL/2 is given up (the next one follows at
+// once): fenceLoop decides when too long has passed without one.
 func (e *Engine) renewLoop(ctx context.Context) {
 	t := time.NewTicker(e.opts.LeaseTTL / 3)
 	defer t.Stop()
@@ -650,7 +663,10 @@ func (e *Engine) renewLoop(ctx context.Context) {
 		if len(ids) == 0 {
 			continue
 		}
-		kept, err := e.q.RenewLeases(ctx, sagadb.RenewLeasesParams{LeaseMs: e.opts.LeaseTTL.Milliseconds(), Owner: e.opts.Owner, Ids: ids})
+		sent := e.leaseClock()
+		rctx, cancel := context.WithTimeout(ctx, e.opts.LeaseTTL/2)
+		kept, err := e.q.RenewLeases(rctx, sagadb.RenewLeasesParams{LeaseMs: e.opts.LeaseTTL.Milliseconds(), Owner: e.opts.Owner, Ids: ids})
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Warn("saga: renew leases", "error", err, "sagas", len(ids))
@@ -663,13 +679,57 @@ func (e *Engine) renewLoop(ctx context.Context) {
 		}
 		e.mu.Lock()
 		for _, id := range ids {
-			if x := e.held[id]; x != nil && !ok[id] && !x.finishing.Load() {
+			x := e.held[id]
+			switch {
+			case x == nil:
+			case ok[id]:
+				// The database extended the lease after sent: it lasts
+				// at least until sent + LeaseTTL.
+				x.extendLease(sent)
+			case !x.finishing.Load():
 				x.cancel(errLost)
 			}
 		}
 		e.mu.Unlock()
 	}
 }
+
+// errLeaseExpired stops an execution whose lease this replica could not
+// renew in time: another replica may claim the saga any moment.
+var errLeaseExpired = fmt.Errorf("%w: not renewed in time", errLost)
+
+// fenceLoop stops, every LeaseTTL/12, the executions whose lease may run
+// out within LeaseTTL/6 by this replica's clock (see execution.leaseUntil):
+// their renewals failed or hang (database unreachable or slow, the process
+// starved). Their calls in flight are cancelled before another replica can
+// claim the saga, which it does only once the lease has expired by the
+// database's clock, never earlier than leaseUntil. The saga's row is not
+// touched; its lease runs out and a replica, maybe this one again, resumes
+// it from what was stored.
+func (e *Engine) fenceLoop(ctx context.Context) {
+	t := time.NewTicker(max(e.opts.LeaseTTL/12, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		limit := e.leaseClock() + e.opts.LeaseTTL/6
+		e.mu.Lock()
+		for _, x := range e.held {
+			until := x.leaseUntil.Load()
+			if until != 0 && time.Duration(until) <= limit && !x.finishing.Load() && x.ctx.Err() == nil {
+				x.cancel(errLeaseExpired)
+			}
+		}
+		e.mu.Unlock()
+	}
+}
+
+// leaseClock is a monotonic clock for lease deadlines: the time since the
+// engine was created.
+func (e *Engine) leaseClock() time.Duration { return time.Since(e.epoch) }
 
 // statsLoop samples saga_pending_count and saga_parked_count.
 func (e *Engine) statsLoop(ctx context.Context) {

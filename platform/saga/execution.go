@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -43,6 +44,12 @@ type execution struct {
 	// stored is set once the saga row exists; before that there is nothing
 	// to renew.
 	stored atomicBool
+	// leaseUntil is when this replica's lease on the saga may end, by
+	// Engine.leaseClock: the start of the last write that extended it (a
+	// flush, a renewal) plus LeaseTTL. The database's lease_until is never
+	// earlier, since it was set by that write. Zero until the execution's
+	// first flush, before which it calls nothing.
+	leaseUntil atomic.Int64
 
 	mu     sync.Mutex
 	log    *slog.Logger
@@ -86,6 +93,9 @@ func (x *execution) run() {
 		x.inserted <- errors.Join(ErrNotRunning, err)
 	}
 	switch {
+	case errors.Is(context.Cause(x.ctx), errLeaseExpired):
+		x.e.m.leaseLost.Inc()
+		x.log.WarnContext(x.logCtx(), "saga lease not renewed in time; execution stopped, the saga resumes once the lease expires")
 	case errors.Is(context.Cause(x.ctx), errLost) || errors.Is(err, errLost):
 		x.e.m.leaseLost.Inc()
 		x.log.WarnContext(x.logCtx(), "saga lease lost; another replica continues it")
@@ -128,6 +138,7 @@ func (x *execution) loop() error {
 // flush writes pending changes (see instance.flush); mu must be held.
 func (x *execution) flush(o flushOpts) error {
 	first := !x.in.inserted
+	sent := x.e.leaseClock()
 	err := x.in.flush(x.ctx, x.e.q, x.e.opts.Owner, x.e.opts.LeaseTTL, o)
 	if first && x.inserted != nil {
 		x.inserted <- err
@@ -135,6 +146,9 @@ func (x *execution) flush(o flushOpts) error {
 	}
 	if err == nil {
 		x.stored.Store(true)
+		if !o.release {
+			x.extendLease(sent)
+		}
 		return nil
 	}
 	if cause := context.Cause(x.ctx); cause != nil {
@@ -144,6 +158,18 @@ func (x *execution) flush(o flushOpts) error {
 }
 
 func (x *execution) owner() string { return x.e.opts.Owner }
+
+// extendLease records that a write sent at sent (Engine.leaseClock)
+// extended the lease by LeaseTTL.
+func (x *execution) extendLease(sent time.Duration) {
+	until := int64(sent + x.e.opts.LeaseTTL)
+	for {
+		cur := x.leaseUntil.Load()
+		if cur >= until || x.leaseUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
 
 // forward runs the groups from the cursor on. It returns stop = true when
 // the execution ends here (saga finished, suspended or stopped).

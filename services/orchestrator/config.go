@@ -86,11 +86,12 @@ type SagaConfig struct {
 	StepAttempts int
 	// Workers bounds the sagas executed at once (SAGA_WORKERS, default 64).
 	Workers int
-	// LeaseTTL is how long a crashed replica's sagas wait before another
-	// takes them over (SAGA_LEASE_TTL, default 10s).
+	// LeaseTTL bounds how long a crashed replica's sagas wait before another
+	// takes them over (SAGA_LEASE_TTL, default 3s): leases are renewed every
+	// third of it, so the wait is 2/3 to all of it, plus PollInterval.
 	LeaseTTL time.Duration
 	// PollInterval is how often the recovery loop looks for such sagas
-	// (SAGA_POLL_INTERVAL, default 1s).
+	// (SAGA_POLL_INTERVAL, default 500ms).
 	PollInterval time.Duration
 	// CompensationLimit is how long a saga tries to compensate before it is
 	// PARKED for an operator (SAGA_COMPENSATION_LIMIT, default 5m).
