@@ -26,6 +26,7 @@ import (
 	"github.com/goodgo/goodgo/platform/idempotency"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
+	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
@@ -97,7 +98,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	conns := map[string]map[string]*grpc.ClientConn{}
 	for _, who := range matrixCallers {
 		conns[who] = map[string]*grpc.ClientConn{}
-		for _, svc := range []string{svcOrder, svcPayment, svcInventory, svcOrchestrator} {
+		for _, svc := range []string{svcOrder, svcPayment, svcInventory, svcOrchestrator, svcRelay} {
 			switch who {
 			case bySaga:
 				conns[who][svc] = e.PKI.DialAs(svcOrchestrator, svc, e.Addr(svc))
@@ -238,7 +239,27 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return err
 		}, operatorsOnly},
 	}
-	for _, svc := range []string{svcOrder, svcPayment, svcInventory, svcOrchestrator} {
+	// ParkedEventService, served by the orchestrator (its inbox) and the
+	// relay (the outbox rows): operators only. The allowed calls name an
+	// event nobody parked (NotFound) and change nothing.
+	for _, svc := range []string{svcOrchestrator, svcRelay} {
+		rpcs = append(rpcs,
+			rpc{"ParkedEventService/ListParkedEvents@" + svc, svc, func(c context.Context, cc *grpc.ClientConn) error {
+				_, err := opsv1.NewParkedEventServiceClient(cc).ListParkedEvents(c, &opsv1.ListParkedEventsRequest{IncludeResolved: true})
+				return err
+			}, operatorsOnly},
+			rpc{"ParkedEventService/ReplayParkedEvent@" + svc, svc, func(c context.Context, cc *grpc.ClientConn) error {
+				_, err := opsv1.NewParkedEventServiceClient(cc).ReplayParkedEvent(c, &opsv1.ReplayParkedEventRequest{EventId: uuid.NewString()})
+				return err
+			}, operatorsOnly},
+			rpc{"ParkedEventService/DiscardParkedEvent@" + svc, svc, func(c context.Context, cc *grpc.ClientConn) error {
+				_, err := opsv1.NewParkedEventServiceClient(cc).DiscardParkedEvent(c, &opsv1.DiscardParkedEventRequest{
+					EventId: uuid.NewString(), Reason: "matrix"})
+				return err
+			}, operatorsOnly},
+		)
+	}
+	for _, svc := range []string{svcOrder, svcPayment, svcInventory, svcOrchestrator, svcRelay} {
 		all := map[string]string{}
 		for _, who := range matrixCallers {
 			all[who] = ok

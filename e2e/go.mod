@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/goodgo/goodgo/devbroker v0.0.0-00010101000000-000000000000
 	github.com/goodgo/goodgo/goodgoctl v0.0.0-00010101000000-000000000000
+	github.com/goodgo/goodgo/loadgen v0.0.0-00010101000000-000000000000
 	github.com/goodgo/goodgo/platform v0.0.0-00010101000000-000000000000
 	github.com/goodgo/goodgo/proto v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
@@ -71,6 +72,7 @@ replace (
 	github.com/goodgo/goodgo/db => ../db
 	github.com/goodgo/goodgo/devbroker => ../devbroker
 	github.com/goodgo/goodgo/goodgoctl => ../goodgoctl
+	github.com/goodgo/goodgo/loadgen => ../loadgen
 	github.com/goodgo/goodgo/platform => ../platform
 	github.com/goodgo/goodgo/proto => ../proto
 )
