@@ -181,14 +181,17 @@ func Open(ctx context.Context, cfg Config, version string, migrations fs.FS, api
 // Serve serves the services register adds, behind the idempotency guard,
 // and the ops HTTP endpoints until ctx is cancelled; then both drain and
 // Serve returns nil. It returns an error when a server cannot start or
-// stops on its own.
+// stops on its own. Losing PostgreSQL or Redis while serving stops
+// nothing: calls that need them fail until they are back.
 //
-// Ready means PostgreSQL answers. Redis is left out on purpose: while it is
-// down, the RPCs each service marks RedisDownSafe (their database
-// constraints guard them) keep running and only the others answer
-// Unavailable, so a Redis outage must not take every replica out of
-// rotation at once.
-func (k *Kit) Serve(ctx context.Context, register func(grpc.ServiceRegistrar)) error {
+// Ready means PostgreSQL answers. Redis only makes the service degraded
+// (/readyz lists it and stays 200), on purpose: while it is down, the RPCs
+// each service marks RedisDownSafe (their database constraints guard them)
+// keep running and only the others answer Unavailable, so a Redis outage
+// must not take every replica out of rotation at once. peers are the
+// service's further checks, such as its neighbours (opshttp.GRPCHealth),
+// usually Optional.
+func (k *Kit) Serve(ctx context.Context, register func(grpc.ServiceRegistrar), peers ...opshttp.Check) error {
 	cfg := k.cfg
 	limiter, err := ratelimit.New(k.redis, cfg.RateLimits, "", k.Registry, k.Logger)
 	if err != nil {
@@ -203,7 +206,11 @@ func (k *Kit) Serve(ctx context.Context, register func(grpc.ServiceRegistrar)) e
 	if err != nil {
 		return err
 	}
-	ops, err := opshttp.New(cfg.HTTPAddr, k.Registry, opshttp.Checks(opshttp.Check{Name: "postgres", Fn: k.Pool.Ping}), k.Logger)
+	checks := append([]opshttp.Check{
+		{Name: "postgres", Fn: k.Pool.Ping},
+		{Name: "redis", Optional: true, Fn: func(ctx context.Context) error { return k.redis.Ping(ctx).Err() }},
+	}, peers...)
+	ops, err := opshttp.New(cfg.HTTPAddr, k.Registry, opshttp.Checks(checks...), k.Logger)
 	if err != nil {
 		return err
 	}

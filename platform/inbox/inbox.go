@@ -434,6 +434,12 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 // rolled back or committed as the database decides; its offset is committed
 // only if its effect was, so it is redelivered otherwise.
 //
+// Kafka being unreachable, at start or later, does not stop Run: the
+// reader reconnects and rejoins the group on its own, and Run logs each
+// failed fetch ("kafka fetch failed; retrying") and fetches again with
+// backoff until the broker is back. A binary's readiness should check the
+// broker (kafkaconn.Settings.Ping) to say so meanwhile.
+//
 // Partitions are applied concurrently, each by its own goroutine in offset
 // order: an aggregate's events share a partition (the key is the aggregate
 // id), so their order holds, and a slow event holds back only its own
@@ -457,14 +463,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	lagEvery := time.NewTicker(time.Second)
 	defer lagEvery.Stop()
+	retry := c.newBackoff()
 	for {
 		m, err := c.reader.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("inbox: fetch: %w", err)
+			// kafka-go reports the broker's absence after a few failed
+			// attempts and keeps reconnecting underneath: wait and fetch
+			// again rather than stop the binary (issue 10).
+			wait := retry.Next()
+			c.log.WarnContext(ctx, "kafka fetch failed; retrying", "error", err.Error(), "retry_in", wait.String())
+			if backoff.Sleep(ctx, wait) != nil {
+				return nil
+			}
+			continue
 		}
+		retry.Reset()
 		p := partition{m.Topic, m.Partition}
 		q := queues[p]
 		if q == nil {

@@ -12,6 +12,7 @@
 package kafkaconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -80,6 +81,36 @@ func (s Settings) Dialer(clientID string) *kafka.Dialer {
 		TLS:           s.tlsClone(),
 		SASLMechanism: s.SASL,
 	}
+}
+
+// Ping reports whether one of brokers answers a client clientID, for
+// readiness checks: it connects as the binary's readers and writers do
+// (TLS handshake and SASL login included, so a broker that refuses the
+// credentials fails too) and asks for the API versions. ctx bounds it. The
+// error joins every broker's.
+func (s Settings) Ping(ctx context.Context, clientID string, brokers []string) error {
+	if len(brokers) == 0 {
+		return errors.New("kafka: no broker")
+	}
+	dialer := s.Dialer(clientID)
+	var errs []error
+	for _, b := range brokers {
+		conn, err := dialer.DialContext(ctx, "tcp", b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if deadline, ok := ctx.Deadline(); ok {
+			_ = conn.SetDeadline(deadline)
+		}
+		_, err = conn.ApiVersions()
+		_ = conn.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("kafka unreachable: %w", errors.Join(errs...))
 }
 
 // Transport returns a new Transport for kafka.Writer.Transport, naming the

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,4 +203,33 @@ func TestRoundTrip(t *testing.T) {
 		_ = conn.Close()
 	}
 	require.Error(t, err)
+}
+
+// TestPing answers for a broker that accepts the client's credentials, and
+// fails, saying why, for one that refuses them or is not there.
+func TestPing(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	addr := startBroker(t, p, "orchestrator", "s3cret")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cfg := config.Kafka{TLS: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKy,
+		SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "orchestrator", Password: "s3cret"}}
+	s, err := kafkaconn.New(cfg)
+	require.NoError(t, err)
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	nobody := lis.Addr().String()
+	require.NoError(t, lis.Close())
+
+	require.NoError(t, s.Ping(ctx, "test", []string{addr}))
+	require.NoError(t, s.Ping(ctx, "test", []string{nobody, addr}), "one broker answering is enough")
+	err = s.Ping(ctx, "test", []string{nobody})
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+
+	cfg.SASL.Password = "wrong"
+	wrong, err := kafkaconn.New(cfg)
+	require.NoError(t, err)
+	require.Error(t, wrong.Ping(ctx, "test", []string{addr}), "a broker refusing the login is not usable")
 }

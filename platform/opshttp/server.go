@@ -10,7 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,9 +33,11 @@ type Server struct {
 	lis    net.Listener
 	logger *slog.Logger
 	ready  func(context.Context) error
-	// notReady remembers the last readiness outcome so that only changes
-	// are logged, not every probe.
-	notReady atomic.Bool
+	// lastBody and lastCode remember the last /readyz answer so that only
+	// changes are logged, not every probe.
+	mu       sync.Mutex
+	lastBody string
+	lastCode int
 }
 
 // New binds addr (":0" picks a free port) and returns a server exposing:
@@ -42,13 +45,15 @@ type Server struct {
 //   - /metrics: reg in the Prometheus text or OpenMetrics format (the
 //     latter carries exemplars linking latencies to traces);
 //   - /healthz: 200 while the process serves HTTP at all (liveness);
-//   - /readyz: 200 when ready returns nil, else 503 (readiness). The body
-//     names the failing check when ready's error is (or wraps) a
-//     [*CheckError], as [Checks] returns ("not ready: postgres"), and is
-//     only "not ready" otherwise: the port is unauthenticated, and a
+//   - /readyz: 200 "ok" when ready returns nil, else 503 (readiness).
+//     When ready's error holds [*CheckError] values, as [Checks] returns,
+//     the body names each failed check with its reason ("not ready: kafka
+//     (connection refused)"); failed Optional checks leave the answer 200
+//     and are listed on a line "degraded: redis (timeout)". Any other error
+//     shows only "not ready": the port is unauthenticated, and a
 //     dependency's error text carries host, user and database names. The
-//     error itself is logged, once per change of state. A nil ready is
-//     always ready. Each check gets a context bounded by 2 s.
+//     error itself is logged, once per change of the answer. A nil ready
+//     is always ready. The checks share a context bounded by 2 s.
 //
 // A nil logger discards logs.
 func New(addr string, reg *prometheus.Registry, ready func(context.Context) error, logger *slog.Logger) (*Server, error) {
@@ -91,24 +96,89 @@ func New(addr string, reg *prometheus.Registry, ready func(context.Context) erro
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
+	err := s.ready(ctx)
+	code, body := readiness(err)
+	s.logChange(code, body, err)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := s.ready(ctx); err != nil {
-		if !s.notReady.Swap(true) {
-			s.logger.Warn("not ready", "error", err.Error())
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+// readiness is /readyz's answer to ready's outcome err.
+func readiness(err error) (int, string) {
+	if err == nil {
+		return http.StatusOK, "ok\n"
+	}
+	var failed, degraded []string
+	for _, c := range checkErrors(err) {
+		if c.Name == "" {
+			continue
 		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-		var checkErr *CheckError
-		if errors.As(err, &checkErr) && checkErr.Name != "" {
-			_, _ = fmt.Fprintf(w, "not ready: %s\n", checkErr.Name)
-			return
+		item := c.Name
+		if c.Reason != "" {
+			item += " (" + c.Reason + ")"
 		}
-		_, _ = w.Write([]byte("not ready\n"))
+		if c.Optional {
+			degraded = append(degraded, item)
+		} else {
+			failed = append(failed, item)
+		}
+	}
+	var b strings.Builder
+	code := http.StatusServiceUnavailable
+	switch {
+	case len(failed) > 0:
+		b.WriteString("not ready: " + strings.Join(failed, ", ") + "\n")
+	case len(degraded) > 0:
+		code = http.StatusOK
+		b.WriteString("ok\n")
+	default:
+		b.WriteString("not ready\n") // an error that names no check
+	}
+	if len(degraded) > 0 {
+		b.WriteString("degraded: " + strings.Join(degraded, ", ") + "\n")
+	}
+	return code, b.String()
+}
+
+// checkErrors returns every *CheckError in err's tree, in order.
+func checkErrors(err error) []*CheckError {
+	if c, ok := err.(*CheckError); ok { //nolint:errorlint // walking the tree by hand, without unwrapping a CheckError
+		return []*CheckError{c}
+	}
+	switch u := err.(type) { //nolint:errorlint // walking the tree by hand
+	case interface{ Unwrap() []error }:
+		var out []*CheckError
+		for _, e := range u.Unwrap() {
+			out = append(out, checkErrors(e)...)
+		}
+		return out
+	case interface{ Unwrap() error }:
+		return checkErrors(u.Unwrap())
+	}
+	return nil
+}
+
+// logChange logs readiness when its answer changed since the last probe:
+// the errors behind "not ready" or "degraded" once, not at every probe.
+func (s *Server) logChange(code int, body string, err error) {
+	s.mu.Lock()
+	last, lastCode := s.lastBody, s.lastCode
+	s.lastBody, s.lastCode = body, code
+	s.mu.Unlock()
+	if body == last {
 		return
 	}
-	if s.notReady.Swap(false) {
+	switch {
+	case code != http.StatusOK:
+		s.logger.Warn("not ready", "error", err.Error())
+	case err != nil:
+		s.logger.Warn("degraded", "error", err.Error())
+	case lastCode != http.StatusOK && last != "":
 		s.logger.Info("ready again")
+	case last != "":
+		s.logger.Info("no longer degraded")
 	}
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // Addr is the bound listen address.

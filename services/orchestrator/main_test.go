@@ -278,6 +278,10 @@ func (b *bundle) as(user string, roles ...string) orchestratorv1.SagaServiceClie
 // (pool_max_conns of DATABASE_URL).
 const poolSizeVar = "TEST_POOL_MAX_CONNS"
 
+// dbAddrVar in setup's env replaces the host and port of DATABASE_URL (a
+// proxy in front of PostgreSQL); migrations still connect directly.
+const dbAddrVar = "TEST_DATABASE_ADDR"
+
 // setup runs the orchestrator binary's run() on free ports against a fresh
 // database, the local Redis, an in-process Kafka (kfake) and fake
 // neighbours.
@@ -306,6 +310,12 @@ func setup(t *testing.T, env map[string]string) *bundle {
 		q := u.Query()
 		q.Set("pool_max_conns", n)
 		u.RawQuery = q.Encode()
+		vars["DATABASE_URL"] = u.String()
+	}
+	if addr, ok := env[dbAddrVar]; ok {
+		u, err := url.Parse(vars["DATABASE_URL"])
+		require.NoError(t, err)
+		u.Host = addr
 		vars["DATABASE_URL"] = u.String()
 	}
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }

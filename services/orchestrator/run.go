@@ -188,9 +188,21 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
-	// Ready means PostgreSQL answers: without it no saga moves. Kafka and the
-	// neighbours are not part of readiness; their absence only delays sagas.
-	ops, err := opshttp.New(cfg.HTTPAddr, reg, opshttp.Checks(opshttp.Check{Name: "postgres", Fn: pool.Ping}), logger)
+	// Ready means PostgreSQL and a Kafka broker answer: without the first no
+	// saga moves, without the second none starts. Losing either does not
+	// stop the orchestrator: it waits, not ready, and resumes when they are
+	// back. Redis (only RetrySaga and AbortSaga need it) and the neighbours
+	// (their absence delays the steps calling them, which retry) only make
+	// it degraded: listed by /readyz, still ready.
+	ready := opshttp.Checks(
+		opshttp.Check{Name: "postgres", Fn: pool.Ping},
+		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kconn.Ping(ctx, consumerName, cfg.Kafka.Brokers) }},
+		opshttp.Check{Name: "redis", Optional: true, Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+		opshttp.Check{Name: "payment", Optional: true, Fn: opshttp.GRPCHealth(paymentConn)},
+		opshttp.Check{Name: "inventory", Optional: true, Fn: opshttp.GRPCHealth(inventoryConn)},
+		opshttp.Check{Name: "order", Optional: true, Fn: opshttp.GRPCHealth(orderConn)},
+	)
+	ops, err := opshttp.New(cfg.HTTPAddr, reg, ready, logger)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/domainservice"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/opshttp"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
@@ -49,8 +50,10 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	sessions := grpcapi.NewSessions(kit.Guard, kit.Logger)
 	// OrderQueryService (the read side) is not registered: it belongs to the
 	// CQRS projection, a later part of this service.
+	// Without inventory PlaceOrder fails (Unavailable) but the rest of the
+	// service works: inventory's absence only makes it degraded.
 	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) {
 		orderv1.RegisterOrderServiceServer(s, api)
 		sessionv1.RegisterSessionServiceServer(s, sessions)
-	})
+	}, opshttp.Check{Name: "inventory", Optional: true, Fn: opshttp.GRPCHealth(inventoryConn)})
 }

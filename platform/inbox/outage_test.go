@@ -1,0 +1,118 @@
+package inbox_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/tcpproxy"
+)
+
+// lockedBuffer is a log sink safe for the consumer's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) count(msg string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), `"msg":"`+msg+`"`)
+}
+
+// advertising is a listener whose Addr, which kfake advertises to clients,
+// is another address (a proxy in front of it).
+type advertising struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (a advertising) Addr() net.Addr { return a.addr }
+
+// Issue 10: Run returned "inbox: fetch: …" when the broker could not be
+// reached, at start or mid-run, and the binary exited with it. Run now
+// logs, waits and fetches again until the broker is back, then applies
+// what was published meanwhile; it returns nil only when stopped.
+func TestRunOutlivesTheBroker(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	px := tcpproxy.Listen(t)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	adv, err := net.ResolveTCPAddr("tcp", px.Addr())
+	require.NoError(t, err)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic),
+		kfake.ListenFn(func(string, string) (net.Listener, error) { return advertising{ln, adv}, nil }))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	px.Forward(ln.Addr().String())
+	px.Cut() // not there at start
+
+	logs := &lockedBuffer{}
+	c, err := inbox.New(inbox.Config{
+		Brokers: []string{px.Addr()}, GroupID: b.group, Topics: []string{topic}, Consumer: "projector",
+		BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond, MaxWait: 50 * time.Millisecond,
+	}, b.pool, recordEffect, inbox.Options{Registerer: b.reg, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Keys: b.keys})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	running := func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return false
+		default:
+			return true
+		}
+	}
+	failedTwice := func(before int) func() bool {
+		return func() bool { return logs.count("kafka fetch failed; retrying") >= before+2 || !running() }
+	}
+
+	require.Eventually(t, failedTwice(0), 60*time.Second, 10*time.Millisecond)
+	if !running() {
+		t.Fatalf("Run returned: %v", <-done)
+	}
+	px.Restore()
+	first := newMsg("agg-1", 1, "after the start")
+	produce(t, px.Addr(), first)
+	b.waitProcessed(t, 1)
+	require.Equal(t, 1, b.effects(t, first.id))
+
+	failures := logs.count("kafka fetch failed; retrying")
+	px.Cut() // mid-run
+	require.Eventually(t, failedTwice(failures), 60*time.Second, 10*time.Millisecond)
+	if !running() {
+		t.Fatalf("Run returned: %v", <-done)
+	}
+	px.Restore()
+	second := newMsg("agg-2", 1, "after the outage")
+	produce(t, px.Addr(), second)
+	b.waitProcessed(t, 2)
+	require.Equal(t, 1, b.effects(t, second.id))
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("consumer did not stop")
+	}
+}

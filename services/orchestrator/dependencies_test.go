@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/tcpproxy"
+	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
+)
+
+// fetchFailed is the consumer's log line when Kafka cannot be read.
+const fetchFailed = "kafka fetch failed; retrying"
+
+// brokerBehindProxy runs an in-process Kafka broker that clients reach only
+// through a proxy: it advertises the proxy's address, so cutting the proxy
+// cuts every connection while the broker keeps its data.
+func brokerBehindProxy(t *testing.T) *tcpproxy.Proxy {
+	t.Helper()
+	px := tcpproxy.Listen(t)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	adv, err := net.ResolveTCPAddr("tcp", px.Addr())
+	require.NoError(t, err)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, event.TopicOrder),
+		kfake.ListenFn(func(string, string) (net.Listener, error) { return advertising{ln, adv}, nil }))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	px.Forward(ln.Addr().String())
+	return px
+}
+
+// advertising is a listener whose Addr, which kfake advertises to clients,
+// is another address.
+type advertising struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (a advertising) Addr() net.Addr { return a.addr }
+
+// readyz returns the orchestrator's /readyz status and body; status 0 and
+// the error when the ops server does not answer (the orchestrator exited).
+func (b *bundle) readyz(t *testing.T) (int, string) {
+	started := b.logs.find("orchestrator started")
+	if started == nil {
+		return 0, "not started"
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+started["http_addr"].(string)+"/readyz", nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(body)
+}
+
+// waitReadyz waits until /readyz answers code with body.
+func (b *bundle) waitReadyz(t *testing.T, code int, body string) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gotCode, gotBody := b.readyz(t)
+		if gotCode == code && gotBody == body {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz never answered %d %q (last: %d %q)", code, body, gotCode, gotBody)
+		}
+		<-tick.C
+	}
+}
+
+// waitLogged waits until msg has been logged more than n times.
+func (b *bundle) waitLogged(t *testing.T, msg string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return strings.Count(b.logs.String(), `"msg":"`+msg+`"`) > n
+	}, 60*time.Second, 20*time.Millisecond, "%q never logged more than %d times; logs:\n%s", msg, n, b.logs.String())
+}
+
+// placeAndComplete publishes an order and waits for its saga to complete.
+func (b *bundle) placeAndComplete(t *testing.T) {
+	t.Helper()
+	o := order("tok_ok", "SKU-1")
+	b.publish(t, uuid.New(), o)
+	b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+}
+
+// Issue 10: the orchestrator exited at start when Kafka was not reachable
+// yet (its consumer's first fetch failed and run returned). It now starts,
+// is not ready while the broker is missing, says so, keeps retrying, and
+// consumes once the broker appears, without a restart.
+func TestStartsWithoutKafkaAndConsumesWhenItAppears(t *testing.T) {
+	px := brokerBehindProxy(t)
+	px.Cut() // the broker is not there yet: connections are refused
+	b := setup(t, map[string]string{"KAFKA_BROKERS": px.Addr()})
+	b.broker = px.Addr()
+
+	b.waitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
+	b.waitLogged(t, fetchFailed, 0) // where the old orchestrator exited
+	code, body := b.readyz(t)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "not ready: kafka (connection refused)\n", body, "still up, still saying why")
+
+	px.Restore()
+	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.placeAndComplete(t)
+}
+
+// Issue 10: 2 s after the broker went away mid-run, the orchestrator
+// exited and orders stayed PENDING until someone restarted it. Now it
+// stays up, not ready, and resumes consuming when the broker returns.
+func TestKafkaOutageMidRunDoesNotStopTheOrchestrator(t *testing.T) {
+	px := brokerBehindProxy(t)
+	b := setup(t, map[string]string{"KAFKA_BROKERS": px.Addr()})
+	b.broker = px.Addr()
+	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.placeAndComplete(t)
+
+	failures := strings.Count(b.logs.String(), `"msg":"`+fetchFailed+`"`)
+	px.Cut()
+	b.waitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
+	b.waitLogged(t, fetchFailed, failures)
+	b.waitLogged(t, fetchFailed, failures+1) // and again: it keeps trying
+	code, _ := b.readyz(t)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+
+	px.Restore()
+	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.placeAndComplete(t)
+}
+
+// Losing PostgreSQL or Redis mid-run does not stop the orchestrator either:
+// without PostgreSQL it is not ready (no saga can move), without Redis it
+// stays ready but says it is degraded (only RetrySaga and AbortSaga need
+// it); each recovers on its own and sagas complete again.
+func TestDatabaseAndRedisOutagesMidRun(t *testing.T) {
+	pg := tcpproxy.Start(t, "127.0.0.1:5432")
+	rd := tcpproxy.Start(t, "127.0.0.1:6379")
+	b := setup(t, map[string]string{dbAddrVar: pg.Addr(), "REDIS_URL": "redis://" + rd.Addr() + "/0"})
+	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.placeAndComplete(t)
+
+	pg.Cut()
+	b.waitReadyz(t, http.StatusServiceUnavailable, "not ready: postgres (connection refused)\n")
+	o := order("tok_ok", "SKU-1")
+	b.publish(t, uuid.New(), o) // waits in Kafka, or in the consumer's retries
+	pg.Restore()
+	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+
+	rd.Cut()
+	b.waitReadyz(t, http.StatusOK, "ok\ndegraded: redis (connection refused)\n")
+	b.placeAndComplete(t)
+	rd.Restore()
+	b.waitReadyz(t, http.StatusOK, "ok\n")
+}
