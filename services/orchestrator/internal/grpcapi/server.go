@@ -86,10 +86,11 @@ func Policies() authz.Policies {
 }
 
 // IdempotencyPolicies are the idempotency policies of SagaService's and
-// ParkedEventService's mutating RPCs (platform/idempotency). Both are safe without Redis: a
-// repeated RetrySaga or AbortSaga finds the saga no longer PARKED or
-// RUNNING and changes nothing (FailedPrecondition), so they are
-// RedisDownSafe.
+// ParkedEventService's mutating RPCs (platform/idempotency). All are safe
+// without Redis, so they are RedisDownSafe: a repeated RetrySaga or
+// AbortSaga finds the saga no longer PARKED or RUNNING, a repeated
+// ReplayParkedEvent or DiscardParkedEvent finds the event resolved, and
+// changes nothing (FailedPrecondition).
 func IdempotencyPolicies() map[string]idempotency.Policy {
 	return map[string]idempotency.Policy{
 		orchestratorv1.SagaService_RetrySaga_FullMethodName: {RedisDownSafe: true},
