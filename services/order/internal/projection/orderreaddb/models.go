@@ -21,21 +21,25 @@ type Inbox struct {
 }
 
 type InboxParked struct {
-	ID             int64
-	Consumer       string
-	EventID        uuid.UUID
-	Topic          string
-	KafkaPartition int32
-	KafkaOffset    int64
-	AggregateType  string
-	AggregateID    string
-	EventType      string
-	Headers        []byte
-	Payload        []byte
-	Error          string
-	ParkedAt       time.Time
-	ResolvedAt     *time.Time
-	KeyID          string
+	ID               int64
+	Consumer         string
+	EventID          uuid.UUID
+	Topic            string
+	KafkaPartition   int32
+	KafkaOffset      int64
+	AggregateType    string
+	AggregateID      string
+	EventType        string
+	Headers          []byte
+	Payload          []byte
+	Error            string
+	ParkedAt         time.Time
+	ResolvedAt       *time.Time
+	KeyID            string
+	Resolution       string
+	ResolvedBy       string
+	ResolutionReason string
+	ReplayAttempts   int32
 }
 
 type InboxVersion struct {
