@@ -14,12 +14,10 @@ package kafkaconn
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -28,6 +26,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/tlsfiles"
 )
 
 // DialTimeout bounds a Dialer's connection set-up (TCP, TLS and SASL), as
@@ -137,28 +136,11 @@ func tlsConfig(cfg config.Kafka) (*tls.Config, error) {
 	// broker's certificate against the host it dialled, which is what a
 	// cluster of several brokers needs.
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
-	var errs []error
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("KAFKA_CA_FILE: %w", err))
-		default:
-			roots := x509.NewCertPool()
-			if !roots.AppendCertsFromPEM(pem) {
-				errs = append(errs, fmt.Errorf("KAFKA_CA_FILE: %s holds no PEM certificate", cfg.CAFile))
-			}
-			c.RootCAs = roots
-		}
-	}
-	if cfg.CertFile != "" || cfg.KeyFile != "" {
-		kp := &keyPair{certFile: cfg.CertFile, keyFile: cfg.KeyFile}
-		if _, err := kp.get(); err != nil {
-			errs = append(errs, err)
-		}
-		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }
-	}
-	return c, errors.Join(errs...)
+	err := tlsfiles.Apply(c, tlsfiles.Files{
+		CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
+		CAVar: "KAFKA_CA_FILE", CertVars: "KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE",
+	})
+	return c, err
 }
 
 func mechanism(cfg config.KafkaSASL) (sasl.Mechanism, error) {
@@ -193,42 +175,4 @@ func mechanism(cfg config.KafkaSASL) (sasl.Mechanism, error) {
 	default:
 		return nil, fmt.Errorf("KAFKA_SASL_MECHANISM: unknown mechanism %q", cfg.Mechanism)
 	}
-}
-
-// keyPair is the client certificate, re-read when either file's
-// modification time changes. A renewal caught half-written keeps the
-// previous pair until the files match again.
-type keyPair struct {
-	certFile, keyFile string
-
-	mu              sync.Mutex
-	cert            *tls.Certificate
-	certMod, keyMod time.Time
-}
-
-func (k *keyPair) get() (*tls.Certificate, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	certMod, certErr := modTime(k.certFile)
-	keyMod, keyErr := modTime(k.keyFile)
-	if k.cert != nil && (certErr != nil || keyErr != nil || (certMod.Equal(k.certMod) && keyMod.Equal(k.keyMod))) {
-		return k.cert, nil
-	}
-	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
-	if err != nil {
-		if k.cert != nil {
-			return k.cert, nil
-		}
-		return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE: %w", err)
-	}
-	k.cert, k.certMod, k.keyMod = &cert, certMod, keyMod
-	return k.cert, nil
-}
-
-func modTime(name string) (time.Time, error) {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return fi.ModTime(), nil
 }
