@@ -54,9 +54,9 @@ type Config struct {
 	// PollInterval is the fallback wake-up when no NOTIFY arrives
 	// (OUTBOX_POLL_INTERVAL, default 1s).
 	PollInterval time.Duration
-	// LeaseTTL is how long a lane lease lasts without renewal; a dead
-	// replica's lanes move after at most this long (OUTBOX_LEASE_TTL,
-	// default 10s, at least 1s).
+	// LeaseTTL is how long a lane lease lasts without renewal; leases are
+	// renewed every LeaseTTL/3 and a dead replica's lanes move after at
+	// most this long (OUTBOX_LEASE_TTL, default 3s, at least 1s).
 	LeaseTTL time.Duration
 	// Retention is how long published rows are kept (OUTBOX_RETENTION,
 	// default 1m); JanitorInterval is how often they are deleted

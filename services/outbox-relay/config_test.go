@@ -32,7 +32,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	require.Equal(t, relay.DefaultBatchSize, c.BatchSize)
 	require.Equal(t, relay.DefaultWorkers, c.Workers)
 	require.Equal(t, time.Second, c.PollInterval)
-	require.Equal(t, 10*time.Second, c.LeaseTTL)
+	require.Equal(t, 3*time.Second, c.LeaseTTL, "a crashed replica's lanes move within about 3 s")
 	require.Equal(t, time.Minute, c.Retention)
 	require.Equal(t, "dev", c.OutboxKeys.ActiveKeyID())
 	require.NotEmpty(t, c.RelayID)

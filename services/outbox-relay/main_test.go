@@ -115,6 +115,19 @@ func TestRunRelaysAndReportsReady(t *testing.T) {
 		require.True(t, strings.Contains(body, name), "/metrics lacks %s", name)
 	}
 
+	// The broker goes away with an event pending: /readyz says that
+	// publishing fails, not only that a bootstrap broker is down.
+	b.Close()
+	tx, err = pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, w.Append(ctx, tx, outbox.Event{Topic: event.TopicPayment, AggregateType: event.AggregatePayment,
+		AggregateID: "payment-1", AggregateVersion: 2, Type: event.PaymentProcessed, Payload: wrapperspb.String("refunded")}))
+	require.NoError(t, tx.Commit(ctx))
+	require.Eventually(t, func() bool {
+		code, body := get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "kafka (publishing failing)")
+	}, 15*time.Second, 50*time.Millisecond, "not ready: publishing failing")
+
 	cancel()
 	select {
 	case err := <-done:

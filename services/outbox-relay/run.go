@@ -21,9 +21,10 @@ import (
 // serves the gRPC health service, the operators' ParkedEventService and the
 // ops endpoints until ctx is
 // cancelled, then lets the batches in flight finish, releases its lanes and
-// returns nil. Readiness (/readyz) needs one outbox database and a broker
-// reachable. Logs go to stdout as JSON; lookup supplies the OTEL_*
-// variables.
+// returns nil. Readiness (/readyz) needs one outbox database reachable, a
+// broker that answers and publishing that works (not failing for a lease
+// TTL, lanes not handed over for want of a broker). Logs go to stdout as
+// JSON; lookup supplies the OTEL_* variables.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
 	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
@@ -60,6 +61,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		MaxBatchBytes:   cfg.MaxBatchBytes,
 	}, relay.Options{
 		NewPublisher:   kafka.NewPublisher,
+		Probe:          kafka.Ping,
 		Keys:           cfg.OutboxKeys,
 		Registerer:     tel.Registry,
 		TracerProvider: tel.TracerProvider,
@@ -97,7 +99,12 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	}
 	ready := opshttp.Checks(
 		opshttp.Check{Name: "postgres", Fn: rl.Ready},
-		opshttp.Check{Name: "kafka", Fn: kafka.Ping},
+		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error {
+			if err := rl.BrokerReady(ctx); err != nil {
+				return opshttp.WithReason("publishing failing", err)
+			}
+			return kafka.Ping(ctx)
+		}},
 	)
 	ops, err := opshttp.New(cfg.HTTPAddr, tel.Registry, ready, logger)
 	if err != nil {

@@ -45,21 +45,49 @@ RETURNING lane;
 
 -- name: ClaimLanes :many
 -- ClaimLanes leases up to max_lanes lanes whose lease has expired (or that
--- were never leased or were released) to owner. SKIP LOCKED keeps replicas
--- claiming at the same moment from waiting on, or taking, the same lanes; a
--- lane claimed and committed by another replica since this statement's
--- snapshot is re-checked under the row lock and skipped.
+-- were never leased or were released) to owner, except the lanes in
+-- exclude (lanes owner handed over because it cannot publish them). SKIP
+-- LOCKED keeps replicas claiming at the same moment from waiting on, or
+-- taking, the same lanes; a lane claimed and committed by another replica
+-- since this statement's snapshot is re-checked under the row lock and
+-- skipped.
 UPDATE outbox_lanes
 SET owner = sqlc.arg(owner),
     lease_until = now() + sqlc.arg(ttl_ms)::bigint * interval '1 millisecond'
 WHERE lane IN (
     SELECT l.lane FROM outbox_lanes l
     WHERE l.lease_until < now()
+      AND NOT l.lane = ANY(COALESCE(sqlc.arg(exclude)::smallint[], '{}'))
     ORDER BY l.lane
     LIMIT sqlc.arg(max_lanes)
     FOR UPDATE SKIP LOCKED
 )
 RETURNING lane;
+
+-- name: ClaimGivenLanes :many
+-- ClaimGivenLanes leases to owner those of lanes whose lease has expired or
+-- was released: lanes another replica hands over because it lacks the key
+-- of their next event, taken by a replica that holds it whatever its share.
+UPDATE outbox_lanes
+SET owner = sqlc.arg(owner),
+    lease_until = now() + sqlc.arg(ttl_ms)::bigint * interval '1 millisecond'
+WHERE lane IN (
+    SELECT l.lane FROM outbox_lanes l
+    WHERE l.lease_until < now()
+      AND l.lane = ANY(sqlc.arg(lanes)::smallint[])
+    ORDER BY l.lane
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING lane;
+
+-- name: LeaseHolders :many
+-- LeaseHolders lists the replicas other than owner that hold an unexpired
+-- lease, each with the time left on its earliest one: a survivor claims a
+-- dead replica's lanes the moment they expire.
+SELECT owner, EXTRACT(EPOCH FROM min(lease_until) - now())::float8 AS expires_in_seconds
+FROM outbox_lanes
+WHERE lease_until > now() AND owner <> '' AND owner <> sqlc.arg(owner)
+GROUP BY owner;
 
 -- name: ReleaseLanes :exec
 -- ReleaseLanes gives up owner's lease on lanes at once, so that another

@@ -12,6 +12,49 @@ import (
 	"github.com/google/uuid"
 )
 
+const claimGivenLanes = `-- name: ClaimGivenLanes :many
+UPDATE outbox_lanes
+SET owner = $1,
+    lease_until = now() + $2::bigint * interval '1 millisecond'
+WHERE lane IN (
+    SELECT l.lane FROM outbox_lanes l
+    WHERE l.lease_until < now()
+      AND l.lane = ANY($3::smallint[])
+    ORDER BY l.lane
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING lane
+`
+
+type ClaimGivenLanesParams struct {
+	Owner string
+	TtlMs int64
+	Lanes []int16
+}
+
+// ClaimGivenLanes leases to owner those of lanes whose lease has expired or
+// was released: lanes another replica hands over because it lacks the key
+// of their next event, taken by a replica that holds it whatever its share.
+func (q *Queries) ClaimGivenLanes(ctx context.Context, arg ClaimGivenLanesParams) ([]int16, error) {
+	rows, err := q.db.Query(ctx, claimGivenLanes, arg.Owner, arg.TtlMs, arg.Lanes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int16
+	for rows.Next() {
+		var lane int16
+		if err := rows.Scan(&lane); err != nil {
+			return nil, err
+		}
+		items = append(items, lane)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claimLanes = `-- name: ClaimLanes :many
 UPDATE outbox_lanes
 SET owner = $1,
@@ -19,8 +62,9 @@ SET owner = $1,
 WHERE lane IN (
     SELECT l.lane FROM outbox_lanes l
     WHERE l.lease_until < now()
+      AND NOT l.lane = ANY(COALESCE($3::smallint[], '{}'))
     ORDER BY l.lane
-    LIMIT $3
+    LIMIT $4
     FOR UPDATE SKIP LOCKED
 )
 RETURNING lane
@@ -29,16 +73,24 @@ RETURNING lane
 type ClaimLanesParams struct {
 	Owner    string
 	TtlMs    int64
+	Exclude  []int16
 	MaxLanes int32
 }
 
 // ClaimLanes leases up to max_lanes lanes whose lease has expired (or that
-// were never leased or were released) to owner. SKIP LOCKED keeps replicas
-// claiming at the same moment from waiting on, or taking, the same lanes; a
-// lane claimed and committed by another replica since this statement's
-// snapshot is re-checked under the row lock and skipped.
+// were never leased or were released) to owner, except the lanes in
+// exclude (lanes owner handed over because it cannot publish them). SKIP
+// LOCKED keeps replicas claiming at the same moment from waiting on, or
+// taking, the same lanes; a lane claimed and committed by another replica
+// since this statement's snapshot is re-checked under the row lock and
+// skipped.
 func (q *Queries) ClaimLanes(ctx context.Context, arg ClaimLanesParams) ([]int16, error) {
-	rows, err := q.db.Query(ctx, claimLanes, arg.Owner, arg.TtlMs, arg.MaxLanes)
+	rows, err := q.db.Query(ctx, claimLanes,
+		arg.Owner,
+		arg.TtlMs,
+		arg.Exclude,
+		arg.MaxLanes,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +196,41 @@ func (q *Queries) InsertEvents(ctx context.Context, arg InsertEventsParams) erro
 		arg.OccurredAt,
 	)
 	return err
+}
+
+const leaseHolders = `-- name: LeaseHolders :many
+SELECT owner, EXTRACT(EPOCH FROM min(lease_until) - now())::float8 AS expires_in_seconds
+FROM outbox_lanes
+WHERE lease_until > now() AND owner <> '' AND owner <> $1
+GROUP BY owner
+`
+
+type LeaseHoldersRow struct {
+	Owner            string
+	ExpiresInSeconds float64
+}
+
+// LeaseHolders lists the replicas other than owner that hold an unexpired
+// lease, each with the time left on its earliest one: a survivor claims a
+// dead replica's lanes the moment they expire.
+func (q *Queries) LeaseHolders(ctx context.Context, owner string) ([]LeaseHoldersRow, error) {
+	rows, err := q.db.Query(ctx, leaseHolders, owner)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LeaseHoldersRow
+	for rows.Next() {
+		var i LeaseHoldersRow
+		if err := rows.Scan(&i.Owner, &i.ExpiresInSeconds); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const markPublished = `-- name: MarkPublished :execrows

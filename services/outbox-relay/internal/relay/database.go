@@ -21,7 +21,9 @@ import (
 )
 
 // ApplicationNamePrefix starts the application_name of every relay
-// connection; the rest is the relay id. Replicas count each other by it.
+// connection; the rest is the relay id, so that a session in
+// pg_stat_activity names its replica (replicas count each other by
+// heartbeats and leases, not by sessions, which outlive a lost node).
 const ApplicationNamePrefix = "outbox-relay/"
 
 // database relays one outbox database: a LISTEN connection, a lease
@@ -114,8 +116,9 @@ func (d *database) wakeLanes(payload string) {
 	}
 }
 
-// listen keeps a LISTEN connection open and wakes the workers on every
-// notification. After (re)connecting it wakes them once, since
+// listen keeps a LISTEN connection open: it wakes the workers on every
+// writer's notification and passes the other replicas' heartbeats to the
+// lease loop. After (re)connecting it wakes the workers once, since
 // notifications sent while it was away are lost.
 func (d *database) listen(ctx context.Context) {
 	b := d.r.newBackoff()
@@ -137,8 +140,10 @@ func (d *database) listenOnce(ctx context.Context) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
-		return fmt.Errorf("listen: %w", err)
+	for _, channel := range []string{"outbox", HeartbeatChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
 	}
 	d.health.ok()
 	d.wakeAll()
@@ -146,6 +151,10 @@ func (d *database) listenOnce(ctx context.Context) error {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
+		}
+		if n.Channel == HeartbeatChannel {
+			d.lanes.heard(n.Payload)
+			continue
 		}
 		d.wakeLanes(n.Payload)
 	}

@@ -83,6 +83,11 @@ type relayOpts struct {
 	// logs receives the relay's JSON log lines too (they always go to the
 	// test log).
 	logs io.Writer
+	// wrap, when set, wraps each worker's Kafka publisher (to cut or slow
+	// this replica alone).
+	wrap func(relay.Publisher) relay.Publisher
+	// probe is Options.Probe.
+	probe func(context.Context) error
 }
 
 // runningRelay is a relay run in-process by a test.
@@ -136,8 +141,13 @@ func startRelay(tb testing.TB, o relayOpts) *runningRelay {
 	if o.logs != nil {
 		logTo = io.MultiWriter(logTo, o.logs)
 	}
+	newPublisher := k.NewPublisher
+	if o.wrap != nil {
+		newPublisher = func() relay.Publisher { return o.wrap(k.NewPublisher()) }
+	}
 	opts := relay.Options{
-		NewPublisher: k.NewPublisher,
+		NewPublisher: newPublisher,
+		Probe:        o.probe,
 		Keys:         keys,
 		Registerer:   reg,
 		Logger:       slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: max(o.logLevel, slog.LevelInfo)})).With("relay", o.id),

@@ -13,7 +13,8 @@ type metrics struct {
 	// outbox_published_total{topic}: events the broker acknowledged.
 	published *prometheus.CounterVec
 	// outbox_failed_events_total{topic,reason}: failed publish attempts
-	// (reason "broker", retried) and parked events (rejected, too_large,
+	// (reason "broker", retried), attempts stopped at a key this replica
+	// lacks ("unknown_key", held) and parked events (rejected, too_large,
 	// decrypt).
 	failed *prometheus.CounterVec
 	// outbox_publish_lag_seconds{topic}: acknowledgement time minus
@@ -28,6 +29,14 @@ type metrics struct {
 	tableSize *prometheus.GaugeVec
 	// outbox_lanes_owned{database}: lanes this replica leases.
 	lanesOwned *prometheus.GaugeVec
+	// outbox_lanes_held{database,key_id}: owned lanes stopped at an event
+	// sealed under a key this replica does not hold (an operator alert:
+	// the key is missing from OUTBOX_KEYS).
+	lanesHeld *prometheus.GaugeVec
+	// outbox_lane_handovers_total{database,reason}: lanes this replica
+	// released while running: balance (a replica joined), broker (it
+	// cannot publish), unknown_key (a replica holding the key takes it).
+	handovers *prometheus.CounterVec
 	// outbox_deleted_total{database}: published rows deleted by the janitor.
 	deleted *prometheus.CounterVec
 	// outbox_relay_rows_total{database,operation}: rows the relay read,
@@ -54,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"topic"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outbox_failed_events_total",
-			Help: `Outbox events that failed to publish: reason="broker" counts failed attempts (retried); rejected, too_large and decrypt count parked events (an operator must act).`,
+			Help: `Outbox events that failed to publish: reason="broker" counts failed attempts (retried); reason="unknown_key" counts attempts stopped at a key id this replica does not hold (held, not parked); rejected, too_large and decrypt count parked events (an operator must act).`,
 		}, []string{"topic", "reason"}),
 		publishLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "outbox_publish_lag_seconds",
@@ -73,6 +82,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "outbox_lanes_owned",
 			Help: "Outbox lanes leased by this relay replica.",
 		}, []string{"database"}),
+		lanesHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "outbox_lanes_held",
+			Help: "Outbox lanes this relay replica leases but does not publish past an event sealed under a key id it does not hold (OUTBOX_KEYS lacks it): not parked, waiting for a replica that holds the key.",
+		}, []string{"database", "key_id"}),
+		handovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outbox_lane_handovers_total",
+			Help: "Outbox lanes this relay replica released while running, by reason: balance (a replica joined), broker (it cannot publish), unknown_key (it lacks the key of the lane's next event).",
+		}, []string{"database", "reason"}),
 		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outbox_deleted_total",
 			Help: "Published outbox rows deleted by the janitor after the retention.",
@@ -88,7 +105,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err := errors.Join(
 		reg.Register(m.published), reg.Register(m.failed), reg.Register(m.publishLag),
-		reg.Register(m.lag), reg.Register(m.tableSize), reg.Register(m.lanesOwned), reg.Register(m.deleted),
+		reg.Register(m.lag), reg.Register(m.tableSize), reg.Register(m.lanesOwned), reg.Register(m.lanesHeld),
+		reg.Register(m.handovers), reg.Register(m.deleted),
 		reg.Register(m.rows),
 	); err != nil {
 		return nil, fmt.Errorf("relay: register metrics: %w", err)

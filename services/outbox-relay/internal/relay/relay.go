@@ -11,6 +11,16 @@
 //     surplus when another replica appears — only after the batch in flight on
 //     those lanes is marked, so that no event is published by two replicas in
 //     the normal case.
+//   - Heartbeats. Every renewal also sends a NOTIFY on channel
+//     "outbox_relay" naming the replica, whether it can publish and the key
+//     ids it holds. Replicas count each other by them (and by unexpired
+//     leases), so a dead replica stops counting when its heartbeats stop,
+//     even if its connections linger; a survivor claims the dead replica's
+//     lanes the moment their lease expires. Leases last 3 s by default.
+//   - A replica that cannot publish (every attempt failing for
+//     HandOverAfter) while another replica says it can, hands all its lanes
+//     over and stays out until the broker answers again. Alone, or when no
+//     replica can publish, it keeps its lanes and keeps retrying.
 //   - No cursor. A row with a lower id may commit after one with a higher id
 //     (of another aggregate), so the relay never remembers "the highest id
 //     published": every batch is the lowest pending ids of the owned lanes.
@@ -20,11 +30,17 @@
 //     replica that lost its lane cannot mark (it may have published a
 //     duplicate: delivery is at least once). A batch that fails is retried
 //     whole, with capped exponential backoff.
-//   - Parking. A message the broker rejects for good (too large) or that
-//     cannot be decrypted is parked (parked_at, last_error) and counted;
-//     later events of the same aggregate are published — they are not held
-//     behind it. Parking is an operator alert: an event that can never be
-//     published must not stop its aggregate (and the saga waiting on it).
+//   - Parking. A message the broker rejects for good (too large) or whose
+//     payload fails authentication is parked (parked_at, last_error) and
+//     counted; later events of the same aggregate are published — they are
+//     not held behind it. Parking is an operator alert: an event that can
+//     never be published must not stop its aggregate (and the saga waiting
+//     on it).
+//   - Holding. An event sealed under a key id this replica does not hold is
+//     not parked: a replica that has the key can publish it (a rolling key
+//     rotation). Its lane stops at it and is retried with backoff, counted
+//     (outbox_lanes_held), and handed over to a replica whose heartbeat
+//     says it holds the key.
 //   - Wake-up. One LISTEN connection per database turns the writers' NOTIFY
 //     into an immediate batch; polling is the fallback.
 //   - Janitor. Published rows older than the retention are deleted in
@@ -57,7 +73,7 @@ const (
 	DefaultBatchSize       = 500
 	DefaultWorkers         = 4
 	DefaultPollInterval    = time.Second
-	DefaultLeaseTTL        = 10 * time.Second
+	DefaultLeaseTTL        = 3 * time.Second
 	DefaultRetention       = time.Minute
 	DefaultJanitorInterval = 5 * time.Second
 	DefaultStatsInterval   = 5 * time.Second
@@ -90,9 +106,14 @@ type Config struct {
 	// PollInterval is the fallback wake-up when no NOTIFY arrives.
 	PollInterval time.Duration
 	// LeaseTTL is how long a lane lease lasts without renewal; leases are
-	// renewed every LeaseTTL/3. A dead replica's lanes are taken over after
-	// at most LeaseTTL.
+	// renewed (and heartbeats sent) every LeaseTTL/3. A dead replica's lanes
+	// are claimed by a survivor when their lease expires: between 2/3
+	// LeaseTTL and LeaseTTL after the crash.
 	LeaseTTL time.Duration
+	// HandOverAfter is how long every publish attempt must have failed
+	// before this replica hands its lanes to a replica that can publish
+	// (default 2 LeaseTTL).
+	HandOverAfter time.Duration
 	// Retention is how long published rows are kept before the janitor
 	// deletes them; JanitorInterval is how often it runs.
 	Retention       time.Duration
@@ -126,6 +147,7 @@ func (c Config) withDefaults() Config {
 	}
 	set(&c.PollInterval, DefaultPollInterval)
 	set(&c.LeaseTTL, DefaultLeaseTTL)
+	set(&c.HandOverAfter, 2*c.LeaseTTL)
 	set(&c.Retention, DefaultRetention)
 	set(&c.JanitorInterval, DefaultJanitorInterval)
 	set(&c.StatsInterval, DefaultStatsInterval)
@@ -161,6 +183,10 @@ type Options struct {
 	NewPublisher func() Publisher
 	// Keys opens PII payloads; nil when no event is sealed.
 	Keys *keyring.Keyring
+	// Probe reports whether the broker answers (see Kafka.Ping). A replica
+	// that handed its lanes over because it could not publish comes back
+	// once Probe succeeds; nil means it comes back after a pause and tries.
+	Probe func(context.Context) error
 	// Registerer receives the relay's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// TracerProvider creates the outbox.publish spans; nil means no-op
@@ -179,6 +205,7 @@ type Relay struct {
 	tracer  trace.Tracer
 	log     *slog.Logger
 	dbs     []*database
+	pub     publishHealth
 }
 
 // New validates cfg and returns a Relay. It connects to nothing: databases
@@ -239,7 +266,7 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // Ready reports nil when at least one database answered recently; the
-// binary adds the broker check.
+// binary adds the broker check (BrokerReady and a Ping).
 func (r *Relay) Ready(context.Context) error {
 	var errs []error
 	for _, d := range r.dbs {
@@ -250,4 +277,24 @@ func (r *Relay) Ready(context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("no outbox database reachable: %w", errors.Join(errs...))
+}
+
+// BrokerReady reports an error when this replica cannot publish: every
+// publish attempt has failed for at least LeaseTTL (the broker or the
+// partition leaders unreachable, credentials refused), or it handed its
+// lanes over for that reason and the broker has not answered since.
+func (r *Relay) BrokerReady(context.Context) error {
+	failing, _, err := r.pub.failing(time.Now())
+	if err == nil {
+		err = errors.New("no attempt since")
+	}
+	for _, d := range r.dbs {
+		if d.lanes.isOut() {
+			return fmt.Errorf("broker unreachable: lanes handed over to other replicas after publishing failed: %w", err)
+		}
+	}
+	if failing >= r.cfg.LeaseTTL {
+		return fmt.Errorf("broker unreachable: publishing has failed for %s: %w", failing.Round(time.Second), err)
+	}
+	return nil
 }

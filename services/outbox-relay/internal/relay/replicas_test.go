@@ -163,13 +163,23 @@ func TestRelaySurvivesABrokerOutage(t *testing.T) {
 // after bootstrap, which would otherwise bypass the proxy).
 func proxiedBroker(t *testing.T) (*toxiproxy.Proxy, string) {
 	t.Helper()
-	brokerAddr := freeAddr(t)
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	proxy := toxiproxy.NewProxy(srv, "kafka", "127.0.0.1:0", brokerAddr)
-	require.NoError(t, proxy.Start())
-	t.Cleanup(proxy.Stop)
-	startBroker(t, broker.Config{Addr: brokerAddr, AdvertisedAddr: proxy.Listen})
-	return proxy, proxy.Listen
+	// The broker's port was free a moment ago; another process may take it
+	// in between: try another.
+	for attempt := 1; ; attempt++ {
+		brokerAddr := freeAddr(t)
+		proxy := toxiproxy.NewProxy(srv, "kafka", "127.0.0.1:0", brokerAddr)
+		require.NoError(t, proxy.Start())
+		b, err := broker.Start(context.Background(), broker.Config{Addr: brokerAddr, AdvertisedAddr: proxy.Listen})
+		if err != nil && attempt < 5 {
+			proxy.Stop()
+			continue
+		}
+		require.NoError(t, err)
+		t.Cleanup(b.Close)
+		t.Cleanup(proxy.Stop)
+		return proxy, proxy.Listen
+	}
 }
 
 // freeAddr returns a loopback address with a port free a moment ago.

@@ -17,17 +17,19 @@ import (
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
 )
 
-// Park reasons, the reason label of outbox_failed_events_total with
-// "broker" (a failed attempt that is retried).
+// Reasons, the reason label of outbox_failed_events_total: "broker" and
+// "unknown_key" count attempts that are retried, the others parked events.
 const (
-	reasonBroker   = "broker"    // transient: the batch is retried
-	reasonRejected = "rejected"  // the broker refused the message for good: parked
-	reasonTooLarge = "too_large" // larger than the batch limit: parked before sending
-	reasonDecrypt  = "decrypt"   // PII payload that no configured key opens: parked
+	reasonBroker     = "broker"      // transient: the batch is retried
+	reasonUnknownKey = "unknown_key" // sealed under a key id this replica lacks: the lane is held
+	reasonRejected   = "rejected"    // the broker refused the message for good: parked
+	reasonTooLarge   = "too_large"   // larger than the batch limit: parked before sending
+	reasonDecrypt    = "decrypt"     // PII payload that fails authentication: parked
 )
 
 // columns are the outbox columns the relay reads, in outbox.Record order.
@@ -135,7 +137,10 @@ type item struct {
 // may be left (the batch was full or cut), so the worker should not wait.
 func (w *worker) cycle(ctx context.Context) (more bool, err error) {
 	w.started.Add(1)
-	defer w.finished.Add(1)
+	defer func() {
+		w.finished.Add(1)
+		w.d.lanes.cycleDone()
+	}()
 
 	lanes := w.d.lanes.active(w.index)
 	if len(lanes) == 0 {
@@ -149,18 +154,43 @@ func (w *worker) cycle(ctx context.Context) (more bool, err error) {
 	w.d.health.ok()
 	w.d.r.metrics.rows.WithLabelValues(w.d.name, opRead).Add(float64(len(recs)))
 	if len(recs) == 0 {
+		for _, lane := range lanes {
+			w.d.lanes.unhold(lane)
+		}
 		return false, nil
 	}
 	more = len(recs) == cfg.BatchSize
 
 	items := make([]item, 0, len(recs))
 	size := batchOverhead
+	// held: lanes stopped at an event sealed under a key id this replica
+	// does not hold; their later rows wait behind it. opened: lanes whose
+	// first pending row opened, so they are not (or no longer) held.
+	var held, opened map[int16]bool
 	for i := range recs {
 		r := recs[i]
+		if held[r.Lane] {
+			continue
+		}
 		if err := outbox.Decrypt(w.d.r.opts.Keys, &r); err != nil {
+			if missingKey(err) {
+				// Not this event's fault: a replica holding the key (a
+				// rolling rotation) can publish it. Hold the lane.
+				if held == nil {
+					held = map[int16]bool{}
+				}
+				held[r.Lane] = true
+				w.d.r.metrics.failed.WithLabelValues(r.Topic, reasonUnknownKey).Inc()
+				w.d.lanes.holdLane(r, err)
+				continue
+			}
 			w.park(ctx, item{rec: r}, reasonDecrypt, err)
 			continue
 		}
+		if opened == nil {
+			opened = map[int16]bool{}
+		}
+		opened[r.Lane] = true
 		it := w.newItem(ctx, r)
 		n := estimate(it.msg)
 		if n+batchOverhead > cfg.MaxBatchBytes {
@@ -178,8 +208,30 @@ func (w *worker) cycle(ctx context.Context) (more bool, err error) {
 		size += n
 		items = append(items, it)
 	}
+	// A held lane resumes once its first pending row opens, or once it has
+	// no pending row left (deleted by an operator, resealed and published).
+	for _, lane := range lanes {
+		if !held[lane] && (opened[lane] || len(recs) < cfg.BatchSize && !inBatch(recs, lane)) {
+			w.d.lanes.unhold(lane)
+		}
+	}
 	w.publish(ctx, lanes, items)
 	return more, nil
+}
+
+// missingKey reports a payload sealed under a key id this replica does not
+// hold (or no keyring at all): another replica may hold it.
+func missingKey(err error) bool {
+	return errors.Is(err, keyring.ErrUnknownKey) || errors.Is(err, outbox.ErrNoKeyring)
+}
+
+func inBatch(recs []outbox.Record, lane int16) bool {
+	for i := range recs {
+		if recs[i].Lane == lane {
+			return true
+		}
+	}
+	return false
 }
 
 // pending reads up to limit pending rows of lanes, in id order.
@@ -284,10 +336,14 @@ func (w *worker) publish(ctx context.Context, lanes []int16, items []item) {
 	for len(items) > 0 {
 		err := w.pub.Publish(wctx, messages(items))
 		if err == nil {
+			w.published()
 			w.mark(ctx, items)
 			return
 		}
 		acked, rejected, failed := classify(err, items)
+		if len(acked) > 0 {
+			w.published()
+		}
 		w.mark(ctx, acked)
 		if len(rejected) > 0 {
 			failed = append(w.isolate(ctx, wctx, rejected), failed...)
@@ -299,6 +355,7 @@ func (w *worker) publish(ctx context.Context, lanes []int16, items []item) {
 		if len(items) == 0 {
 			return
 		}
+		w.d.r.pub.failed(time.Now(), err)
 		w.recordFailure(ctx, items, err)
 		if !w.d.lanes.stillActive(lanes) {
 			w.abandon(items, "lane handed over")
@@ -308,6 +365,13 @@ func (w *worker) publish(ctx context.Context, lanes []int16, items []item) {
 			w.abandon(items, "shutting down")
 			return
 		}
+	}
+}
+
+// published records that the broker acknowledged a publish.
+func (w *worker) published() {
+	if failed := w.d.r.pub.ok(time.Now()); failed > 0 {
+		w.d.log.Info("publishing works again", "failed_for", failed.Round(time.Millisecond).String())
 	}
 }
 
