@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
@@ -93,12 +94,26 @@ func killMidFlight(t *testing.T, stallPayment bool) {
 	})
 	require.True(t, ok, "kill point never reached (last: %d sagas, %d active, %d step calls in flight)", sagas, active, calls)
 	e.Kill(svcOrchestrator)
+	killed := time.Now()
 	t.Logf("SIGKILL with %d sagas created, %d RUNNING or COMPENSATING, %d step calls in flight", sagas, active, calls)
+	// The sagas the dead replica held: the restarted one (another replica
+	// id) must take each over once its lease expires.
+	var held []uuid.UUID
+	rows, err := e.DB[svcOrchestrator].Query(context.Background(),
+		`SELECT id FROM sagas WHERE state IN ('RUNNING', 'COMPENSATING') AND lease_owner <> ''`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var id uuid.UUID
+		require.NoError(t, rows.Scan(&id))
+		held = append(held, id)
+	}
+	require.NoError(t, rows.Err())
+	require.NotEmpty(t, held)
 	if stallPayment {
 		e.Resume(svcPayment)
 	}
-	killed := time.Now()
 	e.Restart(svcOrchestrator)
+	restarted := time.Since(killed)
 	wg.Wait()
 	require.NotContains(t, ids, "", "every order was placed")
 
@@ -117,6 +132,21 @@ func killMidFlight(t *testing.T, stallPayment bool) {
 		(SELECT count(*) FROM saga_steps WHERE attempts > 1)`).Scan(&claimed, &repeated))
 	t.Logf("outcomes %v; %d sagas taken over by the restarted orchestrator, %d steps called more than once", got, claimed, repeated)
 	require.Positive(t, claimed, "the restarted orchestrator resumed the killed one's sagas")
+	// Takeover: every saga the dead replica held is claimed once its lease
+	// (SAGA_LEASE_TTL, 3 s, renewed every second) has expired and the
+	// restarted replica polls (500 ms) — or at once, if restarting took
+	// longer than the lease. With the former 10 s leases this took 11 s.
+	var takenOver int
+	var lastClaim time.Time
+	require.NoError(t, e.DB[svcOrchestrator].QueryRow(context.Background(), `SELECT count(*), max(first) FROM (
+		SELECT min(created_at) AS first FROM saga_audit WHERE action = 'saga.claimed' AND saga_id = ANY($1) GROUP BY saga_id) c`,
+		held).Scan(&takenOver, &lastClaim))
+	require.Equal(t, len(held), takenOver, "every saga the dead replica held was taken over")
+	takeover := lastClaim.Sub(killed)
+	t.Logf("takeover: the %d sagas the killed replica held were all claimed %s after the SIGKILL (restart took %s)",
+		len(held), takeover.Round(time.Millisecond), restarted.Round(time.Millisecond))
+	require.Less(t, takeover, max(restarted, 3*time.Second)+3*time.Second,
+		"claimed within a lease, a poll and the time to claim them all of the kill, or soon after the restart")
 	reasons := map[string]int{}
 	for _, sagas := range s.Sagas {
 		if r := sagas[0].FailureReason; r != "" {
