@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -106,4 +107,55 @@ func TestBearerSendsTheToken(t *testing.T) {
 	s := <-got
 	require.Equal(t, []string{"Bearer tok"}, s.bearer)
 	require.Empty(t, s.peer, "a user's client presents no certificate")
+}
+
+// A neighbour restarted on the same address is reached again soon after it
+// is back, however long it was gone: the reconnect backoff is capped
+// (grpcclient.ConnectParams), not grpc-go's default that grows to 2 minutes.
+func TestDialReconnectsSoonAfterTheServerIsBack(t *testing.T) {
+	pki := authtest.New(t)
+	kit := pki.Kit("inventory")
+	serve := func(lis net.Listener) *grpc.Server {
+		srv := grpc.NewServer(grpc.Creds(kit.TLS.ServerCredentials()), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+			if err := stream.RecvMsg(new(emptypb.Empty)); err != nil {
+				return err
+			}
+			return stream.SendMsg(new(emptypb.Empty))
+		}))
+		go func() { _ = srv.Serve(lis) }()
+		t.Cleanup(srv.Stop)
+		return srv
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := lis.Addr().String()
+	srv := serve(lis)
+	conn := pki.DialAs("orchestrator", "inventory", addr)
+	call := func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		return conn.Invoke(ctx, "/any.Service/Method", &emptypb.Empty{}, &emptypb.Empty{})
+	}
+	require.NoError(t, call())
+
+	// Down for 3 s while the caller keeps calling, as a saga step's retries
+	// do: every failed connection attempt grows the backoff.
+	srv.Stop()
+	down := time.Now()
+	for time.Since(down) < 3*time.Second {
+		require.Error(t, call(), "the server is down")
+		time.Sleep(100 * time.Millisecond) // the caller's pace, not a wait for a condition
+	}
+	lis, err = net.Listen("tcp", addr)
+	require.NoError(t, err, "the same port again")
+	serve(lis)
+	back := time.Now()
+	deadline := back.Add(5 * time.Second)
+	for call() != nil {
+		require.True(t, time.Now().Before(deadline), "not reconnected 5 s after the server came back")
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(back)
+	t.Logf("first successful call %v after the server came back (down %v)", took.Round(time.Millisecond), back.Sub(down).Round(time.Millisecond))
+	require.Less(t, took, 1500*time.Millisecond)
 }
