@@ -68,6 +68,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/failpoint"
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 	"github.com/goodgo/goodgo/platform/keyring"
 )
@@ -529,6 +530,9 @@ func (c *Consumer) consume(ctx context.Context, stop context.CancelFunc, msgs <-
 			stop()
 			return
 		}
+		// The effect is committed, the offset not yet (the orchestrator is
+		// the only binary with an inbox consumer).
+		failpoint.Hit("orchestrator.inbox.after-apply")
 		if err := c.commit(ctx, m); err != nil {
 			return
 		}

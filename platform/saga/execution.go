@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/goodgo/goodgo/platform/backoff"
+	"github.com/goodgo/goodgo/platform/failpoint"
 )
 
 // errSiblingFailed cancels the other steps of a parallel group when one
@@ -347,6 +348,8 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 		}
 
 		callErr := x.call(ctx, s, PhaseAction, exec, !s.Pivot)
+		// The remote call returned; its outcome is not stored yet.
+		failpoint.Hit("orchestrator.saga.after-step-call")
 
 		x.mu.Lock()
 		if x.ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/goodgo/goodgo/platform/failpoint"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 )
 
@@ -23,6 +24,8 @@ func (s *Service) ReserveStock(ctx context.Context, orderID string, items []inve
 	if err != nil {
 		return inventory.Reservation{}, err
 	}
+	// The idempotency interceptor has claimed the request's key.
+	failpoint.Hit("inventory.reserve.mid-request")
 	res, created, err := s.repo.Reserve(ctx, req)
 	if err != nil {
 		var nf *inventory.NotFoundError
@@ -32,6 +35,7 @@ func (s *Service) ReserveStock(ctx context.Context, orderID string, items []inve
 		}
 		return inventory.Reservation{}, fmt.Errorf("reserve stock: %w", err)
 	}
+	failpoint.Hit("inventory.reserve.after-commit")
 	if !created && !res.Tombstone() && !res.SameItems(req.Items) {
 		return inventory.Reservation{}, fmt.Errorf("order %s: %w", req.OrderID, inventory.ErrReservationMismatch)
 	}

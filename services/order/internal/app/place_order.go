@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/goodgo/goodgo/platform/failpoint"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
 
@@ -66,6 +67,7 @@ func (a *App) PlaceOrder(ctx context.Context, req PlaceOrder) (order.Order, erro
 	if err != nil {
 		return order.Order{}, fmt.Errorf("place order: %w", err)
 	}
+	failpoint.Hit("order.place.after-commit")
 	if !created {
 		// A concurrent request with the same key won the insert.
 		return replay(d, stored)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/failpoint"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
@@ -333,6 +334,8 @@ func (w *worker) publish(ctx context.Context, lanes []int16, items []item) {
 	// stopped waiting would be published again by the next owner.
 	wctx := context.WithoutCancel(ctx)
 	b := w.d.r.newBackoff()
+	// The batch is claimed (its lanes leased), nothing written yet.
+	failpoint.Hit("outbox-relay.publish.mid-batch")
 	for len(items) > 0 {
 		err := w.pub.Publish(wctx, messages(items))
 		if err == nil {
@@ -451,6 +454,8 @@ func (w *worker) mark(ctx context.Context, items []item) {
 	if len(items) == 0 {
 		return
 	}
+	// The broker acknowledged the rows; they are not marked yet.
+	failpoint.Hit("outbox-relay.publish.after-publish")
 	ids := make([]int64, len(items))
 	for i, it := range items {
 		ids[i] = it.rec.ID

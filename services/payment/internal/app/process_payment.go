@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/goodgo/goodgo/platform/failpoint"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 )
 
@@ -24,10 +25,13 @@ func (s *Service) ProcessPayment(ctx context.Context, charge payment.Charge) (pa
 		return payment.Payment{}, err
 	}
 	p := payment.NewPayment(id, charge, s.rules, s.clock())
+	// The idempotency interceptor has claimed the request's key.
+	failpoint.Hit("payment.process.mid-request")
 	stored, created, err := s.repo.CreatePayment(ctx, p)
 	if err != nil {
 		return payment.Payment{}, fmt.Errorf("process payment for order %s: %w", charge.OrderID, err)
 	}
+	failpoint.Hit("payment.process.after-commit")
 	if !created && !stored.Matches(charge) {
 		return payment.Payment{}, fmt.Errorf("process payment for order %s (has %s %d, asked %s %d): %w",
 			charge.OrderID, stored.Amount.Currency, stored.Amount.Minor,
