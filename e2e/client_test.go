@@ -248,7 +248,11 @@ func (e *Env) SetStock(t testing.TB, sku string, available int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		g, err := e.Inventory.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
+		var g *inventoryv1.GetStockResponse
+		err := withinRateLimit(ctx, func() (err error) {
+			g, err = e.Inventory.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
+			return err
+		})
 		require.NoError(t, err)
 		// e.Inventory calls as an operator; this call carries an admin's
 		// token, whose version-checked updates are limited hardest.

@@ -131,8 +131,11 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 		DB:         map[string]*pgxpool.Pool{},
 		PKI:        authtest.New(tb),
 	}
-	e.operator = e.PKI.Token("e2e-operator", caller.RoleOperator)
-	e.admin = e.PKI.Token("e2e-admin", caller.RoleAdmin)
+	// Per-environment user ids: rate limits are per user in the shared
+	// Redis, so one environment's audit must not spend the next one's
+	// operator budget.
+	e.operator = e.PKI.Token("e2e-operator-"+suffix, caller.RoleOperator)
+	e.admin = e.PKI.Token("e2e-admin-"+suffix, caller.RoleAdmin)
 	for range shoppers {
 		id := uuid.NewString()
 		e.shoppers = append(e.shoppers, shopper{id: id, token: e.PKI.Token(id)})
