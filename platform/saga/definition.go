@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"time"
 
@@ -95,12 +96,43 @@ type Step struct {
 
 // RetryPolicy is exponential backoff with jitter: the n-th retry waits
 // between half and all of min(MaxBackoff, InitialBackoff·2ⁿ⁻¹).
+//
+// An action whose outcome stays unknown is retried until it has been called
+// MaxAttempts times and MaxElapsed has passed since its first call — both —
+// and never past the saga deadline. So time, not a count, bounds a step
+// whose neighbour is down: with MaxElapsed UntilDeadline (DefaultRetry) a
+// neighbour that restarts within the deadline never makes the saga give
+// up, however many calls fail meanwhile; MaxAttempts only guarantees a
+// step its calls when MaxElapsed is short. MaxElapsed zero bounds the
+// step by MaxAttempts alone.
 type RetryPolicy struct {
-	// MaxAttempts bounds the calls of an action (first call included).
-	// Ignored for compensations, which retry until the compensation limit.
-	MaxAttempts    int
+	// MaxAttempts is the least number of calls of an action (first call
+	// included) before it may give up, within the saga deadline. Ignored
+	// for compensations, which retry until the compensation limit.
+	MaxAttempts int
+	// MaxElapsed is the time budget of an action's retries, from its first
+	// call (the step row's started_at, so it survives a takeover): the
+	// action gives up once it is spent and MaxAttempts calls were made.
+	// UntilDeadline: the saga deadline alone.
+	MaxElapsed     time.Duration
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
+}
+
+// UntilDeadline is a RetryPolicy.MaxElapsed that retries an action of
+// unknown outcome until the saga deadline.
+const UntilDeadline = time.Duration(math.MaxInt64)
+
+// exhausted reports whether an action called attempts times, first at
+// started, has spent its budget in a saga due at deadline.
+func (p RetryPolicy) exhausted(attempts int, started, deadline time.Time) bool {
+	if attempts < p.MaxAttempts {
+		return false
+	}
+	if p.MaxElapsed == UntilDeadline {
+		return !time.Now().Before(deadline)
+	}
+	return time.Since(started) >= p.MaxElapsed
 }
 
 func (p RetryPolicy) isZero() bool { return p == RetryPolicy{} }

@@ -62,7 +62,11 @@
 // declined, not enough stock): the saga compensates at once, and the
 // refused step is not compensated. Every other error (Internal, a timeout,
 // a lost reply) leaves the outcome unknown: the action is retried with the
-// same key within the step's RetryPolicy and the saga deadline; if the saga
+// same key within the step's RetryPolicy and the saga deadline — by
+// default until the deadline (RetryPolicy.MaxElapsed UntilDeadline), so a
+// neighbour that restarts within it never makes the saga give up; a
+// shorter MaxElapsed is a per-step time budget, and MaxAttempts the least
+// number of calls before the step may give up on it. If the saga
 // turns back instead, that step is compensated too, directly — its action
 // is never called again, since that could only make happen what the saga
 // is undoing. Compensations must therefore be safe for an action that never

@@ -35,8 +35,9 @@ const (
 )
 
 // DefaultRetry is the action retry policy when neither the step nor Options
-// name one: three calls, 100 ms then 200 ms apart (jittered).
-var DefaultRetry = RetryPolicy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+// name one: until the saga deadline, 100 ms, 200 ms, … then 1 s apart
+// (jittered).
+var DefaultRetry = RetryPolicy{MaxAttempts: 3, MaxElapsed: UntilDeadline, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
 
 // DefaultCompensationRetry is the backoff of compensations (and of pivot
 // steps past their retry budget): from 100 ms doubling to 30 s.

@@ -385,7 +385,7 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 			x.in.audit(x.owner(), "step.failed", detail)
 			x.mu.Unlock()
 			return result{kind: resFailed, reason: "saga deadline exceeded", timedOut: true}
-		case !s.Pivot && exec.Attempt >= policy.MaxAttempts:
+		case !s.Pivot && policy.exhausted(exec.Attempt, r.started, x.in.deadline):
 			r.status = StepFailed
 			x.in.audit(x.owner(), "step.failed", detail)
 			x.mu.Unlock()
@@ -394,7 +394,7 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 		}
 		x.in.audit(x.owner(), "step.attempt_failed", detail)
 		var wait time.Duration
-		if exec.Attempt < policy.MaxAttempts {
+		if !s.Pivot || !policy.exhausted(exec.Attempt, r.started, x.in.deadline) {
 			wait = policy.backoff(exec.Attempt, jitter)
 		} else {
 			// A pivot past its budget: retry without limit, capped.

@@ -64,7 +64,10 @@ type stepRow struct {
 	attempts  int
 	lastError string
 	permanent bool
-	dirty     bool // changed since the last flush
+	// started is when the row was first stored, before the first call
+	// (started_at): retry budgets count from it.
+	started time.Time
+	dirty   bool // changed since the last flush
 }
 
 type auditEntry struct {
@@ -104,7 +107,7 @@ func (in *instance) row(name string, phase Phase, group int) *stepRow {
 	k := stepKey{name, phase}
 	r, ok := in.steps[k]
 	if !ok {
-		r = &stepRow{group: group, status: StepRunning}
+		r = &stepRow{group: group, status: StepRunning, started: time.Now()}
 		in.steps[k] = r
 	}
 	return r
@@ -251,7 +254,7 @@ func fromRows(s sagadb.Saga, steps []sagadb.SagaStep, def *Definition, open func
 	for _, st := range steps {
 		in.steps[stepKey{st.Name, Phase(st.Phase)}] = &stepRow{
 			group: int(st.GroupIndex), status: StepStatus(st.Status), attempts: int(st.Attempts),
-			lastError: st.LastError, permanent: st.Permanent,
+			lastError: st.LastError, permanent: st.Permanent, started: st.StartedAt,
 		}
 	}
 	return in, nil

@@ -79,10 +79,17 @@ type SagaConfig struct {
 	Deadline time.Duration
 	// StepTimeout bounds each step call (SAGA_STEP_TIMEOUT, default 5s).
 	StepTimeout time.Duration
-	// StepAttempts bounds the calls of a step that keeps failing
-	// transiently (SAGA_STEP_ATTEMPTS, default 12): with backoff from 100 ms
-	// doubling to 2 s, a neighbour may be down for about 15 s before the
-	// saga gives up and compensates — and never past the saga's deadline.
+	// StepBudget is how long a step whose outcome stays unknown (a
+	// neighbour down or restarting) is retried, from its first call
+	// (SAGA_STEP_BUDGET; default: until the saga deadline, saga.UntilDeadline).
+	// With the default, a neighbour back within the deadline never makes a
+	// saga give up; a shorter budget turns sagas back sooner; 0: the step
+	// gives up after StepAttempts calls, whatever the time (the behaviour
+	// before issue 10).
+	StepBudget time.Duration
+	// StepAttempts is the least number of calls of such a step before it
+	// gives up on its budget (SAGA_STEP_ATTEMPTS, default 12; backoff from
+	// 100 ms doubling to 2 s); the saga deadline ends the retries anyway.
 	StepAttempts int
 	// Workers bounds the sagas executed at once (SAGA_WORKERS, default 64).
 	Workers int
@@ -121,6 +128,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 			OrchestratorID:    e.String("ORCHESTRATOR_ID", defaultReplicaID()),
 			Deadline:          positive(e, "SAGA_DEADLINE", saga.DefaultDeadline),
 			StepTimeout:       positive(e, "SAGA_STEP_TIMEOUT", saga.DefaultStepTimeout),
+			StepBudget:        e.Duration("SAGA_STEP_BUDGET", saga.UntilDeadline),
 			StepAttempts:      e.Int("SAGA_STEP_ATTEMPTS", 12),
 			Workers:           e.Int("SAGA_WORKERS", saga.DefaultWorkers),
 			LeaseTTL:          positive(e, "SAGA_LEASE_TTL", saga.DefaultLeaseTTL),

@@ -34,6 +34,7 @@ import (
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/saga"
 	"github.com/goodgo/goodgo/platform/token"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
@@ -646,16 +647,18 @@ func TestDeniedUsersOrdersAreCancelled(t *testing.T) {
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	t.Parallel()
-	vars := map[string]string{"GOODGO_MODE": "development", "SAGA_WORKERS": "0", "SAGA_DEADLINE": "0s", "SAGA_LEASE_TTL": "10ms", "SAGA_CONTEXT_KEYS": "k1:short"}
+	vars := map[string]string{"GOODGO_MODE": "development", "SAGA_WORKERS": "0", "SAGA_DEADLINE": "0s", "SAGA_LEASE_TTL": "10ms", "SAGA_CONTEXT_KEYS": "k1:short", "SAGA_STEP_BUDGET": "-1s"}
 	_, err := loadConfig(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	require.Error(t, err)
-	for _, name := range []string{"SAGA_WORKERS", "SAGA_DEADLINE", "SAGA_LEASE_TTL", "SAGA_CONTEXT_KEYS"} {
+	for _, name := range []string{"SAGA_WORKERS", "SAGA_DEADLINE", "SAGA_LEASE_TTL", "SAGA_CONTEXT_KEYS", "SAGA_STEP_BUDGET"} {
 		require.Contains(t, err.Error(), name+":")
 	}
 	cfg, err := loadConfig(func(k string) (string, bool) { return "development", k == "GOODGO_MODE" })
 	require.NoError(t, err)
 	require.Equal(t, 30*time.Second, cfg.Saga.Deadline)
 	require.Equal(t, 5*time.Second, cfg.Saga.StepTimeout)
+	require.Equal(t, saga.UntilDeadline, cfg.Saga.StepBudget, "a step retries a neighbour's outage until the saga deadline")
+	require.Equal(t, 12, cfg.Saga.StepAttempts)
 	require.Equal(t, 64, cfg.Saga.Workers)
 	require.NotEmpty(t, cfg.Saga.OrchestratorID)
 	require.Equal(t, "dev-saga", cfg.ContextKeys.ActiveKeyID())
@@ -668,7 +671,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 // ignored while the order is cancelled, and never charged again.
 func TestPaymentThatAnswersInternalIsRefundedWhenTheSagaTurnsBack(t *testing.T) {
 	t.Parallel()
-	b := setup(t, map[string]string{"SAGA_STEP_ATTEMPTS": "3"})
+	// Three calls whatever the time, not until the deadline.
+	b := setup(t, map[string]string{"SAGA_STEP_ATTEMPTS": "3", "SAGA_STEP_BUDGET": "0s"})
 	b.n.failOn("ProcessPayment", func(int) error { return status.Error(codes.Internal, "internal error") })
 	o := order("tok_visa", "SKU-1")
 	b.publish(t, uuid.New(), o)

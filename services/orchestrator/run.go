@@ -132,7 +132,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		PollInterval:      cfg.Saga.PollInterval,
 		Deadline:          cfg.Saga.Deadline,
 		StepTimeout:       cfg.Saga.StepTimeout,
-		Retry:             saga.RetryPolicy{MaxAttempts: cfg.Saga.StepAttempts, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second},
+		Retry:             saga.RetryPolicy{MaxAttempts: cfg.Saga.StepAttempts, MaxElapsed: cfg.Saga.StepBudget, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		CompensationLimit: cfg.Saga.CompensationLimit,
 		Authorize:         checkout.Authorizer{Deny: deny}.Authorize,
 		Logger:            logger,
