@@ -89,7 +89,7 @@ lint: $(BIN)/golangci-lint ## golangci-lint every module
 	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && golangci-lint run --config $(ROOT)/.golangci.yml ./...); done
 
 ## ---- build and test -------------------------------------------------------
-.PHONY: build test test/short fuzz bench e2e bench/e2e
+.PHONY: build test test/short fuzz bench e2e chaos bench/e2e
 build: ## Build the five binaries into ./bin
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
 
@@ -124,6 +124,12 @@ bench: ## Benchmarks against the real servers: medians beside the seed's table (
 
 e2e: ## End-to-end: the five binaries, the dev broker, local PostgreSQL and Redis; invariants after every scenario
 	go test -race -count=1 -timeout 20m ./e2e/...
+
+# The crash matrix (e2e TestCrashMatrix): one binary built with the tag
+# failpoints SIGKILLs itself at one boundary per scenario, under load, and
+# is restarted; `make e2e` runs three of the nine scenarios.
+chaos: ## Crash matrix: SIGKILL at every failpoint (platform/failpoint) under load, restart, invariants (~3.5 min)
+	E2E_CHAOS=1 go test -race -count=1 -v -run TestCrashMatrix -timeout 30m ./e2e/
 
 bench/e2e: ## The whole saga on this machine at 8 and 64 orders in flight: sagas/s and p50/p99 PlaceOrder -> CONFIRMED (plain binaries)
 	go test -run '^$$' -bench BenchmarkOrderSaga -benchtime 3000x -count 3 -timeout 30m ./e2e/

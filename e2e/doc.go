@@ -28,7 +28,12 @@
 // (200 orders, SIGKILL and restart of the orchestrator, once with sagas
 // spread over all steps and once with 60 of them waiting on a frozen
 // payment), TestPaymentServiceDown (payment hung then back, killed then
-// restarted, hung past a short saga deadline), and the foundation's
+// restarted, hung past a short saga deadline), TestCrashMatrix (one
+// binary, built with the tag failpoints, SIGKILLs itself at one named
+// boundary — platform/failpoint — while the load generator places 40
+// orders, and is restarted; each scenario logs orders placed, faults
+// injected, violations and the time to drain; three of the nine scenarios
+// run unless E2E_CHAOS=1, as `make chaos` sets), and the foundation's
 // TestBinariesStartServeAndStop.
 //
 // BenchmarkOrderSaga (`make bench/e2e`) measures the whole saga with plain

@@ -58,6 +58,9 @@ const (
 type envOptions struct {
 	// race selects the -race builds (tests) or the plain ones (benchmark).
 	race bool
+	// failpoints selects binaries built with the tag failpoints, armed by
+	// GOODGO_FAILPOINTS in vars (crash_test.go).
+	failpoints bool
 	// vars are extra environment variables per binary (Services names),
 	// "*" for every binary; they win over the environment's own.
 	vars map[string]map[string]string
@@ -123,7 +126,7 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 	e := &Env{
 		tb:         tb,
 		opts:       opts,
-		bins:       buildVariant(tb, opts.race),
+		bins:       buildWith(tb, variant{race: opts.race, failpoints: opts.failpoints}),
 		idemPrefix: "e2e:" + suffix + ":",
 		procs:      map[string]*Process{},
 		grpcAddr:   map[string]string{},

@@ -28,9 +28,18 @@ type build struct {
 	err  error
 }
 
-// builds holds the two variants: with the race detector (tests) and
-// without (benchmarks, whose figures -race would distort tenfold).
-var builds = map[bool]*build{true: {}, false: {}}
+// variant is one way of compiling the binaries.
+type variant struct {
+	// race: with the race detector (tests) or without (benchmarks, whose
+	// figures -race would distort tenfold).
+	race bool
+	// failpoints: with the build tag failpoints (platform/failpoint), in a
+	// directory of its own: the crash matrix arms them by environment.
+	failpoints bool
+}
+
+// builds holds the variants, each built at most once per test process.
+var builds = map[variant]*build{{race: true}: {}, {race: false}: {}, {race: true, failpoints: true}: {}}
 
 // TestMain removes the binaries built for the run.
 func TestMain(m *testing.M) {
@@ -51,15 +60,25 @@ func buildBinaries(t testing.TB) string { return buildVariant(t, true) }
 // removes (the binaries are reused by every test of the run).
 func buildVariant(t testing.TB, race bool) string {
 	t.Helper()
-	b := builds[race]
+	return buildWith(t, variant{race: race})
+}
+
+// buildWith is buildVariant for any variant.
+func buildWith(t testing.TB, v variant) string {
+	t.Helper()
+	b := builds[v]
+	require.NotNil(t, b, "no build variant %+v", v)
 	b.once.Do(func() {
 		b.dir, b.err = os.MkdirTemp("", "goodgo-e2e-bin-")
 		if b.err != nil {
 			return
 		}
 		args := []string{"build"}
-		if race {
+		if v.race {
 			args = append(args, "-race")
+		}
+		if v.failpoints {
+			args = append(args, "-tags", "failpoints")
 		}
 		for _, s := range Services {
 			cmd := exec.Command("go", append(args, "-o", filepath.Join(b.dir, s), "github.com/goodgo/goodgo/services/"+s)...)
