@@ -40,18 +40,15 @@ func TestPaymentServiceDown(t *testing.T) {
 	})
 
 	// A payment process that is killed refuses connections: each call
-	// fails at once (Unavailable, a transient code the orchestrator
-	// retries). It is restarted on the same port as soon as every saga has
-	// retried its payment call, far within the 30 s saga deadline, so the
-	// sagas should wait for it and finish (DESIGN.md: each step has a retry
-	// policy for transient errors, the saga an overall deadline).
-	//
-	// KNOWN FAILURE (reported to the lead, not fixed here): the engine's
-	// DefaultRetry gives an action 3 attempts 100-200 ms apart, so against
-	// a refused connection the step gives up within about 0.3 s, whatever
-	// the deadline; the saga compensates: RefundPayment waits for payment
-	// and records the order's payment VOIDED. The invariants still hold
-	// (checked first); the outcome does not.
+	// fails at once (Unavailable, an unknown outcome the orchestrator
+	// retries with the same key). It is restarted on the same port as soon
+	// as every saga has retried its payment call, far within the 30 s saga
+	// deadline, and the sagas wait for it and finish, every order
+	// CONFIRMED: a step is retried until the saga deadline
+	// (SAGA_STEP_BUDGET unset; SAGA_STEP_ATTEMPTS is only the least number
+	// of calls), and the orchestrator's connection reconnects within about
+	// a second of payment's return (grpcclient.ConnectParams). The
+	// invariants are checked before the outcome.
 	t.Run("killed and restarted within the deadline: sagas wait and finish", func(t *testing.T) {
 		e := NewEnv(t, envOptions{race: true})
 		e.Kill(svcPayment)
