@@ -33,8 +33,10 @@
 // boundary — platform/failpoint — while the load generator places 40
 // orders, and is restarted; each scenario logs orders placed, faults
 // injected, violations and the time to drain; three of the nine scenarios
-// run unless E2E_CHAOS=1, as `make chaos` sets), and the foundation's
-// TestBinariesStartServeAndStop.
+// run unless E2E_CHAOS=1, as `make chaos` sets),
+// TestInventoryRestartUnderLoadCancelsNoGoodOrder (good orders at 20/s
+// while inventory is SIGKILLed and restarted 3 s later: none cancelled),
+// and the foundation's TestBinariesStartServeAndStop.
 //
 // BenchmarkOrderSaga (`make bench/e2e`) measures the whole saga with plain
 // binaries: sagas/s and PlaceOrder → CONFIRMED percentiles, observed on the
