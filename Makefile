@@ -50,8 +50,8 @@ proto/baseline: $(BIN)/buf ## Record the current schemas as the buf breaking bas
 	cd proto && buf build -o baseline.binpb
 
 ## ---- verification ---------------------------------------------------------
-.PHONY: verify verify/gen verify/proto verify/sqlc verify/tidy verify/fmt verify/migrations
-verify: verify/fmt verify/tidy verify/migrations verify/proto verify/sqlc verify/gen ## Fail if anything generated, tidied or formatted is stale
+.PHONY: verify verify/gen verify/proto verify/sqlc verify/tidy verify/fmt verify/migrations verify/docker
+verify: verify/fmt verify/tidy verify/migrations verify/docker verify/proto verify/sqlc verify/gen ## Fail if anything generated, tidied or formatted is stale
 
 verify/gen: gen ## Fail if regenerating changes the tree
 	@if [ -n "$$(git status --porcelain -- proto services platform db)" ]; then \
@@ -68,6 +68,16 @@ verify/tidy: ## Fail if any go.mod/go.sum is not tidy
 
 verify/fmt: ## Fail if any Go file is not gofmt'ed
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The image's module-download step runs before the sources are copied, so
+# it sees only the go.mod/go.sum files the Dockerfile copies: every module of
+# go.work needs its go.mod, and its go.sum when it has one, or `go mod
+# download` fails inside the build.
+verify/docker: ## Fail if deploy/docker/Dockerfile does not copy every workspace module's go.mod/go.sum
+	@for m in $$(go list -m -f '{{.Dir}}'); do rel=$${m#$(ROOT)/}; \
+	  for f in go.mod go.sum; do [ -f "$$m/$$f" ] || continue; \
+	    grep -Eq "^COPY (.* )?$$rel/$$f( |$$)" deploy/docker/Dockerfile || { echo "deploy/docker/Dockerfile does not copy $$rel/$$f before go mod download"; exit 1; }; \
+	  done; done
 
 verify/migrations: ## Fail if a service's copy of the outbox/inbox/saga DDL drifts from db/{outbox,inbox,saga}
 	@for s in order payment inventory; do cmp -s db/outbox/schema/outbox.sql db/$$s/migrations/000002_outbox.up.sql || { echo "db/$$s outbox migration differs from db/outbox/schema/outbox.sql"; exit 1; }; done
