@@ -9,12 +9,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/authtest"
+	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
@@ -100,7 +100,7 @@ func (e *Env) placeOrder(ctx context.Context, c orderv1.OrderServiceClient, line
 func withinRateLimit(ctx context.Context, call func() error) error {
 	for {
 		err := call()
-		wait, limited := retryDelay(err)
+		wait, limited := grpcclient.RetryDelay(err)
 		if !limited {
 			return err
 		}
@@ -110,20 +110,6 @@ func withinRateLimit(ctx context.Context, call func() error) error {
 			return err
 		}
 	}
-}
-
-// retryDelay is the wait a ResourceExhausted error's RetryInfo asks for.
-func retryDelay(err error) (time.Duration, bool) {
-	st := status.Convert(err)
-	if st.Code() != codes.ResourceExhausted {
-		return 0, false
-	}
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			return ri.GetRetryDelay().AsDuration(), true
-		}
-	}
-	return 100 * time.Millisecond, true
 }
 
 // MustPlaceOrder is PlaceOrder that fails the test on error.

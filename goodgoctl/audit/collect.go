@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/grpcclient"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
@@ -288,10 +288,8 @@ func retry(ctx context.Context, call func() error) error {
 			return err
 		}
 		wait := retryBackoff
-		for _, d := range st.Details() {
-			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-				wait = max(ri.GetRetryDelay().AsDuration(), time.Millisecond)
-			}
+		if d, limited := grpcclient.RetryDelay(err); limited {
+			wait = max(d, time.Millisecond)
 		}
 		t := time.NewTimer(wait)
 		select {

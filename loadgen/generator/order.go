@@ -6,12 +6,12 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/authz"
+	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
@@ -119,7 +119,7 @@ func (g *gen) place(ctx context.Context, req *orderv1.PlaceOrderRequest, key str
 		if err == nil {
 			return resp.GetOrder(), nil
 		}
-		if wait, limited := retryDelay(err); limited {
+		if wait, limited := grpcclient.RetryDelay(err); limited {
 			o.throttled++
 			if !sleep(ctx, wait) {
 				return nil, err
@@ -167,7 +167,7 @@ func (g *gen) follow(ctx, octx context.Context, id string, o *outcome) *orderv1.
 		case octx.Err() != nil:
 			return ended()
 		default:
-			if wait, limited := retryDelay(err); limited {
+			if wait, limited := grpcclient.RetryDelay(err); limited {
 				o.throttled++
 				if !sleep(octx, wait) {
 					return ended()
@@ -209,7 +209,7 @@ func (g *gen) saga(octx context.Context, orderID string, o *outcome) {
 		}
 		wait := g.cfg.PollInterval
 		if err != nil {
-			if d, limited := retryDelay(err); limited {
+			if d, limited := grpcclient.RetryDelay(err); limited {
 				o.throttled++
 				wait = d
 			} else if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
@@ -225,21 +225,6 @@ func (g *gen) saga(octx context.Context, orderID string, o *outcome) {
 			return
 		}
 	}
-}
-
-// retryDelay is the wait a ResourceExhausted error's RetryInfo asks for
-// (100ms when it names none); false for any other error.
-func retryDelay(err error) (time.Duration, bool) {
-	st := status.Convert(err)
-	if st.Code() != codes.ResourceExhausted {
-		return 0, false
-	}
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			return ri.GetRetryDelay().AsDuration(), true
-		}
-	}
-	return 100 * time.Millisecond, true
 }
 
 // backoff is the pause after failed attempt n (1, 2, …): 100ms doubling

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/authz"
+	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
@@ -65,7 +66,7 @@ func restockOne(ctx context.Context, c inventoryv1.InventoryServiceClient, sku s
 func withinRateLimit(ctx context.Context, call func() error) error {
 	for {
 		err := call()
-		wait, limited := retryDelay(err)
+		wait, limited := grpcclient.RetryDelay(err)
 		if !limited || !sleep(ctx, wait) {
 			return err
 		}

@@ -120,19 +120,28 @@ func (e *Env) keyUse(name string, key []byte) (string, bool) {
 
 // isDevKey reports whether key is one of the public development keys.
 func isDevKey(key []byte) bool {
-	for _, spec := range []string{DevPIIKeys, DevOutboxKeys, DevSagaContextKeys, DevVersionTokenKeys, legacyDevEncryptionKeys} {
-		dev, err := ParseKeys(spec, 0)
-		if err != nil {
-			continue // unreachable: the specs are constants tested to parse
-		}
-		for _, k := range dev {
-			if subtle.ConstantTimeCompare(k, key) == 1 {
-				return true
-			}
+	for _, k := range devKeys {
+		if subtle.ConstantTimeCompare(k, key) == 1 {
+			return true
 		}
 	}
 	return false
 }
+
+// devKeys are the bytes of every public development key, parsed once.
+var devKeys = func() [][]byte {
+	var out [][]byte
+	for _, spec := range []string{DevPIIKeys, DevOutboxKeys, DevSagaContextKeys, DevVersionTokenKeys} {
+		keys, err := ParseKeys(spec, 0)
+		if err != nil {
+			panic(err) // unreachable: the specs are constants that TestKeys parses
+		}
+		for _, k := range keys {
+			out = append(out, k)
+		}
+	}
+	return out
+}()
 
 // ParseKeys parses "kid:base64key,…". Each key must be at least minLen
 // bytes and each key id unique. Errors name the key id, never the key.
@@ -176,10 +185,6 @@ const (
 	DevOutboxKeys       = "dev:Z29vZGdvLWRldi1vdXRib3gtcGlpLWtleS0wMDAwMDE="      //nolint:gosec // public by design, see above
 	DevSagaContextKeys  = "dev-saga:Z29vZGdvLWRldi1zYWdhLWNvbnRleHQta2V5LTAwMDE=" //nolint:gosec // public by design, see above
 	DevVersionTokenKeys = "dev:Z29vZGdvLWRldi12ZXJzaW9uLXRva2VuLWtleS0wMDE="      //nolint:gosec // public by design, see above
-	// legacyDevEncryptionKeys was the one development key of saga contexts
-	// and outbox payloads before each purpose had its own; it stays
-	// refused in production mode.
-	legacyDevEncryptionKeys = DevOutboxKeys
 )
 
 // Keyring reads the AES-256-GCM keyring of purpose p as Keys does, or nil

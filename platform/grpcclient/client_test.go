@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/goodgo/goodgo/platform/authtest"
@@ -158,4 +160,21 @@ func TestDialReconnectsSoonAfterTheServerIsBack(t *testing.T) {
 	took := time.Since(back)
 	t.Logf("first successful call %v after the server came back (down %v)", took.Round(time.Millisecond), back.Sub(down).Round(time.Millisecond))
 	require.Less(t, took, 1500*time.Millisecond)
+}
+
+func TestRetryDelay(t *testing.T) {
+	limited, err := status.New(codes.ResourceExhausted, "rate limit").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(250 * time.Millisecond)})
+	require.NoError(t, err)
+	d, ok := grpcclient.RetryDelay(limited.Err())
+	require.True(t, ok)
+	require.Equal(t, 250*time.Millisecond, d)
+
+	d, ok = grpcclient.RetryDelay(status.Error(codes.ResourceExhausted, "no hint"))
+	require.True(t, ok)
+	require.Equal(t, 100*time.Millisecond, d, "a limit without RetryInfo waits a default")
+
+	for _, err := range []error{nil, status.Error(codes.Unavailable, "down"), context.Canceled} {
+		_, ok := grpcclient.RetryDelay(err)
+		require.False(t, ok, "%v", err)
+	}
 }

@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -97,22 +96,7 @@ func (k *Kafka) NewPublisher() Publisher {
 // connects as the publishers do, TLS handshake and SASL login included, so a
 // broker that refuses the relay's credentials is not ready.
 func (k *Kafka) Ping(ctx context.Context) error {
-	var errs []error
-	dialer := k.cfg.Conn.Dialer(k.cfg.ClientID)
-	for _, b := range k.cfg.Brokers {
-		conn, err := dialer.DialContext(ctx, "tcp", b)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_, err = conn.ApiVersions()
-		_ = conn.Close()
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, err)
-	}
-	return fmt.Errorf("kafka unreachable: %w", errors.Join(errs...))
+	return k.cfg.Conn.Ping(ctx, k.cfg.ClientID, k.cfg.Brokers)
 }
 
 // Close closes the shared idle connections.
