@@ -2,9 +2,19 @@
 // and one of its dependencies (PostgreSQL, Redis, a Kafka broker, a peer)
 // and the test can make that dependency vanish and come back without
 // stopping it (the development broker keeps its data only in memory, and
-// the shared database server serves other tests). While cut, the proxy
-// drops every connection and refuses new ones, as a host whose server
-// died does; restored, it forwards again on the same address.
+// the shared database server serves other tests). The faults, the ones
+// Toxiproxy calls toxics, each undone by the matching call:
+//
+//   - Cut: every connection dropped and new ones refused, as a host whose
+//     server died (Restore).
+//   - Reset: every open connection reset (RST), new ones still accepted,
+//     as after a load balancer or NAT forgot them.
+//   - Latency: each chunk of bytes held for a while in each direction, as
+//     on a slow or distant link (Latency(0)).
+//   - Stall: no byte passes either way and new connections hang after the
+//     TCP handshake, as in a partition that drops packets; the calls in
+//     flight run into their timeouts (Unstall: what was sent meanwhile
+//     then arrives, as TCP retransmits it).
 package tcpproxy
 
 import (
@@ -27,6 +37,10 @@ type Proxy struct {
 	ln       net.Listener // nil while cut
 	conns    map[net.Conn]struct{}
 	closed   bool
+	latency  time.Duration
+	// stalled is closed when the stall that made it ends; nil when bytes
+	// flow.
+	stalled chan struct{}
 }
 
 // Start listens on a free loopback port and forwards to upstream until the
@@ -112,8 +126,75 @@ func (p *Proxy) Restore() {
 	}
 }
 
+// Reset resets every open connection (a TCP RST to both ends) and keeps
+// accepting new ones.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Every socket first, so that a pipe ending on the first close cannot
+	// close its other end with a FIN before it is reset.
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // close sends RST, not FIN
+		}
+	}
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	clear(p.conns)
+}
+
+// Latency holds every chunk of bytes d before passing it on, in each
+// direction, on open and new connections; 0 ends it.
+func (p *Proxy) Latency(d time.Duration) {
+	p.mu.Lock()
+	p.latency = d
+	p.mu.Unlock()
+}
+
+// Stall stops every byte in both directions, on open and new connections,
+// until Unstall.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+// Unstall lets the bytes held by Stall flow again.
+func (p *Proxy) Unstall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
+
+// gate waits out a stall and the latency before a chunk is passed on.
+func (p *Proxy) gate() {
+	p.mu.Lock()
+	stalled, latency := p.stalled, p.latency
+	p.mu.Unlock()
+	if stalled != nil {
+		<-stalled
+	}
+	if latency > 0 {
+		time.Sleep(latency)
+	}
+}
+
+// Open is the number of connections forwarded now.
+func (p *Proxy) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) / 2
+}
+
 func (p *Proxy) close() {
 	p.Cut()
+	p.Unstall()
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
@@ -146,13 +227,30 @@ func (p *Proxy) handle(c net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(up, c)
+		p.pipe(up, c)
 		_ = up.Close()
 	}()
-	_, _ = io.Copy(c, up)
+	p.pipe(c, up)
 	_ = c.Close()
 	<-done
 	p.untrack(c, up)
+}
+
+// pipe copies src to dst through the gate until either fails.
+func (p *Proxy) pipe(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.gate()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // track registers a live pair, or refuses it while cut.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -67,4 +68,64 @@ func TestCutRefusesAndDropsRestoreForwardsAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "hello\n", line, "same address, forwarding again")
 	_ = c.Close()
+}
+
+func TestResetDropsOpenConnectionsAndKeepsAccepting(t *testing.T) {
+	p := tcpproxy.Start(t, echo(t))
+	c, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	// The pair is tracked once the proxy dialled upstream: wait for a byte
+	// to make the round trip before resetting.
+	_, err = c.Write([]byte("x"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.Open() == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	p.Reset()
+	_, err = c.Read(make([]byte, 1))
+	require.ErrorIs(t, err, syscall.ECONNRESET, "the open connection is reset, not closed")
+
+	line, c2, err := roundTrip(p.Addr())
+	require.NoError(t, err)
+	require.Equal(t, "hello\n", line, "new connections still pass")
+	_ = c2.Close()
+}
+
+func TestLatencyHoldsEachChunk(t *testing.T) {
+	p := tcpproxy.Start(t, echo(t))
+	p.Latency(150 * time.Millisecond)
+	start := time.Now()
+	line, c, err := roundTrip(p.Addr())
+	require.NoError(t, err)
+	_ = c.Close()
+	require.Equal(t, "hello\n", line)
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "held once each way")
+
+	p.Latency(0)
+	start = time.Now()
+	_, c, err = roundTrip(p.Addr())
+	require.NoError(t, err)
+	_ = c.Close()
+	require.Less(t, time.Since(start), 300*time.Millisecond, "latency ended")
+}
+
+func TestStallHoldsBytesUntilUnstall(t *testing.T) {
+	p := tcpproxy.Start(t, echo(t))
+	p.Stall()
+	c, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", p.Addr())
+	require.NoError(t, err, "the handshake completes, as in a partition that drops packets")
+	defer c.Close()
+	_, err = c.Write([]byte("hello\n"))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	_, err = c.Read(make([]byte, 1))
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	require.True(t, ne.Timeout(), "nothing comes back while stalled: %v", err)
+
+	p.Unstall()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "hello\n", line, "what was sent during the stall arrives after it")
 }
