@@ -85,3 +85,36 @@ func TestTxIsRolledBackWhenTheTestEnds(t *testing.T) {
 	})
 	require.Equal(t, 1, count(t, pool, "SELECT count(*) FROM items"))
 }
+
+func TestTLSServerCrashKeepsCommitsAndStartsAgain(t *testing.T) {
+	srv := pgtest.StartTLSServer(t, pgtest.MaxConnections(30))
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var maxConns string
+	require.NoError(t, conn.QueryRow(ctx, "SHOW max_connections").Scan(&maxConns))
+	require.Equal(t, "30", maxConns)
+	_, err = conn.Exec(ctx, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+	require.NoError(t, err)
+
+	srv.Crash(t)
+	_, err = conn.Exec(ctx, "SELECT 1")
+	require.Error(t, err, "the open connection is gone")
+	_, err = pgx.Connect(ctx, srv.URL("postgres"))
+	require.Error(t, err, "nothing listens while crashed")
+
+	srv.Start(t)
+	again, err := pgx.Connect(ctx, srv.URL("postgres"))
+	require.NoError(t, err)
+	defer again.Close(ctx)
+	var v int
+	require.NoError(t, again.QueryRow(ctx, "SELECT v FROM t").Scan(&v))
+	require.Equal(t, 1, v, "the acknowledged commit survived the crash")
+
+	srv.EnsureOwner(t)
+	srv.EnsureOwner(t) // twice is harmless
+	var owner bool
+	require.NoError(t, again.QueryRow(ctx, "SELECT rolcreatedb AND rolcreaterole AND NOT rolsuper FROM pg_roles WHERE rolname = $1", pgtest.Owner).Scan(&owner))
+	require.True(t, owner)
+}

@@ -27,23 +27,50 @@ func EnsureOwner(tb testing.TB) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if err := createOwner(ctx, adm); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// EnsureOwner creates Owner on s unless it exists.
+func (s *TLSServer) EnsureOwner(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if err := createOwner(ctx, conn); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// createOwner creates Owner through a superuser's q unless it exists.
+func createOwner(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+},
+) error {
 	var exists bool
-	if err := adm.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", Owner).Scan(&exists); err != nil {
-		tb.Fatalf("pgtest: look up role %s: %v", Owner, err)
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", Owner).Scan(&exists); err != nil {
+		return fmt.Errorf("pgtest: look up role %s: %w", Owner, err)
 	}
 	if exists {
-		return
+		return nil
 	}
-	_, err = adm.Exec(ctx, "CREATE ROLE "+pgx.Identifier{Owner}.Sanitize()+" LOGIN CREATEDB CREATEROLE")
+	_, err := q.Exec(ctx, "CREATE ROLE "+pgx.Identifier{Owner}.Sanitize()+" LOGIN CREATEDB CREATEROLE")
 	// Test binaries running at once race to create it (42710, or 23505
 	// when both passed the catalog check).
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505") {
-		return
+		return nil
 	}
 	if err != nil {
-		tb.Fatalf("pgtest: create role %s: %v", Owner, err)
+		return fmt.Errorf("pgtest: create role %s: %w", Owner, err)
 	}
+	return nil
 }
 
 // NewOwnedDatabase creates an empty database owned by Owner (EnsureOwner

@@ -36,6 +36,20 @@ type TLSServer struct {
 	// Dir holds the data directory, the Unix socket, the server's
 	// certificate and key, and server.log.
 	Dir string
+
+	bin    string   // initdb, pg_ctl and postgres
+	asUser []string // the command prefix that drops root
+}
+
+// ServerOption tunes StartTLSServer.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct{ maxConnections int }
+
+// MaxConnections sets the server's max_connections (default 20), for a
+// test that runs whole binaries against it.
+func MaxConnections(n int) ServerOption {
+	return func(o *serverOptions) { o.maxConnections = n }
 }
 
 // URL is the URL of database on the server as user postgres, checking the
@@ -58,8 +72,12 @@ func (s *TLSServer) URL(database string) string {
 // postgres OS user (through runuser) in a directory it owns. The test is
 // skipped, saying why, when the binaries (PGTEST_PGBIN, default
 // DefaultPGBin) or, as root, the postgres user or runuser are missing.
-func StartTLSServer(t testing.TB) *TLSServer {
+func StartTLSServer(t testing.TB, opts ...ServerOption) *TLSServer {
 	t.Helper()
+	o := serverOptions{maxConnections: 20}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin := os.Getenv("PGTEST_PGBIN")
 	if bin == "" {
 		bin = DefaultPGBin
@@ -93,7 +111,7 @@ func StartTLSServer(t testing.TB) *TLSServer {
 		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	s := &TLSServer{Dir: dir, CAFile: filepath.Join(dir, "ca.crt")}
+	s := &TLSServer{Dir: dir, CAFile: filepath.Join(dir, "ca.crt"), bin: bin, asUser: asUser}
 	chown := func(name string) {
 		if uid >= 0 {
 			if err := os.Chown(name, uid, gid); err != nil {
@@ -122,17 +140,7 @@ func StartTLSServer(t testing.TB) *TLSServer {
 
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	run := func(args ...string) error {
-		args = append(append([]string(nil), asUser...), args...)
-		cmd := exec.CommandContext(ctx, args[0], args[1:]...) //nolint:gosec // G204: PostgreSQL's own tools, arguments of this file
-		cmd.Dir = dir
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, out.String())
-		}
-		return nil
-	}
+	run := func(args ...string) error { return s.run(ctx, args...) }
 	data := filepath.Join(dir, "data")
 	if err := run(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust",
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"); err != nil {
@@ -154,12 +162,11 @@ ssl = on
 ssl_cert_file = '%s'
 ssl_key_file = '%s'
 ssl_min_protocol_version = 'TLSv1.2'
-max_connections = 20
+max_connections = %d
 shared_buffers = 16MB
 fsync = off
-synchronous_commit = off
 full_page_writes = off
-`, dir, certFile, keyFile)
+`, dir, certFile, keyFile, o.maxConnections)
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err == nil {
 		_, err = f.WriteString(conf)
@@ -188,12 +195,56 @@ full_page_writes = off
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		args := append(append([]string(nil), asUser...), filepath.Join(bin, "pg_ctl"), "stop", "-D", data, "-m", "immediate", "-w")
-		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil { //nolint:gosec // G204: pg_ctl, arguments of this file
-			t.Errorf("pgtest: stop PostgreSQL in %s: %v\n%s", data, err, out)
+		if err := s.pgctl(ctx, "stop", "-m", "immediate", "-w"); err != nil {
+			t.Errorf("pgtest: stop PostgreSQL in %s: %v", s.Dir, err)
 		}
 	})
 	return s
+}
+
+// Crash stops the server as a crash would (pg_ctl stop -m immediate: no
+// checkpoint, every connection dropped at once, crash recovery at the next
+// start); Start brings it back on the same port. Commits survive: the
+// server runs with synchronous_commit on, so a commit acknowledged to a
+// client has reached the operating system, and only the machine's crash,
+// which fsync = off gives up, could lose it.
+func (s *TLSServer) Crash(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if err := s.pgctl(ctx, "stop", "-m", "immediate", "-w"); err != nil {
+		t.Fatalf("pgtest: crash PostgreSQL: %v", err)
+	}
+}
+
+// Start starts the server again after Crash, on its port, and waits until
+// it accepts connections (crash recovery included).
+func (s *TLSServer) Start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if err := s.pgctl(ctx, "start", "-w", "-t", "60", "-l", filepath.Join(s.Dir, "server.log"),
+		"-o", "-p "+strconv.Itoa(s.Port)); err != nil {
+		t.Fatalf("pgtest: start PostgreSQL again: %v", err)
+	}
+}
+
+// pgctl runs pg_ctl on the server's data directory.
+func (s *TLSServer) pgctl(ctx context.Context, args ...string) error {
+	return s.run(ctx, append([]string{filepath.Join(s.bin, "pg_ctl"), args[0], "-D", filepath.Join(s.Dir, "data")}, args[1:]...)...)
+}
+
+// run runs one of PostgreSQL's tools as the server's OS user.
+func (s *TLSServer) run(ctx context.Context, args ...string) error {
+	args = append(append([]string(nil), s.asUser...), args...)
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...) //nolint:gosec // G204: PostgreSQL's own tools, arguments of this file
+	cmd.Dir = s.Dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return nil
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
