@@ -172,16 +172,17 @@ func (p *Proxy) Unstall() {
 	}
 }
 
-// gate waits out a stall and the latency before a chunk is passed on.
-func (p *Proxy) gate() {
+// gate waits out a stall, then until the latency has passed since a chunk
+// arrived at the proxy.
+func (p *Proxy) gate(arrived time.Time) {
 	p.mu.Lock()
 	stalled, latency := p.stalled, p.latency
 	p.mu.Unlock()
 	if stalled != nil {
 		<-stalled
 	}
-	if latency > 0 {
-		time.Sleep(latency)
+	if wait := time.Until(arrived.Add(latency)); wait > 0 {
+		time.Sleep(wait)
 	}
 }
 
@@ -236,19 +237,42 @@ func (p *Proxy) handle(c net.Conn) {
 	p.untrack(c, up)
 }
 
-// pipe copies src to dst through the gate until either fails.
+// chunk is bytes read from one side and when they arrived.
+type chunk struct {
+	b  []byte
+	at time.Time
+}
+
+// pipe copies src to dst through the gate until either fails. Reading runs
+// ahead of writing, each chunk stamped on arrival, so that latency delays
+// every chunk by the same time instead of adding up along a stream (as a
+// long link does; Toxiproxy's latency toxic does the same).
 func (p *Proxy) pipe(dst io.Writer, src io.Reader) {
-	buf := make([]byte, 32*1024)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.gate()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+	chunks := make(chan chunk, 64)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32*1024)
+			n, err := src.Read(buf)
+			if n > 0 {
+				chunks <- chunk{b: buf[:n], at: time.Now()}
+			}
+			if err != nil {
 				return
 			}
 		}
-		if err != nil {
-			return
+	}()
+	failed := false
+	for c := range chunks {
+		if failed {
+			continue // drain, so the reader ends when src does
+		}
+		p.gate(c.at)
+		if _, err := dst.Write(c.b); err != nil {
+			failed = true
+			if cl, ok := src.(io.Closer); ok {
+				_ = cl.Close() // end the reader
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package tcpproxy_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"syscall"
 	"testing"
@@ -128,4 +129,49 @@ func TestStallHoldsBytesUntilUnstall(t *testing.T) {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	require.NoError(t, err)
 	require.Equal(t, "hello\n", line, "what was sent during the stall arrives after it")
+}
+
+func TestLatencyDoesNotAddUpAlongAStream(t *testing.T) {
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	const chunks = 5
+	arrived := make(chan time.Time, chunks)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for range chunks {
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				return
+			}
+			arrived <- time.Now()
+		}
+	}()
+	p := tcpproxy.Start(t, ln.Addr().String())
+	const latency = 200 * time.Millisecond
+	p.Latency(latency)
+	c, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	var sent []time.Time
+	for range chunks { // one byte every 100 ms, each its own chunk
+		sent = append(sent, time.Now())
+		_, err := c.Write([]byte("x"))
+		require.NoError(t, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := range chunks {
+		select {
+		case at := <-arrived:
+			delay := at.Sub(sent[i])
+			require.GreaterOrEqual(t, delay, latency, "chunk %d", i)
+			// Held one after the other, the fifth would wait 600 ms.
+			require.Less(t, delay, latency+100*time.Millisecond, "chunk %d is held from its arrival, not after the one before it", i)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("chunk %d never arrived", i)
+		}
+	}
 }
