@@ -374,7 +374,7 @@ func (e *Env) snapshot(t *testing.T) map[string]string {
 			out[svc+"."+table] = sum
 		}
 	}
-	opt, err := redis.ParseURL(redisURL)
+	opt, err := redis.ParseURL(e.redisURL)
 	require.NoError(t, err)
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()

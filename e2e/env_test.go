@@ -28,6 +28,7 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcclient"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/tcpproxy"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
@@ -64,7 +65,21 @@ type envOptions struct {
 	// vars are extra environment variables per binary (Services names),
 	// "*" for every binary; they win over the environment's own.
 	vars map[string]map[string]string
+	// proxies puts a TCP proxy (Env.Proxy) between the orchestrator and
+	// each service it calls, and one in front of the broker, which
+	// advertises it: every Kafka client, the relay and the orchestrator,
+	// reaches the broker through it (faults_test.go).
+	proxies bool
+	// privateRedis runs a Redis server of the environment's own
+	// (Env.Redis) that the test may stop, in place of the shared one.
+	privateRedis bool
+	// privatePostgres runs the services' databases on a PostgreSQL server
+	// of the environment's own (Env.PG, TLS only) that the test may crash.
+	privatePostgres bool
 }
+
+// Proxy names of Env.Proxy besides the services': the broker's front.
+const proxyBroker = "broker"
 
 // Env is one complete system on this machine: the development Kafka broker
 // in this process, fresh databases, a Redis key prefix of its own and the
@@ -92,6 +107,16 @@ type Env struct {
 	dbURLs map[string]string
 	// idemPrefix starts every idempotency key of this environment in Redis.
 	idemPrefix string
+	// redisURL is the Redis of the services: the shared one, or Redis's.
+	redisURL string
+	// Redis and PG are the environment's own servers (envOptions), nil
+	// when it uses the shared ones.
+	Redis *redisServer
+	PG    *pgtest.TLSServer
+	// Proxy holds the proxies of envOptions.proxies by the name of what
+	// they front: svcOrder, svcPayment, svcInventory (as the orchestrator
+	// reaches them) and proxyBroker.
+	Proxy map[string]*tcpproxy.Proxy
 
 	mu       sync.Mutex
 	procs    map[string]*Process
@@ -133,6 +158,8 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 		httpAddr:   map[string]string{},
 		DB:         map[string]*pgxpool.Pool{},
 		PKI:        authtest.New(tb),
+		redisURL:   redisURL,
+		Proxy:      map[string]*tcpproxy.Proxy{},
 	}
 	// Per-environment user ids: rate limits are per user in the shared
 	// Redis, so one environment's audit must not spend the next one's
@@ -149,19 +176,46 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 	// The binaries create and migrate their databases as an owner that is
 	// not a superuser (as on a managed PostgreSQL), and serve as their own
 	// roles (README "Database roles").
-	pgtest.EnsureOwner(tb)
-	e.dbURLs = databases(tb, suffix, svcOrder, svcPayment, svcInventory, svcOrchestrator)
+	server := pgtest.ServerURL()
+	if opts.privatePostgres {
+		// One environment holds about 40 connections, more while crashed
+		// pools reconnect.
+		e.PG = pgtest.StartTLSServer(tb, pgtest.MaxConnections(200))
+		e.PG.EnsureOwner(tb)
+		server = e.PG.URL("postgres")
+	} else {
+		pgtest.EnsureOwner(tb)
+	}
+	e.dbURLs = databases(tb, server, suffix, svcOrder, svcPayment, svcInventory, svcOrchestrator)
+	if opts.privateRedis {
+		e.Redis = startRedis(tb)
+		e.redisURL = e.Redis.URL()
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	br, err := broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0"})
+	bcfg := broker.Config{Addr: "127.0.0.1:0"}
+	if opts.proxies {
+		px := tcpproxy.Listen(tb)
+		bcfg.AdvertisedAddr = px.Addr()
+		e.Proxy[proxyBroker] = px
+	}
+	br, err := broker.Start(ctx, bcfg)
 	require.NoError(tb, err)
 	tb.Cleanup(br.Close)
 	e.Broker = br
+	if px := e.Proxy[proxyBroker]; px != nil {
+		px.Forward(br.ListenAddr())
+	}
 
 	// Inventory and payment have no peers; order needs inventory (its
 	// catalog), the orchestrator all three; the relay only the databases.
 	for _, s := range []string{svcInventory, svcPayment, svcOrder, svcOrchestrator, svcRelay} {
+		if s == svcOrchestrator && opts.proxies {
+			for _, peer := range []string{svcOrder, svcPayment, svcInventory} {
+				e.Proxy[peer] = tcpproxy.Start(tb, e.Addr(peer))
+			}
+		}
 		e.start(s, "")
 	}
 
@@ -188,7 +242,7 @@ func (e *Env) env(svc string) map[string]string {
 	maps.Copy(v, map[string]string{
 		"GRPC_ADDR":              "127.0.0.1:0",
 		"HTTP_ADDR":              "127.0.0.1:0",
-		"REDIS_URL":              redisURL,
+		"REDIS_URL":              e.redisURL,
 		"IDEMPOTENCY_KEY_PREFIX": e.idemPrefix,
 		"LOG_LEVEL":              "info",
 		"KAFKA_BROKERS":          e.Broker.Addr(),
@@ -210,9 +264,12 @@ func (e *Env) env(svc string) map[string]string {
 	case svcOrder:
 		v["INVENTORY_ADDR"] = e.grpcAddr[svcInventory]
 	case svcOrchestrator:
-		v["ORDER_ADDR"] = e.grpcAddr[svcOrder]
-		v["PAYMENT_ADDR"] = e.grpcAddr[svcPayment]
-		v["INVENTORY_ADDR"] = e.grpcAddr[svcInventory]
+		for name, peer := range map[string]string{"ORDER_ADDR": svcOrder, "PAYMENT_ADDR": svcPayment, "INVENTORY_ADDR": svcInventory} {
+			v[name] = e.grpcAddr[peer]
+			if px := e.Proxy[peer]; px != nil {
+				v[name] = px.Addr()
+			}
+		}
 	}
 	e.mu.Unlock()
 	for _, scope := range []string{"*", svc} {
@@ -272,6 +329,13 @@ func (e *Env) Addr(svc string) string {
 	return e.grpcAddr[svc]
 }
 
+// HTTPAddr is svc's ops HTTP address (its current process's).
+func (e *Env) HTTPAddr(svc string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.httpAddr[svc]
+}
+
 // conn is an end user's client connection to svc, closed at cleanup.
 func (e *Env) conn(svc string, opts ...grpc.DialOption) *grpc.ClientConn {
 	return e.PKI.Dial(e.Addr(svc), opts...)
@@ -318,9 +382,13 @@ func (e *Env) Restart(svc string) {
 	e.start(svc, addr)
 }
 
-// deleteRedisKeys removes the environment's idempotency keys.
+// deleteRedisKeys removes the environment's idempotency keys from the
+// shared Redis (a private one ends with the environment).
 func (e *Env) deleteRedisKeys() {
-	opt, err := redis.ParseURL(redisURL)
+	if e.Redis != nil {
+		return
+	}
+	opt, err := redis.ParseURL(e.redisURL)
 	if err != nil {
 		e.tb.Errorf("redis url: %v", err)
 		return
@@ -354,9 +422,9 @@ func (e *Env) deleteRedisKeys() {
 // databases names one fresh database per service ("goodgo_test_e2e_<suffix>_
 // <svc>") for the binaries to create themselves, and drops them (WITH
 // (FORCE): a killed binary's connections may linger) when tb ends.
-func databases(tb testing.TB, suffix string, services ...string) map[string]string {
+func databases(tb testing.TB, serverURL, suffix string, services ...string) map[string]string {
 	tb.Helper()
-	server, err := url.Parse(pgtest.ServerURL())
+	server, err := url.Parse(serverURL)
 	require.NoError(tb, err)
 	urls := make(map[string]string)
 	var names []string
@@ -367,14 +435,14 @@ func databases(tb testing.TB, suffix string, services ...string) map[string]stri
 		u.Path = "/" + name
 		urls[s] = u.String()
 	}
-	tb.Cleanup(func() { dropDatabases(tb, names) })
+	tb.Cleanup(func() { dropDatabases(tb, serverURL, names) })
 	return urls
 }
 
-func dropDatabases(tb testing.TB, names []string) {
+func dropDatabases(tb testing.TB, serverURL string, names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, pgtest.ServerURL())
+	pool, err := pgxpool.New(ctx, serverURL)
 	if err != nil {
 		tb.Errorf("drop test databases: %v", err)
 		return

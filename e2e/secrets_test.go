@@ -148,7 +148,7 @@ func (e *Env) requireNoPlaintext(t *testing.T, s string) {
 	}
 	require.Greater(t, searched, 10, "every table was searched")
 
-	opt, err := redis.ParseURL(redisURL)
+	opt, err := redis.ParseURL(e.redisURL)
 	require.NoError(t, err)
 	rdb := redis.NewClient(opt)
 	defer func() { _ = rdb.Close() }()
