@@ -8,7 +8,10 @@
 // dropped WITH (FORCE) at the end; an idempotency key prefix of its own in
 // Redis, deleted at the end; a broker; the five -race binaries wired to
 // each other. Binaries can be killed (SIGKILL), paused (SIGSTOP) and
-// restarted on their former gRPC port and databases.
+// restarted on their former gRPC port and databases. On request an
+// environment puts TCP proxies between the orchestrator and its peers and
+// in front of the broker, and runs a Redis and a PostgreSQL server of its
+// own (envOptions).
 //
 // After every scenario CheckInvariants (invariants_test.go) runs the
 // consistency auditor (goodgoctl/audit) over the services' gRPC APIs as an
@@ -33,7 +36,12 @@
 // boundary — platform/failpoint — while the load generator places 40
 // orders, and is restarted; each scenario logs orders placed, faults
 // injected, violations and the time to drain; three of the nine scenarios
-// run unless E2E_CHAOS=1, as `make chaos` sets),
+// run unless E2E_CHAOS=1, as `make chaos` sets), TestFaultMatrix (under
+// the same load: random kills one and two at once, latency, resets,
+// timeouts and 10 s cuts through platform/tcpproxy between the
+// orchestrator and its peers and in front of the broker, a private Redis
+// lost for 10 s and back empty, a private PostgreSQL crashed and
+// restarted; two of the nine scenarios run unless E2E_CHAOS=1),
 // TestInventoryRestartUnderLoadCancelsNoGoodOrder (good orders at 20/s
 // while inventory is SIGKILLed and restarted 3 s later: none cancelled),
 // and the foundation's TestBinariesStartServeAndStop.
