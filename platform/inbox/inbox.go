@@ -747,6 +747,29 @@ func (c *Consumer) park(ctx context.Context, m kafka.Message, ev Event, cause er
 }
 
 func (c *Consumer) insertParked(ctx context.Context, q *inboxdb.Queries, m kafka.Message, ev Event, cause error) error {
+	return insertParked(ctx, q, c.keys, c.cfg.Consumer, m, ev, cause)
+}
+
+// Decode reads the envelope of m as Consumer does, for consumers that run
+// their own loop (a projector applying events in batches). A message
+// without a usable envelope still gets an identity (a name-based UUID of
+// its position, so a redelivery has the same one); the error says what is
+// wrong with it, and such an event should be parked (Park).
+func Decode(m kafka.Message) (Event, error) { return decode(m) }
+
+// Park records ev, read from m, in consumer's inbox_parked with cause,
+// through db (the caller's transaction), its payload sealed with keys as
+// Consumer seals it, so that the operator tools (Admin, OpenParked) work
+// on it alike. It is for consumers that run their own loop; they must
+// also park behind it the later events of its aggregate, as Consumer does.
+func Park(ctx context.Context, db inboxdb.DBTX, keys *keyring.Keyring, consumer string, m kafka.Message, ev Event, cause error) error {
+	if keys == nil {
+		return ErrNoKeys
+	}
+	return insertParked(ctx, inboxdb.New(db), keys, consumer, m, ev, cause)
+}
+
+func insertParked(ctx context.Context, q *inboxdb.Queries, keys *keyring.Keyring, consumer string, m kafka.Message, ev Event, cause error) error {
 	headers := map[string]string{}
 	for _, h := range m.Headers {
 		headers[h.Key] = string(h.Value)
@@ -755,12 +778,12 @@ func (c *Consumer) insertParked(ctx context.Context, q *inboxdb.Queries, m kafka
 	if err != nil {
 		return err
 	}
-	kid, payload, err := c.keys.Seal(m.Value, parkedAAD(c.cfg.Consumer, ev.ID))
+	kid, payload, err := keys.Seal(m.Value, parkedAAD(consumer, ev.ID))
 	if err != nil {
 		return fmt.Errorf("seal parked payload: %w", err)
 	}
 	_, err = q.ParkEvent(ctx, inboxdb.ParkEventParams{
-		Consumer: c.cfg.Consumer, EventID: ev.ID, Topic: m.Topic,
+		Consumer: consumer, EventID: ev.ID, Topic: m.Topic,
 		KafkaPartition: int32(m.Partition), KafkaOffset: m.Offset,
 		AggregateType: ev.AggregateType, AggregateID: ev.AggregateID, EventType: ev.Type,
 		Headers: hj, Payload: payload, KeyID: kid, Error: cause.Error(),

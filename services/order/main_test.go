@@ -53,15 +53,21 @@ func startService(t *testing.T, dbURL string, extra map[string]string, products 
 	pki := authtest.New(t)
 	inv := fakeinventory.Start(t, pki, products...)
 	env := pki.Env("order")
+	readURL, _ := pgtest.NewDatabase(t, nil)
 	maps.Copy(env, map[string]string{
-		"GRPC_ADDR":              "127.0.0.1:0",
-		"HTTP_ADDR":              "127.0.0.1:0",
-		"DATABASE_URL":           pgtest.AsRole(dbURL, "goodgo_order"), // its own role; the owner (here the superuser) migrates
-		"MIGRATE_DATABASE_URL":   dbURL,
-		"INVENTORY_ADDR":         inv.Addr(),
-		"IDEMPOTENCY_KEY_PREFIX": "order-main-test:" + uuid.NewString() + ":",
-		"OTEL_SDK_DISABLED":      "true",
-		"STARTUP_TIMEOUT":        "10s",
+		"GRPC_ADDR":            "127.0.0.1:0",
+		"HTTP_ADDR":            "127.0.0.1:0",
+		"DATABASE_URL":         pgtest.AsRole(dbURL, "goodgo_order"), // its own role; the owner (here the superuser) migrates
+		"MIGRATE_DATABASE_URL": dbURL,
+		// The read database beside it (migrated by the binary too); no
+		// projector: these tests have no Kafka.
+		"READ_DATABASE_URL":         pgtest.AsRole(readURL, "goodgo_order"),
+		"MIGRATE_READ_DATABASE_URL": readURL,
+		"PROJECTOR":                 "false",
+		"INVENTORY_ADDR":            inv.Addr(),
+		"IDEMPOTENCY_KEY_PREFIX":    "order-main-test:" + uuid.NewString() + ":",
+		"OTEL_SDK_DISABLED":         "true",
+		"STARTUP_TIMEOUT":           "10s",
 	})
 	maps.Copy(env, extra)
 	cfg, err := loadConfig(lookup(env))
@@ -142,13 +148,23 @@ func TestRun(t *testing.T) {
 	require.Equal(t, 2, events)
 
 	health := healthpb.NewHealthClient(cc)
-	for _, service := range []string{"", orderv1.OrderService_ServiceDesc.ServiceName} {
+	for _, service := range []string{"", orderv1.OrderService_ServiceDesc.ServiceName, orderv1.OrderQueryService_ServiceDesc.ServiceName} {
 		h, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
 		require.NoError(t, err)
 		require.Equal(t, healthpb.HealthCheckResponse_SERVING, h.GetStatus(), service)
 	}
-	_, err = health.Check(ctx, &healthpb.HealthCheckRequest{Service: orderv1.OrderQueryService_ServiceDesc.ServiceName})
-	require.Error(t, err, "the read side is not served yet")
+	require.Equal(t, int64(1), placed.GetOrder().GetVersion(), "writes return the order's version (read-your-writes)")
+	// The read side is served from its own database (no projector here:
+	// no Kafka, so the view stays empty).
+	views := orderv1.NewOrderQueryServiceClient(cc)
+	page, err := views.ListOrders(callAs(user7), &orderv1.ListOrdersRequest{CustomerId: user7})
+	require.NoError(t, err)
+	require.Empty(t, page.GetOrders())
+	_, err = views.ListOrders(callAs(user7), &orderv1.ListOrdersRequest{CustomerId: "user-8"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "a customer lists only their own orders")
+	_, err = views.GetOrderView(callAs(user7), &orderv1.GetOrderViewRequest{OrderId: placed.GetOrder().GetOrderId(), MinOrderVersion: 1})
+	require.Equal(t, codes.Unavailable, status.Code(err), "without a projector the view never reaches version 1")
+	require.Contains(t, status.Convert(err).Message(), "1 behind")
 	refl, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
 	require.NoError(t, err)
 	// The server may end the stream before the request is sent: Send then

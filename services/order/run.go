@@ -2,14 +2,22 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"google.golang.org/grpc"
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/domainservice"
+	"github.com/goodgo/goodgo/platform/kafkaconn"
+	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
+	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/servicedb"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
@@ -17,6 +25,7 @@ import (
 	"github.com/goodgo/goodgo/services/order/internal/catalog"
 	"github.com/goodgo/goodgo/services/order/internal/grpcapi"
 	orderpg "github.com/goodgo/goodgo/services/order/internal/postgres"
+	"github.com/goodgo/goodgo/services/order/internal/projection"
 )
 
 // run is the composition root: domainservice.Open connects to PostgreSQL
@@ -48,12 +57,59 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), kit.Locks)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
 	sessions := grpcapi.NewSessions(kit.Guard, kit.Logger)
-	// OrderQueryService (the read side) is not registered: it belongs to the
-	// CQRS projection, a later part of this service.
-	// Without inventory PlaceOrder fails (Unavailable) but the rest of the
-	// service works: inventory's absence only makes it degraded.
+
+	// The read side (CQRS) lives here rather than in a binary of its own:
+	// it serves the order service's clients, shares its identity, policies
+	// and rate limits, and its database belongs to the order service; a
+	// sixth binary would add a deployment and certificate for no isolation
+	// the read database does not already give.
+	readPool, err := servicedb.Open(ctx, "order", cfg.Dev, cfg.ReadModel.Database, db.OrderRead, postgres.Privileges.Unrestricted, kit.Logger, cfg.StartupTimeout)
+	if err != nil {
+		return fmt.Errorf("read database (READ_DATABASE_URL): %w", err)
+	}
+	defer readPool.Close()
+	queries := grpcapi.NewQueryServer(projection.NewReader(readPool, cfg.ReadModel.MaxWait), kit.Logger)
+	checks := []opshttp.Check{
+		// Without inventory PlaceOrder fails (Unavailable) but the rest of
+		// the service works: inventory's absence only makes it degraded.
+		{Name: "inventory", Optional: true, Fn: opshttp.GRPCHealth(inventoryConn)},
+		// Without the read database only the query RPCs fail.
+		{Name: "read-postgres", Optional: true, Fn: readPool.Ping},
+	}
+	if cfg.ReadModel.Projector {
+		kconn, err := kafkaconn.New(cfg.ReadModel.Kafka)
+		if err != nil {
+			return err
+		}
+		projector, err := newProjector(cfg.ReadModel, readPool, kconn, kit, cfg.PIIKeys)
+		if err != nil {
+			return err
+		}
+		pctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = projector.Run(pctx) })
+		defer func() { stop(); wg.Wait() }()
+		checks = append(checks, opshttp.Check{Name: "kafka", Optional: true, Fn: func(ctx context.Context) error {
+			return kconn.Ping(ctx, cfg.ReadModel.GroupID, cfg.ReadModel.Kafka.Brokers)
+		}})
+	}
 	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) {
 		orderv1.RegisterOrderServiceServer(s, api)
+		orderv1.RegisterOrderQueryServiceServer(s, queries)
 		sessionv1.RegisterSessionServiceServer(s, sessions)
-	}, opshttp.Check{Name: "inventory", Optional: true, Fn: opshttp.GRPCHealth(inventoryConn)})
+	}, checks...)
+}
+
+// newProjector builds the read model's projector on the read database.
+func newProjector(cfg ReadModelConfig, pool *pgxpool.Pool, kconn kafkaconn.Settings, kit *domainservice.Kit, keys *keyring.Keyring) (*projection.Projector, error) {
+	store, err := projection.NewStore(pool, projection.Table, cfg.GroupID, keys)
+	if err != nil {
+		return nil, err
+	}
+	m, err := projection.NewMetrics(kit.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return projection.New(projection.Config{Brokers: cfg.Kafka.Brokers, GroupID: cfg.GroupID, MaxBatch: cfg.MaxBatch},
+		store, m, projection.Options{Registerer: kit.Registry, Logger: kit.Logger, Dialer: kconn.Dialer(cfg.GroupID)})
 }

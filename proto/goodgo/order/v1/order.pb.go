@@ -173,10 +173,14 @@ type Order struct {
 	Total           *v1.Money              `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
 	ShippingAddress *Address               `protobuf:"bytes,6,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
 	// Opaque, server-signed token of the order's version; present it to update.
-	VersionToken  string                 `protobuf:"bytes,7,opt,name=version_token,json=versionToken,proto3" json:"version_token,omitempty"`
-	CancelReason  string                 `protobuf:"bytes,8,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	VersionToken string                 `protobuf:"bytes,7,opt,name=version_token,json=versionToken,proto3" json:"version_token,omitempty"`
+	CancelReason string                 `protobuf:"bytes,8,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The order aggregate's version after this read or write. Not for
+	// updates (present version_token): for read-your-writes, as
+	// GetOrderViewRequest.min_order_version.
+	Version       int64 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,6 +283,13 @@ func (x *Order) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Order) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 // OrderItemInput is what a client asks for; the price comes from the catalog.
@@ -1052,7 +1063,19 @@ type OrderView struct {
 	CreateTime      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Version of the order aggregate that this view reflects.
-	OrderVersion  int64 `protobuf:"varint,11,opt,name=order_version,json=orderVersion,proto3" json:"order_version,omitempty"`
+	OrderVersion int64 `protobuf:"varint,11,opt,name=order_version,json=orderVersion,proto3" json:"order_version,omitempty"`
+	// Versions of the order's payment and reservation aggregates applied
+	// (0: none seen yet).
+	PaymentVersion   int64 `protobuf:"varint,12,opt,name=payment_version,json=paymentVersion,proto3" json:"payment_version,omitempty"`
+	InventoryVersion int64 `protobuf:"varint,13,opt,name=inventory_version,json=inventoryVersion,proto3" json:"inventory_version,omitempty"`
+	// Why the payment was declined or refunded.
+	PaymentReason string `protobuf:"bytes,14,opt,name=payment_reason,json=paymentReason,proto3" json:"payment_reason,omitempty"`
+	// Why the stock was rejected.
+	InventoryReason string `protobuf:"bytes,15,opt,name=inventory_reason,json=inventoryReason,proto3" json:"inventory_reason,omitempty"`
+	// How the order saga ended: "" while PENDING, "COMPLETED" (CONFIRMED),
+	// "COMPENSATED" (CANCELLED after a payment was captured or stock
+	// reserved, both undone), "REJECTED" (CANCELLED with nothing to undo).
+	SagaOutcome   string `protobuf:"bytes,16,opt,name=saga_outcome,json=sagaOutcome,proto3" json:"saga_outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1164,11 +1187,50 @@ func (x *OrderView) GetOrderVersion() int64 {
 	return 0
 }
 
+func (x *OrderView) GetPaymentVersion() int64 {
+	if x != nil {
+		return x.PaymentVersion
+	}
+	return 0
+}
+
+func (x *OrderView) GetInventoryVersion() int64 {
+	if x != nil {
+		return x.InventoryVersion
+	}
+	return 0
+}
+
+func (x *OrderView) GetPaymentReason() string {
+	if x != nil {
+		return x.PaymentReason
+	}
+	return ""
+}
+
+func (x *OrderView) GetInventoryReason() string {
+	if x != nil {
+		return x.InventoryReason
+	}
+	return ""
+}
+
+func (x *OrderView) GetSagaOutcome() string {
+	if x != nil {
+		return x.SagaOutcome
+	}
+	return ""
+}
+
 type GetOrderViewRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OrderId string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Read-your-writes: when set, wait (bounded) until the view has applied
+	// at least this version of the order (Order.version from a write), else
+	// UNAVAILABLE saying how far behind the view is.
+	MinOrderVersion int64 `protobuf:"varint,2,opt,name=min_order_version,json=minOrderVersion,proto3" json:"min_order_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetOrderViewRequest) Reset() {
@@ -1206,6 +1268,13 @@ func (x *GetOrderViewRequest) GetOrderId() string {
 		return x.OrderId
 	}
 	return ""
+}
+
+func (x *GetOrderViewRequest) GetMinOrderVersion() int64 {
+	if x != nil {
+		return x.MinOrderVersion
+	}
+	return 0
 }
 
 type GetOrderViewResponse struct {
@@ -1387,7 +1456,7 @@ const file_goodgo_order_v1_order_proto_rawDesc = "" +
 	"\x04city\x18\x04 \x01(\tR\x04city\x12\x1f\n" +
 	"\vpostal_code\x18\x05 \x01(\tR\n" +
 	"postalCode\x12!\n" +
-	"\fcountry_code\x18\x06 \x01(\tR\vcountryCode\"\xe3\x03\n" +
+	"\fcountry_code\x18\x06 \x01(\tR\vcountryCode\"\xfd\x03\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -1402,7 +1471,8 @@ const file_goodgo_order_v1_order_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\">\n" +
+	"updateTime\x12\x18\n" +
+	"\aversion\x18\v \x01(\x03R\aversion\">\n" +
 	"\x0eOrderItemInput\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x05R\bquantity\"\xd7\x01\n" +
@@ -1451,7 +1521,7 @@ const file_goodgo_order_v1_order_proto_rawDesc = "" +
 	"\x0epayment_method\x18\x05 \x01(\tR\rpaymentMethod\x12\x1b\n" +
 	"\tplaced_by\x18\x06 \x01(\tR\bplacedBy\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xf4\x03\n" +
+	"createTime\"\xbf\x05\n" +
 	"\tOrderView\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -1467,9 +1537,15 @@ const file_goodgo_order_v1_order_proto_rawDesc = "" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12#\n" +
-	"\rorder_version\x18\v \x01(\x03R\forderVersion\"0\n" +
+	"\rorder_version\x18\v \x01(\x03R\forderVersion\x12'\n" +
+	"\x0fpayment_version\x18\f \x01(\x03R\x0epaymentVersion\x12+\n" +
+	"\x11inventory_version\x18\r \x01(\x03R\x10inventoryVersion\x12%\n" +
+	"\x0epayment_reason\x18\x0e \x01(\tR\rpaymentReason\x12)\n" +
+	"\x10inventory_reason\x18\x0f \x01(\tR\x0finventoryReason\x12!\n" +
+	"\fsaga_outcome\x18\x10 \x01(\tR\vsagaOutcome\"\\\n" +
 	"\x13GetOrderViewRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"H\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12*\n" +
+	"\x11min_order_version\x18\x02 \x01(\x03R\x0fminOrderVersion\"H\n" +
 	"\x14GetOrderViewResponse\x120\n" +
 	"\x05order\x18\x01 \x01(\v2\x1a.goodgo.order.v1.OrderViewR\x05order\"\xa6\x01\n" +
 	"\x11ListOrdersRequest\x12\x1f\n" +

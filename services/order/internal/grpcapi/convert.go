@@ -27,6 +27,7 @@ func (s *Server) orderToProto(o order.Order) *orderv1.Order {
 		CancelReason:    o.CancelReason,
 		CreateTime:      timestamppb.New(o.CreatedAt),
 		UpdateTime:      timestamppb.New(o.UpdatedAt),
+		Version:         o.Version,
 	}
 }
 

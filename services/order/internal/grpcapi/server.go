@@ -64,6 +64,10 @@ func Policies() authz.Policies {
 		// itself, acting for nobody.
 		orderv1.OrderService_ListStalePendingOrders_FullMethodName: {Services: []string{"orchestrator"}},
 		sessionv1.SessionService_Logout_FullMethodName:             {Users: true, Limit: ratelimit.Write},
+		// The read side: whose orders a caller sees is QueryServer's check
+		// (the customer's own, or any for operators).
+		orderv1.OrderQueryService_GetOrderView_FullMethodName: {Users: true, Limit: ratelimit.Read},
+		orderv1.OrderQueryService_ListOrders_FullMethodName:   {Users: true, Limit: ratelimit.Read},
 	}
 }
 

@@ -64,4 +64,9 @@ type OrderView struct {
 	InventoryVersion int64
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+	PaymentID        string
+	PaymentReason    string
+	ReservationID    string
+	InventoryReason  string
+	ProjectedAt      time.Time
 }

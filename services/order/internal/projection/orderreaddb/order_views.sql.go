@@ -7,15 +7,18 @@ package orderreaddb
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
 
 const getOrderView = `-- name: GetOrderView :one
-SELECT order_id, customer_id, status, items, currency_code, total_minor, payment_status, inventory_status, cancel_reason, order_version, payment_version, inventory_version, created_at, updated_at FROM order_views WHERE order_id = $1
+SELECT order_id, customer_id, status, items, currency_code, total_minor, payment_status, inventory_status, cancel_reason, order_version, payment_version, inventory_version, created_at, updated_at, payment_id, payment_reason, reservation_id, inventory_reason, projected_at FROM order_views WHERE order_id = $1 AND customer_id <> ''
 `
 
-// GetOrderView reads one order view.
+// GetOrderView reads one order view. A row with customer_id ” holds
+// events of the order's payment or reservation read before its
+// order.created: it is not an order yet.
 func (q *Queries) GetOrderView(ctx context.Context, orderID uuid.UUID) (OrderView, error) {
 	row := q.db.QueryRow(ctx, getOrderView, orderID)
 	var i OrderView
@@ -34,6 +37,152 @@ func (q *Queries) GetOrderView(ctx context.Context, orderID uuid.UUID) (OrderVie
 		&i.InventoryVersion,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.PaymentID,
+		&i.PaymentReason,
+		&i.ReservationID,
+		&i.InventoryReason,
+		&i.ProjectedAt,
 	)
 	return i, err
+}
+
+const listCustomerOrders = `-- name: ListCustomerOrders :many
+SELECT order_id, customer_id, status, items, currency_code, total_minor, payment_status, inventory_status, cancel_reason, order_version, payment_version, inventory_version, created_at, updated_at, payment_id, payment_reason, reservation_id, inventory_reason, projected_at FROM order_views
+WHERE customer_id = $1
+  AND (created_at, order_id) < ($2::timestamptz, $3::uuid)
+ORDER BY created_at DESC, order_id DESC
+LIMIT $4
+`
+
+type ListCustomerOrdersParams struct {
+	CustomerID     string
+	AfterCreatedAt time.Time
+	AfterOrderID   uuid.UUID
+	PageSize       int32
+}
+
+// ListCustomerOrders lists a customer's orders newest first, after the
+// cursor (created_at, order_id) of the previous page's last row ('infinity'
+// and the greatest UUID for the first page). Served by
+// order_views_customer_idx without a sort.
+func (q *Queries) ListCustomerOrders(ctx context.Context, arg ListCustomerOrdersParams) ([]OrderView, error) {
+	rows, err := q.db.Query(ctx, listCustomerOrders,
+		arg.CustomerID,
+		arg.AfterCreatedAt,
+		arg.AfterOrderID,
+		arg.PageSize,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []OrderView
+	for rows.Next() {
+		var i OrderView
+		if err := rows.Scan(
+			&i.OrderID,
+			&i.CustomerID,
+			&i.Status,
+			&i.Items,
+			&i.CurrencyCode,
+			&i.TotalMinor,
+			&i.PaymentStatus,
+			&i.InventoryStatus,
+			&i.CancelReason,
+			&i.OrderVersion,
+			&i.PaymentVersion,
+			&i.InventoryVersion,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.PaymentID,
+			&i.PaymentReason,
+			&i.ReservationID,
+			&i.InventoryReason,
+			&i.ProjectedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listCustomerOrdersByStatus = `-- name: ListCustomerOrdersByStatus :many
+SELECT order_id, customer_id, status, items, currency_code, total_minor, payment_status, inventory_status, cancel_reason, order_version, payment_version, inventory_version, created_at, updated_at, payment_id, payment_reason, reservation_id, inventory_reason, projected_at FROM order_views
+WHERE customer_id = $1 AND status = $2
+  AND (created_at, order_id) < ($3::timestamptz, $4::uuid)
+ORDER BY created_at DESC, order_id DESC
+LIMIT $5
+`
+
+type ListCustomerOrdersByStatusParams struct {
+	CustomerID     string
+	Status         string
+	AfterCreatedAt time.Time
+	AfterOrderID   uuid.UUID
+	PageSize       int32
+}
+
+// ListCustomerOrdersByStatus is ListCustomerOrders for one status, served
+// by order_views_customer_status_idx.
+func (q *Queries) ListCustomerOrdersByStatus(ctx context.Context, arg ListCustomerOrdersByStatusParams) ([]OrderView, error) {
+	rows, err := q.db.Query(ctx, listCustomerOrdersByStatus,
+		arg.CustomerID,
+		arg.Status,
+		arg.AfterCreatedAt,
+		arg.AfterOrderID,
+		arg.PageSize,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []OrderView
+	for rows.Next() {
+		var i OrderView
+		if err := rows.Scan(
+			&i.OrderID,
+			&i.CustomerID,
+			&i.Status,
+			&i.Items,
+			&i.CurrencyCode,
+			&i.TotalMinor,
+			&i.PaymentStatus,
+			&i.InventoryStatus,
+			&i.CancelReason,
+			&i.OrderVersion,
+			&i.PaymentVersion,
+			&i.InventoryVersion,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.PaymentID,
+			&i.PaymentReason,
+			&i.ReservationID,
+			&i.InventoryReason,
+			&i.ProjectedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const orderViewVersion = `-- name: OrderViewVersion :one
+SELECT order_version FROM order_views WHERE order_id = $1
+`
+
+// OrderViewVersion is the order version the view has applied (0 when
+// order.created is not applied yet), for read-your-writes waits.
+func (q *Queries) OrderViewVersion(ctx context.Context, orderID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, orderViewVersion, orderID)
+	var order_version int64
+	err := row.Scan(&order_version)
+	return order_version, err
 }
