@@ -19,10 +19,11 @@ var version = "dev"
 
 // `order migrate` only migrates the database, as its owner: a migration
 // job. `order reseal` seals the stored addresses and replies under the
-// active PII key: a key rotation's last step.
+// active PII key: a key rotation's last step. `order rebuild-read-model`
+// rebuilds the CQRS view without downtime.
 func main() {
 	lifecycle.Main("order", loadConfig, run, servicedb.Command("order", db.Order),
-		reseal.Command("order", false, addresses))
+		reseal.Command("order", false, addresses), rebuildCommand())
 }
 
 // addresses are the orders' shipping addresses.
