@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -110,6 +111,9 @@ func newProjector(cfg ReadModelConfig, pool *pgxpool.Pool, kconn kafkaconn.Setti
 	if err != nil {
 		return nil, err
 	}
-	return projection.New(projection.Config{Brokers: cfg.Kafka.Brokers, GroupID: cfg.GroupID, MaxBatch: cfg.MaxBatch},
+	// Offsets are committed in the background every second rather than
+	// after each batch (a broker round trip less per batch): a crash
+	// redelivers at most that second's events, which the inbox skips.
+	return projection.New(projection.Config{Brokers: cfg.Kafka.Brokers, GroupID: cfg.GroupID, MaxBatch: cfg.MaxBatch, CommitInterval: time.Second},
 		store, m, projection.Options{Registerer: kit.Registry, Logger: kit.Logger, Dialer: kconn.Dialer(cfg.GroupID)})
 }

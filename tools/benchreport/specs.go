@@ -59,6 +59,9 @@ var suites = []Suite{
 	{ID: "relay-drain", Dir: "services/outbox-relay", Pkg: "./internal/relay/", Bench: "^BenchmarkDrain$/^batch=500$/^workers=4$", Benchtime: "1x", Timeout: "10m"},
 	{ID: "relay-lag", Dir: "services/outbox-relay", Pkg: "./internal/relay/", Bench: "^BenchmarkSteadyLag$/^workers=4$", Benchtime: "1x", Timeout: "10m"},
 	{ID: "order", Dir: "services/order", Pkg: "./internal/grpcapi/", Bench: "^BenchmarkPlaceOrder$", Benchtime: "2s", Timeout: "5m"},
+	// One iteration is a whole workload: 100k events drained, or 10 s of
+	// 2,000 events/s offered (about 20 s per -count with the set-up).
+	{ID: "projection", Dir: "services/order", Pkg: "./internal/projection/", Bench: "^BenchmarkProjection(Drain|Lag)$", Benchtime: "1x", Timeout: "10m"},
 	{ID: "payment", Dir: "services/payment", Pkg: ".", Bench: "^Benchmark(ProcessPayment|RefundPayment)$", Benchtime: "2s", Timeout: "5m"},
 	{ID: "inventory-grpc", Dir: "services/inventory", Pkg: "./internal/grpcapi/", Bench: "^Benchmark(ReserveStock|AdjustStock)$", Benchtime: "2s", Timeout: "5m"},
 	{ID: "inventory-pg", Dir: "services/inventory", Pkg: "./internal/postgres/", Bench: "^BenchmarkReserve$", Benchtime: "2s", Timeout: "5m"},
@@ -122,7 +125,8 @@ var rows = []Row{
 	{Seed: "Optimistic Lock Update", Suite: "payment", Bench: "BenchmarkRefundPayment/uncontended", What: "payment RefundPayment over gRPC", Throughput: "refunds/s", CheckThroughput: true},
 	{Seed: "Optimistic Lock Update", Suite: "payment", Bench: "BenchmarkRefundPayment/contended-4", What: "payment RefundPayment over gRPC, 4 per payment", Throughput: "refunds/s", CheckThroughput: true},
 
-	{Seed: "CQRS Projection"},
+	{Seed: "CQRS Projection", Suite: "projection", Bench: "BenchmarkProjectionDrain", What: "order view projector drains 100k events of 20k orders (3 topics, batches of up to 1,000)", Throughput: "events/s", CheckThroughput: true},
+	{Seed: "CQRS Projection", Suite: "projection", Bench: "BenchmarkProjectionLag", What: "occurred-at to view commit at 2,000 events/s offered", Throughput: "events/s", P50: "p50_ms", P99: "p99_ms", Extra: []string{"max_ms"}},
 	{Seed: "Compensation Execution"},
 
 	{Suite: "order", Bench: "BenchmarkPlaceOrder", What: "order PlaceOrder over gRPC (idempotency, order + outbox tx)", Throughput: "orders/s"},

@@ -57,7 +57,7 @@ func (tb *testBundle) projector(t testing.TB, table, group string, reg prometheu
 	require.NoError(t, err)
 	m, err := projection.NewMetrics(reg)
 	require.NoError(t, err)
-	p, err := projection.New(projection.Config{Brokers: tb.brokers, GroupID: group, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, store, m, opts)
+	p, err := projection.New(projection.Config{Brokers: tb.brokers, GroupID: group, CommitInterval: commitInterval, MaxWait: maxWait, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, store, m, opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -208,3 +208,9 @@ type viewRow struct {
 	Payment, Stock, Reason string
 	OV, PV, IV             int64
 }
+
+// commitInterval is the projectors' Config.CommitInterval in the tests.
+var commitInterval = time.Second
+
+// maxWait is the projectors' Config.MaxWait in the tests.
+var maxWait = 20 * time.Millisecond

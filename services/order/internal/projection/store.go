@@ -176,7 +176,7 @@ func (s *Store) ApplyBatch(ctx context.Context, msgs []Message) (Outcome, error)
 // batch's events were parked before (redeliveries, skipped).
 func (s *Store) parkedState(ctx context.Context, tx pgx.Tx, msgs []Message) (map[aggregate]string, map[uuid.UUID]bool, error) {
 	aggIDs := make([]string, 0, len(msgs))
-	evIDs := make([]uuid.UUID, 0, len(msgs))
+	evIDs := make([][16]byte, 0, len(msgs))
 	for _, m := range msgs {
 		aggIDs = append(aggIDs, m.Change.Event.AggregateID)
 		evIDs = append(evIDs, m.Change.Event.ID)
@@ -220,7 +220,7 @@ func (s *Store) record(ctx context.Context, tx pgx.Tx, cands []Message) (map[uui
 		return fresh, nil
 	}
 	n := len(cands)
-	ids := make([]uuid.UUID, n)
+	ids := make([][16]byte, n)
 	types, aggTypes, aggIDs := make([]string, n), make([]string, n), make([]string, n)
 	versions := make([]int64, n)
 	for i, m := range cands {
@@ -260,14 +260,15 @@ func (s *Store) lockAndLoad(ctx context.Context, tx pgx.Tx, ids []uuid.UUID) (ma
 	if len(ids) == 0 {
 		return views, nil
 	}
+	raw := rawUUIDs(ids)
 	// One lock per order whichever table is written, so that a rebuild's
 	// swap and the live projector meet in a known order; ids are sorted
 	// and locked in that order by one statement.
 	if _, err := tx.Exec(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM
- (SELECT hashtextextended(id::text, 7) AS k FROM unnest($1::uuid[]) AS id ORDER BY 1) AS locks`, ids); err != nil {
+ (SELECT hashtextextended(id::text, 7) AS k FROM unnest($1::uuid[]) AS id ORDER BY 1) AS locks`, raw); err != nil {
 		return nil, fmt.Errorf("projection: lock orders: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT `+viewColumns+` FROM `+s.table+` WHERE order_id = ANY($1::uuid[])`, ids)
+	rows, err := tx.Query(ctx, `SELECT `+viewColumns+` FROM `+s.table+` WHERE order_id = ANY($1::uuid[])`, raw)
 	if err != nil {
 		return nil, fmt.Errorf("projection: read views: %w", err)
 	}
@@ -352,4 +353,14 @@ ON CONFLICT (order_id) DO UPDATE SET
 		return fmt.Errorf("projection: write views: %w", err)
 	}
 	return nil
+}
+
+// rawUUIDs are ids as pgx encodes them without a detour through text
+// (uuid.UUID is a driver.Valuer, which pgx calls element by element).
+func rawUUIDs(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
