@@ -115,7 +115,11 @@ func auditLoop(ctx context.Context, f auditFlags, stdout, stderr io.Writer, read
 		addr string
 		set  func(*grpc.ClientConn)
 	}{
-		{f.order, func(c *grpc.ClientConn) { clients.Orders = orderv1.NewOrderServiceClient(c) }},
+		{f.order, func(c *grpc.ClientConn) {
+			// The order service hosts the read model too (CQRS): the audit
+			// holds it to the write side.
+			clients.Orders, clients.Views = orderv1.NewOrderServiceClient(c), orderv1.NewOrderQueryServiceClient(c)
+		}},
 		{f.payment, func(c *grpc.ClientConn) { clients.Payments = paymentv1.NewPaymentServiceClient(c) }},
 		{f.inventory, func(c *grpc.ClientConn) { clients.Inventory = inventoryv1.NewInventoryServiceClient(c) }},
 		{f.orchestrator, func(c *grpc.ClientConn) { clients.Sagas = orchestratorv1.NewSagaServiceClient(c) }},

@@ -44,6 +44,9 @@ const (
 	KindStockNegative Kind = "stock_negative"
 	// A SKU's reserved stock is not the CONFIRMED orders' quantity of it.
 	KindStockUnbalanced Kind = "stock_unbalanced"
+	// The read model (CQRS) has no view of a settled order at its write
+	// side's version, or its view differs from the write side.
+	KindReadModelMismatch Kind = "read_model_mismatch"
 )
 
 // Kinds are every kind Check reports, for metrics that show a zero for the
@@ -51,7 +54,7 @@ const (
 var Kinds = []Kind{
 	KindOrderNotTerminal, KindSagaOverdue, KindSagaParked, KindSagaMismatch,
 	KindConfirmedNotCharged, KindConfirmedNotReserved, KindCancelledCharged, KindCancelledHoldsStock,
-	KindPaymentMismatch, KindMoneyUnbalanced, KindStockNegative, KindStockUnbalanced,
+	KindPaymentMismatch, KindMoneyUnbalanced, KindStockNegative, KindStockUnbalanced, KindReadModelMismatch,
 }
 
 // Violation is one broken invariant: its kind, the ids involved
@@ -180,7 +183,43 @@ func (c *checker) orderTerminal(orderID string, ids []string, why string) bool {
 }
 
 // order checks one settled order against its payment and reservation.
+// view compares a settled order's view in the read model with the write
+// side: the order's own fields and version, and the payment's and
+// reservation's states (a VOIDED payment has no event, so no view state).
+func (c *checker) view(o *Order) {
+	v, ok := c.s.Views[o.ID]
+	if !ok {
+		return
+	}
+	ids := []string{"order=" + o.ID}
+	if v.Missing != "" {
+		c.fail(KindReadModelMismatch, ids, "no view at version %d: %s", o.Version, v.Missing)
+		return
+	}
+	var diffs []string
+	diff := func(field string, write, read any) {
+		if write != read {
+			diffs = append(diffs, fmt.Sprintf("%s %v, view %v", field, write, read))
+		}
+	}
+	diff("status", o.Status, v.Status)
+	diff("total", o.Total, v.Total)
+	diff("currency", o.Currency, v.Currency)
+	diff("cancel_reason", o.CancelReason, v.CancelReason)
+	diff("version", o.Version, v.Version)
+	if p := c.s.Payments[o.ID]; p != nil && p.Status != PaymentVoided {
+		diff("payment", p.Status, v.PaymentStatus)
+	}
+	if r := c.s.Reservations[o.ID]; r != nil {
+		diff("reservation", r.Status, v.InventoryStatus)
+	}
+	if len(diffs) > 0 {
+		c.fail(KindReadModelMismatch, ids, "read model differs: %s", strings.Join(diffs, "; "))
+	}
+}
+
 func (c *checker) order(o *Order) {
+	c.view(o)
 	p, r := c.s.Payments[o.ID], c.s.Reservations[o.ID]
 	oid := "order=" + o.ID
 	withPayment := []string{oid}

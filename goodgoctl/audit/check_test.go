@@ -46,6 +46,14 @@ func settled() *audit.Snapshot {
 			"K": {SKU: "K", Available: 8, Reserved: 2}, "M": {SKU: "M", Available: 99, Reserved: 1},
 			"L": {SKU: "L", Available: 5}, "X": {SKU: "X", Available: 0},
 		},
+		// The read model agrees with the write side (d's VOIDED payment
+		// has no event, hence no view state).
+		Views: map[string]*audit.View{
+			"a": {OrderID: "a", Status: audit.OrderConfirmed, Currency: "USD", Total: 500, PaymentStatus: "CAPTURED", InventoryStatus: "RESERVED"},
+			"b": {OrderID: "b", Status: audit.OrderCancelled, Currency: "USD", Total: 900, PaymentStatus: "REFUNDED", InventoryStatus: "REJECTED"},
+			"c": {OrderID: "c", Status: audit.OrderCancelled, Currency: "USD", Total: 100, PaymentStatus: "DECLINED"},
+			"d": {OrderID: "d", Status: audit.OrderCancelled, Currency: "USD", Total: 100, InventoryStatus: "RELEASED"},
+		},
 		Quiescent: true,
 	}
 }
@@ -87,31 +95,38 @@ func TestCheckReportsEachViolation(t *testing.T) {
 		{"a saga for an unknown order", func(s *audit.Snapshot) {
 			s.Sagas["z"] = []*audit.Saga{{ID: "sz", OrderID: "z", State: audit.SagaCompensated}}
 		}, []string{"saga_mismatch [order=z saga=sz]"}},
+		{"the read model without a settled order, or behind it", func(s *audit.Snapshot) {
+			s.Views["a"] = &audit.View{OrderID: "a", Missing: "the read model has not caught up"}
+		}, []string{"read_model_mismatch [order=a]"}},
+		{"the read model's view differs from the write side", func(s *audit.Snapshot) {
+			s.Views["b"].Status = audit.OrderPending
+			s.Views["c"].PaymentStatus = "CAPTURED"
+		}, []string{"read_model_mismatch [order=b]", "read_model_mismatch [order=c]"}},
 		{"a CONFIRMED order's payment refunded", func(s *audit.Snapshot) {
 			p := s.Payments["a"]
 			p.Status, p.Refunded = audit.PaymentRefunded, p.Amount
-		}, []string{"confirmed_not_charged [order=a payment=pa]", "money_unbalanced [currency=USD]"}},
+		}, []string{"confirmed_not_charged [order=a payment=pa]", "money_unbalanced [currency=USD]", "read_model_mismatch [order=a]"}},
 		{"a CONFIRMED order without a payment", func(s *audit.Snapshot) {
 			delete(s.Payments, "a")
 		}, []string{"confirmed_not_charged [order=a]", "money_unbalanced [currency=USD]"}},
 		{"a CONFIRMED order's reservation released", func(s *audit.Snapshot) {
 			s.Reservations["a"].Status = audit.ReservationReleased
 			s.Products["K"].Reserved, s.Products["M"].Reserved = 0, 0
-		}, []string{"confirmed_not_reserved [order=a reservation=ra]", "stock_unbalanced [sku=K]", "stock_unbalanced [sku=M]"}},
+		}, []string{"confirmed_not_reserved [order=a reservation=ra]", "read_model_mismatch [order=a]", "stock_unbalanced [sku=K]", "stock_unbalanced [sku=M]"}},
 		{"a CONFIRMED order's reservation of other lines", func(s *audit.Snapshot) {
 			s.Reservations["a"].Lines["K"] = 1
 		}, []string{"confirmed_not_reserved [order=a reservation=ra]"}},
 		{"a CANCELLED order's payment left captured", func(s *audit.Snapshot) {
 			p := s.Payments["b"]
 			p.Status, p.Refunded = audit.PaymentCaptured, 0
-		}, []string{"cancelled_charged [order=b payment=pb]", "money_unbalanced [currency=USD]"}},
+		}, []string{"cancelled_charged [order=b payment=pb]", "money_unbalanced [currency=USD]", "read_model_mismatch [order=b]"}},
 		{"a CANCELLED order refunded in part", func(s *audit.Snapshot) {
 			s.Payments["b"].Refunded = 400
 		}, []string{"cancelled_charged [order=b payment=pb]", "money_unbalanced [currency=USD]"}},
 		{"a CANCELLED order holding stock", func(s *audit.Snapshot) {
 			s.Reservations["b"].Status = audit.ReservationReserved
 			s.Products["L"].Reserved = 9
-		}, []string{"cancelled_holds_stock [order=b reservation=rb]", "stock_unbalanced [sku=L]"}},
+		}, []string{"cancelled_holds_stock [order=b reservation=rb]", "read_model_mismatch [order=b]", "stock_unbalanced [sku=L]"}},
 		{"a payment of another amount than its order", func(s *audit.Snapshot) {
 			s.Payments["a"].Amount = 499
 		}, []string{"money_unbalanced [currency=USD]", "payment_mismatch [order=a payment=pa]"}},

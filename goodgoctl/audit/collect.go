@@ -30,6 +30,8 @@ type Clients struct {
 	Payments  paymentv1.PaymentServiceClient
 	Inventory inventoryv1.InventoryServiceClient
 	Sagas     orchestratorv1.SagaServiceClient
+	// Views is the order read model (CQRS); nil skips its check.
+	Views orderv1.OrderQueryServiceClient
 }
 
 // CollectOptions tune Collect.
@@ -57,7 +59,7 @@ func Collect(ctx context.Context, c Clients, opts CollectOptions) (*Snapshot, er
 	}
 	s := &Snapshot{
 		Sagas: map[string][]*Saga{}, Orders: map[string]*Order{}, Payments: map[string]*Payment{},
-		Reservations: map[string]*Reservation{}, Products: map[string]*Product{},
+		Reservations: map[string]*Reservation{}, Products: map[string]*Product{}, Views: map[string]*View{},
 	}
 	newest, anyRunning, err := listSagas(ctx, c.Sagas, s)
 	if err != nil {
@@ -142,10 +144,18 @@ func readOrders(ctx context.Context, c Clients, s *Snapshot, n int) error {
 	for range n {
 		wg.Go(func() {
 			for orderID := range work {
-				o, p, r, err := readOrder(ctx, c, orderID, !running(s.Sagas[orderID][0].State))
+				settled := !running(s.Sagas[orderID][0].State)
+				o, p, r, err := readOrder(ctx, c, orderID, settled)
 				if err != nil {
 					fail(err)
 					continue
+				}
+				var v *View
+				if settled && o != nil && c.Views != nil {
+					if v, err = readView(ctx, c.Views, o); err != nil {
+						fail(err)
+						continue
+					}
 				}
 				mu.Lock()
 				if o != nil {
@@ -156,6 +166,9 @@ func readOrders(ctx context.Context, c Clients, s *Snapshot, n int) error {
 				}
 				if r != nil {
 					s.Reservations[orderID] = r
+				}
+				if v != nil {
+					s.Views[orderID] = v
 				}
 				mu.Unlock()
 			}
@@ -247,12 +260,39 @@ func orderFrom(o *orderv1.Order) *Order {
 	v := &Order{
 		ID: o.GetOrderId(), Status: strings.TrimPrefix(o.GetStatus().String(), "ORDER_STATUS_"),
 		Currency: o.GetTotal().GetCurrencyCode(), Total: o.GetTotal().GetAmountMinor(),
-		CancelReason: o.GetCancelReason(), Lines: map[string]int64{},
+		CancelReason: o.GetCancelReason(), Lines: map[string]int64{}, Version: o.GetVersion(),
 	}
 	for _, it := range o.GetItems() {
 		v.Lines[it.GetSku()] += int64(it.GetQuantity())
 	}
 	return v
+}
+
+// readView reads o's view from the read model, asking for at least the
+// version the write side has: the read model must reach it within the
+// server's bound. A view that does not (UNAVAILABLE, after the retries of
+// other UNAVAILABLE calls would hide it) or does not exist is returned as
+// a View with Missing set, for Check to report; nil when the order service
+// does not serve the read model.
+func readView(ctx context.Context, views orderv1.OrderQueryServiceClient, o *Order) (*View, error) {
+	resp, err := views.GetOrderView(ctx, &orderv1.GetOrderViewRequest{OrderId: o.ID, MinOrderVersion: o.Version})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.Unimplemented:
+		// An order service without the read side (an older release):
+		// nothing to hold it to.
+		return nil, nil
+	case codes.NotFound, codes.Unavailable:
+		return &View{OrderID: o.ID, Missing: status.Convert(err).Message()}, nil
+	default:
+		return nil, fmt.Errorf("get order view %s: %w", o.ID, err)
+	}
+	v := resp.GetOrder()
+	return &View{
+		OrderID: v.GetOrderId(), Status: strings.TrimPrefix(v.GetStatus().String(), "ORDER_STATUS_"),
+		Currency: v.GetTotal().GetCurrencyCode(), Total: v.GetTotal().GetAmountMinor(), CancelReason: v.GetCancelReason(),
+		Version: v.GetOrderVersion(), PaymentStatus: v.GetPaymentStatus(), InventoryStatus: v.GetInventoryStatus(),
+	}, nil
 }
 
 func paymentFrom(p *paymentv1.Payment) *Payment {

@@ -61,6 +61,9 @@ type Snapshot struct {
 	Orders       map[string]*Order
 	Payments     map[string]*Payment
 	Reservations map[string]*Reservation
+	// Views are the read model's views of the settled orders, by order id
+	// (none when the auditor has no read-model client).
+	Views map[string]*View
 	// Products is the whole catalog, by SKU.
 	Products map[string]*Product
 	// Quiescent says no saga was running while the snapshot was read and
@@ -81,6 +84,18 @@ type Order struct {
 	Total                              int64
 	// Lines are the ordered quantities by SKU.
 	Lines map[string]int64
+	// Version is the order aggregate's version.
+	Version int64
+}
+
+// View is one order as the read model (CQRS) has it.
+type View struct {
+	OrderID, Status, Currency, CancelReason string
+	Total, Version                          int64
+	PaymentStatus, InventoryStatus          string
+	// Missing, when not "", says why the read model has no view of the
+	// order at the write side's version.
+	Missing string
 }
 
 // Payment is one order's payment.
