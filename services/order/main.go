@@ -19,11 +19,12 @@ var version = "dev"
 
 // `order migrate` only migrates the database, as its owner: a migration
 // job. `order reseal` seals the stored addresses and replies under the
-// active PII key: a key rotation's last step. `order rebuild-read-model`
-// rebuilds the CQRS view without downtime.
+// active PII key: a key rotation's last step. `order migrate-read-model`
+// migrates the read database (CQRS) as `migrate` does the write one, and
+// `order rebuild-read-model` rebuilds its view without downtime.
 func main() {
 	lifecycle.Main("order", loadConfig, run, servicedb.Command("order", db.Order),
-		reseal.Command("order", false, addresses), rebuildCommand())
+		reseal.Command("order", false, addresses), migrateReadCommand(), rebuildCommand())
 }
 
 // addresses are the orders' shipping addresses.

@@ -26,6 +26,21 @@ func rebuildCommand() lifecycle.Command {
 		loadConfig, runRebuild)
 }
 
+// migrateReadCommand is `order migrate-read-model`: what `order migrate`
+// is for the write database, for the read database (a migration job's
+// second step, as its owner: MIGRATE_READ_DATABASE_URL).
+func migrateReadCommand() lifecycle.Command {
+	return lifecycle.NewCommand("migrate-read-model",
+		"create the read database if missing and apply its migrations (MIGRATE_READ_DATABASE_URL), then exit",
+		loadConfig, func(ctx context.Context, cfg Config, stdout io.Writer, _ lifecycle.Lookup) error {
+			if cfg.ReadModel.Database.MigrateURL == "" {
+				return errors.New("MIGRATE_READ_DATABASE_URL: required: the read database's owner migrates it")
+			}
+			logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
+			return postgres.MigrateDatabase(ctx, cfg.ReadModel.Database.MigrateURL, db.OrderRead, logger, cfg.StartupTimeout)
+		})
+}
+
 func runRebuild(ctx context.Context, cfg Config, stdout io.Writer, _ lifecycle.Lookup) error {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
 	rm := cfg.ReadModel
