@@ -139,7 +139,7 @@ e2e: ## End-to-end: the five binaries, the dev broker, local PostgreSQL and Redi
 # failpoints SIGKILLs itself at one boundary per scenario, under load, and
 # is restarted. The fault matrix (e2e TestFaultMatrix): random kills, network
 # faults through TCP proxies, Redis lost, PostgreSQL crashed. `make e2e`
-# runs five of their eighteen scenarios.
+# runs five of their nineteen scenarios.
 chaos: ## Crash and fault matrices under load: every failpoint, random kills, network faults, Redis and PostgreSQL down (~11 min)
 	E2E_CHAOS=1 go test -race -count=1 -v -run 'TestCrashMatrix|TestFaultMatrix' -timeout 40m ./e2e/
 
