@@ -50,8 +50,8 @@ proto/baseline: $(BIN)/buf ## Record the current schemas as the buf breaking bas
 	cd proto && buf build -o baseline.binpb
 
 ## ---- verification ---------------------------------------------------------
-.PHONY: verify verify/gen verify/proto verify/sqlc verify/tidy verify/fmt verify/migrations verify/docker
-verify: verify/fmt verify/tidy verify/migrations verify/docker verify/proto verify/sqlc verify/gen ## Fail if anything generated, tidied or formatted is stale
+.PHONY: verify verify/gen verify/proto verify/sqlc verify/tidy verify/fmt verify/migrations verify/docker verify/rules
+verify: verify/fmt verify/tidy verify/migrations verify/docker verify/rules verify/proto verify/sqlc verify/gen ## Fail if anything generated, tidied or formatted is stale
 
 verify/gen: gen ## Fail if regenerating changes the tree
 	@if [ -n "$$(git status --porcelain -- proto services platform db)" ]; then \
@@ -78,6 +78,12 @@ verify/docker: ## Fail if deploy/docker/Dockerfile does not copy every workspace
 	  for f in go.mod go.sum; do [ -f "$$m/$$f" ] || continue; \
 	    grep -Eq "^COPY (.* )?$$rel/$$f( |$$)" deploy/docker/Dockerfile || { echo "deploy/docker/Dockerfile does not copy $$rel/$$f before go mod download"; exit 1; }; \
 	  done; done
+
+# promtool comes with the OS's prometheus package (.ci/run installs it).
+verify/rules: ## promtool check and unit-test the alert rules (deploy/prometheus/rules)
+	@command -v promtool >/dev/null || { echo "promtool not found: install the prometheus package (apt-get install prometheus)"; exit 1; }
+	promtool check rules deploy/prometheus/rules/goodgo.yml
+	cd deploy/prometheus/rules && promtool test rules goodgo_test.yml
 
 verify/migrations: ## Fail if a service's copy of the outbox/inbox/saga DDL drifts from db/{outbox,inbox,saga}
 	@for s in order payment inventory; do cmp -s db/outbox/schema/outbox.sql db/$$s/migrations/000002_outbox.up.sql || { echo "db/$$s outbox migration differs from db/outbox/schema/outbox.sql"; exit 1; }; done
