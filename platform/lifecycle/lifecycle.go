@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,7 +35,7 @@ type Lookup = func(string) (string, bool)
 //
 // The binary's first argument may name one of commands (`order migrate`),
 // which then runs instead of the server, with the same exit codes; "help"
-// lists them. Any other argument prints the usage and exits with ExitConfig.
+// lists them, and ConfigCommand checks the configuration without serving. Any other argument prints the usage and exits with ExitConfig.
 func Main[C any](name string, load func(Lookup) (C, error), run func(context.Context, C, io.Writer, Lookup) error, commands ...Command) {
 	os.Exit(dispatch(name, os.Args[1:], load, run, commands, os.LookupEnv, os.Stdout, os.Stderr))
 }
@@ -75,6 +77,9 @@ func dispatch[C any](name string, args []string, load func(Lookup) (C, error), r
 				return c.Run(name, lookup, stdout, stderr)
 			}
 		}
+		if args[0] == ConfigCommand {
+			return checkConfig(load, lookup, stdout, stderr)
+		}
 		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 			usage(stdout, name, commands)
 			return 0
@@ -85,12 +90,39 @@ func dispatch[C any](name string, args []string, load func(Lookup) (C, error), r
 	return ExitConfig
 }
 
+// ConfigCommand is the command every binary of Main has: `order config`
+// loads the server's configuration as serving would, prints the names of
+// the environment variables it read, one a line and sorted, and exits 0,
+// or ExitConfig with one "config: NAME: problem" line per problem. A
+// deployment's environment can so be checked without starting anything
+// (deploy/docker's compose test runs it), and a variable the list lacks is
+// one the binary ignores. The standard OTEL_* variables are read later, by
+// the OpenTelemetry SDK, and are not listed.
+const ConfigCommand = "config"
+
+// checkConfig runs ConfigCommand.
+func checkConfig[C any](load func(Lookup) (C, error), lookup Lookup, stdout, stderr io.Writer) int {
+	read := map[string]bool{}
+	_, err := load(func(k string) (string, bool) {
+		read[k] = true
+		return lookup(k)
+	})
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(stderr, "config: "+line)
+		}
+		return ExitConfig
+	}
+	for _, k := range slices.Sorted(maps.Keys(read)) {
+		fmt.Fprintln(stdout, k)
+	}
+	return 0
+}
+
 func usage(w io.Writer, name string, commands []Command) {
 	fmt.Fprintf(w, "usage: %s [command]\n\nWithout a command, %s serves until SIGINT or SIGTERM; its settings are environment variables.\n", name, name)
-	if len(commands) == 0 {
-		return
-	}
 	fmt.Fprintln(w, "\ncommands:")
+	fmt.Fprintf(w, "  %-10s %s\n", ConfigCommand, "check the settings and list the variables read, without serving")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
 	}

@@ -105,6 +105,29 @@ func TestCommands(t *testing.T) {
 		require.Contains(t, stdout, "usage: svc [command]")
 		require.Contains(t, stdout, "migrate    apply the migrations")
 	})
+	t.Run("config lists the variables the server's configuration read, and serves nothing", func(t *testing.T) {
+		ran = nil
+		readsTwo := func(args []string, vars map[string]string) (int, string, string) {
+			var stdout, stderr bytes.Buffer
+			load := func(l Lookup) (cfg, error) {
+				l("ZETA")
+				if v, ok := l("ALPHA"); ok && v == "bad" {
+					return cfg{}, errors.New("ALPHA: must not be bad")
+				}
+				return cfg{}, nil
+			}
+			code := dispatch("svc", args, load, run, nil, env(vars), &stdout, &stderr)
+			return code, stdout.String(), stderr.String()
+		}
+		code, stdout, _ := readsTwo([]string{"config"}, map[string]string{"OTHER": "x"})
+		require.Equal(t, 0, code)
+		require.Equal(t, "ALPHA\nZETA\n", stdout)
+		code, stdout, stderr := readsTwo([]string{"config"}, map[string]string{"ALPHA": "bad"})
+		require.Equal(t, ExitConfig, code)
+		require.Empty(t, stdout)
+		require.Equal(t, "config: ALPHA: must not be bad\n", stderr)
+		require.Empty(t, ran)
+	})
 	t.Run("anything else is refused with the usage, and nothing runs", func(t *testing.T) {
 		for _, args := range [][]string{{"migrat"}, {"migrate", "now"}, {"-x"}} {
 			ran = nil
