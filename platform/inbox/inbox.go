@@ -288,6 +288,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 	if err != nil {
 		return nil, err
 	}
+	initResults(m.results, cfg.Consumer)
 	var types map[string]bool
 	for _, t := range cfg.Types {
 		if types == nil {
@@ -327,6 +328,15 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 		retries: m.retries.WithLabelValues(cfg.Consumer),
 		streaks: &streaks{gauge: m.streak.WithLabelValues(cfg.Consumer), since: map[partition]time.Time{}},
 	}, nil
+}
+
+// initResults creates consumer's inbox_processed_total series at zero: a
+// series that first appears at 1 has no increase, so the first parked event
+// would never raise the InboxEventsParked alert (deploy/prometheus/rules).
+func initResults(results *prometheus.CounterVec, consumer string) {
+	for _, r := range []string{ResultApplied, ResultDuplicate, ResultStale, ResultParked, ResultIgnored} {
+		results.WithLabelValues(consumer, r)
+	}
 }
 
 // metrics are the consumer's series, labelled by consumer.

@@ -113,6 +113,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if m.batch, err = register(reg, m.batch); err != nil {
 		return nil, err
 	}
+	// Every result at zero from the start: a series that first appears at
+	// 1 has no increase, so the first parked event would not raise the
+	// ProjectionEventsParked alert (deploy/prometheus/rules).
+	for _, r := range []string{"applied", "stale", "duplicate", "parked", "ignored"} {
+		m.events.WithLabelValues(r)
+	}
 	return m, nil
 }
 
