@@ -431,6 +431,11 @@ func databases(tb testing.TB, serverURL, suffix string, services ...string) map[
 	for _, s := range services {
 		name := pgtest.Prefix + "e2e_" + suffix + "_" + strings.ReplaceAll(s, "-", "_")
 		names = append(names, name)
+		if s == svcOrder {
+			// The order binary creates its read database (CQRS) beside its
+			// own, named with "_read".
+			names = append(names, name+"_read")
+		}
 		u := *server
 		u.Path = "/" + name
 		urls[s] = u.String()

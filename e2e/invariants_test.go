@@ -191,6 +191,7 @@ func (e *Env) Audit(t testing.TB) *audit.Report {
 	e.auditOnce.Do(func() {
 		e.auditClients = audit.Clients{
 			Orders:   orderv1.NewOrderServiceClient(e.conn(svcOrder, grpc.WithPerRPCCredentials(grpcclient.Bearer(e.operator)))),
+			Views:    orderv1.NewOrderQueryServiceClient(e.conn(svcOrder, grpc.WithPerRPCCredentials(grpcclient.Bearer(e.operator)))),
 			Payments: e.Payments, Inventory: e.Inventory, Sagas: e.Sagas,
 		}
 	})
@@ -209,8 +210,9 @@ func (e *Env) Audit(t testing.TB) *audit.Report {
 // RESERVED line for line; a CANCELLED order's payment absent, DECLINED,
 // VOIDED or fully REFUNDED and its reservation absent, REJECTED or
 // RELEASED; captured − refunded = the CONFIRMED orders' totals; no SKU
-// negative and each SKU's reserved stock = the CONFIRMED orders' quantity.
-// The audit must be quiescent (no saga running), so that the stock
+// negative and each SKU's reserved stock = the CONFIRMED orders' quantity;
+// each settled order's read model view (CQRS) equal to the write side, read
+// at the order's version. The audit must be quiescent (no saga running), so that the stock
 // counters are compared.
 //
 // What only the test can know, or what lies below the APIs, is checked

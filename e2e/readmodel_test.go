@@ -36,13 +36,16 @@ func TestReadModelEqualsTheWriteSide(t *testing.T) {
 		by shopper
 	}
 	var orders []placed
+	byID := map[string]shopper{}
+	for _, s := range e.shoppers {
+		byID[s.id] = s
+	}
 	place := func(lines []*orderv1.OrderItemInput, card string) {
-		s := e.shopper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		o, err := e.placeOrder(ctx, orderv1.NewOrderServiceClient(e.conn(svcOrder, grpc.WithPerRPCCredentials(grpcclient.Bearer(s.token)))), lines, card)
+		o, err := e.PlaceOrder(ctx, lines, card) // as the next shopper
 		require.NoError(t, err)
-		orders = append(orders, placed{o: o, by: s})
+		orders = append(orders, placed{o: o, by: byID[o.GetCustomerId()]})
 	}
 	burst := func(n int) {
 		for range n {

@@ -275,7 +275,12 @@ func orderFrom(o *orderv1.Order) *Order {
 // a View with Missing set, for Check to report; nil when the order service
 // does not serve the read model.
 func readView(ctx context.Context, views orderv1.OrderQueryServiceClient, o *Order) (*View, error) {
-	resp, err := views.GetOrderView(ctx, &orderv1.GetOrderViewRequest{OrderId: o.ID, MinOrderVersion: o.Version})
+	var resp *orderv1.GetOrderViewResponse
+	err := retryWhile(ctx, func() error {
+		var err error
+		resp, err = views.GetOrderView(ctx, &orderv1.GetOrderViewRequest{OrderId: o.ID, MinOrderVersion: o.Version})
+		return err
+	}, throttled)
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.Unimplemented:
@@ -321,10 +326,18 @@ const retryBackoff = 100 * time.Millisecond
 // retry runs call until it succeeds, fails otherwise than for the rate
 // limit or unavailability, or ctx ends.
 func retry(ctx context.Context, call func() error) error {
+	return retryWhile(ctx, call, func(c codes.Code) bool { return throttled(c) || c == codes.Unavailable })
+}
+
+// throttled is the rate limit's code.
+func throttled(c codes.Code) bool { return c == codes.ResourceExhausted }
+
+// retryWhile runs call until it succeeds, fails with a code again does not
+// accept, or ctx ends.
+func retryWhile(ctx context.Context, call func() error, again func(codes.Code) bool) error {
 	for {
 		err := call()
-		st, _ := status.FromError(err)
-		if err == nil || (st.Code() != codes.ResourceExhausted && st.Code() != codes.Unavailable) {
+		if err == nil || !again(status.Code(err)) {
 			return err
 		}
 		wait := retryBackoff
