@@ -157,7 +157,7 @@ func metricNames(expr string) []string {
 // TestMetricNamesOfQueries holds metricNames to what PromQL selects.
 func TestMetricNamesOfQueries(t *testing.T) {
 	for expr, want := range map[string][]string{
-		`sum by (saga_type) (rate(saga_timeout_total[5m])) > 0.05`:                                            {"saga_timeout_total"},
+		`sum by (saga_type) (rate(saga_timeout_total[5m])) > 0.05`:                                           {"saga_timeout_total"},
 		`histogram_quantile(0.99, sum by (le) (rate(x_bucket{a="b(c)",d=~"e{1}"}[$__rate_interval]))) > 1e3`: {"x_bucket"},
 		`a / on () (b or on () vector(0)) == 0 unless c offset 5m`:                                           {"a", "b", "c"},
 		`time() - max(consistency_audit_last_success_timestamp_seconds) > 900`:                               {"consistency_audit_last_success_timestamp_seconds"},
