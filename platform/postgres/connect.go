@@ -17,9 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
 
+	"github.com/goodgo/goodgo/platform/internal/childspans"
 	"github.com/goodgo/goodgo/platform/internal/retry"
 )
 
@@ -78,6 +81,13 @@ func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.
 	}
 	setSessionDefault(cfg.ConnConfig.RuntimeParams, "statement_timeout", DefaultStatementTimeout)
 	setSessionDefault(cfg.ConnConfig.RuntimeParams, "lock_timeout", DefaultLockTimeout)
+	// A span per query, batch, COPY and connect, child of the caller's
+	// span (the global tracer provider, telemetry.Setup's), so that a trace
+	// shows where an order's time goes in the database. The SQL text is
+	// recorded, never its arguments (personal data). Only inside a trace:
+	// the background loops' polling would make a root trace per query.
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithSpanNameFunc(SpanName),
+		otelpgx.WithTracerProvider(childspans.Only(otel.GetTracerProvider())))
 	where := Describe(cfg.ConnConfig.Config)
 
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -132,4 +142,24 @@ func isPermanent(err error) bool {
 // carries no credentials.
 func Describe(cfg pgconn.Config) string {
 	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))) + "/" + cfg.Database
+}
+
+// SpanName names a statement's span: its sqlc query name ("-- name:
+// InsertEvents :exec" gives "InsertEvents"), which says what the statement
+// is for, or else its first SQL keyword ("SELECT"), a low-cardinality name
+// as the OpenTelemetry conventions ask.
+func SpanName(stmt string) string {
+	for line := range strings.Lines(stmt) {
+		line = strings.TrimSpace(line)
+		if name, ok := strings.CutPrefix(line, "-- name: "); ok {
+			if f := strings.Fields(name); len(f) > 0 {
+				return f[0]
+			}
+		}
+		if line == "" || strings.HasPrefix(line, "--") {
+			continue
+		}
+		return strings.ToUpper(strings.Fields(line)[0])
+	}
+	return "SQL"
 }

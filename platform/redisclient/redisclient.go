@@ -10,9 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 
 	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/internal/childspans"
 	"github.com/goodgo/goodgo/platform/internal/retry"
 )
 
@@ -75,6 +78,15 @@ func Connect(ctx context.Context, cfg config.Redis, logger *slog.Logger, maxWait
 		return nil, fmt.Errorf("redis: neither a URL nor cluster addresses given")
 	}
 
+	// A span per command and pipeline, child of the caller's span (the
+	// global tracer provider, telemetry.Setup's). Keys and values are not
+	// recorded: an idempotency record holds a stored reply. Only inside a
+	// trace, as for PostgreSQL.
+	if err := redisotel.InstrumentTracing(client, redisotel.WithDBStatement(false),
+		redisotel.WithTracerProvider(childspans.Only(otel.GetTracerProvider()))); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis: tracing: %w", err)
+	}
 	start := time.Now()
 	ping := func(ctx context.Context) error { return client.Ping(ctx).Err() }
 	err := retry.Until(ctx, maxWait, ping, isCertError, func(attempt int, err error, wait time.Duration) {

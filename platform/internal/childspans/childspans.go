@@ -1,0 +1,41 @@
+// Package childspans keeps instrumented clients inside existing traces.
+package childspans
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+)
+
+// Only wraps tp so that its tracers start spans only inside an
+// existing trace: without a span in the context, Start returns the context
+// unchanged and a non-recording span. The database and Redis clients use it
+// (platform/postgres, platform/redisclient): a request's queries show in its
+// trace, while the background loops that poll (the relay, the saga
+// recovery, lease renewals) do not flood the collector with one root trace
+// per query.
+func Only(tp trace.TracerProvider) trace.TracerProvider {
+	return childOnlyProvider{tp: tp}
+}
+
+type childOnlyProvider struct {
+	embedded.TracerProvider
+	tp trace.TracerProvider
+}
+
+func (p childOnlyProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return childOnlyTracer{t: p.tp.Tracer(name, opts...)}
+}
+
+type childOnlyTracer struct {
+	embedded.Tracer
+	t trace.Tracer
+}
+
+func (t childOnlyTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	return t.t.Start(ctx, name, opts...)
+}
