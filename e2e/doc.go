@@ -42,7 +42,10 @@
 // orchestrator and its peers and in front of the broker, a private Redis
 // lost for 10 s and back empty, a private PostgreSQL crashed and
 // restarted; two of the nine scenarios run unless E2E_CHAOS=1),
-// TestInventoryRestartUnderLoadCancelsNoGoodOrder (good orders at 20/s
+// TestReadModelEqualsTheWriteSide (the CQRS read model held to the write
+// side by the auditor across a SIGKILL of its projector's binary, then
+// rebuilt with `order rebuild-read-model` under reads that never fail nor
+// go back), TestInventoryRestartUnderLoadCancelsNoGoodOrder (good orders at 20/s
 // while inventory is SIGKILLed and restarted 3 s later: none cancelled),
 // and the foundation's TestBinariesStartServeAndStop.
 //
