@@ -1,0 +1,247 @@
+package docker_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/goodgo/goodgo/platform/event"
+)
+
+// root is the repository root: the compose file's directory and the
+// image's build context.
+const root = "../.."
+
+// services are the binaries under services/: they read their settings
+// through platform/config, and list what they read with `<binary> config`.
+var services = []string{"order", "payment", "inventory", "orchestrator", "outbox-relay"}
+
+// testPorts are the host ports of the PostgreSQL and Redis the tests use:
+// the demo must leave them free.
+var testPorts = []string{"5432", "6379"}
+
+// loadProject parses docker-compose.yml as `docker compose` does, without
+// the caller's environment (the file must not depend on it).
+func loadProject(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root), cli.WithEnv(nil), cli.WithInterpolation(true))
+	require.NoError(t, err)
+	p, err := opts.LoadProject(context.Background())
+	require.NoError(t, err, "docker-compose.yml does not load")
+	return p
+}
+
+// binaryOf is the binary a service of the compose file runs: the build
+// argument SERVICE of the repository's Dockerfile, or "" for an upstream
+// image.
+func binaryOf(s types.ServiceConfig) string {
+	if s.Build == nil {
+		return ""
+	}
+	if v := s.Build.Args["SERVICE"]; v != nil {
+		return *v
+	}
+	return ""
+}
+
+func TestComposeEnvironmentIsWhatTheBinariesRead(t *testing.T) {
+	p := loadProject(t)
+	bin := t.TempDir()
+	pkgs := make([]string, len(services))
+	for i, s := range services {
+		pkgs[i] = "./services/" + s
+	}
+	build := exec.Command("go", append([]string{"build", "-o", bin + "/"}, pkgs...)...)
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	seen := map[string]bool{}
+	for name, s := range p.Services {
+		binary := binaryOf(s)
+		if !slices.Contains(services, binary) {
+			// goodgoctl and loadgen take flags; upstream images have their
+			// own documentation.
+			if binary != "" {
+				require.Empty(t, s.Environment, "%s runs %s, which reads flags, not the environment", name, binary)
+			}
+			continue
+		}
+		seen[binary] = true
+		t.Run(name, func(t *testing.T) {
+			env := []string{}
+			for k, v := range s.Environment {
+				require.NotNil(t, v, "%s: %s has no value", name, k)
+				env = append(env, k+"="+*v)
+			}
+			// Only the service's environment: a required variable the file
+			// forgets must fail here, not be found in the test's own.
+			cmd := exec.Command(filepath.Join(bin, binary), "config")
+			cmd.Env = env
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			require.NoError(t, cmd.Run(), "%s config with the compose environment: %s", binary, stderr.String())
+			read := strings.Fields(stdout.String())
+			for k := range s.Environment {
+				// The OpenTelemetry SDK reads the standard OTEL_* variables
+				// itself (platform/telemetry).
+				if strings.HasPrefix(k, "OTEL_") {
+					continue
+				}
+				require.Contains(t, read, k, "%s sets %s, which %s does not read", name, k, binary)
+			}
+		})
+	}
+	for _, s := range services {
+		require.True(t, seen[s], "docker-compose.yml runs no %s", s)
+	}
+}
+
+func TestComposeHostPortsAreDistinctAndLeaveTheTestServersFree(t *testing.T) {
+	p := loadProject(t)
+	used := map[string]string{}
+	for name, s := range p.Services {
+		for _, port := range s.Ports {
+			require.NotEmpty(t, port.Published, "%s: port %d has no fixed host port", name, port.Target)
+			require.NotContains(t, testPorts, port.Published, "%s publishes %s, which the tests use on the host", name, port.Published)
+			key := port.HostIP + ":" + port.Published + "/" + port.Protocol
+			require.Empty(t, used[key], "%s and %s both publish %s", used[key], name, key)
+			used[key] = name
+		}
+		if slices.Contains(services, binaryOf(s)) {
+			published := false
+			for _, port := range s.Ports {
+				published = published || port.Target == 9100
+			}
+			require.True(t, published, "%s does not publish its ops port 9100 (/metrics)", name)
+		}
+	}
+}
+
+// pinned is an image reference with an exact version: a digest, or a tag
+// with a digit in it (postgres:15.10-bookworm, not postgres or
+// postgres:latest).
+var pinned = regexp.MustCompile(`(@sha256:[0-9a-f]{64}$)|(:[^:/@]*[0-9][^:/@]*$)`)
+
+func TestComposeImagesArePinned(t *testing.T) {
+	p := loadProject(t)
+	for name, s := range p.Services {
+		if s.Build != nil {
+			require.Empty(t, s.Image, "%s: built from the repository, it needs no image name", name)
+			continue
+		}
+		require.Regexp(t, pinned, s.Image, "%s: image %q is not pinned to a version or digest", name, s.Image)
+		require.NotContains(t, s.Image, ":latest", name)
+	}
+}
+
+func TestComposeStartsFromColdInOrder(t *testing.T) {
+	p := loadProject(t)
+	for name, s := range p.Services {
+		// One-shot jobs and the demo client serve nothing to check.
+		if !slices.Contains([]string{"credentials", "kafka-init", "loadgen"}, name) {
+			// Every server says when it is ready, so depends_on can wait for it
+			// and `docker compose up --wait` means something.
+			require.NotNil(t, s.HealthCheck, "%s has no health check", name)
+			require.False(t, s.HealthCheck.Disable, name)
+			require.NotEmpty(t, s.HealthCheck.Test, name)
+		}
+		for dep, d := range s.DependsOn {
+			ds, ok := p.Services[dep]
+			require.True(t, ok, "%s depends on %s, which does not exist", name, dep)
+			switch d.Condition {
+			case types.ServiceConditionHealthy:
+				require.NotNil(t, ds.HealthCheck, "%s waits for %s to be healthy, which has no health check", name, dep)
+			case types.ServiceConditionCompletedSuccessfully:
+				require.Empty(t, ds.Restart, "%s waits for %s to complete; it must not restart", name, dep)
+			default:
+				t.Errorf("%s depends on %s with condition %q: it would start before %s is ready", name, dep, d.Condition, dep)
+			}
+		}
+	}
+}
+
+func TestComposeCreatesTheTopics(t *testing.T) {
+	p := loadProject(t)
+	partitions := p.Services["kafka"].Environment["KAFKA_NUM_PARTITIONS"]
+	require.NotNil(t, partitions)
+	require.Equal(t, "false", *p.Services["kafka"].Environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"],
+		"the demo's Kafka must not create topics on demand: production does not")
+	script := strings.Join(p.Services["kafka-init"].Command, " ")
+	require.Contains(t, script, "--partitions "+*partitions)
+	for _, topic := range event.Topics {
+		require.Contains(t, script, topic, "kafka-init does not create %s", topic)
+	}
+	for _, name := range []string{"order", "orchestrator", "outbox-relay"} {
+		require.Equal(t, types.ServiceConditionCompletedSuccessfully, p.Services[name].DependsOn["kafka-init"].Condition,
+			"%s uses the topics: it must start after kafka-init", name)
+	}
+}
+
+func TestComposeMountsExistingFiles(t *testing.T) {
+	p := loadProject(t)
+	for name, s := range p.Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			_, err := os.Stat(v.Source)
+			require.NoError(t, err, "%s mounts %s, which does not exist (docker would mount an empty directory)", name, v.Source)
+		}
+	}
+}
+
+func TestPrometheusScrapesEveryServiceWithTheRules(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "deploy/prometheus/prometheus.yml"))
+	require.NoError(t, err)
+	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &cfg))
+	var targets []string
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	p := loadProject(t)
+	for name, s := range p.Services {
+		if slices.Contains(services, binaryOf(s)) {
+			require.Contains(t, targets, name+":9100", "Prometheus does not scrape %s", name)
+		}
+	}
+
+	// Every rule file is loaded; promtool's unit tests (rule_files: at
+	// the top) are not rule files.
+	files, err := filepath.Glob(filepath.Join(root, "deploy/prometheus/rules/*.yml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var doc map[string]any
+		require.NoError(t, yaml.Unmarshal(body, &doc), f)
+		if _, isTest := doc["tests"]; isTest {
+			require.NotContains(t, cfg.RuleFiles, "/etc/prometheus/rules/"+filepath.Base(f), "%s is a promtool test, not rules", f)
+			continue
+		}
+		require.Contains(t, cfg.RuleFiles, "/etc/prometheus/rules/"+filepath.Base(f), "prometheus.yml does not load %s", f)
+	}
+}
