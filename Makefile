@@ -153,7 +153,15 @@ bench/e2e: ## The whole saga on this machine at 8 and 64 orders in flight: sagas
 	go test -run '^$$' -bench BenchmarkOrderSaga -benchtime 3000x -count 3 -timeout 30m ./e2e/
 
 ## ---- demo -----------------------------------------------------------------
-.PHONY: up down
+.PHONY: run up down
+# goodgoctl run starts the development broker, the five binaries and the
+# load generator from ./bin, waits until each is ready, places a first order
+# and prints its outcome and where to look; Ctrl-C stops every process.
+# RUN_FLAGS passes flags (goodgoctl run -h), e.g. RUN_FLAGS='-rate 5'.
+run: build ## One command, no Docker: the whole system on local PostgreSQL and Redis with a demo client, until Ctrl-C
+	@for c in devbroker loadgen goodgoctl; do go build -o $(BIN)/$$c ./$$c; done
+	$(BIN)/goodgoctl run -bin $(BIN) $(RUN_FLAGS)
+
 up: ## Start the demo (docker compose)
 	docker compose up --build
 

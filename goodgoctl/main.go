@@ -5,6 +5,7 @@
 //	goodgoctl dev ca    [-dir .dev]                    the development CA certificate, for clients
 //	goodgoctl keys new  [-id ID]                       a fresh 256-bit key as ID:base64, for a *_KEYS variable
 //	goodgoctl audit     [-token T] [-interval D] ...    check the cross-service invariants through the APIs
+//	goodgoctl run       [-rate 2] [-bin bin] ...         the whole system on this machine until Ctrl-C (make run)
 //
 // The directory defaults to GOODGO_DEV_DIR, or .dev.
 //
@@ -31,6 +32,13 @@
 // the ids involved and exits 1 if there is any. With -interval it audits
 // periodically and serves the outcome as Prometheus metrics on
 // -metrics-addr instead (README.md beside this file).
+//
+// `run` (what `make run` calls) starts the development broker, the five
+// binaries in development mode against the local PostgreSQL and Redis and
+// the load generator, each from -bin, waits until each is ready (gRPC
+// health and /readyz), places a first order and prints its outcome and its
+// saga, then where to look; SIGINT or SIGTERM stop every process it
+// started, the newest first.
 package main
 
 import (
@@ -64,10 +72,14 @@ const usage = `usage:
   goodgoctl dev token -sub USER [-roles operator,admin] [-ttl 1h] [-dir .dev]
   goodgoctl dev ca    [-dir .dev]
   goodgoctl keys new  [-id ID]
+  goodgoctl run       [-rate 2] [-bin bin] [-dir .dev] [-logs .run] [-random-ports] [-db-prefix goodgo_]
   goodgoctl audit     [-token T | -token-file F] [-cacert F] [-order A] [-payment A] [-inventory A] [-orchestrator A]
                       [-grace 1m] [-interval D [-metrics-addr 127.0.0.1:9106]]`
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) >= 1 && args[0] == "run" {
+		return runAll(args[1:], stdout, stderr)
+	}
 	if len(args) >= 1 && args[0] == "audit" {
 		return runAudit(args[1:], stdout, stderr)
 	}
