@@ -248,6 +248,23 @@ func AfterCommit(ctx context.Context, fn func(context.Context)) error {
 	return nil
 }
 
+// GroupReader completes rc, a consumer group's reader configuration, with
+// what every consumer of this repository uses: fetches of at least a byte
+// and at most 10 MiB, and group timings that bound a dead member's pause.
+// kafka-go waits 30 s by default before the group notices a consumer that
+// died without leaving (kill -9) and hands its partitions to another; new
+// events wait that long. A heartbeat every second and a 6 s session bound
+// the pause.
+func GroupReader(rc kafka.ReaderConfig) kafka.ReaderConfig {
+	rc.MinBytes = 1
+	rc.MaxBytes = 10 << 20
+	rc.HeartbeatInterval = time.Second
+	rc.SessionTimeout = 6 * time.Second
+	rc.RebalanceTimeout = 6 * time.Second
+	rc.JoinGroupBackoff = 500 * time.Millisecond
+	return rc
+}
+
 // New returns a Consumer applying events to pool's database with handler.
 // It connects to nothing until Run.
 func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consumer, error) {
@@ -302,25 +319,15 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 		handler: handler,
 		types:   types,
 		keys:    opts.Keys,
-		reader: kafka.NewReader(kafka.ReaderConfig{
+		reader: kafka.NewReader(GroupReader(kafka.ReaderConfig{
 			Brokers:        cfg.Brokers,
 			Dialer:         opts.Dialer,
 			GroupID:        cfg.GroupID,
 			GroupTopics:    cfg.Topics,
 			StartOffset:    cfg.StartOffset,
 			CommitInterval: cfg.CommitInterval,
-			MinBytes:       1,
-			MaxBytes:       10 << 20,
 			MaxWait:        cfg.MaxWait,
-			// kafka-go waits 30 s by default before the group notices a
-			// consumer that died without leaving (kill -9) and hands its
-			// partitions to another; new events wait that long. A
-			// heartbeat every second and a 6 s session bound the pause.
-			HeartbeatInterval: time.Second,
-			SessionTimeout:    6 * time.Second,
-			RebalanceTimeout:  6 * time.Second,
-			JoinGroupBackoff:  500 * time.Millisecond,
-		}),
+		})),
 		tracer:  opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/inbox"),
 		log:     opts.Logger.With("consumer", cfg.Consumer),
 		results: m.results,

@@ -185,24 +185,16 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 		metrics: m,
 		log:     opts.Logger.With("consumer", cfg.GroupID),
 		opts:    opts,
-		reader: kafka.NewReader(kafka.ReaderConfig{
+		reader: kafka.NewReader(inbox.GroupReader(kafka.ReaderConfig{
 			Brokers:        cfg.Brokers,
 			Dialer:         opts.Dialer,
 			GroupID:        cfg.GroupID,
 			GroupTopics:    cfg.Topics,
 			StartOffset:    cfg.StartOffset,
 			CommitInterval: cfg.CommitInterval,
-			MinBytes:       1,
-			MaxBytes:       10 << 20,
 			MaxWait:        cfg.MaxWait,
-			// As platform/inbox: a replica killed with -9 hands its
-			// partitions over within seconds, not kafka-go's 30 s.
-			HeartbeatInterval: time.Second,
-			SessionTimeout:    6 * time.Second,
-			RebalanceTimeout:  6 * time.Second,
-			JoinGroupBackoff:  500 * time.Millisecond,
-			QueueCapacity:     cfg.MaxBatch,
-		}),
+			QueueCapacity:  cfg.MaxBatch,
+		})),
 	}, nil
 }
 

@@ -268,7 +268,13 @@ func (s *Store) lockAndLoad(ctx context.Context, tx pgx.Tx, ids []uuid.UUID) (ma
  (SELECT hashtextextended(id::text, 7) AS k FROM unnest($1::uuid[]) AS id ORDER BY 1) AS locks`, raw); err != nil {
 		return nil, fmt.Errorf("projection: lock orders: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT `+viewColumns+` FROM `+s.table+` WHERE order_id = ANY($1::uuid[])`, raw)
+	// FOR UPDATE takes the table in ROW SHARE mode, which a rebuild's swap
+	// (EXCLUSIVE, then ACCESS EXCLUSIVE to rename) conflicts with: this
+	// transaction waits for a swap under way before it holds anything on
+	// the table. A plain SELECT would be let in beside the swap, and its
+	// INSERT would then wait for the swap while the swap's rename waits
+	// for the SELECT's lock: a deadlock.
+	rows, err := tx.Query(ctx, `SELECT `+viewColumns+` FROM `+s.table+` WHERE order_id = ANY($1::uuid[]) FOR UPDATE`, raw)
 	if err != nil {
 		return nil, fmt.Errorf("projection: read views: %w", err)
 	}
