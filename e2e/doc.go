@@ -49,6 +49,14 @@
 // while inventory is SIGKILLed and restarted 3 s later: none cancelled),
 // and the foundation's TestBinariesStartServeAndStop.
 //
+// Observability: TestRulesAndDashboardsNameExportedMetrics scrapes every
+// binary and the auditor under a trickle of orders and requires every
+// metric the alert rules (deploy/prometheus/rules) and dashboards
+// (deploy/grafana/dashboards) name to be exported, then, where the
+// prometheus binary is installed, evaluates every query in a real
+// Prometheus scraping the system; TestOneTracePerOrder receives the
+// binaries' spans over OTLP and finds each order's life in one trace.
+//
 // BenchmarkOrderSaga (`make bench/e2e`) measures the whole saga with plain
 // binaries: sagas/s and PlaceOrder → CONFIRMED percentiles, observed on the
 // order topic, plus the CPU each process used. Flags: -e2e.inflight
