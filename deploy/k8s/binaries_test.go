@@ -20,6 +20,7 @@ import (
 // stand-ins for the Secrets) goes through the binary's `config` command,
 // which loads the configuration as serving would, without serving.
 func TestBinariesAcceptTheSettings(t *testing.T) {
+	t.Parallel()
 	bin := t.TempDir()
 	args := []string{"build", "-o", bin + string(filepath.Separator)}
 	for svc := range seed {

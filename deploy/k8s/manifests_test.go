@@ -505,9 +505,11 @@ func envVarsRead(t *testing.T) map[string]map[string]bool {
 }
 
 func TestOverlaysRenderAndFollowTheRules(t *testing.T) {
+	t.Parallel()
 	vars := envVarsRead(t)
 	for _, dir := range overlays {
 		t.Run(dir, func(t *testing.T) {
+			t.Parallel()
 			m, err := render(filesys.MakeFsOnDisk(), dir)
 			if err != nil {
 				t.Fatal(err)
@@ -529,6 +531,7 @@ func TestOverlaysRenderAndFollowTheRules(t *testing.T) {
 // The PrometheusRule carries exactly the groups of the rule file, and the
 // generated manifest is fresh.
 func TestPrometheusRuleIsTheRuleFile(t *testing.T) {
+	t.Parallel()
 	rules, err := os.ReadFile(RulesFile)
 	if err != nil {
 		t.Fatal(err)
@@ -567,6 +570,7 @@ func TestPrometheusRuleIsTheRuleFile(t *testing.T) {
 
 // The orchestrator's HPA scales on a metric the orchestrator exports.
 func TestPendingSagasMetricIsExported(t *testing.T) {
+	t.Parallel()
 	src, err := os.ReadFile("../../platform/saga/metrics.go")
 	if err != nil {
 		t.Fatal(err)
@@ -579,6 +583,7 @@ func TestPendingSagasMetricIsExported(t *testing.T) {
 // The local overlay's roles.sql is deploy/postgres/roles.sql (kustomize may
 // not read files outside the overlay's directory).
 func TestLocalRolesAreTheComposeRoles(t *testing.T) {
+	t.Parallel()
 	a, err := os.ReadFile("overlays/local/roles.sql")
 	if err != nil {
 		t.Fatal(err)
@@ -594,6 +599,7 @@ func TestLocalRolesAreTheComposeRoles(t *testing.T) {
 
 // Each broken manifest fails the checks: the rules are not vacuous.
 func TestBrokenManifestsFail(t *testing.T) {
+	t.Parallel()
 	vars := envVarsRead(t)
 	for _, tc := range []struct {
 		name, file, old, new, overlay, want string
@@ -637,6 +643,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 			`Job/inventory-migrate: missing`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			fsys := copyToMemory(t)
 			src, err := fsys.ReadFile(filepath.Join("/k8s", tc.file))
 			if err != nil {
