@@ -36,14 +36,17 @@ $(BIN)/golangci-lint: tools/golangci-lint/go.mod
 	cd tools/golangci-lint && GOWORK=off go build -o $(BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 ## ---- code generation ------------------------------------------------------
-.PHONY: gen gen/proto gen/sqlc
-gen: gen/proto gen/sqlc ## Regenerate all generated code (protobuf, sqlc)
+.PHONY: gen gen/proto gen/sqlc gen/k8s
+gen: gen/proto gen/sqlc gen/k8s ## Regenerate all generated code (protobuf, sqlc, the Kubernetes PrometheusRule)
 
 gen/proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate protobuf and gRPC code
 	cd proto && buf generate
 
 gen/sqlc: $(BIN)/sqlc ## Regenerate sqlc query code from db/
 	cd db && sqlc generate
+
+gen/k8s: ## Regenerate deploy/k8s's PrometheusRule from deploy/prometheus/rules/goodgo.yml
+	cd deploy/k8s && go generate ./...
 
 .PHONY: proto/baseline
 proto/baseline: $(BIN)/buf ## Record the current schemas as the buf breaking baseline (after a release)
@@ -54,8 +57,8 @@ proto/baseline: $(BIN)/buf ## Record the current schemas as the buf breaking bas
 verify: verify/fmt verify/tidy verify/migrations verify/docker verify/rules verify/proto verify/sqlc verify/gen ## Fail if anything generated, tidied or formatted is stale
 
 verify/gen: gen ## Fail if regenerating changes the tree
-	@if [ -n "$$(git status --porcelain -- proto services platform db)" ]; then \
-	  echo "generated code is stale; run 'make gen' and commit:"; git status --porcelain -- proto services platform db; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- proto services platform db deploy/k8s)" ]; then \
+	  echo "generated code is stale; run 'make gen' and commit:"; git status --porcelain -- proto services platform db deploy/k8s; exit 1; fi
 
 verify/proto: $(BIN)/buf ## buf lint, and buf breaking against the committed baseline
 	cd proto && buf lint && buf breaking --against baseline.binpb

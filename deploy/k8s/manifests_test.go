@@ -545,7 +545,7 @@ func TestPrometheusRuleIsTheRuleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("%s is stale: run `go generate` in deploy/k8s", PrometheusRuleFile)
+		t.Fatalf("%s is stale: run `make gen` (or `go generate` in deploy/k8s)", PrometheusRuleFile)
 	}
 	var spec monitoringv1.PrometheusRuleSpec
 	if err := yaml.UnmarshalStrict(rules, &spec); err != nil {
