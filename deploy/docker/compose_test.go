@@ -248,3 +248,77 @@ func TestPrometheusScrapesEveryServiceWithTheRules(t *testing.T) {
 		require.Contains(t, cfg.RuleFiles, "/etc/prometheus/rules/"+filepath.Base(f), "prometheus.yml does not load %s", f)
 	}
 }
+
+func TestGrafanaIsProvisionedWithTheDashboardsAndDataSources(t *testing.T) {
+	p := loadProject(t)
+	g, ok := p.Services["grafana"]
+	require.True(t, ok)
+	mounts := map[string]string{} // repository directory -> container path
+	for _, v := range g.Volumes {
+		if v.Type == types.VolumeTypeBind {
+			rel, err := filepath.Rel(mustAbs(t, root), v.Source)
+			require.NoError(t, err)
+			mounts[filepath.ToSlash(rel)] = v.Target
+		}
+	}
+	require.Equal(t, "/etc/grafana/provisioning", mounts["deploy/grafana/provisioning"])
+
+	var sources struct {
+		Datasources []struct {
+			UID, Type, URL string
+			IsDefault      bool `yaml:"isDefault"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, "deploy/grafana/provisioning/datasources/goodgo.yml", &sources)
+	provisioned := map[string]bool{}
+	for _, ds := range sources.Datasources {
+		provisioned[ds.Type] = true
+		host, _, _ := strings.Cut(strings.TrimPrefix(ds.URL, "http://"), ":")
+		require.Contains(t, p.Services, host, "data source %s points at %s, which is not a compose service", ds.UID, ds.URL)
+		if ds.Type == "prometheus" {
+			// The dashboards choose their data source through a variable,
+			// which starts on the default.
+			require.True(t, ds.IsDefault, "the Prometheus data source must be the default")
+		}
+	}
+	require.True(t, provisioned["prometheus"] && provisioned["jaeger"], "Prometheus and Jaeger must both be data sources")
+
+	var providers struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, "deploy/grafana/provisioning/dashboards/goodgo.yml", &providers)
+	require.Len(t, providers.Providers, 1)
+	require.Equal(t, mounts["deploy/grafana/dashboards"], providers.Providers[0].Options.Path,
+		"the dashboards provider must read where deploy/grafana/dashboards is mounted")
+
+	dashboards, err := filepath.Glob(filepath.Join(root, "deploy/grafana/dashboards/*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, dashboards)
+	for _, f := range dashboards {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		refs := regexp.MustCompile(`"datasource":\s*\{[^}]*"type":\s*"([^"]+)"`).FindAllSubmatch(raw, -1)
+		require.NotEmpty(t, refs, "%s names no data source", f)
+		for _, m := range refs {
+			require.True(t, provisioned[string(m[1])], "%s queries a %s data source, which is not provisioned", f, m[1])
+		}
+	}
+}
+
+func readYAML(t *testing.T, rel string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(root, rel))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(raw, v), rel)
+}
+
+func mustAbs(t *testing.T, path string) string {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	require.NoError(t, err)
+	return abs
+}
