@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -110,6 +111,119 @@ func (s Settings) Ping(ctx context.Context, clientID string, brokers []string) e
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("kafka unreachable: %w", errors.Join(errs...))
+}
+
+// MissingTopicsError names the topics a cluster does not have. Kafka
+// clusters in production do not create topics on demand
+// (auto.create.topics.enable=false), nor does the development broker
+// unless asked: an init step creates them with their partition counts.
+type MissingTopicsError struct {
+	// Topics are the missing topics, in the order they were asked for.
+	Topics []string
+}
+
+func (e *MissingTopicsError) Error() string {
+	return "kafka: " + e.ReadinessReason() + " (create it; the brokers do not create topics on demand)"
+}
+
+// ReadinessReason is what /readyz shows (opshttp.Reason): "missing topic
+// goodgo.order.events", or "missing topics a, b". A topic name names no
+// host, user or database.
+func (e *MissingTopicsError) ReadinessReason() string {
+	if len(e.Topics) == 1 {
+		return "missing topic " + e.Topics[0]
+	}
+	return "missing topics " + strings.Join(e.Topics, ", ")
+}
+
+// CheckTopics asks one of brokers, as client clientID, for the metadata of
+// topics and returns a *MissingTopicsError naming each one the cluster does
+// not have. The request does not allow the broker to create them (metadata
+// v4 and later say so; older requests made kafka-go's readers create the
+// topic on a cluster with auto-creation on). Any other failure, of the
+// connection or of one topic, is returned as it is. ctx bounds it.
+func (s Settings) CheckTopics(ctx context.Context, clientID string, brokers, topics []string) error {
+	if len(brokers) == 0 {
+		return errors.New("kafka: no broker")
+	}
+	transport := s.Transport(clientID)
+	defer transport.CloseIdleConnections()
+	var errs []error
+	for _, b := range brokers {
+		client := &kafka.Client{Addr: kafka.TCP(b), Transport: transport}
+		resp, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		found := make(map[string]error, len(resp.Topics))
+		for _, t := range resp.Topics {
+			found[t.Name] = t.Error
+		}
+		var missing []string
+		for _, t := range topics {
+			err, ok := found[t]
+			switch {
+			case !ok, errors.Is(err, kafka.UnknownTopicOrPartition):
+				missing = append(missing, t)
+			case err != nil:
+				return fmt.Errorf("kafka: topic %s: %w", t, err)
+			}
+		}
+		if len(missing) > 0 {
+			return &MissingTopicsError{Topics: missing}
+		}
+		return nil
+	}
+	return fmt.Errorf("kafka unreachable: %w", errors.Join(errs...))
+}
+
+// Ready is the readiness check of a binary that needs topics: one of
+// brokers answers (Ping) and has every topic (CheckTopics). A missing topic
+// makes the binary not ready, naming the topic, rather than stopping it:
+// it becomes ready once the topic is created.
+func (s Settings) Ready(ctx context.Context, clientID string, brokers, topics []string) error {
+	if err := s.Ping(ctx, clientID, brokers); err != nil {
+		return err
+	}
+	return s.CheckTopics(ctx, clientID, brokers, topics)
+}
+
+// WarnMissingTopics logs, once at start, the topics the cluster does not
+// have. It neither waits for them nor stops the binary: readiness (Ready)
+// names them until they exist. An unreachable broker is left to readiness
+// too; the check gives up after a few seconds.
+func (s Settings) WarnMissingTopics(ctx context.Context, clientID string, brokers, topics []string, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var missing *MissingTopicsError
+	if err := s.CheckTopics(ctx, clientID, brokers, topics); errors.As(err, &missing) {
+		logger.WarnContext(ctx, "kafka topics missing: not ready until they are created", "topics", missing.Topics)
+	}
+}
+
+// AwaitTopics returns once the cluster has every topic, checking every
+// interval while a topic is missing, so that a consumer group joins only
+// then: kafka-go's group reader assigns the partitions of the topics that
+// existed when it joined, and would never read a topic created later. Any
+// other failure (an unreachable broker) returns nil at once: the consumer
+// retries those itself, and readiness reports them. It returns ctx's error
+// when ctx ends first.
+func (s Settings) AwaitTopics(ctx context.Context, clientID string, brokers, topics []string, interval time.Duration) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, DialTimeout)
+		err := s.CheckTopics(cctx, clientID, brokers, topics)
+		cancel()
+		var missing *MissingTopicsError
+		if !errors.As(err, &missing) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
 }
 
 // Transport returns a new Transport for kafka.Writer.Transport, naming the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -232,4 +233,42 @@ func TestPing(t *testing.T) {
 	wrong, err := kafkaconn.New(cfg)
 	require.NoError(t, err)
 	require.Error(t, wrong.Ping(ctx, "test", []string{addr}), "a broker refusing the login is not usable")
+}
+
+func TestCheckTopics(t *testing.T) {
+	t.Parallel()
+	// Auto-creation on, as on a careless cluster: the check must still not
+	// create what it asks about.
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "a.events", "b.events"), kfake.AllowAutoTopicCreation())
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	var s kafkaconn.Settings
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("present topics pass", func(t *testing.T) {
+		require.NoError(t, s.CheckTopics(ctx, "test", brokers, []string{"a.events", "b.events"}))
+	})
+	t.Run("missing topics are named, in order, and not created", func(t *testing.T) {
+		for range 2 {
+			err := s.CheckTopics(ctx, "test", brokers, []string{"c.events", "a.events", "d.events"})
+			var missing *kafkaconn.MissingTopicsError
+			require.ErrorAs(t, err, &missing)
+			require.Equal(t, []string{"c.events", "d.events"}, missing.Topics)
+			require.Equal(t, "missing topics c.events, d.events", missing.ReadinessReason())
+		}
+		err := s.CheckTopics(ctx, "test", brokers, []string{"c.events"})
+		require.EqualError(t, err, "kafka: missing topic c.events (create it; the brokers do not create topics on demand)")
+	})
+	t.Run("an unreachable broker is not a missing topic", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		err = s.CheckTopics(ctx, "test", []string{addr}, []string{"a.events"})
+		require.ErrorIs(t, err, syscall.ECONNREFUSED)
+		var missing *kafkaconn.MissingTopicsError
+		require.False(t, errors.As(err, &missing))
+	})
 }

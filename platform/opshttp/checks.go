@@ -117,11 +117,17 @@ func GRPCHealth(conn grpc.ClientConnInterface) func(context.Context) error {
 // on an unauthenticated port: the reason given with [WithReason], else
 // "timeout", "connection refused", "connection closed", "host not found",
 // "unreachable", "tls handshake failed", "unavailable" (a gRPC service),
-// or "failed" when nothing more is known.
+// or "failed" when nothing more is known. An error in err's tree with a
+// method ReadinessReason() string gives its own (kafkaconn's missing
+// topics), under a reason given with WithReason.
 func Reason(err error) string {
 	var r *reasonError
 	if errors.As(err, &r) {
 		return r.reason
+	}
+	var own interface{ ReadinessReason() string }
+	if errors.As(err, &own) {
+		return own.ReadinessReason()
 	}
 	if s, ok := status.FromError(err); ok {
 		switch s.Code() {

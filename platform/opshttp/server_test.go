@@ -306,11 +306,19 @@ func TestReasonNamesNoHost(t *testing.T) {
 		{fmt.Errorf("read: %w", io.EOF), "connection closed"},
 		{errors.New("dial tcp 10.1.2.3:6379: connect: connection refused"), "connection refused"},
 		{opshttp.WithReason("schema not migrated", errors.New("relation sagas does not exist")), "schema not migrated"},
+		{fmt.Errorf("kafka: %w", ownReason("missing topic goodgo.order.events")), "missing topic goodgo.order.events"},
 		{errors.New("password authentication failed for user goodgo"), "failed"},
 	} {
 		require.Equal(t, tc.want, opshttp.Reason(tc.err), "%v", tc.err)
 	}
 }
+
+// ownReason is an error that gives its own reason, as kafkaconn's missing
+// topics do.
+type ownReason string
+
+func (r ownReason) Error() string           { return "not usable: " + string(r) }
+func (r ownReason) ReadinessReason() string { return string(r) }
 
 // TestGRPCHealthChecksANeighbour passes while the neighbour's health
 // service says SERVING (or it has none), and says why it fails otherwise.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -123,6 +124,11 @@ func TestStartsWithoutKafkaAndConsumesWhenItAppears(t *testing.T) {
 
 	px.Restore()
 	b.waitReadyz(t, http.StatusOK, "ok\n")
+	defer func() {
+		if t.Failed() {
+			t.Log(b.logs.String())
+		}
+	}()
 	b.placeAndComplete(t)
 }
 
@@ -146,6 +152,11 @@ func TestKafkaOutageMidRunDoesNotStopTheOrchestrator(t *testing.T) {
 
 	px.Restore()
 	b.waitReadyz(t, http.StatusOK, "ok\n")
+	defer func() {
+		if t.Failed() {
+			t.Log(b.logs.String())
+		}
+	}()
 	b.placeAndComplete(t)
 }
 
@@ -173,4 +184,40 @@ func TestDatabaseAndRedisOutagesMidRun(t *testing.T) {
 	b.placeAndComplete(t)
 	rd.Restore()
 	b.waitReadyz(t, http.StatusOK, "ok\n")
+}
+
+// Issue 12: with a real Kafka nothing created the topics, and the
+// orchestrator's first metadata request created the order topic as a side
+// effect. Now a missing topic is named at start and by /readyz, the
+// orchestrator stays up without creating it, and consumes once an init step
+// creates it.
+func TestMissingTopicIsNamedUntilCreated(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1)) // no topic, no auto-creation
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	addr := cluster.ListenAddrs()[0]
+	b := setup(t, map[string]string{"KAFKA_BROKERS": addr})
+	b.broker = addr
+
+	const notReady = "not ready: kafka (missing topic " + event.TopicOrder + ")\n"
+	b.waitReadyz(t, http.StatusServiceUnavailable, notReady)
+	b.waitLogged(t, "kafka topics missing: not ready until they are created", 0)
+	require.Contains(t, b.logs.String(), `"topics":["`+event.TopicOrder+`"]`)
+	code, body := b.readyz(t)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, notReady, body, "still up, still naming the topic")
+
+	client := &kafka.Client{Addr: kafka.TCP(addr)}
+	resp, err := client.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: event.TopicOrder, NumPartitions: 3, ReplicationFactor: 1},
+	}})
+	require.NoError(t, err)
+	require.NoError(t, resp.Errors[event.TopicOrder])
+	b.waitReadyz(t, http.StatusOK, "ok\n")
+	defer func() {
+		if t.Failed() {
+			t.Log(b.logs.String())
+		}
+	}()
+	b.placeAndComplete(t)
 }

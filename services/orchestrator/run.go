@@ -147,14 +147,30 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
+	// Topics are created by an init step, never on demand: say at start
+	// which are missing (readiness says so until they exist).
+	consumedTopics := []string{event.TopicOrder}
+	kconn.WarnMissingTopics(ctx, consumerName, cfg.Kafka.Brokers, consumedTopics, logger)
 	handler := consumer.Handler(engine, logger)
-	events, err := inbox.New(inbox.Config{
-		Brokers: cfg.Kafka.Brokers, GroupID: consumerGroup, Consumer: consumerName, Topics: []string{event.TopicOrder},
+	// The consumer is made, and joins its group, once its topics exist:
+	// kafka-go's group reader (which joins as it is made) assigns only the
+	// partitions of the topics that existed when it joined. Until then
+	// readiness names the missing topic.
+	inboxCfg := inbox.Config{
+		Brokers: cfg.Kafka.Brokers, GroupID: consumerGroup, Consumer: consumerName, Topics: consumedTopics,
 		Types: consumer.Types,
-	}, pool, handler, inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
-		Dialer: kconn.Dialer(consumerName), Keys: cfg.PIIKeys})
-	if err != nil {
-		return err
+	}
+	inboxOpts := inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
+		Dialer: kconn.Dialer(consumerName), Keys: cfg.PIIKeys}
+	consume := func(ctx context.Context) error {
+		if err := kconn.AwaitTopics(ctx, consumerName, cfg.Kafka.Brokers, consumedTopics, time.Second); err != nil {
+			return nil //nolint:nilerr // ctx ended: stopping before consuming is a clean stop
+		}
+		events, err := inbox.New(inboxCfg, pool, handler, inboxOpts)
+		if err != nil {
+			return err
+		}
+		return events.Run(ctx)
 	}
 	// Operators resolve the consumer's parked events (ParkedEventService):
 	// a replay runs the same handler, exactly as the consumer would.
@@ -188,15 +204,17 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
-	// Ready means PostgreSQL and a Kafka broker answer: without the first no
-	// saga moves, without the second none starts. Losing either does not
-	// stop the orchestrator: it waits, not ready, and resumes when they are
-	// back. Redis (only RetrySaga and AbortSaga need it) and the neighbours
+	// Ready means PostgreSQL and a Kafka broker answer, with the topics the
+	// consumer reads: without the first no saga moves, without the second
+	// none starts. Losing either does not stop the orchestrator: it waits,
+	// not ready, and resumes when they are back. Redis (only RetrySaga and AbortSaga need it) and the neighbours
 	// (their absence delays the steps calling them, which retry) only make
 	// it degraded: listed by /readyz, still ready.
 	ready := opshttp.Checks(
 		opshttp.Check{Name: "postgres", Fn: pool.Ping},
-		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kconn.Ping(ctx, consumerName, cfg.Kafka.Brokers) }},
+		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error {
+			return kconn.Ready(ctx, consumerName, cfg.Kafka.Brokers, consumedTopics)
+		}},
 		opshttp.Check{Name: "redis", Optional: true, Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 		opshttp.Check{Name: "payment", Optional: true, Fn: opshttp.GRPCHealth(paymentConn)},
 		opshttp.Check{Name: "inventory", Optional: true, Fn: opshttp.GRPCHealth(inventoryConn)},
@@ -214,7 +232,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(engineCtx) }()
-	err = lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve, events.Run, rec.Run,
+	err = lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve, consume, rec.Run,
 		func(ctx context.Context) error {
 			select {
 			case <-ctx.Done():

@@ -139,3 +139,66 @@ func TestRunRelaysAndReportsReady(t *testing.T) {
 	require.NoError(t, pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox_lanes WHERE owner <> ''").Scan(&owned))
 	require.Zero(t, owned, "lanes released at shutdown")
 }
+
+// Issue 12: with a real Kafka nothing created the payment and inventory
+// topics and the relay retried "unknown topic" for ever, ready all along.
+// Now it names the missing topics at start and on /readyz, stays up, and
+// is ready once an init step creates them.
+func TestMissingTopicsAreNamedUntilCreated(t *testing.T) {
+	ddl, err := os.ReadFile("../../db/outbox/schema/outbox.sql")
+	require.NoError(t, err)
+	url, _ := pgtest.NewDatabase(t, fstest.MapFS{"000001_outbox.up.sql": {Data: ddl}, "000001_outbox.down.sql": {Data: []byte("SELECT 1;")}})
+	b, err := broker.Start(context.Background(), broker.Config{Addr: "127.0.0.1:0", Topics: []string{event.TopicOrder}})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+
+	env := authtest.New(t).Env("outbox-relay")
+	maps.Copy(env, map[string]string{
+		"OUTBOX_DATABASE_URLS": url, "KAFKA_BROKERS": b.Addr(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+	})
+	cfg, err := loadConfig(lookup(env))
+	require.NoError(t, err)
+	pr, pw := io.Pipe()
+	logs := &logLines{}
+	go logs.consume(pr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, pw, lookup(map[string]string{"OTEL_SDK_DISABLED": "true"})) }()
+	t.Cleanup(func() { cancel(); _ = pw.Close() })
+
+	var addr string
+	require.Eventually(t, func() bool { addr = logs.value("ops http server listening", "addr"); return addr != "" },
+		10*time.Second, 10*time.Millisecond)
+	require.NotEmpty(t, logs.value("kafka topics missing: not ready until they are created", "level"), "named at start")
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	const notReady = "not ready: kafka (missing topics " + event.TopicPayment + ", " + event.TopicInventory + ")\n"
+	require.Eventually(t, func() bool { code, body := readyz(); return code == http.StatusServiceUnavailable && body == notReady },
+		10*time.Second, 20*time.Millisecond, "readyz names the missing topics")
+
+	client := &kafka.Client{Addr: kafka.TCP(b.Addr())}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: event.TopicPayment, NumPartitions: 6, ReplicationFactor: 1},
+		{Topic: event.TopicInventory, NumPartitions: 6, ReplicationFactor: 1},
+	}})
+	require.NoError(t, err)
+	for _, err := range resp.Errors {
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/lifecycle"
@@ -22,7 +23,7 @@ import (
 // ops endpoints until ctx is
 // cancelled, then lets the batches in flight finish, releases its lanes and
 // returns nil. Readiness (/readyz) needs one outbox database reachable, a
-// broker that answers and publishing that works (not failing for a lease
+// broker that answers with every topic and publishing that works (not failing for a lease
 // TTL, lanes not handed over for want of a broker). Logs go to stdout as
 // JSON; lookup supplies the OTEL_* variables.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
@@ -37,10 +38,15 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
+	// The relay publishes to every topic (event.Topics). Topics are
+	// created by an init step, never on demand: say at start which are
+	// missing (readiness says so until they exist).
+	clientID := relay.ApplicationNamePrefix + cfg.RelayID
+	kconn.WarnMissingTopics(ctx, clientID, cfg.Kafka.Brokers, event.Topics, logger)
 	kafka, err := relay.NewKafka(relay.KafkaConfig{
 		Brokers:    cfg.Kafka.Brokers,
 		Conn:       kconn,
-		ClientID:   relay.ApplicationNamePrefix + cfg.RelayID,
+		ClientID:   clientID,
 		BatchSize:  cfg.BatchSize,
 		BatchBytes: cfg.MaxBatchBytes,
 	})
@@ -103,7 +109,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 			if err := rl.BrokerReady(ctx); err != nil {
 				return opshttp.WithReason("publishing failing", err)
 			}
-			return kafka.Ping(ctx)
+			return kconn.Ready(ctx, clientID, cfg.Kafka.Brokers, event.Topics)
 		}},
 	)
 	ops, err := opshttp.New(cfg.HTTPAddr, tel.Registry, ready, logger)
