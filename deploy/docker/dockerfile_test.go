@@ -121,6 +121,13 @@ func TestDockerfileBuildsInAnEmptyDirectory(t *testing.T) {
 	require.NoError(t, err)
 	pm, err := patternmatcher.New(patterns)
 	require.NoError(t, err)
+	// What must never reach the daemon: history, built tools, and the
+	// development credentials' private keys.
+	for _, path := range []string{".git/config", "bin/buf", "tools/buf/go.mod", ".dev/pki/ca.key", ".dev/jwt/issuer.jwk"} {
+		ignored, err := pm.MatchesOrParentMatches(path)
+		require.NoError(t, err)
+		require.True(t, ignored, ".dockerignore lets %s into the build context", path)
+	}
 
 	var serviceArgs []string
 	for _, s := range loadProject(t).Services {
