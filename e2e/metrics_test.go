@@ -519,3 +519,74 @@ func (s *promServer) get(path string, into any) error {
 	}
 	return nil
 }
+
+// TestDashboardsAreWellFormed checks what Grafana needs of each dashboard
+// and no test above sees: a unique uid and title, the datasource variable
+// the queries refer to, unique panel ids, panels within the 24-column grid
+// that do not overlap, and each query with a refId and that data source.
+func TestDashboardsAreWellFormed(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(dashboardsDir, "*.json"))
+	require.NoError(t, err)
+	require.Len(t, files, 4, "the seed's four dashboards")
+	uids, titles := map[string]string{}, map[string]string{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var d struct {
+			UID        string `json:"uid"`
+			Title      string `json:"title"`
+			Templating struct {
+				List []struct {
+					Name, Type, Query string
+				} `json:"list"`
+			} `json:"templating"`
+			Panels []struct {
+				ID      int    `json:"id"`
+				Type    string `json:"type"`
+				Title   string `json:"title"`
+				GridPos struct {
+					H, W, X, Y int
+				} `json:"gridPos"`
+				Datasource struct{ Type, UID string } `json:"datasource"`
+				Targets    []struct {
+					RefID      string                     `json:"refId"`
+					Datasource struct{ Type, UID string } `json:"datasource"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &d), f)
+		require.NotEmpty(t, d.UID, f)
+		require.NotContains(t, uids, d.UID, "%s repeats the uid of %s", f, uids[d.UID])
+		require.NotContains(t, titles, d.Title, "%s repeats the title of %s", f, titles[d.Title])
+		uids[d.UID], titles[d.Title] = f, f
+		require.Len(t, d.Templating.List, 1, f)
+		require.Equal(t, "datasource", d.Templating.List[0].Name, f)
+		require.Equal(t, "prometheus", d.Templating.List[0].Query, f)
+		ids := map[int]bool{}
+		cells := map[[2]int]string{}
+		for _, p := range d.Panels {
+			where := fmt.Sprintf("%s: panel %q", f, p.Title)
+			require.NotZero(t, p.ID, where)
+			require.False(t, ids[p.ID], "%s: id %d repeated", where, p.ID)
+			ids[p.ID] = true
+			require.Contains(t, []string{"timeseries", "stat"}, p.Type, where)
+			g := p.GridPos
+			require.True(t, g.W > 0 && g.H > 0 && g.X >= 0 && g.Y >= 0 && g.X+g.W <= 24, "%s: gridPos %+v", where, g)
+			for x := g.X; x < g.X+g.W; x++ {
+				for y := g.Y; y < g.Y+g.H; y++ {
+					require.Empty(t, cells[[2]int{x, y}], "%s overlaps %s", where, cells[[2]int{x, y}])
+					cells[[2]int{x, y}] = p.Title
+				}
+			}
+			require.Equal(t, "${datasource}", p.Datasource.UID, where)
+			refs := map[string]bool{}
+			for _, tg := range p.Targets {
+				require.NotEmpty(t, tg.RefID, where)
+				require.False(t, refs[tg.RefID], "%s: refId %s repeated", where, tg.RefID)
+				refs[tg.RefID] = true
+				require.Equal(t, "prometheus", tg.Datasource.Type, where)
+				require.Equal(t, "${datasource}", tg.Datasource.UID, where)
+			}
+		}
+	}
+}
