@@ -322,3 +322,46 @@ func mustAbs(t *testing.T, path string) string {
 	require.NoError(t, err)
 	return abs
 }
+
+// TestComposeCommandsParse runs the one-shot credentials job as the
+// compose file does, into a temporary directory, and gives the demo
+// client its compose flags: a renamed or mistyped flag fails here.
+func TestComposeCommandsParse(t *testing.T) {
+	p := loadProject(t)
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-trimpath", "-o", bin+"/", "./goodgoctl", "./loadgen")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	const volumeDir = "/home/nonroot/dev" // where the credentials volume holds them
+	dev := t.TempDir()
+	creds := p.Services["credentials"]
+	require.Equal(t, "goodgoctl", binaryOf(creds))
+	args := slices.Clone([]string(creds.Command))
+	require.Contains(t, args, volumeDir)
+	args[slices.Index(args, volumeDir)] = dev
+	cmd := exec.Command(filepath.Join(bin, "goodgoctl"), args...)
+	cmd.Env = []string{}
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "goodgoctl %v: %s", args, out)
+	// The binaries' certificates must name the hosts they are dialled by.
+	for _, s := range services {
+		require.Contains(t, args, s, "the credentials do not name host %s", s)
+	}
+
+	// With no credentials in its directory the client stops at reading
+	// them: its flags parsed (a bad one stops it before, naming the flag).
+	lg := p.Services["loadgen"]
+	require.Equal(t, "loadgen", binaryOf(lg))
+	args = slices.Clone([]string(lg.Command))
+	require.Contains(t, args, volumeDir)
+	empty := t.TempDir()
+	args[slices.Index(args, volumeDir)] = empty
+	cmd = exec.Command(filepath.Join(bin, "loadgen"), args...)
+	cmd.Env = []string{}
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), empty+"/", "loadgen %v did not get past its flags", args)
+}
