@@ -126,6 +126,7 @@ func orderTraceGaps(spans []sunkSpan) []string {
 // publish, the saga's steps and the step RPCs they make — and no saga step
 // in a trace of its own.
 func TestOneTracePerOrder(t *testing.T) {
+	start := time.Now()
 	sink, addr := startSpanSink(t)
 	e := NewEnv(t, envOptions{race: true, vars: map[string]map[string]string{"*": {
 		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + addr,
@@ -133,6 +134,7 @@ func TestOneTracePerOrder(t *testing.T) {
 		"OTEL_BSP_SCHEDULE_DELAY":     "100", // ms: export at once, not every 5 s
 	}}})
 
+	t.Logf("environment ready after %s", time.Since(start).Round(time.Millisecond))
 	const orders = 3
 	var ids []string
 	for i := range orders {
@@ -142,6 +144,7 @@ func TestOneTracePerOrder(t *testing.T) {
 		require.Equal(t, "CONFIRMED", status, id)
 	}
 
+	t.Logf("orders confirmed after %s", time.Since(start).Round(time.Millisecond))
 	var report string
 	ok := poll(time.Minute, 200*time.Millisecond, func() bool {
 		var lines []string
@@ -167,6 +170,7 @@ func TestOneTracePerOrder(t *testing.T) {
 		return complete == orders && sagaTraces == orders
 	})
 	require.True(t, ok, report)
+	t.Logf("every order's trace complete after %s", time.Since(start).Round(time.Millisecond))
 
 	// The spans of one order, for the reader of a -v run.
 	for _, spans := range sink.traces() {
