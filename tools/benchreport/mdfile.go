@@ -18,7 +18,8 @@ const docIntro = `# Benchmarks
 ` + "`make bench`" + ` runs the benchmarks below against the real PostgreSQL, Redis and
 development broker on this machine, several times each (` + "`BENCH_COUNT`" + `,
 default 5), and sets their medians beside the seed's "Performance
-Characteristics" table (seed document: data-consistency-patterns). Raw
+Characteristics" table (the seed document, data-consistency-patterns, is
+not part of this repository: its figures are in the first columns). Raw
 ` + "`go test`" + ` output goes to ` + "`bin/bench/*.txt`" + `; the tool is
 ` + "`tools/benchreport`" + `.
 

@@ -1,7 +1,7 @@
 package main
 
 // Seed is one row of the "Performance Characteristics" table of the seed
-// document (/work/shared/seed/data-consistency-patterns.txt), with the
+// document (data-consistency-patterns, not part of this repository), with the
 // bounds a measurement is held to.
 type Seed struct {
 	Pattern    string
