@@ -15,6 +15,9 @@ SERVICES := order payment inventory orchestrator outbox-relay
 TOOLS    := buf protoc-gen golangci-lint sqlc
 
 TEST_FLAGS ?= -race -count=1 -timeout 10m
+# The end-to-end suite starts a fresh system per scenario (about 12 minutes
+# on 2 cores): a timeout of its own.
+E2E_FLAGS ?= -race -count=1 -timeout 30m
 
 .PHONY: help
 help: ## List the targets
@@ -117,7 +120,7 @@ build: ## Build the five binaries into ./bin
 # server's max_connections.
 test: ## Unit, integration and end-to-end tests (real PostgreSQL and Redis), race detector on
 	go test $(TEST_FLAGS) $(addsuffix /...,$(filter-out $(ROOT)/e2e,$(MODULES)))
-	go test $(TEST_FLAGS) ./e2e/...
+	go test $(E2E_FLAGS) ./e2e/...
 
 # Every fuzz target (func FuzzX in a _test.go file) for FUZZ_TIME each, new
 # inputs explored beyond the committed seed corpora (testdata/fuzz/FuzzX).
@@ -142,7 +145,7 @@ bench: ## Benchmarks against the real servers: medians beside the seed's table (
 	$(BIN)/benchreport -root $(ROOT) -count $(or $(BENCH_COUNT),5)
 
 e2e: ## End-to-end: the five binaries, the dev broker, local PostgreSQL and Redis; invariants after every scenario
-	go test -race -count=1 -timeout 20m ./e2e/...
+	go test $(E2E_FLAGS) ./e2e/...
 
 # The crash matrix (e2e TestCrashMatrix): one binary built with the tag
 # failpoints SIGKILLs itself at one boundary per scenario, under load, and
