@@ -49,6 +49,10 @@
 // while inventory is SIGKILLed and restarted 3 s later: none cancelled),
 // and the foundation's TestBinariesStartServeAndStop.
 //
+// TestMakeRun runs `goodgoctl run` (make run) in a process group of its
+// own: the first order CONFIRMED with its saga COMPLETED, the demo client's
+// sagas, then SIGINT, exit 0 and no process of the group left.
+//
 // Observability: TestRulesAndDashboardsNameExportedMetrics scrapes every
 // binary and the auditor under a trickle of orders and requires every
 // metric the alert rules (deploy/prometheus/rules) and dashboards
