@@ -5,14 +5,19 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/goodgo/goodgo/devbroker/broker"
 	"github.com/goodgo/goodgo/platform/authtest"
+	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/tcpproxy"
@@ -107,4 +112,55 @@ func readyz(t *testing.T, addr string) (int, string) {
 		return 0, err.Error()
 	}
 	return resp.StatusCode, string(b)
+}
+
+// TestProjectorJoinsOnceItsTopicsExist starts the service with the read
+// side's projector against a broker that has none of its topics yet, as a
+// cluster whose topics an init step creates later: readiness names them
+// (degraded: only the view lags), and once they exist the projector's
+// group is assigned every partition of the three topics. A group reader
+// made at start would have joined with no partition and kept none.
+func TestProjectorJoinsOnceItsTopicsExist(t *testing.T) {
+	b, err := broker.Start(context.Background(), broker.Config{Addr: "127.0.0.1:0", Topics: []string{"unrelated"}, Partitions: 2})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	const group = "order-view-test"
+	dbURL, _ := pgtest.NewDatabase(t, nil)
+	svc := startService(t, dbURL, map[string]string{"PROJECTOR": "true", "KAFKA_BROKERS": b.Addr(), "PROJECTOR_GROUP": group})
+
+	require.Eventually(t, func() bool {
+		code, body := readyz(t, svc.httpAddr)
+		return code == http.StatusOK && strings.Contains(body, "degraded: kafka (missing topic")
+	}, 30*time.Second, 20*time.Millisecond, "readiness names the missing topics")
+
+	client := &kafka.Client{Addr: kafka.TCP(b.Addr())}
+	var topics []kafka.TopicConfig
+	for _, topic := range event.Topics {
+		topics = append(topics, kafka.TopicConfig{Topic: topic, NumPartitions: 2, ReplicationFactor: 1})
+	}
+	resp, err := client.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: topics})
+	require.NoError(t, err)
+	for _, topic := range event.Topics {
+		require.NoError(t, resp.Errors[topic])
+	}
+	svc.waitReadyz(t, http.StatusOK, "ok\n")
+
+	assigned := func() int {
+		groups, err := client.DescribeGroups(t.Context(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+		if err != nil || len(groups.Groups) != 1 {
+			return 0
+		}
+		n := 0
+		for _, m := range groups.Groups[0].Members {
+			for _, a := range m.MemberAssignments.Topics {
+				if slices.Contains(event.Topics, a.Topic) {
+					n += len(a.Partitions)
+				}
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return assigned() == 2*len(event.Topics) }, 30*time.Second, 50*time.Millisecond,
+		"the projector's group holds every partition of its topics (assigned %d)", assigned())
+	svc.stop(t)
 }

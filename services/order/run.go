@@ -13,6 +13,7 @@ import (
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/domainservice"
+	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/lifecycle"
@@ -86,12 +87,23 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		if err != nil {
 			return err
 		}
+		// The projector runs, and joins its group, once its topics exist:
+		// kafka-go's group reader assigns only the partitions of the
+		// topics that existed when it joined. Until then /readyz names the
+		// missing topic.
+		client, brokers := cfg.ReadModel.GroupID, cfg.ReadModel.Kafka.Brokers
+		kconn.WarnMissingTopics(ctx, client, brokers, event.Topics, kit.Logger)
 		pctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = projector.Run(pctx) })
+		wg.Go(func() {
+			if err := kconn.AwaitTopics(pctx, client, brokers, event.Topics, time.Second); err != nil {
+				return // stopped before the topics came
+			}
+			_ = projector.Run(pctx)
+		})
 		defer func() { stop(); wg.Wait() }()
 		checks = append(checks, opshttp.Check{Name: "kafka", Optional: true, Fn: func(ctx context.Context) error {
-			return kconn.Ping(ctx, cfg.ReadModel.GroupID, cfg.ReadModel.Kafka.Brokers)
+			return kconn.Ready(ctx, client, brokers, event.Topics)
 		}})
 	}
 	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) {
@@ -114,6 +126,6 @@ func newProjector(cfg ReadModelConfig, pool *pgxpool.Pool, kconn kafkaconn.Setti
 	// Offsets are committed in the background every second rather than
 	// after each batch (a broker round trip less per batch): a crash
 	// redelivers at most that second's events, which the inbox skips.
-	return projection.New(projection.Config{Brokers: cfg.Kafka.Brokers, GroupID: cfg.GroupID, MaxBatch: cfg.MaxBatch, CommitInterval: time.Second},
+	return projection.New(projection.Config{Brokers: cfg.Kafka.Brokers, GroupID: cfg.GroupID, Topics: event.Topics, MaxBatch: cfg.MaxBatch, CommitInterval: time.Second},
 		store, m, projection.Options{Registerer: kit.Registry, Logger: kit.Logger, Dialer: kconn.Dialer(cfg.GroupID)})
 }

@@ -138,12 +138,15 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 // Projector consumes the order, payment and inventory topics into a view
 // table through a Store. Create it with New and call Run once.
 type Projector struct {
-	cfg     Config
-	store   *Store
-	reader  *kafka.Reader
-	metrics *Metrics
-	log     *slog.Logger
-	opts    Options
+	cfg   Config
+	store *Store
+	// readerCfg makes reader when Run starts: kafka-go's group reader
+	// joins its group as it is made.
+	readerCfg kafka.ReaderConfig
+	reader    *kafka.Reader
+	metrics   *Metrics
+	log       *slog.Logger
+	opts      Options
 }
 
 // New returns a Projector applying through store. It connects to nothing
@@ -185,7 +188,7 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 		metrics: m,
 		log:     opts.Logger.With("consumer", cfg.GroupID),
 		opts:    opts,
-		reader: kafka.NewReader(inbox.GroupReader(kafka.ReaderConfig{
+		readerCfg: inbox.GroupReader(kafka.ReaderConfig{
 			Brokers:        cfg.Brokers,
 			Dialer:         opts.Dialer,
 			GroupID:        cfg.GroupID,
@@ -194,7 +197,7 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 			CommitInterval: cfg.CommitInterval,
 			MaxWait:        cfg.MaxWait,
 			QueueCapacity:  cfg.MaxBatch,
-		})),
+		}),
 	}, nil
 }
 
@@ -204,6 +207,7 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 // after its view transaction has, so a crash at any point redelivers what
 // was not committed, and the inbox skips what was.
 func (p *Projector) Run(ctx context.Context) error {
+	p.reader = kafka.NewReader(p.readerCfg)
 	defer func() {
 		if err := p.reader.Close(); err != nil {
 			p.log.Warn("closing kafka reader", "error", err.Error())
