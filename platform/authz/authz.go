@@ -42,6 +42,7 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/ratelimit"
+	"github.com/goodgo/goodgo/platform/telemetry"
 	"github.com/goodgo/goodgo/platform/token"
 )
 
@@ -117,12 +118,9 @@ func New(policies Policies, cfg Config, reg prometheus.Registerer, logger *slog.
 			Help: "Calls refused for missing or bad credentials (Unauthenticated) or by policy (PermissionDenied).",
 		}, []string{"method", "code", "reason"}),
 	}
-	if err := reg.Register(a.refusals); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return nil, fmt.Errorf("authz: register metrics: %w", err)
-		}
-		a.refusals = already.ExistingCollector.(*prometheus.CounterVec)
+	var err error
+	if a.refusals, err = telemetry.Register(reg, "authz", a.refusals); err != nil {
+		return nil, err
 	}
 	return a, nil
 }

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/goodgo/goodgo/platform/authz"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // DefaultShutdownTimeout is used when Config.ShutdownTimeout is zero.
@@ -248,17 +249,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 // registerMetrics registers the gRPC server metrics on reg, reusing the
 // metrics already there when another server registered them first.
 func registerMetrics(reg prometheus.Registerer) (*grpcprom.ServerMetrics, error) {
-	m := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	if err := reg.Register(m); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(*grpcprom.ServerMetrics); ok {
-				return existing, nil
-			}
-		}
-		return nil, fmt.Errorf("grpcserver: register metrics: %w", err)
-	}
-	return m, nil
+	return telemetry.Register(reg, "grpcserver", grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()))
 }
 
 // exemplarFromContext links the latency histogram to the trace of the call.

@@ -18,6 +18,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Errors of Admin, for the transport to map (NotFound, FailedPrecondition,
@@ -150,7 +151,7 @@ func NewAdmin(consumer string, pool *pgxpool.Pool, handler Handler, opts AdminOp
 	}, []string{"consumer", "action", "outcome"})
 	if opts.Registerer != nil {
 		var err error
-		if actions, err = register(opts.Registerer, actions); err != nil {
+		if actions, err = telemetry.Register(opts.Registerer, "inbox", actions); err != nil {
 			return nil, err
 		}
 	}

@@ -71,6 +71,7 @@ import (
 	"github.com/goodgo/goodgo/platform/failpoint"
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Results, the result label of inbox_processed_total.
@@ -377,16 +378,16 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.results, err = register(reg, m.results); err != nil {
+	if m.results, err = telemetry.Register(reg, "inbox", m.results); err != nil {
 		return metrics{}, err
 	}
-	if m.lag, err = register(reg, m.lag); err != nil {
+	if m.lag, err = telemetry.Register(reg, "inbox", m.lag); err != nil {
 		return metrics{}, err
 	}
-	if m.retries, err = register(reg, m.retries); err != nil {
+	if m.retries, err = telemetry.Register(reg, "inbox", m.retries); err != nil {
 		return metrics{}, err
 	}
-	if m.streak, err = register(reg, m.streak); err != nil {
+	if m.streak, err = telemetry.Register(reg, "inbox", m.streak); err != nil {
 		return metrics{}, err
 	}
 	return m, nil
@@ -430,21 +431,6 @@ func (s *streaks) refresh() {
 		oldest = max(oldest, time.Since(t))
 	}
 	s.gauge.Set(oldest.Seconds())
-}
-
-// register registers c, or returns the collector already registered under
-// its name, so that several consumers share the series.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("inbox: register metrics: %w", err)
-	}
-	return c, nil
 }
 
 // Run consumes until ctx is cancelled, then closes the reader (leaving the

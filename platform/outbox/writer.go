@@ -15,6 +15,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Event is one domain event to append to the outbox.
@@ -57,16 +58,9 @@ func NewWriter(keys *keyring.Keyring, reg prometheus.Registerer) (*Writer, error
 			"transaction commits: events of a transaction that later rolls back are counted too.",
 	}, []string{"topic", "event_type"})
 	if reg != nil {
-		if err := reg.Register(events); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				return nil, fmt.Errorf("outbox: register metrics: %w", err)
-			}
-			existing, ok := already.ExistingCollector.(*prometheus.CounterVec)
-			if !ok {
-				return nil, fmt.Errorf("outbox: register metrics: %w", err)
-			}
-			events = existing
+		var err error
+		if events, err = telemetry.Register(reg, "outbox", events); err != nil {
+			return nil, err
 		}
 	}
 	return &Writer{keys: keys, events: events}, nil

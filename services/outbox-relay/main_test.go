@@ -72,28 +72,9 @@ func TestRunRelaysAndReportsReady(t *testing.T) {
 		"GRPC_ADDR":            "127.0.0.1:0",
 		"HTTP_ADDR":            "127.0.0.1:0",
 	})
-	cfg, err := loadConfig(lookup(env))
-	require.NoError(t, err)
-	pr, pw := io.Pipe()
-	logs := &logLines{}
-	go logs.consume(pr)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, pw, lookup(map[string]string{"OTEL_SDK_DISABLED": "true"})) }()
-	t.Cleanup(func() { cancel(); _ = pw.Close() })
-
-	var addr string
-	require.Eventually(t, func() bool { addr = logs.value("ops http server listening", "addr"); return addr != "" },
-		10*time.Second, 10*time.Millisecond)
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer func() { _ = resp.Body.Close() }()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	relay := startRun(t, env)
+	get := relay.get
+	ctx := context.Background()
 	require.Eventually(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
 
 	w, err := outbox.NewWriter(nil, nil)
@@ -128,13 +109,7 @@ func TestRunRelaysAndReportsReady(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "kafka (publishing failing)")
 	}, 15*time.Second, 50*time.Millisecond, "not ready: publishing failing")
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	relay.stop(t)
 	var owned int
 	require.NoError(t, pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox_lanes WHERE owner <> ''").Scan(&owned))
 	require.Zero(t, owned, "lanes released at shutdown")
@@ -156,35 +131,15 @@ func TestMissingTopicsAreNamedUntilCreated(t *testing.T) {
 	maps.Copy(env, map[string]string{
 		"OUTBOX_DATABASE_URLS": url, "KAFKA_BROKERS": b.Addr(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 	})
-	cfg, err := loadConfig(lookup(env))
-	require.NoError(t, err)
-	pr, pw := io.Pipe()
-	logs := &logLines{}
-	go logs.consume(pr)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, pw, lookup(map[string]string{"OTEL_SDK_DISABLED": "true"})) }()
-	t.Cleanup(func() { cancel(); _ = pw.Close() })
-
-	var addr string
-	require.Eventually(t, func() bool { addr = logs.value("ops http server listening", "addr"); return addr != "" },
-		10*time.Second, 10*time.Millisecond)
-	require.NotEmpty(t, logs.value("kafka topics missing: not ready until they are created", "level"), "named at start")
-	readyz := func() (int, string) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer func() { _ = resp.Body.Close() }()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	r := startRun(t, env)
+	require.NotEmpty(t, r.logs.value("kafka topics missing: not ready until they are created", "level"), "named at start")
+	readyz := func() (int, string) { return r.get("/readyz") }
 	const notReady = "not ready: kafka (missing topics " + event.TopicPayment + ", " + event.TopicInventory + ")\n"
 	require.Eventually(t, func() bool { code, body := readyz(); return code == http.StatusServiceUnavailable && body == notReady },
 		10*time.Second, 20*time.Millisecond, "readyz names the missing topics")
 
 	client := &kafka.Client{Addr: kafka.TCP(b.Addr())}
-	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+	resp, err := client.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
 		{Topic: event.TopicPayment, NumPartitions: 6, ReplicationFactor: 1},
 		{Topic: event.TopicInventory, NumPartitions: 6, ReplicationFactor: 1},
 	}})
@@ -193,10 +148,53 @@ func TestMissingTopicsAreNamedUntilCreated(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
+	r.stop(t)
+}
 
-	cancel()
+// relayRun is run() serving on free ports, its JSON log lines collected.
+type relayRun struct {
+	logs   *logLines
+	addr   string // the ops HTTP server's
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startRun runs the relay as main does with env and waits until its ops
+// HTTP server listens.
+func startRun(t *testing.T, env map[string]string) *relayRun {
+	t.Helper()
+	cfg, err := loadConfig(lookup(env))
+	require.NoError(t, err)
+	pr, pw := io.Pipe()
+	r := &relayRun{logs: &logLines{}, done: make(chan error, 1)}
+	go r.logs.consume(pr)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- run(ctx, cfg, pw, lookup(map[string]string{"OTEL_SDK_DISABLED": "true"})) }()
+	t.Cleanup(func() { cancel(); _ = pw.Close() })
+	require.Eventually(t, func() bool { r.addr = r.logs.value("ops http server listening", "addr"); return r.addr != "" },
+		10*time.Second, 10*time.Millisecond)
+	return r
+}
+
+// get returns the status and body of an ops HTTP path (0 and the error
+// when it does not answer).
+func (r *relayRun) get(path string) (int, string) {
+	resp, err := http.Get("http://" + r.addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// stop cancels run and requires it to return nil within 10 s.
+func (r *relayRun) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
 	select {
-	case err := <-done:
+	case err := <-r.done:
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after cancel")

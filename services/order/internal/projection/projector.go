@@ -3,7 +3,6 @@ package projection
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Defaults of Config's zero values.
@@ -104,13 +104,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.events, err = register(reg, m.events); err != nil {
+	if m.events, err = telemetry.Register(reg, "projection", m.events); err != nil {
 		return nil, err
 	}
-	if m.lag, err = register(reg, m.lag); err != nil {
+	if m.lag, err = telemetry.Register(reg, "projection", m.lag); err != nil {
 		return nil, err
 	}
-	if m.batch, err = register(reg, m.batch); err != nil {
+	if m.batch, err = telemetry.Register(reg, "projection", m.batch); err != nil {
 		return nil, err
 	}
 	// Every result at zero from the start: a series that first appears at
@@ -120,19 +120,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.events.WithLabelValues(r)
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("projection: register metrics: %w", err)
-	}
-	return c, nil
 }
 
 // Projector consumes the order, payment and inventory topics into a view
