@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -382,31 +381,10 @@ func (e *Env) trickle(t *testing.T) (stop func()) {
 }
 
 // startCommand runs bin with args (its output kept as a Process's log),
-// killed at cleanup.
+// stopped gracefully at cleanup.
 func startCommand(t testing.TB, name, bin string, args ...string) *Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = cmd.Stdout
-	p := &Process{Name: name, cmd: cmd, done: make(chan struct{})}
-	require.NoError(t, cmd.Start())
-	go p.readLog(stdout)
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			if _, err := p.Wait(10 * time.Second); err != nil {
-				_ = cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
-			t.Logf("%s (pid %d) log:\n%s", name, cmd.Process.Pid, p.Log())
-		}
-	})
-	return p
+	return startProcess(t, name, exec.Command(bin, args...), true)
 }
 
 // promServer is a Prometheus server the test started.

@@ -130,6 +130,14 @@ func StartBinary(t testing.TB, dir, name string, env map[string]string) *Process
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	return startProcess(t, name, cmd, false)
+}
+
+// startProcess starts cmd, keeping its output as the Process's log. At
+// cleanup a process still running is killed — after a SIGTERM and up to
+// 10 s to exit when graceful — and its log printed when the test failed.
+func startProcess(t testing.TB, name string, cmd *exec.Cmd, graceful bool) *Process {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	cmd.Stderr = cmd.Stdout
@@ -140,6 +148,12 @@ func StartBinary(t testing.TB, dir, name string, env map[string]string) *Process
 		select {
 		case <-p.done:
 		default:
+			if graceful {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				if _, err := p.Wait(10 * time.Second); err == nil {
+					break
+				}
+			}
 			_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process is killed too, but say so
 			_ = cmd.Process.Kill()
 			<-p.done
