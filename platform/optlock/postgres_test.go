@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,6 +80,19 @@ func (c counters) increment(ctx context.Context, id int, version int64) error {
 	return nil
 }
 
+// incrementLocked adds one unconditionally: the pessimistic path, which
+// waits for the row lock instead of checking the version.
+func (c counters) incrementLocked(ctx context.Context, id int) error {
+	tag, err := c.pool.Exec(ctx, `UPDATE counters SET n = n + 1, version = version + 1 WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("increment counter %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("increment counter %d: no such row", id)
+	}
+	return nil
+}
+
 func (c counters) row(tb testing.TB, id int) (n, version int64) {
 	tb.Helper()
 	require.NoError(tb, c.pool.QueryRow(context.Background(), `SELECT n, version FROM counters WHERE id = $1`, id).Scan(&n, &version))
@@ -141,6 +157,68 @@ func TestRetryLosesNoUpdateUnderContention(t *testing.T) {
 	require.Equal(t, conflicts-float64(gaveUp.Load()), retries, "every conflict but the last of an exhausted Retry is retried")
 	require.InDelta(t, 1-conflicts/attempts, gather(t, reg, "optimistic_lock_success_rate", "counter"), 1e-9)
 	t.Logf("increments=%d gave_up=%d attempts=%.0f conflicts=%.0f", succeeded.Load(), gaveUp.Load(), attempts, conflicts)
+}
+
+func TestContentionLosesNoUpdateOnAHotRow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts optlock.ContentionOptions
+		// pessimistic: whether the row must have switched by the end.
+		pessimistic bool
+	}{
+		{"optimistic_only", optlock.ContentionOptions{Threshold: 1, Cool: 1}, false},
+		{"switches", optlock.ContentionOptions{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := counters{newCounterDB(t, 1, 8)}
+			reg := prometheus.NewRegistry()
+			m, err := optlock.NewMetrics(reg)
+			require.NoError(t, err)
+			policy, err := optlock.NewContention("counter", tc.opts, reg)
+			require.NoError(t, err)
+			retry := optlock.DefaultPolicy
+			retry.MaxAttempts = 1000 // the optimistic-only run must not give up
+
+			const workers, perWorker = 16, 25
+			var succeeded, pessimistic atomic.Int64
+			var wg sync.WaitGroup
+			for range workers {
+				wg.Go(func() {
+					for range perWorker {
+						err := policy.Update(t.Context(), "1", retry, m,
+							func(ctx context.Context) error {
+								v, err := repo.version(ctx, 1)
+								if err != nil {
+									return err
+								}
+								return repo.increment(ctx, 1, v)
+							},
+							func(ctx context.Context) error {
+								pessimistic.Add(1)
+								return repo.incrementLocked(ctx, 1)
+							})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						succeeded.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+
+			n, version := repo.row(t, 1)
+			require.Equal(t, int64(workers*perWorker), succeeded.Load())
+			require.Equal(t, succeeded.Load(), n, "every update is in the row, none lost")
+			require.Equal(t, n+1, version, "one version per applied update")
+			attempts := gather(t, reg, "optimistic_lock_attempts_total", "counter")
+			require.Equal(t, float64(n-pessimistic.Load())+gather(t, reg, "optimistic_lock_conflicts_total", "counter"), attempts,
+				"every optimistic attempt won or conflicted; pessimistic updates are not attempts")
+			require.Equal(t, tc.pessimistic, pessimistic.Load() > 0)
+			require.Equal(t, tc.pessimistic, sum(t, reg, "optlock_mode_switches_total") > 0)
+			t.Logf("pessimistic updates=%d optimistic attempts=%.0f", pessimistic.Load(), attempts)
+		})
+	}
 }
 
 func TestVersionTokenUpdateByTwoClients(t *testing.T) {
@@ -210,35 +288,82 @@ func gather(tb testing.TB, g prometheus.Gatherer, name, aggregate string) float6
 	return 0
 }
 
+// updateMode is how BenchmarkUpdate's writers update: "adaptive" (the
+// default) lets a Contention switch a hot row to one atomic increment,
+// "optimistic" always reads and retries, as every writer did before
+// Contention existed. Compare them side by side:
+//
+//	go test -run '^$' -bench '^BenchmarkUpdate$' -count 5 ./optlock/ -optlock.mode=optimistic
+var updateMode = flag.String("optlock.mode", "adaptive", `BenchmarkUpdate's writers: "adaptive" or "optimistic"`)
+
+// sum returns the sum of every series of the metric name (0 if absent).
+func sum(tb testing.TB, g prometheus.Gatherer, name string) float64 {
+	tb.Helper()
+	families, err := g.Gather()
+	require.NoError(tb, err)
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, metric := range f.GetMetric() {
+				total += metric.GetCounter().GetValue() + metric.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
+}
+
 // BenchmarkUpdate measures version-checked increments (read version, then
 // conditional UPDATE, retried on conflict with DefaultPolicy) against the
-// real PostgreSQL, with 4 writers per CPU.
+// real PostgreSQL, with 4 writers per CPU. In the adaptive mode (see
+// updateMode) a row whose updates collide takes the pessimistic path
+// instead: one `UPDATE … SET n = n + 1` that waits for the row lock and
+// cannot conflict.
 func BenchmarkUpdate(b *testing.B) {
 	const parallelism = 4
 	writers := parallelism * runtime.GOMAXPROCS(0)
 	repo := counters{newCounterDB(b, 4096, writers)}
 	var nextRow atomic.Int64
+	adaptive := *updateMode == "adaptive"
+	if !adaptive && *updateMode != "optimistic" {
+		b.Fatalf("-optlock.mode=%q: want adaptive or optimistic", *updateMode)
+	}
 
 	run := func(b *testing.B, rowFor func() int) {
 		reg := prometheus.NewRegistry()
 		m, err := optlock.NewMetrics(reg)
 		require.NoError(b, err)
-		var ok, gaveUp atomic.Int64
+		policy, err := optlock.NewContention("counter", optlock.ContentionOptions{}, reg)
+		require.NoError(b, err)
+		var (
+			ok, gaveUp atomic.Int64
+			latMu      sync.Mutex
+			lat        []time.Duration
+		)
 		b.SetParallelism(parallelism)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			id := rowFor()
+			optimistic := func(ctx context.Context) error {
+				v, err := repo.version(ctx, id)
+				if err != nil {
+					return err
+				}
+				return repo.increment(ctx, id, v)
+			}
+			pessimistic := func(ctx context.Context) error { return repo.incrementLocked(ctx, id) }
+			var mine []time.Duration
 			for pb.Next() {
-				err := optlock.Retry(context.Background(), optlock.DefaultPolicy, m, "counter", func(ctx context.Context) error {
-					v, err := repo.version(ctx, id)
-					if err != nil {
-						return err
-					}
-					return repo.increment(ctx, id, v)
-				})
+				start := time.Now()
+				var err error
+				if adaptive {
+					err = policy.Update(context.Background(), strconv.Itoa(id), optlock.DefaultPolicy, m, optimistic, pessimistic)
+				} else {
+					err = optlock.Retry(context.Background(), optlock.DefaultPolicy, m, "counter", optimistic)
+				}
 				switch {
 				case err == nil:
 					ok.Add(1)
+					mine = append(mine, time.Since(start))
 				case errors.Is(err, optlock.ErrConflict):
 					gaveUp.Add(1)
 				default:
@@ -246,13 +371,21 @@ func BenchmarkUpdate(b *testing.B) {
 					return
 				}
 			}
+			latMu.Lock()
+			lat = append(lat, mine...)
+			latMu.Unlock()
 		})
 		b.StopTimer()
 		attempts := gather(b, reg, "optimistic_lock_attempts_total", "counter")
 		conflicts := gather(b, reg, "optimistic_lock_conflicts_total", "counter")
 		b.ReportMetric(float64(ok.Load())/b.Elapsed().Seconds(), "updates/s")
-		b.ReportMetric(conflicts/attempts, "conflicts/attempt")
+		b.ReportMetric(conflicts/max(attempts, 1), "conflicts/attempt")
+		b.ReportMetric(conflicts/float64(b.N), "conflicts/update")
 		b.ReportMetric(float64(gaveUp.Load())/float64(b.N), "gave_up/op")
+		if len(lat) > 0 {
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "p99-ms")
+		}
 	}
 	b.Run("low_contention", func(b *testing.B) {
 		// Each writer owns a row: conflicts only if rows run out (they do not: 4096).
