@@ -31,7 +31,7 @@ import (
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/consumer"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/grpcapi"
-	"github.com/goodgo/goodgo/services/orchestrator/internal/grpcclient"
+	"github.com/goodgo/goodgo/services/orchestrator/internal/peers"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/reconciler"
 )
 
@@ -121,9 +121,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		deny[u] = true
 	}
 	orderSaga := checkout.Definition(
-		grpcclient.Payments{Client: paymentv1.NewPaymentServiceClient(paymentConn)},
-		grpcclient.Inventory{Client: inventoryv1.NewInventoryServiceClient(inventoryConn)},
-		grpcclient.Orders{Client: orderv1.NewOrderServiceClient(orderConn)},
+		peers.Payments{Client: paymentv1.NewPaymentServiceClient(paymentConn)},
+		peers.Inventory{Client: inventoryv1.NewInventoryServiceClient(inventoryConn)},
+		peers.Orders{Client: orderv1.NewOrderServiceClient(orderConn)},
 	)
 	engine, err := saga.New(pool, cfg.ContextKeys, saga.Options{
 		Owner:             cfg.Saga.OrchestratorID,
@@ -180,7 +180,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	}
 
 	// The reconciler starts the saga of orders whose event never did.
-	orders := grpcclient.Orders{Client: orderv1.NewOrderServiceClient(orderConn)}
+	orders := peers.Orders{Client: orderv1.NewOrderServiceClient(orderConn)}
 	rec, err := reconciler.New(orders, engine, reconciler.Config{Interval: cfg.Reconcile.Interval, OlderThan: cfg.Reconcile.After}, reg, logger)
 	if err != nil {
 		return err

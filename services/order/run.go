@@ -24,8 +24,8 @@ import (
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
-	"github.com/goodgo/goodgo/services/order/internal/catalog"
 	"github.com/goodgo/goodgo/services/order/internal/grpcapi"
+	"github.com/goodgo/goodgo/services/order/internal/peers"
 	orderpg "github.com/goodgo/goodgo/services/order/internal/postgres"
 	"github.com/goodgo/goodgo/services/order/internal/projection"
 )
@@ -56,7 +56,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	svc := app.New(repo,
-		catalog.New(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), kit.Locks)
+		peers.NewCatalog(inventoryv1.NewInventoryServiceClient(inventoryConn), cfg.CatalogTimeout), kit.Locks)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
 	sessions := grpcapi.NewSessions(kit.Guard, kit.Logger)
 

@@ -4,7 +4,7 @@
 // with its stock released and its payment refunded, in that order.
 //
 // The steps reach the payment, inventory and order services through the
-// small interfaces below (implemented over gRPC in internal/grpcclient),
+// small interfaces below (implemented over gRPC in internal/peers),
 // always with the idempotency key of the step, so a step repeated after a
 // crash acts once, and always acting for the user who placed the order:
 // the context carries a caller.Delegation of that user with the saga's

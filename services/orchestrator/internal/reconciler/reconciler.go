@@ -36,7 +36,7 @@ import (
 )
 
 // Orders is the order service as the reconciler uses it
-// (grpcclient.Orders).
+// (peers.Orders).
 type Orders interface {
 	// StalePending returns one page of the orders still PENDING that were
 	// placed more than olderThan ago, oldest first, and the token of the

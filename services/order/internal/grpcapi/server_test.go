@@ -36,9 +36,9 @@ import (
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
-	"github.com/goodgo/goodgo/services/order/internal/catalog"
 	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
 	"github.com/goodgo/goodgo/services/order/internal/grpcapi"
+	"github.com/goodgo/goodgo/services/order/internal/peers"
 	"github.com/goodgo/goodgo/services/order/internal/postgres"
 )
 
@@ -118,7 +118,7 @@ func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 
 	repo, err := postgres.NewRepository(pool, writer, pki.Keyring("order", config.PIIKeys))
 	require.NoError(tb, err)
-	a := app.New(repo, catalog.New(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
+	a := app.New(repo, peers.NewCatalog(inventoryv1.NewInventoryServiceClient(conn), time.Second), locks)
 	cfg := grpcserver.Config{Addr: "127.0.0.1:0"}
 	cfg.Authorizer, cfg.Credentials = pki.Authorizer("order", grpcapi.Policies())
 	srv, err := grpcserver.New(cfg, nil, reg, func(s grpc.ServiceRegistrar) {

@@ -1,8 +1,9 @@
-// Package catalog reads product data (name, unit price, stock) from the
-// inventory service, which owns the catalog. It implements app.Catalog over
-// the inventory gRPC API; the connection, dialed with platform/grpcclient,
+// Package peers holds the order service's clients of the services it calls:
+// Catalog reads product data (name, unit price, stock) from the inventory
+// service, which owns the catalog. It implements app.Catalog over the
+// inventory gRPC API; the connection, dialed with platform/grpcclient,
 // presents the order service's own certificate and carries the trace.
-package catalog
+package peers
 
 import (
 	"context"
@@ -19,7 +20,7 @@ import (
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
 
-// DefaultTimeout bounds one catalog read when New is given no timeout. A
+// DefaultTimeout bounds one catalog read when NewCatalog is given no timeout. A
 // PlaceOrder waits for it, so it is short; a slow catalog is reported as
 // unavailable and the client retries with the same idempotency key.
 const DefaultTimeout = 2 * time.Second
@@ -28,21 +29,21 @@ const DefaultTimeout = 2 * time.Second
 // server keeps returning a page token.
 const maxPages = 10
 
-// Client implements app.Catalog. It is safe for concurrent use.
-type Client struct {
+// Catalog implements app.Catalog. It is safe for concurrent use.
+type Catalog struct {
 	inventory inventoryv1.InventoryServiceClient
 	timeout   time.Duration
 }
 
-var _ app.Catalog = (*Client)(nil)
+var _ app.Catalog = (*Catalog)(nil)
 
-// New returns a Client reading through inventory, each read bounded by
+// NewCatalog returns a Catalog reading through inventory, each read bounded by
 // timeout (DefaultTimeout if zero or less).
-func New(inventory inventoryv1.InventoryServiceClient, timeout time.Duration) *Client {
+func NewCatalog(inventory inventoryv1.InventoryServiceClient, timeout time.Duration) *Catalog {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{inventory: inventory, timeout: timeout}
+	return &Catalog{inventory: inventory, timeout: timeout}
 }
 
 // Products implements app.Catalog. The inventory service answers NotFound
@@ -53,7 +54,7 @@ func New(inventory inventoryv1.InventoryServiceClient, timeout time.Duration) *C
 // ErrNotFound naming items. SKUs missing from an OK answer are absent from
 // the result. Errors: app.ErrCatalogUnavailable when the inventory service
 // is unreachable, overloaded or too slow.
-func (c *Client) Products(ctx context.Context, skus []string) (map[string]app.Product, error) {
+func (c *Catalog) Products(ctx context.Context, skus []string) (map[string]app.Product, error) {
 	// When the caller's deadline comes before ours, a DeadlineExceeded is
 	// the caller's, even if the server reports it a moment before ctx ends.
 	callerDeadline, ok := ctx.Deadline()

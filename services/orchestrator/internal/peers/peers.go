@@ -1,8 +1,8 @@
-// Package grpcclient implements the checkout saga's view of the payment,
-// inventory and order services over their gRPC APIs. Every call carries the
-// step's idempotency key (metadata idempotency-key); the connections,
-// dialed with the orchestrator's certificate, prove its identity, and the
-// steps' contexts carry the user they act for, sent as a signed
+// Package peers holds the orchestrator's clients of the services it calls:
+// the checkout saga's view of the payment, inventory and order services over
+// their gRPC APIs. Every call carries the step's idempotency key (metadata
+// idempotency-key); the connections, dialed with the orchestrator's
+// certificate, prove its identity, and the steps' contexts carry the user they act for, sent as a signed
 // on-behalf-of assertion. The services scope idempotency keys by the
 // calling service, so a step's key is the same whichever replica calls.
 // Errors are classified here, once, by what they tell about the call's
@@ -13,7 +13,7 @@
 // not a status — leaves the outcome unknown: the engine retries the step
 // with the same key and, if the saga turns back, compensates it without
 // calling it again.
-package grpcclient
+package peers
 
 import (
 	"context"

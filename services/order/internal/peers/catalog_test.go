@@ -1,4 +1,4 @@
-package catalog_test
+package peers_test
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
-	"github.com/goodgo/goodgo/services/order/internal/catalog"
 	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
 	"github.com/goodgo/goodgo/services/order/internal/order"
+	"github.com/goodgo/goodgo/services/order/internal/peers"
 )
 
-func setup(t *testing.T, timeout time.Duration) (*catalog.Client, *fakeinventory.Server) {
+func setup(t *testing.T, timeout time.Duration) (*peers.Catalog, *fakeinventory.Server) {
 	t.Helper()
 	pki := authtest.New(t)
 	inv := fakeinventory.Start(t, pki,
@@ -27,7 +27,7 @@ func setup(t *testing.T, timeout time.Duration) (*catalog.Client, *fakeinventory
 		fakeinventory.Product("SKU-3", "Gizmo", "EUR", 500, 3),
 	)
 	conn := pki.DialAs("order", "inventory", inv.Addr())
-	return catalog.New(inventoryv1.NewInventoryServiceClient(conn), timeout), inv
+	return peers.NewCatalog(inventoryv1.NewInventoryServiceClient(conn), timeout), inv
 }
 
 func TestProducts(t *testing.T) {
