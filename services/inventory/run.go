@@ -8,7 +8,9 @@ import (
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/domainservice"
+	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/optlock"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/inventory/internal/app"
 	"github.com/goodgo/goodgo/services/inventory/internal/grpcapi"
@@ -29,7 +31,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	defer kit.Close(ctx)
-	svc := app.New(inventorypg.NewRepository(kit.Pool, kit.Outbox), kit.Signer, kit.Locks, kit.Logger)
+	// Hot SKUs (flash sales) switch to group-committed reservations.
+	hot, err := optlock.NewContention(event.AggregateProduct, optlock.ContentionOptions{}, kit.Registry)
+	if err != nil {
+		return err
+	}
+	repo := inventorypg.NewRepository(kit.Pool, kit.Outbox, inventorypg.WithContention(hot))
+	svc := app.New(repo, kit.Signer, kit.Locks, kit.Logger)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
 	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) { inventoryv1.RegisterInventoryServiceServer(s, api) })
 }

@@ -2,6 +2,7 @@ package grpcapi_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"runtime"
 	"slices"
@@ -16,6 +17,13 @@ import (
 	"github.com/goodgo/goodgo/platform/optlock"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
+
+// contentionMode is how the service treats hot SKUs: "adaptive" (the
+// default, as run.go wires it) or "off" (every write in a transaction of
+// its own, as before optlock.Contention). Compare them side by side:
+//
+//	go test -run '^$' -bench 'ReserveStock|AdjustStock' -count 5 ./internal/grpcapi/ -inventory.contention=off
+var contentionMode = flag.String("inventory.contention", "adaptive", `hot SKUs: "adaptive" or "off"`)
 
 // benchClients is the number of concurrent clients of every benchmark.
 const benchClients = 32

@@ -21,6 +21,7 @@ import (
 	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/config"
+	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/optlock"
@@ -103,7 +104,13 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	require.NoError(t, err)
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
-	svc := app.New(postgres.NewRepository(pool, w), signer, locks, logger)
+	var repoOpts []postgres.Option
+	if *contentionMode == "adaptive" {
+		hot, err := optlock.NewContention(event.AggregateProduct, optlock.ContentionOptions{}, reg)
+		require.NoError(t, err)
+		repoOpts = append(repoOpts, postgres.WithContention(hot))
+	}
+	svc := app.New(postgres.NewRepository(pool, w, repoOpts...), signer, locks, logger)
 	pki := authtest.New(t)
 	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "inventory", Keys: pki.Keyring("inventory", config.PIIKeys)})
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -34,12 +35,43 @@ type Repository struct {
 	pool   *pgxpool.Pool
 	q      *inventorydb.Queries
 	events EventAppender
+
+	// contention, if set, says which SKUs are hot; their single-item
+	// reservations go through hotReserves.
+	contention  *optlock.Contention
+	hotReserves *groupCommit[*reserveCall]
 }
+
+// Option configures a Repository.
+type Option func(*Repository)
+
+// WithContention makes the Repository watch how often the writes of each
+// SKU collide (contention's aggregate should be event.AggregateProduct)
+// and take the pessimistic path for a hot one: its reservations queue in
+// this process and commit in groups (see Reserve). Without it every
+// reservation has a transaction of its own.
+func WithContention(contention *optlock.Contention) Option {
+	return func(r *Repository) { r.contention = contention }
+}
+
+// hotBatch bounds the writes of one group commit; hotBatchTimeout bounds
+// its transaction.
+const (
+	hotBatch        = 64
+	hotBatchTimeout = 10 * time.Second
+)
 
 // NewRepository returns a Repository over pool that appends its events
 // through events.
-func NewRepository(pool *pgxpool.Pool, events EventAppender) *Repository {
-	return &Repository{pool: pool, q: inventorydb.New(pool), events: events}
+func NewRepository(pool *pgxpool.Pool, events EventAppender, opts ...Option) *Repository {
+	r := &Repository{
+		pool: pool, q: inventorydb.New(pool), events: events,
+		hotReserves: newGroupCommit[*reserveCall](hotBatch, hotBatchTimeout),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // ProductsBySKU returns the products among skus that exist, in SKU order.

@@ -28,12 +28,12 @@ type testBundle struct {
 	pool *pgxpool.Pool
 }
 
-func setup(t testing.TB) testBundle {
+func setup(t testing.TB, opts ...postgres.Option) testBundle {
 	t.Helper()
 	pool := newDatabase(t)
 	w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
 	require.NoError(t, err)
-	return testBundle{repo: postgres.NewRepository(pool, w), pool: pool}
+	return testBundle{repo: postgres.NewRepository(pool, w, opts...), pool: pool}
 }
 
 // addProduct inserts a product with available units and returns its SKU.
@@ -364,6 +364,125 @@ func TestReserveConcurrency(t *testing.T) {
 			require.Equal(t, []int64{1000 - orders, orders}, []int64{avail, reserved}, sku)
 		}
 	})
+}
+
+// hotAtOnce returns a Contention that turns a SKU hot at its first
+// collision, so that concurrent tests exercise the group commit, and its
+// registry.
+func hotAtOnce(t testing.TB) (*optlock.Contention, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c, err := optlock.NewContention(event.AggregateProduct, optlock.ContentionOptions{Threshold: 0.001, MinUpdates: 1}, reg)
+	require.NoError(t, err)
+	return c, reg
+}
+
+func TestReserveOnAHotSKU(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, hot := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hot=%v", hot), func(t *testing.T) {
+			t.Parallel()
+			var (
+				opts []postgres.Option
+				reg  *prometheus.Registry
+			)
+			if hot {
+				var c *optlock.Contention
+				c, reg = hotAtOnce(t)
+				opts = append(opts, postgres.WithContention(c))
+			}
+			b := setup(t, opts...)
+			sku := b.addProduct(t, "T-HOT", 150)
+
+			// 40 writers, 300 orders of one unit, and every tenth order sent
+			// twice at once (a duplicate the idempotency guard missed).
+			const writers, orders = 40, 300
+			type result struct {
+				orderID string
+				res     inventory.Reservation
+				created bool
+				err     error
+			}
+			work := make(chan string)
+			results := make(chan result, 2*orders)
+			var wg sync.WaitGroup
+			for range writers {
+				wg.Go(func() {
+					for orderID := range work {
+						res, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: sku, Quantity: 1}))
+						results <- result{orderID, res, created, err}
+					}
+				})
+			}
+			sent := 0
+			for i := range orders {
+				orderID := newOrderID()
+				work <- orderID
+				sent++
+				if i%10 == 0 {
+					work <- orderID
+					sent++
+				}
+			}
+			close(work)
+			wg.Wait()
+			close(results)
+
+			byOrder := map[string][]result{}
+			for r := range results {
+				require.NoError(t, r.err)
+				byOrder[r.orderID] = append(byOrder[r.orderID], r)
+			}
+			require.Len(t, byOrder, orders)
+			statuses := map[inventory.Status]int{}
+			for orderID, rs := range byOrder {
+				created := 0
+				for _, r := range rs {
+					require.Equal(t, rs[0].res.ID, r.res.ID, "one reservation per order")
+					require.Equal(t, rs[0].res.Status, r.res.Status, "a duplicate sees the settled status")
+					if r.created {
+						created++
+					}
+				}
+				require.Equal(t, 1, created, "order %s created once", orderID)
+				statuses[rs[0].res.Status]++
+			}
+
+			avail, reserved, version := b.stock(t, sku)
+			require.Equal(t, map[inventory.Status]int{inventory.StatusReserved: 150, inventory.StatusRejected: 150}, statuses)
+			require.Equal(t, []int64{0, 150}, []int64{avail, reserved}, "no unit lost or taken twice")
+			require.EqualValues(t, 1+150, version, "one version per unit taken")
+			require.Equal(t, 150, b.count(t, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`))
+			require.Equal(t, orders, b.count(t, `SELECT count(*) FROM reservations`))
+			require.Equal(t, orders, b.count(t, `SELECT count(*) FROM outbox WHERE aggregate_type = $1`, event.AggregateReservation),
+				"one event per reservation")
+			commits := b.count(t, `SELECT count(DISTINCT xmin::text) FROM reservations`)
+			if hot {
+				require.Positive(t, gatherSum(t, reg, "optlock_mode_switches_total"), "the SKU turned hot")
+				require.Less(t, commits, orders, "reservations of a hot SKU share transactions")
+			} else {
+				require.Equal(t, orders, commits, "one transaction per reservation")
+			}
+			t.Logf("transactions for %d reservations: %d", orders, commits)
+		})
+	}
+}
+
+// gatherSum is the sum of every series of the metric name.
+func gatherSum(t testing.TB, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	require.NoError(t, err)
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
 }
 
 func TestRelease(t *testing.T) {

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 	"github.com/goodgo/goodgo/services/inventory/internal/postgres/inventorydb"
 )
@@ -34,7 +36,115 @@ import (
 //     condition is re-checked on the newest row, so available never goes
 //     negative. If any SKU is short, the savepoint is rolled back and the
 //     reservation is marked REJECTED instead.
+//
+// A hot SKU (see WithContention) changes how, not what: while the
+// reservations of one SKU collide, single-item reservations of it queue
+// in this process and commit together (reserveBatch).
 func (r *Repository) Reserve(ctx context.Context, req inventory.ReserveRequest) (res inventory.Reservation, created bool, err error) {
+	if r.contention == nil || len(req.Items) != 1 {
+		return r.reserveAlone(ctx, req)
+	}
+	ticket := r.contention.Start(req.Items[0].SKU)
+	defer ticket.Done(false) // nothing here conflicts: overlaps are the signal
+	if !ticket.Pessimistic {
+		return r.reserveAlone(ctx, req)
+	}
+	call := &reserveCall{req: req}
+	if call.orderID, err = uuid.Parse(req.OrderID); err != nil {
+		return inventory.Reservation{}, false, fmt.Errorf("reserve: order id: %w", err)
+	}
+	if call.id, err = newID(); err != nil {
+		return inventory.Reservation{}, false, err
+	}
+	if err := r.hotReserves.do(ctx, req.Items[0].SKU, call, r.reserveBatch); err != nil {
+		return inventory.Reservation{}, false, fmt.Errorf("reserve stock for order %s: %w", req.OrderID, err)
+	}
+	return call.res, call.created, call.err
+}
+
+// reserveCall is one single-item Reserve in a batch, with its outcome.
+type reserveCall struct {
+	req         inventory.ReserveRequest
+	orderID, id uuid.UUID
+
+	res       inventory.Reservation
+	created   bool
+	duplicate bool // the order already had a reservation
+	err       error
+}
+
+// reserveBatch reserves single-item requests of one SKU in one
+// transaction, with Reserve's outcome for each: the same statements as
+// reserveAlone, grouped. Lock order, as everywhere: every reservation row
+// first (in order id order, so two batches cannot wait on each other's
+// unique index entries), then the product. If anything fails, the
+// transaction is rolled back and every call runs alone, so that one bad
+// request (or a deadlock victim) fails no other.
+func (r *Repository) reserveBatch(ctx context.Context, calls []*reserveCall) {
+	slices.SortFunc(calls, func(a, b *reserveCall) int { return bytes.Compare(a.orderID[:], b.orderID[:]) })
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		q := r.q.WithTx(tx)
+		for _, c := range calls {
+			it := c.req.Items[0]
+			row, err := q.CreateReservation(ctx, inventorydb.CreateReservationParams{
+				ID: c.id, OrderID: c.orderID, Skus: []string{it.SKU}, Quantities: []int32{it.Quantity},
+			})
+			c.created, c.duplicate = err == nil, errors.Is(err, pgx.ErrNoRows)
+			if !c.created && !c.duplicate {
+				return fmt.Errorf("create reservation: %w", err)
+			}
+			if c.created {
+				c.res = inventory.Reservation{
+					ID: row.ID.String(), OrderID: row.OrderID.String(), Status: inventory.StatusReserved,
+					Items: c.req.Items, Version: row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+				}
+			}
+		}
+		events := make([]outbox.Event, 0, len(calls))
+		for _, c := range calls {
+			if !c.created {
+				continue
+			}
+			taken, err := takeStock(ctx, tx, c.req.Items)
+			if err != nil {
+				return err
+			}
+			if !taken {
+				rejected, err := q.RejectReservation(ctx, inventorydb.RejectReservationParams{
+					ID: c.id, RejectReason: inventory.RejectInsufficientStock,
+				})
+				if err != nil {
+					return fmt.Errorf("reject reservation: %w", err)
+				}
+				c.res.Status, c.res.RejectReason, c.res.Version = inventory.StatusRejected, rejected.RejectReason, rejected.Version
+			}
+			events = append(events, reservationEvent(c.res))
+		}
+		// Duplicates last: one may be of an order reserved earlier in this
+		// very batch, whose status is only now settled.
+		for _, c := range calls {
+			if c.duplicate {
+				var err error
+				if c.res, err = loadReservation(ctx, q, c.orderID); err != nil {
+					return err
+				}
+			}
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		return r.events.Append(ctx, tx, events...)
+	})
+	if err == nil {
+		return
+	}
+	for _, c := range calls {
+		c.res, c.created, c.err = r.reserveAlone(ctx, c.req)
+	}
+}
+
+// reserveAlone is Reserve in a transaction of its own.
+func (r *Repository) reserveAlone(ctx context.Context, req inventory.ReserveRequest) (res inventory.Reservation, created bool, err error) {
 	orderID, err := uuid.Parse(req.OrderID)
 	if err != nil {
 		return inventory.Reservation{}, false, fmt.Errorf("reserve: order id: %w", err)
