@@ -874,5 +874,5 @@ func (h headerCarrier) Keys() []string {
 }
 
 func (c *Consumer) newBackoff() *backoff.Exponential {
-	return &backoff.Exponential{Min: c.cfg.BackoffMin, Max: c.cfg.BackoffMax}
+	return &backoff.Exponential{Policy: backoff.Policy{Min: c.cfg.BackoffMin, Max: c.cfg.BackoffMax}}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/optlock"
 )
 
@@ -106,7 +107,7 @@ func TestRetryLosesNoUpdateUnderContention(t *testing.T) {
 	require.NoError(t, err)
 
 	const workers, perWorker = 20, 10
-	policy := optlock.Policy{MaxAttempts: 8, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}
+	policy := optlock.Policy{MaxAttempts: 8, Backoff: backoff.Policy{Min: time.Millisecond, Max: 20 * time.Millisecond, Jitter: backoff.FullJitter}}
 	var succeeded, gaveUp atomic.Int64
 	// Every worker's first attempt reads the version, then waits until all
 	// have read it: the first round is guaranteed to collide (19 conflicts).

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"time"
 
 	"github.com/goodgo/goodgo/platform/backoff"
@@ -20,16 +18,13 @@ type Policy struct {
 	// MaxAttempts is the total number of calls of fn, the first included.
 	// Values below 1 mean 1.
 	MaxAttempts int
-	// BaseDelay is the backoff cap before the second attempt; it doubles for
-	// each further attempt up to MaxDelay.
-	BaseDelay time.Duration
-	// MaxDelay caps every backoff; zero or less means no cap.
-	MaxDelay time.Duration
+	// Backoff is the wait between calls; full jitter suits conflicts best.
+	Backoff backoff.Policy
 }
 
 // DefaultPolicy suits a conflict on one hot row among a handful of writers:
 // at most 5 attempts, waiting at most 5, 10, 20, 40 ms between them.
-var DefaultPolicy = Policy{MaxAttempts: 5, BaseDelay: 5 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
+var DefaultPolicy = Policy{MaxAttempts: 5, Backoff: backoff.Policy{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: backoff.FullJitter}}
 
 // Retry calls fn until it returns an error that does not wrap [ErrConflict]
 // (nil included), or until policy.MaxAttempts calls have conflicted. Before
@@ -46,13 +41,13 @@ var DefaultPolicy = Policy{MaxAttempts: 5, BaseDelay: 5 * time.Millisecond, MaxD
 // nil or a conflict is recorded in m under aggregate as an attempt (see
 // [Metrics.Record]: other errors are not); m may be nil.
 func Retry(ctx context.Context, policy Policy, m *Metrics, aggregate string, fn func(context.Context) error) error {
-	return retry(ctx, policy, m, aggregate, fn, rand.Int64N, backoff.Sleep)
+	return retry(ctx, policy, m, aggregate, fn, policy.Backoff.Delay, backoff.Sleep)
 }
 
-// retry is Retry with its randomness and its clock injected, so that tests
-// can check the delays without waiting for them.
+// retry is Retry with its backoff and its clock injected, so that tests can
+// check the delays without waiting for them.
 func retry(ctx context.Context, policy Policy, m *Metrics, aggregate string, fn func(context.Context) error,
-	randN func(int64) int64, wait func(context.Context, time.Duration) error,
+	delay func(retry int) time.Duration, wait func(context.Context, time.Duration) error,
 ) error {
 	attempts := max(policy.MaxAttempts, 1)
 	for attempt := 1; ; attempt++ {
@@ -63,27 +58,9 @@ func retry(ctx context.Context, policy Policy, m *Metrics, aggregate string, fn 
 		if attempt == attempts {
 			return fmt.Errorf("optlock: %s: gave up after %d attempts: %w", aggregate, attempts, err)
 		}
-		if werr := wait(ctx, policy.backoff(attempt, randN)); werr != nil {
+		if werr := wait(ctx, delay(attempt)); werr != nil {
 			return errors.Join(werr, err)
 		}
 		m.retry(aggregate)
 	}
-}
-
-// backoff returns the full-jitter delay after the given (1-based) attempt.
-func (p Policy) backoff(attempt int, randN func(int64) int64) time.Duration {
-	ceiling := max(p.BaseDelay, 0)
-	for i := 1; i < attempt; i++ {
-		if (p.MaxDelay > 0 && ceiling >= p.MaxDelay) || ceiling > math.MaxInt64/2 {
-			break // doubling further cannot matter and might overflow
-		}
-		ceiling *= 2
-	}
-	if p.MaxDelay > 0 {
-		ceiling = min(ceiling, p.MaxDelay)
-	}
-	if ceiling <= 0 {
-		return 0
-	}
-	return time.Duration(randN(int64(ceiling) + 1))
 }

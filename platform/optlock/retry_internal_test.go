@@ -8,15 +8,21 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 // recorder replaces the clock and the randomness of retry: it records the
 // ceiling of every backoff and waits not at all.
-type recorder struct{ ceilings, waits []time.Duration }
+type recorder struct {
+	policy          Policy
+	ceilings, waits []time.Duration
+}
 
-func (r *recorder) randN(n int64) int64 {
-	r.ceilings = append(r.ceilings, time.Duration(n-1))
-	return n - 1 // the largest delay full jitter may pick
+func (r *recorder) delay(n int) time.Duration {
+	d := r.policy.Backoff.Step(n) // the largest delay full jitter may pick
+	r.ceilings = append(r.ceilings, d)
+	return d
 }
 
 func (r *recorder) wait(_ context.Context, d time.Duration) error {
@@ -35,22 +41,22 @@ func conflictTimes(n int, calls *int) func(context.Context) error {
 }
 
 func TestRetryStopsOnSuccess(t *testing.T) {
-	var r recorder
+	r := recorder{policy: DefaultPolicy}
 	calls := 0
-	err := retry(context.Background(), DefaultPolicy, nil, "order", conflictTimes(2, &calls), r.randN, r.wait)
+	err := retry(context.Background(), DefaultPolicy, nil, "order", conflictTimes(2, &calls), r.delay, r.wait)
 	require.NoError(t, err)
 	require.Equal(t, 3, calls)
 	require.Len(t, r.waits, 2)
 }
 
 func TestRetryReturnsOtherErrorsAtOnce(t *testing.T) {
-	var r recorder
+	r := recorder{policy: DefaultPolicy}
 	boom := errors.New("boom")
 	calls := 0
 	err := retry(context.Background(), DefaultPolicy, nil, "order", func(context.Context) error {
 		calls++
 		return boom
-	}, r.randN, r.wait)
+	}, r.delay, r.wait)
 	require.Same(t, boom, err)
 	require.Equal(t, 1, calls)
 	require.Empty(t, r.waits)
@@ -59,11 +65,11 @@ func TestRetryReturnsOtherErrorsAtOnce(t *testing.T) {
 func TestRetryIsBounded(t *testing.T) {
 	for _, maxAttempts := range []int{0, 1, 3, 5} {
 		t.Run(fmt.Sprint(maxAttempts), func(t *testing.T) {
-			var r recorder
 			calls := 0
 			p := DefaultPolicy
 			p.MaxAttempts = maxAttempts
-			err := retry(context.Background(), p, nil, "order", conflictTimes(100, &calls), r.randN, r.wait)
+			r := recorder{policy: p}
+			err := retry(context.Background(), p, nil, "order", conflictTimes(100, &calls), r.delay, r.wait)
 			require.ErrorIs(t, err, ErrConflict)
 			require.Equal(t, max(maxAttempts, 1), calls)
 			require.Len(t, r.waits, max(maxAttempts, 1)-1)
@@ -72,39 +78,21 @@ func TestRetryIsBounded(t *testing.T) {
 }
 
 func TestRetryBackoffGrowsExponentiallyUpToMax(t *testing.T) {
-	var r recorder
+	p := Policy{MaxAttempts: 9, Backoff: backoff.Policy{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: backoff.FullJitter}}
+	r := recorder{policy: p}
 	calls := 0
-	p := Policy{MaxAttempts: 9, BaseDelay: 5 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
-	err := retry(context.Background(), p, nil, "order", conflictTimes(100, &calls), r.randN, r.wait)
+	err := retry(context.Background(), p, nil, "order", conflictTimes(100, &calls), r.delay, r.wait)
 	require.ErrorIs(t, err, ErrConflict)
 	ms := time.Millisecond
 	require.Equal(t, []time.Duration{5 * ms, 10 * ms, 20 * ms, 40 * ms, 80 * ms, 160 * ms, 200 * ms, 200 * ms}, r.ceilings)
 	require.Equal(t, r.ceilings, r.waits, "the wait is what the jitter picked")
 }
 
-func TestBackoffStaysWithinBounds(t *testing.T) {
-	p := DefaultPolicy
-	for attempt := 1; attempt < 200; attempt++ {
-		ceiling := min(p.BaseDelay<<min(attempt-1, 20), p.MaxDelay)
-		for range 50 {
-			d := p.backoff(attempt, func(n int64) int64 {
-				require.Equal(t, int64(ceiling)+1, n)
-				return n / 2
-			})
-			require.GreaterOrEqual(t, d, time.Duration(0))
-			require.LessOrEqual(t, d, ceiling)
-		}
-	}
-	require.Zero(t, Policy{}.backoff(3, func(int64) int64 { panic("no jitter without a delay") }))
-	huge := Policy{BaseDelay: time.Hour}
-	require.Positive(t, huge.backoff(100, func(n int64) int64 { return n - 1 }), "doubling must not overflow")
-}
-
 func TestRetryStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
 	start := time.Now()
-	err := Retry(ctx, Policy{MaxAttempts: 5, BaseDelay: time.Hour, MaxDelay: time.Hour}, nil, "order",
+	err := Retry(ctx, Policy{MaxAttempts: 5, Backoff: backoff.Policy{Min: time.Hour, Max: time.Hour}}, nil, "order",
 		func(context.Context) error {
 			calls++
 			cancel() // the caller gives up while Retry would back off for up to an hour

@@ -22,8 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/internal/childspans"
-	"github.com/goodgo/goodgo/platform/internal/retry"
 )
 
 // DefaultMaxConns is the pool size when the URL has no pool_max_conns:
@@ -95,13 +95,13 @@ func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.
 		return nil, fmt.Errorf("postgres at %s: %w", where, err)
 	}
 	start := time.Now()
-	err = retry.Until(ctx, maxWait, pool.Ping, isPermanent, func(attempt int, err error, wait time.Duration) {
+	err = backoff.Until(ctx, maxWait, pool.Ping, isPermanent, func(attempt int, err error, wait time.Duration) {
 		logger.WarnContext(ctx, "postgres not reachable yet; retrying",
 			"server", where, "attempt", attempt, "retry_in", wait.String(), "error", err.Error())
 	})
 	if err != nil {
 		pool.Close()
-		if errors.Is(err, retry.ErrTimeout) {
+		if errors.Is(err, backoff.ErrTimeout) {
 			return nil, fmt.Errorf("postgres at %s unreachable after %s: %w", where, maxWait, err)
 		}
 		return nil, fmt.Errorf("postgres at %s: %w", where, err)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/goodgo/goodgo/platform/internal/retry"
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 // Open is what a service does with its own database at start-up when one
@@ -57,7 +57,7 @@ func MigrateDatabase(ctx context.Context, url string, migrations fs.FS, logger *
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	err := retry.Until(ctx, maxWait, func(ctx context.Context) error { return EnsureDatabase(ctx, url) }, isPermanent,
+	err := backoff.Until(ctx, maxWait, func(ctx context.Context) error { return EnsureDatabase(ctx, url) }, isPermanent,
 		func(attempt int, err error, wait time.Duration) {
 			logger.WarnContext(ctx, "postgres not reachable yet; retrying",
 				"attempt", attempt, "retry_in", wait.String(), "error", err.Error())

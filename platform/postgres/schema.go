@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/goodgo/goodgo/platform/internal/retry"
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 // codeUndefinedTable is the SQLSTATE of a schema not migrated yet.
@@ -133,7 +133,7 @@ func WaitForSchema(ctx context.Context, pool *pgxpool.Pool, migrations fs.FS, lo
 		return nil
 	}
 	logged := false
-	err = retry.Until(ctx, maxWait, check, func(error) bool { return false }, func(_ int, err error, _ time.Duration) {
+	err = backoff.Until(ctx, maxWait, check, func(error) bool { return false }, func(_ int, err error, _ time.Duration) {
 		if !logged {
 			logged = true
 			logger.WarnContext(ctx, "waiting for the database schema to be migrated", "server", where, "reason", err.Error())
@@ -142,7 +142,7 @@ func WaitForSchema(ctx context.Context, pool *pgxpool.Pool, migrations fs.FS, lo
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, retry.ErrTimeout):
+	case errors.Is(err, backoff.ErrTimeout):
 		return last
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {

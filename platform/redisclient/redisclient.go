@@ -14,9 +14,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/internal/childspans"
-	"github.com/goodgo/goodgo/platform/internal/retry"
 )
 
 // Connect returns a Redis client once the server answers PING, retrying
@@ -89,7 +89,7 @@ func Connect(ctx context.Context, cfg config.Redis, logger *slog.Logger, maxWait
 	}
 	start := time.Now()
 	ping := func(ctx context.Context) error { return client.Ping(ctx).Err() }
-	err := retry.Until(ctx, maxWait, ping, isCertError, func(attempt int, err error, wait time.Duration) {
+	err := backoff.Until(ctx, maxWait, ping, isCertError, func(attempt int, err error, wait time.Duration) {
 		logger.WarnContext(ctx, "redis not reachable yet; retrying",
 			"server", where, "attempt", attempt, "retry_in", wait.String(), "error", err.Error())
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/saga/sagadb"
 )
@@ -175,7 +176,7 @@ func (e *Engine) Abort(ctx context.Context, id uuid.UUID, actor, reason string) 
 func (e *Engine) operate(ctx context.Context, id uuid.UUID,
 	decide func(sagadb.Saga, []sagadb.SagaStep) (sagadb.UpdateSagaByOperatorParams, error),
 ) (Saga, error) {
-	err := optlock.Retry(ctx, optlock.Policy{MaxAttempts: 10, BaseDelay: 5 * time.Millisecond, MaxDelay: 200 * time.Millisecond},
+	err := optlock.Retry(ctx, optlock.Policy{MaxAttempts: 10, Backoff: backoff.Policy{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: backoff.FullJitter}},
 		nil, "saga", func(ctx context.Context) error {
 			s, err := e.q.GetSaga(ctx, id)
 			if errors.Is(err, pgx.ErrNoRows) {

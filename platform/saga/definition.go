@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 // Definition is a saga type written as data: ordered groups of steps. The
@@ -94,8 +96,8 @@ type Step struct {
 	Pivot bool
 }
 
-// RetryPolicy is exponential backoff with jitter: the n-th retry waits
-// between half and all of min(MaxBackoff, InitialBackoff·2ⁿ⁻¹).
+// RetryPolicy bounds the retries of an action whose outcome is unknown; the
+// waits between them are Backoff's.
 //
 // An action whose outcome stays unknown is retried until it has been called
 // MaxAttempts times and MaxElapsed has passed since its first call — both —
@@ -107,16 +109,16 @@ type Step struct {
 // step by MaxAttempts alone.
 type RetryPolicy struct {
 	// MaxAttempts is the least number of calls of an action (first call
-	// included) before it may give up, within the saga deadline. Ignored
-	// for compensations, which retry until the compensation limit.
+	// included) before it may give up, within the saga deadline.
 	MaxAttempts int
 	// MaxElapsed is the time budget of an action's retries, from its first
 	// call (the step row's started_at, so it survives a takeover): the
 	// action gives up once it is spent and MaxAttempts calls were made.
 	// UntilDeadline: the saga deadline alone.
-	MaxElapsed     time.Duration
-	InitialBackoff time.Duration
-	MaxBackoff     time.Duration
+	MaxElapsed time.Duration
+	// Backoff is the wait before retry n, from the persisted attempt count
+	// (so it survives a takeover too).
+	Backoff backoff.Policy
 }
 
 // UntilDeadline is a RetryPolicy.MaxElapsed that retries an action of
@@ -136,22 +138,6 @@ func (p RetryPolicy) exhausted(attempts int, started, deadline time.Time) bool {
 }
 
 func (p RetryPolicy) isZero() bool { return p == RetryPolicy{} }
-
-// backoff is the wait before retry number n (n ≥ 1), jittered by jitter,
-// which returns a value in [0, d].
-func (p RetryPolicy) backoff(n int, jitter func(time.Duration) time.Duration) time.Duration {
-	d := max(p.InitialBackoff, 0)
-	for i := 1; i < n && (p.MaxBackoff <= 0 || d < p.MaxBackoff) && d < time.Hour; i++ {
-		d *= 2
-	}
-	if p.MaxBackoff > 0 {
-		d = min(d, p.MaxBackoff)
-	}
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + jitter(d/2)
-}
 
 // Phase tells a step's action from its compensation.
 type Phase string

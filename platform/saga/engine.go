@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/saga/sagadb"
 )
@@ -37,11 +37,11 @@ const (
 // DefaultRetry is the action retry policy when neither the step nor Options
 // name one: until the saga deadline, 100 ms, 200 ms, … then 1 s apart
 // (jittered).
-var DefaultRetry = RetryPolicy{MaxAttempts: 3, MaxElapsed: UntilDeadline, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+var DefaultRetry = RetryPolicy{MaxAttempts: 3, MaxElapsed: UntilDeadline, Backoff: backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}}
 
 // DefaultCompensationRetry is the backoff of compensations (and of pivot
 // steps past their retry budget): from 100 ms doubling to 30 s.
-var DefaultCompensationRetry = RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second}
+var DefaultCompensationRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 30 * time.Second}
 
 // Options configure an Engine. Zero values take the defaults.
 type Options struct {
@@ -71,7 +71,7 @@ type Options struct {
 	// Retry is the action retry policy unless the Step sets one.
 	Retry RetryPolicy
 	// CompensationRetry is the backoff between compensation attempts.
-	CompensationRetry RetryPolicy
+	CompensationRetry backoff.Policy
 	// CompensationLimit is how long a saga may try to compensate (from the
 	// moment it began to, or from an operator's retry) before it is PARKED.
 	CompensationLimit time.Duration
@@ -120,7 +120,7 @@ func (o *Options) setDefaults() {
 		o.Retry = DefaultRetry
 	}
 	o.Retry.MaxAttempts = max(o.Retry.MaxAttempts, 1)
-	if o.CompensationRetry.isZero() {
+	if o.CompensationRetry == (backoff.Policy{}) {
 		o.CompensationRetry = DefaultCompensationRetry
 	}
 	if o.CompensationLimit <= 0 {
@@ -750,14 +750,6 @@ func (e *Engine) statsLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// jitter returns a random duration in [0, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return time.Duration(rand.Int64N(int64(d) + 1)) //nolint:gosec // G404: backoff jitter needs spread, not secrecy
 }
 
 // atomicBool is sync/atomic.Bool, named for the execution struct.

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/saga"
 )
 
@@ -282,7 +283,7 @@ func TestPivotIsRetriedPastItsBudgetAndNeverCompensated(t *testing.T) {
 	def := &saga.Definition{Name: "pivot", Deadline: 200 * time.Millisecond,
 		Steps: saga.Sequence(w.step("a"), confirm)}
 	opts := fastOptions("r1")
-	opts.CompensationRetry = saga.RetryPolicy{InitialBackoff: 20 * time.Millisecond, MaxBackoff: 150 * time.Millisecond}
+	opts.CompensationRetry = backoff.Policy{Min: 20 * time.Millisecond, Max: 150 * time.Millisecond}
 	opts.InlineRetryWait = 5 * time.Millisecond // so that the pivot's backoffs are persisted
 	e := startEngine(t, newDB(t), opts, def)
 	id := start(t, e, "pivot", "o")

@@ -395,10 +395,10 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 		x.in.audit(x.owner(), "step.attempt_failed", detail)
 		var wait time.Duration
 		if !s.Pivot || !policy.exhausted(exec.Attempt, r.started, x.in.deadline) {
-			wait = policy.backoff(exec.Attempt, jitter)
+			wait = policy.Backoff.Delay(exec.Attempt)
 		} else {
 			// A pivot past its budget: retry without limit, capped.
-			wait = x.e.opts.CompensationRetry.backoff(exec.Attempt-policy.MaxAttempts+1, jitter)
+			wait = x.e.opts.CompensationRetry.Delay(exec.Attempt - policy.MaxAttempts + 1)
 		}
 		if !s.Pivot {
 			wait = min(wait, time.Until(x.in.deadline))
@@ -528,7 +528,7 @@ func (x *execution) runCompensation(gi int, s *Step) result {
 		msg := errText(callErr)
 		r.lastError, detail["error"] = msg, msg
 		x.in.audit(x.owner(), "step.attempt_failed", detail)
-		wait := x.e.opts.CompensationRetry.backoff(exec.Attempt, jitter)
+		wait := x.e.opts.CompensationRetry.Delay(exec.Attempt)
 		if !x.in.compStarted.IsZero() {
 			// Try once more right at the limit rather than sleep past it.
 			wait = max(min(wait, time.Until(x.in.compStarted.Add(x.e.opts.CompensationLimit))), 0)

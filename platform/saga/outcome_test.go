@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/saga"
 )
 
@@ -122,7 +123,7 @@ func TestPivotThatCommittedBeforeAnErrorIsRetriedNeverCompensated(t *testing.T) 
 	confirm := saga.Step{Name: "confirm", Action: w.call, Pivot: true}
 	def := &saga.Definition{Name: "pivot", Deadline: 500 * time.Millisecond, Steps: saga.Sequence(w.step("a"), w.step("b"), confirm)}
 	opts := fastOptions("r1")
-	opts.CompensationRetry = saga.RetryPolicy{InitialBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond}
+	opts.CompensationRetry = backoff.Policy{Min: 10 * time.Millisecond, Max: 40 * time.Millisecond}
 	e := startEngine(t, newDB(t), opts, def)
 	id := start(t, e, "pivot", "o")
 

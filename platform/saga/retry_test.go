@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/saga"
 )
 
@@ -26,7 +27,7 @@ func failFor(d time.Duration, err error) func(context.Context, *saga.Execution) 
 
 // untilDeadline is the production retry policy, as the orchestrator sets
 // it, with the default's backoff: time bounds a step, not its calls.
-var untilDeadline = saga.RetryPolicy{MaxAttempts: 3, MaxElapsed: saga.UntilDeadline, InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+var untilDeadline = saga.RetryPolicy{MaxAttempts: 3, MaxElapsed: saga.UntilDeadline, Backoff: backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}}
 
 // A neighbour down for 6 s — far more than 3 calls' worth of backoff —
 // delays the saga but does not fail it: the step retries until the saga
@@ -86,8 +87,8 @@ func TestStepGivesUpWhenItsBudgetAndAttemptsAreSpent(t *testing.T) {
 		minAttempts int
 		minElapsed  time.Duration
 	}{
-		{"the budget outlasts the attempts", saga.RetryPolicy{MaxAttempts: 2, MaxElapsed: 600 * time.Millisecond, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, 3, 600 * time.Millisecond},
-		{"the attempts outlast the budget", saga.RetryPolicy{MaxAttempts: 5, MaxElapsed: time.Millisecond, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}, 5, 0},
+		{"the budget outlasts the attempts", saga.RetryPolicy{MaxAttempts: 2, MaxElapsed: 600 * time.Millisecond, Backoff: backoff.Policy{Min: 20 * time.Millisecond, Max: 50 * time.Millisecond}}, 3, 600 * time.Millisecond},
+		{"the attempts outlast the budget", saga.RetryPolicy{MaxAttempts: 5, MaxElapsed: time.Millisecond, Backoff: backoff.Policy{Min: 5 * time.Millisecond, Max: 10 * time.Millisecond}}, 5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/saga"
@@ -59,8 +60,8 @@ func fastOptions(owner string) saga.Options {
 		PollInterval:      50 * time.Millisecond,
 		Deadline:          10 * time.Second,
 		StepTimeout:       2 * time.Second,
-		Retry:             saga.RetryPolicy{MaxAttempts: 3, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
-		CompensationRetry: saga.RetryPolicy{InitialBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		Retry:             saga.RetryPolicy{MaxAttempts: 3, Backoff: backoff.Policy{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}},
+		CompensationRetry: backoff.Policy{Min: 5 * time.Millisecond, Max: 50 * time.Millisecond},
 		CompensationLimit: 10 * time.Second,
 		InlineRetryWait:   100 * time.Millisecond,
 		StatsInterval:     50 * time.Millisecond,

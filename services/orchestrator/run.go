@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/goodgo/goodgo/db"
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
@@ -132,7 +133,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		PollInterval:      cfg.Saga.PollInterval,
 		Deadline:          cfg.Saga.Deadline,
 		StepTimeout:       cfg.Saga.StepTimeout,
-		Retry:             saga.RetryPolicy{MaxAttempts: cfg.Saga.StepAttempts, MaxElapsed: cfg.Saga.StepBudget, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second},
+		Retry:             saga.RetryPolicy{MaxAttempts: cfg.Saga.StepAttempts, MaxElapsed: cfg.Saga.StepBudget, Backoff: backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}},
 		CompensationLimit: cfg.Saga.CompensationLimit,
 		Authorize:         checkout.Authorizer{Deny: deny}.Authorize,
 		Logger:            logger,

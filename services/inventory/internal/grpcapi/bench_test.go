@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/optlock"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
@@ -104,7 +105,7 @@ func BenchmarkAdjustStock(b *testing.B) {
 				skus[i] = bb.addProduct(b, fmt.Sprintf("ADJ-%d-%04d", benchRun.Add(1), i), 1000)
 			}
 			ctx := context.Background()
-			policy := optlock.Policy{MaxAttempts: 1000, BaseDelay: 200 * time.Microsecond, MaxDelay: 5 * time.Millisecond}
+			policy := optlock.Policy{MaxAttempts: 1000, Backoff: backoff.Policy{Min: 200 * time.Microsecond, Max: 5 * time.Millisecond, Jitter: backoff.FullJitter}}
 			var (
 				worker    atomic.Int64
 				conflicts atomic.Int64

@@ -233,7 +233,7 @@ func (p *Projector) Run(ctx context.Context) error {
 
 // fetch reads messages into out until ctx is done, retrying fetch errors.
 func (p *Projector) fetch(ctx context.Context, out chan<- kafka.Message) {
-	retry := &backoff.Exponential{Min: p.cfg.BackoffMin, Max: p.cfg.BackoffMax}
+	retry := &backoff.Exponential{Policy: backoff.Policy{Min: p.cfg.BackoffMin, Max: p.cfg.BackoffMax}}
 	for {
 		m, err := p.reader.FetchMessage(ctx)
 		if err != nil {
@@ -279,7 +279,7 @@ func (p *Projector) project(ctx context.Context, batch []kafka.Message) error {
 		p.metrics.events.WithLabelValues("ignored").Add(float64(ignored))
 	}
 	if len(msgs) > 0 {
-		retry := &backoff.Exponential{Min: p.cfg.BackoffMin, Max: p.cfg.BackoffMax}
+		retry := &backoff.Exponential{Policy: backoff.Policy{Min: p.cfg.BackoffMin, Max: p.cfg.BackoffMax}}
 		for {
 			out, err := p.store.ApplyBatch(ctx, msgs)
 			if err == nil {
@@ -331,7 +331,7 @@ func (p *Projector) record(ctx context.Context, out Outcome) {
 // commit commits batch's offsets, retrying: not committing only means a
 // redelivery, which the inbox absorbs.
 func (p *Projector) commit(ctx context.Context, batch []kafka.Message) error {
-	retry := &backoff.Exponential{Min: p.cfg.BackoffMin, Max: p.cfg.BackoffMax}
+	retry := &backoff.Exponential{Policy: backoff.Policy{Min: p.cfg.BackoffMin, Max: p.cfg.BackoffMax}}
 	for {
 		err := p.reader.CommitMessages(ctx, batch...)
 		if err == nil {

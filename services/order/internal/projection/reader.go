@@ -77,7 +77,7 @@ func (r *Reader) Get(ctx context.Context, id uuid.UUID, minVersion int64) (View,
 func (r *Reader) waitFor(ctx context.Context, q *orderreaddb.Queries, id uuid.UUID, want int64) error {
 	wctx, cancel := context.WithTimeout(ctx, r.maxWait)
 	defer cancel()
-	poll := &backoff.Exponential{Min: 2 * time.Millisecond, Max: 50 * time.Millisecond}
+	poll := &backoff.Exponential{Policy: backoff.Policy{Min: 2 * time.Millisecond, Max: 50 * time.Millisecond}}
 	var have int64
 	for {
 		v, err := q.OrderViewVersion(wctx, id)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
@@ -39,7 +40,7 @@ func setup(t *testing.T) testBundle {
 	m, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
 	svc := app.New(postgres.NewRepository(pool, w), payment.DeclineRules{AboveMinor: 10_000}, m,
-		app.WithRetryPolicy(optlock.Policy{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
+		app.WithRetryPolicy(optlock.Policy{MaxAttempts: 10, Backoff: backoff.Policy{Min: time.Millisecond, Max: 10 * time.Millisecond, Jitter: backoff.FullJitter}}))
 	return testBundle{pool: pool, svc: svc, reg: reg}
 }
 

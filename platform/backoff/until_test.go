@@ -1,4 +1,4 @@
-package retry_test
+package backoff_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/goodgo/goodgo/platform/internal/retry"
+	"github.com/goodgo/goodgo/platform/backoff"
 )
 
 var errDown = errors.New("connection refused")
@@ -16,7 +16,7 @@ var errDown = errors.New("connection refused")
 func TestUntilRetriesUntilSuccess(t *testing.T) {
 	calls := 0
 	var waits []time.Duration
-	err := retry.Until(t.Context(), 10*time.Second, func(context.Context) error {
+	err := backoff.Until(t.Context(), 10*time.Second, func(context.Context) error {
 		calls++
 		if calls < 4 {
 			return errDown
@@ -34,8 +34,8 @@ func TestUntilRetriesUntilSuccess(t *testing.T) {
 
 func TestUntilGivesUpAfterMaxWait(t *testing.T) {
 	start := time.Now()
-	err := retry.Until(t.Context(), 500*time.Millisecond, func(context.Context) error { return errDown }, nil, nil)
-	require.ErrorIs(t, err, retry.ErrTimeout)
+	err := backoff.Until(t.Context(), 500*time.Millisecond, func(context.Context) error { return errDown }, nil, nil)
+	require.ErrorIs(t, err, backoff.ErrTimeout)
 	require.ErrorIs(t, err, errDown)
 	require.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond)
 	require.Less(t, time.Since(start), 2*time.Second)
@@ -43,25 +43,25 @@ func TestUntilGivesUpAfterMaxWait(t *testing.T) {
 
 func TestUntilStopsOnPermanentError(t *testing.T) {
 	calls := 0
-	err := retry.Until(t.Context(), 10*time.Second, func(context.Context) error {
+	err := backoff.Until(t.Context(), 10*time.Second, func(context.Context) error {
 		calls++
 		return errDown
 	}, func(error) bool { return true }, nil)
 	require.ErrorIs(t, err, errDown)
-	require.NotErrorIs(t, err, retry.ErrTimeout)
+	require.NotErrorIs(t, err, backoff.ErrTimeout)
 	require.Equal(t, 1, calls)
 }
 
 func TestUntilStopsWhenContextIsDone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
 	defer cancel()
-	err := retry.Until(ctx, time.Minute, func(context.Context) error { return errDown }, nil, nil)
+	err := backoff.Until(ctx, time.Minute, func(context.Context) error { return errDown }, nil, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorIs(t, err, errDown)
 }
 
 func TestUntilGivesEachAttemptABoundedContext(t *testing.T) {
-	err := retry.Until(t.Context(), time.Minute, func(ctx context.Context) error {
+	err := backoff.Until(t.Context(), time.Minute, func(ctx context.Context) error {
 		_, ok := ctx.Deadline()
 		require.True(t, ok)
 		return nil
