@@ -7,6 +7,9 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,36 +21,17 @@ import (
 // anything, secrets included.
 var errInternal = status.Error(codes.Internal, "internal error")
 
-func logPanic(ctx context.Context, logger *slog.Logger, method string, p any) {
-	logger.ErrorContext(ctx, "panic in grpc handler",
-		"method", method,
-		"panic", fmt.Sprint(p),
-		"stack", string(debug.Stack()),
-	)
-}
-
-func unaryRecovery(logger *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				logPanic(ctx, logger, info.FullMethod, p)
-				resp, err = nil, errInternal
-			}
-		}()
-		return handler(ctx, req)
-	}
-}
-
-func streamRecovery(logger *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				logPanic(ss.Context(), logger, info.FullMethod, p)
-				err = errInternal
-			}
-		}()
-		return handler(srv, ss)
-	}
+// recoveryOption logs a handler's panic with its stack and answers Internal.
+func recoveryOption(logger *slog.Logger) recovery.Option {
+	return recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		logger.ErrorContext(ctx, "panic in grpc handler",
+			"method", method,
+			"panic", fmt.Sprint(p),
+			"stack", string(debug.Stack()),
+		)
+		return errInternal
+	})
 }
 
 // levelFor logs successes at debug (they are counted by the metrics anyway),
@@ -56,55 +40,68 @@ func streamRecovery(logger *slog.Logger) grpc.StreamServerInterceptor {
 // calls cannot flood the log; errors
 // the client caused at info, and errors of the server or its dependencies
 // at warn.
-func levelFor(code codes.Code) slog.Level {
+func levelFor(code codes.Code) logging.Level {
 	switch code {
 	case codes.OK, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted:
-		return slog.LevelDebug
+		return logging.LevelDebug
 	case codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists,
 		codes.FailedPrecondition,
 		codes.Aborted, codes.OutOfRange:
-		return slog.LevelInfo
+		return logging.LevelInfo
 	default:
-		return slog.LevelWarn
+		return logging.LevelWarn
 	}
 }
 
-// logCall writes one line per call. ctx is the call's context, so the line
-// carries the call's trace id.
-func logCall(ctx context.Context, logger *slog.Logger, method string, start time.Time, err error) {
-	code := status.Code(err)
-	level := levelFor(code)
-	if !logger.Enabled(ctx, level) {
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("code", code.String()),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-	}
-	if id := caller.From(ctx); !id.IsZero() {
-		attrs = append(attrs, slog.String("caller", id.String()))
-	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
-	}
-	logger.LogAttrs(ctx, level, "grpc call", attrs...)
+// logFields renames the middleware's fields to the names our logs, alerts
+// and tests use; "" drops a field that says nothing the line does not.
+var logFields = map[string]string{
+	"grpc.code":       "code",
+	"grpc.error":      "", // the whole status text; "error" is its message
+	"grpc.start_time": "", // the line's own time, less the duration
 }
 
-func unaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		logCall(ctx, logger, info.FullMethod, start, err)
-		return resp, err
+// loggingOptions make the middleware write one line per call, "grpc call",
+// with method, code, duration_ms, caller and error. The call's context
+// carries its trace id onto the line.
+func loggingOptions() []logging.Option {
+	return []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(levelFor),
+		logging.WithDisableLoggingFields(logging.SystemTag[0], logging.ComponentFieldKey,
+			logging.ServiceFieldKey, logging.MethodFieldKey, logging.MethodTypeFieldKey),
+		logging.WithFieldsFromContextAndCallMeta(func(ctx context.Context, c interceptors.CallMeta) logging.Fields {
+			f := logging.Fields{"method", c.FullMethod()}
+			if id := caller.From(ctx); !id.IsZero() {
+				f = append(f, "caller", id.String())
+			}
+			return f
+		}),
+		logging.WithDurationField(func(d time.Duration) logging.Fields {
+			return logging.Fields{"duration_ms", float64(d.Microseconds()) / 1000}
+		}),
+		logging.WithErrorFields(func(err error) logging.Fields {
+			return logging.Fields{"error", status.Convert(err).Message()}
+		}),
 	}
 }
 
-func streamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
-		err := handler(srv, ss)
-		logCall(ss.Context(), logger, info.FullMethod, start, err)
-		return err
-	}
+// slogLogger adapts logger to the middleware.
+func slogLogger(logger *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, level logging.Level, _ string, fields ...any) {
+		if !logger.Enabled(ctx, slog.Level(level)) {
+			return
+		}
+		attrs := make([]slog.Attr, 0, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			key, _ := fields[i].(string)
+			if renamed, ok := logFields[key]; ok {
+				key = renamed
+			}
+			if key != "" {
+				attrs = append(attrs, slog.Any(key, fields[i+1]))
+			}
+		}
+		logger.LogAttrs(ctx, slog.Level(level), "grpc call", attrs...)
+	})
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
@@ -179,18 +181,19 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 	exemplar := grpcprom.WithExemplarFromContext(exemplarFromContext)
 
 	az := cfg.Authorizer
+	callLog, recovered := slogLogger(logger), recoveryOption(logger)
 	unary := append([]grpc.UnaryServerInterceptor{
 		metrics.UnaryServerInterceptor(exemplar),
 		az.UnaryAuthenticate(),
-		unaryLogging(logger),
-		unaryRecovery(logger),
+		logging.UnaryServerInterceptor(callLog, loggingOptions()...),
+		recovery.UnaryServerInterceptor(recovered),
 		az.UnaryAuthorize(),
 	}, o.unary...)
 	stream := append([]grpc.StreamServerInterceptor{
 		metrics.StreamServerInterceptor(exemplar),
 		az.StreamAuthenticate(),
-		streamLogging(logger),
-		streamRecovery(logger),
+		logging.StreamServerInterceptor(callLog, loggingOptions()...),
+		recovery.StreamServerInterceptor(recovered),
 		az.StreamAuthorize(),
 	}, o.stream...)
 
