@@ -3,10 +3,7 @@ package config
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/goodgo/goodgo/platform/keyring"
 )
@@ -67,7 +64,7 @@ func (e *Env) Keys(p Purpose, dev bool) KeySet {
 		}
 		spec = p.Dev
 	}
-	keys, err := ParseKeys(spec, p.MinLen)
+	keys, err := keyring.ParseKeys(spec, p.MinLen)
 	if err != nil {
 		e.Invalid(p.Keys, err.Error())
 		return ks
@@ -132,7 +129,7 @@ func isDevKey(key []byte) bool {
 var devKeys = func() [][]byte {
 	var out [][]byte
 	for _, spec := range []string{DevPIIKeys, DevOutboxKeys, DevSagaContextKeys, DevVersionTokenKeys} {
-		keys, err := ParseKeys(spec, 0)
+		keys, err := keyring.ParseKeys(spec, 0)
 		if err != nil {
 			panic(err) // unreachable: the specs are constants that TestKeys parses
 		}
@@ -142,39 +139,6 @@ var devKeys = func() [][]byte {
 	}
 	return out
 }()
-
-// ParseKeys parses "kid:base64key,…". Each key must be at least minLen
-// bytes and each key id unique. Errors name the key id, never the key.
-func ParseKeys(spec string, minLen int) (map[string][]byte, error) {
-	keys := make(map[string][]byte)
-	for i, entry := range strings.Split(spec, ",") {
-		kid, encoded, ok := strings.Cut(strings.TrimSpace(entry), ":")
-		kid = strings.TrimSpace(kid)
-		if !ok || kid == "" {
-			return nil, fmt.Errorf("entry %d is not kid:base64key", i+1)
-		}
-		if _, dup := keys[kid]; dup {
-			return nil, fmt.Errorf("key id %q appears twice", kid)
-		}
-		encoded = strings.TrimSpace(encoded)
-		enc := base64.StdEncoding
-		if !strings.HasSuffix(encoded, "=") {
-			enc = base64.RawStdEncoding
-		}
-		key, err := enc.DecodeString(encoded)
-		if err != nil {
-			return nil, fmt.Errorf("key %q is not valid base64", kid)
-		}
-		if len(key) < minLen {
-			return nil, fmt.Errorf("key %q is %d bytes, need at least %d", kid, len(key), minLen)
-		}
-		keys[kid] = key
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("no keys")
-	}
-	return keys, nil
-}
 
 // Public development keys, the defaults of every binary in development
 // mode so that a local run works out of the box; production mode refuses

@@ -85,11 +85,11 @@ func TestKeys(t *testing.T) {
 	})
 	t.Run("bad specs name the problem but never the key", func(t *testing.T) {
 		for spec, want := range map[string]string{
-			"k1:" + k16:                `key "k1" is 16 bytes, need at least 32`,
+			"k1:" + k16:                `key "k1": decodes to 16 bytes, need at least 32`,
 			"k1" + k32:                 "entry 1 is not kid:base64key",
 			"k1:" + k32 + ",k1:" + k32: `key id "k1" appears twice`,
-			"k1:!!notbase64!!":         `key "k1" is not valid base64`,
-			"k1:" + k32 + ",:" + k32:   "entry 2 is not kid:base64key",
+			"k1:!!notbase64!!":         `key "k1": not valid standard base64`,
+			"k1:" + k32 + ",:" + k32:   "entry 2: empty key id",
 		} {
 			e := envOf(map[string]string{"KEYS": spec})
 			e.Keys(purpose, false)

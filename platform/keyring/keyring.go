@@ -87,53 +87,58 @@ func New(active string, keys map[string][]byte) (*Keyring, error) {
 	return &Keyring{active: active, aeads: aeads}, nil
 }
 
-// Parse builds a keyring from configuration: spec is a comma-separated list
-// of kid:base64key entries (standard base64, padded or not; surrounding
-// spaces ignored), for example "k2:…,k1:…", and active names one of the kids.
+// Parse builds a keyring from configuration: spec is a ParseKeys list of
+// 32-byte keys, for example "k2:…,k1:…", and active names one of the kids.
 // Errors name the entry and the problem but never include key material.
 func Parse(spec string, active string) (*Keyring, error) {
+	keys, err := ParseKeys(spec, KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return New(active, keys)
+}
+
+// ParseKeys is the one parser of key lists in configuration: spec is a
+// comma-separated list of kid:base64key entries (standard base64, padded or
+// not; surrounding spaces ignored). Key ids follow New's rules and appear
+// once; each key is at least minLen bytes. Errors name the entry or the key
+// id and the problem, never key material.
+func ParseKeys(spec string, minLen int) (map[string][]byte, error) {
 	keys := make(map[string][]byte)
 	for i, entry := range strings.Split(spec, ",") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
-			return nil, fmt.Errorf("keyring: entry %d is empty", i+1)
+			return nil, fmt.Errorf("entry %d is empty", i+1)
 		}
 		id, encoded, ok := strings.Cut(entry, ":")
 		if !ok {
 			// Only the position is named: without a colon the entry may be
 			// a bare key.
-			return nil, fmt.Errorf("keyring: entry %d is not kid:base64key", i+1)
+			return nil, fmt.Errorf("entry %d is not kid:base64key", i+1)
 		}
 		id = strings.TrimSpace(id)
 		if err := validID(id); err != nil {
-			return nil, fmt.Errorf("keyring: entry %d: %w", i+1, err)
+			return nil, fmt.Errorf("entry %d: %w", i+1, err)
 		}
 		if _, dup := keys[id]; dup {
-			return nil, fmt.Errorf("keyring: key id %q appears twice", id)
+			return nil, fmt.Errorf("key id %q appears twice", id)
 		}
-		key, err := decodeKey(strings.TrimSpace(encoded))
+		encoded = strings.TrimSpace(encoded)
+		enc := base64.StdEncoding
+		if !strings.HasSuffix(encoded, "=") {
+			enc = base64.RawStdEncoding
+		}
+		key, err := enc.DecodeString(encoded)
 		if err != nil {
-			// err never wraps the decoder's message, which quotes input offsets.
-			return nil, fmt.Errorf("keyring: key %q: %w", id, err)
+			// Not the decoder's message, which quotes input offsets.
+			return nil, fmt.Errorf("key %q: not valid standard base64", id)
+		}
+		if len(key) < minLen {
+			return nil, fmt.Errorf("key %q: decodes to %d bytes, need at least %d", id, len(key), minLen)
 		}
 		keys[id] = key
 	}
-	return New(active, keys)
-}
-
-func decodeKey(s string) ([]byte, error) {
-	enc := base64.StdEncoding
-	if !strings.HasSuffix(s, "=") {
-		enc = base64.RawStdEncoding
-	}
-	key, err := enc.DecodeString(s)
-	if err != nil {
-		return nil, errors.New("not valid standard base64")
-	}
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("decodes to %d bytes, want %d", len(key), KeySize)
-	}
-	return key, nil
+	return keys, nil
 }
 
 func validID(id string) error {

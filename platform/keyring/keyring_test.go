@@ -197,7 +197,7 @@ func TestParse(t *testing.T) {
 		"duplicate kid":     {"k1:" + std1 + ",k1:" + raw2, "k1", `key id "k1" appears twice`},
 		"not base64":        {"k1:" + std1[:40] + "!!!=", "k1", `key "k1": not valid standard base64`},
 		"url alphabet":      {"k1:" + urlKey, "k1", `key "k1": not valid standard base64`},
-		"wrong length":      {"k1:" + short, "k1", `key "k1": decodes to 31 bytes, want 32`},
+		"wrong length":      {"k1:" + short, "k1", `key "k1": decodes to 31 bytes, need at least 32`},
 		"active not in set": {"k1:" + std1, "k2", `active key "k2" is not among the keys [k1]`},
 	}
 	for name, tc := range cases {
