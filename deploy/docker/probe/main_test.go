@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -26,4 +27,23 @@ func TestCheck(t *testing.T) {
 	require.ErrorContains(t, check(srv.URL, time.Second), "503 Service Unavailable not ready: kafka")
 	srv.Close()
 	require.ErrorContains(t, check(srv.URL, time.Second), "get:")
+}
+
+func TestCheckTCP(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	require.NoError(t, check("tcp://"+addr, time.Second))
+	require.NoError(t, ln.Close())
+	require.ErrorContains(t, check("tcp://"+addr, time.Second), "dial:")
 }
