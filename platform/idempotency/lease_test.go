@@ -209,8 +209,17 @@ func (o *outage) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// ProcessPipelineHook fails pipelines too: the store batches its scripts.
 func (o *outage) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if o.down.Load() {
+			for _, cmd := range cmds {
+				cmd.SetErr(errOutage)
+			}
+			return errOutage
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // When the store cannot be reached, the lease cannot be renewed: the
