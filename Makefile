@@ -37,6 +37,12 @@ $(BIN)/sqlc: tools/sqlc/go.mod
 	cd tools/sqlc && GOWORK=off go build -o $(BIN)/ github.com/sqlc-dev/sqlc/cmd/sqlc
 $(BIN)/golangci-lint: tools/golangci-lint/go.mod
 	cd tools/golangci-lint && GOWORK=off go build -o $(BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+# Compose v2 as the docker CLI plugin of `make compose-test` (not in
+# `tools`: only that target needs it).
+$(BIN)/docker-compose: tools/compose/go.mod
+	cd tools/compose && GOWORK=off go build -o $(BIN)/docker-compose \
+	  -ldflags "-X github.com/docker/compose/v2/internal.Version=$$(GOWORK=off go list -m -f '{{.Version}}' github.com/docker/compose/v2)" \
+	  github.com/docker/compose/v2/cmd
 
 ## ---- code generation ------------------------------------------------------
 .PHONY: gen gen/proto gen/sqlc gen/k8s
@@ -143,6 +149,17 @@ fuzz: ## Run every fuzz target briefly (FUZZ_TIME executions each, default 20000
 bench: ## Benchmarks against the real servers: medians beside the seed's table (docs/benchmarks.md)
 	cd tools/benchreport && GOWORK=off go build -o $(BIN)/benchreport .
 	$(BIN)/benchreport -root $(ROOT) -count $(or $(BENCH_COUNT),5)
+
+# docker-compose.yml on a Docker engine the test starts (dockerd from
+# Debian's docker.io, its own data root and socket), with the images built
+# locally (deploy/docker/compose.test.yml): up --wait, orders placed from a
+# container and confirmed, the orchestrator crashed and back, an audit,
+# down -v. Needs root, docker.io and debootstrap; the Debian base is
+# cached in bin/compose-test. README "docker compose" has the timings.
+COMPOSE_TEST_TIMEOUT ?= 30m
+.PHONY: compose-test
+compose-test: $(BIN)/docker-compose ## docker compose for real: a local Docker engine, the stack up, orders confirmed, a crash survived, down
+	cd deploy/docker && GOODGO_COMPOSE_TEST=1 go test -race -count=1 -timeout $(COMPOSE_TEST_TIMEOUT) -run '^TestComposeRunsForReal$$' -v .
 
 e2e: ## End-to-end: the five binaries, the dev broker, local PostgreSQL and Redis; invariants after every scenario
 	go test $(E2E_FLAGS) ./e2e/...
