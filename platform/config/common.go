@@ -33,6 +33,10 @@ type Common struct {
 	// StartupTimeout is how long unreachable PostgreSQL or Redis are retried
 	// at start before the binary gives up (STARTUP_TIMEOUT, default 30s).
 	StartupTimeout time.Duration
+	// Profiles serves Go's runtime profiles on the ops HTTP port under
+	// /debug/pprof/ (OPS_PPROF, default false): for measuring, not for
+	// an exposed port, which is unauthenticated.
+	Profiles bool
 }
 
 // Defaults of the Common settings that do not depend on the service.
@@ -55,6 +59,7 @@ func LoadCommon(e *Env, service, grpcAddr, httpAddr string) Common {
 		DrainDelay:      e.Duration("DRAIN_DELAY", 0),
 		StartupTimeout:  positive(e, "STARTUP_TIMEOUT", DefaultStartupTimeout),
 		Dev:             loadMode(e),
+		Profiles:        e.Bool("OPS_PPROF", false),
 	}
 	switch e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error") {
 	case "debug":

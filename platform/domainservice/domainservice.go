@@ -214,6 +214,9 @@ func (k *Kit) Serve(ctx context.Context, register func(grpc.ServiceRegistrar), p
 	if err != nil {
 		return err
 	}
+	if cfg.Profiles {
+		ops.ServeProfiles()
+	}
 	k.Logger.InfoContext(ctx, cfg.Service+" service started",
 		"grpc_addr", grpcServer.Addr().String(), "http_addr", ops.Addr().String(), "version", k.version)
 	if err := lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve); err != nil {

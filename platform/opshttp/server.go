@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,7 @@ const (
 // Server is the ops HTTP server, bound to its address by New.
 type Server struct {
 	http   *http.Server
+	mux    *http.ServeMux
 	lis    net.Listener
 	logger *slog.Logger
 	ready  func(context.Context) error
@@ -71,9 +74,9 @@ func New(addr string, reg *prometheus.Registry, ready func(context.Context) erro
 	if err != nil {
 		return nil, fmt.Errorf("opshttp: listen on %s: %w", addr, err)
 	}
-	s := &Server{lis: lis, logger: logger, ready: ready}
-
 	mux := http.NewServeMux()
+	s := &Server{lis: lis, mux: mux, logger: logger, ready: ready}
+
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		Registry:          reg, // counts scrape errors in promhttp_metric_handler_errors_total
 		EnableOpenMetrics: true,
@@ -179,6 +182,25 @@ func (s *Server) logChange(code int, body string, err error) {
 	case last != "":
 		s.logger.Info("no longer degraded")
 	}
+}
+
+// ServeProfiles adds Go's runtime profiles under /debug/pprof/ (CPU, heap,
+// goroutines, block and mutex contention; net/http/pprof) and samples
+// blocking and mutex contention events from now on. Call it before Serve,
+// and only when an operator asked (OPS_PPROF): the port is
+// unauthenticated, a CPU profile costs CPU while it runs, and the block
+// and mutex samplers cost a little all the time.
+func (s *Server) ServeProfiles() {
+	// One event per 10 µs blocked and one in 100 contended locks: enough
+	// to rank the waits of a busy process, cheap enough to leave on.
+	runtime.SetBlockProfileRate(10_000)
+	runtime.SetMutexProfileFraction(100)
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	s.logger.Info("ops http serves profiles", "path", "/debug/pprof/")
 }
 
 // Addr is the bound listen address.

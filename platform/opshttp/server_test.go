@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -360,4 +361,24 @@ func TestGRPCHealthChecksANeighbour(t *testing.T) {
 		err := check(ctx)
 		return err != nil && opshttp.Reason(err) == "connection refused"
 	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// Profiles are served only when asked for: the port is unauthenticated.
+func TestProfilesOnlyWhenEnabled(t *testing.T) {
+	plain, err := opshttp.New("127.0.0.1:0", prometheus.NewRegistry(), nil, nil)
+	require.NoError(t, err)
+	serve(t, plain.Serve)
+	code, _ := get(t, "http://"+plain.Addr().String()+"/debug/pprof/")
+	require.Equal(t, http.StatusNotFound, code)
+
+	profiled, err := opshttp.New("127.0.0.1:0", prometheus.NewRegistry(), nil, nil)
+	require.NoError(t, err)
+	profiled.ServeProfiles()
+	serve(t, profiled.Serve)
+	code, body := get(t, "http://"+profiled.Addr().String()+"/debug/pprof/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "goroutine")
+	code, body = get(t, "http://"+profiled.Addr().String()+"/debug/pprof/block?debug=1")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "--- contention:")
 }

@@ -225,6 +225,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
+	if cfg.Profiles {
+		ops.ServeProfiles()
+	}
 
 	logger.InfoContext(ctx, "orchestrator started", "grpc_addr", grpcServer.Addr().String(),
 		"http_addr", ops.Addr().String(), "replica", cfg.Saga.OrchestratorID, "version", version)

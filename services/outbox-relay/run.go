@@ -116,6 +116,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	if err != nil {
 		return err
 	}
+	if cfg.Profiles {
+		ops.ServeProfiles()
+	}
 	if err := lifecycle.Serve(ctx, gs.Serve, ops.Serve, rl.Run); err != nil {
 		return err
 	}
