@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,6 +26,8 @@ import (
 var (
 	benchInflight = flag.String("e2e.inflight", "8,64", "BenchmarkOrderSaga: orders in flight at once (placed, not yet CONFIRMED), a sub-benchmark per comma-separated level")
 	benchEnv      = flag.String("e2e.env", "", "BenchmarkOrderSaga: extra binary settings, svc:NAME=VALUE,… (svc * for all)")
+	benchProfile  = flag.String("e2e.profile", "", "BenchmarkOrderSaga: a directory for each binary's CPU, block and mutex profiles taken during every level (OPS_PPROF on)")
+	benchProfSecs = flag.Int("e2e.profile.seconds", 8, "BenchmarkOrderSaga: length of each -e2e.profile window, from each level's start")
 )
 
 // BenchmarkOrderSaga measures the whole saga on this machine, everything
@@ -42,8 +46,15 @@ var (
 // PlaceOrder to the last confirmation), p50_ms, p90_ms and p99_ms of
 // PlaceOrder → CONFIRMED (the confirmation's occurred-at, stamped by the
 // order service in the committing transaction), place_p50_ms of the
-// PlaceOrder call alone, and the CPU each process used, in percent of one
-// core over the run (cpu_<process>); the machine has 2.
+// PlaceOrder call alone, the CPU each process used, in percent of one
+// core over the run (cpu_<process>; postgres: the backends of this
+// environment's databases); the machine has 2, and cpu_ms/saga, their sum
+// less what the idle system uses, per saga. commits/saga, inserts/saga and
+// updates/saga count the four databases' transactions (read-only ones
+// included: a statement outside a transaction is one) and row writes
+// (pg_stat_database, less the idle rate); the log breaks them down by
+// database and table. -e2e.profile=DIR saves each binary's CPU, block and
+// mutex profiles of each level (go tool pprof DIR/inflight=64-order.cpu.pb.gz).
 //
 //	go test -run '^$' -bench BenchmarkOrderSaga -benchtime 3000x -count 3 ./e2e/
 func BenchmarkOrderSaga(b *testing.B) {
@@ -59,6 +70,13 @@ func BenchmarkOrderSaga(b *testing.B) {
 			vars[svc] = map[string]string{}
 		}
 		vars[svc][name] = value
+	}
+	if *benchProfile != "" {
+		if vars["*"] == nil {
+			vars["*"] = map[string]string{}
+		}
+		vars["*"]["OPS_PPROF"] = "true"
+		require.NoError(b, os.MkdirAll(*benchProfile, 0o750))
 	}
 	e := NewEnv(b, envOptions{race: false, vars: vars})
 	for _, sku := range plentySKUs {
@@ -119,26 +137,38 @@ func BenchmarkOrderSaga(b *testing.B) {
 	// What the system burns doing nothing (pollers, leases, stats), to
 	// tell the per-saga cost from the fixed one.
 	idle := newCPUSampler(b, e)
+	idleDB := snapshotDB(b, e)
+	idleStart := time.Now()
 	time.Sleep(2 * time.Second) // a measurement window, not a wait for a condition
 	idleUse := idle.stop()
+	idleRate := snapshotDB(b, e).since(idleDB).per(time.Since(idleStart).Seconds())
 
 	for _, level := range strings.Split(*benchInflight, ",") {
 		inflight, err := strconv.Atoi(strings.TrimSpace(level))
 		require.NoError(b, err, "-e2e.inflight: %q is not a number", level)
 		require.Positive(b, inflight, "-e2e.inflight")
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			measureSagas(b, e, inflight, idleUse, func() *runStats { return run(inflight, 0, b.Loop) })
+			measureSagas(b, e, inflight, idleUse, idleRate, func() *runStats { return run(inflight, 0, b.Loop) })
 		})
 	}
 }
 
 // measureSagas runs one level of BenchmarkOrderSaga and reports its
-// metrics; idleUse is the processes' CPU use at rest.
-func measureSagas(b *testing.B, e *Env, inflight int, idleUse []cpuUse, run func() *runStats) {
+// metrics; idleUse is the processes' CPU use at rest, idleDB the
+// databases' activity per second at rest.
+func measureSagas(b *testing.B, e *Env, inflight int, idleUse []cpuUse, idleDB dbStats, run func() *runStats) {
+	db := snapshotDB(b, e)
 	cpu := newCPUSampler(b, e)
 	measured := time.Now()
+	profiled := startProfiles(b, e, fmt.Sprintf("inflight=%d", inflight))
 	st := run()
 	used := cpu.stop()
+	profiled()
+	// PostgreSQL's statistics reach pg_stat_database when a backend
+	// commits (at most once a second) or has been idle for 10 s: wait
+	// for the last ones, then take off what the idle system did meanwhile.
+	time.Sleep(11 * time.Second) // the statistics' flush interval, not a wait for a condition
+	dbUsed := snapshotDB(b, e).since(db).minus(idleDB.scale(time.Since(measured).Seconds()))
 	require.NoError(b, st.err())
 	require.Equal(b, b.N, len(st.lat), "every order confirmed")
 
@@ -166,10 +196,149 @@ func measureSagas(b *testing.B, e *Env, inflight int, idleUse []cpuUse, run func
 	}
 	rate := float64(len(st.lat)) / wall.Seconds()
 	b.ReportMetric((total-idleTotal)*10/rate, "cpu_ms/saga")
+	perSaga := dbUsed.per(float64(len(st.lat)))
+	all := perSaga.total()
+	b.ReportMetric(all.commits, "commits/saga")
+	b.ReportMetric(all.inserts, "inserts/saga")
+	b.ReportMetric(all.updates, "updates/saga")
 	b.Logf("%d sagas in %s with %d in flight; CPU in %% of one core (the machine has %d): %s; "+
-		"total %.0f%%, idle %.0f%%: %.1f ms of CPU per saga; load average %s\nstages: %s",
+		"total %.0f%%, idle %.0f%%: %.1f ms of CPU per saga; load average %s\nstages: %s\nper saga: %s",
 		len(st.lat), wall.Round(time.Millisecond), inflight, runtime.NumCPU(), strings.Join(parts, ", "),
-		total, idleTotal, (total-idleTotal)*10/rate, loadavg(), stageBreakdown(b, e, measured))
+		total, idleTotal, (total-idleTotal)*10/rate, loadavg(), stageBreakdown(b, e, measured), perSaga)
+}
+
+// dbCounts are one database's (or table's) counters from pg_stat_database
+// and pg_stat_user_tables.
+type dbCounts struct{ commits, inserts, updates, deletes float64 }
+
+// dbStats are the counters of each service's database ("svc") and of each
+// of its tables ("svc.table").
+type dbStats map[string]dbCounts
+
+// snapshotDB reads the counters of the environment's databases.
+func snapshotDB(tb testing.TB, e *Env) dbStats {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := dbStats{}
+	for _, svc := range []string{svcOrder, svcPayment, svcInventory, svcOrchestrator} {
+		pool := e.DB[svc]
+		var c dbCounts
+		require.NoError(tb, pool.QueryRow(ctx, `SELECT xact_commit, tup_inserted, tup_updated, tup_deleted
+			FROM pg_stat_database WHERE datname = current_database()`).Scan(&c.commits, &c.inserts, &c.updates, &c.deletes))
+		out[svc] = c
+		rows, err := pool.Query(ctx, `SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables`)
+		require.NoError(tb, err)
+		for rows.Next() {
+			var name string
+			var t dbCounts
+			require.NoError(tb, rows.Scan(&name, &t.inserts, &t.updates, &t.deletes))
+			out[svc+"."+name] = t
+		}
+		require.NoError(tb, rows.Err())
+	}
+	return out
+}
+
+func (s dbStats) apply(o dbStats, f func(a, b float64) float64) dbStats {
+	out := dbStats{}
+	for k, a := range s {
+		b := o[k]
+		out[k] = dbCounts{f(a.commits, b.commits), f(a.inserts, b.inserts), f(a.updates, b.updates), f(a.deletes, b.deletes)}
+	}
+	return out
+}
+
+func (s dbStats) since(o dbStats) dbStats {
+	return s.apply(o, func(a, b float64) float64 { return a - b })
+}
+func (s dbStats) minus(o dbStats) dbStats {
+	return s.apply(o, func(a, b float64) float64 { return max(0, a-b) })
+}
+func (s dbStats) scale(k float64) dbStats {
+	return s.apply(nil, func(a, _ float64) float64 { return a * k })
+}
+func (s dbStats) per(n float64) dbStats { return s.scale(1 / n) }
+
+// total sums the databases (not the tables).
+func (s dbStats) total() dbCounts {
+	var t dbCounts
+	for k, c := range s {
+		if !strings.Contains(k, ".") {
+			t.commits += c.commits
+			t.inserts += c.inserts
+			t.updates += c.updates
+			t.deletes += c.deletes
+		}
+	}
+	return t
+}
+
+// String lists each database's commits/inserts/updates/deletes and its
+// tables that changed.
+func (s dbStats) String() string {
+	var parts []string
+	for _, svc := range []string{svcOrder, svcPayment, svcInventory, svcOrchestrator} {
+		c := s[svc]
+		var tables []string
+		for k, t := range s {
+			if name, ok := strings.CutPrefix(k, svc+"."); ok && t.inserts+t.updates+t.deletes >= 0.05 {
+				tables = append(tables, fmt.Sprintf("%s %.2f/%.2f/%.2f", name, t.inserts, t.updates, t.deletes))
+			}
+		}
+		slices.Sort(tables)
+		parts = append(parts, fmt.Sprintf("%s: %.2f commits, %.2f ins, %.2f upd, %.2f del (%s)",
+			svc, c.commits, c.inserts, c.updates, c.deletes, strings.Join(tables, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// startProfiles, with -e2e.profile, takes a CPU, a block and a mutex
+// profile of every binary over the next -e2e.profile.seconds, into
+// <dir>/<level>-<binary>.<kind>.pb.gz; the function returned waits for
+// them. A profile that fails is logged, not fatal: it is a measuring aid.
+func startProfiles(tb testing.TB, e *Env, level string) func() {
+	if *benchProfile == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	secs := strconv.Itoa(*benchProfSecs)
+	for _, svc := range Services {
+		for kind, path := range map[string]string{"cpu": "profile", "block": "block", "mutex": "mutex"} {
+			wg.Go(func() {
+				url := "http://" + e.HTTPAddr(svc) + "/debug/pprof/" + path + "?seconds=" + secs
+				file := filepath.Join(*benchProfile, level+"-"+svc+"."+kind+".pb.gz")
+				if err := fetchTo(url, file, time.Duration(*benchProfSecs+30)*time.Second); err != nil {
+					tb.Logf("profile %s: %v", file, err)
+				}
+			})
+		}
+	}
+	return wg.Wait
+}
+
+func fetchTo(url, file string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("get: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
 }
 
 // runStats collects the latencies of one run.
@@ -297,6 +466,7 @@ type cpuUse struct {
 }
 
 func newCPUSampler(tb testing.TB, e *Env) *cpuSampler {
+	tb.Helper()
 	one := func(pid int) func() []int { return func() []int { return []int{pid} } }
 	s := &cpuSampler{start: time.Now()}
 	for _, svc := range Services {
@@ -305,9 +475,11 @@ func newCPUSampler(tb testing.TB, e *Env) *cpuSampler {
 	s.groups = append(s.groups,
 		// This process: the development broker and the benchmark's client.
 		cpuGroup{name: "broker_and_client", pids: one(os.Getpid())},
-		// Every PostgreSQL process (backends, WAL writer, checkpointer…),
-		// other users' included: the machine's database is shared.
-		cpuGroup{name: "postgres", pids: func() []int { return pidsNamed("postgres") }},
+		// The PostgreSQL backends serving this environment's databases:
+		// the server is shared with other tests, whose backends would
+		// count otherwise. The WAL writer, checkpointer and other
+		// server-wide processes are left out (a few percent).
+		cpuGroup{name: "postgres", pids: func() []int { return backendsOf(tb, e) }},
 		cpuGroup{name: "redis", pids: func() []int { return pidsNamed("redis-server") }},
 	)
 	for i := range s.groups {
@@ -354,6 +526,27 @@ func cpuTimes(pids []int) map[int]float64 {
 		st, _ := strconv.ParseFloat(f[12], 64)
 		out[pid] = (u + st) / clockTicks
 	}
+	return out
+}
+
+// backendsOf lists the PostgreSQL backends connected to e's databases.
+func backendsOf(tb testing.TB, e *Env) []int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var names []string
+	for _, svc := range []string{svcOrder, svcPayment, svcInventory, svcOrchestrator} {
+		names = append(names, e.DB[svc].Config().ConnConfig.Database)
+	}
+	rows, err := e.DB[svcOrder].Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = ANY($1)`, names)
+	require.NoError(tb, err)
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var pid int
+		require.NoError(tb, rows.Scan(&pid))
+		out = append(out, pid)
+	}
+	require.NoError(tb, rows.Err())
 	return out
 }
 
