@@ -444,3 +444,56 @@ func TestResealContextsUnderLoad(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.Equal(t, 2*n, count)
 }
+
+func TestExecuteStartedRunsWhatStartTxStored(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	w := newWorld()
+	e := startEngine(t, pool, fastOptions("r1"), def3(w))
+	ctx := context.Background()
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	r, err := e.StartTx(ctx, tx, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice", Data: []byte("d")})
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	require.NoError(t, e.ExecuteStarted(ctx, r))
+	s := waitState(t, e, r.SagaID, saga.StateCompleted)
+	require.Equal(t, "alice", s.StartedBy)
+	require.Equal(t, []byte("d"), w.sagaData[r.SagaID])
+	require.Zero(t, counter(t, e.reg, "saga_claims_total"), "executed by its starter, not recovered")
+
+	tx, err = pool.Begin(ctx)
+	require.NoError(t, err)
+	again, err := e.StartTx(ctx, tx, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	require.False(t, again.Created)
+	require.NoError(t, e.ExecuteStarted(ctx, again), "an existing saga is not executed again")
+	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)))
+}
+
+// A saga whose lease ran out before its starter executed it, and which
+// another replica then ran, is not run again from the starter's stale copy.
+func TestExecuteStartedStopsWhenTheSagaMovedOn(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	w := newWorld()
+	e1 := startEngine(t, pool, fastOptions("r1"), def3(w))
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	r, err := e1.StartTx(ctx, tx, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+
+	_, err = pool.Exec(ctx, "UPDATE sagas SET lease_until = now() - interval '1 second' WHERE id = $1", r.SagaID)
+	require.NoError(t, err)
+	e2 := startEngine(t, pool, fastOptions("r2"), def3(w))
+	waitState(t, e2, r.SagaID, saga.StateCompleted)
+
+	require.NoError(t, e1.ExecuteStarted(ctx, r))
+	require.Eventually(t, func() bool { return counter(t, e1.reg, "saga_lease_lost_total") == 1 }, 10*time.Second, 10*time.Millisecond,
+		"the stale copy's first write matches nothing")
+	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)), "step a ran once, by r2")
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
@@ -25,9 +24,10 @@ type Starter interface {
 	// StartTx creates the saga in tx unless one exists for its type and
 	// correlation id, leased to this replica; see saga.Engine.StartTx.
 	StartTx(ctx context.Context, tx pgx.Tx, req saga.StartRequest) (saga.StartResult, error)
-	// Execute runs a saga StartTx created, once tx committed; it waits for
-	// a free worker (ctx bounds the wait). See saga.Engine.Execute.
-	Execute(ctx context.Context, id uuid.UUID) error
+	// ExecuteStarted runs a saga StartTx created, once tx committed,
+	// from what StartTx stored; it waits for a free worker (ctx bounds the
+	// wait). See saga.Engine.ExecuteStarted.
+	ExecuteStarted(ctx context.Context, r saga.StartResult) error
 }
 
 var _ Starter = (*saga.Engine)(nil)
@@ -47,8 +47,9 @@ var Types = []string{event.OrderCreated}
 // every connection was held by a handler waiting for another, and
 // consumption stalled for ever (issue 10). Once the transaction has
 // committed and released its connection, the saga is executed on this
-// replica (inbox.AfterCommit, Engine.Execute); waiting there for a free
-// worker holds no connection and only slows this partition down. Should
+// replica (inbox.AfterCommit, Engine.ExecuteStarted, which does not read
+// it back); waiting there for a free worker holds no connection and only
+// slows this partition down. Should
 // the execution not begin (the replica stops first), the saga's lease runs
 // out and the recovery loop of some replica runs it.
 //
@@ -95,7 +96,7 @@ func Handler(s Starter, logger *slog.Logger) inbox.Handler {
 			return nil
 		}
 		return inbox.AfterCommit(ctx, func(ctx context.Context) {
-			if err := s.Execute(ctx, r.SagaID); err != nil {
+			if err := s.ExecuteStarted(ctx, r); err != nil {
 				logger.WarnContext(ctx, "order saga created but not executed here; the recovery loop will run it when its lease expires",
 					"saga_id", r.SagaID.String(), "order_id", o.OrderID, "error", err.Error())
 				return
