@@ -654,16 +654,19 @@ func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (re
 	q := inboxdb.New(tx)
 	name := c.cfg.Consumer
 
-	parked, err := q.IsParked(ctx, inboxdb.IsParkedParams{Consumer: name, EventID: ev.ID})
+	// One round trip per step: parked state, then record and lock, then
+	// the handler's statements and the version (a transaction of five
+	// round trips with BEGIN and COMMIT, plus the handler's).
+	state, err := q.ParkedState(ctx, inboxdb.ParkedStateParams{
+		Consumer: name, EventID: ev.ID, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID,
+	})
 	if err != nil {
 		return "", dbError{err}
 	}
-	if parked {
+	if state.Parked {
 		return ResultDuplicate, nil
 	}
-	blocker, err := q.OpenParkedEvent(ctx, inboxdb.OpenParkedEventParams{Consumer: name, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID})
-	switch {
-	case err == nil:
+	if blocker := state.Blocker; blocker != uuid.Nil {
 		if err := c.insertParked(ctx, q, m, ev, fmt.Errorf("held behind parked event %s of the same aggregate", blocker)); err != nil {
 			return "", dbError{err}
 		}
@@ -673,28 +676,22 @@ func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (re
 		c.log.WarnContext(ctx, "event parked behind an unresolved parked event of its aggregate",
 			"event_id", ev.ID.String(), "blocked_by", blocker.String(), "aggregate_id", ev.AggregateID)
 		return ResultParked, nil
-	case !errors.Is(err, pgx.ErrNoRows):
-		return "", dbError{err}
 	}
 
-	n, err := q.RecordEvent(ctx, inboxdb.RecordEventParams{
+	// A redelivery locks the aggregate's version row too before it is
+	// skipped (rolled back): rare, and it waits only while another
+	// consumer of the group applies the same aggregate.
+	rec, err := q.RecordEventLockVersion(ctx, inboxdb.RecordEventLockVersionParams{
 		Consumer: name, EventID: ev.ID, EventType: ev.Type,
 		AggregateType: ev.AggregateType, AggregateID: ev.AggregateID, AggregateVersion: ev.AggregateVersion,
 	})
 	if err != nil {
 		return "", dbError{err}
 	}
-	if n == 0 {
+	if rec.Recorded == 0 {
 		return ResultDuplicate, nil
 	}
-	applied, err := q.LockAppliedVersion(ctx, inboxdb.LockAppliedVersionParams{Consumer: name, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID})
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		applied = -1
-	case err != nil:
-		return "", dbError{err}
-	}
-	if ev.AggregateVersion < applied {
+	if ev.AggregateVersion < rec.Applied {
 		// Recorded in the inbox, not applied: an older event can never
 		// roll the consumer's state back.
 		if err := tx.Commit(ctx); err != nil {

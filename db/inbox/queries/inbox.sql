@@ -25,20 +25,40 @@ VALUES ($1, $2, $3, $4)
 ON CONFLICT (consumer, aggregate_type, aggregate_id)
 DO UPDATE SET version = GREATEST(inbox_versions.version, EXCLUDED.version);
 
--- name: IsParked :one
--- IsParked reports whether consumer parked event_id before (resolved or not).
+-- name: ParkedState :one
+-- ParkedState is IsParked and OpenParkedEvent in one round trip: whether
+-- consumer parked event_id before (resolved or not), and the event id of
+-- the oldest unresolved parked event of the aggregate (the nil UUID when
+-- none: event ids are UUIDv7, never nil).
 SELECT EXISTS (
-    SELECT 1 FROM inbox_parked WHERE consumer = $1 AND event_id = $2
-) AS parked;
+    SELECT 1 FROM inbox_parked p WHERE p.consumer = @consumer AND p.event_id = @event_id
+) AS parked,
+COALESCE((
+    SELECT b.event_id FROM inbox_parked b
+    WHERE b.consumer = @consumer AND b.aggregate_type = @aggregate_type AND b.aggregate_id = @aggregate_id
+      AND b.resolved_at IS NULL
+    ORDER BY b.id
+    LIMIT 1
+), '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS blocker;
 
--- name: OpenParkedEvent :one
--- OpenParkedEvent returns the event id of the oldest unresolved parked event
--- of the aggregate; no row when none. Later events of that aggregate are
--- parked behind it so that the aggregate's order holds.
-SELECT event_id FROM inbox_parked
-WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3 AND resolved_at IS NULL
-ORDER BY id
-LIMIT 1;
+-- name: RecordEventLockVersion :one
+-- RecordEventLockVersion is RecordEvent and LockAppliedVersion in one
+-- round trip: recorded is 0 when consumer recorded event_id before (a
+-- redelivery, to be skipped), and applied is the highest version of the
+-- aggregate consumer has applied (-1: none), its row locked as
+-- LockAppliedVersion locks it.
+WITH recorded AS (
+    INSERT INTO inbox (consumer, event_id, event_type, aggregate_type, aggregate_id, aggregate_version)
+    VALUES (@consumer, @event_id, @event_type, @aggregate_type, @aggregate_id, @aggregate_version)
+    ON CONFLICT (consumer, event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM recorded)::bigint AS recorded,
+       COALESCE((
+           SELECT v.version FROM inbox_versions v
+           WHERE v.consumer = @consumer AND v.aggregate_type = @aggregate_type AND v.aggregate_id = @aggregate_id
+           FOR UPDATE
+       ), -1)::bigint AS applied;
 
 -- name: ParkEvent :execrows
 -- ParkEvent parks a message the consumer could not apply, with its error and

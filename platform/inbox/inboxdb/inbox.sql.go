@@ -11,25 +11,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const isParked = `-- name: IsParked :one
-SELECT EXISTS (
-    SELECT 1 FROM inbox_parked WHERE consumer = $1 AND event_id = $2
-) AS parked
-`
-
-type IsParkedParams struct {
-	Consumer string
-	EventID  uuid.UUID
-}
-
-// IsParked reports whether consumer parked event_id before (resolved or not).
-func (q *Queries) IsParked(ctx context.Context, arg IsParkedParams) (bool, error) {
-	row := q.db.QueryRow(ctx, isParked, arg.Consumer, arg.EventID)
-	var parked bool
-	err := row.Scan(&parked)
-	return parked, err
-}
-
 const listParkedPayloads = `-- name: ListParkedPayloads :many
 SELECT id, consumer, event_id, payload, key_id
 FROM inbox_parked
@@ -102,29 +83,6 @@ func (q *Queries) LockAppliedVersion(ctx context.Context, arg LockAppliedVersion
 	return version, err
 }
 
-const openParkedEvent = `-- name: OpenParkedEvent :one
-SELECT event_id FROM inbox_parked
-WHERE consumer = $1 AND aggregate_type = $2 AND aggregate_id = $3 AND resolved_at IS NULL
-ORDER BY id
-LIMIT 1
-`
-
-type OpenParkedEventParams struct {
-	Consumer      string
-	AggregateType string
-	AggregateID   string
-}
-
-// OpenParkedEvent returns the event id of the oldest unresolved parked event
-// of the aggregate; no row when none. Later events of that aggregate are
-// parked behind it so that the aggregate's order holds.
-func (q *Queries) OpenParkedEvent(ctx context.Context, arg OpenParkedEventParams) (uuid.UUID, error) {
-	row := q.db.QueryRow(ctx, openParkedEvent, arg.Consumer, arg.AggregateType, arg.AggregateID)
-	var event_id uuid.UUID
-	err := row.Scan(&event_id)
-	return event_id, err
-}
-
 const parkEvent = `-- name: ParkEvent :execrows
 INSERT INTO inbox_parked (
     consumer, event_id, topic, kafka_partition, kafka_offset,
@@ -173,6 +131,47 @@ func (q *Queries) ParkEvent(ctx context.Context, arg ParkEventParams) (int64, er
 	return result.RowsAffected(), nil
 }
 
+const parkedState = `-- name: ParkedState :one
+SELECT EXISTS (
+    SELECT 1 FROM inbox_parked p WHERE p.consumer = $1 AND p.event_id = $2
+) AS parked,
+COALESCE((
+    SELECT b.event_id FROM inbox_parked b
+    WHERE b.consumer = $1 AND b.aggregate_type = $3 AND b.aggregate_id = $4
+      AND b.resolved_at IS NULL
+    ORDER BY b.id
+    LIMIT 1
+), '00000000-0000-0000-0000-000000000000'::uuid)::uuid AS blocker
+`
+
+type ParkedStateParams struct {
+	Consumer      string
+	EventID       uuid.UUID
+	AggregateType string
+	AggregateID   string
+}
+
+type ParkedStateRow struct {
+	Parked  bool
+	Blocker uuid.UUID
+}
+
+// ParkedState is IsParked and OpenParkedEvent in one round trip: whether
+// consumer parked event_id before (resolved or not), and the event id of
+// the oldest unresolved parked event of the aggregate (the nil UUID when
+// none: event ids are UUIDv7, never nil).
+func (q *Queries) ParkedState(ctx context.Context, arg ParkedStateParams) (ParkedStateRow, error) {
+	row := q.db.QueryRow(ctx, parkedState,
+		arg.Consumer,
+		arg.EventID,
+		arg.AggregateType,
+		arg.AggregateID,
+	)
+	var i ParkedStateRow
+	err := row.Scan(&i.Parked, &i.Blocker)
+	return i, err
+}
+
 const recordEvent = `-- name: RecordEvent :execrows
 
 INSERT INTO inbox (consumer, event_id, event_type, aggregate_type, aggregate_id, aggregate_version)
@@ -206,6 +205,54 @@ func (q *Queries) RecordEvent(ctx context.Context, arg RecordEventParams) (int64
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const recordEventLockVersion = `-- name: RecordEventLockVersion :one
+WITH recorded AS (
+    INSERT INTO inbox (consumer, event_id, event_type, aggregate_type, aggregate_id, aggregate_version)
+    VALUES ($1, $4, $5, $2, $3, $6)
+    ON CONFLICT (consumer, event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM recorded)::bigint AS recorded,
+       COALESCE((
+           SELECT v.version FROM inbox_versions v
+           WHERE v.consumer = $1 AND v.aggregate_type = $2 AND v.aggregate_id = $3
+           FOR UPDATE
+       ), -1)::bigint AS applied
+`
+
+type RecordEventLockVersionParams struct {
+	Consumer         string
+	AggregateType    string
+	AggregateID      string
+	EventID          uuid.UUID
+	EventType        string
+	AggregateVersion int64
+}
+
+type RecordEventLockVersionRow struct {
+	Recorded int64
+	Applied  int64
+}
+
+// RecordEventLockVersion is RecordEvent and LockAppliedVersion in one
+// round trip: recorded is 0 when consumer recorded event_id before (a
+// redelivery, to be skipped), and applied is the highest version of the
+// aggregate consumer has applied (-1: none), its row locked as
+// LockAppliedVersion locks it.
+func (q *Queries) RecordEventLockVersion(ctx context.Context, arg RecordEventLockVersionParams) (RecordEventLockVersionRow, error) {
+	row := q.db.QueryRow(ctx, recordEventLockVersion,
+		arg.Consumer,
+		arg.AggregateType,
+		arg.AggregateID,
+		arg.EventID,
+		arg.EventType,
+		arg.AggregateVersion,
+	)
+	var i RecordEventLockVersionRow
+	err := row.Scan(&i.Recorded, &i.Applied)
+	return i, err
 }
 
 const resealParkedPayload = `-- name: ResealParkedPayload :execrows
