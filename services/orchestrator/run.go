@@ -160,6 +160,11 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	inboxCfg := inbox.Config{
 		Brokers: cfg.Kafka.Brokers, GroupID: consumerGroup, Consumer: consumerName, Topics: consumedTopics,
 		Types: consumer.Types,
+		// Offsets are committed once a second, not after each event (a
+		// broker round trip per saga, on the path from the event to its
+		// saga): after a crash up to a second of events comes again, and
+		// the inbox skips them as duplicates.
+		CommitInterval: time.Second,
 	}
 	inboxOpts := inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
 		Dialer: kconn.Dialer(consumerName), Keys: cfg.PIIKeys}
