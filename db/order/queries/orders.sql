@@ -70,3 +70,12 @@ WHERE status = 'PENDING'
   AND (created_at, id) > (@after_created_at::timestamptz, @after_id::uuid)
 ORDER BY created_at, id
 LIMIT @page_size;
+
+-- name: GetOrderWithItems :many
+-- GetOrderWithItems reads an order with its lines in one round trip, one
+-- row per line in line order. No row: no such order (or one without
+-- lines; see GetOrder).
+SELECT sqlc.embed(orders), sqlc.embed(order_items)
+FROM orders JOIN order_items ON order_items.order_id = orders.id
+WHERE orders.id = @id
+ORDER BY order_items.line_no;

@@ -150,11 +150,7 @@ func (r *Repository) Update(ctx context.Context, id string, change func(o *order
 	var result order.Order
 	err = pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
-		row, err := q.GetOrder(ctx, uid)
-		if err != nil {
-			return notFound(err)
-		}
-		o, err := r.withLines(ctx, q, row)
+		o, err := r.read(ctx, q, uid)
 		if err != nil {
 			return err
 		}
@@ -239,6 +235,31 @@ func (r *Repository) ListPending(ctx context.Context, createdBefore time.Time, a
 }
 
 // withLines completes an order row with its lines.
+// read reads order id with its lines, in one round trip when it has
+// lines (every placed order has), else in two.
+func (r *Repository) read(ctx context.Context, q *orderdb.Queries, id uuid.UUID) (order.Order, error) {
+	rows, err := q.GetOrderWithItems(ctx, id)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("read order %s: %w", id, err)
+	}
+	if len(rows) == 0 {
+		row, err := q.GetOrder(ctx, id)
+		if err != nil {
+			return order.Order{}, notFound(err)
+		}
+		return r.withLines(ctx, q, row)
+	}
+	items := make([]orderdb.OrderItem, len(rows))
+	for i, row := range rows {
+		items[i] = row.OrderItem
+	}
+	addr, err := r.openAddress(id, rows[0].Order.ShippingAddressKeyID, rows[0].Order.ShippingAddress)
+	if err != nil {
+		return order.Order{}, err
+	}
+	return fromRow(rows[0].Order, addr, items)
+}
+
 func (r *Repository) withLines(ctx context.Context, q *orderdb.Queries, row orderdb.Order) (order.Order, error) {
 	items, err := q.ListOrderItems(ctx, row.ID)
 	if err != nil {

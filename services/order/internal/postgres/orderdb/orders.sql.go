@@ -133,6 +133,62 @@ func (q *Queries) GetOrderByIdempotencyKey(ctx context.Context, idempotencyKey [
 	return i, err
 }
 
+const getOrderWithItems = `-- name: GetOrderWithItems :many
+SELECT orders.id, orders.customer_id, orders.status, orders.currency_code, orders.total_minor, orders.shipping_address, orders.payment_method, orders.cancel_reason, orders.placed_by, orders.idempotency_key, orders.version, orders.created_at, orders.updated_at, orders.shipping_address_key_id, order_items.order_id, order_items.line_no, order_items.sku, order_items.name, order_items.quantity, order_items.unit_price_minor
+FROM orders JOIN order_items ON order_items.order_id = orders.id
+WHERE orders.id = $1
+ORDER BY order_items.line_no
+`
+
+type GetOrderWithItemsRow struct {
+	Order     Order
+	OrderItem OrderItem
+}
+
+// GetOrderWithItems reads an order with its lines in one round trip, one
+// row per line in line order. No row: no such order (or one without
+// lines; see GetOrder).
+func (q *Queries) GetOrderWithItems(ctx context.Context, id uuid.UUID) ([]GetOrderWithItemsRow, error) {
+	rows, err := q.db.Query(ctx, getOrderWithItems, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []GetOrderWithItemsRow
+	for rows.Next() {
+		var i GetOrderWithItemsRow
+		if err := rows.Scan(
+			&i.Order.ID,
+			&i.Order.CustomerID,
+			&i.Order.Status,
+			&i.Order.CurrencyCode,
+			&i.Order.TotalMinor,
+			&i.Order.ShippingAddress,
+			&i.Order.PaymentMethod,
+			&i.Order.CancelReason,
+			&i.Order.PlacedBy,
+			&i.Order.IdempotencyKey,
+			&i.Order.Version,
+			&i.Order.CreatedAt,
+			&i.Order.UpdatedAt,
+			&i.Order.ShippingAddressKeyID,
+			&i.OrderItem.OrderID,
+			&i.OrderItem.LineNo,
+			&i.OrderItem.SKU,
+			&i.OrderItem.Name,
+			&i.OrderItem.Quantity,
+			&i.OrderItem.UnitPriceMinor,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listAddresses = `-- name: ListAddresses :many
 SELECT id, shipping_address, shipping_address_key_id
 FROM orders
