@@ -118,7 +118,7 @@ func (s *Server) product(p inventory.Product) *inventoryv1.Product {
 	return &inventoryv1.Product{
 		Sku:          p.SKU,
 		Name:         p.Name,
-		UnitPrice:    &commonv1.Money{CurrencyCode: p.UnitPrice.Currency, AmountMinor: p.UnitPrice.AmountMinor},
+		UnitPrice:    &commonv1.Money{CurrencyCode: p.UnitPrice.Currency, AmountMinor: p.UnitPrice.Minor},
 		Available:    p.Available,
 		Reserved:     p.Reserved,
 		VersionToken: s.tokens.Token(event.AggregateProduct, p.SKU, p.Version),

@@ -3,6 +3,8 @@ package inventory
 import (
 	"encoding/base64"
 	"fmt"
+
+	"github.com/goodgo/goodgo/platform/sku"
 )
 
 // ProductQuery is a validated GetProducts: either the named SKUs (each once,
@@ -62,7 +64,7 @@ func PageToken(lastSKU string) string {
 
 func decodePageToken(token string) (string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || !validSKU(string(raw)) {
+	if err != nil || !sku.Valid(string(raw)) {
 		return "", invalid("page_token", "malformed")
 	}
 	return string(raw), nil

@@ -4,10 +4,9 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-)
 
-// maxSKULen matches the products.sku CHECK constraint.
-const maxSKULen = 64
+	"github.com/goodgo/goodgo/platform/sku"
+)
 
 // ValidateSKU checks that s is a SKU: 1–64 characters of upper-case
 // letters, digits and '-', not starting with '-'. field names the request
@@ -16,23 +15,10 @@ func ValidateSKU(field, s string) error {
 	if s == "" {
 		return invalid(field, "required")
 	}
-	if !validSKU(s) {
-		return invalid(field, "must be 1-%d characters of A-Z, 0-9 and '-', not starting with '-'", maxSKULen)
+	if !sku.Valid(s) {
+		return invalid(field, "%s", sku.Rule)
 	}
 	return nil
-}
-
-func validSKU(s string) bool {
-	if len(s) == 0 || len(s) > maxSKULen || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // ParseUUID checks that s is a UUID in its canonical 8-4-4-4-12 hex form

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/goodgo/goodgo/platform/money"
+	"github.com/goodgo/goodgo/platform/sku"
 )
 
 // Limits of a request. They bound the work and the transaction size one call
@@ -81,19 +84,7 @@ func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 func NotFound(field, value string) error { return &NotFoundError{Field: field, Value: value} }
 
 // Money is an amount in the minor unit of an ISO 4217 currency.
-type Money struct {
-	Currency    string
-	AmountMinor int64
-}
-
-// currencies is the set of currencies the system accepts.
-var currencies = map[string]bool{
-	"USD": true, "EUR": true, "GBP": true, "JPY": true, "CHF": true, "CAD": true, "AUD": true,
-}
-
-// KnownCurrency reports whether code is one of the currencies the system
-// accepts (USD, EUR, GBP, JPY, CHF, CAD, AUD).
-func KnownCurrency(code string) bool { return currencies[code] }
+type Money = money.Money
 
 // Product is a catalog entry with its stock. Available units can be
 // reserved; Reserved units are held by reservations. Version increases with
@@ -112,11 +103,11 @@ type Product struct {
 // loudly instead of reaching a client.
 func (p Product) Validate() error {
 	switch {
-	case !validSKU(p.SKU):
+	case !sku.Valid(p.SKU):
 		return fmt.Errorf("product %q: malformed SKU", p.SKU)
-	case !KnownCurrency(p.UnitPrice.Currency):
+	case !money.Known(p.UnitPrice.Currency):
 		return fmt.Errorf("product %q: unknown currency %q", p.SKU, p.UnitPrice.Currency)
-	case p.UnitPrice.AmountMinor < 0, p.Available < 0, p.Reserved < 0, p.Version < 1:
+	case p.UnitPrice.Minor < 0, p.Available < 0, p.Reserved < 0, p.Version < 1:
 		return fmt.Errorf("product %q: negative price, stock or version", p.SKU)
 	}
 	return nil

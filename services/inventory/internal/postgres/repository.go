@@ -165,7 +165,7 @@ func productFromDB(row inventorydb.Product) (inventory.Product, error) {
 	p := inventory.Product{
 		SKU:       row.SKU,
 		Name:      row.Name,
-		UnitPrice: inventory.Money{Currency: row.CurrencyCode, AmountMinor: row.UnitPriceMinor},
+		UnitPrice: inventory.Money{Currency: row.CurrencyCode, Minor: row.UnitPriceMinor},
 		Available: row.Available,
 		Reserved:  row.Reserved,
 		Version:   row.Version,

@@ -900,7 +900,7 @@ func TestCatalog(t *testing.T) {
 		require.Equal(t, "SKU-CABLE", all[0].SKU, "SKU order")
 		p, err := b.repo.Product(ctx, "SKU-LIMITED")
 		require.NoError(t, err)
-		require.Equal(t, inventory.Money{Currency: "USD", AmountMinor: 1500}, p.UnitPrice)
+		require.Equal(t, inventory.Money{Currency: "USD", Minor: 1500}, p.UnitPrice)
 		require.EqualValues(t, 5, p.Available)
 	})
 

@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/goodgo/goodgo/platform/money"
+	"github.com/goodgo/goodgo/platform/sku"
 )
 
 // Limits of a PlaceOrder request.
@@ -14,7 +17,6 @@ const (
 	MaxQuantity      = 1000
 	MaxPaymentMethod = 255
 	MaxCancelReason  = 500
-	maxSKULen        = 64
 )
 
 // Status is an order's place in its life cycle.
@@ -67,8 +69,8 @@ func (d Draft) Validate() error {
 	seen := make(map[string]int, len(d.Items))
 	for i, it := range d.Items {
 		field := "items[" + strconv.Itoa(i) + "]"
-		if !validSKU(it.SKU) {
-			return invalid(field+".sku", "must be 1 to 64 characters A-Z, 0-9 and '-', starting with a letter or digit")
+		if !sku.Valid(it.SKU) {
+			return invalid(field+".sku", sku.Rule)
 		}
 		if j, dup := seen[it.SKU]; dup {
 			return invalid(field+".sku", "duplicates items["+strconv.Itoa(j)+"].sku; put the total quantity on one line")
@@ -176,7 +178,7 @@ func Place(id string, d Draft, prices map[string]Price, placedBy string, now tim
 			return Order{}, &Error{Kind: ErrNotFound, Field: field, Problem: "unknown SKU " + strconv.Quote(it.SKU)}
 		}
 		switch {
-		case !KnownCurrency(p.Unit.Currency):
+		case !money.Known(p.Unit.Currency):
 			return Order{}, precondition(field, "priced in an unsupported currency")
 		case i == 0:
 			o.Total.Currency = p.Unit.Currency
@@ -286,19 +288,6 @@ func isUUID(s string) bool {
 			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 				return false
 			}
-		}
-	}
-	return true
-}
-
-func validSKU(s string) bool {
-	if len(s) == 0 || len(s) > maxSKULen || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
-			return false
 		}
 	}
 	return true
