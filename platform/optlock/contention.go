@@ -139,8 +139,8 @@ type Ticket struct {
 }
 
 // Start registers an update of key that is about to run and says which
-// path it takes. Call Done on the ticket when the update has finished,
-// whatever its outcome.
+// path it takes. Report each attempt with Observe and call Done when the
+// update has finished, whatever its outcome.
 func (c *Contention) Start(key string) Ticket {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -157,15 +157,17 @@ func (c *Contention) Start(key string) Ticket {
 	return t
 }
 
-// Done records the update's outcome: conflicted says it lost at least
-// one version check. An update that overlapped another of its key in this
-// process counts as collided either way.
-func (t Ticket) Done(conflicted bool) {
+// Observe records one attempt of the update (a version-checked UPDATE, or
+// the one pessimistic write): conflicted says it lost a version check. An
+// update that overlapped another of its key in this process counts as
+// collided either way. Attempts, not updates, are counted so that a retry
+// storm turns the key pessimistic while it rages, and so that the rate is
+// the seed's (conflicts per attempt).
+func (t Ticket) Observe(conflicted bool) {
 	c := t.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := c.keys[t.key] // present: a key in flight is never evicted
-	k.inFlight--
 	now := c.now()
 	decay := math.Exp2(-float64(now.Sub(k.at)) / float64(c.opts.HalfLife))
 	k.updates = k.updates*decay + 1
@@ -185,6 +187,13 @@ func (t Ticket) Done(conflicted bool) {
 		c.pessimisticKeys.Dec()
 		c.toOptimistic.Inc()
 	}
+}
+
+// Done ends the update.
+func (t Ticket) Done() {
+	t.c.mu.Lock()
+	t.c.keys[t.key].inFlight--
+	t.c.mu.Unlock()
 }
 
 // Pessimistic reports whether key currently takes the pessimistic path.
@@ -218,29 +227,42 @@ func (c *Contention) evict() {
 	}
 }
 
+// errTurnedPessimistic ends the optimistic retries of an update whose key
+// turned pessimistic meanwhile.
+var errTurnedPessimistic = errors.New("optlock: key turned pessimistic")
+
 // Update runs one update of key by the server itself (never one that
 // carries a client's version): on the optimistic path optimistic under
 // [Retry] with policy (it must re-read and return an error wrapping
 // [ErrConflict] when its version check fails; m records its attempts
 // under the aggregate's name), on the pessimistic path pessimistic, once
-// (a single atomic conditional update that cannot conflict).
+// (a single atomic conditional update that cannot conflict). An update
+// whose key turns pessimistic while it retries stops retrying and takes
+// the pessimistic path: that is what ends a retry storm.
 func (c *Contention) Update(ctx context.Context, key string, policy Policy, m *Metrics,
 	optimistic, pessimistic func(context.Context) error,
 ) error {
 	t := c.Start(key)
-	if t.Pessimistic {
-		err := pessimistic(ctx)
-		t.Done(false)
-		return err
-	}
-	conflicted := false
-	err := Retry(ctx, policy, m, c.aggregate, func(ctx context.Context) error {
-		err := optimistic(ctx)
-		if errors.Is(err, ErrConflict) {
-			conflicted = true
+	defer t.Done()
+	if !t.Pessimistic {
+		err := Retry(ctx, policy, m, c.aggregate, func(ctx context.Context) error {
+			err := optimistic(ctx)
+			conflicted := errors.Is(err, ErrConflict)
+			if conflicted || err == nil {
+				t.Observe(conflicted)
+			}
+			if conflicted && c.Pessimistic(key) {
+				return errTurnedPessimistic
+			}
+			return err
+		})
+		if !errors.Is(err, errTurnedPessimistic) {
+			return err
 		}
-		return err
-	})
-	t.Done(conflicted)
+	}
+	err := pessimistic(ctx)
+	if err == nil {
+		t.Observe(false)
+	}
 	return err
 }

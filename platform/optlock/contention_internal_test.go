@@ -15,10 +15,14 @@ import (
 // fakeClock is a settable clock for Contention.now.
 type fakeClock struct{ t time.Time }
 
-func (f *fakeClock) now() time.Time                     { return f.t }
-func (f *fakeClock) advance(d time.Duration)            { f.t = f.t.Add(d) }
-func newFakeClock() *fakeClock                          { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
-func update(c *Contention, key string, conflicted bool) { c.Start(key).Done(conflicted) }
+func (f *fakeClock) now() time.Time          { return f.t }
+func (f *fakeClock) advance(d time.Duration) { f.t = f.t.Add(d) }
+func newFakeClock() *fakeClock               { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
+func update(c *Contention, key string, conflicted bool) {
+	t := c.Start(key)
+	t.Observe(conflicted)
+	t.Done()
+}
 
 func newTestContention(t *testing.T, opts ContentionOptions) (*Contention, *fakeClock, *prometheus.Registry) {
 	t.Helper()
@@ -86,16 +90,20 @@ func TestContentionCountsOverlapAsCollision(t *testing.T) {
 		first, second := c.Start("K"), c.Start("K")
 		require.False(t, first.overlapped)
 		require.True(t, second.overlapped)
-		second.Done(false)
-		first.Done(false)
+		second.Observe(false)
+		second.Done()
+		first.Observe(false)
+		first.Done()
 	}
 	require.True(t, c.Pessimistic("K"), "2 collisions of 4 updates")
 
 	// Updates of other keys do not overlap each other.
 	a, b := c.Start("A"), c.Start("B")
 	require.False(t, a.overlapped || b.overlapped)
-	a.Done(false)
-	b.Done(false)
+	a.Observe(false)
+	b.Observe(false)
+	a.Done()
+	b.Done()
 }
 
 func TestContentionKeepsAtMostMaxKeysIdle(t *testing.T) {
@@ -111,7 +119,8 @@ func TestContentionKeepsAtMostMaxKeysIdle(t *testing.T) {
 		require.LessOrEqual(t, len(c.keys), 8)
 	}
 	require.True(t, c.Pessimistic("HOT"), "optimistic keys are forgotten first")
-	inFlight.Done(false) // must find its entry: keys in flight are never evicted
+	inFlight.Observe(false) // must find its entry: keys in flight are never evicted
+	inFlight.Done()
 	require.Contains(t, c.keys, "BUSY")
 
 	// With nothing but pessimistic keys idle, those go too: the bound holds.
@@ -150,20 +159,32 @@ func TestContentionUpdatePicksThePath(t *testing.T) {
 	}
 	atomic := func(context.Context) error { pessimistic++; return nil }
 
-	for range 2 {
-		require.NoError(t, c.Update(t.Context(), "K", policy, m, conflictOnce, atomic))
-	}
-	require.Equal(t, 4, optimistic, "two updates, each retried once")
+	require.NoError(t, c.Update(t.Context(), "K", policy, m, conflictOnce, atomic))
+	require.Equal(t, 2, optimistic, "a conflict, then a win")
 	require.Zero(t, pessimistic)
-	require.True(t, c.Pessimistic("K"))
+	require.True(t, c.Pessimistic("K"), "one conflict in two attempts")
 
 	require.NoError(t, c.Update(t.Context(), "K", policy, m, conflictOnce, atomic))
 	require.Equal(t, 1, pessimistic, "a hot key takes the pessimistic path")
-	require.Equal(t, 4, optimistic)
+	require.Equal(t, 2, optimistic)
+	require.Equal(t, 2.0, testutil.ToFloat64(m.forAggregate("product").attempts), "pessimistic writes are not version-checked attempts")
 
 	errBroken := errors.New("broken")
 	require.ErrorIs(t, c.Update(t.Context(), "K", policy, m, conflictOnce,
 		func(context.Context) error { return errBroken }), errBroken, "errors come back unchanged")
+}
+
+func TestContentionUpdateStopsRetryingWhenTheKeyTurnsHot(t *testing.T) {
+	c, _, reg := newTestContention(t, ContentionOptions{MinUpdates: 3})
+	m, err := NewMetrics(reg)
+	require.NoError(t, err)
+	var optimistic, pessimistic int
+	alwaysStale := func(context.Context) error { optimistic++; return ErrConflict }
+	atomic := func(context.Context) error { pessimistic++; return nil }
+
+	require.NoError(t, c.Update(t.Context(), "K", Policy{MaxAttempts: 100}, m, alwaysStale, atomic))
+	require.Equal(t, 3, optimistic, "retried until MinUpdates conflicted attempts turned the key hot")
+	require.Equal(t, 1, pessimistic, "then written pessimistically, not given up")
 }
 
 func TestContentionsShareARegistry(t *testing.T) {
