@@ -365,3 +365,83 @@ func TestComposeCommandsParse(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), empty+"/", "loadgen %v did not get past its flags", args)
 }
+
+// overrideFile is the compose test's override (make compose-test).
+const overrideFile = "deploy/docker/compose.test.yml"
+
+// loadWithOverride parses docker-compose.yml with the compose test's
+// override, as `docker compose -f … -f …` does.
+func loadWithOverride(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml"), filepath.Join(root, overrideFile)},
+		cli.WithWorkingDirectory(root), cli.WithEnv(nil), cli.WithInterpolation(true))
+	require.NoError(t, err)
+	p, err := opts.LoadProject(context.Background())
+	require.NoError(t, err, "docker-compose.yml with %s does not load", overrideFile)
+	return p
+}
+
+// TestComposeTestOverrideChangesOnlyTheImages: the compose test runs what
+// users run. The override selects the locally built images and publishes
+// no port; each binary keeps the environment, command, health check,
+// restart policy and start order of docker-compose.yml; the development
+// broker in Kafka's place has the topics kafka-init creates.
+func TestComposeTestOverrideChangesOnlyTheImages(t *testing.T) {
+	base := loadProject(t)
+	p := loadWithOverride(t)
+
+	var left []string
+	for name := range p.DisabledServices {
+		left = append(left, name)
+	}
+	slices.Sort(left)
+	require.Equal(t, []string{"grafana", "jaeger", "prometheus"}, left, "only what has no local image is left out")
+	for name, s := range p.Services {
+		require.Nil(t, s.Build, "%s: the test imports its images, it builds none", name)
+		require.True(t, strings.HasPrefix(s.Image, "goodgo-test/"), "%s: image %q is not one the test makes", name, s.Image)
+		require.Equal(t, "never", s.PullPolicy, "%s: no registry is reachable", name)
+		require.Empty(t, s.Ports, "%s publishes a port on the host", name)
+		for dep := range s.DependsOn {
+			require.Contains(t, p.Services, dep, "%s depends on %s, which the override leaves out", name, dep)
+		}
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeBind {
+				_, err := os.Stat(v.Source)
+				require.NoError(t, err, "%s mounts %s, which does not exist", name, v.Source)
+			}
+		}
+		b := base.Services[name]
+		if bin := binaryOf(b); bin != "" {
+			require.Equal(t, "goodgo-test/"+bin+":local", s.Image, name)
+			require.Equal(t, b.Environment, s.Environment, "%s: the environment differs from docker-compose.yml's", name)
+			require.Equal(t, b.Command, s.Command, name)
+			require.Equal(t, b.Entrypoint, s.Entrypoint, name)
+			require.Equal(t, b.HealthCheck, s.HealthCheck, name)
+			require.Equal(t, b.Restart, s.Restart, name)
+			require.Equal(t, b.DependsOn, s.DependsOn, name)
+			require.Equal(t, b.Volumes, s.Volumes, name)
+		}
+	}
+
+	kafka := p.Services["kafka"]
+	require.Equal(t, "goodgo-test/devbroker:local", kafka.Image)
+	require.Equal(t, strings.Join(event.Topics, ","), *kafka.Environment["KAFKA_TOPICS"])
+	require.Equal(t, *base.Services["kafka"].Environment["KAFKA_NUM_PARTITIONS"], *kafka.Environment["KAFKA_PARTITIONS"])
+	require.Equal(t, "kafka:9092", *kafka.Environment["KAFKA_ADVERTISED_ADDR"], "the address the services dial")
+	// Every variable set is one the development broker reads (its -h
+	// names each flag's variable).
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./devbroker")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	out, _ = exec.Command(filepath.Join(bin, "devbroker"), "-h").CombinedOutput()
+	for k := range kafka.Environment {
+		require.Contains(t, string(out), "("+k+")", "the override sets %s, which devbroker does not read", k)
+	}
+	script := strings.Join(p.Services["kafka-init"].Command, " ")
+	for _, topic := range event.Topics {
+		require.Contains(t, script, topic, "kafka-init does not check %s", topic)
+	}
+	require.Contains(t, script, "with "+*kafka.Environment["KAFKA_PARTITIONS"]+" partitions")
+}
