@@ -63,7 +63,7 @@ var databases = []database{
 		roleRelay:   relayGrants,
 	}},
 	{name: "inventory", migrations: db.Inventory, grants: map[string]map[string][]string{
-		roleInventory: {"products": {sel, ins, upd}, "reservations": {sel, ins, upd}, "reservation_items": {sel, ins, upd}, "outbox": {ins}, "schema_migrations": {sel}},
+		roleInventory: {"products": {sel, ins, upd}, "reservations": {sel, ins, upd}, "reservation_items": {sel, ins, upd}, "outbox": {ins}, "stock_deltas": {sel, ins}, "schema_migrations": {sel}},
 		roleRelay:     relayGrants,
 	}},
 	{name: "orchestrator", migrations: db.Orchestrator, grants: map[string]map[string][]string{

@@ -37,7 +37,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 	repo := inventorypg.NewRepository(kit.Pool, kit.Outbox, inventorypg.WithContention(hot))
-	svc := app.New(repo, kit.Signer, kit.Locks, kit.Logger)
+	svc := app.New(repo, kit.Signer, kit.Locks, hot, kit.Logger)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
 	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) { inventoryv1.RegisterInventoryServiceServer(s, api) })
 }

@@ -706,10 +706,19 @@ func (x *ReleaseStockResponse) GetReservation() *Reservation {
 type AdjustStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Sku   string                 `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
-	// New number of available units (not reserved); >= 0.
-	Available     int64  `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
-	VersionToken  string `protobuf:"bytes,3,opt,name=version_token,json=versionToken,proto3" json:"version_token,omitempty"`
-	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// New number of available units (not reserved); >= 0. Needs
+	// version_token. Leave it 0 when delta is set.
+	Available int64 `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
+	// The version token of a previous read: required with available,
+	// optional with delta.
+	VersionToken string `protobuf:"bytes,3,opt,name=version_token,json=versionToken,proto3" json:"version_token,omitempty"`
+	Reason       string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Units to add to the available ones (received goods), or to remove when
+	// negative (written off), instead of setting available: applied to the
+	// quantity as it is when the update runs, so concurrent deltas need no
+	// version token and never conflict with each other. Nonzero, at most
+	// 10^9 either way.
+	Delta         *int64 `protobuf:"varint,5,opt,name=delta,proto3,oneof" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -770,6 +779,13 @@ func (x *AdjustStockRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *AdjustStockRequest) GetDelta() int64 {
+	if x != nil && x.Delta != nil {
+		return *x.Delta
+	}
+	return 0
 }
 
 type AdjustStockResponse struct {
@@ -952,12 +968,14 @@ const file_goodgo_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x13ReleaseStockRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"Z\n" +
 	"\x14ReleaseStockResponse\x12B\n" +
-	"\vreservation\x18\x01 \x01(\v2 .goodgo.inventory.v1.ReservationR\vreservation\"\x81\x01\n" +
+	"\vreservation\x18\x01 \x01(\v2 .goodgo.inventory.v1.ReservationR\vreservation\"\xa6\x01\n" +
 	"\x12AdjustStockRequest\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\x03R\tavailable\x12#\n" +
 	"\rversion_token\x18\x03 \x01(\tR\fversionToken\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"M\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x19\n" +
+	"\x05delta\x18\x05 \x01(\x03H\x00R\x05delta\x88\x01\x01B\b\n" +
+	"\x06_delta\"M\n" +
 	"\x13AdjustStockResponse\x126\n" +
 	"\aproduct\x18\x01 \x01(\v2\x1c.goodgo.inventory.v1.ProductR\aproduct\"2\n" +
 	"\x15GetReservationRequest\x12\x19\n" +
@@ -1049,6 +1067,7 @@ func file_goodgo_inventory_v1_inventory_proto_init() {
 	if File_goodgo_inventory_v1_inventory_proto != nil {
 		return
 	}
+	file_goodgo_inventory_v1_inventory_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

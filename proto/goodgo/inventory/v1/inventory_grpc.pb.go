@@ -52,8 +52,11 @@ type InventoryServiceClient interface {
 	// id is never NOT_FOUND.
 	ReleaseStock(ctx context.Context, in *ReleaseStockRequest, opts ...grpc.CallOption) (*ReleaseStockResponse, error)
 	// AdjustStock (admin callers only; others get PERMISSION_DENIED) sets the
-	// available quantity of a SKU. It takes the version token of a previous
-	// read; a stale or forged one is ABORTED.
+	// available quantity of a SKU, or changes it by a delta. Setting takes
+	// the version token of a previous read; a stale or forged one is ABORTED.
+	// A delta needs no token (with one, it is version-checked like a set) and
+	// a delta that would take the quantity below 0 or above 10^9 is
+	// FAILED_PRECONDITION, changing nothing.
 	AdjustStock(ctx context.Context, in *AdjustStockRequest, opts ...grpc.CallOption) (*AdjustStockResponse, error)
 	// GetReservation reads an order's reservation with its items, for the
 	// consistency auditor (operator callers only; others get
@@ -154,8 +157,11 @@ type InventoryServiceServer interface {
 	// id is never NOT_FOUND.
 	ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error)
 	// AdjustStock (admin callers only; others get PERMISSION_DENIED) sets the
-	// available quantity of a SKU. It takes the version token of a previous
-	// read; a stale or forged one is ABORTED.
+	// available quantity of a SKU, or changes it by a delta. Setting takes
+	// the version token of a previous read; a stale or forged one is ABORTED.
+	// A delta needs no token (with one, it is version-checked like a set) and
+	// a delta that would take the quantity below 0 or above 10^9 is
+	// FAILED_PRECONDITION, changing nothing.
 	AdjustStock(context.Context, *AdjustStockRequest) (*AdjustStockResponse, error)
 	// GetReservation reads an order's reservation with its items, for the
 	// consistency auditor (operator callers only; others get

@@ -44,11 +44,21 @@ type Reservations interface {
 	Reservation(ctx context.Context, orderID string) (inventory.Reservation, error)
 }
 
-// StockAdjuster sets a product's available stock under optimistic locking.
+// StockAdjuster sets a product's available stock under optimistic
+// locking, or changes it by a delta. A delta whose d.RequestKey was applied
+// before changes nothing and comes back with applied false and the product
+// as it is.
 type StockAdjuster interface {
 	// AdjustStock applies a if the product is still at a.ExpectedVersion.
 	// Errors wrap inventory.ErrNotFound or optlock.ErrConflict.
 	AdjustStock(ctx context.Context, a inventory.Adjustment) (inventory.Product, error)
+	// AddStockAt applies d to the product read at version with available
+	// units; it fails with an error wrapping optlock.ErrConflict if the
+	// version has moved on, or inventory.ErrStockOutOfRange.
+	AddStockAt(ctx context.Context, d inventory.StockDelta, version, available int64) (p inventory.Product, applied bool, err error)
+	// AddStock applies d whatever the version, waiting for the row lock.
+	// Errors wrap inventory.ErrNotFound or inventory.ErrStockOutOfRange.
+	AddStock(ctx context.Context, d inventory.StockDelta) (p inventory.Product, applied bool, err error)
 }
 
 // VersionVerifier recovers the version a client read from its version
@@ -72,14 +82,17 @@ type Service struct {
 	repo     Repository
 	versions VersionVerifier
 	locks    *optlock.Metrics
+	hot      *optlock.Contention
 	logger   *slog.Logger
 }
 
 // New returns a Service. locks records AdjustStock's optimistic-lock
-// outcomes and may be nil; a nil logger discards logs.
-func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, logger *slog.Logger) *Service {
+// outcomes and may be nil. hot picks, per SKU, how a delta without a
+// client's version is written (see AddStock); nil means always
+// optimistically. A nil logger discards logs.
+func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, hot *optlock.Contention, logger *slog.Logger) *Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{repo: repo, versions: versions, locks: locks, logger: logger}
+	return &Service{repo: repo, versions: versions, locks: locks, hot: hot, logger: logger}
 }

@@ -41,7 +41,7 @@ func setup(t *testing.T) testBundle {
 	require.NoError(t, err)
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
-	return testBundle{svc: app.New(postgres.NewRepository(pool, w), signer, locks, nil), signer: signer, reg: reg}
+	return testBundle{svc: app.New(postgres.NewRepository(pool, w), signer, locks, nil, nil), signer: signer, reg: reg}
 }
 
 func (b testBundle) lockCounts(t *testing.T) (attempts, conflicts int) {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -86,35 +88,58 @@ func BenchmarkReserveStock(b *testing.B) {
 	}
 }
 
-// BenchmarkAdjustStock measures successful optimistic-lock updates per
-// second: each client sets a SKU's available stock with the version token
-// of its last response; on a conflict (Aborted) it reads the SKU again and
-// retries with jittered backoff (optlock.Retry). low_contention gives each
-// client its own SKU; high_contention puts every client on one SKU, where
-// most attempts lose. conflicts/update is how many lost attempts one
-// success costs.
+// BenchmarkAdjustStock measures AdjustStock updates per second, each
+// client adding one unit at a time by delta (no version token: the server
+// picks how to write, see app.AddStock), with benchClients concurrent
+// clients. low_contention gives each client its own SKU; high_contention
+// puts every client on one SKU. conflicts/update is how many version
+// conflicts the server met (optimistic_lock_conflicts_total) per update;
+// every run checks that no update was lost (the SKU ends at its start plus
+// every delta, with one version per update).
+//
+// high_contention_versioned is the other form: each client sets the
+// available units with the version token of its last response, and on a
+// conflict (Aborted) reads the SKU again and retries with jittered backoff
+// (optlock.Retry). A stale token must conflict, so on one hot SKU most
+// attempts lose, whatever the server does.
 func BenchmarkAdjustStock(b *testing.B) {
 	bb := setup(b)
 	for _, tc := range []struct {
-		name string
-		skus int
-	}{{"low_contention", benchClients}, {"high_contention", 1}} {
+		name      string
+		skus      int
+		versioned bool
+	}{{"low_contention", benchClients, false}, {"high_contention", 1, false}, {"high_contention_versioned", 1, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			skus := make([]string, tc.skus)
 			for i := range skus {
 				skus[i] = bb.addProduct(b, fmt.Sprintf("ADJ-%d-%04d", benchRun.Add(1), i), 1000)
 			}
 			ctx := context.Background()
-			policy := optlock.Policy{MaxAttempts: 1000, Backoff: backoff.Policy{Min: 200 * time.Microsecond, Max: 5 * time.Millisecond, Jitter: backoff.FullJitter}}
+			conflictsBefore := sumMetric(b, bb.reg, "optimistic_lock_conflicts_total")
 			var (
-				worker    atomic.Int64
-				conflicts atomic.Int64
-				lat       latencies
+				worker        atomic.Int64
+				clientRetries atomic.Int64
+				lat           latencies
 			)
 			b.SetParallelism(max(1, benchClients/runtime.GOMAXPROCS(0)))
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				sku := skus[int(worker.Add(1))%len(skus)]
+				if !tc.versioned {
+					one := int64(1)
+					for pb.Next() {
+						start := time.Now()
+						_, err := bb.user.AdjustStock(bb.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{
+							Sku: sku, Delta: &one, Reason: "bench",
+						})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						lat.add(time.Since(start))
+					}
+					return
+				}
 				token := ""
 				read := func() error {
 					resp, err := bb.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
@@ -125,6 +150,7 @@ func BenchmarkAdjustStock(b *testing.B) {
 					b.Error(err)
 					return
 				}
+				policy := optlock.Policy{MaxAttempts: 1000, Backoff: backoff.Policy{Min: 200 * time.Microsecond, Max: 5 * time.Millisecond, Jitter: backoff.FullJitter}}
 				for n := int64(0); pb.Next(); n++ {
 					start := time.Now()
 					err := optlock.Retry(ctx, policy, nil, "product", func(ctx context.Context) error {
@@ -132,7 +158,7 @@ func BenchmarkAdjustStock(b *testing.B) {
 							Sku: sku, Available: 1000 + n%100, VersionToken: token,
 						})
 						if status.Code(err) == codes.Aborted {
-							conflicts.Add(1)
+							clientRetries.Add(1)
 							if err := read(); err != nil {
 								return err
 							}
@@ -149,11 +175,41 @@ func BenchmarkAdjustStock(b *testing.B) {
 				}
 			})
 			b.StopTimer()
+			conflicts := sumMetric(b, bb.reg, "optimistic_lock_conflicts_total") - conflictsBefore
+			if !tc.versioned {
+				// No lost update: every delta is in the stock, one version each.
+				var available, version int64
+				for _, sku := range skus {
+					var a, v int64
+					require.NoError(b, bb.pool.QueryRow(ctx, `SELECT available, version FROM products WHERE sku = $1`, sku).Scan(&a, &v))
+					available, version = available+a-1000, version+v-1
+				}
+				require.Equal(b, int64(b.N), available, "sum of deltas")
+				require.Equal(b, int64(b.N), version, "one version per update")
+			} else {
+				conflicts = float64(clientRetries.Load())
+			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
-			b.ReportMetric(float64(conflicts.Load())/float64(b.N), "conflicts/update")
+			b.ReportMetric(conflicts/float64(b.N), "conflicts/update")
 			b.ReportMetric(lat.quantile(0.99).Seconds()*1000, "p99-ms")
 		})
 	}
+}
+
+// sumMetric is the sum of every series of the metric name in g.
+func sumMetric(tb testing.TB, g prometheus.Gatherer, name string) float64 {
+	tb.Helper()
+	families, err := g.Gather()
+	require.NoError(tb, err)
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
 }
 
 // benchRun makes the SKUs of every benchmark run distinct.

@@ -18,6 +18,7 @@ const (
 	msgNotAToken   = "version_token: not a version token; use the one GetStock returned"
 	msgMismatch    = "order_id: the order already has a reservation with different items"
 	msgForbidden   = "caller may not adjust stock"
+	msgOutOfRange  = "delta: would take available below 0 or above 1000000000"
 	msgUnavailable = "temporarily unavailable; retry"
 	msgRetry       = "concurrent update; retry"
 	msgInternal    = "internal error"
@@ -49,6 +50,8 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.PermissionDenied, msgForbidden)
 	case errors.Is(err, inventory.ErrReservationMismatch):
 		return status.Error(codes.AlreadyExists, msgMismatch)
+	case errors.Is(err, inventory.ErrStockOutOfRange):
+		return status.Error(codes.FailedPrecondition, msgOutOfRange)
 	case errors.Is(err, optlock.ErrMalformedToken):
 		return status.Error(codes.InvalidArgument, msgNotAToken)
 	case errors.Is(err, optlock.ErrConflict), errors.Is(err, optlock.ErrInvalidToken):

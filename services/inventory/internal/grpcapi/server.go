@@ -105,8 +105,20 @@ func (s *Server) GetReservation(ctx context.Context, req *inventoryv1.GetReserva
 
 // AdjustStock sets a SKU's available units under its version token; only
 // admins may. A refused token is logged for security monitoring.
+// With a delta it changes the available units by that much instead.
 func (s *Server) AdjustStock(ctx context.Context, req *inventoryv1.AdjustStockRequest) (*inventoryv1.AdjustStockResponse, error) {
-	p, err := s.app.AdjustStock(ctx, caller.From(ctx), req.GetSku(), req.GetAvailable(), req.GetVersionToken(), req.GetReason())
+	var (
+		p   inventory.Product
+		err error
+	)
+	switch {
+	case req.Delta == nil:
+		p, err = s.app.AdjustStock(ctx, caller.From(ctx), req.GetSku(), req.GetAvailable(), req.GetVersionToken(), req.GetReason())
+	case req.GetAvailable() != 0:
+		err = &inventory.FieldError{Field: "available", Problem: "must be 0 (unset) when delta is set"}
+	default:
+		p, err = s.app.AddStock(ctx, caller.From(ctx), req.GetSku(), req.GetDelta(), req.GetVersionToken(), req.GetReason())
+	}
 	if err != nil {
 		optlock.LogRefusal(ctx, s.logger, event.AggregateProduct, req.GetSku(), err)
 		return nil, s.toStatus(ctx, "AdjustStock", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -587,6 +588,120 @@ func TestAdjustStock(t *testing.T) {
 		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "", Available: 1, VersionToken: token})
 		requireStatus(t, err, codes.InvalidArgument, "sku: required")
 		require.Zero(t, b.count(t, `SELECT count(*) FROM outbox`))
+	})
+}
+
+func TestAdjustStockByDelta(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	delta := func(d int64) *int64 { return &d }
+	events := func(t *testing.T, b testBundle, sku string) int {
+		return b.count(t, `SELECT count(*) FROM outbox WHERE event_type = 'inventory.stock_adjusted.v1' AND aggregate_id = $1`, sku)
+	}
+
+	t.Run("adds and removes without a token, within 0..max", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		sku := b.addProduct(t, "T-DELTA", 10)
+		resp, err := b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(5), Reason: "received"})
+		require.NoError(t, err)
+		require.EqualValues(t, 15, resp.GetProduct().GetAvailable())
+		resp, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(-15), Reason: "written off"})
+		require.NoError(t, err)
+		require.EqualValues(t, 0, resp.GetProduct().GetAvailable())
+
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(-1)})
+		requireStatus(t, err, codes.FailedPrecondition, "delta: would take available below 0")
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(0)})
+		requireStatus(t, err, codes.InvalidArgument, "delta: must be nonzero")
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Available: 3, Delta: delta(1)})
+		requireStatus(t, err, codes.InvalidArgument, "available: must be 0")
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: "T-NOPE", Delta: delta(1)})
+		requireStatus(t, err, codes.NotFound, "sku")
+		_, err = b.user.AdjustStock(b.asUser(ctx, newKey(), "u-1"), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(1)})
+		requireStatus(t, err, codes.PermissionDenied, "")
+
+		avail, _ := b.stock(t, sku)
+		require.EqualValues(t, 0, avail)
+		require.Equal(t, 2, events(t, b, sku), "one event per applied delta")
+	})
+
+	t.Run("with a token it is version-checked: a stale one conflicts", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		sku := b.addProduct(t, "T-DELTA", 10)
+		read, err := b.client.GetStock(ctx, &inventoryv1.GetStockRequest{Sku: sku})
+		require.NoError(t, err)
+		token := read.GetProduct().GetVersionToken()
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(1), VersionToken: token})
+		require.NoError(t, err)
+		_, err = b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(1), VersionToken: token})
+		requireStatus(t, err, codes.Aborted, "version_token: ")
+		avail, _ := b.stock(t, sku)
+		require.EqualValues(t, 11, avail, "the stale delta changed nothing")
+	})
+
+	t.Run("a request Redis forgot is not applied twice", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		sku := b.addProduct(t, "T-DELTA", 10)
+		key := newKey()
+		_, err := b.user.AdjustStock(b.asAdmin(ctx, key), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(4)})
+		require.NoError(t, err)
+		deleteKeys(t, b.rdb, b.idemKeys) // a flushed or failed-over Redis
+		resp, err := b.user.AdjustStock(b.asAdmin(ctx, key), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: delta(4)})
+		require.NoError(t, err)
+		require.EqualValues(t, 14, resp.GetProduct().GetAvailable())
+		avail, _ := b.stock(t, sku)
+		require.EqualValues(t, 14, avail, "the database's stock_deltas row refused the second run")
+		require.Equal(t, 1, events(t, b, sku))
+	})
+
+	t.Run("loses no update on a hot SKU, and turns it pessimistic", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		sku := b.addProduct(t, "T-HOT", 1000)
+		const clients, perClient = 16, 15
+		var (
+			wg              sync.WaitGroup
+			applied, gaveUp atomic.Int64
+			appliedDeltaSum atomic.Int64
+		)
+		for c := range clients {
+			wg.Go(func() {
+				for i := range perClient {
+					d := int64(1 + (c+i)%3) // 1, 2 or 3 units
+					if i%4 == 3 {
+						d = -1
+					}
+					_, err := b.user.AdjustStock(b.asAdmin(ctx, newKey()), &inventoryv1.AdjustStockRequest{Sku: sku, Delta: &d})
+					switch {
+					case err == nil:
+						applied.Add(1)
+						appliedDeltaSum.Add(d)
+					case status.Code(err) == codes.Aborted && *contentionMode == "off":
+						gaveUp.Add(1) // optimistic retries only: they may run out
+					default:
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		want := 1000 + appliedDeltaSum.Load()
+		if *contentionMode == "adaptive" {
+			require.EqualValues(t, clients*perClient, applied.Load(), "nothing gives up")
+		}
+		var available, version int64
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT available, version FROM products WHERE sku = $1`, sku).Scan(&available, &version))
+		require.Equal(t, want, available, "the sum of the deltas")
+		require.Equal(t, 1+applied.Load(), version, "one version per applied update")
+		require.EqualValues(t, applied.Load(), events(t, b, sku))
+		t.Logf("applied %d, gave up %d", applied.Load(), gaveUp.Load())
+		if *contentionMode == "adaptive" {
+			require.Positive(t, sumMetric(t, b.reg, "optlock_mode_switches_total"), "the SKU turned pessimistic")
+		}
 	})
 }
 

@@ -51,6 +51,8 @@ type testBundle struct {
 	// key (idempotency.Key) is a record's Redis key.
 	rdb      *redis.Client
 	idemKeys string
+	// reg holds the service's metrics.
+	reg *prometheus.Registry
 }
 
 type setupOpts struct {
@@ -104,13 +106,16 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	require.NoError(t, err)
 	locks, err := optlock.NewMetrics(reg)
 	require.NoError(t, err)
-	var repoOpts []postgres.Option
+	var (
+		repoOpts []postgres.Option
+		hot      *optlock.Contention
+	)
 	if *contentionMode == "adaptive" {
-		hot, err := optlock.NewContention(event.AggregateProduct, optlock.ContentionOptions{}, reg)
+		hot, err = optlock.NewContention(event.AggregateProduct, optlock.ContentionOptions{}, reg)
 		require.NoError(t, err)
 		repoOpts = append(repoOpts, postgres.WithContention(hot))
 	}
-	svc := app.New(postgres.NewRepository(pool, w, repoOpts...), signer, locks, logger)
+	svc := app.New(postgres.NewRepository(pool, w, repoOpts...), signer, locks, hot, logger)
 	pki := authtest.New(t)
 	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "inventory", Keys: pki.Keyring("inventory", config.PIIKeys)})
 	require.NoError(t, err)
@@ -144,6 +149,7 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 		logs:       logs,
 		rdb:        rdb,
 		idemKeys:   prefix + "inventory:",
+		reg:        reg,
 	}
 }
 

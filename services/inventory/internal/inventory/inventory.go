@@ -49,6 +49,9 @@ var (
 	// has a reservation with different items: the order's one reservation
 	// cannot be changed, and silently returning it would hide the mismatch.
 	ErrReservationMismatch = errors.New("order already has a reservation with different items")
+	// ErrStockOutOfRange reports a delta that would take a product's
+	// available units below 0 or above MaxAvailable: nothing changed.
+	ErrStockOutOfRange = errors.New("stock would leave the range 0..MaxAvailable")
 )
 
 // FieldError is a request field that breaks a rule. Its message names the

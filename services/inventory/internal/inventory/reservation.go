@@ -145,6 +145,46 @@ func NewAdjustment(sku string, available int64, reason string) (Adjustment, erro
 	return Adjustment{SKU: sku, Available: available, Reason: reason}, nil
 }
 
+// StockDelta is a validated AdjustStock by delta: add Delta units to the
+// available ones of SKU (remove them when negative), whatever the product
+// holds when the update runs.
+type StockDelta struct {
+	SKU    string
+	Delta  int64
+	Reason string
+	// ExpectedVersion, if nonzero, is the version the client read (from its
+	// verified version token): the delta then applies only at that version,
+	// like an Adjustment. Zero lets the server pick how it writes.
+	ExpectedVersion int64
+	// RequestKey identifies the request (its hashed idempotency key) so that
+	// storage can refuse to apply it twice; "" when the call is unguarded.
+	RequestKey string
+}
+
+// NewStockDelta validates the fields of an AdjustStock by delta.
+func NewStockDelta(sku string, delta int64, reason string) (StockDelta, error) {
+	if err := ValidateSKU("sku", sku); err != nil {
+		return StockDelta{}, err
+	}
+	if delta == 0 || delta < -MaxAvailable || delta > MaxAvailable {
+		return StockDelta{}, invalid("delta", "must be nonzero and between %d and %d (got %d)", -MaxAvailable, MaxAvailable, delta)
+	}
+	if err := ValidateReason(reason); err != nil {
+		return StockDelta{}, err
+	}
+	return StockDelta{SKU: sku, Delta: delta, Reason: reason}, nil
+}
+
+// Apply returns the available units after the delta, or an error wrapping
+// ErrStockOutOfRange when they would fall below 0 or exceed MaxAvailable.
+func (d StockDelta) Apply(available int64) (int64, error) {
+	after := available + d.Delta
+	if after < 0 || after > MaxAvailable {
+		return 0, fmt.Errorf("%s: %d available %+d: %w", d.SKU, available, d.Delta, ErrStockOutOfRange)
+	}
+	return after, nil
+}
+
 // ValidateReason checks an AdjustStock reason: optional, at most
 // MaxReasonLen bytes of printable UTF-8 (it ends up in events and logs).
 func ValidateReason(reason string) error {

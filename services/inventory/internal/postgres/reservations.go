@@ -45,7 +45,8 @@ func (r *Repository) Reserve(ctx context.Context, req inventory.ReserveRequest) 
 		return r.reserveAlone(ctx, req)
 	}
 	ticket := r.contention.Start(req.Items[0].SKU)
-	defer ticket.Done(false) // nothing here conflicts: overlaps are the signal
+	defer ticket.Done()
+	ticket.Observe(false) // nothing here conflicts: overlaps are the signal
 	if !ticket.Pessimistic {
 		return r.reserveAlone(ctx, req)
 	}

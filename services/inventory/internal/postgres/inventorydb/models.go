@@ -64,3 +64,10 @@ type ReservationItem struct {
 	SKU           string
 	Quantity      int32
 }
+
+type StockDelta struct {
+	RequestKey string
+	SKU        string
+	Delta      int64
+	CreatedAt  time.Time
+}

@@ -9,6 +9,43 @@ import (
 	"context"
 )
 
+const addAvailable = `-- name: AddAvailable :one
+UPDATE products
+SET available = available + $1::bigint, version = version + 1, updated_at = now()
+WHERE sku = $2
+  AND available + $1::bigint BETWEEN 0 AND $3::bigint
+RETURNING sku, name, currency_code, unit_price_minor, available, reserved, version, created_at, updated_at
+`
+
+type AddAvailableParams struct {
+	Delta        int64
+	SKU          string
+	MaxAvailable int64
+}
+
+// AddAvailable adds delta (negative: removes) to the available units in one
+// statement: the pessimistic path of an AdjustStock by delta, which waits for
+// the row lock instead of checking a version, so concurrent deltas never
+// conflict. The condition is re-checked on the newest row after the wait;
+// no row means the SKU is unknown or the result would leave 0..max_available
+// (GetProduct tells which).
+func (q *Queries) AddAvailable(ctx context.Context, arg AddAvailableParams) (Product, error) {
+	row := q.db.QueryRow(ctx, addAvailable, arg.Delta, arg.SKU, arg.MaxAvailable)
+	var i Product
+	err := row.Scan(
+		&i.SKU,
+		&i.Name,
+		&i.CurrencyCode,
+		&i.UnitPriceMinor,
+		&i.Available,
+		&i.Reserved,
+		&i.Version,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const getProduct = `-- name: GetProduct :one
 SELECT sku, name, currency_code, unit_price_minor, available, reserved, version, created_at, updated_at FROM products WHERE sku = $1
 `
