@@ -130,7 +130,7 @@ func (s *Server) product(p inventory.Product) *inventoryv1.Product {
 	return &inventoryv1.Product{
 		Sku:          p.SKU,
 		Name:         p.Name,
-		UnitPrice:    &commonv1.Money{CurrencyCode: p.UnitPrice.Currency, AmountMinor: p.UnitPrice.Minor},
+		UnitPrice:    commonv1.NewMoney(p.UnitPrice.Currency, p.UnitPrice.Minor),
 		Available:    p.Available,
 		Reserved:     p.Reserved,
 		VersionToken: s.tokens.Token(event.AggregateProduct, p.SKU, p.Version),

@@ -127,7 +127,7 @@ type Payments struct {
 func (p Payments) Charge(ctx context.Context, key string, o checkout.Order) (checkout.Payment, error) {
 	resp, err := p.Client.ProcessPayment(outgoing(ctx, key), &paymentv1.ProcessPaymentRequest{
 		OrderId:       o.OrderID,
-		Amount:        &commonv1.Money{CurrencyCode: o.Currency, AmountMinor: o.AmountMinor},
+		Amount:        commonv1.NewMoney(o.Currency, o.AmountMinor),
 		PaymentMethod: o.PaymentMethod,
 	})
 	if err != nil {

@@ -14,14 +14,14 @@ import (
 func (s *Server) orderToProto(o order.Order) *orderv1.Order {
 	items := make([]*commonv1.LineItem, len(o.Lines))
 	for i, l := range o.Lines {
-		items[i] = &commonv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: moneyToProto(l.UnitPrice), Name: l.Name}
+		items[i] = &commonv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: commonv1.NewMoney(l.UnitPrice.Currency, l.UnitPrice.Minor), Name: l.Name}
 	}
 	return &orderv1.Order{
 		OrderId:         o.ID,
 		CustomerId:      o.CustomerID,
 		Status:          statusToProto(o.Status),
 		Items:           items,
-		Total:           moneyToProto(o.Total),
+		Total:           commonv1.NewMoney(o.Total.Currency, o.Total.Minor),
 		ShippingAddress: addressToProto(o.ShippingAddress),
 		VersionToken:    s.tokens.Token(event.AggregateOrder, o.ID, o.Version),
 		CancelReason:    o.CancelReason,
@@ -42,10 +42,6 @@ func statusToProto(s order.Status) orderv1.OrderStatus {
 	default:
 		return orderv1.OrderStatus_ORDER_STATUS_UNSPECIFIED
 	}
-}
-
-func moneyToProto(m order.Money) *commonv1.Money {
-	return &commonv1.Money{CurrencyCode: m.Currency, AmountMinor: m.Minor}
 }
 
 func addressToProto(a order.Address) *orderv1.Address {

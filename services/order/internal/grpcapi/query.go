@@ -198,7 +198,7 @@ func viewToProto(v projection.View) *orderv1.OrderView {
 	items := make([]*commonv1.LineItem, len(v.Items))
 	for i, it := range v.Items {
 		items[i] = &commonv1.LineItem{Sku: it.SKU, Name: it.Name, Quantity: it.Quantity,
-			UnitPrice: &commonv1.Money{CurrencyCode: v.CurrencyCode, AmountMinor: it.UnitPriceMinor}}
+			UnitPrice: commonv1.NewMoney(v.CurrencyCode, it.UnitPriceMinor)}
 	}
 	st := orderv1.OrderStatus_ORDER_STATUS_UNSPECIFIED
 	for k, s := range viewStatus {
@@ -208,7 +208,7 @@ func viewToProto(v projection.View) *orderv1.OrderView {
 	}
 	return &orderv1.OrderView{
 		OrderId: v.OrderID.String(), CustomerId: v.CustomerID, Status: st, Items: items,
-		Total:         &commonv1.Money{CurrencyCode: v.CurrencyCode, AmountMinor: v.TotalMinor},
+		Total:         commonv1.NewMoney(v.CurrencyCode, v.TotalMinor),
 		PaymentStatus: v.PaymentStatus, InventoryStatus: v.InventoryStatus, CancelReason: v.CancelReason,
 		CreateTime: timestamppb.New(v.CreatedAt), UpdateTime: timestamppb.New(v.UpdatedAt),
 		OrderVersion: v.OrderVersion, PaymentVersion: v.PaymentVersion, InventoryVersion: v.InventoryVersion,

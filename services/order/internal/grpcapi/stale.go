@@ -53,13 +53,13 @@ func (s *Server) ListStalePendingOrders(ctx context.Context, req *orderv1.ListSt
 func pendingToProto(o order.Order) *orderv1.PendingOrder {
 	items := make([]*commonv1.LineItem, len(o.Lines))
 	for i, l := range o.Lines {
-		items[i] = &commonv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: moneyToProto(l.UnitPrice), Name: l.Name}
+		items[i] = &commonv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: commonv1.NewMoney(l.UnitPrice.Currency, l.UnitPrice.Minor), Name: l.Name}
 	}
 	return &orderv1.PendingOrder{
 		OrderId:       o.ID,
 		CustomerId:    o.CustomerID,
 		Items:         items,
-		Total:         moneyToProto(o.Total),
+		Total:         commonv1.NewMoney(o.Total.Currency, o.Total.Minor),
 		PaymentMethod: o.PaymentMethod,
 		PlacedBy:      o.PlacedBy,
 		CreateTime:    timestamppb.New(o.CreatedAt),

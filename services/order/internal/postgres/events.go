@@ -17,13 +17,13 @@ import (
 func createdEvent(o order.Order) outbox.Event {
 	items := make([]*commonv1.LineItem, len(o.Lines))
 	for i, l := range o.Lines {
-		items[i] = &commonv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, Name: l.Name, UnitPrice: money(l.UnitPrice)}
+		items[i] = &commonv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, Name: l.Name, UnitPrice: commonv1.NewMoney(l.UnitPrice.Currency, l.UnitPrice.Minor)}
 	}
 	return orderEvent(o, event.OrderCreated, true, &orderv1.OrderCreated{
 		OrderId:         o.ID,
 		CustomerId:      o.CustomerID,
 		Items:           items,
-		Total:           money(o.Total),
+		Total:           commonv1.NewMoney(o.Total.Currency, o.Total.Minor),
 		ShippingAddress: addressProto(o.ShippingAddress),
 		PaymentMethod:   o.PaymentMethod,
 		PlacedBy:        o.PlacedBy,
@@ -58,10 +58,6 @@ func orderEvent(o order.Order, typ string, pii bool, payload proto.Message) outb
 		Payload:          payload,
 		PII:              pii,
 	}
-}
-
-func money(m order.Money) *commonv1.Money {
-	return &commonv1.Money{CurrencyCode: m.Currency, AmountMinor: m.Minor}
 }
 
 func addressProto(a order.Address) *orderv1.Address {

@@ -110,8 +110,8 @@ func (s *Server) toProto(p payment.Payment) *paymentv1.Payment {
 		UpdateTime:    timestamppb.New(p.UpdatedAt),
 	}
 	if p.Status != payment.StatusVoided {
-		out.Amount = &commonv1.Money{CurrencyCode: p.Amount.Currency, AmountMinor: p.Amount.Minor}
-		out.Refunded = &commonv1.Money{CurrencyCode: p.Amount.Currency, AmountMinor: p.Refunded}
+		out.Amount = commonv1.NewMoney(p.Amount.Currency, p.Amount.Minor)
+		out.Refunded = commonv1.NewMoney(p.Amount.Currency, p.Refunded)
 	}
 	return out
 }

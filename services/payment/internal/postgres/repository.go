@@ -183,10 +183,6 @@ func fromRow(row paymentdb.Payment) payment.Payment {
 // payment method or anything personal, so they are stored in plaintext
 // (PII false).
 
-func money(currency string, minor int64) *commonv1.Money {
-	return &commonv1.Money{CurrencyCode: currency, AmountMinor: minor}
-}
-
 func createdEvent(p payment.Payment) outbox.Event {
 	e := outbox.Event{
 		Topic:            event.TopicPayment,
@@ -199,7 +195,7 @@ func createdEvent(p payment.Payment) outbox.Event {
 		e.Payload = &paymentv1.PaymentDeclined{
 			PaymentId: p.ID.String(),
 			OrderId:   p.OrderID.String(),
-			Amount:    money(p.Amount.Currency, p.Amount.Minor),
+			Amount:    commonv1.NewMoney(p.Amount.Currency, p.Amount.Minor),
 			Reason:    p.DeclineReason,
 		}
 		return e
@@ -208,7 +204,7 @@ func createdEvent(p payment.Payment) outbox.Event {
 	e.Payload = &paymentv1.PaymentProcessed{
 		PaymentId: p.ID.String(),
 		OrderId:   p.OrderID.String(),
-		Amount:    money(p.Amount.Currency, p.Amount.Minor),
+		Amount:    commonv1.NewMoney(p.Amount.Currency, p.Amount.Minor),
 	}
 	return e
 }
@@ -223,7 +219,7 @@ func refundedEvent(p payment.Payment) outbox.Event {
 		Payload: &paymentv1.PaymentRefunded{
 			PaymentId: p.ID.String(),
 			OrderId:   p.OrderID.String(),
-			Amount:    money(p.Amount.Currency, p.Refunded),
+			Amount:    commonv1.NewMoney(p.Amount.Currency, p.Refunded),
 			Reason:    p.RefundReason,
 		},
 	}
