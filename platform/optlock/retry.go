@@ -28,9 +28,9 @@ var DefaultPolicy = Policy{MaxAttempts: 5, Backoff: backoff.Policy{Min: 5 * time
 
 // Retry calls fn until it returns an error that does not wrap [ErrConflict]
 // (nil included), or until policy.MaxAttempts calls have conflicted. Before
-// each retry it waits a random duration in [0, min(MaxDelay, BaseDelay·2ⁿ⁻¹)]
-// ("full jitter"), so that writers who collided once do not collide again in
-// lockstep.
+// each retry it waits policy.Backoff.Delay: with [backoff.FullJitter], a
+// random duration in [0, min(Max, Min·2ⁿ⁻¹)], so that writers who collided
+// once do not collide again in lockstep.
 //
 // fn must re-read the aggregate on every call: a retry with the stale version
 // would conflict again. fn receives ctx unchanged.
