@@ -135,24 +135,31 @@ func TestComposeRunsForReal(t *testing.T) {
 	require.NoError(t, err)
 	pid, err := strconv.Atoi(strings.TrimSpace(d.output(ctx, t, "inspect", "--format", "{{.State.Pid}}", orch)))
 	require.NoError(t, err)
-	// A crash, not `docker kill`: Docker counts `docker kill` (like
-	// `docker stop`) as a manual stop, after which no restart policy
-	// restarts the container. The main process killed from outside is
-	// what restart: unless-stopped is there for.
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	killed := time.Now()
-	// Orders placed from now on reach the order service while the
+	// Orders placed from the crash on reach the order service while the
 	// orchestrator is down or not ready: their events wait in the outbox
-	// and Kafka until it is back.
+	// and Kafka until it is back. loadgen places them for 20 s (60 at 3
+	// a second); the crash comes once its container runs.
+	const n, rate = 60, 3
 	type result struct {
 		s   loadSummary
 		err error
 	}
 	placed := make(chan result, 1)
 	go func() {
-		s, err := c.placeOrders(ctx, 30, 3)
+		s, err := c.placeOrders(ctx, n, rate)
 		placed <- result{s, err}
 	}()
+	waitFor(ctx, t, 2*time.Minute, "loadgen's container running", func() (bool, error) {
+		out, err := d.command(ctx, "ps", "--quiet", "--filter", "label=com.docker.compose.oneoff=True",
+			"--filter", "label=com.docker.compose.service=loadgen", "--filter", "status=running").Output()
+		return len(bytes.TrimSpace(out)) > 0, err
+	})
+	// A crash, not `docker kill`: Docker counts `docker kill` (like
+	// `docker stop`) as a manual stop, after which no restart policy
+	// restarts the container. The main process killed from outside is
+	// what restart: unless-stopped is there for.
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	killed := time.Now()
 	waitFor(ctx, t, 5*time.Minute, "the orchestrator back healthy after its crash", func() (bool, error) {
 		n, err := d.restartCount(ctx, orch)
 		if err != nil || n <= restarts {
@@ -162,14 +169,16 @@ func TestComposeRunsForReal(t *testing.T) {
 		return h == "healthy", err
 	})
 	back := time.Now()
-	n, err := d.restartCount(ctx, orch)
+	after, err := d.restartCount(ctx, orch)
 	require.NoError(t, err)
-	t.Logf("orchestrator back healthy %s after the crash (restarts %d)", back.Sub(killed).Round(100*time.Millisecond), n)
+	t.Logf("orchestrator back healthy %s after the crash (restarts %d)", back.Sub(killed).Round(100*time.Millisecond), after)
 	r := <-placed
 	require.NoError(t, r.err)
 	s = r.s
-	require.True(t, s.Started.Before(back), "the orders must have been placed while the orchestrator was down (loadgen started %s, back %s)", s.Started, back)
-	requireAllConfirmed(t, s, 30)
+	placing := s.Started.Add(time.Duration(n/rate) * time.Second)
+	require.True(t, s.Started.Before(back) && killed.Before(placing),
+		"orders must have been placed while the orchestrator was down: placed %s … %s, crashed %s, back %s", s.Started, placing, killed, back)
+	requireAllConfirmed(t, s, n)
 	done()
 
 	done = step("goodgoctl audit")
