@@ -184,7 +184,6 @@ func TestRender(t *testing.T) {
 		"55,000 checks/s", "meets (throughput)", // median of 40k, 60k, 55k against 50,000
 		"20,000 checks/s", "below seed (throughput)",
 		"not run: BenchmarkOrderSaga does not exist yet",
-		"no benchmark measures this yet",
 		"not run (not selected)",
 		"cd platform && go test …",
 	} {

@@ -56,6 +56,8 @@ var suites = []Suite{
 	{ID: "optlock", Dir: "platform", Pkg: "./optlock/", Bench: "^BenchmarkUpdate$", Benchtime: "2s", Timeout: "5m"},
 	{ID: "outbox-append", Dir: "platform", Pkg: "./outbox/", Bench: "^BenchmarkAppend$/^end=commit$", Benchtime: "2s", Timeout: "5m"},
 	{ID: "saga", Dir: "platform", Pkg: "./saga/", Bench: "^BenchmarkSagaThroughput$", Benchtime: "2000x", Timeout: "10m"},
+	// 1000 sagas per failing step: about 2-10 s each at 100-500 sagas/s.
+	{ID: "saga-compensation", Dir: "platform", Pkg: "./saga/", Bench: "^BenchmarkSagaCompensation$", Benchtime: "1000x", Timeout: "10m"},
 	{ID: "relay-drain", Dir: "services/outbox-relay", Pkg: "./internal/relay/", Bench: "^BenchmarkDrain$/^batch=500$/^workers=4$", Benchtime: "1x", Timeout: "10m"},
 	{ID: "relay-lag", Dir: "services/outbox-relay", Pkg: "./internal/relay/", Bench: "^BenchmarkSteadyLag$/^workers=4$", Benchtime: "1x", Timeout: "10m"},
 	{ID: "order", Dir: "services/order", Pkg: "./internal/grpcapi/", Bench: "^BenchmarkPlaceOrder$", Benchtime: "2s", Timeout: "5m"},
@@ -70,6 +72,9 @@ var suites = []Suite{
 	// takes under a minute with the environment's start. The e2e helper's
 	// doc suggests 3000x -count 3; this trades samples for the 15-minute
 	// budget.
+	// 300 failing orders per kind at 8 in flight: a p99 of three samples,
+	// about a minute per -count with the environment's start.
+	{ID: "e2e-compensation", Dir: "e2e", Pkg: ".", Bench: "^BenchmarkOrderCompensation$", Benchtime: "300x", Timeout: "20m", Optional: "BenchmarkOrderCompensation"},
 	{ID: "e2e", Dir: "e2e", Pkg: ".", Bench: "^BenchmarkOrderSaga$", Benchtime: "1000x", Timeout: "10m", Optional: "BenchmarkOrderSaga"},
 }
 
@@ -115,8 +120,8 @@ var rows = []Row{
 	{Seed: "Outbox Processing", Suite: "outbox-append", Bench: "BenchmarkAppend/end=commit/events=3", What: "writer tx with 3 events, one connection", Throughput: "events/s", MeanLatency: true},
 	{Seed: "Outbox Processing", Suite: "outbox-append", Bench: "BenchmarkAppend/end=commit/events=100", What: "writer tx with 100 events, one connection", Throughput: "events/s", MeanLatency: true},
 
-	{Seed: "Idempotency Check", Suite: "idempotency", Bench: "BenchmarkCheck/claim_complete", What: "first call: claim + complete on Redis", Throughput: "checks/s", CheckThroughput: true},
-	{Seed: "Idempotency Check", Suite: "idempotency", Bench: "BenchmarkCheck/replay", What: "retry of a completed call: replay", Throughput: "checks/s", CheckThroughput: true},
+	{Seed: "Idempotency Check", Suite: "idempotency", Bench: "BenchmarkCheck/claim_complete", What: "first call: claim + complete on Redis, 64 concurrent callers", Throughput: "checks/s", CheckThroughput: true, P50: "p50_ms", P99: "p99_ms"},
+	{Seed: "Idempotency Check", Suite: "idempotency", Bench: "BenchmarkCheck/replay", What: "retry of a completed call: replay, 64 concurrent callers", Throughput: "checks/s", CheckThroughput: true, P50: "p50_ms", P99: "p99_ms"},
 
 	{Seed: "Optimistic Lock Update", Suite: "optlock", Bench: "BenchmarkUpdate/low_contention", What: "optlock.Retry on PostgreSQL, own row per writer", Throughput: "updates/s", CheckThroughput: true, Extra: []string{"conflicts/attempt"}},
 	{Seed: "Optimistic Lock Update", Suite: "optlock", Bench: "BenchmarkUpdate/high_contention", What: "optlock.Retry on PostgreSQL, one hot row", Throughput: "updates/s", CheckThroughput: true, Extra: []string{"conflicts/attempt", "gave_up/op"}},
@@ -127,7 +132,11 @@ var rows = []Row{
 
 	{Seed: "CQRS Projection", Suite: "projection", Bench: "BenchmarkProjectionDrain", What: "order view projector drains 100k events of 20k orders (3 topics, batches of up to 1,000)", Throughput: "events/s", CheckThroughput: true},
 	{Seed: "CQRS Projection", Suite: "projection", Bench: "BenchmarkProjectionLag", What: "occurred-at to view commit at 2,000 events/s offered", Throughput: "events/s", P50: "p50_ms", P99: "p99_ms", Extra: []string{"max_ms"}},
-	{Seed: "Compensation Execution"},
+	{Seed: "Compensation Execution", Suite: "saga-compensation", Bench: "BenchmarkSagaCompensation/fail=payment", What: "engine, checkout's three steps, the first refused (nothing to undo), 16 in flight; refusal to COMPENSATED", Throughput: "sagas/s", P50: "p50_ms", P99: "p99_ms"},
+	{Seed: "Compensation Execution", Suite: "saga-compensation", Bench: "BenchmarkSagaCompensation/fail=stock", What: "engine, the second step refused (one undo), 16 in flight; refusal to COMPENSATED", Throughput: "sagas/s", P50: "p50_ms", P99: "p99_ms"},
+	{Seed: "Compensation Execution", Suite: "saga-compensation", Bench: "BenchmarkSagaCompensation/fail=confirm", What: "engine, the pivot refused (two undos), 16 in flight; refusal to COMPENSATED", Throughput: "sagas/s", P50: "p50_ms", P99: "p99_ms"},
+	{Seed: "Compensation Execution", Suite: "e2e-compensation", Bench: "BenchmarkOrderCompensation/fail=declined", What: "checkout saga across the five binaries, card declined (order cancelled), 8 in flight; failed step to COMPENSATED", Throughput: "sagas/s", P50: "p50_ms", P99: "p99_ms", Extra: []string{"cancel_p99_ms"}},
+	{Seed: "Compensation Execution", Suite: "e2e-compensation", Bench: "BenchmarkOrderCompensation/fail=out_of_stock", What: "checkout saga across the five binaries, stock short (payment refunded, order cancelled), 8 in flight; failed step to COMPENSATED", Throughput: "sagas/s", P50: "p50_ms", P99: "p99_ms", Extra: []string{"cancel_p99_ms"}},
 
 	{Suite: "order", Bench: "BenchmarkPlaceOrder", What: "order PlaceOrder over gRPC (idempotency, order + outbox tx)", Throughput: "orders/s"},
 	{Suite: "payment", Bench: "BenchmarkProcessPayment", What: "payment ProcessPayment over gRPC (idempotency, payment + outbox tx)", Throughput: "payments/s"},
