@@ -49,15 +49,16 @@ SET available = sqlc.arg(available)::bigint, version = version + 1, updated_at =
 WHERE sku = sqlc.arg(sku) AND version = sqlc.arg(version)::bigint
 RETURNING *;
 
--- name: AddAvailable :one
--- AddAvailable adds delta (negative: removes) to the available units in one
--- statement: the pessimistic path of an AdjustStock by delta, which waits for
--- the row lock instead of checking a version, so concurrent deltas never
--- conflict. The condition is re-checked on the newest row after the wait;
--- no row means the SKU is unknown or the result would leave 0..max_available
--- (GetProduct tells which).
+-- name: LockProduct :one
+-- LockProduct reads one SKU and locks its row until the transaction ends:
+-- a group of deltas (AddStock on a hot SKU) is checked against it in Go and
+-- written with SetStock, one UPDATE for the group.
+SELECT * FROM products WHERE sku = sqlc.arg(sku) FOR UPDATE;
+
+-- name: SetStock :one
+-- SetStock writes the available units and the version a group of deltas
+-- reached (one version per delta) on a row locked by LockProduct.
 UPDATE products
-SET available = available + sqlc.arg(delta)::bigint, version = version + 1, updated_at = now()
+SET available = sqlc.arg(available)::bigint, version = sqlc.arg(version)::bigint, updated_at = now()
 WHERE sku = sqlc.arg(sku)
-  AND available + sqlc.arg(delta)::bigint BETWEEN 0 AND sqlc.arg(max_available)::bigint
 RETURNING *;

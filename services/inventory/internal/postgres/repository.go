@@ -40,6 +40,7 @@ type Repository struct {
 	// reservations go through hotReserves.
 	contention  *optlock.Contention
 	hotReserves *groupCommit[*reserveCall]
+	hotDeltas   *groupCommit[*deltaCall]
 }
 
 // Option configures a Repository.
@@ -67,6 +68,7 @@ func NewRepository(pool *pgxpool.Pool, events EventAppender, opts ...Option) *Re
 	r := &Repository{
 		pool: pool, q: inventorydb.New(pool), events: events,
 		hotReserves: newGroupCommit[*reserveCall](hotBatch, hotBatchTimeout),
+		hotDeltas:   newGroupCommit[*deltaCall](hotBatch, hotBatchTimeout),
 	}
 	for _, o := range opts {
 		o(r)

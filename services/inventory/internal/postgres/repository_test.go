@@ -485,6 +485,87 @@ func gatherSum(t testing.TB, g prometheus.Gatherer, name string) float64 {
 	return total
 }
 
+func TestAddStockInGroups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	sku := b.addProduct(t, "T-DELTA", 5)
+
+	// 30 requests to take one unit each, every third sent twice at once
+	// (a duplicate Redis missed): only 5 units exist.
+	type result struct {
+		key     string
+		applied bool
+		err     error
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		results []result
+	)
+	for i := range 30 {
+		key := fmt.Sprintf("req-%02d", i)
+		copies := 1 + map[bool]int{true: 1}[i%3 == 0]
+		for range copies {
+			wg.Go(func() {
+				d, err := inventory.NewStockDelta(sku, -1, "written off")
+				require.NoError(t, err)
+				d.RequestKey = key
+				_, applied, err := b.repo.AddStock(ctx, d)
+				mu.Lock()
+				results = append(results, result{key, applied, err})
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+
+	appliedKeys := map[string]int{}
+	outOfRange := 0
+	for _, r := range results {
+		switch {
+		case r.applied:
+			require.NoError(t, r.err)
+			appliedKeys[r.key]++
+		case r.err != nil:
+			require.ErrorIs(t, r.err, inventory.ErrStockOutOfRange)
+			outOfRange++
+		}
+	}
+	require.Len(t, appliedKeys, 5, "exactly the units there were")
+	for key, n := range appliedKeys {
+		require.Equal(t, 1, n, "%s applied once", key)
+	}
+	require.Positive(t, outOfRange)
+	avail, _, version := b.stock(t, sku)
+	require.EqualValues(t, 0, avail)
+	require.EqualValues(t, 1+5, version, "one version per applied delta")
+	require.Equal(t, 5, b.count(t, `SELECT count(*) FROM stock_deltas WHERE sku = $1`, sku))
+	require.Len(t, b.events(t, sku), 5)
+
+	// A key applied before changes nothing, even with stock back.
+	d, err := inventory.NewStockDelta(sku, 10, "received")
+	require.NoError(t, err)
+	_, applied, err := b.repo.AddStock(ctx, d)
+	require.NoError(t, err)
+	require.True(t, applied, "no key: nothing to check")
+	var key string
+	for k := range appliedKeys {
+		key = k
+	}
+	d, err = inventory.NewStockDelta(sku, -1, "written off")
+	require.NoError(t, err)
+	d.RequestKey = key
+	p, applied, err := b.repo.AddStock(ctx, d)
+	require.NoError(t, err)
+	require.False(t, applied)
+	require.EqualValues(t, 10, p.Available)
+
+	d.SKU = "T-NOPE"
+	_, _, err = b.repo.AddStock(ctx, d)
+	require.ErrorIs(t, err, inventory.ErrNotFound)
+}
+
 func TestRelease(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

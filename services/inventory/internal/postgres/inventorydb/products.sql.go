@@ -9,43 +9,6 @@ import (
 	"context"
 )
 
-const addAvailable = `-- name: AddAvailable :one
-UPDATE products
-SET available = available + $1::bigint, version = version + 1, updated_at = now()
-WHERE sku = $2
-  AND available + $1::bigint BETWEEN 0 AND $3::bigint
-RETURNING sku, name, currency_code, unit_price_minor, available, reserved, version, created_at, updated_at
-`
-
-type AddAvailableParams struct {
-	Delta        int64
-	SKU          string
-	MaxAvailable int64
-}
-
-// AddAvailable adds delta (negative: removes) to the available units in one
-// statement: the pessimistic path of an AdjustStock by delta, which waits for
-// the row lock instead of checking a version, so concurrent deltas never
-// conflict. The condition is re-checked on the newest row after the wait;
-// no row means the SKU is unknown or the result would leave 0..max_available
-// (GetProduct tells which).
-func (q *Queries) AddAvailable(ctx context.Context, arg AddAvailableParams) (Product, error) {
-	row := q.db.QueryRow(ctx, addAvailable, arg.Delta, arg.SKU, arg.MaxAvailable)
-	var i Product
-	err := row.Scan(
-		&i.SKU,
-		&i.Name,
-		&i.CurrencyCode,
-		&i.UnitPriceMinor,
-		&i.Available,
-		&i.Reserved,
-		&i.Version,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
 const getProduct = `-- name: GetProduct :one
 SELECT sku, name, currency_code, unit_price_minor, available, reserved, version, created_at, updated_at FROM products WHERE sku = $1
 `
@@ -148,6 +111,30 @@ func (q *Queries) ListProducts(ctx context.Context, arg ListProductsParams) ([]P
 	return items, nil
 }
 
+const lockProduct = `-- name: LockProduct :one
+SELECT sku, name, currency_code, unit_price_minor, available, reserved, version, created_at, updated_at FROM products WHERE sku = $1 FOR UPDATE
+`
+
+// LockProduct reads one SKU and locks its row until the transaction ends:
+// a group of deltas (AddStock on a hot SKU) is checked against it in Go and
+// written with SetStock, one UPDATE for the group.
+func (q *Queries) LockProduct(ctx context.Context, sku string) (Product, error) {
+	row := q.db.QueryRow(ctx, lockProduct, sku)
+	var i Product
+	err := row.Scan(
+		&i.SKU,
+		&i.Name,
+		&i.CurrencyCode,
+		&i.UnitPriceMinor,
+		&i.Available,
+		&i.Reserved,
+		&i.Version,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const returnStock = `-- name: ReturnStock :execrows
 UPDATE products
 SET available = available + $1::bigint,
@@ -191,6 +178,38 @@ type SetAvailableParams struct {
 // its version moved on (a conflict): GetProduct tells which.
 func (q *Queries) SetAvailable(ctx context.Context, arg SetAvailableParams) (Product, error) {
 	row := q.db.QueryRow(ctx, setAvailable, arg.Available, arg.SKU, arg.Version)
+	var i Product
+	err := row.Scan(
+		&i.SKU,
+		&i.Name,
+		&i.CurrencyCode,
+		&i.UnitPriceMinor,
+		&i.Available,
+		&i.Reserved,
+		&i.Version,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const setStock = `-- name: SetStock :one
+UPDATE products
+SET available = $1::bigint, version = $2::bigint, updated_at = now()
+WHERE sku = $3
+RETURNING sku, name, currency_code, unit_price_minor, available, reserved, version, created_at, updated_at
+`
+
+type SetStockParams struct {
+	Available int64
+	Version   int64
+	SKU       string
+}
+
+// SetStock writes the available units and the version a group of deltas
+// reached (one version per delta) on a row locked by LockProduct.
+func (q *Queries) SetStock(ctx context.Context, arg SetStockParams) (Product, error) {
+	row := q.db.QueryRow(ctx, setStock, arg.Available, arg.Version, arg.SKU)
 	var i Product
 	err := row.Scan(
 		&i.SKU,

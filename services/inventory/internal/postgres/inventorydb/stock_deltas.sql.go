@@ -9,6 +9,31 @@ import (
 	"context"
 )
 
+const appliedStockDeltas = `-- name: AppliedStockDeltas :many
+SELECT request_key FROM stock_deltas WHERE request_key = ANY($1::text[])
+`
+
+// AppliedStockDeltas returns which of request_keys were applied before.
+func (q *Queries) AppliedStockDeltas(ctx context.Context, requestKeys []string) ([]string, error) {
+	rows, err := q.db.Query(ctx, appliedStockDeltas, requestKeys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var request_key string
+		if err := rows.Scan(&request_key); err != nil {
+			return nil, err
+		}
+		items = append(items, request_key)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const recordStockDelta = `-- name: RecordStockDelta :execrows
 INSERT INTO stock_deltas (request_key, sku, delta)
 VALUES ($1, $2, $3)
@@ -31,4 +56,25 @@ func (q *Queries) RecordStockDelta(ctx context.Context, arg RecordStockDeltaPara
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const recordStockDeltas = `-- name: RecordStockDeltas :exec
+INSERT INTO stock_deltas (request_key, sku, delta)
+SELECT unnest($1::text[]), $2, unnest($3::bigint[])
+`
+
+type RecordStockDeltasParams struct {
+	RequestKeys []string
+	SKU         string
+	Deltas      []int64
+}
+
+// RecordStockDeltas records a group of deltas of one SKU (the parallel
+// arrays request_keys and deltas), applied under LockProduct's row lock:
+// no other transaction can have recorded one of them meanwhile, because
+// recording one needs the product's row lock too, so a unique violation
+// here is a bug and fails the transaction.
+func (q *Queries) RecordStockDeltas(ctx context.Context, arg RecordStockDeltasParams) error {
+	_, err := q.db.Exec(ctx, recordStockDeltas, arg.RequestKeys, arg.SKU, arg.Deltas)
+	return err
 }
