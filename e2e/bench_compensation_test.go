@@ -60,7 +60,7 @@ func BenchmarkOrderCompensation(b *testing.B) {
 		{"out_of_stock", func() []*orderv1.OrderItemInput { return items(shortSKU, 1) }, cardOK, "inventory"},
 	}
 	// Warm-up: connections, pools, the first relay batches.
-	warm := runCancelled(ctx, e, w, 64, 100, kinds[0].lines, kinds[0].payWith)
+	warm := runCancelled(ctx, e, w, compensationInflight, 50, kinds[0].lines, kinds[0].payWith)
 	require.NoError(b, warm.err())
 
 	for _, k := range kinds {
