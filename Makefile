@@ -114,7 +114,7 @@ fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
 
 lint: $(BIN)/golangci-lint ## golangci-lint every module
-	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && golangci-lint run --config $(ROOT)/.golangci.yml ./...); done
+	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && golangci-lint run --config $(ROOT)/.golangci.yml ./...) || exit 1; done
 
 ## ---- build and test -------------------------------------------------------
 .PHONY: build test test/short fuzz bench e2e chaos bench/e2e
