@@ -390,11 +390,12 @@ func stopEngine(t *testing.T, pidfile string, exited chan error) {
 		t.Errorf("stop dockerd: %v", err)
 	}
 	select {
-	case <-exited:
+	case err := <-exited:
+		t.Logf("dockerd stopped: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Errorf("dockerd (pid %d) did not stop within 60s: killed", pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-		<-exited
+		t.Logf("dockerd killed: %v", <-exited)
 	}
 }
 
