@@ -156,7 +156,7 @@ bench: ## Benchmarks against the real servers: medians beside the seed's table (
 # container and confirmed, the orchestrator crashed and back, an audit,
 # down -v. Needs root, docker.io and debootstrap; the Debian base is
 # cached in bin/compose-test. README "docker compose" has the timings.
-COMPOSE_TEST_TIMEOUT ?= 30m
+COMPOSE_TEST_TIMEOUT ?= 45m
 .PHONY: compose-test
 compose-test: $(BIN)/docker-compose ## docker compose for real: a local Docker engine, the stack up, orders confirmed, a crash survived, down
 	cd deploy/docker && GOODGO_COMPOSE_TEST=1 go test -race -count=1 -timeout $(COMPOSE_TEST_TIMEOUT) -run '^TestComposeRunsForReal$$' -v .
