@@ -71,7 +71,7 @@ func BenchmarkOrderCompensation(b *testing.B) {
 			require.NoError(b, st.err())
 			require.Len(b, st.lat, b.N, "every order cancelled")
 
-			comp := compensationTimes(b, e, measured, k.failed)
+			comp := compensationTimes(b, e, measured, k.failed, b.N)
 			require.Len(b, comp, b.N, "every saga compensated after its %s step failed", k.failed)
 			slices.Sort(comp)
 			slices.Sort(st.lat)
@@ -124,16 +124,23 @@ func runCancelled(ctx context.Context, e *Env, w *watcher, inflight, n int, line
 	return st
 }
 
-// compensationTimes returns, for each saga started since since whose step
-// failed (refused), the time from that step's end to the saga's end; a saga
-// in any other state fails the benchmark.
-func compensationTimes(tb testing.TB, e *Env, since time.Time, failed string) []time.Duration {
+// compensationTimes returns, for each of the n sagas started since since
+// whose step failed (refused), the time from that step's end to the saga's
+// end; a saga in any other state fails the benchmark. The order's
+// cancellation, the last undo, is published before the saga records its
+// end: it waits for all n to have ended.
+func compensationTimes(tb testing.TB, e *Env, since time.Time, failed string, n int) []time.Duration {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rows, err := e.DB[svcOrchestrator].Query(ctx, `SELECT s.state, EXTRACT(EPOCH FROM s.ended_at - f.ended_at)::float8
-		FROM sagas s JOIN saga_steps f ON f.saga_id = s.id AND f.phase = 'ACTION' AND f.status = 'FAILED'
-		WHERE s.created_at >= $1 AND f.name = $2`, since, failed)
+	const from = `FROM sagas s JOIN saga_steps f ON f.saga_id = s.id AND f.phase = 'ACTION' AND f.status = 'FAILED'
+		WHERE s.created_at >= $1 AND f.name = $2 AND s.ended_at IS NOT NULL AND f.ended_at IS NOT NULL`
+	require.Eventually(tb, func() bool {
+		var ended int
+		require.NoError(tb, e.DB[svcOrchestrator].QueryRow(ctx, `SELECT count(*) `+from, since, failed).Scan(&ended))
+		return ended >= n
+	}, 30*time.Second, 20*time.Millisecond, "%d sagas ended", n)
+	rows, err := e.DB[svcOrchestrator].Query(ctx, `SELECT s.state, EXTRACT(EPOCH FROM s.ended_at - f.ended_at)::float8 `+from, since, failed)
 	require.NoError(tb, err)
 	defer rows.Close()
 	var out []time.Duration
