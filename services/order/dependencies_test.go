@@ -22,7 +22,7 @@ import (
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/tcpproxy"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
-	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
+	"github.com/goodgo/goodgo/services/order/internal/inventorytest"
 )
 
 // TestDatabaseAndRedisOutagesMidRun cuts PostgreSQL, then Redis, under the
@@ -40,7 +40,7 @@ func TestDatabaseAndRedisOutagesMidRun(t *testing.T) {
 	require.NoError(t, err)
 	u.Host = pg.Addr()
 	svc := startService(t, dbURL, map[string]string{"DATABASE_URL": u.String(), "REDIS_URL": "redis://" + rd.Addr() + "/0"},
-		fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+		inventorytest.Product("SKU-1", "Widget", "USD", 1999, 10))
 	place := func() error {
 		user := uuid.NewString()
 		ctx := metadata.AppendToOutgoingContext(authtest.AsUser(context.Background(), svc.pki.Token(user)), idempotency.MetadataKey, uuid.NewString())

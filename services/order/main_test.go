@@ -30,7 +30,7 @@ import (
 	"github.com/goodgo/goodgo/platform/pgtest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
-	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
+	"github.com/goodgo/goodgo/services/order/internal/inventorytest"
 )
 
 // service is the binary's run() serving on free ports.
@@ -51,7 +51,7 @@ type service struct {
 func startService(t *testing.T, dbURL string, extra map[string]string, products ...*inventoryv1.Product) *service {
 	t.Helper()
 	pki := authtest.New(t)
-	inv := fakeinventory.Start(t, pki, products...)
+	inv := inventorytest.Start(t, pki, products...)
 	env := pki.Env("order")
 	readURL, _ := pgtest.NewDatabase(t, nil)
 	maps.Copy(env, map[string]string{
@@ -104,7 +104,7 @@ func (s *service) stop(t *testing.T) {
 // gRPC clients.
 func TestRun(t *testing.T) {
 	dbURL, pool := pgtest.NewDatabase(t, nil)
-	svc := startService(t, dbURL, nil, fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+	svc := startService(t, dbURL, nil, inventorytest.Product("SKU-1", "Widget", "USD", 1999, 10))
 	pki, ctx := svc.pki, context.Background()
 
 	cc := pki.Dial(svc.grpcAddr)
@@ -232,7 +232,7 @@ func TestReadyWithoutRedis(t *testing.T) {
 	dbURL, _ := pgtest.NewDatabase(t, nil)
 	redisProxy := startProxy(t, "127.0.0.1:6379")
 	svc := startService(t, dbURL, map[string]string{"REDIS_URL": "redis://" + redisProxy.Addr() + "/0"},
-		fakeinventory.Product("SKU-1", "Widget", "USD", 1999, 10))
+		inventorytest.Product("SKU-1", "Widget", "USD", 1999, 10))
 	pki, ctx := svc.pki, context.Background()
 	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok")
 

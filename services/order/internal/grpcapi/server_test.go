@@ -36,8 +36,8 @@ import (
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
-	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
 	"github.com/goodgo/goodgo/services/order/internal/grpcapi"
+	"github.com/goodgo/goodgo/services/order/internal/inventorytest"
 	"github.com/goodgo/goodgo/services/order/internal/peers"
 	"github.com/goodgo/goodgo/services/order/internal/postgres"
 )
@@ -59,7 +59,7 @@ type testBundle struct {
 	pool        *pgxpool.Pool
 	redis       *redis.Client
 	redisPrefix string
-	inventory   *fakeinventory.Server
+	inventory   *inventorytest.Server
 }
 
 // The tests' customers: their user ids (token subjects) are their customer
@@ -95,10 +95,10 @@ func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 	tb.Cleanup(func() { deleteKeys(tb, rdb, prefix) })
 
 	pki := authtest.New(tb)
-	inv := fakeinventory.Start(tb, pki,
-		fakeinventory.Product("SKU-1", "Widget", "EUR", 1250, 100),
-		fakeinventory.Product("SKU-2", "Gadget", "EUR", 99, 100),
-		fakeinventory.Product("USD-1", "Dollar thing", "USD", 100, 100),
+	inv := inventorytest.Start(tb, pki,
+		inventorytest.Product("SKU-1", "Widget", "EUR", 1250, 100),
+		inventorytest.Product("SKU-2", "Gadget", "EUR", 99, 100),
+		inventorytest.Product("USD-1", "Dollar thing", "USD", 100, 100),
 	)
 	conn := pki.DialAs("order", "inventory", inv.Addr())
 

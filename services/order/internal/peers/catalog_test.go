@@ -13,18 +13,18 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
-	"github.com/goodgo/goodgo/services/order/internal/fakeinventory"
+	"github.com/goodgo/goodgo/services/order/internal/inventorytest"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 	"github.com/goodgo/goodgo/services/order/internal/peers"
 )
 
-func setup(t *testing.T, timeout time.Duration) (*peers.Catalog, *fakeinventory.Server) {
+func setup(t *testing.T, timeout time.Duration) (*peers.Catalog, *inventorytest.Server) {
 	t.Helper()
 	pki := authtest.New(t)
-	inv := fakeinventory.Start(t, pki,
-		fakeinventory.Product("SKU-1", "Widget", "EUR", 1250, 10),
-		fakeinventory.Product("SKU-2", "Gadget", "EUR", 99, 0),
-		fakeinventory.Product("SKU-3", "Gizmo", "EUR", 500, 3),
+	inv := inventorytest.Start(t, pki,
+		inventorytest.Product("SKU-1", "Widget", "EUR", 1250, 10),
+		inventorytest.Product("SKU-2", "Gadget", "EUR", 99, 0),
+		inventorytest.Product("SKU-3", "Gizmo", "EUR", 500, 3),
 	)
 	conn := pki.DialAs("order", "inventory", inv.Addr())
 	return peers.NewCatalog(inventoryv1.NewInventoryServiceClient(conn), timeout), inv

@@ -1,9 +1,10 @@
-// Package fakeinventory is an in-process stand-in for the inventory service,
-// the order service's neighbour, for tests and benchmarks only: a real gRPC
-// server on a loopback port, with the inventory service's certificate from
-// the test's PKI, that answers GetProducts from a fixed catalog. Everything
-// else is Unimplemented.
-package fakeinventory
+// Package inventorytest is an in-process stand-in for the inventory service,
+// the order service's neighbour, for tests and benchmarks only (imported
+// from _test.go files alone, like net/http/httptest): a real gRPC server on
+// a loopback port, with the inventory service's certificate from the test's
+// PKI, that answers GetProducts from a fixed catalog. Everything else is
+// Unimplemented.
+package inventorytest
 
 import (
 	"context"
@@ -60,7 +61,7 @@ func Start(tb testing.TB, pki *authtest.PKI, products ...*inventoryv1.Product) *
 	}
 	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatalf("fakeinventory: listen: %v", err)
+		tb.Fatalf("inventorytest: listen: %v", err)
 	}
 	s.addr = lis.Addr().String()
 	gs := grpc.NewServer(grpc.Creds(pki.Kit("inventory").TLS.ServerCredentials()))
