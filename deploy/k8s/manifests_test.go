@@ -490,7 +490,7 @@ func envVarsRead(t *testing.T) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
 	for svc := range seed {
 		vars := map[string]bool{}
-		for _, dir := range []string{"platform/config", "platform/domainservice", "platform/telemetry", "services/" + svc} {
+		for _, dir := range []string{"platform/config", "platform/bootstrap", "platform/telemetry", "services/" + svc} {
 			read(dir, vars)
 		}
 		// Key variables are built from their purpose's name (config.Purpose).

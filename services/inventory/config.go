@@ -1,8 +1,8 @@
 package main
 
 import (
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/config"
-	"github.com/goodgo/goodgo/platform/domainservice"
 )
 
 // Config is the inventory service's configuration, read once from the
@@ -12,8 +12,8 @@ type Config struct {
 	// Shared with order and payment: GRPC_ADDR (127.0.0.1:50053),
 	// HTTP_ADDR (127.0.0.1:9103), DATABASE_URL (goodgo_inventory; migrating
 	// it also seeds the demo catalog), Redis, idempotency, VERSION_TOKEN_*
-	// and OUTBOX_* (see domainservice.Config).
-	domainservice.Config
+	// and OUTBOX_* (see bootstrap.DomainConfig).
+	bootstrap.DomainConfig
 }
 
 // loadConfig reads the configuration through lookup (os.LookupEnv in main).
@@ -21,7 +21,7 @@ type Config struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Config: domainservice.LoadConfig(e, "inventory", "127.0.0.1:50053", "127.0.0.1:9103"),
+		DomainConfig: bootstrap.LoadDomainConfig(e, "inventory", "127.0.0.1:50053", "127.0.0.1:9103"),
 	}
 	return c, e.Err()
 }

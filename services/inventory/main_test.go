@@ -55,8 +55,8 @@ func TestRun(t *testing.T) {
 
 	grpcAddr := logs.waitFor(t, "grpc server listening", "addr")
 	httpAddr := logs.waitFor(t, "ops http server listening", "addr")
-	require.Equal(t, grpcAddr, logs.waitFor(t, "inventory service started", "grpc_addr"))
-	require.Equal(t, httpAddr, logs.waitFor(t, "inventory service started", "http_addr"))
+	require.Equal(t, grpcAddr, logs.waitFor(t, "inventory started", "grpc_addr"))
+	require.Equal(t, httpAddr, logs.waitFor(t, "inventory started", "http_addr"))
 
 	// client is the orchestrator, acting for a customer; admin a user
 	// with the admin role.
@@ -153,7 +153,7 @@ func TestRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after its context was cancelled")
 	}
-	require.Equal(t, "inventory", logs.waitFor(t, "inventory service stopped", "service"))
+	require.Equal(t, "inventory", logs.waitFor(t, "inventory stopped", "service"))
 }
 
 func TestRunFailsWhenPostgresIsUnreachable(t *testing.T) {

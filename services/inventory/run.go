@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/goodgo/goodgo/db"
-	"github.com/goodgo/goodgo/platform/domainservice"
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/optlock"
@@ -17,7 +17,7 @@ import (
 	inventorypg "github.com/goodgo/goodgo/services/inventory/internal/postgres"
 )
 
-// run is the composition root: domainservice.Open connects to PostgreSQL
+// run is the composition root: bootstrap.OpenDomain connects to PostgreSQL
 // (creating and migrating the database) and Redis and sets up logging
 // (JSON to stdout) and telemetry (lookup supplies the OTEL_* variables); run
 // wires the use cases, and Serve serves them behind the idempotency guard
@@ -25,8 +25,7 @@ import (
 // returns nil. It returns an error when start-up fails or a server stops on
 // its own.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Inventory,
-		domainservice.API{Access: grpcapi.Policies(), Idempotency: grpcapi.IdempotencyPolicies()}, stdout, lookup)
+	kit, err := bootstrap.OpenDomain(ctx, cfg.DomainConfig, version, db.Inventory, grpcapi.IdempotencyPolicies(), stdout, lookup)
 	if err != nil {
 		return err
 	}
@@ -39,5 +38,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 	repo := inventorypg.NewRepository(kit.Pool, kit.Outbox, inventorypg.WithContention(hot))
 	svc := app.New(repo, kit.Signer, kit.Locks, hot, kit.Logger)
 	api := grpcapi.New(svc, kit.Signer, kit.Logger)
-	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) { inventoryv1.RegisterInventoryServiceServer(s, api) })
+	return kit.Serve(ctx, bootstrap.Server{
+		Register:   func(s grpc.ServiceRegistrar) { inventoryv1.RegisterInventoryServiceServer(s, api) },
+		Policies:   grpcapi.Policies(),
+		RateLimits: cfg.RateLimits,
+	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,20 +11,14 @@ import (
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/backoff"
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/event"
-	"github.com/goodgo/goodgo/platform/grpcserver"
-	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/postgres"
-	"github.com/goodgo/goodgo/platform/ratelimit"
-	"github.com/goodgo/goodgo/platform/redisclient"
 	"github.com/goodgo/goodgo/platform/saga"
-	"github.com/goodgo/goodgo/platform/security"
-	"github.com/goodgo/goodgo/platform/servicedb"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
@@ -53,67 +48,34 @@ const (
 // and returns nil. It returns an error when start-up fails or a part stops
 // on its own. Logs go to stdout as JSON; lookup supplies the OTEL_* variables.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
-	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
+	kit, err := bootstrap.Open(ctx, cfg.Common, cfg.Security, version, stdout, lookup)
 	if err != nil {
 		return err
 	}
-	defer tel.Close(ctx, logger) // last, after everything stopped, so the final spans are flushed
-	reg := tel.Registry
-
-	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
-	if err != nil {
-		return err
-	}
-	defer sec.Close(ctx)
-
+	defer kit.Close(ctx) // last, after everything stopped, so the final spans are flushed
+	logger, reg := kit.Logger, kit.Registry
 	// Its role may use its saga and inbox tables, nothing more: neither a
 	// superuser nor the owner of its tables.
-	pool, err := servicedb.Open(ctx, cfg.Service, cfg.Dev, cfg.Database, db.Orchestrator, postgres.Privileges.Unrestricted,
-		logger, cfg.StartupTimeout)
-	if err != nil {
+	if err := kit.OpenDatabase(ctx, cfg.Database, db.Orchestrator, postgres.Privileges.Unrestricted); err != nil {
 		return err
 	}
-	defer pool.Close()
-	rdb, err := redisclient.Connect(ctx, cfg.Redis, logger, cfg.StartupTimeout)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rdb.Close() }()
-	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: cfg.Idempotency.Prefix, Service: cfg.Service, Keys: cfg.PIIKeys})
-	if err != nil {
-		return err
-	}
-	guard, err := idempotency.New(store, grpcapi.IdempotencyPolicies(), idempotency.Options{TTL: cfg.Idempotency.TTL}, reg, logger)
-	if err != nil {
+	pool := kit.Pool
+	if err := kit.OpenRedis(ctx, cfg.Redis, cfg.Idempotency, cfg.PIIKeys, grpcapi.IdempotencyPolicies()); err != nil {
 		return err
 	}
 
 	// The neighbours, each checked to be the service meant (its
 	// certificate's SPIFFE ID): grpc.NewClient connects lazily, so a
 	// service that is not up yet only makes the first steps retry.
-	var conns []*grpc.ClientConn
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	dial := func(addr, service string) (*grpc.ClientConn, error) {
-		c, err := sec.Dial(addr, service)
-		if err == nil {
-			conns = append(conns, c)
-		}
-		return c, err
-	}
-	paymentConn, err := dial(cfg.PaymentAddr, "payment")
+	paymentConn, err := kit.Dial(cfg.PaymentAddr, "payment")
 	if err != nil {
 		return err
 	}
-	inventoryConn, err := dial(cfg.InventoryAddr, "inventory")
+	inventoryConn, err := kit.Dial(cfg.InventoryAddr, "inventory")
 	if err != nil {
 		return err
 	}
-	orderConn, err := dial(cfg.OrderAddr, "order")
+	orderConn, err := kit.Dial(cfg.OrderAddr, "order")
 	if err != nil {
 		return err
 	}
@@ -138,7 +100,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		Authorize:         checkout.Authorizer{Deny: deny}.Authorize,
 		Logger:            logger,
 		Registerer:        reg,
-		TracerProvider:    tel.TracerProvider,
+		TracerProvider:    kit.TracerProvider,
 	}, orderSaga)
 	if err != nil {
 		return err
@@ -166,7 +128,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		// the inbox skips them as duplicates.
 		CommitInterval: time.Second,
 	}
-	inboxOpts := inbox.Options{Registerer: reg, TracerProvider: tel.TracerProvider, Logger: logger,
+	inboxOpts := inbox.Options{Registerer: reg, TracerProvider: kit.TracerProvider, Logger: logger,
 		Dialer: kconn.Dialer(consumerName), Keys: cfg.PIIKeys}
 	consume := func(ctx context.Context) error {
 		if err := kconn.AwaitTopics(ctx, consumerName, cfg.Kafka.Brokers, consumedTopics, time.Second); err != nil {
@@ -192,57 +154,34 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		return err
 	}
 
-	limiter, err := ratelimit.New(rdb, cfg.RateLimits, "", reg, logger)
-	if err != nil {
-		return err
-	}
-	srvCfg, err := sec.Secure(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
-		grpcapi.Policies(), limiter, reg, logger)
-	if err != nil {
-		return err
-	}
-	grpcServer, err := grpcserver.New(srvCfg, logger, reg,
-		func(s grpc.ServiceRegistrar) {
-			orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger))
-			opsv1.RegisterParkedEventServiceServer(s, grpcapi.NewParked(parked, logger))
-		},
-		grpcserver.WithUnaryInterceptors(guard.UnaryServerInterceptor()))
-	if err != nil {
-		return err
-	}
-	// Ready means PostgreSQL and a Kafka broker answer, with the topics the
-	// consumer reads: without the first no saga moves, without the second
-	// none starts. Losing either does not stop the orchestrator: it waits,
-	// not ready, and resumes when they are back. Redis (only RetrySaga and AbortSaga need it) and the neighbours
-	// (their absence delays the steps calling them, which retry) only make
-	// it degraded: listed by /readyz, still ready.
-	ready := opshttp.Checks(
-		opshttp.Check{Name: "postgres", Fn: pool.Ping},
-		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error {
-			return kconn.Ready(ctx, consumerName, cfg.Kafka.Brokers, consumedTopics)
-		}},
-		opshttp.Check{Name: "redis", Optional: true, Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
-		opshttp.Check{Name: "payment", Optional: true, Fn: opshttp.GRPCHealth(paymentConn)},
-		opshttp.Check{Name: "inventory", Optional: true, Fn: opshttp.GRPCHealth(inventoryConn)},
-		opshttp.Check{Name: "order", Optional: true, Fn: opshttp.GRPCHealth(orderConn)},
-	)
-	ops, err := opshttp.New(cfg.HTTPAddr, reg, ready, logger)
-	if err != nil {
-		return err
-	}
-	if cfg.Profiles {
-		ops.ServeProfiles()
-	}
-
-	logger.InfoContext(ctx, "orchestrator started", "grpc_addr", grpcServer.Addr().String(),
-		"http_addr", ops.Addr().String(), "replica", cfg.Saga.OrchestratorID, "version", version)
 	// The engine outlives the consumer and the API: it stops after them, so
 	// no event starts a saga on a stopped engine.
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- engine.Run(engineCtx) }()
-	err = lifecycle.Serve(ctx, grpcServer.Serve, ops.Serve, consume, rec.Run,
-		func(ctx context.Context) error {
+	err = kit.Serve(ctx, bootstrap.Server{
+		Register: func(s grpc.ServiceRegistrar) {
+			orchestratorv1.RegisterSagaServiceServer(s, grpcapi.New(engine, logger))
+			opsv1.RegisterParkedEventServiceServer(s, grpcapi.NewParked(parked, logger))
+		},
+		Policies:   grpcapi.Policies(),
+		RateLimits: cfg.RateLimits,
+		// Ready means PostgreSQL and a Kafka broker answer, with the topics
+		// the consumer reads: without the first no saga moves, without the
+		// second none starts. Losing either does not stop the orchestrator:
+		// it waits, not ready, and resumes when they are back. Redis (only
+		// RetrySaga and AbortSaga need it) and the neighbours (their absence
+		// delays the steps calling them, which retry) only make it
+		// degraded: listed by /readyz, still ready.
+		Checks: []opshttp.Check{
+			{Name: "kafka", Fn: func(ctx context.Context) error {
+				return kconn.Ready(ctx, consumerName, cfg.Kafka.Brokers, consumedTopics)
+			}},
+			{Name: "payment", Optional: true, Fn: opshttp.GRPCHealth(paymentConn)},
+			{Name: "inventory", Optional: true, Fn: opshttp.GRPCHealth(inventoryConn)},
+			{Name: "order", Optional: true, Fn: opshttp.GRPCHealth(orderConn)},
+		},
+		Run: []func(context.Context) error{consume, rec.Run, func(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -250,19 +189,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 				engineDone <- err
 				return fmt.Errorf("saga engine stopped: %w", err)
 			}
-		})
+		}},
+		Attrs: []any{"replica", cfg.Saga.OrchestratorID},
+	})
 	stopEngine()
-	err = joinErr(err, <-engineDone)
-	logger.InfoContext(ctx, "orchestrator stopped")
-	return err
-}
-
-func joinErr(a, b error) error {
-	if a == nil {
-		return b
-	}
-	if b == nil {
-		return a
-	}
-	return fmt.Errorf("%w; %w", a, b)
+	return errors.Join(err, <-engineDone)
 }

@@ -4,8 +4,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/config"
-	"github.com/goodgo/goodgo/platform/domainservice"
 	"github.com/goodgo/goodgo/services/order/internal/projection"
 )
 
@@ -15,10 +15,10 @@ import (
 type Config struct {
 	// Shared with payment and inventory: GRPC_ADDR (127.0.0.1:50051),
 	// HTTP_ADDR (127.0.0.1:9101), DATABASE_URL (goodgo_order), Redis,
-	// idempotency, VERSION_TOKEN_* and OUTBOX_* (see domainservice.Config).
+	// idempotency, VERSION_TOKEN_* and OUTBOX_* (see bootstrap.DomainConfig).
 	// OUTBOX_KEYS must match the outbox-relay's, which decrypts the PII
 	// events this service writes.
-	domainservice.Config
+	bootstrap.DomainConfig
 
 	// InventoryAddr is the gRPC target of the inventory service, which owns
 	// the catalog (INVENTORY_ADDR).
@@ -63,7 +63,7 @@ type ReadModelConfig struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Config:         domainservice.LoadConfig(e, "order", "127.0.0.1:50051", "127.0.0.1:9101"),
+		DomainConfig:   bootstrap.LoadDomainConfig(e, "order", "127.0.0.1:50051", "127.0.0.1:9101"),
 		InventoryAddr:  e.String("INVENTORY_ADDR", "127.0.0.1:50053"),
 		CatalogTimeout: e.Duration("CATALOG_TIMEOUT", 2*time.Second),
 	}

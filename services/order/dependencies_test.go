@@ -30,7 +30,7 @@ import (
 // binary, and readiness must say what is missing). Without PostgreSQL the
 // service is not ready and says why; without Redis it stays ready, listed
 // as degraded, and still takes orders; each time it recovers on its own.
-// order, payment and inventory share this behaviour (domainservice).
+// order, payment and inventory share this behaviour (bootstrap.OpenDomain).
 func TestDatabaseAndRedisOutagesMidRun(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, nil)

@@ -81,7 +81,7 @@ func startService(t *testing.T, dbURL string, extra map[string]string, products 
 		HTTPAddr string `json:"http_addr"`
 	}
 	require.Eventually(t, func() bool {
-		line, ok := s.logs.find("order service started")
+		line, ok := s.logs.find("order started")
 		return ok && json.Unmarshal([]byte(line), &started) == nil
 	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", s.logs)
 	s.grpcAddr, s.httpAddr = started.GRPCAddr, started.HTTPAddr
@@ -182,7 +182,7 @@ func TestRun(t *testing.T) {
 	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok")
 
 	svc.stop(t)
-	_, ok := svc.logs.find("order service stopped")
+	_, ok := svc.logs.find("order stopped")
 	require.True(t, ok)
 }
 

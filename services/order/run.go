@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/goodgo/goodgo/db"
-	"github.com/goodgo/goodgo/platform/domainservice"
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/keyring"
@@ -30,7 +30,7 @@ import (
 	"github.com/goodgo/goodgo/services/order/internal/projection"
 )
 
-// run is the composition root: domainservice.Open connects to PostgreSQL
+// run is the composition root: bootstrap.OpenDomain connects to PostgreSQL
 // (creating and migrating the database) and Redis and sets up logging
 // (JSON to stdout) and telemetry (lookup supplies the OTEL_* variables); run
 // wires the use cases, and Serve serves them behind the idempotency guard
@@ -38,19 +38,17 @@ import (
 // returns nil. It returns an error when start-up fails or a server stops on
 // its own.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	kit, err := domainservice.Open(ctx, cfg.Config, version, db.Order,
-		domainservice.API{Access: grpcapi.Policies(), Idempotency: grpcapi.IdempotencyPolicies()}, stdout, lookup)
+	kit, err := bootstrap.OpenDomain(ctx, cfg.DomainConfig, version, db.Order, grpcapi.IdempotencyPolicies(), stdout, lookup)
 	if err != nil {
 		return err
 	}
-	defer kit.Close(ctx) // last: after the inventory connection
+	defer kit.Close(ctx)
 	// Dialing does not connect: the order service starts even while the
 	// inventory service is still down, and PlaceOrder reports Unavailable.
-	inventoryConn, err := kit.Security.Dial(cfg.InventoryAddr, "inventory")
+	inventoryConn, err := kit.Dial(cfg.InventoryAddr, "inventory")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = inventoryConn.Close() }()
 	repo, err := orderpg.NewRepository(kit.Pool, kit.Outbox, cfg.PIIKeys)
 	if err != nil {
 		return err
@@ -106,15 +104,20 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 			return kconn.Ready(ctx, client, brokers, event.Topics)
 		}})
 	}
-	return kit.Serve(ctx, func(s grpc.ServiceRegistrar) {
-		orderv1.RegisterOrderServiceServer(s, api)
-		orderv1.RegisterOrderQueryServiceServer(s, queries)
-		sessionv1.RegisterSessionServiceServer(s, sessions)
-	}, checks...)
+	return kit.Serve(ctx, bootstrap.Server{
+		Register: func(s grpc.ServiceRegistrar) {
+			orderv1.RegisterOrderServiceServer(s, api)
+			orderv1.RegisterOrderQueryServiceServer(s, queries)
+			sessionv1.RegisterSessionServiceServer(s, sessions)
+		},
+		Policies:   grpcapi.Policies(),
+		RateLimits: cfg.RateLimits,
+		Checks:     checks,
+	})
 }
 
 // newProjector builds the read model's projector on the read database.
-func newProjector(cfg ReadModelConfig, pool *pgxpool.Pool, kconn kafkaconn.Settings, kit *domainservice.Kit, keys *keyring.Keyring) (*projection.Projector, error) {
+func newProjector(cfg ReadModelConfig, pool *pgxpool.Pool, kconn kafkaconn.Settings, kit *bootstrap.Domain, keys *keyring.Keyring) (*projection.Projector, error) {
 	store, err := projection.NewStore(pool, projection.Table, cfg.GroupID, keys)
 	if err != nil {
 		return nil, err

@@ -6,13 +6,11 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/event"
-	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/opshttp"
-	"github.com/goodgo/goodgo/platform/security"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/parked"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
@@ -27,12 +25,12 @@ import (
 // TTL, lanes not handed over for want of a broker). Logs go to stdout as
 // JSON; lookup supplies the OTEL_* variables.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
-	tel, err := telemetry.Setup(ctx, cfg.Service, version, lookup)
+	kit, err := bootstrap.Open(ctx, cfg.Common, cfg.Security, version, stdout, lookup)
 	if err != nil {
 		return err
 	}
-	defer tel.Close(ctx, logger)
+	defer kit.Close(ctx)
+	logger := kit.Logger
 
 	kconn, err := kafkaconn.New(cfg.Kafka)
 	if err != nil {
@@ -69,59 +67,35 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		NewPublisher:   kafka.NewPublisher,
 		Probe:          kafka.Ping,
 		Keys:           cfg.OutboxKeys,
-		Registerer:     tel.Registry,
-		TracerProvider: tel.TracerProvider,
+		Registerer:     kit.Registry,
+		TracerProvider: kit.TracerProvider,
 		Logger:         logger,
 	})
 	if err != nil {
 		return err
 	}
-	logger.Info("outbox relay starting", "relay_id", cfg.RelayID, "databases", len(cfg.OutboxDatabaseURLs),
-		"kafka", cfg.Kafka.String(), "batch_size", cfg.BatchSize, "workers", cfg.Workers)
-
 	// The gRPC server carries health (and reflection in development mode),
 	// so the relay is probed like every other binary, and the operators'
 	// ParkedEventService over the parked outbox rows.
-	sec, err := security.Open(ctx, cfg.Security, cfg.Service, logger)
-	if err != nil {
-		return err
-	}
-	defer sec.Close(ctx)
-	parkedEvents, err := parked.Open(cfg.OutboxDatabaseURLs, tel.Registry, logger)
+	parkedEvents, err := parked.Open(cfg.OutboxDatabaseURLs, kit.Registry, logger)
 	if err != nil {
 		return err
 	}
 	defer parkedEvents.Close()
-	srvCfg, err := sec.Secure(grpcserver.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout, DrainDelay: cfg.DrainDelay},
-		parked.Policies(), nil, tel.Registry, logger)
-	if err != nil {
-		return err
-	}
-	gs, err := grpcserver.New(srvCfg, logger, tel.Registry, func(s grpc.ServiceRegistrar) {
-		opsv1.RegisterParkedEventServiceServer(s, parkedEvents)
+	return kit.Serve(ctx, bootstrap.Server{
+		Register: func(s grpc.ServiceRegistrar) { opsv1.RegisterParkedEventServiceServer(s, parkedEvents) },
+		Policies: parked.Policies(),
+		Checks: []opshttp.Check{
+			{Name: "postgres", Fn: rl.Ready},
+			{Name: "kafka", Fn: func(ctx context.Context) error {
+				if err := rl.BrokerReady(ctx); err != nil {
+					return opshttp.WithReason("publishing failing", err)
+				}
+				return kconn.Ready(ctx, clientID, cfg.Kafka.Brokers, event.Topics)
+			}},
+		},
+		Run: []func(context.Context) error{rl.Run},
+		Attrs: []any{"relay_id", cfg.RelayID, "databases", len(cfg.OutboxDatabaseURLs),
+			"kafka", cfg.Kafka.String(), "batch_size", cfg.BatchSize, "workers", cfg.Workers},
 	})
-	if err != nil {
-		return err
-	}
-	ready := opshttp.Checks(
-		opshttp.Check{Name: "postgres", Fn: rl.Ready},
-		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error {
-			if err := rl.BrokerReady(ctx); err != nil {
-				return opshttp.WithReason("publishing failing", err)
-			}
-			return kconn.Ready(ctx, clientID, cfg.Kafka.Brokers, event.Topics)
-		}},
-	)
-	ops, err := opshttp.New(cfg.HTTPAddr, tel.Registry, ready, logger)
-	if err != nil {
-		return err
-	}
-	if cfg.Profiles {
-		ops.ServeProfiles()
-	}
-	if err := lifecycle.Serve(ctx, gs.Serve, ops.Serve, rl.Run); err != nil {
-		return err
-	}
-	logger.Info("outbox-relay stopped")
-	return nil
 }

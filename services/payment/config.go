@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/config"
-	"github.com/goodgo/goodgo/platform/domainservice"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 )
 
@@ -14,8 +14,8 @@ import (
 type Config struct {
 	// Shared with order and inventory: GRPC_ADDR (127.0.0.1:50052),
 	// HTTP_ADDR (127.0.0.1:9102), DATABASE_URL (goodgo_payment), Redis,
-	// idempotency, VERSION_TOKEN_* and OUTBOX_* (see domainservice.Config).
-	domainservice.Config
+	// idempotency, VERSION_TOKEN_* and OUTBOX_* (see bootstrap.DomainConfig).
+	bootstrap.DomainConfig
 
 	// DeclineAboveMinor declines every payment above this many minor units
 	// (PAYMENT_DECLINE_ABOVE_MINOR, default 1000000; 0 disables the limit).
@@ -29,7 +29,7 @@ type Config struct {
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
 	c := Config{
-		Config:            domainservice.LoadConfig(e, "payment", "127.0.0.1:50052", "127.0.0.1:9102"),
+		DomainConfig:      bootstrap.LoadDomainConfig(e, "payment", "127.0.0.1:50052", "127.0.0.1:9102"),
 		DeclineAboveMinor: int64(e.Int("PAYMENT_DECLINE_ABOVE_MINOR", payment.DefaultDeclineAboveMinor)),
 	}
 	if c.DeclineAboveMinor < 0 {

@@ -131,7 +131,7 @@ func startService(tb testing.TB, env map[string]string) *service {
 			return true
 		default:
 		}
-		started = s.logs.find("payment service started")
+		started = s.logs.find("payment started")
 		return started != nil
 	}, 20*time.Second, 10*time.Millisecond)
 	require.NotNil(tb, started, "run ended early: logs:\n%s", s.logs.String())
@@ -236,7 +236,7 @@ func TestRunServesPaymentsAndStopsOnCancel(t *testing.T) {
 		t.Fatal("run did not return within 5s of cancel")
 	}
 	s.done <- nil // for the cleanup
-	require.NotNil(t, s.logs.find("payment service stopped"))
+	require.NotNil(t, s.logs.find("payment stopped"))
 }
 
 func TestRunFailsFastOnUnreachableRedis(t *testing.T) {

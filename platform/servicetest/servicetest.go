@@ -1,0 +1,179 @@
+// Package servicetest runs a binary's run function in-process for its
+// component tests, as main would (bootstrap's log lines tell where it
+// serves), and holds the helpers those tests share. For tests only.
+package servicetest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Lookup reads env as os.LookupEnv reads the environment.
+func Lookup(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	}
+}
+
+// maxLogBytes caps what Logs keeps, so that benchmarks logging every call
+// do not grow it without bound; the start-up lines come first.
+const maxLogBytes = 4 << 20
+
+// Logs is a binary's stdout: it keeps its JSON log lines for the test to
+// read. Safe for concurrent use.
+type Logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buf.Len() > maxLogBytes {
+		return len(p), nil
+	}
+	return l.buf.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *Logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// All returns the log lines whose message is msg, in order.
+func (l *Logs) All(msg string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(l.String()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// Find returns the first log line whose message is msg, or nil.
+func (l *Logs) Find(msg string) map[string]any {
+	if all := l.All(msg); len(all) > 0 {
+		return all[0]
+	}
+	return nil
+}
+
+// WaitFor returns attribute attr of the first log line whose message is
+// msg, waiting up to 15 s for it.
+func (l *Logs) WaitFor(tb testing.TB, msg, attr string) string {
+	tb.Helper()
+	var value string
+	require.Eventually(tb, func() bool {
+		value, _ = l.Find(msg)[attr].(string)
+		return value != ""
+	}, 15*time.Second, 10*time.Millisecond, "no %q log line with %s; logs:\n%s", msg, attr, l)
+	return value
+}
+
+// Process is a binary's run function serving in-process.
+type Process struct {
+	// Logs is its stdout.
+	Logs *Logs
+	// GRPCAddr and HTTPAddr are where it serves gRPC and the ops HTTP
+	// endpoints.
+	GRPCAddr, HTTPAddr string
+
+	service string
+	cancel  context.CancelFunc
+	done    chan error
+	once    sync.Once
+	err     error
+}
+
+// Start runs run (the binary service's run, given its stdout) until Stop
+// or the end of the test, and waits until it serves: its "<service>
+// started" log line. run ending first fails the test with its logs.
+func Start(tb testing.TB, service string, run func(ctx context.Context, stdout io.Writer) error) *Process {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Process{Logs: &Logs{}, service: service, cancel: cancel, done: make(chan error, 1)}
+	go func() { p.done <- run(ctx, p.Logs) }()
+	tb.Cleanup(func() { _ = p.wait(tb) })
+	var started map[string]any
+	require.Eventually(tb, func() bool {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return true
+		default:
+		}
+		started = p.Logs.Find(service + " started")
+		return started != nil
+	}, 20*time.Second, 10*time.Millisecond, "%s did not start; logs:\n%s", service, p.Logs)
+	require.NotNil(tb, started, "%s ended before serving; logs:\n%s", service, p.Logs)
+	p.GRPCAddr, _ = started["grpc_addr"].(string)
+	p.HTTPAddr, _ = started["http_addr"].(string)
+	return p
+}
+
+// Stop cancels run and requires it to return nil within 15 s, having
+// logged "<service> stopped".
+func (p *Process) Stop(tb testing.TB) {
+	tb.Helper()
+	require.NoError(tb, p.wait(tb))
+	require.NotNil(tb, p.Logs.Find(p.service+" stopped"), "logs:\n%s", p.Logs)
+}
+
+// wait cancels run and returns what it returned.
+func (p *Process) wait(tb testing.TB) error {
+	p.once.Do(func() {
+		p.cancel()
+		select {
+		case p.err = <-p.done:
+		case <-time.After(15 * time.Second):
+			tb.Errorf("%s did not return within 15s of its context's end", p.service)
+		}
+	})
+	return p.err
+}
+
+// HTTPGet returns the status and body of a GET of url: 0 and the error
+// when nothing answers.
+func HTTPGet(tb testing.TB, url string) (int, string) {
+	tb.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	require.NoError(tb, err)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(tb, err)
+	return resp.StatusCode, string(body)
+}
+
+// RequireNoTestCode fails when the package in dir (a binary's, "." for the
+// test's own) depends on package testing outside its tests: test helpers
+// belong in _test.go files and packages imported only by them.
+func RequireNoTestCode(tb testing.TB, dir string) {
+	tb.Helper()
+	out, err := exec.CommandContext(context.Background(), "go", "list", "-deps", "-f", "{{.ImportPath}}", dir).CombinedOutput() //nolint:gosec // the test names its own package
+	require.NoError(tb, err, "go list -deps %s: %s", dir, out)
+	deps := strings.Fields(string(out))
+	require.NotEmpty(tb, deps)
+	require.NotContains(tb, deps, "testing", "the binary in %s links package testing: a test helper is imported outside the tests", dir)
+}
