@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -146,18 +148,77 @@ func (in *instance) pending() (pendingRows, error) {
 		p.permanent = append(p.permanent, r.permanent)
 	}
 	for _, a := range in.audits {
-		d, err := json.Marshal(a.detail)
+		d, err := auditJSON(a.detail)
 		if err != nil {
 			return p, fmt.Errorf("saga: audit detail: %w", err)
-		}
-		if a.detail == nil {
-			d = []byte("{}")
 		}
 		p.actors = append(p.actors, a.actor)
 		p.actions = append(p.actions, a.action)
 		p.details = append(p.details, string(d))
 	}
 	return p, nil
+}
+
+// auditJSON encodes an audit detail as json.Marshal does (keys sorted; nil
+// is {}), by hand for the plain values the engine writes: nine details per
+// saga went through reflection, 8 % of the orchestrator's CPU. A value of
+// another type, or a string that would need escaping, takes json.Marshal.
+func auditJSON(d map[string]any) ([]byte, error) {
+	if len(d) == 0 {
+		return []byte("{}"), nil
+	}
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, 128)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		ok := plainJSON(k)
+		b = append(append(append(b, '"'), k...), '"', ':')
+		switch v := d[k].(type) {
+		case string:
+			ok = ok && plainJSON(v)
+			b = append(append(append(b, '"'), v...), '"')
+		case Phase:
+			ok = ok && plainJSON(string(v))
+			b = append(append(append(b, '"'), v...), '"')
+		case bool:
+			b = strconv.AppendBool(b, v)
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int32:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		default:
+			ok = false
+		}
+		if !ok {
+			out, err := json.Marshal(d)
+			if err != nil {
+				return nil, fmt.Errorf("encode: %w", err)
+			}
+			return out, nil
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// plainJSON reports whether s is printable ASCII that json.Marshal writes
+// as it is, between quotes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 func (in *instance) clean() {
