@@ -18,7 +18,10 @@
 //  5. calls the Handler with the transaction, raises the applied version and
 //     commits (result "applied");
 //  6. runs the functions the Handler registered with AfterCommit;
-//  7. only then commits the Kafka offset.
+//  7. only then commits the Kafka offset (at once, or with the next
+//     periodic commit when Config.CommitInterval is set).
+//
+// Steps 2 and 3–4 are one statement each (one round trip).
 //
 // A crash between 5 and 7 redelivers the message, which step 3 skips.
 // Events of types the consumer does not apply (Config.Types) skip 1–6.
