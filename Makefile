@@ -117,7 +117,7 @@ lint: $(BIN)/golangci-lint ## golangci-lint every module
 	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && golangci-lint run --config $(ROOT)/.golangci.yml ./...) || exit 1; done
 
 ## ---- build and test -------------------------------------------------------
-.PHONY: build test test/short fuzz bench e2e chaos bench/e2e
+.PHONY: build test fuzz bench e2e chaos bench/e2e
 build: ## Build the five binaries into ./bin
 	@for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
 

@@ -46,13 +46,6 @@ func ValueKeyID(value []byte) (string, error) {
 	return kid, err
 }
 
-// IsSealedValue reports whether value has the form of a sealed value (it
-// may still fail to open).
-func IsSealedValue(value []byte) bool {
-	_, _, err := splitValue(value)
-	return err == nil
-}
-
 func splitValue(v []byte) (kid string, ciphertext []byte, err error) {
 	if len(v) < 2 || v[0] != valueVersion {
 		return "", nil, ErrNotSealed

@@ -149,7 +149,7 @@ var (
 	// ErrIllegalState is returned by Retry and Abort for a saga whose state
 	// does not allow the operation.
 	ErrIllegalState = errors.New("saga: operation not allowed in this state")
-	// ErrNotRunning is returned by Start and Execute after Run returned.
+	// ErrNotRunning is returned by Start and ExecuteStarted after Run returned.
 	ErrNotRunning = errors.New("saga: engine is not running")
 	// ErrUnknownType is returned for a saga type without a Definition.
 	ErrUnknownType = errors.New("saga: unknown saga type")
@@ -344,7 +344,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (StartResult, erro
 // StartTx creates the saga of req within the caller's transaction tx (for
 // example together with the inbox record of the event that starts it),
 // leased to this replica. Nothing runs until the caller, after committing,
-// calls Execute with the returned id; a saga whose Execute never comes is
+// calls ExecuteStarted with the result; a saga whose execution never comes is
 // picked up by the recovery loop once its lease expires. A saga that
 // already exists for the type and correlation id is returned with Created
 // false. The trace context of ctx is stored with the saga.
@@ -368,32 +368,33 @@ func (e *Engine) StartTx(ctx context.Context, tx pgx.Tx, req StartRequest) (Star
 	}
 }
 
-// Execute runs saga id on this replica if this replica holds its lease (a
+// execute runs saga id on this replica if this replica holds its lease (a
 // saga from StartTx) or can claim it (due, lease expired). It waits for a
 // free worker (ctx bounds the wait) and returns once the execution has
 // begun; a saga that is held elsewhere, finished or already executing here
-// is left alone and Execute returns nil.
-func (e *Engine) Execute(ctx context.Context, id uuid.UUID) error {
+// is left alone and execute returns nil.
+func (e *Engine) execute(ctx context.Context, id uuid.UUID) error {
 	if err := e.acquire(ctx); err != nil {
 		return err
 	}
 	return e.executeHeld(ctx, id)
 }
 
-// ExecuteStarted is Execute of a saga r that StartTx created, once its
+// ExecuteStarted runs the saga r that StartTx created, once its
 // transaction has committed: the execution begins from the saga as StartTx
 // stored it, without reading it back (three round trips fewer per saga). A
-// result StartTx did not create (Created false, or not from StartTx) is
-// left to Execute. Should the stored saga have changed meanwhile (its
-// lease expired and a replica claimed it), the execution's first write,
-// guarded by version and lease owner, matches nothing and it stops, as an
-// execution whose lease was lost does.
+// saga StartTx did not create (Created false) is left alone: its creator
+// executes it, or the recovery loop once its lease expires. Should the
+// stored saga have changed meanwhile (its lease expired and a replica
+// claimed it), the execution's first write, guarded by version and lease
+// owner, matches nothing and it stops, as an execution whose lease was
+// lost does.
 func (e *Engine) ExecuteStarted(ctx context.Context, r StartResult) error {
 	if r.in == nil {
 		if !r.Created {
 			return nil
 		}
-		return e.Execute(ctx, r.SagaID)
+		return e.execute(ctx, r.SagaID)
 	}
 	if err := e.acquire(ctx); err != nil {
 		return err
@@ -416,7 +417,7 @@ func (e *Engine) ExecuteStarted(ctx context.Context, r StartResult) error {
 	return nil
 }
 
-// executeHeld is Execute with a worker slot already taken; it frees the
+// executeHeld is execute with a worker slot already taken; it frees the
 // slot unless an execution took it over.
 func (e *Engine) executeHeld(ctx context.Context, id uuid.UUID) error {
 	s, err := e.q.GetSaga(ctx, id)

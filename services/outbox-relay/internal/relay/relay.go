@@ -179,7 +179,7 @@ type Publisher interface {
 
 // Options are the relay's collaborators.
 type Options struct {
-	// NewPublisher returns a Publisher for one worker (see NewKafkaPublisher).
+	// NewPublisher returns a Publisher for one worker (see Kafka.NewPublisher).
 	NewPublisher func() Publisher
 	// Keys opens PII payloads; nil when no event is sealed.
 	Keys *keyring.Keyring

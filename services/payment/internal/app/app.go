@@ -57,9 +57,6 @@ type Service struct {
 // Option changes a Service default.
 type Option func(*Service)
 
-// WithClock replaces time.Now (tests).
-func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
-
 // WithRetryPolicy replaces optlock.DefaultPolicy for internal conflict
 // retries.
 func WithRetryPolicy(p optlock.Policy) Option { return func(s *Service) { s.retry = p } }

@@ -1,0 +1,8 @@
+package keyring
+
+// IsSealedValue reports whether value has the form of a sealed value (it
+// may still fail to open): for the tests of that form.
+func IsSealedValue(value []byte) bool {
+	_, _, err := splitValue(value)
+	return err == nil
+}
