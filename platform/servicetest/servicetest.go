@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -16,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Lookup reads env as os.LookupEnv reads the environment.
@@ -166,14 +171,47 @@ func HTTPGet(tb testing.TB, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// RequireNoTestCode fails when the package in dir (a binary's, "." for the
-// test's own) depends on package testing outside its tests: test helpers
-// belong in _test.go files and packages imported only by them.
-func RequireNoTestCode(tb testing.TB, dir string) {
+// RequireNoTestCode fails when package pkg (a binary's import path)
+// depends on package testing outside its tests: test helpers belong in
+// _test.go files and in packages imported only by them.
+func RequireNoTestCode(tb testing.TB, pkg string) {
 	tb.Helper()
-	out, err := exec.CommandContext(context.Background(), "go", "list", "-deps", "-f", "{{.ImportPath}}", dir).CombinedOutput() //nolint:gosec // the test names its own package
-	require.NoError(tb, err, "go list -deps %s: %s", dir, out)
+	out, err := exec.CommandContext(context.Background(), "go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput() //nolint:gosec // the test names the packages
+	require.NoError(tb, err, "go list -deps %s: %s", pkg, out)
 	deps := strings.Fields(string(out))
-	require.NotEmpty(tb, deps)
-	require.NotContains(tb, deps, "testing", "the binary in %s links package testing: a test helper is imported outside the tests", dir)
+	require.Contains(tb, deps, pkg)
+	require.NotContains(tb, deps, "testing", "%s links package testing: a test helper is imported outside the tests", pkg)
+}
+
+// RequireDatabaseFailuresClassified requires toStatus, a service's mapping
+// of errors to gRPC statuses, to answer the database errors that
+// integration tests cannot provoke on demand (a serialization failure, a
+// deadlock, a server shutting down, a lost connection) as every service
+// does: Aborted for a retryable conflict, Unavailable for a transient
+// failure, Internal for the rest, never with the database's own words.
+func RequireDatabaseFailuresClassified(t *testing.T, toStatus func(error) error) {
+	t.Helper()
+	const (
+		retry       = "concurrent update; retry"
+		unavailable = "temporarily unavailable; retry"
+		internal    = "internal error"
+	)
+	for _, tc := range []struct {
+		err  error
+		code codes.Code
+		msg  string
+	}{
+		{&pgconn.PgError{Code: "40001"}, codes.Aborted, retry},
+		{&pgconn.PgError{Code: "40P01"}, codes.Aborted, retry},
+		{&pgconn.PgError{Code: "55P03"}, codes.Unavailable, unavailable},
+		{&pgconn.PgError{Code: "57P01"}, codes.Unavailable, unavailable},
+		{&pgconn.PgError{Code: "53300"}, codes.Unavailable, unavailable},
+		{io.ErrUnexpectedEOF, codes.Unavailable, unavailable},
+		{&pgconn.PgError{Code: "23505"}, codes.Internal, internal},
+		{errors.New("boom"), codes.Internal, internal},
+	} {
+		st := status.Convert(toStatus(fmt.Errorf("update x: %w", tc.err)))
+		require.Equal(t, tc.code, st.Code(), "%v", tc.err)
+		require.Equal(t, tc.msg, st.Message(), "%v", tc.err)
+	}
 }
