@@ -121,10 +121,14 @@ func (b *batcher) takeLocked() []*queued {
 
 // exec sends one pipeline of the batch's live commands and wakes their
 // callers. Commands whose caller gave up are not sent. The pipeline runs
-// detached from any caller's context (each caller stops waiting on its
-// own); the client's read and write timeouts bound it.
+// without any caller's cancellation or deadline (each caller stops waiting
+// on its own; the client's read and write timeouts bound it) but with the
+// values of the first live caller's context: its span is the parent of
+// the pipeline's, so a request's trace shows its Redis call (the others in
+// the batch show only their wait).
 func (b *batcher) exec(batch []*queued) {
 	live := make([]redis.Cmder, 0, len(batch))
+	var pctx context.Context
 	for _, q := range batch {
 		if err := q.ctx.Err(); err != nil {
 			// Its caller may yet read done before ctx: never a nil
@@ -132,18 +136,21 @@ func (b *batcher) exec(batch []*queued) {
 			q.cmd.SetErr(err)
 			continue
 		}
+		if pctx == nil {
+			pctx = context.WithoutCancel(q.ctx)
+		}
 		live = append(live, q.cmd)
 	}
 	if len(live) > 0 {
 		pipe := b.client.Pipeline()
 		for _, c := range live {
-			_ = pipe.Process(context.Background(), c) // queues; the error is c's, set by Exec
+			_ = pipe.Process(pctx, c) // queues; the error is c's, set by Exec
 		}
 		// Exec sets every command's own error, including a failed round
 		// trip's on each command it carried; callers read their own. A
 		// pipeline stopped before it ran (a hook refusing it) sets none:
 		// its commands must not read as done.
-		if _, err := pipe.Exec(context.Background()); err != nil && !slices.ContainsFunc(live, failed) {
+		if _, err := pipe.Exec(pctx); err != nil && !slices.ContainsFunc(live, failed) {
 			for _, c := range live {
 				c.SetErr(err)
 			}

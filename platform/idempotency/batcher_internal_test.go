@@ -26,7 +26,13 @@ type pipelineGate struct {
 	hold            chan struct{} // the next pipeline waits for it to close
 	held            chan struct{} // closed when that pipeline is waiting
 	fail            error         // the held pipeline fails with it, unsent
+	// value and deadline are what the last pipeline's context carried.
+	value    any
+	deadline bool
 }
+
+// traceKey stands in for the span a request's context carries.
+type traceKey struct{}
 
 func (g *pipelineGate) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (g *pipelineGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
@@ -41,6 +47,8 @@ func (g *pipelineGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 		g.pipelines.Add(1)
 		g.cmds.Add(int64(len(cmds)))
 		g.mu.Lock()
+		g.value = ctx.Value(traceKey{})
+		_, g.deadline = ctx.Deadline()
 		hold, held, fail := g.hold, g.held, g.fail
 		g.hold, g.held, g.fail = nil, nil, nil
 		g.mu.Unlock()
@@ -270,6 +278,18 @@ func TestBatcher(t *testing.T) {
 		go func() { errc <- tb.b.do(dctx, redis.NewStatusCmd(dctx, "ping")) }()
 		<-held
 		require.ErrorIs(t, <-errc, context.DeadlineExceeded)
+	})
+
+	t.Run("the pipeline carries its caller's context values, not its deadline", func(t *testing.T) {
+		t.Parallel()
+		tb := setupBatcher(t, 1)
+		ctx, cancel := context.WithTimeout(context.WithValue(t.Context(), traceKey{}, "span-1"), time.Minute)
+		defer cancel()
+		require.NoError(t, tb.b.do(ctx, redis.NewStatusCmd(ctx, "ping")))
+		tb.gate.mu.Lock()
+		defer tb.gate.mu.Unlock()
+		require.Equal(t, "span-1", tb.gate.value, "the request's span is the pipeline's parent")
+		require.False(t, tb.gate.deadline, "one caller's deadline does not bound the others' commands")
 	})
 
 	t.Run("batches are capped", func(t *testing.T) {
