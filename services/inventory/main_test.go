@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +22,7 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
 
@@ -44,19 +42,15 @@ func TestRun(t *testing.T) {
 		"IDEMPOTENCY_KEY_PREFIX": "inventory-main-test:" + uuid.NewString() + ":",
 		"STARTUP_TIMEOUT":        "10s",
 	})
-	cfg, err := loadConfig(mapLookup(env))
+	cfg, err := loadConfig(servicetest.Lookup(env))
 	require.NoError(t, err)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := newLogWatcher(t)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, logs, mapLookup(env)) }()
-
-	grpcAddr := logs.waitFor(t, "grpc server listening", "addr")
-	httpAddr := logs.waitFor(t, "ops http server listening", "addr")
-	require.Equal(t, grpcAddr, logs.waitFor(t, "inventory started", "grpc_addr"))
-	require.Equal(t, httpAddr, logs.waitFor(t, "inventory started", "http_addr"))
+	ctx := context.Background()
+	p := servicetest.Start(t, "inventory", func(ctx context.Context, stdout io.Writer) error {
+		return run(ctx, cfg, stdout, servicetest.Lookup(env))
+	})
+	grpcAddr, httpAddr := p.GRPCAddr, p.HTTPAddr
+	require.Equal(t, grpcAddr, p.Logs.WaitFor(t, "grpc server listening", "addr"))
+	require.Equal(t, httpAddr, p.Logs.WaitFor(t, "ops http server listening", "addr"))
 
 	// client is the orchestrator, acting for a customer; admin a user
 	// with the admin role.
@@ -146,14 +140,8 @@ func TestRun(t *testing.T) {
 		require.Equal(t, "ok\n", httpGet(t, "http://"+httpAddr+"/readyz"))
 	})
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after its context was cancelled")
-	}
-	require.Equal(t, "inventory", logs.waitFor(t, "inventory stopped", "service"))
+	p.Stop(t)
+	require.Equal(t, "inventory", p.Logs.WaitFor(t, "inventory stopped", "service"))
 }
 
 func TestRunFailsWhenPostgresIsUnreachable(t *testing.T) {
@@ -165,9 +153,9 @@ func TestRunFailsWhenPostgresIsUnreachable(t *testing.T) {
 		"DATABASE_URL":    "postgres://postgres@127.0.0.1:1/goodgo_inventory?sslmode=disable",
 		"STARTUP_TIMEOUT": "300ms",
 	})
-	cfg, err := loadConfig(mapLookup(env))
+	cfg, err := loadConfig(servicetest.Lookup(env))
 	require.NoError(t, err)
-	err = run(context.Background(), cfg, io.Discard, mapLookup(env))
+	err = run(context.Background(), cfg, io.Discard, servicetest.Lookup(env))
 	require.ErrorContains(t, err, "postgres")
 }
 
@@ -176,7 +164,7 @@ func TestLoadConfig(t *testing.T) {
 	dev := map[string]string{"GOODGO_MODE": "development"}
 
 	t.Run("defaults work on a developer machine, in development mode", func(t *testing.T) {
-		cfg, err := loadConfig(mapLookup(dev))
+		cfg, err := loadConfig(servicetest.Lookup(dev))
 		require.NoError(t, err)
 		require.Equal(t, "inventory", cfg.Service)
 		require.Equal(t, "127.0.0.1:50053", cfg.GRPCAddr)
@@ -194,7 +182,7 @@ func TestLoadConfig(t *testing.T) {
 	t.Run("real keys replace the development ones", func(t *testing.T) {
 		k := "a:" + strings.Repeat("QUFB", 10) + "QUE=" // 32 bytes
 		o := "o:" + strings.Repeat("QkJC", 10) + "QkI=" // 32 other bytes
-		cfg, err := loadConfig(mapLookup(map[string]string{"GOODGO_MODE": "development", "VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": o}))
+		cfg, err := loadConfig(servicetest.Lookup(map[string]string{"GOODGO_MODE": "development", "VERSION_TOKEN_KEYS": k, "OUTBOX_KEYS": o}))
 		require.NoError(t, err)
 		require.False(t, cfg.VersionTokens.Dev)
 		require.Equal(t, "a", cfg.VersionTokens.Active)
@@ -214,7 +202,7 @@ func TestLoadConfig(t *testing.T) {
 	for name, env := range bad {
 		t.Run(name+" is named when bad", func(t *testing.T) {
 			env["GOODGO_MODE"] = "development"
-			_, err := loadConfig(mapLookup(env))
+			_, err := loadConfig(servicetest.Lookup(env))
 			require.Error(t, err)
 			require.True(t, strings.HasPrefix(err.Error(), name+": "), err.Error())
 			require.NotContains(t, err.Error(), "\n", "one line for one bad variable")
@@ -222,66 +210,9 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-func mapLookup(env map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := env[name]
-		return v, ok
-	}
-}
-
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url) //nolint:noctx // a test against a local server
-	require.NoError(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	require.Equal(t, http.StatusOK, resp.StatusCode, url)
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(body)
-}
-
-// logWatcher is the binary's stdout: it keeps the JSON log lines so that the
-// test can find the addresses the servers bound.
-type logWatcher struct {
-	mu    sync.Mutex
-	lines []map[string]any
-	w     *io.PipeWriter
-}
-
-func newLogWatcher(t *testing.T) *logWatcher {
-	r, w := io.Pipe()
-	l := &logWatcher{w: w}
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			var line map[string]any
-			if json.Unmarshal(sc.Bytes(), &line) == nil {
-				l.mu.Lock()
-				l.lines = append(l.lines, line)
-				l.mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { _ = w.Close() })
-	return l
-}
-
-func (l *logWatcher) Write(p []byte) (int, error) { return l.w.Write(p) }
-
-// waitFor returns attribute attr of the first log line whose message is msg.
-func (l *logWatcher) waitFor(t *testing.T, msg, attr string) string {
-	t.Helper()
-	var value string
-	require.Eventually(t, func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, line := range l.lines {
-			if line["msg"] == msg {
-				value, _ = line[attr].(string)
-				return value != ""
-			}
-		}
-		return false
-	}, 15*time.Second, 10*time.Millisecond, "no %q log line", msg)
-	return value
+	code, body := servicetest.HTTPGet(t, url)
+	require.Equal(t, http.StatusOK, code, url)
+	return body
 }

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -23,37 +20,8 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
-
-// logLines collects the JSON log lines run writes.
-type logLines struct {
-	mu    sync.Mutex
-	lines []map[string]any
-}
-
-func (l *logLines) consume(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			l.mu.Lock()
-			l.lines = append(l.lines, m)
-			l.mu.Unlock()
-		}
-	}
-}
-
-func (l *logLines) value(msg, key string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.lines {
-		if m["msg"] == msg {
-			s, _ := m[key].(string)
-			return s
-		}
-	}
-	return ""
-}
 
 // The binary's composition root: ready once a database and the broker
 // answer, relays an event, exposes the relay metrics, stops on cancel.
@@ -73,7 +41,7 @@ func TestRunRelaysAndReportsReady(t *testing.T) {
 		"HTTP_ADDR":            "127.0.0.1:0",
 	})
 	relay := startRun(t, env)
-	get := relay.get
+	get := func(path string) (int, string) { return relay.get(t, path) }
 	ctx := context.Background()
 	require.Eventually(t, func() bool { code, _ := get("/readyz"); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
 
@@ -132,8 +100,8 @@ func TestMissingTopicsAreNamedUntilCreated(t *testing.T) {
 		"OUTBOX_DATABASE_URLS": url, "KAFKA_BROKERS": b.Addr(), "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 	})
 	r := startRun(t, env)
-	require.NotEmpty(t, r.logs.value("kafka topics missing: not ready until they are created", "level"), "named at start")
-	readyz := func() (int, string) { return r.get("/readyz") }
+	require.NotEmpty(t, r.Logs.Find("kafka topics missing: not ready until they are created")["level"], "named at start")
+	readyz := func() (int, string) { return r.get(t, "/readyz") }
 	const notReady = "not ready: kafka (missing topics " + event.TopicPayment + ", " + event.TopicInventory + ")\n"
 	require.Eventually(t, func() bool { code, body := readyz(); return code == http.StatusServiceUnavailable && body == notReady },
 		10*time.Second, 20*time.Millisecond, "readyz names the missing topics")
@@ -151,52 +119,24 @@ func TestMissingTopicsAreNamedUntilCreated(t *testing.T) {
 	r.stop(t)
 }
 
-// relayRun is run() serving on free ports, its JSON log lines collected.
-type relayRun struct {
-	logs   *logLines
-	addr   string // the ops HTTP server's
-	cancel context.CancelFunc
-	done   chan error
-}
+// relayRun is run() serving on free ports.
+type relayRun struct{ *servicetest.Process }
 
-// startRun runs the relay as main does with env and waits until its ops
-// HTTP server listens.
+// startRun runs the relay as main does with env and waits until it serves.
 func startRun(t *testing.T, env map[string]string) *relayRun {
 	t.Helper()
 	cfg, err := loadConfig(lookup(env))
 	require.NoError(t, err)
-	pr, pw := io.Pipe()
-	r := &relayRun{logs: &logLines{}, done: make(chan error, 1)}
-	go r.logs.consume(pr)
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- run(ctx, cfg, pw, lookup(map[string]string{"OTEL_SDK_DISABLED": "true"})) }()
-	t.Cleanup(func() { cancel(); _ = pw.Close() })
-	require.Eventually(t, func() bool { r.addr = r.logs.value("ops http server listening", "addr"); return r.addr != "" },
-		10*time.Second, 10*time.Millisecond)
-	return r
+	return &relayRun{servicetest.Start(t, "outbox-relay", func(ctx context.Context, stdout io.Writer) error {
+		return run(ctx, cfg, stdout, lookup(map[string]string{"OTEL_SDK_DISABLED": "true"}))
+	})}
 }
 
 // get returns the status and body of an ops HTTP path (0 and the error
 // when it does not answer).
-func (r *relayRun) get(path string) (int, string) {
-	resp, err := http.Get("http://" + r.addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+func (r *relayRun) get(t *testing.T, path string) (int, string) {
+	return servicetest.HTTPGet(t, "http://"+r.HTTPAddr+path)
 }
 
-// stop cancels run and requires it to return nil within 10 s.
-func (r *relayRun) stop(t *testing.T) {
-	t.Helper()
-	r.cancel()
-	select {
-	case err := <-r.done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
-}
+// stop cancels run and requires it to return nil.
+func (r *relayRun) stop(t *testing.T) { r.Stop(t) }

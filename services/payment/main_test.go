@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,60 +25,16 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
-// logBuffer collects the service's JSON log lines; run writes from several
-// goroutines while the test reads.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// maxLogBytes caps what logBuffer keeps, so that benchmarks logging every
-// call do not grow it without bound; the start-up lines come first.
-const maxLogBytes = 4 << 20
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.buf.Len() > maxLogBytes {
-		return len(p), nil
-	}
-	return l.buf.Write(p)
-}
-
-// String returns everything logged so far.
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// find returns the first log line with msg, or nil.
-func (l *logBuffer) find(msg string) map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
-			return line
-		}
-	}
-	return nil
-}
-
 type service struct {
-	pki                *authtest.PKI
-	grpcAddr, httpAddr string
-	idempotencyPrefix  string
-	conn               *grpc.ClientConn
-	client             paymentv1.PaymentServiceClient
-	cancel             context.CancelFunc
-	done               chan error
-	logs               *logBuffer
-	pool               *pgxpool.Pool
+	*servicetest.Process
+	pki               *authtest.PKI
+	idempotencyPrefix string
+	conn              *grpc.ClientConn
+	client            paymentv1.PaymentServiceClient
+	pool              *pgxpool.Pool
 }
 
 // startService runs the binary's run() on free ports against a fresh pgtest
@@ -104,40 +56,12 @@ func startService(tb testing.TB, env map[string]string) *service {
 		"STARTUP_TIMEOUT":        "10s",
 	})
 	maps.Copy(vars, env)
-	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	lookup := servicetest.Lookup(vars)
 	cfg, err := loadConfig(lookup)
 	require.NoError(tb, err)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{pki: pki, idempotencyPrefix: vars["IDEMPOTENCY_KEY_PREFIX"], cancel: cancel, done: make(chan error, 1), logs: &logBuffer{}, pool: pool}
-	go func() { s.done <- run(ctx, cfg, s.logs, lookup) }()
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-s.done:
-			if err != nil {
-				tb.Errorf("run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			tb.Error("run did not return after cancel")
-		}
-	})
-
-	var started map[string]any
-	require.Eventually(tb, func() bool {
-		select {
-		case err := <-s.done:
-			s.done <- err
-			return true
-		default:
-		}
-		started = s.logs.find("payment started")
-		return started != nil
-	}, 20*time.Second, 10*time.Millisecond)
-	require.NotNil(tb, started, "run ended early: logs:\n%s", s.logs.String())
-	s.grpcAddr, s.httpAddr = started["grpc_addr"].(string), started["http_addr"].(string)
-
-	s.conn = pki.DialAs("orchestrator", "payment", s.grpcAddr)
+	s := &service{pki: pki, idempotencyPrefix: vars["IDEMPOTENCY_KEY_PREFIX"], pool: pool}
+	s.Process = servicetest.Start(tb, "payment", func(ctx context.Context, stdout io.Writer) error { return run(ctx, cfg, stdout, lookup) })
+	s.conn = pki.DialAs("orchestrator", "payment", s.GRPCAddr)
 	s.client = paymentv1.NewPaymentServiceClient(s.conn)
 	return s
 }
@@ -162,16 +86,6 @@ const customer = "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0c"
 func keyed(ctx context.Context) context.Context {
 	ctx = caller.WithDelegation(ctx, caller.Delegation{User: customer, Permissions: []string{"orders.place"}})
 	return metadata.AppendToOutgoingContext(ctx, idempotency.MetadataKey, uuid.NewString())
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(body)
 }
 
 func TestRunServesPaymentsAndStopsOnCancel(t *testing.T) {
@@ -214,7 +128,7 @@ func TestRunServesPaymentsAndStopsOnCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, healthpb.HealthCheckResponse_SERVING, health.GetStatus())
 
-	code, body := httpGet(t, "http://"+s.httpAddr+"/metrics")
+	code, body := servicetest.HTTPGet(t, "http://"+s.HTTPAddr+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	for _, name := range []string{
 		`idempotency_checks_total{method="/goodgo.payment.v1.PaymentService/ProcessPayment"} 3`,
@@ -225,18 +139,10 @@ func TestRunServesPaymentsAndStopsOnCancel(t *testing.T) {
 	} {
 		require.Contains(t, body, name)
 	}
-	code, _ = httpGet(t, "http://"+s.httpAddr+"/readyz")
+	code, _ = servicetest.HTTPGet(t, "http://"+s.HTTPAddr+"/readyz")
 	require.Equal(t, http.StatusOK, code)
 
-	s.cancel()
-	select {
-	case err := <-s.done:
-		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("run did not return within 5s of cancel")
-	}
-	s.done <- nil // for the cleanup
-	require.NotNil(t, s.logs.find("payment stopped"))
+	s.Stop(t)
 }
 
 func TestRunFailsFastOnUnreachableRedis(t *testing.T) {
