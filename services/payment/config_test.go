@@ -41,7 +41,7 @@ func TestLoadConfigNamesEachBadVariable(t *testing.T) {
 		{"database url with a wrong scheme", map[string]string{"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL: scheme must be one of"},
 		{"short idempotency ttl", map[string]string{"IDEMPOTENCY_TTL": "10ms"}, "IDEMPOTENCY_TTL: must be at least 1s"},
 		{"bad listen address", map[string]string{"GRPC_ADDR": "nope"}, "GRPC_ADDR:"},
-		{"short version token key", map[string]string{"VERSION_TOKEN_KEYS": "k1:c2hvcnQ="}, "VERSION_TOKEN_KEYS: key \"k1\" is 5 bytes"},
+		{"short version token key", map[string]string{"VERSION_TOKEN_KEYS": "k1:c2hvcnQ="}, "VERSION_TOKEN_KEYS: key \"k1\": decodes to 5 bytes"},
 		{"unknown active outbox key", map[string]string{"OUTBOX_ACTIVE_KEY": "k9"}, "OUTBOX_ACTIVE_KEY: key id \"k9\" is not among the keys"},
 	}
 	for _, tc := range tests {
