@@ -110,13 +110,18 @@ type Process struct {
 
 // Start runs run (the binary service's run, given its stdout) until Stop
 // or the end of the test, and waits until it serves: its "<service>
-// started" log line. run ending first fails the test with its logs.
+// started" log line. run ending first, or with an error at the end of the
+// test, fails the test.
 func Start(tb testing.TB, service string, run func(ctx context.Context, stdout io.Writer) error) *Process {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Process{Logs: &Logs{}, service: service, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- run(ctx, p.Logs) }()
-	tb.Cleanup(func() { _ = p.wait(tb) })
+	tb.Cleanup(func() {
+		if err := p.wait(tb); err != nil {
+			tb.Errorf("%s: %v", service, err)
+		}
+	})
 	var started map[string]any
 	require.Eventually(tb, func() bool {
 		select {
@@ -134,7 +139,7 @@ func Start(tb testing.TB, service string, run func(ctx context.Context, stdout i
 	return p
 }
 
-// Stop cancels run and requires it to return nil within 15 s, having
+// Stop cancels run and requires it to return nil within 30 s, having
 // logged "<service> stopped".
 func (p *Process) Stop(tb testing.TB) {
 	tb.Helper()
@@ -148,8 +153,8 @@ func (p *Process) wait(tb testing.TB) error {
 		p.cancel()
 		select {
 		case p.err = <-p.done:
-		case <-time.After(15 * time.Second):
-			tb.Errorf("%s did not return within 15s of its context's end", p.service)
+		case <-time.After(30 * time.Second):
+			tb.Errorf("%s did not return within 30s of its context's end", p.service)
 		}
 	})
 	return p.err

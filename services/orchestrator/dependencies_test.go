@@ -52,7 +52,7 @@ func (a advertising) Addr() net.Addr { return a.addr }
 // readyz returns the orchestrator's /readyz status and body; status 0 and
 // the error when the ops server does not answer (the orchestrator exited).
 func (b *bundle) readyz(t *testing.T) (int, string) {
-	started := b.logs.find("orchestrator started")
+	started := b.logs.Find("orchestrator started")
 	if started == nil {
 		return 0, "not started"
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -35,6 +33,7 @@ import (
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/saga"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/platform/token"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
@@ -42,40 +41,6 @@ import (
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	paymentv1 "github.com/goodgo/goodgo/proto/goodgo/payment/v1"
 )
-
-// logBuffer collects the binary's JSON log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// String returns everything logged so far.
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// find returns the first log line with msg, or nil.
-func (l *logBuffer) find(msg string) map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
-			return line
-		}
-	}
-	return nil
-}
 
 // neighbours are fake payment, inventory and order services, each served
 // with its own certificate: they record every call (method, order,
@@ -267,7 +232,7 @@ type bundle struct {
 	sagas  orchestratorv1.SagaServiceClient
 	pki    *authtest.PKI
 	addr   string
-	logs   *logBuffer
+	logs   *servicetest.Logs
 }
 
 // as returns a SagaService client calling as user with roles.
@@ -319,35 +284,11 @@ func setup(t *testing.T, env map[string]string) *bundle {
 		u.Host = addr
 		vars["DATABASE_URL"] = u.String()
 	}
-	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	lookup := servicetest.Lookup(vars)
 	cfg, err := loadConfig(lookup)
 	require.NoError(t, err)
-	logs := &logBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, logs, lookup) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Error("run did not stop")
-		}
-	})
-	var started map[string]any
-	require.Eventually(t, func() bool {
-		select {
-		case err := <-done:
-			done <- err // for the cleanup
-			return true
-		default:
-		}
-		started = logs.find("orchestrator started")
-		return started != nil
-	}, 30*time.Second, 10*time.Millisecond)
-	require.NotNil(t, started, "run stopped early: logs:\n%s", logs.String())
-	b := &bundle{n: n, broker: cluster.ListenAddrs()[0], pki: pki, addr: started["grpc_addr"].(string), logs: logs}
+	p := servicetest.Start(t, "orchestrator", func(ctx context.Context, stdout io.Writer) error { return run(ctx, cfg, stdout, lookup) })
+	b := &bundle{n: n, broker: cluster.ListenAddrs()[0], pki: pki, addr: p.GRPCAddr, logs: p.Logs}
 	b.sagas = b.as("ops-1", caller.RoleOperator)
 	return b
 }
@@ -446,7 +387,7 @@ func TestOrderSagaConfirmsAPaidReservedOrder(t *testing.T) {
 	require.Equal(t, []string{"order", "payment", "inventory", "confirm"}, steps)
 	require.Equal(t, int32(1), got.GetSaga().GetSteps()[1].GetAttempts())
 
-	line := b.logs.find("order saga started")
+	line := b.logs.Find("order saga started")
 	require.NotNil(t, line)
 	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", line["trace_id"], "the saga continues the event's trace")
 }

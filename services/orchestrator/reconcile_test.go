@@ -119,7 +119,7 @@ func TestReconcilerStartsTheMissingSagaOfAStalePendingOrder(t *testing.T) {
 		require.Equal(t, "2s", c.Reason, "RECONCILE_AFTER is the age asked for")
 		require.Equal(t, "orchestrator", c.Caller)
 	}
-	line := b.logs.find("stale PENDING order had no saga; saga started")
+	line := b.logs.Find("stale PENDING order had no saga; saga started")
 	require.NotNil(t, line)
 	require.Equal(t, lost.GetOrderId(), line["order_id"])
 }
