@@ -147,6 +147,17 @@ func (p *Process) Stop(tb testing.TB) {
 	require.NotNil(tb, p.Logs.Find(p.service+" stopped"), "logs:\n%s", p.Logs)
 }
 
+// Ended reports whether run has returned, and what it returned.
+func (p *Process) Ended() (bool, error) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
 // wait cancels run and returns what it returned.
 func (p *Process) wait(tb testing.TB) error {
 	p.once.Do(func() {

@@ -44,7 +44,7 @@ func TestDatabaseAndRedisOutagesMidRun(t *testing.T) {
 	place := func() error {
 		user := uuid.NewString()
 		ctx := metadata.AppendToOutgoingContext(authtest.AsUser(context.Background(), svc.pki.Token(user)), idempotency.MetadataKey, uuid.NewString())
-		_, err := orderv1.NewOrderServiceClient(svc.pki.Dial(svc.grpcAddr)).PlaceOrder(ctx, &orderv1.PlaceOrderRequest{
+		_, err := orderv1.NewOrderServiceClient(svc.pki.Dial(svc.GRPCAddr)).PlaceOrder(ctx, &orderv1.PlaceOrderRequest{
 			CustomerId:      user,
 			Items:           []*orderv1.OrderItemInput{{Sku: "SKU-1", Quantity: 1}},
 			ShippingAddress: &orderv1.Address{Name: "Ada", Line1: "1 Main St", City: "Boston", PostalCode: "02110", CountryCode: "US"},
@@ -79,12 +79,10 @@ func (s *service) waitReadyz(t *testing.T, code int, body string) {
 	defer tick.Stop()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		select {
-		case err := <-s.done:
+		if ended, err := s.Ended(); ended {
 			t.Fatalf("run returned while waiting for readiness: %v", err)
-		default:
 		}
-		gotCode, gotBody := readyz(t, s.httpAddr)
+		gotCode, gotBody := readyz(t, s.HTTPAddr)
 		if gotCode == code && gotBody == body {
 			return
 		}
@@ -129,7 +127,7 @@ func TestProjectorJoinsOnceItsTopicsExist(t *testing.T) {
 	svc := startService(t, dbURL, map[string]string{"PROJECTOR": "true", "KAFKA_BROKERS": b.Addr(), "PROJECTOR_GROUP": group})
 
 	require.Eventually(t, func() bool {
-		code, body := readyz(t, svc.httpAddr)
+		code, body := readyz(t, svc.HTTPAddr)
 		return code == http.StatusOK && strings.Contains(body, "degraded: kafka (missing topic")
 	}, 30*time.Second, 20*time.Millisecond, "readiness names the missing topics")
 

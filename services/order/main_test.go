@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"maps"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +24,7 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	"github.com/goodgo/goodgo/services/order/internal/inventorytest"
@@ -35,12 +32,9 @@ import (
 
 // service is the binary's run() serving on free ports.
 type service struct {
-	pki                *authtest.PKI
-	env                map[string]string
-	grpcAddr, httpAddr string
-	logs               *syncBuffer
-	cancel             context.CancelFunc
-	done               chan error
+	*servicetest.Process
+	pki *authtest.PKI
+	env map[string]string
 }
 
 // startService runs the service as main does, on free ports, against an
@@ -70,35 +64,15 @@ func startService(t *testing.T, dbURL string, extra map[string]string, products 
 		"STARTUP_TIMEOUT":           "10s",
 	})
 	maps.Copy(env, extra)
-	cfg, err := loadConfig(lookup(env))
+	cfg, err := loadConfig(servicetest.Lookup(env))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{pki: pki, env: env, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	t.Cleanup(cancel)
-	go func() { s.done <- run(ctx, cfg, s.logs, lookup(env)) }()
-	var started struct {
-		GRPCAddr string `json:"grpc_addr"`
-		HTTPAddr string `json:"http_addr"`
-	}
-	require.Eventually(t, func() bool {
-		line, ok := s.logs.find("order started")
-		return ok && json.Unmarshal([]byte(line), &started) == nil
-	}, 20*time.Second, 20*time.Millisecond, "the service did not start; logs:\n%s", s.logs)
-	s.grpcAddr, s.httpAddr = started.GRPCAddr, started.HTTPAddr
-	return s
+	return &service{pki: pki, env: env, Process: servicetest.Start(t, "order", func(ctx context.Context, stdout io.Writer) error {
+		return run(ctx, cfg, stdout, servicetest.Lookup(env))
+	})}
 }
 
-// stop cancels run and requires it to return nil within 10 s.
-func (s *service) stop(t *testing.T) {
-	t.Helper()
-	s.cancel()
-	select {
-	case err := <-s.done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after its context was cancelled")
-	}
-}
+// stop cancels run and requires it to return nil.
+func (s *service) stop(t *testing.T) { s.Stop(t) }
 
 // TestRun starts the whole service as main does and uses it through real
 // gRPC clients.
@@ -107,7 +81,7 @@ func TestRun(t *testing.T) {
 	svc := startService(t, dbURL, nil, inventorytest.Product("SKU-1", "Widget", "USD", 1999, 10))
 	pki, ctx := svc.pki, context.Background()
 
-	cc := pki.Dial(svc.grpcAddr)
+	cc := pki.Dial(svc.GRPCAddr)
 	client := orderv1.NewOrderServiceClient(cc)
 	user7 := uuid.NewString()
 	callAs := func(user string) context.Context {
@@ -132,7 +106,7 @@ func TestRun(t *testing.T) {
 
 	_, err = client.ConfirmOrder(call(), &orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "only the orchestrator confirms")
-	saga := orderv1.NewOrderServiceClient(pki.DialAs("orchestrator", "order", svc.grpcAddr))
+	saga := orderv1.NewOrderServiceClient(pki.DialAs("orchestrator", "order", svc.GRPCAddr))
 	forUser7 := caller.WithDelegation(ctx, caller.Delegation{User: user7, Permissions: []string{"orders.place"}})
 	confirmed, err := saga.ConfirmOrder(metadata.AppendToOutgoingContext(forUser7, idempotency.MetadataKey, uuid.NewString()),
 		&orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
@@ -175,15 +149,13 @@ func TestRun(t *testing.T) {
 	_, err = refl.Recv()
 	require.Equal(t, codes.Unimplemented, status.Code(err), "no reflection in production mode")
 
-	metrics := httpGet(t, "http://"+svc.httpAddr+"/metrics")
+	metrics := httpGet(t, "http://"+svc.HTTPAddr+"/metrics")
 	for _, name := range []string{"optimistic_lock_attempts_total", "idempotency_checks_total", "outbox_events_total", "grpc_server_handled_total"} {
 		require.Contains(t, metrics, name)
 	}
-	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok")
+	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/readyz"), "ok")
 
 	svc.stop(t)
-	_, ok := svc.logs.find("order stopped")
-	require.True(t, ok)
 }
 
 // TestRateLimitsPerUser runs the service with a read limit of 3 calls a
@@ -195,7 +167,7 @@ func TestRateLimitsPerUser(t *testing.T) {
 	svc := startService(t, dbURL, map[string]string{"RATE_LIMIT_READ": "3/m"})
 	pki, ctx := svc.pki, context.Background()
 
-	client := orderv1.NewOrderServiceClient(pki.Dial(svc.grpcAddr))
+	client := orderv1.NewOrderServiceClient(pki.Dial(svc.GRPCAddr))
 	alice, bob := authtest.AsUser(ctx, pki.Token(uuid.NewString())), authtest.AsUser(ctx, pki.Token(uuid.NewString()))
 	read := func(ctx context.Context) error {
 		_, err := client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
@@ -218,7 +190,7 @@ func TestRateLimitsPerUser(t *testing.T) {
 	require.Greater(t, retry.GetRetryDelay().AsDuration(), time.Duration(0))
 	require.LessOrEqual(t, retry.GetRetryDelay().AsDuration(), 20*time.Second, "one call's worth of a 3/m rate")
 	require.Equal(t, codes.NotFound, status.Code(read(bob)), "limits are per user")
-	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/metrics"),
+	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/metrics"),
 		`rate_limit_refusals_total{class="read",method="/goodgo.order.v1.OrderService/GetOrder"} 1`)
 	svc.stop(t)
 }
@@ -234,12 +206,12 @@ func TestReadyWithoutRedis(t *testing.T) {
 	svc := startService(t, dbURL, map[string]string{"REDIS_URL": "redis://" + redisProxy.Addr() + "/0"},
 		inventorytest.Product("SKU-1", "Widget", "USD", 1999, 10))
 	pki, ctx := svc.pki, context.Background()
-	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok")
+	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/readyz"), "ok")
 
 	redisProxy.Close() // Redis is gone
-	require.Contains(t, httpGet(t, "http://"+svc.httpAddr+"/readyz"), "ok", "still ready without Redis")
+	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/readyz"), "ok", "still ready without Redis")
 	user := uuid.NewString()
-	placed, err := orderv1.NewOrderServiceClient(pki.Dial(svc.grpcAddr)).PlaceOrder(
+	placed, err := orderv1.NewOrderServiceClient(pki.Dial(svc.GRPCAddr)).PlaceOrder(
 		metadata.AppendToOutgoingContext(authtest.AsUser(ctx, pki.Token(user)), idempotency.MetadataKey, uuid.NewString()),
 		&orderv1.PlaceOrderRequest{
 			CustomerId:      user,
@@ -307,7 +279,7 @@ func TestLoadConfig(t *testing.T) {
 
 	t.Run("the defaults work locally in development mode", func(t *testing.T) {
 		t.Parallel()
-		cfg, err := loadConfig(lookup(map[string]string{"GOODGO_MODE": "development"}))
+		cfg, err := loadConfig(servicetest.Lookup(map[string]string{"GOODGO_MODE": "development"}))
 		require.NoError(t, err)
 		require.True(t, cfg.Dev)
 		require.Equal(t, ".dev/pki/order.crt", cfg.Security.TLS.Cert)
@@ -324,7 +296,7 @@ func TestLoadConfig(t *testing.T) {
 
 	t.Run("production mode names every missing credential and key", func(t *testing.T) {
 		t.Parallel()
-		_, err := loadConfig(lookup(nil))
+		_, err := loadConfig(servicetest.Lookup(nil))
 		require.Error(t, err)
 		for _, name := range []string{"TLS_CERT_FILE: required", "TLS_KEY_FILE: required", "TLS_CA_FILE: required",
 			"AUTH_ISSUER: required", "AUTH_AUDIENCE: required", "AUTH_JWKS_URL: required",
@@ -335,14 +307,14 @@ func TestLoadConfig(t *testing.T) {
 
 	t.Run("development mode is refused inside Kubernetes", func(t *testing.T) {
 		t.Parallel()
-		_, err := loadConfig(lookup(map[string]string{"GOODGO_MODE": "development", "KUBERNETES_SERVICE_HOST": "10.0.0.1"}))
+		_, err := loadConfig(servicetest.Lookup(map[string]string{"GOODGO_MODE": "development", "KUBERNETES_SERVICE_HOST": "10.0.0.1"}))
 		require.ErrorContains(t, err, "GOODGO_MODE: development mode is refused inside Kubernetes")
 	})
 
 	t.Run("several keys need an active one", func(t *testing.T) {
 		t.Parallel()
 		k := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
-		cfg, err := loadConfig(lookup(map[string]string{
+		cfg, err := loadConfig(servicetest.Lookup(map[string]string{
 			"GOODGO_MODE":        "development",
 			"VERSION_TOKEN_KEYS": "a:" + k + ",b:" + k, "VERSION_TOKEN_ACTIVE_KEY": "b",
 			"OUTBOX_KEYS": "x:QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "REDIS_ADDRS": "10.0.0.1:7000, 10.0.0.2:7000",
@@ -356,7 +328,7 @@ func TestLoadConfig(t *testing.T) {
 
 	t.Run("every bad variable is named", func(t *testing.T) {
 		t.Parallel()
-		_, err := loadConfig(lookup(map[string]string{
+		_, err := loadConfig(servicetest.Lookup(map[string]string{
 			"GOODGO_MODE":        "development",
 			"GRPC_ADDR":          "nowhere",
 			"DATABASE_URL":       "mysql://x",
@@ -385,55 +357,9 @@ func requireIdempotencyKeys(t *testing.T, prefix string) {
 	require.NoError(t, rdb.Del(context.Background(), keys...).Err())
 }
 
-func lookup(env map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := env[name]
-		return v, ok
-	}
-}
-
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(body)
-}
-
-// syncBuffer collects the service's log lines; run writes while the test
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// find returns the first log line whose message is msg.
-func (b *syncBuffer) find(msg string) (string, bool) {
-	sc := bufio.NewScanner(strings.NewReader(b.String()))
-	for sc.Scan() {
-		var line struct {
-			Msg string `json:"msg"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == msg {
-			return sc.Text(), true
-		}
-	}
-	return "", false
+	code, body := servicetest.HTTPGet(t, url)
+	require.Equal(t, http.StatusOK, code, url)
+	return body
 }
