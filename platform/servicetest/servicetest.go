@@ -158,6 +158,34 @@ func (p *Process) Ended() (bool, error) {
 	}
 }
 
+// Readyz returns the status and body of /readyz (0 and the error when the
+// ops server does not answer).
+func (p *Process) Readyz(tb testing.TB) (int, string) {
+	return HTTPGet(tb, "http://"+p.HTTPAddr+"/readyz")
+}
+
+// WaitReadyz waits up to 30 s until /readyz answers code with body,
+// failing the test when run returns meanwhile.
+func (p *Process) WaitReadyz(tb testing.TB, code int, body string) {
+	tb.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ended, err := p.Ended(); ended {
+			tb.Fatalf("%s returned while waiting for readiness: %v", p.service, err)
+		}
+		gotCode, gotBody := p.Readyz(tb)
+		if gotCode == code && gotBody == body {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("readyz never answered %d %q (last: %d %q)", code, body, gotCode, gotBody)
+		}
+		<-tick.C
+	}
+}
+
 // wait cancels run and returns what it returned.
 func (p *Process) wait(tb testing.TB) error {
 	p.once.Do(func() {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -49,47 +48,6 @@ type advertising struct {
 
 func (a advertising) Addr() net.Addr { return a.addr }
 
-// readyz returns the orchestrator's /readyz status and body; status 0 and
-// the error when the ops server does not answer (the orchestrator exited).
-func (b *bundle) readyz(t *testing.T) (int, string) {
-	started := b.logs.Find("orchestrator started")
-	if started == nil {
-		return 0, "not started"
-	}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+started["http_addr"].(string)+"/readyz", nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err.Error()
-	}
-	return resp.StatusCode, string(body)
-}
-
-// waitReadyz waits until /readyz answers code with body.
-func (b *bundle) waitReadyz(t *testing.T, code int, body string) {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		gotCode, gotBody := b.readyz(t)
-		if gotCode == code && gotBody == body {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz never answered %d %q (last: %d %q)", code, body, gotCode, gotBody)
-		}
-		<-tick.C
-	}
-}
-
 // waitLogged waits until msg has been logged more than n times.
 func (b *bundle) waitLogged(t *testing.T, msg string, n int) {
 	t.Helper()
@@ -116,14 +74,14 @@ func TestStartsWithoutKafkaAndConsumesWhenItAppears(t *testing.T) {
 	b := setup(t, map[string]string{"KAFKA_BROKERS": px.Addr()})
 	b.broker = px.Addr()
 
-	b.waitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
+	b.WaitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
 	b.waitLogged(t, fetchFailed, 0) // where the old orchestrator exited
-	code, body := b.readyz(t)
+	code, body := b.Readyz(t)
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, "not ready: kafka (connection refused)\n", body, "still up, still saying why")
 
 	px.Restore()
-	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	defer func() {
 		if t.Failed() {
 			t.Log(b.logs.String())
@@ -139,19 +97,19 @@ func TestKafkaOutageMidRunDoesNotStopTheOrchestrator(t *testing.T) {
 	px := brokerBehindProxy(t)
 	b := setup(t, map[string]string{"KAFKA_BROKERS": px.Addr()})
 	b.broker = px.Addr()
-	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	b.placeAndComplete(t)
 
 	failures := strings.Count(b.logs.String(), `"msg":"`+fetchFailed+`"`)
 	px.Cut()
-	b.waitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
+	b.WaitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
 	b.waitLogged(t, fetchFailed, failures)
 	b.waitLogged(t, fetchFailed, failures+1) // and again: it keeps trying
-	code, _ := b.readyz(t)
+	code, _ := b.Readyz(t)
 	require.Equal(t, http.StatusServiceUnavailable, code)
 
 	px.Restore()
-	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	defer func() {
 		if t.Failed() {
 			t.Log(b.logs.String())
@@ -168,22 +126,22 @@ func TestDatabaseAndRedisOutagesMidRun(t *testing.T) {
 	pg := tcpproxy.Start(t, "127.0.0.1:5432")
 	rd := tcpproxy.Start(t, "127.0.0.1:6379")
 	b := setup(t, map[string]string{dbAddrVar: pg.Addr(), "REDIS_URL": "redis://" + rd.Addr() + "/0"})
-	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	b.placeAndComplete(t)
 
 	pg.Cut()
-	b.waitReadyz(t, http.StatusServiceUnavailable, "not ready: postgres (connection refused)\n")
+	b.WaitReadyz(t, http.StatusServiceUnavailable, "not ready: postgres (connection refused)\n")
 	o := order("tok_ok", "SKU-1")
 	b.publish(t, uuid.New(), o) // waits in Kafka, or in the consumer's retries
 	pg.Restore()
-	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
 
 	rd.Cut()
-	b.waitReadyz(t, http.StatusOK, "ok\ndegraded: redis (connection refused)\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\ndegraded: redis (connection refused)\n")
 	b.placeAndComplete(t)
 	rd.Restore()
-	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\n")
 }
 
 // Issue 12: with a real Kafka nothing created the topics, and the
@@ -200,10 +158,10 @@ func TestMissingTopicIsNamedUntilCreated(t *testing.T) {
 	b.broker = addr
 
 	const notReady = "not ready: kafka (missing topic " + event.TopicOrder + ")\n"
-	b.waitReadyz(t, http.StatusServiceUnavailable, notReady)
+	b.WaitReadyz(t, http.StatusServiceUnavailable, notReady)
 	b.waitLogged(t, "kafka topics missing: not ready until they are created", 0)
 	require.Contains(t, b.logs.String(), `"topics":["`+event.TopicOrder+`"]`)
-	code, body := b.readyz(t)
+	code, body := b.Readyz(t)
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, notReady, body, "still up, still naming the topic")
 
@@ -213,7 +171,7 @@ func TestMissingTopicIsNamedUntilCreated(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	require.NoError(t, resp.Errors[event.TopicOrder])
-	b.waitReadyz(t, http.StatusOK, "ok\n")
+	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	defer func() {
 		if t.Failed() {
 			t.Log(b.logs.String())

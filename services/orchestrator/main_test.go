@@ -227,6 +227,7 @@ func startNeighbours(t *testing.T, pki *authtest.PKI) (*neighbours, map[string]s
 // (every call carries the operator's token); pki, addr and as make other
 // callers.
 type bundle struct {
+	*servicetest.Process
 	n      *neighbours
 	broker string
 	sagas  orchestratorv1.SagaServiceClient
@@ -288,7 +289,7 @@ func setup(t *testing.T, env map[string]string) *bundle {
 	cfg, err := loadConfig(lookup)
 	require.NoError(t, err)
 	p := servicetest.Start(t, "orchestrator", func(ctx context.Context, stdout io.Writer) error { return run(ctx, cfg, stdout, lookup) })
-	b := &bundle{n: n, broker: cluster.ListenAddrs()[0], pki: pki, addr: p.GRPCAddr, logs: p.Logs}
+	b := &bundle{Process: p, n: n, broker: cluster.ListenAddrs()[0], pki: pki, addr: p.GRPCAddr, logs: p.Logs}
 	b.sagas = b.as("ops-1", caller.RoleOperator)
 	return b
 }

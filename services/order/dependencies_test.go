@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -52,64 +51,23 @@ func TestDatabaseAndRedisOutagesMidRun(t *testing.T) {
 		})
 		return err
 	}
-	svc.waitReadyz(t, http.StatusOK, "ok\n")
+	svc.WaitReadyz(t, http.StatusOK, "ok\n")
 	require.NoError(t, place())
 
 	pg.Cut()
-	svc.waitReadyz(t, http.StatusServiceUnavailable, "not ready: postgres (connection refused)\n")
+	svc.WaitReadyz(t, http.StatusServiceUnavailable, "not ready: postgres (connection refused)\n")
 	require.Error(t, place(), "no order without the database")
 	pg.Restore()
-	svc.waitReadyz(t, http.StatusOK, "ok\n")
+	svc.WaitReadyz(t, http.StatusOK, "ok\n")
 	require.NoError(t, place())
 
 	rd.Cut()
-	svc.waitReadyz(t, http.StatusOK, "ok\ndegraded: redis (connection refused)\n")
+	svc.WaitReadyz(t, http.StatusOK, "ok\ndegraded: redis (connection refused)\n")
 	require.NoError(t, place(), "PlaceOrder runs without Redis")
 	rd.Restore()
-	svc.waitReadyz(t, http.StatusOK, "ok\n")
+	svc.WaitReadyz(t, http.StatusOK, "ok\n")
 	require.NoError(t, place())
 	svc.stop(t) // run was serving all along and stops cleanly
-}
-
-// waitReadyz waits until /readyz answers code with body, failing the test
-// when run returns meanwhile.
-func (s *service) waitReadyz(t *testing.T, code int, body string) {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if ended, err := s.Ended(); ended {
-			t.Fatalf("run returned while waiting for readiness: %v", err)
-		}
-		gotCode, gotBody := readyz(t, s.HTTPAddr)
-		if gotCode == code && gotBody == body {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz never answered %d %q (last: %d %q)", code, body, gotCode, gotBody)
-		}
-		<-tick.C
-	}
-}
-
-// readyz returns /readyz's status and body (0 and the error when it does
-// not answer).
-func readyz(t *testing.T, addr string) (int, string) {
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/readyz", nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err.Error()
-	}
-	return resp.StatusCode, string(b)
 }
 
 // TestProjectorJoinsOnceItsTopicsExist starts the service with the read
@@ -127,7 +85,7 @@ func TestProjectorJoinsOnceItsTopicsExist(t *testing.T) {
 	svc := startService(t, dbURL, map[string]string{"PROJECTOR": "true", "KAFKA_BROKERS": b.Addr(), "PROJECTOR_GROUP": group})
 
 	require.Eventually(t, func() bool {
-		code, body := readyz(t, svc.HTTPAddr)
+		code, body := svc.Readyz(t)
 		return code == http.StatusOK && strings.Contains(body, "degraded: kafka (missing topic")
 	}, 30*time.Second, 20*time.Millisecond, "readiness names the missing topics")
 
@@ -141,7 +99,7 @@ func TestProjectorJoinsOnceItsTopicsExist(t *testing.T) {
 	for _, topic := range event.Topics {
 		require.NoError(t, resp.Errors[topic])
 	}
-	svc.waitReadyz(t, http.StatusOK, "ok\n")
+	svc.WaitReadyz(t, http.StatusOK, "ok\n")
 
 	assigned := func() int {
 		groups, err := client.DescribeGroups(t.Context(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
