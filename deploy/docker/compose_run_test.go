@@ -138,21 +138,30 @@ func TestComposeRunsForReal(t *testing.T) {
 	// Orders placed from the crash on reach the order service while the
 	// orchestrator is down or not ready: their events wait in the outbox
 	// and Kafka until it is back. loadgen places them for 20 s (60 at 3
-	// a second); the crash comes once its container runs.
+	// a second) with the one SKU the demo client never buys, so the
+	// order database tells when the first is placed: the crash comes then.
 	const n, rate = 60, 3
+	const sku = "SKU-LAPTOP"
+	placedSoFar := func() (int, error) {
+		out, err := c.cmd(ctx, "exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "goodgo_order", "-tAc",
+			"SELECT count(DISTINCT order_id) FROM order_items WHERE sku = '"+sku+"'").Output()
+		if err != nil {
+			return 0, fmt.Errorf("count the orders: %w", err)
+		}
+		return strconv.Atoi(strings.TrimSpace(string(out)))
+	}
 	type result struct {
 		s   loadSummary
 		err error
 	}
 	placed := make(chan result, 1)
 	go func() {
-		s, err := c.placeOrders(ctx, n, rate)
+		s, err := c.placeOrders(ctx, n, rate, "-skus", sku)
 		placed <- result{s, err}
 	}()
-	waitFor(ctx, t, 2*time.Minute, "loadgen's container running", func() (bool, error) {
-		out, err := d.command(ctx, "ps", "--quiet", "--filter", "label=com.docker.compose.oneoff=True",
-			"--filter", "label=com.docker.compose.service=loadgen", "--filter", "status=running").Output()
-		return len(bytes.TrimSpace(out)) > 0, err
+	waitFor(ctx, t, 2*time.Minute, "loadgen's first order placed", func() (bool, error) {
+		k, err := placedSoFar()
+		return k > 0, err
 	})
 	// A crash, not `docker kill`: Docker counts `docker kill` (like
 	// `docker stop`) as a manual stop, after which no restart policy
@@ -160,6 +169,8 @@ func TestComposeRunsForReal(t *testing.T) {
 	// what restart: unless-stopped is there for.
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	killed := time.Now()
+	atCrash, err := placedSoFar()
+	require.NoError(t, err)
 	waitFor(ctx, t, 5*time.Minute, "the orchestrator back healthy after its crash", func() (bool, error) {
 		n, err := d.restartCount(ctx, orch)
 		if err != nil || n <= restarts {
@@ -169,15 +180,16 @@ func TestComposeRunsForReal(t *testing.T) {
 		return h == "healthy", err
 	})
 	back := time.Now()
+	atBack, err := placedSoFar()
+	require.NoError(t, err)
 	after, err := d.restartCount(ctx, orch)
 	require.NoError(t, err)
 	t.Logf("orchestrator back healthy %s after the crash (restarts %d)", back.Sub(killed).Round(100*time.Millisecond), after)
 	r := <-placed
 	require.NoError(t, r.err)
 	s = r.s
-	placing := s.Started.Add(time.Duration(n/rate) * time.Second)
-	require.True(t, s.Started.Before(back) && killed.Before(placing),
-		"orders must have been placed while the orchestrator was down: placed %s … %s, crashed %s, back %s", s.Started, placing, killed, back)
+	t.Logf("%d of the %d orders placed while the orchestrator was down", atBack-atCrash, n)
+	require.Greater(t, atBack, atCrash, "no order was placed while the orchestrator was down")
 	requireAllConfirmed(t, s, n)
 	done()
 
@@ -535,11 +547,12 @@ func (c composeCmd) output(ctx context.Context, t *testing.T, args ...string) st
 // file's loadgen service, on its network, with the development
 // credentials): n good orders at rate a second, each followed with
 // GetOrder to CONFIRMED or CANCELLED.
-func (c composeCmd) placeOrders(ctx context.Context, n, rate int) (loadSummary, error) {
-	cmd := c.cmd(ctx, "run", "--rm", "--no-deps", "-T", "loadgen",
+func (c composeCmd) placeOrders(ctx context.Context, n, rate int, flags ...string) (loadSummary, error) {
+	args := []string{"run", "--rm", "--no-deps", "-T", "loadgen",
 		"-order-addr", "order:50051", "-inventory-addr", "inventory:50053", "-dev-dir", "/home/nonroot/dev",
 		"-restock", "1000000", "-mix", "good=100", "-retry-fraction", "0", "-count", strconv.Itoa(n), "-rate", strconv.Itoa(rate),
-		"-follow-timeout", "3m", "-json", "-quiet")
+		"-follow-timeout", "3m", "-json", "-quiet"}
+	cmd := c.cmd(ctx, append(args, flags...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
