@@ -121,13 +121,15 @@ func TestRetryLosesNoUpdateUnderContention(t *testing.T) {
 				first := i == 0
 				err := optlock.Retry(t.Context(), policy, m, "counter", func(ctx context.Context) error {
 					v, err := repo.version(ctx, 1)
-					if err != nil {
-						return err
-					}
 					if first {
+						// Even when the read failed: a worker that left
+						// without Done would hold every other one here.
 						first = false
 						firstReads.Done()
 						firstReads.Wait()
+					}
+					if err != nil {
+						return err
 					}
 					return repo.increment(ctx, 1, v)
 				})
