@@ -1,7 +1,6 @@
 package authz_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +31,7 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/ratelimit"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/platform/token"
 )
 
@@ -117,27 +117,10 @@ func (l *fakeLimiter) taken() []limitCall {
 	return append([]limitCall(nil), l.calls...)
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type env struct {
 	az      *authz.Authorizer
 	reg     *prometheus.Registry
-	logs    *syncBuffer
+	logs    *servicetest.Logs
 	limiter *fakeLimiter
 }
 
@@ -160,7 +143,7 @@ var (
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{reg: prometheus.NewRegistry(), logs: &syncBuffer{}, limiter: &fakeLimiter{wait: 1500 * time.Millisecond}}
+	e := &env{reg: prometheus.NewRegistry(), logs: &servicetest.Logs{}, limiter: &fakeLimiter{wait: 1500 * time.Millisecond}}
 	logger := slog.New(slog.NewJSONHandler(e.logs, nil))
 	az, err := authz.New(policies, authz.Config{Tokens: tokens, Assertions: assertions, Limiter: e.limiter}, e.reg, logger)
 	require.NoError(t, err)

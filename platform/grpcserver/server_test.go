@@ -1,14 +1,11 @@
 package grpcserver_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,6 +31,7 @@ import (
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -138,36 +136,11 @@ func (s *testService) desc() *grpc.ServiceDesc {
 	}
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(b.buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &m), line)
-		out = append(out, m)
-	}
-	return out
-}
-
-func (b *syncBuffer) find(t *testing.T, msg, method string) map[string]any {
-	for _, l := range b.lines(t) {
-		if l["msg"] == msg && (method == "" || l["method"] == method) {
+// findLog returns the first log line with message msg (and method, when
+// not empty), or nil.
+func findLog(logs *servicetest.Logs, msg, method string) map[string]any {
+	for _, l := range logs.All(msg) {
+		if method == "" || l["method"] == method {
 			return l
 		}
 	}
@@ -180,7 +153,7 @@ type testBundle struct {
 	srv      *grpcserver.Server
 	svc      *testService
 	reg      *prometheus.Registry
-	logs     *syncBuffer
+	logs     *servicetest.Logs
 	conn     *grpc.ClientConn
 	cancel   context.CancelFunc
 	serveErr chan error
@@ -207,7 +180,7 @@ func setupConfig(t *testing.T, cfg grpcserver.Config) *testBundle {
 		pki:      authtest.New(t),
 		svc:      &testService{started: make(chan struct{}), release: make(chan struct{}), cutOff: make(chan struct{})},
 		reg:      prometheus.NewRegistry(),
-		logs:     &syncBuffer{},
+		logs:     &servicetest.Logs{},
 		serveErr: make(chan error, 1),
 	}
 	b.token = b.pki.Token("carol")
@@ -303,7 +276,7 @@ func TestServerTurnsPanicIntoInternal(t *testing.T) {
 	require.Equal(t, "internal error", st.Message())
 	require.NotContains(t, err.Error(), "secret")
 
-	line := b.logs.find(t, "panic in grpc handler", "")
+	line := findLog(b.logs, "panic in grpc handler", "")
 	require.NotNil(t, line, "panic logged")
 	require.Contains(t, line["panic"], "secret-db-password")
 	require.Contains(t, line["stack"], "runtime/debug.Stack")
@@ -446,7 +419,7 @@ func TestServerLogsEachCallWithTraceID(t *testing.T) {
 	span.End()
 	require.NoError(t, err)
 
-	line := b.logs.find(t, "grpc call", "/"+svcName+"/Whoami")
+	line := findLog(b.logs, "grpc call", "/"+svcName+"/Whoami")
 	require.NotNil(t, line)
 	require.Equal(t, "DEBUG", line["level"])
 	require.Equal(t, "OK", line["code"])
@@ -540,7 +513,7 @@ func TestServeCutsOffCallsAfterShutdownTimeout(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
 	require.Error(t, <-blockDone, "the blocked call was cut off")
-	require.NotNil(t, b.logs.find(t, "grpc server drain timed out; closing open calls", ""))
+	require.NotNil(t, findLog(b.logs, "grpc server drain timed out; closing open calls", ""))
 }
 
 // A handler cut off after ShutdownTimeout may still be using the database

@@ -1,12 +1,9 @@
 package inbox_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,26 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/platform/tcpproxy"
 )
-
-// lockedBuffer is a log sink safe for the consumer's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) count(msg string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), `"msg":"`+msg+`"`)
-}
 
 // advertising is a listener whose Addr, which kfake advertises to clients,
 // is another address (a proxy in front of it).
@@ -63,7 +43,7 @@ func TestRunOutlivesTheBroker(t *testing.T) {
 	px.Forward(ln.Addr().String())
 	px.Cut() // not there at start
 
-	logs := &lockedBuffer{}
+	logs := &servicetest.Logs{}
 	c, err := inbox.New(inbox.Config{
 		Brokers: []string{px.Addr()}, GroupID: b.group, Topics: []string{topic}, Consumer: "projector",
 		BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond, MaxWait: 50 * time.Millisecond,
@@ -83,7 +63,7 @@ func TestRunOutlivesTheBroker(t *testing.T) {
 		}
 	}
 	failedTwice := func(before int) func() bool {
-		return func() bool { return logs.count("kafka fetch failed; retrying") >= before+2 || !running() }
+		return func() bool { return len(logs.All("kafka fetch failed; retrying")) >= before+2 || !running() }
 	}
 
 	require.Eventually(t, failedTwice(0), 60*time.Second, 10*time.Millisecond)
@@ -96,7 +76,7 @@ func TestRunOutlivesTheBroker(t *testing.T) {
 	b.waitProcessed(t, 1)
 	require.Equal(t, 1, b.effects(t, first.id))
 
-	failures := logs.count("kafka fetch failed; retrying")
+	failures := len(logs.All("kafka fetch failed; retrying"))
 	px.Cut() // mid-run
 	require.Eventually(t, failedTwice(failures), 60*time.Second, 10*time.Millisecond)
 	if !running() {

@@ -1,7 +1,6 @@
 package mtls_test
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,35 +12,16 @@ import (
 	"math/big"
 	"net/url"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/mtls"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
-// syncBuffer is a goroutine-safe log sink: the Source logs from whichever
-// goroutine triggers a reload (a handshake, a caller).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func jsonLogger(w *syncBuffer) *slog.Logger {
+func jsonLogger(w *servicetest.Logs) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/mtls"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 func TestID(t *testing.T) {
@@ -204,7 +205,7 @@ func TestSourceReloadsRenewedCertificate(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, "test CA")
 	first := issue(t, ca, "payment")
-	var logs syncBuffer
+	var logs servicetest.Logs
 	files := writeIdentity(t, t.TempDir(), first, ca.PEM)
 	src := load(t, files, jsonLogger(&logs))
 	oldSerial := serialOf(src)
@@ -226,7 +227,7 @@ func TestSourceReloadsRenewedCertificate(t *testing.T) {
 func TestSourceKeepsIdentityOnBrokenRewrite(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, "test CA")
-	var logs syncBuffer
+	var logs servicetest.Logs
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
 	src := load(t, files, jsonLogger(&logs))
 	oldSerial := serialOf(src)
@@ -252,7 +253,7 @@ func TestSourceKeepsIdentityOnBrokenRewrite(t *testing.T) {
 func TestSourceKeepsIdentityWhenKeyIsRemoved(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, "test CA")
-	var logs syncBuffer
+	var logs servicetest.Logs
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
 	src := load(t, files, jsonLogger(&logs))
 	oldSerial := serialOf(src)
@@ -269,7 +270,7 @@ func TestSourceKeepsIdentityWhenKeyIsRemoved(t *testing.T) {
 func TestSourceRefusesCertificateOfAnotherService(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, "test CA")
-	var logs syncBuffer
+	var logs servicetest.Logs
 	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
 	src := load(t, files, jsonLogger(&logs))
 	oldSerial := serialOf(src)

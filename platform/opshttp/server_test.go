@@ -1,7 +1,6 @@
 package opshttp_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -27,6 +25,7 @@ import (
 	"github.com/goodgo/goodgo/platform/authtest"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/opshttp"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -148,29 +147,11 @@ func TestServeStopsOnCancel(t *testing.T) {
 	require.Error(t, err, "listener closed")
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestReadyzNamesTheFailingCheckOnly(t *testing.T) {
 	tel, err := telemetry.Setup(t.Context(), "opshttp-test", "dev", func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	var logs syncBuffer
+	var logs servicetest.Logs
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 
 	var redisDown atomic.Bool
@@ -226,7 +207,7 @@ func TestReadyzListsEveryFailedCheckWithItsReason(t *testing.T) {
 	tel, err := telemetry.Setup(t.Context(), "opshttp-test", "dev", func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	var logs syncBuffer
+	var logs servicetest.Logs
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 
 	// A port nobody listens on: connections are refused.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 // migrations looks like a service's: a table with an idempotency guard, an
@@ -110,7 +111,7 @@ func TestMigrateConcurrentReplicasApplyEachMigrationOnce(t *testing.T) {
 	var (
 		wg   sync.WaitGroup
 		errs = make([]error, replicas)
-		logs syncBuffer
+		logs servicetest.Logs
 	)
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	start := make(chan struct{})
@@ -278,23 +279,6 @@ func TestInTx(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 2, count(), "outer committed, inner rolled back")
 	})
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A DATABASE_URL may carry pgxpool's own parameters (pool_max_conns): Open

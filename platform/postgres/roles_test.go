@@ -15,6 +15,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 func TestLatestVersionIsTheHighestMigration(t *testing.T) {
@@ -33,7 +34,7 @@ func TestLatestVersionIsTheHighestMigration(t *testing.T) {
 func TestOpenServiceWithoutMigrateURLWaitsForTheSchema(t *testing.T) {
 	t.Parallel()
 	url, _ := pgtest.NewDatabase(t, nil) // empty: nobody migrated yet
-	var logs syncBuffer
+	var logs servicetest.Logs
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 
 	type result struct {

@@ -1,7 +1,6 @@
 package redisclient_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/redisclient"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 // tlsRedis is a private redis-server of one test that speaks only TLS
@@ -40,24 +39,6 @@ func (s *tlsRedis) URL(host string) string {
 		host = "127.0.0.1"
 	}
 	return "rediss://" + net.JoinHostPort(host, port) + "/0"
-}
-
-// syncBuffer collects the server's output for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func freePort(t *testing.T) int {
@@ -101,7 +82,7 @@ func startTLSRedis(t *testing.T, extra func(port int, dir string) []string) *tls
 		if extra != nil {
 			args = append(args, extra(port, dir)...)
 		}
-		var out syncBuffer
+		var out servicetest.Logs
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/inventory/internal/app"
 	"github.com/goodgo/goodgo/services/inventory/internal/grpcapi"
@@ -46,7 +46,7 @@ type testBundle struct {
 	adminToken string
 	pool       *pgxpool.Pool
 	signer     *optlock.Signer
-	logs       *logBuffer
+	logs       *servicetest.Logs
 	// rdb and idemKeys reach the guard's records: idemKeys + the hashed
 	// key (idempotency.Key) is a record's Redis key.
 	rdb      *redis.Client
@@ -97,7 +97,7 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	prefix := "test:inventory:" + rand.Text() + ":"
 	t.Cleanup(func() { deleteKeys(t, rdb, prefix); _ = rdb.Close() })
 
-	logs := &logBuffer{}
+	logs := &servicetest.Logs{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	reg := prometheus.NewRegistry()
 	w, err := outbox.NewWriter(nil, reg)
@@ -204,22 +204,4 @@ func (b testBundle) count(t testing.TB, query string, args ...any) int {
 	var n int
 	require.NoError(t, b.pool.QueryRow(context.Background(), query, args...).Scan(&n))
 	return n
-}
-
-// logBuffer collects the JSON logs of concurrent handlers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -1,12 +1,10 @@
 package relay_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"maps"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/goodgo/goodgo/devbroker/broker"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 // The relay says, per database, which role it connects as and what that
@@ -35,7 +34,7 @@ func TestRelayReportsItsAccessPerDatabase(t *testing.T) {
 	superuser, _ := newOutboxDB(t)
 	b := startBroker(t, broker.Config{})
 
-	var logs lockedBuffer
+	var logs servicetest.Logs
 	rr := startRelay(t, relayOpts{urls: []string{pgtest.AsRole(restricted, pgtest.Owner), superuser}, brokers: []string{b.Addr()}, logs: &logs})
 
 	w, err := outbox.NewWriter(nil, nil)
@@ -82,22 +81,4 @@ func TestRelayReportsItsAccessPerDatabase(t *testing.T) {
 	require.Equal(t, "postgres", warnings[0].Role)
 	require.Equal(t, []string{"superuser"}, warnings[0].Excess)
 	require.Contains(t, warnings[0].Msg, "connect as goodgo_relay")
-}
-
-// lockedBuffer is a bytes.Buffer safe for the relay's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
 )
 
@@ -81,7 +82,7 @@ func TestRelayHoldsALaneWhoseKeyItLacks(t *testing.T) {
 	require.Equal(t, 1, countRows(t, pool, "key_id = 'k2'"))
 
 	c := collect(t, b.Addr(), event.TopicOrder)
-	logs := &syncBuffer{}
+	logs := &servicetest.Logs{}
 	first := startRelay(t, relayOpts{id: "without-k2", urls: []string{url}, brokers: []string{b.Addr()}, keys: old, logs: logs,
 		cfg: relay.Config{BackoffMax: 200 * time.Millisecond}})
 

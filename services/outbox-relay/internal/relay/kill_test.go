@@ -1,12 +1,10 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"testing/fstest"
@@ -23,30 +21,14 @@ import (
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 // relayProcess is the outbox-relay binary run by a test.
 type relayProcess struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *servicetest.Logs
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // buildRelay builds the outbox-relay binary into a temporary directory.
@@ -71,7 +53,7 @@ func startProcess(t *testing.T, bin string, env map[string]string) *relayProcess
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &relayProcess{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &relayProcess{cmd: cmd, out: &servicetest.Logs{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	require.NoError(t, cmd.Start())
 	go func() { _ = cmd.Wait(); close(p.done) }()
