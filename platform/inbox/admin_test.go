@@ -1,9 +1,7 @@
 package inbox_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 // switchable is a handler whose failures the test turns on and off by
@@ -39,38 +38,7 @@ func (s *switchable) handle(ctx context.Context, tx pgx.Tx, ev inbox.Event) erro
 	return recordEffect(ctx, tx, ev)
 }
 
-// lockedLog is a log sink tests read while the code writes.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// audits returns the "audit" lines written so far.
-func (l *lockedLog) audits(t *testing.T) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(line, &m))
-		if m["msg"] == "audit" {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (b *bundle) admin(t *testing.T, h inbox.Handler, log *lockedLog) *inbox.Admin {
+func (b *bundle) admin(t *testing.T, h inbox.Handler, log *servicetest.Logs) *inbox.Admin {
 	t.Helper()
 	a, err := inbox.NewAdmin("projector", b.pool, h, inbox.AdminOptions{
 		Keys: b.keys, Logger: slog.New(slog.NewJSONHandler(log, nil)), Registerer: b.reg,
@@ -103,7 +71,7 @@ func TestAdminReplaysAParkedEventThenThoseBehindItInOrder(t *testing.T) {
 	b.waitProcessed(t, 4)
 	require.Equal(t, 3.0, b.results(t, inbox.ResultParked))
 
-	var log lockedLog
+	var log servicetest.Logs
 	admin := b.admin(t, h.handle, &log)
 	ctx := context.Background()
 
@@ -177,7 +145,7 @@ func TestAdminReplaysAParkedEventThenThoseBehindItInOrder(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, unresolved)
 
-	audits := log.audits(t)
+	audits := log.All("audit")
 	var outcomes []string
 	for _, a := range audits {
 		require.Equal(t, "inbox.replay", a["action"])
@@ -198,7 +166,7 @@ func TestAdminDiscardReleasesTheAggregate(t *testing.T) {
 	b.run(t, h.handle, nil)
 	b.waitProcessed(t, 1)
 
-	var log lockedLog
+	var log servicetest.Logs
 	admin := b.admin(t, h.handle, &log)
 	// Discarded: the aggregate's next event applies, the discarded one
 	// never.
@@ -226,7 +194,7 @@ func TestAdminDiscardsWithAReasonAndListsInPages(t *testing.T) {
 	b.run(t, h.handle, nil)
 	b.waitProcessed(t, 6)
 
-	var log lockedLog
+	var log servicetest.Logs
 	admin := b.admin(t, h.handle, &log)
 	ctx := context.Background()
 
@@ -277,7 +245,7 @@ func TestAdminDiscardsWithAReasonAndListsInPages(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(ctx, "SELECT count(*) FROM inbox_parked WHERE resolution = 'discarded' AND resolved_by = 'ops-1'").Scan(&n))
 	require.Equal(t, 1, n, "the discard is recorded durably")
 
-	audits := log.audits(t)
+	audits := log.All("audit")
 	require.Len(t, audits, 5)
 	require.Equal(t, "inbox.discard", audits[2]["action"])
 	require.Equal(t, "ok", audits[2]["outcome"])

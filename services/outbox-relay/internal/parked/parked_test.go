@@ -3,7 +3,6 @@ package parked_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/url"
@@ -35,6 +34,7 @@ import (
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/parked"
 	"github.com/goodgo/goodgo/services/outbox-relay/internal/relay"
@@ -89,44 +89,18 @@ func write(t *testing.T, pool *pgxpool.Pool, agg string, n int, park ...int) map
 	return ids
 }
 
-// lockedLog is a log sink tests read while the server writes.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) audits(t *testing.T) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
-		var m map[string]any
-		if len(line) > 0 && json.Unmarshal(line, &m) == nil && m["msg"] == "audit" {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 type bundle struct {
 	pki  *authtest.PKI
 	addr string
 	reg  *prometheus.Registry
-	log  *lockedLog
+	log  *servicetest.Logs
 }
 
 // serve runs ParkedEventService over urls behind the relay's policies, on
 // a TLS gRPC server like the binary's.
 func serve(t *testing.T, urls ...string) *bundle {
 	t.Helper()
-	b := &bundle{pki: authtest.New(t), reg: prometheus.NewRegistry(), log: &lockedLog{}}
+	b := &bundle{pki: authtest.New(t), reg: prometheus.NewRegistry(), log: &servicetest.Logs{}}
 	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(b.log, testLog{t}), nil))
 	srv, err := parked.Open(urls, b.reg, logger)
 	require.NoError(t, err)
@@ -235,7 +209,7 @@ func TestReplayedRowIsPublishedOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, listed.GetEvents())
 
-	audits := b.log.audits(t)
+	audits := b.log.All("audit")
 	require.Len(t, audits, 2)
 	require.Equal(t, "ops-1", audits[0]["actor"])
 	require.Equal(t, "outbox.replay", audits[0]["action"])
@@ -339,7 +313,7 @@ func TestListPaginatesAndDiscardDeletes(t *testing.T) {
 	_, err = ops.DiscardParkedEvent(keyed(), &opsv1.DiscardParkedEventRequest{EventId: bIDs[1].String(), Reason: "again"})
 	require.Equal(t, codes.NotFound, status.Code(err))
 
-	audits := b.log.audits(t)
+	audits := b.log.All("audit")
 	var ok []map[string]any
 	for _, line := range audits {
 		if line["outcome"] == "ok" {
