@@ -22,6 +22,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 const adminURL = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -218,7 +219,7 @@ func TestContentionLosesNoUpdateOnAHotRow(t *testing.T) {
 			require.Equal(t, float64(n-pessimistic.Load())+gather(t, reg, "optimistic_lock_conflicts_total", "counter"), attempts,
 				"every optimistic attempt won or conflicted; pessimistic updates are not attempts")
 			require.Equal(t, tc.pessimistic, pessimistic.Load() > 0)
-			require.Equal(t, tc.pessimistic, sum(t, reg, "optlock_mode_switches_total") > 0)
+			require.Equal(t, tc.pessimistic, servicetest.MetricSum(t, reg, "optlock_mode_switches_total") > 0)
 			t.Logf("pessimistic updates=%d optimistic attempts=%.0f", pessimistic.Load(), attempts)
 		})
 	}
@@ -298,22 +299,6 @@ func gather(tb testing.TB, g prometheus.Gatherer, name, aggregate string) float6
 //
 //	go test -run '^$' -bench '^BenchmarkUpdate$' -count 5 ./optlock/ -optlock.mode=optimistic
 var updateMode = flag.String("optlock.mode", "adaptive", `BenchmarkUpdate's writers: "adaptive" or "optimistic"`)
-
-// sum returns the sum of every series of the metric name (0 if absent).
-func sum(tb testing.TB, g prometheus.Gatherer, name string) float64 {
-	tb.Helper()
-	families, err := g.Gather()
-	require.NoError(tb, err)
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() == name {
-			for _, metric := range f.GetMetric() {
-				total += metric.GetCounter().GetValue() + metric.GetGauge().GetValue()
-			}
-		}
-	}
-	return total
-}
 
 // BenchmarkUpdate measures version-checked increments (read version, then
 // conditional UPDATE, retried on conflict with DefaultPolicy) against the

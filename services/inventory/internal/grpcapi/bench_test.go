@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
 
@@ -115,7 +115,7 @@ func BenchmarkAdjustStock(b *testing.B) {
 				skus[i] = bb.addProduct(b, fmt.Sprintf("ADJ-%d-%04d", benchRun.Add(1), i), 1000)
 			}
 			ctx := context.Background()
-			conflictsBefore := sumMetric(b, bb.reg, "optimistic_lock_conflicts_total")
+			conflictsBefore := servicetest.MetricSum(b, bb.reg, "optimistic_lock_conflicts_total")
 			var (
 				worker        atomic.Int64
 				clientRetries atomic.Int64
@@ -184,7 +184,7 @@ func BenchmarkAdjustStock(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			conflicts := sumMetric(b, bb.reg, "optimistic_lock_conflicts_total") - conflictsBefore
+			conflicts := servicetest.MetricSum(b, bb.reg, "optimistic_lock_conflicts_total") - conflictsBefore
 			if !tc.versioned {
 				// No lost update: every delta is in the stock, one version each.
 				var available, version int64
@@ -203,22 +203,6 @@ func BenchmarkAdjustStock(b *testing.B) {
 			b.ReportMetric(lat.quantile(0.99).Seconds()*1000, "p99-ms")
 		})
 	}
-}
-
-// sumMetric is the sum of every series of the metric name in g.
-func sumMetric(tb testing.TB, g prometheus.Gatherer, name string) float64 {
-	tb.Helper()
-	families, err := g.Gather()
-	require.NoError(tb, err)
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() == name {
-			for _, m := range f.GetMetric() {
-				total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-	}
-	return total
 }
 
 // benchRun makes the SKUs of every benchmark run distinct.

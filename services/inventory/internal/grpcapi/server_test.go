@@ -19,6 +19,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 )
 
@@ -700,7 +701,7 @@ func TestAdjustStockByDelta(t *testing.T) {
 		require.EqualValues(t, applied.Load(), events(t, b, sku))
 		t.Logf("applied %d, gave up %d", applied.Load(), gaveUp.Load())
 		if *contentionMode == "adaptive" {
-			require.Positive(t, sumMetric(t, b.reg, "optlock_mode_switches_total"), "the SKU turned pessimistic")
+			require.Positive(t, servicetest.MetricSum(t, b.reg, "optlock_mode_switches_total"), "the SKU turned pessimistic")
 		}
 	})
 }

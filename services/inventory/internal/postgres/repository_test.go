@@ -18,6 +18,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 	"github.com/goodgo/goodgo/services/inventory/internal/postgres"
@@ -459,7 +460,7 @@ func TestReserveOnAHotSKU(t *testing.T) {
 				"one event per reservation")
 			commits := b.count(t, `SELECT count(DISTINCT xmin::text) FROM reservations`)
 			if hot {
-				require.Positive(t, gatherSum(t, reg, "optlock_mode_switches_total"), "the SKU turned hot")
+				require.Positive(t, servicetest.MetricSum(t, reg, "optlock_mode_switches_total"), "the SKU turned hot")
 				require.Less(t, commits, orders, "reservations of a hot SKU share transactions")
 			} else {
 				require.Equal(t, orders, commits, "one transaction per reservation")
@@ -467,22 +468,6 @@ func TestReserveOnAHotSKU(t *testing.T) {
 			t.Logf("transactions for %d reservations: %d", orders, commits)
 		})
 	}
-}
-
-// gatherSum is the sum of every series of the metric name.
-func gatherSum(t testing.TB, g prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	families, err := g.Gather()
-	require.NoError(t, err)
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() == name {
-			for _, m := range f.GetMetric() {
-				total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-	}
-	return total
 }
 
 func TestAddStockInGroups(t *testing.T) {
