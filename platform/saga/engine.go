@@ -101,21 +101,11 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.Workers <= 0 {
-		o.Workers = DefaultWorkers
-	}
-	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = DefaultLeaseTTL
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = DefaultPollInterval
-	}
-	if o.Deadline <= 0 {
-		o.Deadline = DefaultDeadline
-	}
-	if o.StepTimeout <= 0 {
-		o.StepTimeout = DefaultStepTimeout
-	}
+	positiveOr(&o.Workers, DefaultWorkers)
+	positiveOr(&o.LeaseTTL, DefaultLeaseTTL)
+	positiveOr(&o.PollInterval, DefaultPollInterval)
+	positiveOr(&o.Deadline, DefaultDeadline)
+	positiveOr(&o.StepTimeout, DefaultStepTimeout)
 	if o.Retry.isZero() {
 		o.Retry = DefaultRetry
 	}
@@ -123,15 +113,9 @@ func (o *Options) setDefaults() {
 	if o.CompensationRetry == (backoff.Policy{}) {
 		o.CompensationRetry = DefaultCompensationRetry
 	}
-	if o.CompensationLimit <= 0 {
-		o.CompensationLimit = DefaultCompensationLimit
-	}
-	if o.InlineRetryWait <= 0 {
-		o.InlineRetryWait = DefaultInlineRetryWait
-	}
-	if o.StatsInterval <= 0 {
-		o.StatsInterval = DefaultStatsInterval
-	}
+	positiveOr(&o.CompensationLimit, DefaultCompensationLimit)
+	positiveOr(&o.InlineRetryWait, DefaultInlineRetryWait)
+	positiveOr(&o.StatsInterval, DefaultStatsInterval)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -140,6 +124,14 @@ func (o *Options) setDefaults() {
 	}
 	if o.TracerProvider == nil {
 		o.TracerProvider = otel.GetTracerProvider()
+	}
+}
+
+// positiveOr sets *v to def unless it is positive: zero or a negative
+// option means the default.
+func positiveOr[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
