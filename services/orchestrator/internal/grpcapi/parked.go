@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/postgres"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
@@ -61,14 +62,9 @@ func NewParked(events ParkedEvents, logger *slog.Logger) *Parked {
 
 // ListParkedEvents implements ParkedEventService.
 func (p *Parked) ListParkedEvents(ctx context.Context, req *opsv1.ListParkedEventsRequest) (*opsv1.ListParkedEventsResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = DefaultParkedPageSize
-	case size > MaxParkedPageSize:
-		size = MaxParkedPageSize
+	size, err := grpcserver.PageSize(req.GetPageSize(), DefaultParkedPageSize, MaxParkedPageSize)
+	if err != nil {
+		return nil, err
 	}
 	if req.GetAggregateId() != "" && req.GetAggregateType() == "" {
 		return nil, status.Error(codes.InvalidArgument, "aggregate_id needs aggregate_type")

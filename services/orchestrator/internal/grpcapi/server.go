@@ -19,6 +19,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/ratelimit"
@@ -123,14 +124,9 @@ func (s *Server) GetSaga(ctx context.Context, req *orchestratorv1.GetSagaRequest
 // ListSagas implements SagaService: keyset pagination on (creation time,
 // id), newest first. The page token is opaque to clients.
 func (s *Server) ListSagas(ctx context.Context, req *orchestratorv1.ListSagasRequest) (*orchestratorv1.ListSagasResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
+	size, err := grpcserver.PageSize(req.GetPageSize(), DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, err
 	}
 	// one more tells whether a next page exists
 	f := saga.ListFilter{Limit: size + 1, CorrelationID: req.GetCorrelationId(), StartedBy: req.GetStartedBy()}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
 	"github.com/goodgo/goodgo/platform/postgres"
@@ -134,14 +135,9 @@ func (s *Server) Close() {
 // ListParkedEvents implements ParkedEventService: the databases in
 // configuration order, each in id order. The page token is opaque.
 func (s *Server) ListParkedEvents(ctx context.Context, req *opsv1.ListParkedEventsRequest) (*opsv1.ListParkedEventsResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
+	size, err := grpcserver.PageSize(req.GetPageSize(), DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, err
 	}
 	if req.GetAggregateId() != "" && req.GetAggregateType() == "" {
 		return nil, status.Error(codes.InvalidArgument, "aggregate_id needs aggregate_type")
