@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/pgtest"
 )
 
 // LostClaim plays a claim lost under a slow but live holder: the first
@@ -25,12 +26,7 @@ import (
 func LostClaim[R any](t *testing.T, pool *pgxpool.Pool, rdb *redis.Client, redisKey, table string, call func() (R, metadata.MD, error)) (R, R) {
 	t.Helper()
 	ctx := t.Context()
-	lockWaiters := func() int {
-		var n int
-		require.NoError(t, pool.QueryRow(ctx,
-			`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n))
-		return n
-	}
+	lockWaiters := func() int { return pgtest.LockWaiters(t, pool, "%") }
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)

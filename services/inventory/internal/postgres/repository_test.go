@@ -18,6 +18,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
@@ -839,7 +840,7 @@ func (b testBundle) startReserveBlockedOnProduct(t *testing.T, repo *postgres.Re
 		res, created, err := repo.Reserve(ctx, req)
 		br.done <- reserveResult{res, created, err}
 	}()
-	b.waitBlocked(t, "TakeStock")
+	pgtest.WaitBlocked(t, b.pool, "TakeStock")
 	return br
 }
 
@@ -871,7 +872,7 @@ func (b testBundle) startRelease(t *testing.T, orderID string) pendingRelease {
 		res, released, err := b.repo.Release(context.Background(), orderID)
 		done <- releaseResult{res, released, err}
 	}()
-	b.waitBlocked(t, "CreateReleasedReservation")
+	pgtest.WaitBlocked(t, b.pool, "CreateReleasedReservation")
 	return done
 }
 
@@ -884,17 +885,6 @@ func (p pendingRelease) wait(t *testing.T) releaseResult {
 		t.Fatal("Release did not finish")
 		return releaseResult{}
 	}
-}
-
-// waitBlocked waits until a session of the test database runs the sqlc
-// query named query and waits for a lock.
-func (b testBundle) waitBlocked(t *testing.T, query string) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		return b.count(t, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`,
-			"-- name: "+query+" %") == 1
-	}, 10*time.Second, 5*time.Millisecond, "no session blocked in %s", query)
 }
 
 func eventTypes(rows []outboxRow) []string {

@@ -20,6 +20,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/services/payment/internal/app"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 	"github.com/goodgo/goodgo/services/payment/internal/postgres"
@@ -377,7 +378,7 @@ func (b testBundle) startProcessBlockedOnOutbox(t *testing.T, ctx context.Contex
 		p, err := b.svc.ProcessPayment(ctx, c)
 		bp.done <- paymentResult{p, err}
 	}()
-	b.waitBlocked(t, "InsertEvents")
+	pgtest.WaitBlocked(t, b.pool, "InsertEvents")
 	return bp
 }
 
@@ -400,7 +401,7 @@ func (b testBundle) startRefund(t *testing.T, orderID payment.ID) pendingRefund 
 		p, err := b.svc.RefundPayment(context.Background(), payment.Ref{OrderID: orderID}, "saga compensation", customer)
 		done <- paymentResult{p, err}
 	}()
-	b.waitBlocked(t, "CreateVoidedPayment")
+	pgtest.WaitBlocked(t, b.pool, "CreateVoidedPayment")
 	return done
 }
 
@@ -415,17 +416,6 @@ func waitResult(t *testing.T, c chan paymentResult) paymentResult {
 		t.Fatal("the call did not finish")
 		return paymentResult{}
 	}
-}
-
-// waitBlocked waits until a session of the test database runs the sqlc
-// query named query and waits for a lock.
-func (b testBundle) waitBlocked(t *testing.T, query string) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		return count(t, b.pool, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`,
-			"-- name: "+query+" %") == 1
-	}, 10*time.Second, 5*time.Millisecond, "no session blocked in %s", query)
 }
 
 func count(t *testing.T, pool *pgxpool.Pool, query string, args ...any) int {
