@@ -19,6 +19,7 @@ import (
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 	"github.com/goodgo/goodgo/services/order/internal/postgres"
@@ -93,18 +94,7 @@ func (b testBundle) count(t *testing.T, table string) int {
 }
 
 func (b testBundle) events(t *testing.T, orderID string) []string {
-	t.Helper()
-	rows, err := b.pool.Query(context.Background(), "SELECT event_type FROM outbox WHERE aggregate_id = $1 ORDER BY id", orderID)
-	require.NoError(t, err)
-	defer rows.Close()
-	var types []string
-	for rows.Next() {
-		var s string
-		require.NoError(t, rows.Scan(&s))
-		types = append(types, s)
-	}
-	require.NoError(t, rows.Err())
-	return types
+	return servicetest.OutboxEvents(t, b.pool, orderID)
 }
 
 func placeRequest() app.PlaceOrder {

@@ -32,6 +32,7 @@ import (
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
@@ -215,18 +216,7 @@ func (b testBundle) count(tb testing.TB, query string, args ...any) int {
 func (b testBundle) orders(tb testing.TB) int { return b.count(tb, "SELECT count(*) FROM orders") }
 
 func (b testBundle) events(tb testing.TB, orderID string) []string {
-	tb.Helper()
-	rows, err := b.pool.Query(context.Background(), "SELECT event_type FROM outbox WHERE aggregate_id = $1 ORDER BY id", orderID)
-	require.NoError(tb, err)
-	defer rows.Close()
-	var types []string
-	for rows.Next() {
-		var s string
-		require.NoError(tb, rows.Scan(&s))
-		types = append(types, s)
-	}
-	require.NoError(tb, rows.Err())
-	return types
+	return servicetest.OutboxEvents(tb, b.pool, orderID)
 }
 
 func (b testBundle) place(t *testing.T) *orderv1.Order {

@@ -21,6 +21,7 @@ import (
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/services/payment/internal/app"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 	"github.com/goodgo/goodgo/services/payment/internal/postgres"
@@ -62,18 +63,7 @@ func charge(t *testing.T, orderID string, currency string, minor int64, method s
 func newOrder() string { return uuid.Must(uuid.NewV7()).String() }
 
 func events(t *testing.T, pool *pgxpool.Pool, p payment.Payment) []string {
-	t.Helper()
-	rows, err := pool.Query(context.Background(),
-		`SELECT event_type FROM outbox WHERE aggregate_id = $1 ORDER BY id`, p.ID.String())
-	require.NoError(t, err)
-	var out []string
-	for rows.Next() {
-		var s string
-		require.NoError(t, rows.Scan(&s))
-		out = append(out, s)
-	}
-	require.NoError(t, rows.Err())
-	return out
+	return servicetest.OutboxEvents(t, pool, p.ID.String())
 }
 
 func TestProcessPayment(t *testing.T) {

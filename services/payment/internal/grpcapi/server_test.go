@@ -32,6 +32,7 @@ import (
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/services/payment/internal/app"
 	"github.com/goodgo/goodgo/services/payment/internal/grpcapi"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
@@ -173,18 +174,7 @@ func paymentsOf(t *testing.T, b testBundle, order string) int {
 }
 
 func eventsOf(t *testing.T, b testBundle, paymentID string) []string {
-	t.Helper()
-	rows, err := b.pool.Query(context.Background(),
-		`SELECT event_type FROM outbox WHERE aggregate_id = $1 ORDER BY id`, paymentID)
-	require.NoError(t, err)
-	var out []string
-	for rows.Next() {
-		var s string
-		require.NoError(t, rows.Scan(&s))
-		out = append(out, s)
-	}
-	require.NoError(t, rows.Err())
-	return out
+	return servicetest.OutboxEvents(t, b.pool, paymentID)
 }
 
 func TestProcessPayment(t *testing.T) {
