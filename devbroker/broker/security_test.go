@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,7 +19,7 @@ import (
 	"github.com/goodgo/goodgo/devbroker/broker"
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
-	"github.com/goodgo/goodgo/platform/mtls"
+	"github.com/goodgo/goodgo/platform/mtls/mtlstest"
 )
 
 const secTopic = "goodgo.secure.events"
@@ -32,40 +31,21 @@ var (
 	opsUser   = broker.User{Mechanism: broker.SASLPlain, Name: "ops", Password: "ops-plain-secret"}
 )
 
-// testPKI is a CA, the broker's certificate for 127.0.0.1 and a client
-// certificate, as files where clients read them.
-type testPKI struct {
-	ca                    *mtls.CA
-	caFile                string
-	server                tls.Certificate
-	clientCert, clientKey string
-}
+// testPKI is mtlstest's broker PKI, with the broker's and a client's
+// configurations.
+type testPKI struct{ mtlstest.BrokerPKI }
 
 func newTestPKI(t *testing.T, name string) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := mtls.NewCA(name, time.Hour)
-	require.NoError(t, err)
-	p := testPKI{ca: ca, caFile: filepath.Join(dir, "ca.crt")}
-	require.NoError(t, mtls.WriteFileAtomic(p.caFile, ca.PEM, 0o644))
-	srv, err := ca.Issue("kafka", []string{"127.0.0.1"}, time.Hour)
-	require.NoError(t, err)
-	p.server, err = tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
-	require.NoError(t, err)
-	cli, err := ca.Issue("outbox-relay", nil, time.Hour)
-	require.NoError(t, err)
-	p.clientCert, p.clientKey = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	require.NoError(t, cli.WriteFiles(p.clientCert, p.clientKey))
-	return p
+	return testPKI{mtlstest.NewBrokerPKI(t, name)}
 }
 
 // serverTLS serves p's broker certificate; with mutual, it requires a client
 // certificate issued by p's CA.
 func (p testPKI) serverTLS(mutual bool) *tls.Config {
-	c := &tls.Config{Certificates: []tls.Certificate{p.server}}
+	c := &tls.Config{Certificates: []tls.Certificate{p.Server}}
 	if mutual {
 		c.ClientCAs = x509.NewCertPool()
-		c.ClientCAs.AddCert(p.ca.Cert)
+		c.ClientCAs.AddCert(p.CA.Cert)
 		c.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return c
@@ -82,7 +62,7 @@ func startSecure(t *testing.T, p testPKI, mutual bool) *broker.Broker {
 // client is the configuration a service would load: TLS trusting p's CA and
 // a login as u.
 func (p testPKI) client(addr string, u broker.User) config.Kafka {
-	return config.Kafka{Brokers: []string{addr}, TLS: true, CAFile: p.caFile,
+	return config.Kafka{Brokers: []string{addr}, TLS: true, CAFile: p.CAFile,
 		SASL: config.KafkaSASL{Mechanism: u.Mechanism, Username: u.Name, Password: u.Password}}
 }
 
@@ -192,7 +172,7 @@ func TestSecurity_RefusesWhatKafkaRefuses(t *testing.T) {
 		check func(*testing.T, error)
 	}{
 		{"a plaintext client", with(func(c *config.Kafka) { c.TLS, c.CAFile = false, "" }), failed},
-		{"a client that trusts another CA", with(func(c *config.Kafka) { c.CAFile = other.caFile }), untrusted},
+		{"a client that trusts another CA", with(func(c *config.Kafka) { c.CAFile = other.CAFile }), untrusted},
 		{"a client that trusts only the system roots", with(func(c *config.Kafka) { c.CAFile = "" }), untrusted},
 		{"a wrong password", with(func(c *config.Kafka) { c.SASL.Password = "wrong" }), authFailed},
 		{"an unknown user", with(func(c *config.Kafka) { c.SASL.Username = "mallory" }), authFailed},
@@ -232,7 +212,7 @@ func TestSecurity_UnauthenticatedRequestsGoUnanswered(t *testing.T) {
 	p := newTestPKI(t, "devbroker test CA")
 	b := startSecure(t, p, false)
 	roots := x509.NewCertPool()
-	roots.AddCert(p.ca.Cert)
+	roots.AddCert(p.CA.Cert)
 
 	for _, req := range []kmsg.Request{
 		&kmsg.MetadataRequest{Version: 1},
@@ -302,13 +282,13 @@ func TestSecurity_MutualTLS(t *testing.T) {
 	b := startSecure(t, p, true)
 
 	withCert := p.client(b.Addr(), relayUser)
-	withCert.CertFile, withCert.KeyFile = p.clientCert, p.clientKey
+	withCert.CertFile, withCert.KeyFile = p.ClientCert, p.ClientKey
 	require.NoError(t, metadata(testCtx(t), t, withCert))
 	require.NoError(t, produce(testCtx(t), t, withCert, "mutual"))
 
 	require.Error(t, metadata(testCtx(t), t, p.client(b.Addr(), relayUser)), "no client certificate")
 	foreign := withCert
-	foreign.CertFile, foreign.KeyFile = other.clientCert, other.clientKey
+	foreign.CertFile, foreign.KeyFile = other.ClientCert, other.ClientKey
 	require.Error(t, metadata(testCtx(t), t, foreign), "a client certificate of another CA")
 }
 

@@ -18,35 +18,10 @@ import (
 
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
-	"github.com/goodgo/goodgo/platform/mtls"
+	"github.com/goodgo/goodgo/platform/mtls/mtlstest"
 )
 
 const topic = "goodgo.test.events"
-
-// pki is a test CA and the files of a broker's and a client's certificates.
-type pki struct {
-	ca                   *mtls.CA
-	caFile               string
-	server               tls.Certificate
-	clientCert, clientKy string
-}
-
-func newPKI(t *testing.T) pki {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := mtls.NewCA("kafka test CA", time.Hour)
-	require.NoError(t, err)
-	p := pki{ca: ca, caFile: write(t, dir, "ca.crt", ca.PEM)}
-	srv, err := ca.Issue("kafka", []string{"127.0.0.1"}, time.Hour)
-	require.NoError(t, err)
-	p.server, err = tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
-	require.NoError(t, err)
-	cli, err := ca.Issue("outbox-relay", nil, time.Hour)
-	require.NoError(t, err)
-	p.clientCert, p.clientKy = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	require.NoError(t, cli.WriteFiles(p.clientCert, p.clientKy))
-	return p
-}
 
 func write(t *testing.T, dir, name string, b []byte) string {
 	t.Helper()
@@ -58,13 +33,13 @@ func write(t *testing.T, dir, name string, b []byte) string {
 // startBroker runs the development broker's engine (kfake; platform does
 // not import devbroker, which imports platform) with TLS that requires a
 // client certificate from p's CA and one SCRAM-SHA-512 user.
-func startBroker(t *testing.T, p pki, user, password string) string {
+func startBroker(t *testing.T, p mtlstest.BrokerPKI, user, password string) string {
 	t.Helper()
 	clientCAs := x509.NewCertPool()
-	clientCAs.AddCert(p.ca.Cert)
+	clientCAs.AddCert(p.CA.Cert)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic),
 		kfake.TLS(&tls.Config{
-			MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.server},
+			MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{p.Server},
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs,
 		}),
 		kfake.EnableSASL(), kfake.Superuser(config.SASLScramSHA512, user, password))
@@ -75,7 +50,7 @@ func startBroker(t *testing.T, p pki, user, password string) string {
 
 func TestNew(t *testing.T) {
 	t.Parallel()
-	p := newPKI(t)
+	p := mtlstest.NewBrokerPKI(t, "kafka test CA")
 	dir := t.TempDir()
 	notPEM := write(t, dir, "not-pem", []byte("hello"))
 	empty := write(t, dir, "empty", []byte(" \n"))
@@ -96,8 +71,8 @@ func TestNew(t *testing.T) {
 	})
 
 	t.Run("TLS is at least 1.2, with the configured roots and server name", func(t *testing.T) {
-		s, err := kafkaconn.New(config.Kafka{TLS: true, CAFile: p.caFile, ServerName: "kafka.internal",
-			CertFile: p.clientCert, KeyFile: p.clientKy})
+		s, err := kafkaconn.New(config.Kafka{TLS: true, CAFile: p.CAFile, ServerName: "kafka.internal",
+			CertFile: p.ClientCert, KeyFile: p.ClientKey})
 		require.NoError(t, err)
 		require.Equal(t, uint16(tls.VersionTLS12), s.TLS.MinVersion)
 		require.Equal(t, "kafka.internal", s.TLS.ServerName)
@@ -135,9 +110,9 @@ func TestNew(t *testing.T) {
 			"kafka: KAFKA_CA_FILE: open " + missing + ": no such file or directory"},
 		{"a CA file without a certificate", config.Kafka{TLS: true, CAFile: notPEM},
 			"kafka: KAFKA_CA_FILE: " + notPEM + " holds no PEM certificate"},
-		{"a missing client key", config.Kafka{TLS: true, CertFile: p.clientCert, KeyFile: missing},
+		{"a missing client key", config.Kafka{TLS: true, CertFile: p.ClientCert, KeyFile: missing},
 			"kafka: KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE: open " + missing + ": no such file or directory"},
-		{"a client key that is not one", config.Kafka{TLS: true, CertFile: p.clientCert, KeyFile: notPEM},
+		{"a client key that is not one", config.Kafka{TLS: true, CertFile: p.ClientCert, KeyFile: notPEM},
 			"kafka: KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE: tls: failed to find any PEM data in key input"},
 		{"a missing password file", config.Kafka{SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "u", PasswordFile: missing}},
 			"kafka: KAFKA_SASL_PASSWORD_FILE: open " + missing + ": no such file or directory"},
@@ -169,11 +144,11 @@ func TestNew(t *testing.T) {
 // SCRAM-SHA-512, with the password read from a file ending in a newline.
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
-	p := newPKI(t)
+	p := mtlstest.NewBrokerPKI(t, "kafka test CA")
 	addr := startBroker(t, p, "relay", "correct horse")
 	pwFile := write(t, t.TempDir(), "password", []byte("correct horse\n"))
 	s, err := kafkaconn.New(config.Kafka{
-		Brokers: []string{addr}, TLS: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKy,
+		Brokers: []string{addr}, TLS: true, CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey,
 		SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "relay", PasswordFile: pwFile},
 	})
 	require.NoError(t, err)
@@ -194,7 +169,7 @@ func TestRoundTrip(t *testing.T) {
 	require.NoError(t, r.CommitMessages(ctx, m))
 
 	// Without the client certificate the broker refuses the handshake.
-	noCert, err := kafkaconn.New(config.Kafka{TLS: true, CAFile: p.caFile,
+	noCert, err := kafkaconn.New(config.Kafka{TLS: true, CAFile: p.CAFile,
 		SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "relay", Password: "correct horse"}})
 	require.NoError(t, err)
 	conn, err := noCert.Dialer("").DialContext(ctx, "tcp", addr)
@@ -210,11 +185,11 @@ func TestRoundTrip(t *testing.T) {
 // fails, saying why, for one that refuses them or is not there.
 func TestPing(t *testing.T) {
 	t.Parallel()
-	p := newPKI(t)
+	p := mtlstest.NewBrokerPKI(t, "kafka test CA")
 	addr := startBroker(t, p, "orchestrator", "s3cret")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cfg := config.Kafka{TLS: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKy,
+	cfg := config.Kafka{TLS: true, CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey,
 		SASL: config.KafkaSASL{Mechanism: config.SASLScramSHA512, Username: "orchestrator", Password: "s3cret"}}
 	s, err := kafkaconn.New(cfg)
 	require.NoError(t, err)
