@@ -127,17 +127,11 @@ func TestAppend(t *testing.T) {
 	t.Run("a transaction that fails after the writes leaves neither row", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
-		w := newWriter(t, nil)
 		conn := connect(t)
-		agg := newAggregateID()
-
-		tx, err := conn.Begin(ctx)
-		require.NoError(t, err)
-		writeOrder(t, tx, agg, 1)
-		require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 1, event.OrderCreated, "x")))
+		tx, agg := createOrder(t, conn)
 		// A later statement of the same transaction fails (a duplicate
 		// business row), which aborts the transaction.
-		_, err = tx.Exec(ctx, `INSERT INTO orders (id, version) VALUES ($1, 1)`, agg)
+		_, err := tx.Exec(ctx, `INSERT INTO orders (id, version) VALUES ($1, 1)`, agg)
 		require.Error(t, err)
 		require.ErrorIs(t, tx.Commit(ctx), pgx.ErrTxCommitRollback)
 
@@ -148,14 +142,8 @@ func TestAppend(t *testing.T) {
 	t.Run("a rolled-back transaction leaves neither row", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
-		w := newWriter(t, nil)
 		conn := connect(t)
-		agg := newAggregateID()
-
-		tx, err := conn.Begin(ctx)
-		require.NoError(t, err)
-		writeOrder(t, tx, agg, 1)
-		require.NoError(t, w.Append(ctx, tx, orderEvent(agg, 1, event.OrderCreated, "x")))
+		tx, agg := createOrder(t, conn)
 		require.NotEmpty(t, records(t, tx, agg), "visible inside the transaction")
 		require.NoError(t, tx.Rollback(ctx))
 
@@ -519,6 +507,19 @@ func orderEvent(agg string, version int64, typ, body string) outbox.Event {
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// createOrder begins a transaction on conn that writes a new order and
+// appends its OrderCreated event, and returns it with the order's id.
+func createOrder(t *testing.T, conn *pgx.Conn) (pgx.Tx, string) {
+	t.Helper()
+	ctx := context.Background()
+	agg := newAggregateID()
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	writeOrder(t, tx, agg, 1)
+	require.NoError(t, newWriter(t, nil).Append(ctx, tx, orderEvent(agg, 1, event.OrderCreated, "x")))
+	return tx, agg
 }
 
 func writeOrder(t *testing.T, tx pgx.Tx, id string, version int64) {
