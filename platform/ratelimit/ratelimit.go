@@ -70,15 +70,6 @@ func ParseLimit(s string) (Limit, error) {
 	return Limit{Count: count, Period: p}, nil
 }
 
-// String renders l as ParseLimit reads it.
-func (l Limit) String() string {
-	if l.Count == 0 {
-		return "0"
-	}
-	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[l.Period]
-	return strconv.Itoa(l.Count) + "/" + unit
-}
-
 // Limiter answers whether a user may make one more call of a class. Safe
 // for concurrent use.
 type Limiter struct {

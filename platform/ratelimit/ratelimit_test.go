@@ -64,18 +64,6 @@ func TestParseLimit(t *testing.T) {
 	}
 }
 
-func TestLimitStringRoundTrip(t *testing.T) {
-	for _, s := range []string{"10/s", "5/m", "1/h", "0", "1000/s"} {
-		l, err := ratelimit.ParseLimit(s)
-		require.NoError(t, err)
-		require.Equal(t, s, l.String())
-		back, err := ratelimit.ParseLimit(l.String())
-		require.NoError(t, err)
-		require.Equal(t, l, back)
-	}
-	require.Equal(t, "0", ratelimit.Limit{}.String())
-}
-
 // limiter returns a Limiter over the real Redis with a random key prefix,
 // whose keys are deleted when the test ends, and its registry.
 func limiter(t *testing.T, limits map[ratelimit.Class]ratelimit.Limit) (*ratelimit.Limiter, *prometheus.Registry, *redis.Client, string) {
