@@ -391,10 +391,7 @@ func (e *Engine) ExecuteStarted(ctx context.Context, r StartResult) error {
 	if err := e.acquire(ctx); err != nil {
 		return err
 	}
-	e.mu.Lock()
-	_, local := e.held[r.SagaID]
-	e.mu.Unlock()
-	if local {
+	if e.holds(r.SagaID) {
 		// The recovery loop claimed it first (its lease expired while
 		// this waited for a worker): it runs from what was stored.
 		e.release()
@@ -426,10 +423,7 @@ func (e *Engine) executeHeld(ctx context.Context, id uuid.UUID) error {
 		return nil
 	}
 	if s.LeaseOwner == e.opts.Owner {
-		e.mu.Lock()
-		_, local := e.held[id]
-		e.mu.Unlock()
-		if local {
+		if e.holds(id) {
 			e.release()
 			return nil // already executing here
 		}
@@ -530,12 +524,23 @@ func (e *Engine) load(ctx context.Context, ids []uuid.UUID) ([]*instance, error)
 	return out, nil
 }
 
+func (e *Engine) isRunning() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running
+}
+
+// holds reports whether this replica is executing saga id.
+func (e *Engine) holds(id uuid.UUID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.held[id]
+	return ok
+}
+
 // tryAcquire takes a worker slot if one is free.
 func (e *Engine) tryAcquire() bool {
-	e.mu.Lock()
-	running := e.running
-	e.mu.Unlock()
-	if !running {
+	if !e.isRunning() {
 		return false
 	}
 	select {
@@ -548,10 +553,7 @@ func (e *Engine) tryAcquire() bool {
 
 // acquire takes a worker slot, waiting until one is free or ctx is done.
 func (e *Engine) acquire(ctx context.Context) error {
-	e.mu.Lock()
-	running := e.running
-	e.mu.Unlock()
-	if !running {
+	if !e.isRunning() {
 		return ErrNotRunning
 	}
 	select {

@@ -70,8 +70,13 @@ func TestStepFailingPastTheDeadlineCompensates(t *testing.T) {
 	require.Equal(t, "saga deadline exceeded", s.FailureReason)
 	require.Equal(t, []string{"a", "-b", "-a"}, w.orderOf(id), "b's unknown outcome undone in reverse")
 	b := stepOf(s, "b", saga.PhaseAction)
-	require.Greater(t, b.Attempts, 3, "retried until the deadline, not for MaxAttempts calls")
-	require.Equal(t, b.Attempts, w.callsOf(key(id, "b", false)), "not called during compensation")
+	// Each attempt is stored before its call, so the stored count bounds
+	// the calls; it may exceed them by one when, on a loaded machine, the
+	// lease ran out between storing an attempt and making its call (the
+	// next owner finds the attempt's outcome unknown and compensates it).
+	calls := w.callsOf(key(id, "b", false))
+	require.Greater(t, calls, 3, "retried until the deadline, not for MaxAttempts calls")
+	require.LessOrEqual(t, calls, b.Attempts, "no call that was not stored first, none during compensation")
 	require.Zero(t, w.callsOf(key(id, "c", false)))
 	require.Equal(t, saga.StepSucceeded, stepOf(s, "b", saga.PhaseCompensation).Status)
 	require.Equal(t, 1.0, counter(t, e.reg, "saga_timeout_total", "saga_type", "three"))
