@@ -161,39 +161,17 @@ func Decode(ev inbox.Event) (Change, error) {
 		msg, c.source = &orderv1.OrderShippingAddressChanged{}, sourceOrder
 		c.apply = func(*View) {}
 	case event.PaymentProcessed:
-		m := &paymentv1.PaymentProcessed{}
-		msg, c.source = m, sourcePayment
-		c.apply = func(v *View) { v.PaymentStatus, v.PaymentID, v.PaymentReason = PaymentCaptured, m.GetPaymentId(), "" }
+		msg, c.source, c.apply = payment(&paymentv1.PaymentProcessed{}, PaymentCaptured)
 	case event.PaymentDeclined:
-		m := &paymentv1.PaymentDeclined{}
-		msg, c.source = m, sourcePayment
-		c.apply = func(v *View) {
-			v.PaymentStatus, v.PaymentID, v.PaymentReason = PaymentDeclined, m.GetPaymentId(), m.GetReason()
-		}
+		msg, c.source, c.apply = payment(&paymentv1.PaymentDeclined{}, PaymentDeclined)
 	case event.PaymentRefunded:
-		m := &paymentv1.PaymentRefunded{}
-		msg, c.source = m, sourcePayment
-		c.apply = func(v *View) {
-			v.PaymentStatus, v.PaymentID, v.PaymentReason = PaymentRefunded, m.GetPaymentId(), m.GetReason()
-		}
+		msg, c.source, c.apply = payment(&paymentv1.PaymentRefunded{}, PaymentRefunded)
 	case event.InventoryReserved:
-		m := &inventoryv1.StockReserved{}
-		msg, c.source = m, sourceInventory
-		c.apply = func(v *View) {
-			v.InventoryStatus, v.ReservationID, v.InventoryReason = StockReserved, m.GetReservationId(), ""
-		}
+		msg, c.source, c.apply = stock(&inventoryv1.StockReserved{}, StockReserved)
 	case event.InventoryRejected:
-		m := &inventoryv1.StockRejected{}
-		msg, c.source = m, sourceInventory
-		c.apply = func(v *View) {
-			v.InventoryStatus, v.ReservationID, v.InventoryReason = StockRejected, m.GetReservationId(), m.GetReason()
-		}
+		msg, c.source, c.apply = stock(&inventoryv1.StockRejected{}, StockRejected)
 	case event.InventoryReleased:
-		m := &inventoryv1.StockReleased{}
-		msg, c.source = m, sourceInventory
-		c.apply = func(v *View) {
-			v.InventoryStatus, v.ReservationID, v.InventoryReason = StockReleased, m.GetReservationId(), ""
-		}
+		msg, c.source, c.apply = stock(&inventoryv1.StockReleased{}, StockReleased)
 	default:
 		return c, fmt.Errorf("%w: event type %q is not projected", ErrMalformed, ev.Type)
 	}
@@ -225,6 +203,44 @@ func Decode(ev inbox.Event) (Change, error) {
 		}
 	}
 	return c, nil
+}
+
+// paymentEvent and stockEvent are what every event of the payment and of
+// the reservation names: the payment or the reservation.
+type (
+	paymentEvent interface {
+		proto.Message
+		GetPaymentId() string
+	}
+	stockEvent interface {
+		proto.Message
+		GetReservationId() string
+	}
+)
+
+// payment is the change of a payment event m: the payment's status, id and
+// reason (declines and refunds give one; a capture clears it). apply reads
+// m when it runs, after Decode has unmarshaled the payload into m.
+func payment(m paymentEvent, status string) (proto.Message, source, func(*View)) {
+	return m, sourcePayment, func(v *View) {
+		v.PaymentStatus, v.PaymentID, v.PaymentReason = status, m.GetPaymentId(), reason(m)
+	}
+}
+
+// stock is the change of a reservation event m, like payment's (rejections
+// give a reason).
+func stock(m stockEvent, status string) (proto.Message, source, func(*View)) {
+	return m, sourceInventory, func(v *View) {
+		v.InventoryStatus, v.ReservationID, v.InventoryReason = status, m.GetReservationId(), reason(m)
+	}
+}
+
+// reason is m's reason, "" for an event that gives none.
+func reason(m proto.Message) string {
+	if r, ok := m.(interface{ GetReason() string }); ok {
+		return r.GetReason()
+	}
+	return ""
 }
 
 func items(in []*commonv1.LineItem) []Item {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/services/order/internal/projection"
 )
@@ -46,6 +47,34 @@ func TestApply(t *testing.T) {
 		require.Equal(t, before, v)
 		require.Equal(t, projection.PaymentRefunded, v.PaymentStatus)
 		require.Equal(t, "COMPLETED", v.SagaOutcome())
+	})
+	t.Run("payment and reservation events set their source's status, id and reason", func(t *testing.T) {
+		o := newOrder("bob")
+		var v projection.View
+		// Each event replaces the reason of the one before: a capture or a
+		// release, which give none, clears it.
+		for _, tc := range []struct {
+			e                  ev
+			payment, stock, re string
+		}{
+			{o.declined(t), projection.PaymentDeclined, "", "card_declined"},
+			{o.paid(t), projection.PaymentCaptured, "", ""},
+			{o.refunded(t), projection.PaymentRefunded, "", "compensation"},
+			{o.rejected(t), projection.PaymentRefunded, projection.StockRejected, "insufficient_stock"},
+			{o.released(t), projection.PaymentRefunded, projection.StockReleased, ""},
+			{o.reserved(t), projection.PaymentRefunded, projection.StockReserved, ""},
+		} {
+			require.True(t, change(t, tc.e).Apply(&v), tc.e.typ)
+			require.Equal(t, tc.payment, v.PaymentStatus, tc.e.typ)
+			require.Equal(t, tc.stock, v.InventoryStatus, tc.e.typ)
+			if tc.e.topic == event.TopicPayment {
+				require.Equal(t, o.payment, v.PaymentID, tc.e.typ)
+				require.Equal(t, tc.re, v.PaymentReason, tc.e.typ)
+			} else {
+				require.Equal(t, o.reserve, v.ReservationID, tc.e.typ)
+				require.Equal(t, tc.re, v.InventoryReason, tc.e.typ)
+			}
+		}
 	})
 	t.Run("malformed events are refused", func(t *testing.T) {
 		bad := paid
