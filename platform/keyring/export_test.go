@@ -6,3 +6,9 @@ func IsSealedValue(value []byte) bool {
 	_, _, err := splitValue(value)
 	return err == nil
 }
+
+// ValueKeyID returns the key id of a sealed value without opening it.
+func ValueKeyID(value []byte) (string, error) {
+	kid, _, err := splitValue(value)
+	return kid, err
+}

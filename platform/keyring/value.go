@@ -11,8 +11,8 @@ import (
 // earlier release.
 const valueVersion byte = 0x01
 
-// ErrNotSealed is returned by OpenValue and ValueKeyID for bytes that are
-// not a sealed value.
+// ErrNotSealed is returned by OpenValue for bytes that are not a sealed
+// value.
 var ErrNotSealed = errors.New("keyring: not a sealed value")
 
 // SealValue seals plaintext under the active key into one self-describing
@@ -38,12 +38,6 @@ func (k *Keyring) OpenValue(value, aad []byte) (plaintext []byte, keyID string, 
 	}
 	plaintext, err = k.Open(kid, ct, aad)
 	return plaintext, kid, err
-}
-
-// ValueKeyID returns the key id of a sealed value without opening it.
-func ValueKeyID(value []byte) (string, error) {
-	kid, _, err := splitValue(value)
-	return kid, err
 }
 
 func splitValue(v []byte) (kid string, ciphertext []byte, err error) {
