@@ -96,9 +96,7 @@ var (
 )
 
 type options struct {
-	unary      []grpc.UnaryServerInterceptor
-	stream     []grpc.StreamServerInterceptor
-	serverOpts []grpc.ServerOption
+	unary []grpc.UnaryServerInterceptor
 }
 
 // Option customises New.
@@ -108,18 +106,6 @@ type Option func(*options)
 // run inside recovery and see the caller identity (e.g. idempotency).
 func WithUnaryInterceptors(i ...grpc.UnaryServerInterceptor) Option {
 	return func(o *options) { o.unary = append(o.unary, i...) }
-}
-
-// WithStreamInterceptors appends stream interceptors after the built-in ones.
-func WithStreamInterceptors(i ...grpc.StreamServerInterceptor) Option {
-	return func(o *options) { o.stream = append(o.stream, i...) }
-}
-
-// WithServerOptions adds grpc.ServerOptions. Interceptor options given here
-// would replace the built-in chain: use WithUnaryInterceptors and
-// WithStreamInterceptors instead.
-func WithServerOptions(opts ...grpc.ServerOption) Option {
-	return func(o *options) { o.serverOpts = append(o.serverOpts, opts...) }
 }
 
 // Server is a gRPC server bound to its address, with health and reflection.
@@ -189,23 +175,23 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 		recovery.UnaryServerInterceptor(recovered),
 		az.UnaryAuthorize(),
 	}, o.unary...)
-	stream := append([]grpc.StreamServerInterceptor{
+	stream := []grpc.StreamServerInterceptor{
 		metrics.StreamServerInterceptor(exemplar),
 		az.StreamAuthenticate(),
 		logging.StreamServerInterceptor(callLog, loggingOptions()...),
 		recovery.StreamServerInterceptor(recovered),
 		az.StreamAuthorize(),
-	}, o.stream...)
+	}
 
 	codec := newDecodeCodec()
-	serverOpts := append([]grpc.ServerOption{
+	gs := grpc.NewServer(
 		grpc.Creds(cfg.Credentials),
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(MaxSendMsgSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
-		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.ConnectionTimeout(10*time.Second),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepaliveParams),
 		// Stop (and so Serve) returns only after every handler has returned,
@@ -217,8 +203,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 			filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))))),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	}, o.serverOpts...)
-	gs := grpc.NewServer(serverOpts...)
+	)
 
 	hs := health.NewServer()
 	stopping := make(chan struct{})
