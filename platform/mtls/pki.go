@@ -102,12 +102,6 @@ func (ca *CA) Issue(service string, hosts []string, ttl time.Duration) (Issued, 
 	return ca.issue(ID(service), service, hosts, ttl)
 }
 
-// IssueRaw issues a certificate whose URI SAN is uri as given, for tests
-// of identities that are not GoodGo services ("" for none).
-func (ca *CA) IssueRaw(uri, commonName string, ttl time.Duration) (Issued, error) {
-	return ca.issue(uri, commonName, nil, ttl)
-}
-
 func (ca *CA) issue(uri, commonName string, hosts []string, ttl time.Duration) (Issued, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
