@@ -166,12 +166,6 @@ func hasStringField(method, field string) bool {
 	return fd != nil && fd.Kind() == protoreflect.StringKind && !fd.IsList()
 }
 
-// Policy returns the policy of method, if declared.
-func (a *Authorizer) Policy(method string) (Policy, bool) {
-	p, ok := a.policies[method]
-	return p, ok
-}
-
 // authResult is what Authenticate leaves for Authorize.
 type authResult struct {
 	refusal *refusal
