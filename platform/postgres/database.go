@@ -69,25 +69,6 @@ func withoutPoolParams(raw string) string {
 	return u.String()
 }
 
-// IsUniqueViolation reports whether err is (or wraps) a PostgreSQL unique
-// constraint violation (SQLSTATE 23505).
-func IsUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation
-}
-
-// ConstraintName returns the name of the constraint err violated, or "" when
-// err is not a PostgreSQL constraint error. It lets a caller tell apart the
-// unique constraints of one table (e.g. an idempotency guard from a natural
-// key).
-func ConstraintName(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.ConstraintName
-	}
-	return ""
-}
-
 // Beginner starts a transaction: a *pgxpool.Pool, a *pgx.Conn, or a pgx.Tx
 // (which starts a savepoint).
 type Beginner interface {

@@ -12,13 +12,6 @@ import (
 	"github.com/goodgo/goodgo/platform/backoff"
 )
 
-// Open is what a service does with its own database at start-up when one
-// role both owns and uses it (tests, a developer's superuser): OpenService
-// with url as the migrating connection too.
-func Open(ctx context.Context, url string, migrations fs.FS, logger *slog.Logger, maxWait time.Duration) (*pgxpool.Pool, error) {
-	return OpenService(ctx, url, url, migrations, logger, maxWait)
-}
-
 // OpenService is what a service does with its own database at start-up,
 // connecting as its own role (url) and returning a connected pool. With
 // migrateURL, a connection as the database's owner, it first creates the
