@@ -89,6 +89,15 @@ func reserveRequest(t testing.TB, orderID string, items ...inventory.Item) inven
 	return req
 }
 
+// reserve reserves items for orderID, the setup of a test of what comes
+// after a reservation.
+func (b testBundle) reserve(t testing.TB, orderID string, items ...inventory.Item) inventory.Reservation {
+	t.Helper()
+	res, _, err := b.repo.Reserve(context.Background(), reserveRequest(t, orderID, items...))
+	require.NoError(t, err)
+	return res
+}
+
 func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func TestReserve(t *testing.T) {
@@ -226,8 +235,7 @@ func TestReserve(t *testing.T) {
 		b := setup(t)
 		a := b.addProduct(t, "T-A", 10)
 		orderID := newOrderID()
-		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 3}))
-		require.NoError(t, err)
+		b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 3})
 		boom := errors.New("injected failure after the outbox insert")
 		w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
 		require.NoError(t, err)
@@ -561,8 +569,7 @@ func TestRelease(t *testing.T) {
 		b := setup(t)
 		a, c := b.addProduct(t, "T-A", 10), b.addProduct(t, "T-C", 10)
 		orderID := newOrderID()
-		reserved, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}, inventory.Item{SKU: c, Quantity: 1}))
-		require.NoError(t, err)
+		reserved := b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 4}, inventory.Item{SKU: c, Quantity: 1})
 
 		res, released, err := b.repo.Release(ctx, orderID)
 		require.NoError(t, err)
@@ -597,8 +604,7 @@ func TestRelease(t *testing.T) {
 		b := setup(t)
 		a := b.addProduct(t, "T-A", 10)
 		orderID := newOrderID()
-		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 7}))
-		require.NoError(t, err)
+		b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 7})
 
 		const n = 30
 		var (
@@ -637,8 +643,7 @@ func TestRelease(t *testing.T) {
 		b := setup(t)
 		a := b.addProduct(t, "T-A", 1)
 		orderID := newOrderID()
-		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 2}))
-		require.NoError(t, err)
+		b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 2})
 
 		res, released, err := b.repo.Release(ctx, orderID)
 		require.NoError(t, err)
@@ -925,10 +930,9 @@ func TestAdjustStock(t *testing.T) {
 		b := setup(t)
 		a := b.addProduct(t, "T-A", 10)
 		// A reservation moves the stock, so version 1 is stale afterwards.
-		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), inventory.Item{SKU: a, Quantity: 1}))
-		require.NoError(t, err)
+		b.reserve(t, newOrderID(), inventory.Item{SKU: a, Quantity: 1})
 
-		_, err = b.repo.AdjustStock(ctx, inventory.Adjustment{SKU: a, Available: 42, ExpectedVersion: 1})
+		_, err := b.repo.AdjustStock(ctx, inventory.Adjustment{SKU: a, Available: 42, ExpectedVersion: 1})
 		require.ErrorIs(t, err, optlock.ErrConflict)
 		avail, _, version := b.stock(t, a)
 		require.Equal(t, []int64{9, 2}, []int64{avail, version})
