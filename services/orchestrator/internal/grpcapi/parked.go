@@ -15,7 +15,6 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/inbox"
-	"github.com/goodgo/goodgo/platform/postgres"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 )
 
@@ -165,16 +164,8 @@ func (p *Parked) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.InvalidArgument, "reason is required")
 	case errors.Is(err, inbox.ErrReasonTooLong):
 		return status.Errorf(codes.InvalidArgument, "reason must be at most %d bytes", inbox.MaxReason)
-	case postgres.IsTransient(err):
-		p.logger.WarnContext(ctx, "parked events request failed; transient", "error", err)
-		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	default:
-		p.logger.ErrorContext(ctx, "parked events request failed", "error", err)
-		return status.Error(codes.Internal, "internal error")
+		return otherStatus(ctx, p.logger, "parked events request", err)
 	}
 }
 

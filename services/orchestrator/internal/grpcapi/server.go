@@ -228,17 +228,29 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "saga not found")
 	case errors.Is(err, saga.ErrIllegalState):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case postgres.IsTransient(err):
-		s.logger.WarnContext(ctx, "saga request failed; transient", "error", err)
-		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
 	case postgres.IsSerializationFailure(err):
 		return status.Error(codes.Aborted, "concurrent change; retry")
+	default:
+		return otherStatus(ctx, s.logger, "saga request", err)
+	}
+}
+
+// otherStatus is the status of an error that neither service's own errors
+// account for (SagaService, ParkedEventService): a transient database
+// error is Unavailable, the caller's cancellation or deadline is theirs,
+// and anything else is Internal, logged as what failed, its text kept from
+// the client.
+func otherStatus(ctx context.Context, logger *slog.Logger, what string, err error) error {
+	switch {
+	case postgres.IsTransient(err):
+		logger.WarnContext(ctx, what+" failed; transient", "error", err)
+		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	default:
-		s.logger.ErrorContext(ctx, "saga request failed", "error", err)
+		logger.ErrorContext(ctx, what+" failed", "error", err)
 		return status.Error(codes.Internal, "internal error")
 	}
 }
