@@ -206,6 +206,14 @@ func placeRequest() *orderv1.PlaceOrderRequest {
 	}
 }
 
+// otherRequest is placeRequest with another quantity: a different request
+// under the same key.
+func otherRequest() *orderv1.PlaceOrderRequest {
+	r := placeRequest()
+	r.Items[0].Quantity = 9
+	return r
+}
+
 func (b testBundle) count(tb testing.TB, query string, args ...any) int {
 	tb.Helper()
 	var n int
@@ -221,9 +229,24 @@ func (b testBundle) events(tb testing.TB, orderID string) []string {
 
 func (b testBundle) place(t *testing.T) *orderv1.Order {
 	t.Helper()
-	resp, err := b.client.PlaceOrder(b.withKey(newKey()), placeRequest())
+	return b.placeWith(t, newKey()).GetOrder()
+}
+
+// placeWith places placeRequest's order under key and returns the reply.
+func (b testBundle) placeWith(t *testing.T, key string) *orderv1.PlaceOrderResponse {
+	t.Helper()
+	resp, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
 	require.NoError(t, err)
-	return resp.GetOrder()
+	return resp
+}
+
+// requireKeyTaken places other under key, which placeRequest's order
+// used already: refused, and still one order.
+func (b testBundle) requireKeyTaken(t *testing.T, key string, other *orderv1.PlaceOrderRequest) {
+	t.Helper()
+	_, err := b.client.PlaceOrder(b.withKey(key), other)
+	requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+	require.Equal(t, 1, b.orders(t))
 }
 
 func requireStatus(t *testing.T, err error, code codes.Code, message string) {
@@ -333,8 +356,7 @@ func TestPlaceOrder(t *testing.T) {
 		require.Zero(t, b.orders(t))
 
 		b.inventory.FailWith(nil)
-		_, err = b.client.PlaceOrder(b.withKey(key), placeRequest())
-		require.NoError(t, err)
+		b.placeWith(t, key)
 		require.Equal(t, 1, b.orders(t))
 	})
 
@@ -342,8 +364,7 @@ func TestPlaceOrder(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
-		require.NoError(t, err)
+		first := b.placeWith(t, key)
 		var header metadata.MD
 		again, err := b.client.PlaceOrder(b.withKey(key), placeRequest(), grpc.Header(&header))
 		require.NoError(t, err)
@@ -358,52 +379,38 @@ func TestPlaceOrder(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		_, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
-		require.NoError(t, err)
-		other := placeRequest()
-		other.Items[0].Quantity = 9
-		_, err = b.client.PlaceOrder(b.withKey(key), other)
-		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
-		require.Equal(t, 1, b.orders(t))
+		b.placeWith(t, key)
+		b.requireKeyTaken(t, key, otherRequest())
 	})
 
 	t.Run("with the Redis record lost, the database still returns the first order", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
-		require.NoError(t, err)
+		first := b.placeWith(t, key)
 		deleteKeys(t, b.redis, b.redisPrefix)
 
-		again, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
-		require.NoError(t, err)
+		again := b.placeWith(t, key)
 		require.Equal(t, first.GetOrder().GetOrderId(), again.GetOrder().GetOrderId())
 		require.Equal(t, 1, b.orders(t))
 
 		deleteKeys(t, b.redis, b.redisPrefix)
-		other := placeRequest()
-		other.Items[0].Quantity = 9
-		_, err = b.client.PlaceOrder(b.withKey(key), other)
-		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
-		require.Equal(t, 1, b.orders(t))
+		b.requireKeyTaken(t, key, otherRequest())
 	})
 
 	t.Run("with the Redis record lost, the same key with another address is rejected", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		key := newKey()
-		first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
-		require.NoError(t, err)
+		first := b.placeWith(t, key)
 		deleteKeys(t, b.redis, b.redisPrefix)
 
 		other := placeRequest()
 		other.ShippingAddress.City = "Paris"
-		_, err = b.client.PlaceOrder(b.withKey(key), other)
-		requireStatus(t, err, codes.FailedPrecondition, "idempotency-key was already used with a different request")
+		b.requireKeyTaken(t, key, other)
 		got, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: first.GetOrder().GetOrderId()})
 		require.NoError(t, err)
 		require.Equal(t, "London", got.GetOrder().GetShippingAddress().GetCity())
-		require.Equal(t, 1, b.orders(t))
 	})
 
 	t.Run("50 concurrent identical requests produce exactly one order", func(t *testing.T) {
@@ -441,8 +448,7 @@ func TestPlaceOrder(t *testing.T) {
 		require.Equal(t, []string{"order.created.v1"}, b.events(t, orderID))
 
 		// Retrying any of them gets the one order.
-		again, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
-		require.NoError(t, err)
+		again := b.placeWith(t, key)
 		require.Equal(t, orderID, again.GetOrder().GetOrderId())
 	})
 }
@@ -540,8 +546,7 @@ func TestLogoutForgetsSensitiveKeys(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	key := newKey()
-	first, err := b.client.PlaceOrder(b.withKey(key), placeRequest())
-	require.NoError(t, err)
+	first := b.placeWith(t, key)
 	stored, err := b.redis.Keys(context.Background(), b.redisPrefix+"*").Result()
 	require.NoError(t, err)
 	require.NotEmpty(t, stored)
