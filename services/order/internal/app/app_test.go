@@ -174,25 +174,26 @@ func TestPlaceOrder(t *testing.T) {
 		require.Zero(t, b.count(t, "outbox"))
 	})
 
-	t.Run("an unknown SKU is not found, naming its line", func(t *testing.T) {
-		t.Parallel()
-		b := setup(t)
-		req := placeRequest()
-		req.Draft.Items[1].SKU = "NOPE"
-		_, err := b.app.PlaceOrder(ctx, req)
-		requireDomainError(t, err, order.ErrNotFound, "items[1].sku")
-		require.Zero(t, b.count(t, "orders"))
-	})
-
-	t.Run("items in two currencies are a failed precondition", func(t *testing.T) {
-		t.Parallel()
-		b := setup(t)
-		req := placeRequest()
-		req.Draft.Items[1].SKU = "USD-1"
-		_, err := b.app.PlaceOrder(ctx, req)
-		requireDomainError(t, err, order.ErrFailedPrecondition, "items")
-		require.Zero(t, b.count(t, "orders"))
-	})
+	// Lines the catalog cannot price together refuse the order: nothing is
+	// written.
+	for _, tt := range []struct {
+		name, sku string
+		kind      error
+		field     string
+	}{
+		{"an unknown SKU is not found, naming its line", "NOPE", order.ErrNotFound, "items[1].sku"},
+		{"items in two currencies are a failed precondition", "USD-1", order.ErrFailedPrecondition, "items"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			req := placeRequest()
+			req.Draft.Items[1].SKU = tt.sku
+			_, err := b.app.PlaceOrder(ctx, req)
+			requireDomainError(t, err, tt.kind, tt.field)
+			require.Zero(t, b.count(t, "orders"))
+		})
+	}
 
 	t.Run("an unavailable catalog is reported as such", func(t *testing.T) {
 		t.Parallel()
