@@ -332,6 +332,19 @@ func start(t testing.TB, e *engine, typ, correlation string) uuid.UUID {
 	return r.SagaID
 }
 
+// startCommitted starts a saga on e in a transaction of the caller's on
+// pool, and commits it.
+func startCommitted(t testing.TB, e *engine, pool *pgxpool.Pool, req saga.StartRequest) saga.StartResult {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	r, err := e.StartTx(ctx, tx, req)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	return r
+}
+
 func stepOf(s saga.Saga, name string, phase saga.Phase) saga.StepRecord {
 	for _, st := range s.Steps {
 		if st.Name == name && st.Phase == phase {
