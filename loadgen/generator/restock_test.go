@@ -2,7 +2,6 @@ package generator
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 
@@ -10,10 +9,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
@@ -67,16 +64,7 @@ func (f *fakeInventory) AdjustStock(ctx context.Context, req *inventoryv1.Adjust
 func TestRestockSetsEverySKU(t *testing.T) {
 	t.Parallel()
 	f := &fakeInventory{stock: map[string]int64{"SKU-A": 3, "SKU-B": 500}, version: map[string]int{}, keys: map[string]bool{}}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	inventoryv1.RegisterInventoryServiceServer(srv, f)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("passthrough:///fake",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := serveFake(t, func(srv *grpc.Server) { inventoryv1.RegisterInventoryServiceServer(srv, f) })
 
 	require.NoError(t, Restock(context.Background(), conn, "admin-token", []string{"SKU-A", "SKU-B"}, 500))
 	require.Equal(t, map[string]int64{"SKU-A": 500, "SKU-B": 500}, f.stock)

@@ -100,9 +100,16 @@ func first(md metadata.MD, k string) string {
 func startFake(t *testing.T) (*fakeOrders, *grpc.ClientConn) {
 	t.Helper()
 	f := &fakeOrders{byKey: map[string]*orderv1.Order{}, polls: map[string]int{}, owner: map[string]string{}, fate: map[string]orderv1.OrderStatus{}}
+	return f, serveFake(t, func(srv *grpc.Server) { orderv1.RegisterOrderServiceServer(srv, f) })
+}
+
+// serveFake serves what register registers on an in-memory listener until
+// the test ends, and returns a client of it.
+func serveFake(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	orderv1.RegisterOrderServiceServer(srv, f)
+	register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("passthrough:///fake",
@@ -110,7 +117,7 @@ func startFake(t *testing.T) (*fakeOrders, *grpc.ClientConn) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return f, conn
+	return conn
 }
 
 func shoppers(n int) []Shopper {
