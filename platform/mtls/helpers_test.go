@@ -25,6 +25,19 @@ func jsonLogger(w *servicetest.Logs) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// requireService checks the service a certificate names: the error
+// wantErr and no service or, without wantErr, want.
+func requireService(t *testing.T, got string, err error, want, wantErr string) {
+	t.Helper()
+	if wantErr != "" {
+		require.ErrorContains(t, err, wantErr)
+		require.Empty(t, got)
+		return
+	}
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+}
+
 func newCA(t *testing.T, name string) *mtls.CA {
 	t.Helper()
 	ca, err := mtls.NewCA(name, 24*time.Hour)

@@ -59,13 +59,7 @@ func TestServiceOf(t *testing.T) {
 				c.URIs = append(c.URIs, u)
 			}
 			got, err := mtls.ServiceOf(c)
-			if tt.wantErr != "" {
-				require.ErrorContains(t, err, tt.wantErr)
-				require.Empty(t, got)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tt.want, got)
+			requireService(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 }
@@ -359,13 +353,7 @@ func TestVerifyChain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := src.VerifyChain(tt.chain, tt.usage)
-			if tt.wantErr != "" {
-				require.ErrorContains(t, err, tt.wantErr)
-				require.Empty(t, got)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tt.want, got)
+			requireService(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 }
