@@ -83,14 +83,23 @@ func (p *switchedPublisher) Publish(ctx context.Context, msgs []kafka.Message) e
 // lanesByOwner counts the lanes each replica leases.
 func lanesByOwner(t *testing.T, pool *pgxpool.Pool) map[string]int {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), "SELECT owner, count(*) FROM outbox_lanes WHERE lease_until > now() GROUP BY owner")
+	return queryMap[string, int](t, pool, "SELECT owner, count(*) FROM outbox_lanes WHERE lease_until > now() GROUP BY owner")
+}
+
+// queryMap returns the rows of query, of two columns, as a map of the
+// first column to the second.
+func queryMap[K comparable, V any](t *testing.T, pool *pgxpool.Pool, query string) map[K]V {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), query)
 	require.NoError(t, err)
-	out := map[string]int{}
+	out := map[K]V{}
 	for rows.Next() {
-		var owner string
-		var n int
-		require.NoError(t, rows.Scan(&owner, &n))
-		out[owner] = n
+		var (
+			k K
+			v V
+		)
+		require.NoError(t, rows.Scan(&k, &v))
+		out[k] = v
 	}
 	require.NoError(t, rows.Err())
 	return out
@@ -261,17 +270,7 @@ func TestRelaySlowReplicaKeepsItsLanes(t *testing.T) {
 // ownersByLane returns the replica leasing each lane.
 func ownersByLane(t *testing.T, pool *pgxpool.Pool) map[int16]string {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), "SELECT lane, owner FROM outbox_lanes")
-	require.NoError(t, err)
-	out := map[int16]string{}
-	for rows.Next() {
-		var lane int16
-		var owner string
-		require.NoError(t, rows.Scan(&lane, &owner))
-		out[lane] = owner
-	}
-	require.NoError(t, rows.Err())
-	return out
+	return queryMap[int16, string](t, pool, "SELECT lane, owner FROM outbox_lanes")
 }
 
 // A replica lost with its node leaves its database sessions open (until
