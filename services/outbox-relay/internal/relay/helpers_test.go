@@ -51,6 +51,25 @@ func newOutboxDB(tb testing.TB) (string, *pgxpool.Pool) {
 	return pgtest.NewDatabase(tb, outboxMigrations(tb))
 }
 
+// orderTopic is where most relay tests start: a fresh outbox database,
+// a broker, a writer of unsealed events and a collector of the order topic.
+type orderTopic struct {
+	url    string
+	pool   *pgxpool.Pool
+	broker *broker.Broker
+	w      *outbox.Writer
+	c      *collector
+}
+
+func startOrderTopic(tb testing.TB) orderTopic {
+	tb.Helper()
+	url, pool := newOutboxDB(tb)
+	b := startBroker(tb, broker.Config{})
+	w, err := outbox.NewWriter(nil, nil)
+	require.NoError(tb, err)
+	return orderTopic{url: url, pool: pool, broker: b, w: w, c: collect(tb, b.Addr(), event.TopicOrder)}
+}
+
 // startBroker starts an in-memory development broker, closed at test end.
 func startBroker(tb testing.TB, cfg broker.Config) *broker.Broker {
 	tb.Helper()

@@ -142,40 +142,36 @@ func traceparentContext(t *testing.T, tp string) trace.SpanContext {
 func TestRelayPublishesARowCommittedAfterAHigherID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url, pool := newOutboxDB(t)
-	b := startBroker(t, broker.Config{})
-	w, err := outbox.NewWriter(nil, nil)
-	require.NoError(t, err)
-	c := collect(t, b.Addr(), event.TopicOrder)
-	startRelay(t, relayOpts{urls: []string{url}, brokers: []string{b.Addr()},
+	e := startOrderTopic(t)
+	startRelay(t, relayOpts{urls: []string{e.url}, brokers: []string{e.broker.Addr()},
 		// Polling alone would not find A either if it were skipped; a
 		// short interval makes a skip show quickly.
 		cfg: relay.Config{PollInterval: 50 * time.Millisecond}})
 
 	aggA, aggB := "order-A-"+uuid.NewString(), "order-B-"+uuid.NewString()
-	txA, err := pool.Begin(ctx)
+	txA, err := e.pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, w.Append(ctx, txA, orderEvent(aggA, 1)))
+	require.NoError(t, e.w.Append(ctx, txA, orderEvent(aggA, 1)))
 	var idA int64
 	require.NoError(t, txA.QueryRow(ctx, "SELECT id FROM outbox WHERE aggregate_id = $1", aggA).Scan(&idA))
 
-	txB, err := pool.Begin(ctx)
+	txB, err := e.pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, w.Append(ctx, txB, orderEvent(aggB, 1)))
+	require.NoError(t, e.w.Append(ctx, txB, orderEvent(aggB, 1)))
 	var idB int64
 	require.NoError(t, txB.QueryRow(ctx, "SELECT id FROM outbox WHERE aggregate_id = $1", aggB).Scan(&idB))
 	require.Less(t, idA, idB)
 	require.NoError(t, txB.Commit(ctx))
 
-	c.waitDistinct(t, 1, 10*time.Second)
-	require.Equal(t, aggB, c.all()[0].Aggregate)
+	e.c.waitDistinct(t, 1, 10*time.Second)
+	require.Equal(t, aggB, e.c.all()[0].Aggregate)
 	// B is marked published while A is still invisible.
-	require.Eventually(t, func() bool { return countRows(t, pool, "published_at IS NOT NULL") == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return countRows(t, e.pool, "published_at IS NOT NULL") == 1 }, 5*time.Second, 10*time.Millisecond)
 
 	require.NoError(t, txA.Commit(ctx))
-	c.waitDistinct(t, 2, 10*time.Second)
-	require.Equal(t, aggA, c.all()[1].Aggregate)
-	require.Eventually(t, func() bool { return countRows(t, pool, "published_at IS NULL") == 0 }, 5*time.Second, 10*time.Millisecond)
+	e.c.waitDistinct(t, 2, 10*time.Second)
+	require.Equal(t, aggA, e.c.all()[1].Aggregate)
+	require.Eventually(t, func() bool { return countRows(t, e.pool, "published_at IS NULL") == 0 }, 5*time.Second, 10*time.Millisecond)
 }
 
 // Parking policy: a message the broker refuses for good is parked with its

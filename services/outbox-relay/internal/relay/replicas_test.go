@@ -65,20 +65,16 @@ func TestRelayReplicasSplitLanesAndKeepPerAggregateOrder(t *testing.T) {
 	for _, replicas := range []int{2, 3} {
 		t.Run(strconv.Itoa(replicas)+" replicas", func(t *testing.T) {
 			t.Parallel()
-			url, pool := newOutboxDB(t)
-			b := startBroker(t, broker.Config{})
-			w, err := outbox.NewWriter(nil, nil)
-			require.NoError(t, err)
-			c := collect(t, b.Addr(), event.TopicOrder)
+			e := startOrderTopic(t)
 
 			cfg := relay.Config{LeaseTTL: 2 * time.Second, BatchSize: 100, Workers: 2}
 			var relays []*runningRelay
 			for i := range replicas {
-				relays = append(relays, startRelay(t, relayOpts{id: fmt.Sprintf("r%d", i), urls: []string{url}, brokers: []string{b.Addr()}, cfg: cfg}))
+				relays = append(relays, startRelay(t, relayOpts{id: fmt.Sprintf("r%d", i), urls: []string{e.url}, brokers: []string{e.broker.Addr()}, cfg: cfg}))
 			}
 			// Writers run while the replicas start and share the lanes out.
 			stop := make(chan struct{})
-			wait := writers(t, pool, w, "rep", 8, 10, 150, 10*time.Millisecond, stop)
+			wait := writers(t, e.pool, e.w, "rep", 8, 10, 150, 10*time.Millisecond, stop)
 
 			owned := func(rr *runningRelay) float64 { return metricValue(t, rr.reg, "outbox_lanes_owned", nil) }
 			require.Eventually(t, func() bool {
@@ -110,10 +106,10 @@ func TestRelayReplicasSplitLanesAndKeepPerAggregateOrder(t *testing.T) {
 
 			total := wait()
 			close(stop)
-			c.waitDistinct(t, total, 30*time.Second)
-			dups := requireOrderedPerAggregate(t, c.all())
+			e.c.waitDistinct(t, total, 30*time.Second)
+			dups := requireOrderedPerAggregate(t, e.c.all())
 			require.Zero(t, dups, "no event published twice in the normal case")
-			require.Eventually(t, func() bool { return countRows(t, pool, "published_at IS NULL") == 0 }, 5*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return countRows(t, e.pool, "published_at IS NULL") == 0 }, 5*time.Second, 10*time.Millisecond)
 		})
 	}
 }

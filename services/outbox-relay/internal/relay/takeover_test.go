@@ -128,22 +128,18 @@ func waitSplit(t *testing.T, relays ...*runningRelay) {
 func TestRelayReplicaThatCannotPublishHandsItsLanesOver(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url, pool := newOutboxDB(t)
-	b := startBroker(t, broker.Config{})
-	w, err := outbox.NewWriter(nil, nil)
-	require.NoError(t, err)
-	c := collect(t, b.Addr(), event.TopicOrder)
+	e := startOrderTopic(t)
 
 	// Leases of 1.5 s: a replica that failed to publish for 3 s hands over.
 	cfg := relay.Config{LeaseTTL: 1500 * time.Millisecond, BatchSize: 100, Workers: 2, BackoffMax: 500 * time.Millisecond}
 	sw := &publisherSwitch{}
-	cutOff := startRelay(t, relayOpts{id: "cut-off", urls: []string{url}, brokers: []string{b.Addr()}, cfg: cfg,
+	cutOff := startRelay(t, relayOpts{id: "cut-off", urls: []string{e.url}, brokers: []string{e.broker.Addr()}, cfg: cfg,
 		wrap: sw.wrap, probe: sw.probe})
-	healthy := startRelay(t, relayOpts{id: "healthy", urls: []string{url}, brokers: []string{b.Addr()}, cfg: cfg})
+	healthy := startRelay(t, relayOpts{id: "healthy", urls: []string{e.url}, brokers: []string{e.broker.Addr()}, cfg: cfg})
 	waitSplit(t, cutOff, healthy)
 
 	stop := make(chan struct{})
-	wait := writers(t, pool, w, "cut", 8, 10, 1_000_000, 20*time.Millisecond, stop)
+	wait := writers(t, e.pool, e.w, "cut", 8, 10, 1_000_000, 20*time.Millisecond, stop)
 	require.Eventually(t, func() bool {
 		return metricValue(t, cutOff.reg, "outbox_published_total", nil) > 0 && metricValue(t, healthy.reg, "outbox_published_total", nil) > 0
 	}, 10*time.Second, 10*time.Millisecond, "both publish")
@@ -156,7 +152,7 @@ func TestRelayReplicaThatCannotPublishHandsItsLanesOver(t *testing.T) {
 	require.Eventually(t, func() bool { return metricValue(t, healthy.reg, "outbox_lanes_owned", nil) == outbox.Lanes },
 		5*time.Second, 10*time.Millisecond, "the other replica publishes them")
 	require.Equal(t, float64(outbox.Lanes/2), metricValue(t, cutOff.reg, "outbox_lane_handovers_total", map[string]string{"reason": "broker"}))
-	err = cutOff.r.BrokerReady(ctx)
+	err := cutOff.r.BrokerReady(ctx)
 	require.ErrorContains(t, err, "broker unreachable", "readiness says why")
 	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 	require.NoError(t, healthy.r.BrokerReady(ctx))
@@ -165,18 +161,18 @@ func TestRelayReplicaThatCannotPublishHandsItsLanesOver(t *testing.T) {
 	// healthy replica alone.
 	close(stop)
 	total := wait()
-	c.waitDistinct(t, total, 30*time.Second)
+	e.c.waitDistinct(t, total, 30*time.Second)
 	require.True(t, sw.cut.Load())
-	require.Zero(t, requireOrderedPerAggregate(t, c.all()), "nothing published twice")
-	require.Eventually(t, func() bool { return countRows(t, pool, "published_at IS NULL") == 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Zero(t, requireOrderedPerAggregate(t, e.c.all()), "nothing published twice")
+	require.Eventually(t, func() bool { return countRows(t, e.pool, "published_at IS NULL") == 0 }, 5*time.Second, 10*time.Millisecond)
 
 	// The broker answers again: the replica comes back and takes a share.
 	sw.cut.Store(false)
 	waitSplit(t, cutOff, healthy)
 	require.NoError(t, cutOff.r.BrokerReady(ctx))
-	writeEvents(t, pool, w, []string{"after-0", "after-1", "after-2", "after-3"}, 1, 5)
-	c.waitDistinct(t, total+20, 10*time.Second)
-	require.Zero(t, requireOrderedPerAggregate(t, c.all()))
+	writeEvents(t, e.pool, e.w, []string{"after-0", "after-1", "after-2", "after-3"}, 1, 5)
+	e.c.waitDistinct(t, total+20, 10*time.Second)
+	require.Zero(t, requireOrderedPerAggregate(t, e.c.all()))
 }
 
 // When no replica can reach the broker, none hands anything over (it
@@ -280,37 +276,33 @@ func ownersByLane(t *testing.T, pool *pgxpool.Pool) map[int16]string {
 func TestRelayIgnoresADeadReplicasLingeringConnections(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url, pool := newOutboxDB(t)
-	b := startBroker(t, broker.Config{})
-	w, err := outbox.NewWriter(nil, nil)
-	require.NoError(t, err)
-	c := collect(t, b.Addr(), event.TopicOrder)
+	e := startOrderTopic(t)
 
 	// The dead replica: a session under its name, and half the lanes,
 	// whose leases run out in a second.
-	zcfg, err := pgx.ParseConfig(url)
+	zcfg, err := pgx.ParseConfig(e.url)
 	require.NoError(t, err)
 	zcfg.RuntimeParams["application_name"] = relay.ApplicationNamePrefix + "zombie"
 	zombie, err := pgx.ConnectConfig(ctx, zcfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = zombie.Close(context.Background()) })
-	_, err = pool.Exec(ctx, `INSERT INTO outbox_lanes (lane) SELECT generate_series(0, 31) ON CONFLICT DO NOTHING`)
+	_, err = e.pool.Exec(ctx, `INSERT INTO outbox_lanes (lane) SELECT generate_series(0, 31) ON CONFLICT DO NOTHING`)
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `UPDATE outbox_lanes SET owner = 'zombie', lease_until = now() + interval '1 second' WHERE lane < 16`)
+	_, err = e.pool.Exec(ctx, `UPDATE outbox_lanes SET owner = 'zombie', lease_until = now() + interval '1 second' WHERE lane < 16`)
 	require.NoError(t, err)
 
-	survivor := startRelay(t, relayOpts{id: "survivor", urls: []string{url}, brokers: []string{b.Addr()}})
+	survivor := startRelay(t, relayOpts{id: "survivor", urls: []string{e.url}, brokers: []string{e.broker.Addr()}})
 	require.Eventually(t, func() bool { return metricValue(t, survivor.reg, "outbox_lanes_owned", nil) == outbox.Lanes },
 		10*time.Second, 10*time.Millisecond, "the survivor takes every lane")
 	var aggs []string
 	for lane := range int16(16) {
 		aggs = append(aggs, aggregateInLane("zombie-lane", lane))
 	}
-	writeEvents(t, pool, w, aggs, 1, 2)
-	c.waitDistinct(t, 32, 10*time.Second)
+	writeEvents(t, e.pool, e.w, aggs, 1, 2)
+	e.c.waitDistinct(t, 32, 10*time.Second)
 	require.Equal(t, 1, func() int {
 		var n int
-		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+		require.NoError(t, e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
 			relay.ApplicationNamePrefix+"zombie").Scan(&n))
 		return n
 	}(), "the dead replica's session is still there")
