@@ -1,20 +1,21 @@
 // Package token verifies the two kinds of signed tokens GoodGo accepts as
-// identity, both JWTs with asymmetric signatures (lestrrat-go/jwx):
+// identity, both JWTs with asymmetric signatures:
 //
 //   - an end user's bearer token, issued by the identity provider: the
 //     subject is the user, the roles or scope claims grant operator and
 //     admin; signature, expiry, issuer and audience are checked against the
-//     provider's keys (a JWKS file or URL) — [Verifier];
+//     provider's keys (a JWKS file or URL), with lestrrat-go/jwx — [Verifier];
 //   - a service's on-behalf-of assertion, signed with the key of the
 //     service's own mTLS certificate, naming the user it acts for and the
-//     permissions it acts with, for one callee and a minute — [Signer] and
-//     [VerifyAssertion].
+//     permissions it acts with, for one callee and a minute, signed and
+//     verified with the standard library — [Signer] and [AssertionVerifier].
 //
 // It also mints development tokens ([Issuer]) for local runs and tests.
 package token
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -79,6 +80,31 @@ type Verifier struct {
 	fileRaw  []byte
 	fileSet  jwk.Set
 	nextRead time.Time
+
+	// Tokens verified lately, by the SHA-256 of the raw token: a client
+	// sends the same token with every call until it expires, and parsing
+	// and verifying it again each time was 6% of a service's CPU. An entry
+	// holds until the token's exp but at most verifiedFor (30s), as Envoy's
+	// jwt_authn caches verified tokens: the bound keeps a key removed from
+	// the JWKS (a URL whose refresh this package does not see happen) from
+	// being honoured for longer; and every entry goes as soon as the key set
+	// is seen to be another one. Refusals are never cached.
+	vmu         sync.Mutex
+	verified    map[[32]byte]verifiedToken
+	verifiedSet jwk.Set // the key set the entries were verified with
+	maxVerified int
+}
+
+// verifiedFor bounds how long a verified token is trusted without its
+// signature being verified again.
+const verifiedFor = 30 * time.Second
+
+// maxVerifiedTokens bounds the verified-token cache (about a megabyte).
+const maxVerifiedTokens = 4096
+
+type verifiedToken struct {
+	claims Claims
+	until  time.Time
 }
 
 // NewVerifier returns a Verifier for cfg; it reads the key file or fetches
@@ -94,7 +120,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
 	}
-	v := &Verifier{cfg: cfg, now: time.Now}
+	v := &Verifier{cfg: cfg, now: time.Now, verified: map[[32]byte]verifiedToken{}, maxVerified: maxVerifiedTokens}
 	if cfg.JWKSFile != "" {
 		if _, err := v.fileKeys(ctx); err != nil {
 			return nil, err
@@ -209,6 +235,74 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if err != nil {
 		return Claims{}, fmt.Errorf("token: keys: %w", err)
 	}
+	sum := sha256.Sum256([]byte(raw))
+	now := v.now()
+	if c, ok := v.cached(set, sum, now); ok {
+		return c, nil
+	}
+	c, err := v.verify(raw, set)
+	if err != nil {
+		return Claims{}, err
+	}
+	v.remember(set, sum, c, now)
+	return c, nil
+}
+
+// cached returns the claims of a token verified lately with set, a copy
+// that the caller may change.
+func (v *Verifier) cached(set jwk.Set, sum [32]byte, now time.Time) (Claims, bool) {
+	v.vmu.Lock()
+	defer v.vmu.Unlock()
+	if v.verifiedSet != set { // the keys changed: what they verified is verified no more
+		clear(v.verified)
+		v.verifiedSet = set
+		return Claims{}, false
+	}
+	e, ok := v.verified[sum]
+	if !ok {
+		return Claims{}, false
+	}
+	if !now.Before(e.until) {
+		delete(v.verified, sum)
+		return Claims{}, false
+	}
+	c := e.claims
+	c.Roles = slices.Clone(c.Roles)
+	return c, true
+}
+
+// remember caches c, verified with set at now, until the token expires
+// but at most verifiedFor.
+func (v *Verifier) remember(set jwk.Set, sum [32]byte, c Claims, now time.Time) {
+	until := now.Add(verifiedFor)
+	if c.Expires.Before(until) {
+		until = c.Expires
+	}
+	if !now.Before(until) { // expired already (accepted within the leeway): verify it each time
+		return
+	}
+	c.Roles = slices.Clone(c.Roles)
+	v.vmu.Lock()
+	defer v.vmu.Unlock()
+	if v.verifiedSet != set {
+		clear(v.verified)
+		v.verifiedSet = set
+	}
+	if len(v.verified) >= v.maxVerified {
+		for k, e := range v.verified {
+			if !now.Before(e.until) {
+				delete(v.verified, k)
+			}
+		}
+		if len(v.verified) >= v.maxVerified {
+			clear(v.verified)
+		}
+	}
+	v.verified[sum] = verifiedToken{claims: c, until: until}
+}
+
+// verify checks raw against set with jwx.
+func (v *Verifier) verify(raw string, set jwk.Set) (Claims, error) {
 	tok, err := jwt.ParseString(raw,
 		jwt.WithKeySet(set, jws.WithInferAlgorithmFromKey(true)),
 		jwt.WithValidate(true),
