@@ -18,6 +18,15 @@ func envOf(vars map[string]string) *config.Env {
 	})
 }
 
+// loaded reads a configuration with load from vars, which must be valid.
+func loaded[T any](t *testing.T, vars map[string]string, load func(*config.Env) T) T {
+	t.Helper()
+	e := envOf(vars)
+	v := load(e)
+	require.NoError(t, e.Err())
+	return v
+}
+
 func TestEnvDefaultsWhenUnsetOrBlank(t *testing.T) {
 	e := envOf(map[string]string{"BLANK": "  "})
 	require.Equal(t, "d", e.String("UNSET", "d"))

@@ -13,14 +13,12 @@ import (
 
 func TestLoadKafka(t *testing.T) {
 	t.Run("the defaults are plaintext without SASL to the development broker", func(t *testing.T) {
-		e := envOf(nil)
-		k := config.LoadKafka(e)
-		require.NoError(t, e.Err())
+		k := loaded(t, nil, config.LoadKafka)
 		require.Equal(t, config.Kafka{Brokers: []string{"127.0.0.1:9092"}}, k)
 	})
 
 	t.Run("a full TLS and SCRAM configuration is read as given", func(t *testing.T) {
-		e := envOf(map[string]string{
+		k := loaded(t, map[string]string{
 			"KAFKA_BROKERS":         "k1:9093, k2:9093",
 			"KAFKA_CA_FILE":         "/k/ca.crt",
 			"KAFKA_TLS_CERT_FILE":   "/k/tls.crt",
@@ -29,9 +27,7 @@ func TestLoadKafka(t *testing.T) {
 			"KAFKA_SASL_MECHANISM":  "scram-sha-512",
 			"KAFKA_SASL_USERNAME":   "relay",
 			"KAFKA_SASL_PASSWORD":   "s3cret",
-		})
-		k := config.LoadKafka(e)
-		require.NoError(t, e.Err())
+		}, config.LoadKafka)
 		require.Equal(t, config.Kafka{
 			Brokers: []string{"k1:9093", "k2:9093"}, TLS: true,
 			CAFile: "/k/ca.crt", CertFile: "/k/tls.crt", KeyFile: "/k/tls.key", ServerName: "kafka.internal",
@@ -54,21 +50,17 @@ func TestLoadKafka(t *testing.T) {
 	})
 
 	t.Run("a password file stands in for the password", func(t *testing.T) {
-		e := envOf(map[string]string{
+		k := loaded(t, map[string]string{
 			"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "relay",
 			"KAFKA_SASL_PASSWORD_FILE": "/run/secrets/kafka",
-		})
-		k := config.LoadKafka(e)
-		require.NoError(t, e.Err())
+		}, config.LoadKafka)
 		require.Equal(t, config.KafkaSASL{Mechanism: config.SASLScramSHA256, Username: "relay", PasswordFile: "/run/secrets/kafka"}, k.SASL)
 	})
 
 	t.Run("PLAIN is accepted over TLS", func(t *testing.T) {
-		e := envOf(map[string]string{
+		k := loaded(t, map[string]string{
 			"KAFKA_TLS": "1", "KAFKA_SASL_MECHANISM": "plain", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p",
-		})
-		k := config.LoadKafka(e)
-		require.NoError(t, e.Err())
+		}, config.LoadKafka)
 		require.Equal(t, config.SASLPlain, k.SASL.Mechanism)
 	})
 

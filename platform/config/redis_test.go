@@ -10,24 +10,20 @@ import (
 
 func TestLoadRedis(t *testing.T) {
 	t.Run("defaults to the local server without TLS", func(t *testing.T) {
-		e := envOf(nil)
-		r := config.LoadRedis(e)
-		require.NoError(t, e.Err())
+		r := loaded(t, nil, config.LoadRedis)
 		require.Equal(t, config.Redis{URL: "redis://127.0.0.1:6379/0"}, r)
 		require.False(t, r.TLS())
 	})
 
 	t.Run("reads the TLS settings of a rediss:// URL", func(t *testing.T) {
-		e := envOf(map[string]string{
+		r := loaded(t, map[string]string{
 			"REDIS_URL":             "rediss://:pw@redis.internal:6380/0",
 			"REDIS_ADDRS":           "10.0.0.1:6380, 10.0.0.2:6380",
 			"REDIS_CA_FILE":         "/etc/redis-tls/ca.crt",
 			"REDIS_TLS_CERT_FILE":   "/etc/redis-tls/tls.crt",
 			"REDIS_TLS_KEY_FILE":    "/etc/redis-tls/tls.key",
 			"REDIS_TLS_SERVER_NAME": "redis.internal",
-		})
-		r := config.LoadRedis(e)
-		require.NoError(t, e.Err())
+		}, config.LoadRedis)
 		require.Equal(t, config.Redis{
 			URL:        "rediss://:pw@redis.internal:6380/0",
 			Addrs:      []string{"10.0.0.1:6380", "10.0.0.2:6380"},
