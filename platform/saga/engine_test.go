@@ -19,8 +19,7 @@ import (
 func TestHappyPathRunsEveryStepOnceInOrder(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
-	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
-	id := start(t, e, "three", "order-1")
+	e, id := runThree(t, w, "order-1")
 
 	s := waitState(t, e, id, saga.StateCompleted)
 	require.Equal(t, []string{"a", "b", "c"}, w.orderOf(id))
@@ -76,8 +75,7 @@ func TestPermanentFailureCompensatesAtOnceInReverse(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
 	w.on("c", func(context.Context, *saga.Execution) error { return saga.Permanent(errors.New("payment declined")) })
-	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
-	id := start(t, e, "three", "o")
+	e, id := runThree(t, w, "o")
 
 	s := waitState(t, e, id, saga.StateCompensated)
 	require.Equal(t, []string{"a", "b", "-b", "-a"}, w.orderOf(id), "completed steps undone in reverse; the failed one is not")
@@ -98,8 +96,7 @@ func TestTransientErrorsAreRetriedWithTheSameKey(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
 	w.on("b", failTimes(2, errTransient))
-	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
-	id := start(t, e, "three", "o")
+	e, id := runThree(t, w, "o")
 
 	s := waitState(t, e, id, saga.StateCompleted)
 	require.Equal(t, []string{"a", "b", "c"}, w.orderOf(id))
@@ -116,8 +113,7 @@ func TestExhaustedRetriesCompensateTheStepWithoutCallingItAgain(t *testing.T) {
 	// engine cannot know that, so b is compensated (safe for a step that
 	// did nothing), and b's action is not called a fourth time.
 	w.on("b", failTimes(3, errTransient))
-	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
-	id := start(t, e, "three", "o")
+	e, id := runThree(t, w, "o")
 
 	s := waitState(t, e, id, saga.StateCompensated)
 	require.Equal(t, []string{"a", "-b", "-a"}, w.orderOf(id))
@@ -355,8 +351,7 @@ func TestAbortCompensatesARunningSaga(t *testing.T) {
 		}
 		return ctx.Err()
 	})
-	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
-	id := start(t, e, "three", "o")
+	e, id := runThree(t, w, "o")
 	require.Eventually(t, func() bool { return w.callsOf(key(id, "b", false)) == 1 }, 5*time.Second, time.Millisecond)
 
 	got, err := e.Abort(context.Background(), id, "ops-bob", "customer called")
@@ -398,8 +393,7 @@ func TestAuditRecordsEveryTransition(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
 	w.on("c", func(context.Context, *saga.Execution) error { return saga.Permanent(errors.New("no")) })
-	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
-	id := start(t, e, "three", "o")
+	e, id := runThree(t, w, "o")
 	waitState(t, e, id, saga.StateCompensated)
 
 	recs, err := e.Audit(context.Background(), id)

@@ -162,8 +162,7 @@ func TestRefusedStepIsNotCompensatedEarlierStepsAre(t *testing.T) {
 		}
 		return saga.Permanent(errors.New("insufficient stock"))
 	})
-	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
-	id := start(t, e, "three", "o")
+	e, id := runThree(t, w, "o")
 
 	s := waitDone(t, e, id)
 	require.Equal(t, saga.StateCompensated, s.State)

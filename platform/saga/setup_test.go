@@ -332,6 +332,14 @@ func start(t testing.TB, e *engine, typ, correlation string) uuid.UUID {
 	return r.SagaID
 }
 
+// runThree runs an engine with def3(w) on a fresh database and starts the
+// saga of correlation on it.
+func runThree(t testing.TB, w *world, correlation string) (*engine, uuid.UUID) {
+	t.Helper()
+	e := startEngine(t, newDB(t), fastOptions("r1"), def3(w))
+	return e, start(t, e, "three", correlation)
+}
+
 // startCommitted starts a saga on e in a transaction of the caller's on
 // pool, and commits it.
 func startCommitted(t testing.TB, e *engine, pool *pgxpool.Pool, req saga.StartRequest) saga.StartResult {
