@@ -98,17 +98,13 @@ func render(fsys filesys.FileSystem, dir string) (*manifests, error) {
 		var into any
 		switch gv := gvk.ApiVersion(); {
 		case gv == "apps/v1" && gvk.Kind == "Deployment":
-			d := &appsv1.Deployment{}
-			m.deployments, into = append(m.deployments, d), d
+			into = added(&m.deployments)
 		case gv == "apps/v1" && gvk.Kind == "StatefulSet":
-			s := &appsv1.StatefulSet{}
-			m.statefulSets, into = append(m.statefulSets, s), s
+			into = added(&m.statefulSets)
 		case gv == "batch/v1" && gvk.Kind == "Job":
-			j := &batchv1.Job{}
-			m.jobs, into = append(m.jobs, j), j
+			into = added(&m.jobs)
 		case gv == "v1" && gvk.Kind == "Service":
-			s := &corev1.Service{}
-			m.services, into = append(m.services, s), s
+			into = added(&m.services)
 		case gv == "v1" && gvk.Kind == "ServiceAccount":
 			m.serviceAccounts[r.GetName()], into = true, &corev1.ServiceAccount{}
 		case gv == "v1" && gvk.Kind == "ConfigMap":
@@ -117,17 +113,13 @@ func render(fsys filesys.FileSystem, dir string) (*manifests, error) {
 		case gv == "v1" && gvk.Kind == "Namespace":
 			into = &corev1.Namespace{}
 		case gv == "autoscaling/v2" && gvk.Kind == "HorizontalPodAutoscaler":
-			h := &autoscalingv2.HorizontalPodAutoscaler{}
-			m.hpas, into = append(m.hpas, h), h
+			into = added(&m.hpas)
 		case gv == "policy/v1" && gvk.Kind == "PodDisruptionBudget":
-			p := &policyv1.PodDisruptionBudget{}
-			m.pdbs, into = append(m.pdbs, p), p
+			into = added(&m.pdbs)
 		case gv == "monitoring.coreos.com/v1" && gvk.Kind == "ServiceMonitor":
-			s := &monitoringv1.ServiceMonitor{}
-			m.serviceMonitors, into = append(m.serviceMonitors, s), s
+			into = added(&m.serviceMonitors)
 		case gv == "monitoring.coreos.com/v1" && gvk.Kind == "PrometheusRule":
-			p := &monitoringv1.PrometheusRule{}
-			m.prometheusRules, into = append(m.prometheusRules, p), p
+			into = added(&m.prometheusRules)
 		case gvk.Kind == "Secret":
 			errs = append(errs, fmt.Errorf("%s: a Secret in the manifests: secrets are referenced by name, never inlined", id))
 			continue
@@ -140,6 +132,13 @@ func render(fsys filesys.FileSystem, dir string) (*manifests, error) {
 		}
 	}
 	return m, errors.Join(errs...)
+}
+
+// added appends a new, empty T to list and returns it, to decode into.
+func added[T any](list *[]*T) *T {
+	v := new(T)
+	*list = append(*list, v)
+	return v
 }
 
 // workload is a pod template and where it comes from.
