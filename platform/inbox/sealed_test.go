@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/inbox"
@@ -64,22 +65,18 @@ func TestResealParked(t *testing.T) {
 	require.Zero(t, clear, "everything under the new key, nothing in the clear")
 	rows, err := pool.Query(ctx, "SELECT event_id, key_id, payload FROM inbox_parked ORDER BY id")
 	require.NoError(t, err)
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var (
-			id      uuid.UUID
-			kid     string
-			payload []byte
-		)
-		require.NoError(t, rows.Scan(&id, &kid, &payload))
-		plain, err := inbox.OpenParked(retired, "projector", id, kid, payload)
+	parked, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		EventID uuid.UUID
+		KeyID   string
+		Payload []byte
+	}])
+	require.NoError(t, err)
+	require.Len(t, parked, len(ids))
+	for n, p := range parked {
+		plain, err := inbox.OpenParked(retired, "projector", p.EventID, p.KeyID, p.Payload)
 		require.NoError(t, err)
 		require.Equal(t, fmt.Sprintf("12 Main Street #%d", n), string(plain))
-		n++
 	}
-	require.NoError(t, rows.Err())
-	require.Equal(t, len(ids), n)
 
 	t.Run("a payload under a key no longer held is named and counted", func(t *testing.T) {
 		stray := newKeys(t, "gone")

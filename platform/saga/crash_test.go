@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -415,22 +416,18 @@ func TestResealContextsUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	rows, err := pool.Query(ctx, "SELECT id, key_id, context FROM sagas")
 	require.NoError(t, err)
-	defer rows.Close()
-	count := 0
-	for rows.Next() {
-		var (
-			id     uuid.UUID
-			kid    string
-			sealed []byte
-		)
-		require.NoError(t, rows.Scan(&id, &kid, &sealed))
-		require.Equal(t, "k2", kid)
-		_, err := retired.Open(kid, sealed, id[:])
+	sagas, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		ID     uuid.UUID
+		KeyID  string
+		Sealed []byte
+	}])
+	require.NoError(t, err)
+	require.Len(t, sagas, 2*n)
+	for _, s := range sagas {
+		require.Equal(t, "k2", s.KeyID)
+		_, err := retired.Open(s.KeyID, s.Sealed, s.ID[:])
 		require.NoError(t, err, "the old key can go")
-		count++
 	}
-	require.NoError(t, rows.Err())
-	require.Equal(t, 2*n, count)
 }
 
 func TestExecuteStartedRunsWhatStartTxStored(t *testing.T) {
