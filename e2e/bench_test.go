@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/pgtest"
 )
 
 var (
@@ -28,7 +29,19 @@ var (
 	benchEnv      = flag.String("e2e.env", "", "BenchmarkOrderSaga: extra binary settings, svc:NAME=VALUE,… (svc * for all)")
 	benchProfile  = flag.String("e2e.profile", "", "BenchmarkOrderSaga: a directory for each binary's CPU, block and mutex profiles taken during every level (OPS_PPROF on)")
 	benchProfSecs = flag.Int("e2e.profile.seconds", 8, "BenchmarkOrderSaga: length of each -e2e.profile window, from each level's start")
+	benchStmts    = flag.Bool("e2e.statements", false, "BenchmarkOrderSaga: run on a private PostgreSQL with pg_stat_statements loaded (durable commits, TLS) and log each level's costliest statements per saga")
 )
+
+// statementSettings make the private server of -e2e.statements load
+// pg_stat_statements and commit as durably as the shared one (the private
+// server's defaults turn fsync off for the fault tests).
+var statementSettings = []string{
+	"shared_preload_libraries = 'pg_stat_statements'",
+	"pg_stat_statements.max = 10000",
+	"fsync = on",
+	"full_page_writes = on",
+	"shared_buffers = 128MB",
+}
 
 // BenchmarkOrderSaga measures the whole saga on this machine, everything
 // running on it: the five plain (non -race) binaries, the development
@@ -54,7 +67,10 @@ var (
 // included: a statement outside a transaction is one) and row writes
 // (pg_stat_database, less the idle rate); the log breaks them down by
 // database and table. -e2e.profile=DIR saves each binary's CPU, block and
-// mutex profiles of each level (go tool pprof DIR/inflight=64-order.cpu.pb.gz).
+// mutex profiles of each level (go tool pprof DIR/inflight=64-order.cpu.pb.gz);
+// -e2e.statements runs the databases on a private PostgreSQL (TLS, durable
+// commits, pg_stat_statements loaded) and logs the costliest statements of
+// each level per saga (run with -v: the log is long).
 //
 //	go test -run '^$' -bench BenchmarkOrderSaga -benchtime 3000x -count 3 ./e2e/
 func BenchmarkOrderSaga(b *testing.B) {
@@ -78,7 +94,11 @@ func BenchmarkOrderSaga(b *testing.B) {
 		vars["*"]["OPS_PPROF"] = "true"
 		require.NoError(b, os.MkdirAll(*benchProfile, 0o750))
 	}
-	e := NewEnv(b, envOptions{race: false, vars: vars})
+	opts := envOptions{race: false, vars: vars}
+	if *benchStmts {
+		opts.privatePostgres, opts.pgSettings = true, statementSettings
+	}
+	e := NewEnv(b, opts)
 	for _, sku := range plentySKUs {
 		e.SetStock(b, sku, 1_000_000_000)
 	}
@@ -164,9 +184,11 @@ func measureSagas(b *testing.B, e *Env, inflight int, idleUse []cpuUse, idleDB d
 	cpu := newCPUSampler(b, e)
 	measured := time.Now()
 	profiled := startProfiles(b, e, fmt.Sprintf("inflight=%d", inflight))
+	statements := startStatements(b, e)
 	st := run()
 	used := cpu.stop()
 	profiled()
+	statements(len(st.lat))
 	// PostgreSQL's statistics reach pg_stat_database when a backend
 	// commits (at most once a second) or has been idle for 10 s: wait
 	// for the last ones, then take off what the idle system did meanwhile.
@@ -293,6 +315,52 @@ func (s dbStats) String() string {
 			svc, c.commits, c.inserts, c.updates, c.deletes, strings.Join(tables, ", ")))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// startStatements, with -e2e.statements, empties pg_stat_statements; the
+// function returned logs the statements of the environment's databases
+// that took the most execution time, per saga: calls, rows, milliseconds
+// (COMMIT's include waiting for the WAL flush).
+func startStatements(tb testing.TB, e *Env) func(sagas int) {
+	if !*benchStmts {
+		return func(int) {}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool := e.DB[svcOrchestrator] // as the private server's superuser
+	_, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+	require.NoError(tb, err)
+	_, err = pool.Exec(ctx, `SELECT pg_stat_statements_reset()`)
+	require.NoError(tb, err)
+	return func(sagas int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rows, err := pool.Query(ctx, `SELECT d.datname, s.query, s.calls, s.rows, s.total_exec_time,
+				sum(s.total_exec_time) OVER (), sum(s.calls) OVER ()
+			FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+			WHERE d.datname LIKE $1 ORDER BY s.total_exec_time DESC LIMIT 30`,
+			pgtest.Prefix+"e2e_%")
+		require.NoError(tb, err)
+		n := float64(sagas)
+		var lines []string
+		var allMS, allCalls float64
+		for rows.Next() {
+			var db, query string
+			var calls, nrows int64
+			var ms float64
+			require.NoError(tb, rows.Scan(&db, &query, &calls, &nrows, &ms, &allMS, &allCalls))
+			_, svc, _ := strings.Cut(db, "_e2e_")
+			_, svc, _ = strings.Cut(svc, "_") // the environment's suffix
+			query = strings.Join(strings.Fields(query), " ")
+			if len(query) > 110 {
+				query = query[:110] + "…"
+			}
+			lines = append(lines, fmt.Sprintf("%6.2f ms %5.2f calls %5.2f rows  %-14s %s", ms/n, float64(calls)/n, float64(nrows)/n, svc, query))
+		}
+		require.NoError(tb, rows.Err())
+		tb.Logf("statements per saga: %.1f calls, %.2f ms of execution in all; the costliest:\n%s",
+			allCalls/n, allMS/n, strings.Join(lines, "\n"))
+	}
 }
 
 // startProfiles, with -e2e.profile, takes a CPU, a block and a mutex

@@ -64,7 +64,10 @@
 // BenchmarkOrderSaga (`make bench/e2e`) measures the whole saga with plain
 // binaries: sagas/s and PlaceOrder → CONFIRMED percentiles, observed on the
 // order topic, plus the CPU each process used. Flags: -e2e.inflight
-// (orders in flight, default 64) and -e2e.env (svc:NAME=VALUE,… extra
-// settings for the binaries). E2E_LOGS=1 prints every binary's log even
+// (orders in flight, comma-separated levels, default 8,64), -e2e.env
+// (svc:NAME=VALUE,… extra settings for the binaries), -e2e.profile=DIR
+// (each binary's CPU, block and mutex profiles) and -e2e.statements (a
+// private PostgreSQL with pg_stat_statements: the costliest statements
+// per saga). E2E_LOGS=1 prints every binary's log even
 // when a test passes.
 package e2e

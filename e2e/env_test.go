@@ -76,6 +76,8 @@ type envOptions struct {
 	// privatePostgres runs the services' databases on a PostgreSQL server
 	// of the environment's own (Env.PG, TLS only) that the test may crash.
 	privatePostgres bool
+	// pgSettings are postgresql.conf lines for the private server.
+	pgSettings []string
 }
 
 // Proxy names of Env.Proxy besides the services': the broker's front.
@@ -180,7 +182,7 @@ func NewEnv(tb testing.TB, opts envOptions) *Env {
 	if opts.privatePostgres {
 		// One environment holds about 40 connections, more while crashed
 		// pools reconnect.
-		e.PG = pgtest.StartTLSServer(tb, pgtest.MaxConnections(200))
+		e.PG = pgtest.StartTLSServer(tb, pgtest.MaxConnections(200), pgtest.Settings(opts.pgSettings...))
 		e.PG.EnsureOwner(tb)
 		server = e.PG.URL("postgres")
 	} else {

@@ -44,12 +44,23 @@ type TLSServer struct {
 // ServerOption tunes StartTLSServer.
 type ServerOption func(*serverOptions)
 
-type serverOptions struct{ maxConnections int }
+type serverOptions struct {
+	maxConnections int
+	settings       []string
+}
 
 // MaxConnections sets the server's max_connections (default 20), for a
 // test that runs whole binaries against it.
 func MaxConnections(n int) ServerOption {
 	return func(o *serverOptions) { o.maxConnections = n }
+}
+
+// Settings adds postgresql.conf lines after the defaults, which they
+// override (the last setting of a name wins): e.g. "fsync = on" and
+// "shared_preload_libraries = 'pg_stat_statements'" for a benchmark that
+// reads the statements' statistics with durable commits.
+func Settings(lines ...string) ServerOption {
+	return func(o *serverOptions) { o.settings = append(o.settings, lines...) }
 }
 
 // URL is the URL of database on the server as user postgres, checking the
@@ -167,6 +178,9 @@ shared_buffers = 16MB
 fsync = off
 full_page_writes = off
 `, dir, certFile, keyFile, o.maxConnections)
+	for _, line := range o.settings {
+		conf += line + "\n"
+	}
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err == nil {
 		_, err = f.WriteString(conf)
