@@ -377,8 +377,7 @@ func splitCompact(raw string) (hdr, payload, sig string, ok bool) {
 		return "", "", "", false
 	}
 	for i := range len(raw) {
-		c := raw[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !compactByte(raw[i]) {
 			return "", "", "", false
 		}
 	}
@@ -386,6 +385,12 @@ func splitCompact(raw string) (hdr, payload, sig string, ok bool) {
 		return "", "", "", false
 	}
 	return hdr, payload, sig, true
+}
+
+// compactByte reports whether c may appear in a compact JWS: the base64url
+// alphabet (no padding) and the dots between the segments.
+func compactByte(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.'
 }
 
 // verifyHeader reads a protected header: a JSON object with "alg" and
