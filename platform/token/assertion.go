@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
 	"strconv"
@@ -125,23 +127,17 @@ func (a *sigAlg) sign(key crypto.Signer, msg []byte) ([]byte, error) {
 	if a.size == 0 { // RS256 (PKCS #1 v1.5, which crypto.Hash options select) or EdDSA
 		return key.Sign(rand.Reader, d, a.hash)
 	}
-	var r, s *big.Int
-	if k, ok := key.(*ecdsa.PrivateKey); ok {
-		var err error
-		if r, s, err = ecdsa.Sign(rand.Reader, k, d); err != nil {
-			return nil, err
-		}
-	} else { // a key held elsewhere (an HSM): its signature is ASN.1
-		der, err := key.Sign(rand.Reader, d, a.hash)
-		if err != nil {
-			return nil, err
-		}
-		var rs struct{ R, S *big.Int }
-		if rest, err := asn1.Unmarshal(der, &rs); err != nil || len(rest) != 0 {
-			return nil, errors.New("ECDSA signature is not ASN.1")
-		}
-		r, s = rs.R, rs.S
+	// crypto.Signer gives an ECDSA signature in ASN.1, an *ecdsa.PrivateKey
+	// and a key held elsewhere (an HSM) alike.
+	der, err := key.Sign(rand.Reader, d, a.hash)
+	if err != nil {
+		return nil, err
 	}
+	var rs struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(der, &rs); err != nil || len(rest) != 0 {
+		return nil, errors.New("ECDSA signature is not ASN.1")
+	}
+	r, s := rs.R, rs.S
 	if r.Sign() <= 0 || s.Sign() <= 0 || r.BitLen() > 8*a.size || s.BitLen() > 8*a.size {
 		return nil, errors.New("ECDSA signature out of range")
 	}
@@ -414,7 +410,7 @@ func (v *AssertionVerifier) verifyHeader(seg string, now time.Time) (knownHeader
 		case "crit":
 			return errors.New("crit")
 		}
-		return skip(v)
+		return nil
 	})
 	if err != nil || !hasAlg {
 		return knownHeader{}, errors.New("malformed header")
@@ -477,16 +473,13 @@ func (v *AssertionVerifier) checkClaims(payload []byte, peerService string, now 
 		case "nbf":
 			return numericDate(v, &nbf)
 		case permissionsClaim:
-			if !json.Valid(v) {
-				return errors.New("not JSON")
-			}
 			// Not a list (null included): as if absent.
 			if hasP = json.Unmarshal(v, &perms) == nil && perms != nil; !hasP {
 				perms = nil
 			}
 			return nil
 		}
-		return skip(v)
+		return nil
 	})
 	if err != nil {
 		return Assertion{}, ErrMalformed
@@ -522,144 +515,39 @@ func (v *AssertionVerifier) checkClaims(payload []byte, peerService string, now 
 	return a, nil
 }
 
-// members calls f with the name and the value (its JSON text) of each
-// member of the JSON object b. Anything but one object, or a name twice,
-// is refused: two "alg" could be read differently by two parsers. Each
-// value is handed to f whole, for json.Unmarshal, which refuses it unless
-// it is exactly one JSON value; f must do so (or check json.Valid) for
-// every value, so that b is accepted only if it is valid JSON.
+// members calls f with the name and the value (its JSON text, valid) of
+// each member of the JSON object b. Anything but one object, or a name
+// twice (also when spelt with escapes), is refused: two "alg" could be
+// read differently by two parsers, and encoding/json keeps the last.
 func members(b []byte, f func(name string, value []byte) error) error {
-	i := skipSpace(b, 0)
-	if i == len(b) || b[i] != '{' {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return errors.New("not a JSON object")
 	}
-	var seen [8]string
-	names := seen[:0]
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return trailing(b, i+1)
-	}
-	for {
-		if i == len(b) || b[i] != '"' {
-			return errors.New("not a JSON object")
-		}
-		end, err := valueEnd(b, i)
+	names := make([]string, 0, 8)
+	for dec.More() {
+		t, err := dec.Token()
 		if err != nil {
 			return err
 		}
-		name := string(b[i+1 : end-1])
-		if !plainName(name) { // escapes, control or non-ASCII characters: encoding/json's to read
-			if err := json.Unmarshal(b[i:end], &name); err != nil {
-				return err
-			}
-		}
+		name, _ := t.(string) // inside an object, the tokenizer yields names here
 		if slices.Contains(names, name) {
 			return errors.New("a member twice")
 		}
 		names = append(names, name)
-		i = skipSpace(b, end)
-		if i == len(b) || b[i] != ':' {
-			return errors.New("not a JSON object")
-		}
-		i = skipSpace(b, i+1)
-		if end, err = valueEnd(b, i); err != nil {
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
 			return err
 		}
-		if err := f(name, b[i:end]); err != nil {
+		if err := f(name, v); err != nil {
 			return err
 		}
-		i = skipSpace(b, end)
-		if i == len(b) {
-			return errors.New("not a JSON object")
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return trailing(b, i+1)
-		default:
-			return errors.New("not a JSON object")
-		}
 	}
-}
-
-// plainName reports whether a JSON string's content is itself: printable
-// ASCII without an escape.
-func plainName(s string) bool {
-	for i := range len(s) {
-		if s[i] < 0x20 || s[i] >= 0x7f || s[i] == '\\' {
-			return false
-		}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return err
 	}
-	return true
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-func trailing(b []byte, i int) error {
-	if skipSpace(b, i) != len(b) {
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("data after the JSON object")
-	}
-	return nil
-}
-
-// valueEnd returns where the JSON value starting at b[i] ends: after its
-// closing quote or bracket, or before the delimiter after a literal. It
-// only finds the extent; the value's syntax is encoding/json's to check.
-func valueEnd(b []byte, i int) (int, error) {
-	depth := 0
-	for j := i; j < len(b); j++ {
-		switch c := b[j]; c {
-		case '"':
-			j++
-			for j < len(b) && b[j] != '"' {
-				if b[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			if j >= len(b) {
-				return 0, errors.New("unterminated string")
-			}
-			if depth == 0 {
-				return j + 1, nil
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 { // a literal's end, or an empty value
-				if j == i {
-					return 0, errors.New("no value")
-				}
-				return j, nil
-			}
-			if depth--; depth == 0 {
-				return j + 1, nil
-			}
-		case ',', ' ', '\t', '\n', '\r', ':':
-			if depth == 0 {
-				if j == i {
-					return 0, errors.New("no value")
-				}
-				return j, nil
-			}
-		}
-	}
-	if depth != 0 || i == len(b) {
-		return 0, errors.New("unterminated value")
-	}
-	return len(b), nil
-}
-
-// skip checks a value not otherwise read.
-func skip(v []byte) error {
-	if !json.Valid(v) {
-		return errors.New("not JSON")
 	}
 	return nil
 }

@@ -228,12 +228,9 @@ func isPrivate(k jwk.Key) bool {
 // Verify checks raw (the token, without "Bearer ") and returns its claims.
 // Errors wrap one of the Err* reasons.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
-	if raw == "" || len(raw) > MaxLength || strings.Count(raw, ".") != 2 {
-		return Claims{}, ErrMalformed
-	}
-	set, err := v.keys(ctx)
+	set, err := v.keysFor(ctx, raw)
 	if err != nil {
-		return Claims{}, fmt.Errorf("token: keys: %w", err)
+		return Claims{}, err
 	}
 	sum := sha256.Sum256([]byte(raw))
 	now := v.now()
@@ -246,6 +243,19 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	}
 	v.remember(set, sum, c, now)
 	return c, nil
+}
+
+// keysFor refuses a raw token that cannot be a JWT, else returns the key
+// set to verify it with.
+func (v *Verifier) keysFor(ctx context.Context, raw string) (jwk.Set, error) {
+	if raw == "" || len(raw) > MaxLength || strings.Count(raw, ".") != 2 {
+		return nil, ErrMalformed
+	}
+	set, err := v.keys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("token: keys: %w", err)
+	}
+	return set, nil
 }
 
 // cached returns the claims of a token verified lately with set, a copy
