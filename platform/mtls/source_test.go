@@ -195,88 +195,96 @@ func serialOf(src *mtls.Source) string {
 	return leaf.SerialNumber.String()
 }
 
+// watchedSource is a Source loaded from a payment identity issued by ca,
+// logging into logs; serial is the certificate it served first.
+type watchedSource struct {
+	ca     *mtls.CA
+	issued mtls.Issued
+	files  mtls.Files
+	logs   *servicetest.Logs
+	src    *mtls.Source
+	serial string
+}
+
+func watchPayment(t *testing.T) *watchedSource {
+	t.Helper()
+	w := &watchedSource{ca: newCA(t, "test CA"), logs: &servicetest.Logs{}}
+	w.issued = issue(t, w.ca, "payment")
+	w.files = writeIdentity(t, t.TempDir(), w.issued, w.ca.PEM)
+	w.src = load(t, w.files, jsonLogger(w.logs))
+	w.serial = serialOf(w.src)
+	return w
+}
+
+// requireKept waits until the source, asked for its certificate (a caller
+// triggers the check), has logged logged, then requires that it still
+// serves the certificate it served first.
+func (w *watchedSource) requireKept(t *testing.T, logged string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_ = serialOf(w.src)
+		return strings.Contains(w.logs.String(), logged)
+	}, 5*time.Second, 20*time.Millisecond, "the files are read and %q is logged", logged)
+	require.Equal(t, w.serial, serialOf(w.src), "the previous certificate is still served")
+}
+
+// requireServes waits until the source serves the certificate of issued.
+func (w *watchedSource) requireServes(t *testing.T, issued mtls.Issued, msgAndArgs ...any) {
+	t.Helper()
+	want := parseCert(t, issued.CertPEM).SerialNumber.String()
+	require.NotEqual(t, w.serial, want)
+	require.Eventually(t, func() bool { return serialOf(w.src) == want }, 5*time.Second, 20*time.Millisecond, msgAndArgs...)
+}
+
 func TestSourceReloadsRenewedCertificate(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, "test CA")
-	first := issue(t, ca, "payment")
-	var logs servicetest.Logs
-	files := writeIdentity(t, t.TempDir(), first, ca.PEM)
-	src := load(t, files, jsonLogger(&logs))
-	oldSerial := serialOf(src)
-	require.Equal(t, parseCert(t, first.CertPEM).SerialNumber.String(), oldSerial)
+	w := watchPayment(t)
+	require.Equal(t, parseCert(t, w.issued.CertPEM).SerialNumber.String(), w.serial)
 
-	renewed := issue(t, ca, "payment")
-	newSerial := parseCert(t, renewed.CertPEM).SerialNumber.String()
-	require.NotEqual(t, oldSerial, newSerial)
-	require.NoError(t, renewed.WriteFiles(files.Cert, files.Key))
+	renewed := issue(t, w.ca, "payment")
+	require.NoError(t, renewed.WriteFiles(w.files.Cert, w.files.Key))
 
-	require.Eventually(t, func() bool { return serialOf(src) == newSerial }, 5*time.Second, 20*time.Millisecond,
-		"the renewed certificate is served within the deadline")
-	require.Equal(t, "payment", src.Service())
-	tc, _ := src.Certificate()
+	w.requireServes(t, renewed, "the renewed certificate is served within the deadline")
+	require.Equal(t, "payment", w.src.Service())
+	tc, _ := w.src.Certificate()
 	require.Equal(t, parseCert(t, renewed.CertPEM).PublicKey, tc.Leaf.PublicKey, "with the renewed key")
-	require.Contains(t, logs.String(), "mtls: certificate reloaded")
+	require.Contains(t, w.logs.String(), "mtls: certificate reloaded")
 }
 
 func TestSourceKeepsIdentityOnBrokenRewrite(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, "test CA")
-	var logs servicetest.Logs
-	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
-	src := load(t, files, jsonLogger(&logs))
-	oldSerial := serialOf(src)
+	w := watchPayment(t)
 
-	require.NoError(t, mtls.WriteFileAtomic(files.Cert, []byte("-----BEGIN CERTIFICATE-----\ngarbage\n"), 0o644))
-	require.Eventually(t, func() bool {
-		_ = serialOf(src) // a caller triggers the check
-		return strings.Contains(logs.String(), "cannot be loaded; keeping the previous identity")
-	}, 5*time.Second, 20*time.Millisecond, "the broken files are read")
-	require.Equal(t, oldSerial, serialOf(src), "the previous certificate is still served")
-	require.Equal(t, "payment", src.Service())
-	tc, _ := src.Certificate()
+	require.NoError(t, mtls.WriteFileAtomic(w.files.Cert, []byte("-----BEGIN CERTIFICATE-----\ngarbage\n"), 0o644))
+	w.requireKept(t, "cannot be loaded; keeping the previous identity")
+	require.Equal(t, "payment", w.src.Service())
+	tc, _ := w.src.Certificate()
 	require.NotNil(t, tc.PrivateKey)
 
 	// The failed reload is retried: once the files are whole again, the
 	// new certificate is adopted.
-	fixed := issue(t, ca, "payment")
-	require.NoError(t, fixed.WriteFiles(files.Cert, files.Key))
-	fixedSerial := parseCert(t, fixed.CertPEM).SerialNumber.String()
-	require.Eventually(t, func() bool { return serialOf(src) == fixedSerial }, 5*time.Second, 20*time.Millisecond)
+	fixed := issue(t, w.ca, "payment")
+	require.NoError(t, fixed.WriteFiles(w.files.Cert, w.files.Key))
+	w.requireServes(t, fixed)
 }
 
 func TestSourceKeepsIdentityWhenKeyIsRemoved(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, "test CA")
-	var logs servicetest.Logs
-	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
-	src := load(t, files, jsonLogger(&logs))
-	oldSerial := serialOf(src)
+	w := watchPayment(t)
 
-	require.NoError(t, os.Remove(files.Key))
-	require.Eventually(t, func() bool {
-		_ = serialOf(src)
-		return strings.Contains(logs.String(), "cannot be loaded")
-	}, 5*time.Second, 20*time.Millisecond)
-	require.Equal(t, oldSerial, serialOf(src))
-	require.Contains(t, logs.String(), files.Key, "the log names the file")
+	require.NoError(t, os.Remove(w.files.Key))
+	w.requireKept(t, "cannot be loaded")
+	require.Contains(t, w.logs.String(), w.files.Key, "the log names the file")
 }
 
 func TestSourceRefusesCertificateOfAnotherService(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t, "test CA")
-	var logs servicetest.Logs
-	files := writeIdentity(t, t.TempDir(), issue(t, ca, "payment"), ca.PEM)
-	src := load(t, files, jsonLogger(&logs))
-	oldSerial := serialOf(src)
+	w := watchPayment(t)
 
-	require.NoError(t, issue(t, ca, "inventory").WriteFiles(files.Cert, files.Key))
-	require.Eventually(t, func() bool {
-		_ = serialOf(src)
-		return strings.Contains(logs.String(), "names another service")
-	}, 5*time.Second, 20*time.Millisecond)
-	require.Equal(t, oldSerial, serialOf(src), "the payment certificate is still served")
-	require.Equal(t, "payment", src.Service())
-	_, leaf := src.Certificate()
+	require.NoError(t, issue(t, w.ca, "inventory").WriteFiles(w.files.Cert, w.files.Key))
+	w.requireKept(t, "names another service")
+	require.Equal(t, "payment", w.src.Service())
+	_, leaf := w.src.Certificate()
 	require.Equal(t, mtls.ID("payment"), leaf.URIs[0].String())
 }
 
