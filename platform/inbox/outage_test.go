@@ -62,31 +62,28 @@ func TestRunOutlivesTheBroker(t *testing.T) {
 			return true
 		}
 	}
-	failedTwice := func(before int) func() bool {
-		return func() bool { return len(logs.All("kafka fetch failed; retrying")) >= before+2 || !running() }
+	fetchFailures := func() int { return len(logs.All("kafka fetch failed; retrying")) }
+	// outlives waits, with the broker cut, until Run has failed to fetch
+	// twice more than the failures before the cut and is still running;
+	// then it restores the broker and checks that m, published afterwards,
+	// is applied once, as the processed-th message.
+	outlives := func(failuresBefore int, m msg, processed int) {
+		t.Helper()
+		require.Eventually(t, func() bool { return fetchFailures() >= failuresBefore+2 || !running() },
+			60*time.Second, 10*time.Millisecond)
+		if !running() {
+			t.Fatalf("Run returned: %v", <-done)
+		}
+		px.Restore()
+		produce(t, px.Addr(), m)
+		b.waitProcessed(t, processed)
+		require.Equal(t, 1, b.effects(t, m.id))
 	}
 
-	require.Eventually(t, failedTwice(0), 60*time.Second, 10*time.Millisecond)
-	if !running() {
-		t.Fatalf("Run returned: %v", <-done)
-	}
-	px.Restore()
-	first := newMsg("agg-1", 1, "after the start")
-	produce(t, px.Addr(), first)
-	b.waitProcessed(t, 1)
-	require.Equal(t, 1, b.effects(t, first.id))
-
-	failures := len(logs.All("kafka fetch failed; retrying"))
+	outlives(0, newMsg("agg-1", 1, "after the start"), 1)
+	failures := fetchFailures()
 	px.Cut() // mid-run
-	require.Eventually(t, failedTwice(failures), 60*time.Second, 10*time.Millisecond)
-	if !running() {
-		t.Fatalf("Run returned: %v", <-done)
-	}
-	px.Restore()
-	second := newMsg("agg-2", 1, "after the outage")
-	produce(t, px.Addr(), second)
-	b.waitProcessed(t, 2)
-	require.Equal(t, 1, b.effects(t, second.id))
+	outlives(failures, newMsg("agg-2", 1, "after the outage"), 2)
 
 	cancel()
 	select {
