@@ -11,34 +11,12 @@ import (
 	"github.com/goodgo/goodgo/platform/lifecycle"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
-	"github.com/goodgo/goodgo/platform/ratelimit"
 )
 
-// DomainConfig is the part of the order, payment and inventory services'
-// configuration that each of them reads the same way. Every variable has a
-// default that works on a developer machine.
+// DomainConfig is the configuration of the order, payment and inventory
+// services: a ServiceConfig and the keys of what a domain service writes.
 type DomainConfig struct {
-	// Common: GRPC_ADDR, HTTP_ADDR, LOG_LEVEL, SHUTDOWN_TIMEOUT,
-	// STARTUP_TIMEOUT, DRAIN_DELAY.
-	config.Common
-	// Security names the binary's certificate and the token issuer
-	// (TLS_*, AUTH_*; see config.LoadSecurity).
-	Security config.Security
-	// RateLimits are the per-user limits of each class of RPC
-	// (RATE_LIMIT_READ, RATE_LIMIT_WRITE, RATE_LIMIT_UPDATE).
-	RateLimits map[ratelimit.Class]ratelimit.Limit
-
-	// Database is the service's own PostgreSQL database: DATABASE_URL as
-	// its own role goodgo_<service> (default goodgo_<service> on the local
-	// server), and MIGRATE_DATABASE_URL as the owner that creates and
-	// migrates it at start (unset in production: a migration job does, see
-	// servicedb).
-	Database config.Database
-	// Redis holds the idempotency keys (REDIS_URL, REDIS_ADDRS).
-	Redis config.Redis
-	// Idempotency tunes the idempotency keys (IDEMPOTENCY_TTL,
-	// IDEMPOTENCY_KEY_PREFIX).
-	Idempotency config.Idempotency
+	ServiceConfig
 	// VersionTokens sign and verify version tokens, by key id
 	// (VERSION_TOKEN_KEYS "kid:base64,…", keys of at least 32 bytes;
 	// VERSION_TOKEN_ACTIVE_KEY signs, default the only key id).
@@ -48,28 +26,17 @@ type DomainConfig struct {
 	// Services whose events carry no PII configure them all the same, so
 	// that a future PII event needs no new settings.
 	OutboxKeys *keyring.Keyring
-	// PIIKeys seal personal data at rest in the service's own stores: its
-	// tables and the replies kept in Redis for idempotent replay (PII_KEYS,
-	// PII_ACTIVE_KEY). Every key variable has a public development default
-	// in development mode only; production mode requires them all.
-	PIIKeys *keyring.Keyring
 }
 
 // LoadDomainConfig reads DomainConfig for service (its name, and the
 // default database goodgo_<service>) with the service's default listen
 // addresses. Problems are recorded in e.
 func LoadDomainConfig(e *config.Env, service, grpcAddr, httpAddr string) DomainConfig {
-	common := config.LoadCommon(e, service, grpcAddr, httpAddr)
+	base := LoadServiceConfig(e, service, grpcAddr, httpAddr)
 	return DomainConfig{
-		Common:        common,
-		Security:      config.LoadSecurity(e, service, common.Dev, true),
-		RateLimits:    config.RateLimits(e),
-		Database:      config.LoadDatabase(e, service, common.Dev),
-		Redis:         config.LoadRedis(e),
-		Idempotency:   config.LoadIdempotency(e),
-		VersionTokens: e.Keys(config.VersionTokenKeys, common.Dev),
-		OutboxKeys:    e.Keyring(config.OutboxKeys, common.Dev),
-		PIIKeys:       e.Keyring(config.PIIKeys, common.Dev),
+		ServiceConfig: base,
+		VersionTokens: e.Keys(config.VersionTokenKeys, base.Dev),
+		OutboxKeys:    e.Keyring(config.OutboxKeys, base.Dev),
 	}
 }
 
@@ -94,7 +61,7 @@ type Domain struct {
 func OpenDomain(ctx context.Context, cfg DomainConfig, version string, migrations fs.FS, policies map[string]idempotency.Policy,
 	stdout io.Writer, lookup lifecycle.Lookup,
 ) (d *Domain, err error) {
-	kit, err := Open(ctx, cfg.Common, cfg.Security, version, stdout, lookup)
+	kit, err := OpenService(ctx, cfg.ServiceConfig, version, migrations, outbox.WriterExcess, policies, stdout, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -105,12 +72,6 @@ func OpenDomain(ctx context.Context, cfg DomainConfig, version string, migration
 		}
 	}()
 	d = &Domain{Kit: kit}
-	if err = kit.OpenDatabase(ctx, cfg.Database, migrations, outbox.WriterExcess); err != nil {
-		return d, err
-	}
-	if err = kit.OpenRedis(ctx, cfg.Redis, cfg.Idempotency, cfg.PIIKeys, policies); err != nil {
-		return d, err
-	}
 	if d.Signer, err = optlock.NewSigner(cfg.VersionTokens.Active, cfg.VersionTokens.Keys); err != nil {
 		return d, err
 	}

@@ -5,9 +5,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/keyring"
-	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/saga"
 )
 
@@ -15,27 +15,14 @@ import (
 // by loadConfig. Every variable has a default that works on a developer
 // machine.
 type Config struct {
-	// Common: GRPC_ADDR (127.0.0.1:50054), HTTP_ADDR (127.0.0.1:9104),
-	// LOG_LEVEL, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT, GOODGO_MODE.
-	config.Common
-	// Security names the orchestrator's certificate, with which it calls
-	// the services and signs its on-behalf-of assertions, and the token
-	// issuer of SagaService's users (TLS_*, AUTH_*).
-	Security config.Security
-	// RateLimits are the per-user limits of SagaService's calls
-	// (RATE_LIMIT_READ, RATE_LIMIT_WRITE).
-	RateLimits map[ratelimit.Class]ratelimit.Limit
-	// Database is the orchestrator's own database: saga state, step log,
-	// audit and inbox. DATABASE_URL connects as its role
-	// goodgo_orchestrator; MIGRATE_DATABASE_URL, the owner's connection,
-	// creates and migrates it at start (unset in production: a migration
-	// job does, see servicedb).
-	Database config.Database
-	// Redis holds the idempotency keys of RetrySaga and AbortSaga
-	// (REDIS_URL, REDIS_ADDRS).
-	Redis config.Redis
-	// Idempotency tunes them (IDEMPOTENCY_TTL, IDEMPOTENCY_KEY_PREFIX).
-	Idempotency config.Idempotency
+	// ServiceConfig: GRPC_ADDR (127.0.0.1:50054), HTTP_ADDR
+	// (127.0.0.1:9104), the orchestrator's certificate (with which it calls
+	// the services and signs its on-behalf-of assertions) and the token
+	// issuer of SagaService's users, its rate limits, its own database
+	// (saga state, step log, audit and inbox; role goodgo_orchestrator),
+	// Redis with the idempotency keys of RetrySaga and AbortSaga, and the
+	// PII keys that seal parked inbox payloads and replies kept for replay.
+	bootstrap.ServiceConfig
 	// Kafka is the cluster the order events are consumed from:
 	// KAFKA_BROKERS, TLS (KAFKA_TLS, KAFKA_CA_FILE, KAFKA_TLS_*) and SASL
 	// (KAFKA_SASL_*).
@@ -47,11 +34,6 @@ type Config struct {
 	// "kid:base64,…" of 32-byte AES-256 keys; SAGA_CONTEXT_ACTIVE_KEY,
 	// default the only key id).
 	ContextKeys *keyring.Keyring
-	// PIIKeys seal personal data the orchestrator keeps: parked inbox
-	// payloads and replies kept for idempotent replay (PII_KEYS,
-	// PII_ACTIVE_KEY). Key variables have public development defaults in
-	// development mode only.
-	PIIKeys *keyring.Keyring
 	// Saga tunes the saga engine.
 	Saga SagaConfig
 	// Reconcile tunes the reconciler of orders without a saga.
@@ -112,14 +94,8 @@ type SagaConfig struct {
 // The error names every bad variable, one "NAME: problem" line each.
 func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	e := config.NewEnv(lookup)
-	common := config.LoadCommon(e, "orchestrator", "127.0.0.1:50054", "127.0.0.1:9104")
 	c := Config{
-		Common:        common,
-		Security:      config.LoadSecurity(e, "orchestrator", common.Dev, true),
-		RateLimits:    config.RateLimits(e),
-		Database:      config.LoadDatabase(e, "orchestrator", common.Dev),
-		Redis:         config.LoadRedis(e),
-		Idempotency:   config.LoadIdempotency(e),
+		ServiceConfig: bootstrap.LoadServiceConfig(e, "orchestrator", "127.0.0.1:50054", "127.0.0.1:9104"),
 		Kafka:         config.LoadKafka(e),
 		OrderAddr:     e.HostPort("ORDER_ADDR", "127.0.0.1:50051"),
 		PaymentAddr:   e.HostPort("PAYMENT_ADDR", "127.0.0.1:50052"),
@@ -147,8 +123,7 @@ func loadConfig(lookup func(string) (string, bool)) (Config, error) {
 	if c.Reconcile.After < time.Second {
 		e.Invalid("RECONCILE_AFTER", "must be at least 1s")
 	}
-	c.ContextKeys = e.Keyring(config.SagaContextKeys, common.Dev)
-	c.PIIKeys = e.Keyring(config.PIIKeys, common.Dev)
+	c.ContextKeys = e.Keyring(config.SagaContextKeys, c.Dev)
 	if c.Saga.StepAttempts < 1 {
 		e.Invalid("SAGA_STEP_ATTEMPTS", fmt.Sprintf("must be at least 1 (got %d)", c.Saga.StepAttempts))
 	}

@@ -48,21 +48,15 @@ const (
 // and returns nil. It returns an error when start-up fails or a part stops
 // on its own. Logs go to stdout as JSON; lookup supplies the OTEL_* variables.
 func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Lookup) error {
-	kit, err := bootstrap.Open(ctx, cfg.Common, cfg.Security, version, stdout, lookup)
+	// Its role may use its saga and inbox tables, nothing more: neither a
+	// superuser nor the owner of its tables.
+	kit, err := bootstrap.OpenService(ctx, cfg.ServiceConfig, version, db.Orchestrator, postgres.Privileges.Unrestricted,
+		grpcapi.IdempotencyPolicies(), stdout, lookup)
 	if err != nil {
 		return err
 	}
 	defer kit.Close(ctx) // last, after everything stopped, so the final spans are flushed
-	logger, reg := kit.Logger, kit.Registry
-	// Its role may use its saga and inbox tables, nothing more: neither a
-	// superuser nor the owner of its tables.
-	if err := kit.OpenDatabase(ctx, cfg.Database, db.Orchestrator, postgres.Privileges.Unrestricted); err != nil {
-		return err
-	}
-	pool := kit.Pool
-	if err := kit.OpenRedis(ctx, cfg.Redis, cfg.Idempotency, cfg.PIIKeys, grpcapi.IdempotencyPolicies()); err != nil {
-		return err
-	}
+	logger, reg, pool := kit.Logger, kit.Registry, kit.Pool
 
 	// The neighbours, each checked to be the service meant (its
 	// certificate's SPIFFE ID): grpc.NewClient connects lazily, so a
