@@ -610,27 +610,35 @@ func (e *Engine) wake() {
 // recoveryLoop claims due sagas whose lease expired, as many as there are
 // free workers, every PollInterval (or at once when woken).
 func (e *Engine) recoveryLoop(ctx context.Context) {
-	t := time.NewTicker(e.opts.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-e.kick:
-		}
+	every(ctx, e.opts.PollInterval, e.kick, func() {
 		for ctx.Err() == nil {
 			n, err := e.claimDue(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					e.log.Warn("saga: claim due sagas", "error", err)
 				}
-				break
+				return
 			}
 			if n == 0 {
-				break
+				return
 			}
 		}
+	})
+}
+
+// every calls fn every d, and at once when wake fires (a nil wake never
+// does), until ctx is done.
+func every(ctx context.Context, d time.Duration, wake <-chan struct{}, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+		}
+		fn()
 	}
 }
 
@@ -679,54 +687,50 @@ func (e *Engine) claimDue(ctx context.Context) (int, error) {
 // that takes longer than LeaseTTL/2 is given up (the next one follows at
 // once): fenceLoop decides when too long has passed without one.
 func (e *Engine) renewLoop(ctx context.Context) {
-	t := time.NewTicker(e.opts.LeaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	every(ctx, e.opts.LeaseTTL/3, nil, func() { e.renewLeases(ctx) })
+}
+
+// renewLeases is one renewal of renewLoop.
+func (e *Engine) renewLeases(ctx context.Context) {
+	e.mu.Lock()
+	ids := make([]uuid.UUID, 0, len(e.held))
+	for id, x := range e.held {
+		if x.stored.Load() {
+			ids = append(ids, id)
 		}
-		e.mu.Lock()
-		ids := make([]uuid.UUID, 0, len(e.held))
-		for id, x := range e.held {
-			if x.stored.Load() {
-				ids = append(ids, id)
-			}
-		}
-		e.mu.Unlock()
-		if len(ids) == 0 {
-			continue
-		}
-		sent := e.leaseClock()
-		rctx, cancel := context.WithTimeout(ctx, e.opts.LeaseTTL/2)
-		kept, err := e.q.RenewLeases(rctx, sagadb.RenewLeasesParams{LeaseMs: e.opts.LeaseTTL.Milliseconds(), Owner: e.opts.Owner, Ids: ids})
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Warn("saga: renew leases", "error", err, "sagas", len(ids))
-			}
-			continue
-		}
-		ok := make(map[uuid.UUID]bool, len(kept))
-		for _, id := range kept {
-			ok[id] = true
-		}
-		e.mu.Lock()
-		for _, id := range ids {
-			x := e.held[id]
-			switch {
-			case x == nil:
-			case ok[id]:
-				// The database extended the lease after sent: it lasts
-				// at least until sent + LeaseTTL.
-				x.extendLease(sent)
-			case !x.finishing.Load():
-				x.cancel(errLost)
-			}
-		}
-		e.mu.Unlock()
 	}
+	e.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	sent := e.leaseClock()
+	rctx, cancel := context.WithTimeout(ctx, e.opts.LeaseTTL/2)
+	kept, err := e.q.RenewLeases(rctx, sagadb.RenewLeasesParams{LeaseMs: e.opts.LeaseTTL.Milliseconds(), Owner: e.opts.Owner, Ids: ids})
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("saga: renew leases", "error", err, "sagas", len(ids))
+		}
+		return
+	}
+	ok := make(map[uuid.UUID]bool, len(kept))
+	for _, id := range kept {
+		ok[id] = true
+	}
+	e.mu.Lock()
+	for _, id := range ids {
+		x := e.held[id]
+		switch {
+		case x == nil:
+		case ok[id]:
+			// The database extended the lease after sent: it lasts
+			// at least until sent + LeaseTTL.
+			x.extendLease(sent)
+		case !x.finishing.Load():
+			x.cancel(errLost)
+		}
+	}
+	e.mu.Unlock()
 }
 
 // errLeaseExpired stops an execution whose lease this replica could not
@@ -742,24 +746,17 @@ var errLeaseExpired = fmt.Errorf("%w: not renewed in time", errLost)
 // touched; its lease runs out and a replica, maybe this one again, resumes
 // it from what was stored.
 func (e *Engine) fenceLoop(ctx context.Context) {
-	t := time.NewTicker(max(e.opts.LeaseTTL/12, time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, max(e.opts.LeaseTTL/12, time.Millisecond), nil, func() {
 		limit := e.leaseClock() + e.opts.LeaseTTL/6
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		for _, x := range e.held {
 			until := x.leaseUntil.Load()
 			if until != 0 && time.Duration(until) <= limit && !x.finishing.Load() && x.ctx.Err() == nil {
 				x.cancel(errLeaseExpired)
 			}
 		}
-		e.mu.Unlock()
-	}
+	})
 }
 
 // leaseClock is a monotonic clock for lease deadlines: the time since the
@@ -768,9 +765,7 @@ func (e *Engine) leaseClock() time.Duration { return time.Since(e.epoch) }
 
 // statsLoop samples saga_pending_count and saga_parked_count.
 func (e *Engine) statsLoop(ctx context.Context) {
-	t := time.NewTicker(e.opts.StatsInterval)
-	defer t.Stop()
-	for {
+	sample := func() {
 		c, err := e.q.CountSagasByState(ctx)
 		if err == nil {
 			e.m.pending.Set(float64(c.Pending))
@@ -778,12 +773,9 @@ func (e *Engine) statsLoop(ctx context.Context) {
 		} else if ctx.Err() == nil {
 			e.log.Warn("saga: sample saga counts", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	sample()
+	every(ctx, e.opts.StatsInterval, nil, sample)
 }
 
 // atomicBool is sync/atomic.Bool, named for the execution struct.
