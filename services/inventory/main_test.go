@@ -4,13 +4,11 @@ import (
 	"context"
 	"io"
 	"maps"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -121,23 +119,19 @@ func TestRun(t *testing.T) {
 		require.NoError(t, err)
 		require.EqualValues(t, 1500, adj.GetProduct().GetAvailable())
 
-		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-		defer func() { _ = rdb.Close() }()
-		keys, err := rdb.Keys(ctx, env["IDEMPOTENCY_KEY_PREFIX"]+"*").Result()
-		require.NoError(t, err)
-		require.NotEmpty(t, keys, "idempotency keys are stored under IDEMPOTENCY_KEY_PREFIX")
+		servicetest.RequireIdempotencyKeys(t, env["IDEMPOTENCY_KEY_PREFIX"])
 	})
 
 	t.Run("ops endpoints serve metrics, liveness and readiness", func(t *testing.T) {
-		body := httpGet(t, "http://"+httpAddr+"/metrics")
+		body := servicetest.HTTPGetOK(t, "http://"+httpAddr+"/metrics")
 		for _, name := range []string{
 			"grpc_server_handled_total", "idempotency_checks_total", "optimistic_lock_attempts_total",
 			"outbox_events_total", "go_goroutines",
 		} {
 			require.Contains(t, body, name)
 		}
-		require.Equal(t, "ok\n", httpGet(t, "http://"+httpAddr+"/healthz"))
-		require.Equal(t, "ok\n", httpGet(t, "http://"+httpAddr+"/readyz"))
+		require.Equal(t, "ok\n", servicetest.HTTPGetOK(t, "http://"+httpAddr+"/healthz"))
+		require.Equal(t, "ok\n", servicetest.HTTPGetOK(t, "http://"+httpAddr+"/readyz"))
 	})
 
 	p.Stop(t)
@@ -208,11 +202,4 @@ func TestLoadConfig(t *testing.T) {
 			require.NotContains(t, err.Error(), "\n", "one line for one bad variable")
 		})
 	}
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	code, body := servicetest.HTTPGet(t, url)
-	require.Equal(t, http.StatusOK, code, url)
-	return body
 }

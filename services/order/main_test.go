@@ -4,14 +4,10 @@ import (
 	"context"
 	"io"
 	"maps"
-	"net"
-	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -25,6 +21,7 @@ import (
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/servicetest"
+	"github.com/goodgo/goodgo/platform/tcpproxy"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	"github.com/goodgo/goodgo/services/order/internal/inventorytest"
@@ -112,7 +109,7 @@ func TestRun(t *testing.T) {
 		&orderv1.ConfirmOrderRequest{OrderId: placed.GetOrder().GetOrderId()})
 	require.NoError(t, err)
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_CONFIRMED, confirmed.GetOrder().GetStatus())
-	requireIdempotencyKeys(t, svc.env["IDEMPOTENCY_KEY_PREFIX"])
+	servicetest.RequireIdempotencyKeys(t, svc.env["IDEMPOTENCY_KEY_PREFIX"])
 
 	var placedBy string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT placed_by FROM orders WHERE id = $1", placed.GetOrder().GetOrderId()).Scan(&placedBy))
@@ -149,11 +146,11 @@ func TestRun(t *testing.T) {
 	_, err = refl.Recv()
 	require.Equal(t, codes.Unimplemented, status.Code(err), "no reflection in production mode")
 
-	metrics := httpGet(t, "http://"+svc.HTTPAddr+"/metrics")
+	metrics := servicetest.HTTPGetOK(t, "http://"+svc.HTTPAddr+"/metrics")
 	for _, name := range []string{"optimistic_lock_attempts_total", "idempotency_checks_total", "outbox_events_total", "grpc_server_handled_total"} {
 		require.Contains(t, metrics, name)
 	}
-	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/readyz"), "ok")
+	require.Contains(t, servicetest.HTTPGetOK(t, "http://"+svc.HTTPAddr+"/readyz"), "ok")
 
 	svc.stop(t)
 }
@@ -190,7 +187,7 @@ func TestRateLimitsPerUser(t *testing.T) {
 	require.Greater(t, retry.GetRetryDelay().AsDuration(), time.Duration(0))
 	require.LessOrEqual(t, retry.GetRetryDelay().AsDuration(), 20*time.Second, "one call's worth of a 3/m rate")
 	require.Equal(t, codes.NotFound, status.Code(read(bob)), "limits are per user")
-	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/metrics"),
+	require.Contains(t, servicetest.HTTPGetOK(t, "http://"+svc.HTTPAddr+"/metrics"),
 		`rate_limit_refusals_total{class="read",method="/goodgo.order.v1.OrderService/GetOrder"} 1`)
 	svc.stop(t)
 }
@@ -202,14 +199,14 @@ func TestRateLimitsPerUser(t *testing.T) {
 func TestReadyWithoutRedis(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := pgtest.NewDatabase(t, nil)
-	redisProxy := startProxy(t, "127.0.0.1:6379")
+	redisProxy := tcpproxy.Start(t, "127.0.0.1:6379")
 	svc := startService(t, dbURL, map[string]string{"REDIS_URL": "redis://" + redisProxy.Addr() + "/0"},
 		inventorytest.Product("SKU-1", "Widget", "USD", 1999, 10))
 	pki, ctx := svc.pki, context.Background()
-	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/readyz"), "ok")
+	require.Contains(t, servicetest.HTTPGetOK(t, "http://"+svc.HTTPAddr+"/readyz"), "ok")
 
-	redisProxy.Close() // Redis is gone
-	require.Contains(t, httpGet(t, "http://"+svc.HTTPAddr+"/readyz"), "ok", "still ready without Redis")
+	redisProxy.Cut() // Redis is gone
+	require.Contains(t, servicetest.HTTPGetOK(t, "http://"+svc.HTTPAddr+"/readyz"), "ok", "still ready without Redis")
 	user := uuid.NewString()
 	placed, err := orderv1.NewOrderServiceClient(pki.Dial(svc.GRPCAddr)).PlaceOrder(
 		metadata.AppendToOutgoingContext(authtest.AsUser(ctx, pki.Token(user)), idempotency.MetadataKey, uuid.NewString()),
@@ -222,56 +219,6 @@ func TestReadyWithoutRedis(t *testing.T) {
 	require.NoError(t, err, "and serving orders")
 	require.Equal(t, orderv1.OrderStatus_ORDER_STATUS_PENDING, placed.GetOrder().GetStatus())
 	svc.stop(t)
-}
-
-// proxy forwards TCP connections to a target until Close, which also cuts
-// the connections it forwards.
-type proxy struct {
-	lis   net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{lis: lis}
-	p.wg.Go(func() {
-		for {
-			in, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			out, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(out, in); _ = out.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(in, out); _ = in.Close() })
-		}
-	})
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *proxy) Addr() string { return p.lis.Addr().String() }
-
-// Close stops accepting and cuts every forwarded connection. It is
-// idempotent.
-func (p *proxy) Close() {
-	_ = p.lis.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 }
 
 func TestLoadConfig(t *testing.T) {
@@ -343,23 +290,4 @@ func TestLoadConfig(t *testing.T) {
 		}
 		require.NotContains(t, msg, "MDEyMzQ1", "no key material in errors")
 	})
-}
-
-// requireIdempotencyKeys asserts that the guard stored its keys in the local
-// Redis under prefix (IDEMPOTENCY_KEY_PREFIX), and removes them.
-func requireIdempotencyKeys(t *testing.T, prefix string) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	defer func() { _ = rdb.Close() }()
-	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
-	require.NoError(t, err)
-	require.NotEmpty(t, keys, "no idempotency key under %q", prefix)
-	require.NoError(t, rdb.Del(context.Background(), keys...).Err())
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	code, body := servicetest.HTTPGet(t, url)
-	require.Equal(t, http.StatusOK, code, url)
-	return body
 }

@@ -11,6 +11,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -26,12 +27,7 @@ import (
 // The binary's composition root: ready once a database and the broker
 // answer, relays an event, exposes the relay metrics, stops on cancel.
 func TestRunRelaysAndReportsReady(t *testing.T) {
-	ddl, err := os.ReadFile("../../db/outbox/schema/outbox.sql")
-	require.NoError(t, err)
-	url, pool := pgtest.NewDatabase(t, fstest.MapFS{"000001_outbox.up.sql": {Data: ddl}, "000001_outbox.down.sql": {Data: []byte("SELECT 1;")}})
-	b, err := broker.Start(context.Background(), broker.Config{Addr: "127.0.0.1:0"})
-	require.NoError(t, err)
-	t.Cleanup(b.Close)
+	url, pool, b := startDependencies(t)
 
 	env := authtest.New(t).Env("outbox-relay")
 	maps.Copy(env, map[string]string{
@@ -88,12 +84,7 @@ func TestRunRelaysAndReportsReady(t *testing.T) {
 // Now it names the missing topics at start and on /readyz, stays up, and
 // is ready once an init step creates them.
 func TestMissingTopicsAreNamedUntilCreated(t *testing.T) {
-	ddl, err := os.ReadFile("../../db/outbox/schema/outbox.sql")
-	require.NoError(t, err)
-	url, _ := pgtest.NewDatabase(t, fstest.MapFS{"000001_outbox.up.sql": {Data: ddl}, "000001_outbox.down.sql": {Data: []byte("SELECT 1;")}})
-	b, err := broker.Start(context.Background(), broker.Config{Addr: "127.0.0.1:0", Topics: []string{event.TopicOrder}})
-	require.NoError(t, err)
-	t.Cleanup(b.Close)
+	url, _, b := startDependencies(t, event.TopicOrder)
 
 	env := authtest.New(t).Env("outbox-relay")
 	maps.Copy(env, map[string]string{
@@ -117,6 +108,19 @@ func TestMissingTopicsAreNamedUntilCreated(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
 	r.stop(t)
+}
+
+// startDependencies creates an outbox database and starts a development
+// broker; with topics, the broker holds only those topics.
+func startDependencies(t *testing.T, topics ...string) (string, *pgxpool.Pool, *broker.Broker) {
+	t.Helper()
+	ddl, err := os.ReadFile("../../db/outbox/schema/outbox.sql")
+	require.NoError(t, err)
+	url, pool := pgtest.NewDatabase(t, fstest.MapFS{"000001_outbox.up.sql": {Data: ddl}, "000001_outbox.down.sql": {Data: []byte("SELECT 1;")}})
+	b, err := broker.Start(context.Background(), broker.Config{Addr: "127.0.0.1:0", Topics: topics})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	return url, pool, b
 }
 
 // relayRun is run() serving on free ports.

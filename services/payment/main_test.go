@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -66,18 +65,6 @@ func startService(tb testing.TB, env map[string]string) *service {
 	return s
 }
 
-// requireIdempotencyKeys asserts that the guard stored its keys in the local
-// Redis under prefix (IDEMPOTENCY_KEY_PREFIX), and removes them.
-func requireIdempotencyKeys(t *testing.T, prefix string) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	defer func() { _ = rdb.Close() }()
-	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
-	require.NoError(t, err)
-	require.NotEmpty(t, keys, "no idempotency key under %q", prefix)
-	require.NoError(t, rdb.Del(context.Background(), keys...).Err())
-}
-
 // customer is the user the component tests' saga calls act for.
 const customer = "0190a0c4-52f7-7b8e-9d1e-4c3b2a190a0c"
 
@@ -114,7 +101,7 @@ func TestRunServesPaymentsAndStopsOnCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED, refunded.GetPayment().GetStatus())
 	require.EqualValues(t, 4999, refunded.GetPayment().GetRefunded().GetAmountMinor())
-	requireIdempotencyKeys(t, s.idempotencyPrefix)
+	servicetest.RequireIdempotencyKeys(t, s.idempotencyPrefix)
 
 	got, err := s.client.GetPayment(ctx, &paymentv1.GetPaymentRequest{PaymentId: processed.GetPayment().GetPaymentId()})
 	require.NoError(t, err)
