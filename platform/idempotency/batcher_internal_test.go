@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/tcpproxy"
 )
 
 // pipelineGate is a go-redis hook that counts pipelines and can hold the
@@ -212,18 +212,7 @@ func TestBatcher(t *testing.T) {
 	t.Run("a round trip that fails reaches every command of its pipeline", func(t *testing.T) {
 		t.Parallel()
 		// A listener that accepts and closes: every round trip fails.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_ = c.Close()
-			}
-		}()
+		ln := tcpproxy.Serve(t, tcpproxy.Refuse)
 		rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
 		t.Cleanup(func() { _ = rdb.Close() })
 		b := newBatcher(rdb, 1, 0)

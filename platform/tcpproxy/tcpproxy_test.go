@@ -17,25 +17,13 @@ import (
 // echo serves one line back per connection until the test ends.
 func echo(t *testing.T) string {
 	t.Helper()
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err == nil {
-					_, _ = c.Write([]byte(line))
-				}
-			}()
+	return tcpproxy.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil {
+			_, _ = c.Write([]byte(line))
 		}
-	}()
-	return ln.Addr().String()
+	}).Addr().String()
 }
 
 func roundTrip(addr string) (string, net.Conn, error) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/goodgo/goodgo/platform/tcpproxy"
 )
 
 func TestCheck(t *testing.T) {
@@ -31,18 +32,8 @@ func TestCheck(t *testing.T) {
 
 func TestCheckTCP(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	ln := tcpproxy.Serve(t, tcpproxy.Refuse)
 	addr := ln.Addr().String()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
 	require.NoError(t, check("tcp://"+addr, time.Second))
 	require.NoError(t, ln.Close())
 	require.ErrorContains(t, check("tcp://"+addr, time.Second), "dial:")
