@@ -61,15 +61,21 @@ func (b testBundle) lockCounts(t *testing.T) (attempts, conflicts int) {
 	return attempts, conflicts
 }
 
+// mouse returns the seeded SKU-MOUSE and a version token for it as read.
+func (b testBundle) mouse(t *testing.T) (inventory.Product, string) {
+	t.Helper()
+	p, err := b.svc.GetStock(context.Background(), "SKU-MOUSE")
+	require.NoError(t, err)
+	return p, b.signer.Token("product", p.SKU, p.Version)
+}
+
 func TestAdjustStockRecordsOptimisticLockOutcomes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	p, err := b.svc.GetStock(ctx, "SKU-MOUSE")
-	require.NoError(t, err)
-	token := b.signer.Token("product", p.SKU, p.Version)
+	p, token := b.mouse(t)
 
-	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 10, token, "")
+	_, err := b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 10, token, "")
 	require.NoError(t, err)
 	attempts, conflicts := b.lockCounts(t)
 	require.Equal(t, []int{1, 0}, []int{attempts, conflicts})
@@ -99,19 +105,17 @@ func TestAdjustStockIsForAdminsOnly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	p, err := b.svc.GetStock(ctx, "SKU-MOUSE")
-	require.NoError(t, err)
-	token := b.signer.Token("product", p.SKU, p.Version)
+	_, token := b.mouse(t)
 	for _, who := range []caller.Identity{
 		{}, {User: "admin"}, {Service: "orchestrator"}, {User: "bob", Roles: []string{caller.RoleOperator}},
 		{Service: "orchestrator", User: "root", Delegated: true, Roles: []string{caller.RoleAdmin}},
 	} {
-		_, err = b.svc.AdjustStock(ctx, who, "SKU-MOUSE", 10, token, "")
+		_, err := b.svc.AdjustStock(ctx, who, "SKU-MOUSE", 10, token, "")
 		require.ErrorIs(t, err, inventory.ErrPermissionDenied, who.String())
 	}
 	attempts, _ := b.lockCounts(t)
 	require.Zero(t, attempts, "nothing was tried")
-	_, err = b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 10, token, "")
+	_, err := b.svc.AdjustStock(ctx, admin, "SKU-MOUSE", 10, token, "")
 	require.NoError(t, err)
 }
 
