@@ -21,6 +21,28 @@ import (
 	"github.com/goodgo/goodgo/platform/saga"
 )
 
+// twoReplicas starts the engines of replicas r1, on db1, and r2, on db2,
+// both running def3(w) with leases of ttl.
+func twoReplicas(t *testing.T, w *world, db1, db2 saga.DB, ttl time.Duration) (r1, r2 *engine) {
+	t.Helper()
+	opts1, opts2 := fastOptions("r1"), fastOptions("r2")
+	opts1.LeaseTTL, opts2.LeaseTTL = ttl, ttl
+	return startEngine(t, db1, opts1, def3(w)), startEngine(t, db2, opts2, def3(w))
+}
+
+// crashOnFirstAttempt is a hook that kills db's connection at a call's
+// first attempt, failing it as the lost connection would; later attempts
+// go through.
+func crashOnFirstAttempt(db *killableDB) func(context.Context, *saga.Execution) error {
+	return func(_ context.Context, x *saga.Execution) error {
+		if x.Attempt == 1 {
+			db.dead.Store(true)
+			return errConnLost
+		}
+		return nil
+	}
+}
+
 // TestCrashBetweenBeforeAndAfterResumesOnAnotherEngine kills the first
 // engine's database connection in the middle of each step (before and after
 // the neighbour applied the effect), as a crash or a partition would. A
@@ -37,22 +59,12 @@ func TestCrashBetweenBeforeAndAfterResumesOnAnotherEngine(t *testing.T) {
 				pool := newDB(t)
 				w := newWorld()
 				crashed := &killableDB{pool: pool}
-				crash := func(_ context.Context, x *saga.Execution) error {
-					if x.Attempt == 1 {
-						crashed.dead.Store(true)
-						return errConnLost
-					}
-					return nil
-				}
 				if point == "before effect" {
-					w.on(step, crash)
+					w.on(step, crashOnFirstAttempt(crashed))
 				} else {
-					w.onAfter(step, crash)
+					w.onAfter(step, crashOnFirstAttempt(crashed))
 				}
-				opts1, opts2 := fastOptions("r1"), fastOptions("r2")
-				opts1.LeaseTTL, opts2.LeaseTTL = 300*time.Millisecond, 300*time.Millisecond
-				e1 := startEngine(t, crashed, opts1, def3(w))
-				e2 := startEngine(t, pool, opts2, def3(w))
+				e1, e2 := twoReplicas(t, w, crashed, pool, 300*time.Millisecond)
 				id := start(t, e1, "three", "o")
 
 				s := waitState(t, e2, id, saga.StateCompleted)
@@ -88,17 +100,8 @@ func TestCrashDuringCompensationResumes(t *testing.T) {
 	w := newWorld()
 	crashed := &killableDB{pool: pool}
 	w.on("c", func(context.Context, *saga.Execution) error { return saga.Permanent(fmt.Errorf("declined")) })
-	w.onAfter("-b", func(_ context.Context, x *saga.Execution) error {
-		if x.Attempt == 1 {
-			crashed.dead.Store(true)
-			return errConnLost
-		}
-		return nil
-	})
-	opts1, opts2 := fastOptions("r1"), fastOptions("r2")
-	opts1.LeaseTTL, opts2.LeaseTTL = 300*time.Millisecond, 300*time.Millisecond
-	e1 := startEngine(t, crashed, opts1, def3(w))
-	e2 := startEngine(t, pool, opts2, def3(w))
+	w.onAfter("-b", crashOnFirstAttempt(crashed))
+	e1, e2 := twoReplicas(t, w, crashed, pool, 300*time.Millisecond)
 	id := start(t, e1, "three", "o")
 
 	waitState(t, e2, id, saga.StateCompensated)
@@ -125,10 +128,7 @@ func TestReplicasExecuteEachSagaOnceAtATime(t *testing.T) {
 	for _, s := range []string{"a", "b", "c"} {
 		w.on(s, jittery)
 	}
-	opts1, opts2 := fastOptions("r1"), fastOptions("r2")
-	opts1.LeaseTTL, opts2.LeaseTTL = 1500*time.Millisecond, 1500*time.Millisecond
-	e1 := startEngine(t, pool, opts1, def3(w))
-	e2 := startEngine(t, pool2, opts2, def3(w))
+	e1, e2 := twoReplicas(t, w, pool, pool2, 1500*time.Millisecond)
 
 	var (
 		mu  sync.Mutex
@@ -193,10 +193,7 @@ func TestLeaseTakeoverFencesTheFormerOwner(t *testing.T) {
 		}
 		return nil
 	})
-	opts1, opts2 := fastOptions("r1"), fastOptions("r2")
-	opts1.LeaseTTL, opts2.LeaseTTL = 300*time.Millisecond, 300*time.Millisecond
-	e1 := startEngine(t, partitioned, opts1, def3(w))
-	e2 := startEngine(t, pool, opts2, def3(w))
+	e1, e2 := twoReplicas(t, w, partitioned, pool, 300*time.Millisecond)
 	id := start(t, e1, "three", "o")
 	<-inB
 	partitioned.dead.Store(true)
@@ -231,10 +228,7 @@ func TestStopReleasesLeasesForAnotherReplica(t *testing.T) {
 		}
 		return nil
 	})
-	opts1, opts2 := fastOptions("r1"), fastOptions("r2")
-	opts1.LeaseTTL, opts2.LeaseTTL = time.Minute, time.Minute // only a release lets r2 in quickly
-	e1 := startEngine(t, pool, opts1, def3(w))
-	e2 := startEngine(t, pool, opts2, def3(w))
+	e1, e2 := twoReplicas(t, w, pool, pool, time.Minute) // only a release lets r2 in quickly
 	id := start(t, e1, "three", "o")
 	<-inB
 	e1.stop()
@@ -242,11 +236,10 @@ func TestStopReleasesLeasesForAnotherReplica(t *testing.T) {
 	require.Equal(t, []string{"a", "b", "c"}, w.orderOf(id))
 }
 
-func TestStartTxCommitsWithTheCallerAndExecute(t *testing.T) {
+func TestStartTxRollsBackWithTheCaller(t *testing.T) {
 	t.Parallel()
 	pool := newDB(t)
-	w := newWorld()
-	e := startEngine(t, pool, fastOptions("r1"), def3(w))
+	e := startEngine(t, pool, fastOptions("r1"), def3(newWorld()))
 	ctx := context.Background()
 
 	tx, err := pool.Begin(ctx)
@@ -257,18 +250,42 @@ func TestStartTxCommitsWithTheCallerAndExecute(t *testing.T) {
 	require.NoError(t, tx.Rollback(ctx))
 	_, err = e.Get(ctx, r.SagaID)
 	require.ErrorIs(t, err, saga.ErrNotFound, "nothing outlives the caller's rollback")
+}
 
-	r = startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice", Data: []byte("d")})
-	require.NoError(t, e.Execute(ctx, r.SagaID))
-	s := waitState(t, e, r.SagaID, saga.StateCompleted)
-	require.Equal(t, "alice", s.StartedBy)
-	require.Zero(t, counter(t, e.reg, "saga_claims_total"), "executed by its starter, not recovered")
+// TestTheStarterExecutesWhatStartTxStored commits a saga with StartTx and
+// has its starter execute it, by id (Execute) or from what StartTx
+// returned (ExecuteStarted): it runs once, by its starter, and executing
+// it again once it is finished runs nothing.
+func TestTheStarterExecutesWhatStartTxStored(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		execute func(context.Context, *engine, saga.StartResult) error
+	}{
+		{"Execute", func(ctx context.Context, e *engine, r saga.StartResult) error { return e.Execute(ctx, r.SagaID) }},
+		{"ExecuteStarted", func(ctx context.Context, e *engine, r saga.StartResult) error { return e.ExecuteStarted(ctx, r) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool := newDB(t)
+			w := newWorld()
+			e := startEngine(t, pool, fastOptions("r1"), def3(w))
+			ctx := context.Background()
 
-	again := startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
-	require.False(t, again.Created)
-	require.Equal(t, r.SagaID, again.SagaID)
-	require.NoError(t, e.Execute(ctx, again.SagaID), "executing a finished saga is a no-op")
-	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)))
+			r := startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice", Data: []byte("d")})
+			require.NoError(t, tc.execute(ctx, e, r))
+			s := waitState(t, e, r.SagaID, saga.StateCompleted)
+			require.Equal(t, "alice", s.StartedBy)
+			require.Equal(t, []byte("d"), w.sagaData[r.SagaID])
+			require.Zero(t, counter(t, e.reg, "saga_claims_total"), "executed by its starter, not recovered")
+
+			again := startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
+			require.False(t, again.Created)
+			require.Equal(t, r.SagaID, again.SagaID)
+			require.NoError(t, tc.execute(ctx, e, again), "executing a finished saga is a no-op")
+			require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)))
+		})
+	}
 }
 
 func TestContextIsEncryptedAtRest(t *testing.T) {
@@ -428,26 +445,6 @@ func TestResealContextsUnderLoad(t *testing.T) {
 		_, err := retired.Open(s.KeyID, s.Sealed, s.ID[:])
 		require.NoError(t, err, "the old key can go")
 	}
-}
-
-func TestExecuteStartedRunsWhatStartTxStored(t *testing.T) {
-	t.Parallel()
-	pool := newDB(t)
-	w := newWorld()
-	e := startEngine(t, pool, fastOptions("r1"), def3(w))
-	ctx := context.Background()
-
-	r := startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice", Data: []byte("d")})
-	require.NoError(t, e.ExecuteStarted(ctx, r))
-	s := waitState(t, e, r.SagaID, saga.StateCompleted)
-	require.Equal(t, "alice", s.StartedBy)
-	require.Equal(t, []byte("d"), w.sagaData[r.SagaID])
-	require.Zero(t, counter(t, e.reg, "saga_claims_total"), "executed by its starter, not recovered")
-
-	again := startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
-	require.False(t, again.Created)
-	require.NoError(t, e.ExecuteStarted(ctx, again), "an existing saga is not executed again")
-	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)))
 }
 
 // A saga whose lease ran out before its starter executed it, and which

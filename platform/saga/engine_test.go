@@ -92,39 +92,52 @@ func TestPermanentFailureCompensatesAtOnceInReverse(t *testing.T) {
 	require.Equal(t, 1.0, counter(t, e.reg, "saga_compensations_total", "step", "b"))
 }
 
+// Transient errors are retried with the same key, up to the default
+// budget of 3 calls.
 func TestTransientErrorsAreRetriedWithTheSameKey(t *testing.T) {
 	t.Parallel()
-	w := newWorld()
-	w.on("b", failTimes(2, errTransient))
-	e, id := runThree(t, w, "o")
+	for _, tc := range []struct {
+		name     string
+		failures int // b's first calls that fail
+		state    saga.State
+		order    []string
+		bUndone  int // calls of b's compensation
+		cCalls   int
+		bStatus  saga.StepStatus
+		failure  string // in the saga's failure reason; none when empty
+	}{
+		{"a step that succeeds on its third call completes the saga", 2,
+			saga.StateCompleted, []string{"a", "b", "c"}, 0, 1, saga.StepSucceeded, ""},
+		// b fails for its whole budget (3 calls), before any effect; the
+		// engine cannot know that, so b is compensated (safe for a step
+		// that did nothing), and b's action is not called a fourth time.
+		{"exhausted retries compensate the step without calling it again", 3,
+			saga.StateCompensated, []string{"a", "-b", "-a"}, 1, 0, saga.StepFailed, "b: unavailable (after 3 attempts)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld()
+			w.on("b", failTimes(tc.failures, errTransient))
+			e, id := runThree(t, w, "o")
 
-	s := waitState(t, e, id, saga.StateCompleted)
-	require.Equal(t, []string{"a", "b", "c"}, w.orderOf(id))
-	require.Equal(t, 3, w.callsOf(key(id, "b", false)), "every attempt used the same key")
-	require.Equal(t, 3, stepOf(s, "b", saga.PhaseAction).Attempts)
-	require.Equal(t, 2.0, counter(t, e.reg, "saga_step_retries_total", "step", "b"))
-	require.Contains(t, auditActions(t, e, id), "step.attempt_failed")
-}
-
-func TestExhaustedRetriesCompensateTheStepWithoutCallingItAgain(t *testing.T) {
-	t.Parallel()
-	w := newWorld()
-	// b fails for its whole budget (3 calls), before any effect; the
-	// engine cannot know that, so b is compensated (safe for a step that
-	// did nothing), and b's action is not called a fourth time.
-	w.on("b", failTimes(3, errTransient))
-	e, id := runThree(t, w, "o")
-
-	s := waitState(t, e, id, saga.StateCompensated)
-	require.Equal(t, []string{"a", "-b", "-a"}, w.orderOf(id))
-	require.Equal(t, 3, w.callsOf(key(id, "b", false)))
-	require.Equal(t, 1, w.callsOf(key(id, "b", true)))
-	require.Zero(t, w.callsOf(key(id, "c", false)), "no step after the failure runs")
-	require.Contains(t, s.FailureReason, "b: unavailable (after 3 attempts)")
-	b := stepOf(s, "b", saga.PhaseAction)
-	require.Equal(t, saga.StepFailed, b.Status)
-	require.False(t, b.Permanent)
-	require.Equal(t, 3, b.Attempts)
+			s := waitState(t, e, id, tc.state)
+			require.Equal(t, tc.order, w.orderOf(id))
+			require.Equal(t, 3, w.callsOf(key(id, "b", false)), "every attempt used the same key")
+			require.Equal(t, tc.bUndone, w.callsOf(key(id, "b", true)))
+			require.Equal(t, tc.cCalls, w.callsOf(key(id, "c", false)), "no step after a failure runs")
+			if tc.failure == "" {
+				require.Empty(t, s.FailureReason)
+			} else {
+				require.Contains(t, s.FailureReason, tc.failure)
+			}
+			b := stepOf(s, "b", saga.PhaseAction)
+			require.Equal(t, tc.bStatus, b.Status)
+			require.False(t, b.Permanent)
+			require.Equal(t, 3, b.Attempts)
+			require.Equal(t, 2.0, counter(t, e.reg, "saga_step_retries_total", "step", "b"))
+			require.Contains(t, auditActions(t, e, id), "step.attempt_failed")
+		})
+	}
 }
 
 func TestParallelGroupRunsConcurrently(t *testing.T) {

@@ -29,6 +29,20 @@ func failFor(d time.Duration, err error) func(context.Context, *saga.Execution) 
 // it, with the default's backoff: time bounds a step, not its calls.
 var untilDeadline = saga.RetryPolicy{MaxAttempts: 3, MaxElapsed: saga.UntilDeadline, Backoff: backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}}
 
+// alwaysTransient is a neighbour that never comes back.
+func alwaysTransient(context.Context, *saga.Execution) error { return errTransient }
+
+// startRetrying runs def3(w) under policy on a fresh database, with the
+// saga deadline set to deadline (zero: the engine's, 10 s).
+func startRetrying(t *testing.T, w *world, policy saga.RetryPolicy, deadline time.Duration) *engine {
+	t.Helper()
+	opts := fastOptions("r1")
+	opts.Retry = policy
+	def := def3(w)
+	def.Deadline = deadline
+	return startEngine(t, newDB(t), opts, def)
+}
+
 // A neighbour down for 6 s — far more than 3 calls' worth of backoff —
 // delays the saga but does not fail it: the step retries until the saga
 // deadline (30 s), across persisted backoffs.
@@ -36,11 +50,7 @@ func TestStepRetriesAnOutageShorterThanTheDeadline(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
 	w.on("b", failFor(6*time.Second, errTransient))
-	opts := fastOptions("r1")
-	opts.Retry = untilDeadline
-	def := def3(w)
-	def.Deadline = 30 * time.Second
-	e := startEngine(t, newDB(t), opts, def)
+	e := startRetrying(t, w, untilDeadline, 30*time.Second)
 	id := start(t, e, "three", "o")
 
 	s := waitState(t, e, id, saga.StateCompleted)
@@ -58,12 +68,8 @@ func TestStepRetriesAnOutageShorterThanTheDeadline(t *testing.T) {
 func TestStepFailingPastTheDeadlineCompensates(t *testing.T) {
 	t.Parallel()
 	w := newWorld()
-	w.on("b", func(context.Context, *saga.Execution) error { return errTransient })
-	opts := fastOptions("r1")
-	opts.Retry = untilDeadline
-	def := def3(w)
-	def.Deadline = 2 * time.Second
-	e := startEngine(t, newDB(t), opts, def)
+	w.on("b", alwaysTransient)
+	e := startRetrying(t, w, untilDeadline, 2*time.Second)
 	id := start(t, e, "three", "o")
 
 	s := waitState(t, e, id, saga.StateCompensated)
@@ -98,10 +104,8 @@ func TestStepGivesUpWhenItsBudgetAndAttemptsAreSpent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld()
-			w.on("b", func(context.Context, *saga.Execution) error { return errTransient })
-			opts := fastOptions("r1")
-			opts.Retry = tc.policy
-			e := startEngine(t, newDB(t), opts, def3(w)) // deadline 10 s
+			w.on("b", alwaysTransient)
+			e := startRetrying(t, w, tc.policy, 0) // deadline 10 s
 			id := start(t, e, "three", "o")
 
 			s := waitState(t, e, id, saga.StateCompensated)
