@@ -154,8 +154,8 @@ type Config struct {
 	// BackoffMax; defaults 100ms and 5s). Such an event is retried until it
 	// succeeds: only a Permanent error parks it.
 	BackoffMin, BackoffMax time.Duration
-	// StartOffset is where a new group starts: kafka.FirstOffset (default)
-	// or kafka.LastOffset.
+	// StartOffset is where a new group starts: kafka.FirstOffset (0, the
+	// default: kafka-go's group reader takes 0 for it) or kafka.LastOffset.
 	StartOffset int64
 	// CommitInterval > 0 commits offsets periodically instead of after each
 	// message (still only offsets of messages whose effect committed);
@@ -292,9 +292,6 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = DefaultBackoffMax
-	}
-	if cfg.StartOffset == 0 {
-		cfg.StartOffset = kafka.FirstOffset
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 250 * time.Millisecond

@@ -36,7 +36,8 @@ type Config struct {
 	// committed: one event when traffic is light (no added latency), up to
 	// MaxBatch under load (throughput).
 	MaxBatch int
-	// StartOffset is where a new group starts: kafka.FirstOffset (default).
+	// StartOffset is where a new group starts: kafka.FirstOffset (0, the
+	// default: kafka-go's group reader takes 0 for it).
 	StartOffset int64
 	// CommitInterval > 0 commits offsets in the background at that period
 	// instead of after each batch (fewer round trips, more redeliveries
@@ -153,9 +154,6 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
-	}
-	if cfg.StartOffset == 0 {
-		cfg.StartOffset = kafka.FirstOffset
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 50 * time.Millisecond
