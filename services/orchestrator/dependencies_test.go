@@ -64,22 +64,20 @@ func (b *bundle) placeAndComplete(t *testing.T) {
 	b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
 }
 
-// Issue 10: the orchestrator exited at start when Kafka was not reachable
-// yet (its consumer's first fetch failed and run returned). It now starts,
-// is not ready while the broker is missing, says so, keeps retrying, and
-// consumes once the broker appears, without a restart.
-func TestStartsWithoutKafkaAndConsumesWhenItAppears(t *testing.T) {
-	px := brokerBehindProxy(t)
-	px.Cut() // the broker is not there yet: connections are refused
+// setupOnBroker runs the orchestrator with px, a brokerBehindProxy, as its
+// Kafka broker.
+func setupOnBroker(t *testing.T, px *tcpproxy.Proxy) *bundle {
+	t.Helper()
 	b := setup(t, map[string]string{"KAFKA_BROKERS": px.Addr()})
 	b.broker = px.Addr()
+	return b
+}
 
-	b.WaitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
-	b.waitLogged(t, fetchFailed, 0) // where the old orchestrator exited
-	code, body := b.Readyz(t)
-	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Equal(t, "not ready: kafka (connection refused)\n", body, "still up, still saying why")
-
+// restoreAndComplete restores the broker behind px, waits until the
+// orchestrator is ready again and requires that a saga then completes (the
+// logs are shown when it does not).
+func (b *bundle) restoreAndComplete(t *testing.T, px *tcpproxy.Proxy) {
+	t.Helper()
 	px.Restore()
 	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	defer func() {
@@ -90,13 +88,30 @@ func TestStartsWithoutKafkaAndConsumesWhenItAppears(t *testing.T) {
 	b.placeAndComplete(t)
 }
 
+// Issue 10: the orchestrator exited at start when Kafka was not reachable
+// yet (its consumer's first fetch failed and run returned). It now starts,
+// is not ready while the broker is missing, says so, keeps retrying, and
+// consumes once the broker appears, without a restart.
+func TestStartsWithoutKafkaAndConsumesWhenItAppears(t *testing.T) {
+	px := brokerBehindProxy(t)
+	px.Cut() // the broker is not there yet: connections are refused
+	b := setupOnBroker(t, px)
+
+	b.WaitReadyz(t, http.StatusServiceUnavailable, "not ready: kafka (connection refused)\n")
+	b.waitLogged(t, fetchFailed, 0) // where the old orchestrator exited
+	code, body := b.Readyz(t)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "not ready: kafka (connection refused)\n", body, "still up, still saying why")
+
+	b.restoreAndComplete(t, px)
+}
+
 // Issue 10: 2 s after the broker went away mid-run, the orchestrator
 // exited and orders stayed PENDING until someone restarted it. Now it
 // stays up, not ready, and resumes consuming when the broker returns.
 func TestKafkaOutageMidRunDoesNotStopTheOrchestrator(t *testing.T) {
 	px := brokerBehindProxy(t)
-	b := setup(t, map[string]string{"KAFKA_BROKERS": px.Addr()})
-	b.broker = px.Addr()
+	b := setupOnBroker(t, px)
 	b.WaitReadyz(t, http.StatusOK, "ok\n")
 	b.placeAndComplete(t)
 
@@ -108,14 +123,7 @@ func TestKafkaOutageMidRunDoesNotStopTheOrchestrator(t *testing.T) {
 	code, _ := b.Readyz(t)
 	require.Equal(t, http.StatusServiceUnavailable, code)
 
-	px.Restore()
-	b.WaitReadyz(t, http.StatusOK, "ok\n")
-	defer func() {
-		if t.Failed() {
-			t.Log(b.logs.String())
-		}
-	}()
-	b.placeAndComplete(t)
+	b.restoreAndComplete(t, px)
 }
 
 // Losing PostgreSQL or Redis mid-run does not stop the orchestrator either:
