@@ -372,32 +372,52 @@ func TestUsers(t *testing.T) {
 	require.Equal(t, 1.0, e.refusals(t, mGet, codes.PermissionDenied, "not_allowed"))
 }
 
-func TestRoles(t *testing.T) {
+// TestRolesAndOwnerField calls methods whose policies allow users by role
+// (Policy.Roles) or by the owner field of the request (Policy.OwnerField).
+func TestRolesAndOwnerField(t *testing.T) {
+	const notYours = "customer_id: must be your own user id"
 	tests := []struct {
 		name   string
 		ctx    context.Context
 		method string
-		want   string // "" allowed, else the PermissionDenied message
+		req    any
+		roles  []string // allowed: the roles the handler sees
+		want   string   // "" allowed, else the PermissionDenied message
+		reason string   // refused: the reason counted
 	}{
-		{"operator lists", bearer(user(), "operator-token"), mList, ""},
-		{"admin implies operator", bearer(user(), "admin-token"), mList, ""},
-		{"admin purges", bearer(user(), "admin-token"), mPurge, ""},
-		{"operator does not purge", bearer(user(), "operator-token"), mPurge, "allowed only for users with the admin role"},
-		{"user does not list", bearer(user(), "alice-token"), mList, "allowed only for users with the operator role"},
-		{"a delegated admin has no roles", onBehalf(svc("orchestrator"), "place-for-adam"), mPurge, "allowed only for users with the admin role"},
-		{"a delegated admin does not list", onBehalf(svc("orchestrator"), "place-for-adam"), mList, "allowed only for users with the operator role"},
-		{"a service has no roles", svc("orchestrator"), mList, "allowed only for users with the operator role"},
+		{"operator lists", bearer(user(), "operator-token"), mList, nil, []string{caller.RoleOperator}, "", ""},
+		{"admin implies operator", bearer(user(), "admin-token"), mList, nil, []string{caller.RoleAdmin}, "", ""},
+		{"admin purges", bearer(user(), "admin-token"), mPurge, nil, []string{caller.RoleAdmin}, "", ""},
+		{"operator does not purge", bearer(user(), "operator-token"), mPurge, nil, nil, "allowed only for users with the admin role", "not_allowed"},
+		{"user does not list", bearer(user(), "alice-token"), mList, nil, nil, "allowed only for users with the operator role", "not_allowed"},
+		{"a delegated admin has no roles", onBehalf(svc("orchestrator"), "place-for-adam"), mPurge, nil, nil, "allowed only for users with the admin role", "not_allowed"},
+		{"a delegated admin does not list", onBehalf(svc("orchestrator"), "place-for-adam"), mList, nil, nil, "allowed only for users with the operator role", "not_allowed"},
+		{"a service has no roles", svc("orchestrator"), mList, nil, nil, "allowed only for users with the operator role", "not_allowed"},
+
+		{"own id", bearer(user(), "alice-token"), mGet, order("alice"), nil, "", ""},
+		{"empty field is the handler's to validate", bearer(user(), "alice-token"), mGet, order(""), nil, "", ""},
+		{"someone else's id", bearer(user(), "alice-token"), mGet, order("bob"), nil, notYours + " (the subject of your token)", "not_owner"},
+		{"prefix of the own id", bearer(user(), "alice-token"), mGet, order("alic"), nil, notYours, "not_owner"},
+		{"own id with a suffix", bearer(user(), "alice-token"), mGet, order("alice "), nil, notYours, "not_owner"},
+		// Policy.OwnerField: "whatever their roles: nobody acts as someone
+		// else by naming them".
+		{"an operator names only themself", bearer(user(), "operator-token"), mGet, order("bob"), nil, notYours, "not_owner"},
+		{"an admin names only themself", bearer(user(), "admin-token"), mGet, order("bob"), nil, notYours, "not_owner"},
+		{"an operator's own id", bearer(user(), "operator-token"), mGet, order("olga"), []string{caller.RoleOperator}, "", ""},
+		{"not a protobuf request", bearer(user(), "alice-token"), mGet, "customer_id=bob", nil, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			id, err := e.call(tt.ctx, tt.method, nil)
+			id, err := e.call(tt.ctx, tt.method, tt.req)
 			if tt.want == "" {
 				require.NoError(t, err)
-				require.NotEmpty(t, id.Roles)
+				require.Equal(t, tt.roles, id.Roles)
 				return
 			}
 			requireStatus(t, err, codes.PermissionDenied, tt.want)
+			require.Equal(t, 1.0, e.refusals(t, tt.method, codes.PermissionDenied, tt.reason))
+			require.Empty(t, e.limiter.taken(), "a refused call takes no rate-limit token")
 		})
 	}
 }
@@ -440,40 +460,6 @@ func TestOnBehalfOf(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, caller.Identity{User: "alice"}, id)
 	require.Equal(t, 2.0, e.refusals(t, mPlace, codes.PermissionDenied, "not_allowed"))
-}
-
-func TestOwnerField(t *testing.T) {
-	tests := []struct {
-		name string
-		ctx  context.Context
-		req  any
-		want string // "" allowed
-	}{
-		{"own id", bearer(user(), "alice-token"), order("alice"), ""},
-		{"empty field is the handler's to validate", bearer(user(), "alice-token"), order(""), ""},
-		{"someone else's id", bearer(user(), "alice-token"), order("bob"), "customer_id: must be your own user id (the subject of your token)"},
-		{"prefix of the own id", bearer(user(), "alice-token"), order("alic"), "customer_id: must be your own user id"},
-		{"own id with a suffix", bearer(user(), "alice-token"), order("alice "), "customer_id: must be your own user id"},
-		// Policy.OwnerField: "whatever their roles: nobody acts as someone
-		// else by naming them".
-		{"an operator names only themself", bearer(user(), "operator-token"), order("bob"), "customer_id: must be your own user id"},
-		{"an admin names only themself", bearer(user(), "admin-token"), order("bob"), "customer_id: must be your own user id"},
-		{"an operator's own id", bearer(user(), "operator-token"), order("olga"), ""},
-		{"not a protobuf request", bearer(user(), "alice-token"), "customer_id=bob", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			_, err := e.call(tt.ctx, mGet, tt.req)
-			if tt.want == "" {
-				require.NoError(t, err)
-				return
-			}
-			requireStatus(t, err, codes.PermissionDenied, tt.want)
-			require.Equal(t, 1.0, e.refusals(t, mGet, codes.PermissionDenied, "not_owner"))
-			require.Empty(t, e.limiter.taken(), "a refused call takes no rate-limit token")
-		})
-	}
 }
 
 func TestNoPolicy(t *testing.T) {
