@@ -47,6 +47,34 @@ func newPayment(t *testing.T, orderID payment.ID, minor int64, method string) pa
 
 func newOrderID() payment.ID { return payment.ID(uuid.Must(uuid.NewV7())) }
 
+// newVoid is a VOIDED payment of orderID, as a compensation writes it.
+func newVoid(orderID payment.ID, reason string) payment.Payment {
+	return payment.Void(payment.ID(uuid.Must(uuid.NewV7())), orderID, "cust-1", reason, now)
+}
+
+// wrote returns the check of what a CreatePayment or VoidPayment returned:
+// no error, whether it created the order's payment, and the order's
+// payment, which is want.
+func wrote(t *testing.T, want payment.Payment, created bool) func(payment.Payment, bool, error) {
+	return func(stored payment.Payment, gotCreated bool, err error) {
+		t.Helper()
+		require.NoError(t, err)
+		require.Equal(t, created, gotCreated, "created")
+		require.Equal(t, want, stored)
+	}
+}
+
+// requireFound checks that FindPayment returns want by its id and by its
+// order.
+func (b testBundle) requireFound(t *testing.T, want payment.Payment) {
+	t.Helper()
+	for _, ref := range []payment.Ref{{PaymentID: want.ID}, {OrderID: want.OrderID}} {
+		got, err := b.repo.FindPayment(context.Background(), ref)
+		require.NoError(t, err, "%+v", ref)
+		require.Equal(t, want, got, "%+v", ref)
+	}
+}
+
 type outboxRow struct {
 	Topic, AggregateType, AggregateID, EventType, KeyID string
 	AggregateVersion                                    int64
@@ -85,17 +113,8 @@ func TestCreatePayment(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		p := newPayment(t, newOrderID(), 1999, "tok_visa")
-		stored, created, err := b.repo.CreatePayment(ctx, p)
-		require.NoError(t, err)
-		require.True(t, created)
-		require.Equal(t, p, stored)
-
-		got, err := b.repo.FindPayment(ctx, payment.Ref{PaymentID: p.ID})
-		require.NoError(t, err)
-		require.Equal(t, p, got)
-		got, err = b.repo.FindPayment(ctx, payment.Ref{OrderID: p.OrderID})
-		require.NoError(t, err)
-		require.Equal(t, p, got)
+		wrote(t, p, true)(b.repo.CreatePayment(ctx, p))
+		b.requireFound(t, p)
 
 		rows := outboxRows(t, b.pool, p.ID)
 		require.Len(t, rows, 1)
@@ -135,11 +154,7 @@ func TestCreatePayment(t *testing.T) {
 		first := newPayment(t, order, 500, "tok_visa")
 		_, _, err := b.repo.CreatePayment(ctx, first)
 		require.NoError(t, err)
-		second := newPayment(t, order, 700, payment.TestCardDecline)
-		stored, created, err := b.repo.CreatePayment(ctx, second)
-		require.NoError(t, err)
-		require.False(t, created)
-		require.Equal(t, first, stored)
+		wrote(t, first, false)(b.repo.CreatePayment(ctx, newPayment(t, order, 700, payment.TestCardDecline)))
 		require.Equal(t, 1, count(t, b.pool, `SELECT count(*) FROM payments`))
 		require.Equal(t, 1, count(t, b.pool, `SELECT count(*) FROM outbox`))
 	})
@@ -210,25 +225,14 @@ func TestVoidPayment(t *testing.T) {
 	t.Run("an order without a payment gets a VOIDED one, without an event", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		v := payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "cust-1", "compensation", now)
-		stored, created, err := b.repo.VoidPayment(ctx, v)
-		require.NoError(t, err)
-		require.True(t, created)
-		require.Equal(t, v, stored)
-		got, err := b.repo.FindPayment(ctx, payment.Ref{OrderID: v.OrderID})
-		require.NoError(t, err)
-		require.Equal(t, v, got)
+		v := newVoid(newOrderID(), "compensation")
+		wrote(t, v, true)(b.repo.VoidPayment(ctx, v))
+		b.requireFound(t, v)
 		require.Zero(t, count(t, b.pool, `SELECT count(*) FROM outbox`))
 
 		// The order's one payment is taken: a ProcessPayment finds it.
-		existing, created, err := b.repo.CreatePayment(ctx, newPayment(t, v.OrderID, 900, "tok_visa"))
-		require.NoError(t, err)
-		require.False(t, created)
-		require.Equal(t, v, existing)
-		again, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), v.OrderID, "cust-1", "again", now))
-		require.NoError(t, err)
-		require.False(t, created)
-		require.Equal(t, v, again)
+		wrote(t, v, false)(b.repo.CreatePayment(ctx, newPayment(t, v.OrderID, 900, "tok_visa")))
+		wrote(t, v, false)(b.repo.VoidPayment(ctx, newVoid(v.OrderID, "again")))
 	})
 
 	t.Run("an order with a payment keeps it", func(t *testing.T) {
@@ -236,16 +240,13 @@ func TestVoidPayment(t *testing.T) {
 		b := setup(t)
 		p, _, err := b.repo.CreatePayment(ctx, newPayment(t, newOrderID(), 900, "tok_visa"))
 		require.NoError(t, err)
-		stored, created, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), p.OrderID, "cust-1", "late", now))
-		require.NoError(t, err)
-		require.False(t, created)
-		require.Equal(t, p, stored)
+		wrote(t, p, false)(b.repo.VoidPayment(ctx, newVoid(p.OrderID, "late")))
 	})
 
 	t.Run("the schema keeps a VOIDED payment without amount, currency or refund", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		v, _, err := b.repo.VoidPayment(ctx, payment.Void(payment.ID(uuid.Must(uuid.NewV7())), newOrderID(), "cust-1", "", now))
+		v, _, err := b.repo.VoidPayment(ctx, newVoid(newOrderID(), ""))
 		require.NoError(t, err)
 		for _, set := range []string{"amount_minor = 1", "currency_code = 'EUR'", "status = 'CAPTURED'"} {
 			_, err := b.pool.Exec(ctx, `UPDATE payments SET `+set+` WHERE id = $1`, uuid.UUID(v.ID))
