@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,13 +77,7 @@ func setupWith(tb testing.TB, lockTimeout time.Duration) testBundle {
 	tb.Helper()
 	url, pool := pgtest.NewDatabase(tb, db.Order)
 	if lockTimeout > 0 {
-		cfg, err := pgxpool.ParseConfig(url)
-		require.NoError(tb, err)
-		cfg.MaxConns = 4
-		cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(lockTimeout.Milliseconds(), 10)
-		pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
-		require.NoError(tb, err)
-		tb.Cleanup(pool.Close)
+		pool = pgtest.LockTimeoutPool(tb, url, lockTimeout)
 	}
 
 	opts, err := redis.ParseURL(redisURL)
@@ -644,9 +637,28 @@ func TestCancelOrder(t *testing.T) {
 	requireStatus(t, err, codes.InvalidArgument, "reason: must be at most 500 characters")
 }
 
+// updateAddress changes the shipping address of order orderID to addr
+// with token, as user1 under a fresh idempotency key.
+func (b testBundle) updateAddress(orderID string, addr *orderv1.Address, token string) (*orderv1.UpdateShippingAddressResponse, error) {
+	return b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
+		OrderId: orderID, ShippingAddress: addr, VersionToken: token,
+	})
+}
+
 func TestUpdateShippingAddress(t *testing.T) {
 	t.Parallel()
 	paris := &orderv1.Address{Name: "Ada Lovelace", Line1: "2 Rue de Rivoli", City: "Paris", PostalCode: "75001", CountryCode: "FR"}
+	// requireRefused requires a change of o's address to paris with each
+	// of tokens to fail with code and message, and o to have no event but
+	// its creation.
+	requireRefused := func(t *testing.T, b testBundle, o *orderv1.Order, tokens []string, code codes.Code, message string) {
+		t.Helper()
+		for _, token := range tokens {
+			_, err := b.updateAddress(o.GetOrderId(), paris, token)
+			requireStatus(t, err, code, message)
+		}
+		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+	}
 
 	t.Run("with the token of the latest read it changes the address", func(t *testing.T) {
 		t.Parallel()
@@ -654,19 +666,14 @@ func TestUpdateShippingAddress(t *testing.T) {
 		o := b.place(t)
 		read, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
-		resp, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
-			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: read.GetOrder().GetVersionToken(),
-		})
+		resp, err := b.updateAddress(o.GetOrderId(), paris, read.GetOrder().GetVersionToken())
 		require.NoError(t, err)
 		require.True(t, proto.Equal(paris, resp.GetOrder().GetShippingAddress()))
 		require.NotEqual(t, read.GetOrder().GetVersionToken(), resp.GetOrder().GetVersionToken())
 		require.Equal(t, []string{"order.created.v1", "order.shipping_address_changed.v1"}, b.events(t, o.GetOrderId()))
 
 		t.Log("the old token is now stale")
-		london := placeRequest().GetShippingAddress()
-		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
-			OrderId: o.GetOrderId(), ShippingAddress: london, VersionToken: read.GetOrder().GetVersionToken(),
-		})
+		_, err = b.updateAddress(o.GetOrderId(), placeRequest().GetShippingAddress(), read.GetOrder().GetVersionToken())
 		requireStatus(t, err, codes.Aborted, "version_token: stale; the order has changed, read it again")
 		got, err := b.client.GetOrder(b.asUser(user1), &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
@@ -680,39 +687,27 @@ func TestUpdateShippingAddress(t *testing.T) {
 		other := b.place(t)
 		tok := o.GetVersionToken()
 		forged := tok[:len(tok)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(tok, "AA")]
-		for _, token := range []string{forged, other.GetVersionToken()} {
-			_, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
-				OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: token,
-			})
-			requireStatus(t, err, codes.Aborted, "version_token: invalid; read the order again")
-		}
-		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+		requireRefused(t, b, o, []string{forged, other.GetVersionToken()},
+			codes.Aborted, "version_token: invalid; read the order again")
 	})
 
 	t.Run("something that is not a token at all is InvalidArgument", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := b.place(t)
-		for _, token := range []string{"garbage", "!!!", o.GetVersionToken()[:10]} {
-			_, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
-				OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: token,
-			})
-			requireStatus(t, err, codes.InvalidArgument, "version_token: not a version token; use the one GetOrder returned")
-		}
-		require.Equal(t, []string{"order.created.v1"}, b.events(t, o.GetOrderId()))
+		requireRefused(t, b, o, []string{"garbage", "!!!", o.GetVersionToken()[:10]},
+			codes.InvalidArgument, "version_token: not a version token; use the one GetOrder returned")
 	})
 
 	t.Run("a missing token, a bad id or a bad address is InvalidArgument", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		o := b.place(t)
-		_, err := b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: o.GetOrderId(), ShippingAddress: paris})
+		_, err := b.updateAddress(o.GetOrderId(), paris, "")
 		requireStatus(t, err, codes.InvalidArgument, "version_token: required; read the order first")
-		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{OrderId: "nope", ShippingAddress: paris, VersionToken: o.GetVersionToken()})
+		_, err = b.updateAddress("nope", paris, o.GetVersionToken())
 		requireStatus(t, err, codes.InvalidArgument, "order_id: must be a UUID")
-		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
-			OrderId: o.GetOrderId(), ShippingAddress: &orderv1.Address{Name: "x"}, VersionToken: o.GetVersionToken(),
-		})
+		_, err = b.updateAddress(o.GetOrderId(), &orderv1.Address{Name: "x"}, o.GetVersionToken())
 		requireStatus(t, err, codes.InvalidArgument, "shipping_address.line1: required")
 	})
 
@@ -722,9 +717,7 @@ func TestUpdateShippingAddress(t *testing.T) {
 		o := b.place(t)
 		c, err := b.saga.ConfirmOrder(b.asSaga(newKey()), &orderv1.ConfirmOrderRequest{OrderId: o.GetOrderId()})
 		require.NoError(t, err)
-		_, err = b.client.UpdateShippingAddress(b.withKey(newKey()), &orderv1.UpdateShippingAddressRequest{
-			OrderId: o.GetOrderId(), ShippingAddress: paris, VersionToken: c.GetOrder().GetVersionToken(),
-		})
+		_, err = b.updateAddress(o.GetOrderId(), paris, c.GetOrder().GetVersionToken())
 		requireStatus(t, err, codes.FailedPrecondition, "order_id: order is CONFIRMED; the shipping address can change only while PENDING")
 	})
 

@@ -1,13 +1,10 @@
 package grpcapi_test
 
 import (
-	"context"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/pgtest"
@@ -23,12 +20,5 @@ func newTestDB(tb testing.TB, lockTimeout time.Duration) *pgxpool.Pool {
 	if lockTimeout <= 0 {
 		return pool
 	}
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(tb, err)
-	cfg.MaxConns = 4
-	cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(lockTimeout.Milliseconds(), 10)
-	pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(tb, err)
-	tb.Cleanup(pool.Close)
-	return pool
+	return pgtest.LockTimeoutPool(tb, url, lockTimeout)
 }
