@@ -30,6 +30,17 @@ func parallelism() int { return max(1, benchClients/runtimeProcs()) }
 func BenchmarkProcessPayment(b *testing.B) {
 	s := startService(b, nil)
 	amount := &commonv1.Money{CurrencyCode: "EUR", AmountMinor: 1234}
+	runParallel(b, "payments/s", func(ctx context.Context) error {
+		_, err := s.client.ProcessPayment(keyed(ctx), &paymentv1.ProcessPaymentRequest{
+			OrderId: uuid.NewString(), Amount: amount, PaymentMethod: "tok_visa"})
+		return err
+	})
+}
+
+// runParallel runs call b.N times from benchClients goroutines, allocations
+// reported, and reports the calls per second as unit. A call's error
+// fails the benchmark and ends its goroutine.
+func runParallel(b *testing.B, unit string, call func(ctx context.Context) error) {
 	b.SetParallelism(parallelism())
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -37,15 +48,13 @@ func BenchmarkProcessPayment(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
-			_, err := s.client.ProcessPayment(keyed(ctx), &paymentv1.ProcessPaymentRequest{
-				OrderId: uuid.NewString(), Amount: amount, PaymentMethod: "tok_visa"})
-			if err != nil {
+			if err := call(ctx); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "payments/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
 }
 
 // BenchmarkRefundPayment measures the optimistic-lock refund path through
@@ -63,26 +72,17 @@ func BenchmarkRefundPayment(b *testing.B) {
 			s := startService(b, nil)
 			ids := capturedPayments(b, s, b.N/perPayment+1)
 			var next atomic.Int64
-			b.SetParallelism(parallelism())
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				for pb.Next() {
-					i := int(next.Add(1)-1) / perPayment
-					resp, err := s.client.RefundPayment(keyed(ctx), &paymentv1.RefundPaymentRequest{PaymentId: ids[i]})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if resp.GetPayment().GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED {
-						b.Errorf("payment %s: status %v", ids[i], resp.GetPayment().GetStatus())
-						return
-					}
+			runParallel(b, "refunds/s", func(ctx context.Context) error {
+				i := int(next.Add(1)-1) / perPayment
+				resp, err := s.client.RefundPayment(keyed(ctx), &paymentv1.RefundPaymentRequest{PaymentId: ids[i]})
+				if err != nil {
+					return err
 				}
+				if resp.GetPayment().GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED {
+					return fmt.Errorf("payment %s: status %v", ids[i], resp.GetPayment().GetStatus())
+				}
+				return nil
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "refunds/s")
 		})
 	}
 }
