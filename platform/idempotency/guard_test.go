@@ -28,6 +28,7 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 const (
@@ -259,33 +260,11 @@ func (b *testBundle) call(t *testing.T, method, user, key, value string) result 
 	return r
 }
 
+// metric is servicetest.Metric: the value of name's first series with
+// labels (name, value pairs).
 func metric(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-				}
-				if !found {
-					continue series
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	require.Failf(t, "metric not found", "%s%v", name, labels)
-	return 0
+	return servicetest.Metric(t, reg, name, labels...)
 }
 
 func TestRetryReplaysTheResponse(t *testing.T) {

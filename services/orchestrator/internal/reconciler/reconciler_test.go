@@ -18,6 +18,7 @@ import (
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/saga"
+	"github.com/goodgo/goodgo/platform/servicetest"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/reconciler"
 )
@@ -211,7 +212,7 @@ func TestReplicasStartOneSagaPerOrder(t *testing.T) {
 	require.GreaterOrEqual(t, looked, len(orders))
 	var metricStarted float64
 	for _, r := range replicas {
-		metricStarted += counter(t, r.reg, "reconciler_orders_total", reconciler.OutcomeStarted)
+		metricStarted += servicetest.Metric(t, r.reg, "reconciler_orders_total", "outcome", reconciler.OutcomeStarted)
 	}
 	require.Equal(t, float64(len(orders)), metricStarted, "counted in reconciler_orders_total")
 
@@ -281,26 +282,6 @@ func TestAFailedListingFailsThePass(t *testing.T) {
 	_, err := replicas[0].rec.Pass(context.Background())
 	require.ErrorContains(t, err, "Unavailable")
 	require.Zero(t, sagasOf(t, pool, "order-1"))
-	require.Equal(t, 1.0, counter(t, replicas[0].reg, "reconciler_passes_total", "error"))
-	require.Zero(t, counter(t, replicas[0].reg, "reconciler_passes_total", "ok"))
-}
-
-// counter returns the value of the series of counter name whose one label
-// has value.
-func counter(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if m.GetLabel()[0].GetValue() == value {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no series %s{%s}", name, value)
-	return 0
+	require.Equal(t, 1.0, servicetest.Metric(t, replicas[0].reg, "reconciler_passes_total", "result", "error"))
+	require.Zero(t, servicetest.Metric(t, replicas[0].reg, "reconciler_passes_total", "result", "ok"))
 }
