@@ -154,7 +154,7 @@ func TestAdminReplaysAParkedEventThenThoseBehindItInOrder(t *testing.T) {
 	require.Equal(t, []string{
 		"refused ops-1", "failed ops-1", "ok ops-1", "ok ops-1", "failed ops-1", "refused ops-1", "ok ops-2",
 	}, outcomes)
-	require.Equal(t, 3.0, b.metricLabels(t, "inbox_admin_actions_total", "action", "replay", "outcome", "ok"))
+	require.Equal(t, 3.0, b.metric(t, "inbox_admin_actions_total", "action", "replay", "outcome", "ok"))
 }
 
 func TestAdminDiscardReleasesTheAggregate(t *testing.T) {
@@ -252,36 +252,6 @@ func TestAdminDiscardsWithAReasonAndListsInPages(t *testing.T) {
 	require.Equal(t, msgs[0].id.String(), audits[2]["event_id"])
 	require.Equal(t, "customer cancelled by phone", audits[2]["reason"])
 	require.Equal(t, "projector", audits[2]["consumer"])
-	require.Equal(t, 1.0, b.metricLabels(t, "inbox_admin_actions_total", "action", "discard", "outcome", "ok"))
-	require.Equal(t, 3.0, b.metricLabels(t, "inbox_admin_actions_total", "action", "discard", "outcome", "refused"))
-}
-
-// metricLabels returns the counter name of consumer "projector" with the
-// label pairs given.
-func (b *bundle) metricLabels(t *testing.T, name string, pairs ...string) float64 {
-	t.Helper()
-	families, err := b.reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["consumer"] != "projector" {
-				continue
-			}
-			for i := 0; i < len(pairs); i += 2 {
-				if labels[pairs[i]] != pairs[i+1] {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	require.Equal(t, 1.0, b.metric(t, "inbox_admin_actions_total", "action", "discard", "outcome", "ok"))
+	require.Equal(t, 3.0, b.metric(t, "inbox_admin_actions_total", "action", "discard", "outcome", "refused"))
 }

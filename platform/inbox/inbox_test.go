@@ -193,23 +193,10 @@ func (b *bundle) run(t *testing.T, h inbox.Handler, edit func(*inbox.Consumer), 
 	return stop
 }
 
+// results returns how many messages were processed with result.
 func (b *bundle) results(t *testing.T, result string) float64 {
 	t.Helper()
-	families, err := b.reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != "inbox_processed_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return b.series(t, "inbox_processed_total", "result", result)
 }
 
 // waitProcessed waits until n messages were processed, whatever the result.
@@ -225,8 +212,16 @@ func (b *bundle) waitProcessed(t *testing.T, n int) {
 }
 
 // metric returns the value of the counter or gauge name of consumer
-// "projector" (0 when it has no series).
-func (b *bundle) metric(t *testing.T, name string) float64 {
+// "projector" with the label pairs given (0 when it has no such series).
+func (b *bundle) metric(t *testing.T, name string, pairs ...string) float64 {
+	t.Helper()
+	return b.series(t, name, append([]string{"consumer", "projector"}, pairs...)...)
+}
+
+// series returns the value of the first series of the counter or gauge
+// name that has every label of pairs, given as name, value pairs (0 when
+// there is none).
+func (b *bundle) series(t *testing.T, name string, pairs ...string) float64 {
 	t.Helper()
 	families, err := b.reg.Gather()
 	require.NoError(t, err)
@@ -234,12 +229,18 @@ func (b *bundle) metric(t *testing.T, name string) float64 {
 		if f.GetName() != name {
 			continue
 		}
+	metrics:
 		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "consumer" && l.GetValue() == "projector" {
-					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				labels[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(pairs); i += 2 {
+				if labels[pairs[i]] != pairs[i+1] {
+					continue metrics
 				}
 			}
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return 0
