@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,57 @@ func setup(t testing.TB, opts ...postgres.Option) testBundle {
 	w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	return testBundle{repo: postgres.NewRepository(pool, w, opts...), pool: pool}
+}
+
+// setupOrder is setup with a product T-A of available units, whose SKU it
+// returns, and the id of an order yet to reserve.
+func setupOrder(t testing.TB, available int64) (b testBundle, sku, orderID string) {
+	t.Helper()
+	b = setup(t)
+	return b, b.addProduct(t, "T-A", available), newOrderID()
+}
+
+// failing returns a repository on b's database whose every write fails,
+// with the error it returns, after its business rows and outbox rows are
+// written (failAfter).
+func (b testBundle) failing(t testing.TB) (*postgres.Repository, error) {
+	t.Helper()
+	boom := errors.New("injected failure after the outbox insert")
+	w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	return postgres.NewRepository(b.pool, failAfter{w, boom}), boom
+}
+
+// lastEvent requires that aggregateID has n events, the last an eventType
+// at version, unmarshals that one's payload into payload and returns it.
+func (b testBundle) lastEvent(t testing.TB, aggregateID string, n int, eventType string, version int64, payload proto.Message) outboxRow {
+	t.Helper()
+	evs := b.events(t, aggregateID)
+	require.Len(t, evs, n)
+	last := evs[n-1]
+	require.Equal(t, eventType, last.EventType)
+	require.Equal(t, version, last.AggregateVersion)
+	require.NoError(t, proto.Unmarshal(last.Payload, payload))
+	return last
+}
+
+// concurrently runs, for each i below n, every one of calls with i in a
+// goroutine of its own, waits for all of them and requires that none
+// failed.
+func concurrently(t testing.TB, n int, calls ...func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n*len(calls))
+	for i := range n {
+		for _, call := range calls {
+			wg.Go(func() { errs <- call(i) })
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 }
 
 // addProduct inserts a product with available units and returns its SKU.
@@ -89,12 +141,13 @@ func reserveRequest(t testing.TB, orderID string, items ...inventory.Item) inven
 	return req
 }
 
-// reserve reserves items for orderID, the setup of a test of what comes
-// after a reservation.
+// reserve reserves items for orderID, which has no reservation yet, and
+// returns the reservation it created (RESERVED or REJECTED).
 func (b testBundle) reserve(t testing.TB, orderID string, items ...inventory.Item) inventory.Reservation {
 	t.Helper()
-	res, _, err := b.repo.Reserve(context.Background(), reserveRequest(t, orderID, items...))
+	res, created, err := b.repo.Reserve(context.Background(), reserveRequest(t, orderID, items...))
 	require.NoError(t, err)
+	require.True(t, created)
 	return res
 }
 
@@ -106,13 +159,10 @@ func TestReserve(t *testing.T) {
 
 	t.Run("takes every item and records the reservation with its event", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a, c := b.addProduct(t, "T-A", 10), b.addProduct(t, "T-C", 5)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
+		c := b.addProduct(t, "T-C", 5)
 
-		res, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: c, Quantity: 5}, inventory.Item{SKU: a, Quantity: 3}))
-		require.NoError(t, err)
-		require.True(t, created)
+		res := b.reserve(t, orderID, inventory.Item{SKU: c, Quantity: 5}, inventory.Item{SKU: a, Quantity: 3})
 		require.Equal(t, inventory.StatusReserved, res.Status)
 		require.Equal(t, orderID, res.OrderID)
 		require.Equal(t, []inventory.Item{{SKU: a, Quantity: 3}, {SKU: c, Quantity: 5}}, res.Items)
@@ -128,14 +178,12 @@ func TestReserve(t *testing.T) {
 		require.Equal(t, res.ID, stored.ID)
 		require.Equal(t, res.Items, stored.Items)
 
-		evs := b.events(t, orderID)
-		require.Len(t, evs, 1)
+		var payload inventoryv1.StockReserved
+		ev := b.lastEvent(t, orderID, 1, event.InventoryReserved, 1, &payload)
 		require.Equal(t, outboxRow{
 			Topic: event.TopicInventory, AggregateType: event.AggregateReservation, AggregateID: orderID,
-			EventType: event.InventoryReserved, AggregateVersion: 1, Payload: evs[0].Payload,
-		}, evs[0])
-		var payload inventoryv1.StockReserved
-		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+			EventType: event.InventoryReserved, AggregateVersion: 1, Payload: ev.Payload,
+		}, ev)
 		require.Equal(t, res.ID, payload.GetReservationId())
 		require.Equal(t, orderID, payload.GetOrderId())
 		require.Len(t, payload.GetItems(), 2)
@@ -143,14 +191,11 @@ func TestReserve(t *testing.T) {
 
 	t.Run("rejects the whole order when one item is short and takes nothing", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a, z := b.addProduct(t, "T-A", 10), b.addProduct(t, "T-Z", 1)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
+		z := b.addProduct(t, "T-Z", 1)
 
 		// T-A is taken first (SKU order), then T-Z is short: T-A must come back.
-		res, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}, inventory.Item{SKU: z, Quantity: 2}))
-		require.NoError(t, err)
-		require.True(t, created)
+		res := b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 4}, inventory.Item{SKU: z, Quantity: 2})
 		require.Equal(t, inventory.StatusRejected, res.Status)
 		require.Equal(t, inventory.RejectInsufficientStock, res.RejectReason)
 		require.EqualValues(t, 1, res.Version)
@@ -164,25 +209,16 @@ func TestReserve(t *testing.T) {
 		require.Equal(t, inventory.StatusRejected, stored.Status)
 		require.Equal(t, res.Items, stored.Items, "a rejected reservation keeps the requested lines")
 
-		evs := b.events(t, orderID)
-		require.Len(t, evs, 1)
-		require.Equal(t, event.InventoryRejected, evs[0].EventType)
 		var payload inventoryv1.StockRejected
-		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+		b.lastEvent(t, orderID, 1, event.InventoryRejected, 1, &payload)
 		require.Equal(t, inventory.RejectInsufficientStock, payload.GetReason())
 	})
 
 	t.Run("returns the existing reservation for a repeated order and writes nothing", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		orderID := newOrderID()
-		req := reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 2})
-
-		first, created, err := b.repo.Reserve(ctx, req)
-		require.NoError(t, err)
-		require.True(t, created)
-		again, created, err := b.repo.Reserve(ctx, req)
+		b, a, orderID := setupOrder(t, 10)
+		first := b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 2})
+		again, created, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 2}))
 		require.NoError(t, err)
 		require.False(t, created)
 		require.Equal(t, first.ID, again.ID)
@@ -196,9 +232,7 @@ func TestReserve(t *testing.T) {
 
 	t.Run("fails on an unknown SKU and writes nothing", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
 
 		_, _, err := b.repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 1}, inventory.Item{SKU: "T-NOPE", Quantity: 1}))
 		var nf *inventory.NotFoundError
@@ -213,15 +247,10 @@ func TestReserve(t *testing.T) {
 
 	t.Run("writes neither business rows nor events when the transaction fails after the business write", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		boom := errors.New("injected failure after the outbox insert")
-		w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
-		require.NoError(t, err)
-		repo := postgres.NewRepository(b.pool, failAfter{w, boom})
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
+		failing, boom := b.failing(t)
 
-		_, _, err = repo.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 1}))
+		_, _, err := failing.Reserve(ctx, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 1}))
 		require.ErrorIs(t, err, boom)
 		avail, reserved, version := b.stock(t, a)
 		require.Equal(t, []int64{10, 0, 1}, []int64{avail, reserved, version})
@@ -232,16 +261,11 @@ func TestReserve(t *testing.T) {
 
 	t.Run("a failed release or adjustment leaves the stock, the status and the outbox as they were", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
 		b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 3})
-		boom := errors.New("injected failure after the outbox insert")
-		w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
-		require.NoError(t, err)
-		failing := postgres.NewRepository(b.pool, failAfter{w, boom})
+		failing, boom := b.failing(t)
 
-		_, _, err = failing.Release(ctx, orderID)
+		_, _, err := failing.Release(ctx, orderID)
 		require.ErrorIs(t, err, boom)
 		_, err = failing.AdjustStock(ctx, inventory.Adjustment{SKU: a, Available: 50, ExpectedVersion: 2})
 		require.ErrorIs(t, err, boom)
@@ -282,20 +306,10 @@ func TestReserveConcurrency(t *testing.T) {
 		b := setup(t)
 		hot := b.addProduct(t, "T-HOT", 100)
 
-		const orders = 200
-		var wg sync.WaitGroup
-		errs := make(chan error, orders)
-		for range orders {
-			wg.Go(func() {
-				_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), inventory.Item{SKU: hot, Quantity: 1}))
-				errs <- err
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(t, err)
-		}
+		concurrently(t, 200, func(int) error {
+			_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), inventory.Item{SKU: hot, Quantity: 1}))
+			return err
+		})
 
 		avail, reserved, _ := b.stock(t, hot)
 		require.EqualValues(t, 0, avail)
@@ -309,9 +323,7 @@ func TestReserveConcurrency(t *testing.T) {
 
 	t.Run("50 identical concurrent requests make one reservation", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 100)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 100)
 		req := reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 3})
 
 		const n = 50
@@ -351,24 +363,15 @@ func TestReserveConcurrency(t *testing.T) {
 		skus := []string{b.addProduct(t, "T-A", 1000), b.addProduct(t, "T-B", 1000), b.addProduct(t, "T-C", 1000)}
 
 		const orders = 60
-		var wg sync.WaitGroup
-		errs := make(chan error, orders)
-		for i := range orders {
-			wg.Go(func() {
-				// Rotate the request order so that a naive implementation
-				// would lock in opposite orders.
-				items := []inventory.Item{
-					{SKU: skus[i%3], Quantity: 1}, {SKU: skus[(i+1)%3], Quantity: 1}, {SKU: skus[(i+2)%3], Quantity: 1},
-				}
-				_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), items...))
-				errs <- err
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(t, err)
-		}
+		concurrently(t, orders, func(i int) error {
+			// Rotate the request order so that a naive implementation
+			// would lock in opposite orders.
+			items := []inventory.Item{
+				{SKU: skus[i%3], Quantity: 1}, {SKU: skus[(i+1)%3], Quantity: 1}, {SKU: skus[(i+2)%3], Quantity: 1},
+			}
+			_, _, err := b.repo.Reserve(ctx, reserveRequest(t, newOrderID(), items...))
+			return err
+		})
 		for _, sku := range skus {
 			avail, reserved, _ := b.stock(t, sku)
 			require.Equal(t, []int64{1000 - orders, orders}, []int64{avail, reserved}, sku)
@@ -566,9 +569,8 @@ func TestRelease(t *testing.T) {
 
 	t.Run("returns exactly what was reserved, once", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a, c := b.addProduct(t, "T-A", 10), b.addProduct(t, "T-C", 10)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
+		c := b.addProduct(t, "T-C", 10)
 		reserved := b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 4}, inventory.Item{SKU: c, Quantity: 1})
 
 		res, released, err := b.repo.Release(ctx, orderID)
@@ -590,49 +592,28 @@ func TestRelease(t *testing.T) {
 		avail, _, _ := b.stock(t, a)
 		require.EqualValues(t, 10, avail, "a second release returns nothing")
 
-		evs := b.events(t, orderID)
-		require.Len(t, evs, 2)
-		require.Equal(t, event.InventoryReleased, evs[1].EventType)
-		require.EqualValues(t, 2, evs[1].AggregateVersion)
 		var payload inventoryv1.StockReleased
-		require.NoError(t, proto.Unmarshal(evs[1].Payload, &payload))
+		b.lastEvent(t, orderID, 2, event.InventoryReleased, 2, &payload)
 		require.Len(t, payload.GetItems(), 2)
 	})
 
 	t.Run("returns the stock once when called concurrently", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
 		b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 7})
 
-		const n = 30
-		var (
-			wg       sync.WaitGroup
-			mu       sync.Mutex
-			releases int
-		)
-		errs := make(chan error, n)
-		for range n {
-			wg.Go(func() {
-				res, released, err := b.repo.Release(ctx, orderID)
-				errs <- err
-				if err == nil && res.Status != inventory.StatusReleased {
-					errs <- fmt.Errorf("status %s", res.Status)
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if released {
-					releases++
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(t, err)
-		}
-		require.Equal(t, 1, releases)
+		var releases atomic.Int32
+		concurrently(t, 30, func(int) error {
+			res, released, err := b.repo.Release(ctx, orderID)
+			if released {
+				releases.Add(1)
+			}
+			if err == nil && res.Status != inventory.StatusReleased {
+				err = fmt.Errorf("status %s", res.Status)
+			}
+			return err
+		})
+		require.EqualValues(t, 1, releases.Load())
 		avail, reserved, _ := b.stock(t, a)
 		require.Equal(t, []int64{10, 0}, []int64{avail, reserved})
 		require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE event_type = $1`, event.InventoryReleased))
@@ -640,9 +621,7 @@ func TestRelease(t *testing.T) {
 
 	t.Run("leaves a rejected reservation and the stock alone", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 1)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 1)
 		b.reserve(t, orderID, inventory.Item{SKU: a, Quantity: 2})
 
 		res, released, err := b.repo.Release(ctx, orderID)
@@ -656,9 +635,7 @@ func TestRelease(t *testing.T) {
 
 	t.Run("records a tombstone for an order without a reservation, once", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
 
 		res, released, err := b.repo.Release(ctx, orderID)
 		require.NoError(t, err)
@@ -682,12 +659,8 @@ func TestRelease(t *testing.T) {
 		avail, reserved, version := b.stock(t, a)
 		require.Equal(t, []int64{10, 0, 1}, []int64{avail, reserved, version})
 
-		evs := b.events(t, orderID)
-		require.Len(t, evs, 1)
-		require.Equal(t, event.InventoryReleased, evs[0].EventType)
-		require.EqualValues(t, 1, evs[0].AggregateVersion)
 		var payload inventoryv1.StockReleased
-		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+		b.lastEvent(t, orderID, 1, event.InventoryReleased, 1, &payload)
 		require.Equal(t, res.ID, payload.GetReservationId())
 		require.Empty(t, payload.GetItems(), "nothing moved")
 	})
@@ -705,9 +678,7 @@ func TestReleaseRacingReserve(t *testing.T) {
 
 	t.Run("a Reserve that commits is released, and the stock comes back", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		orderID := newOrderID()
+		b, a, orderID := setupOrder(t, 10)
 		race := b.startReserveBlockedOnProduct(t, b.repo, a, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}))
 
 		release := b.startRelease(t, orderID)
@@ -738,13 +709,8 @@ func TestReleaseRacingReserve(t *testing.T) {
 
 	t.Run("a Reserve that rolls back leaves the tombstone, and a later Reserve takes nothing", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		a := b.addProduct(t, "T-A", 10)
-		orderID := newOrderID()
-		w, err := outbox.NewWriter(nil, prometheus.NewRegistry())
-		require.NoError(t, err)
-		boom := errors.New("injected failure after the outbox insert")
-		failing := postgres.NewRepository(b.pool, failAfter{w, boom})
+		b, a, orderID := setupOrder(t, 10)
+		failing, boom := b.failing(t)
 		race := b.startReserveBlockedOnProduct(t, failing, a, reserveRequest(t, orderID, inventory.Item{SKU: a, Quantity: 4}))
 
 		release := b.startRelease(t, orderID)
@@ -770,29 +736,21 @@ func TestReleaseRacingReserve(t *testing.T) {
 		b := setup(t)
 		a, c := b.addProduct(t, "T-A", 50), b.addProduct(t, "T-C", 50)
 		const orders = 40
-		var wg sync.WaitGroup
-		errs := make(chan error, 2*orders)
-		ids := make([]string, orders)
-		for i := range orders {
+		ids, reqs := make([]string, orders), make([]inventory.ReserveRequest, orders)
+		for i := range ids {
 			ids[i] = newOrderID()
-			req := reserveRequest(t, ids[i], inventory.Item{SKU: a, Quantity: 2}, inventory.Item{SKU: c, Quantity: 1})
-			wg.Go(func() {
-				_, _, err := b.repo.Reserve(ctx, req)
-				errs <- err
-			})
-			wg.Go(func() {
-				res, _, err := b.repo.Release(ctx, ids[i])
-				if err == nil && res.Status != inventory.StatusReleased {
-					err = fmt.Errorf("release of %s: status %s", ids[i], res.Status)
-				}
-				errs <- err
-			})
+			reqs[i] = reserveRequest(t, ids[i], inventory.Item{SKU: a, Quantity: 2}, inventory.Item{SKU: c, Quantity: 1})
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(t, err)
-		}
+		concurrently(t, orders, func(i int) error {
+			_, _, err := b.repo.Reserve(ctx, reqs[i])
+			return err
+		}, func(i int) error {
+			res, _, err := b.repo.Release(ctx, ids[i])
+			if err == nil && res.Status != inventory.StatusReleased {
+				err = fmt.Errorf("release of %s: status %s", ids[i], res.Status)
+			}
+			return err
+		})
 		// Whichever ran first, the release is final: nothing stays reserved.
 		for _, sku := range []string{a, c} {
 			avail, held, _ := b.stock(t, sku)
@@ -914,13 +872,9 @@ func TestAdjustStock(t *testing.T) {
 		require.EqualValues(t, 42, p.Available)
 		require.EqualValues(t, 2, p.Version)
 
-		evs := b.events(t, a)
-		require.Len(t, evs, 1)
-		require.Equal(t, event.AggregateProduct, evs[0].AggregateType)
-		require.Equal(t, event.InventoryStockAdjusted, evs[0].EventType)
-		require.EqualValues(t, 2, evs[0].AggregateVersion)
 		var payload inventoryv1.StockAdjusted
-		require.NoError(t, proto.Unmarshal(evs[0].Payload, &payload))
+		ev := b.lastEvent(t, a, 1, event.InventoryStockAdjusted, 2, &payload)
+		require.Equal(t, event.AggregateProduct, ev.AggregateType)
 		require.Equal(t, "recount", payload.GetReason())
 		require.EqualValues(t, 42, payload.GetAvailable())
 	})
