@@ -98,9 +98,7 @@ func New(policies Policies, cfg Config, reg prometheus.Registerer, logger *slog.
 	if reg == nil {
 		return nil, errors.New("authz: nil prometheus.Registerer")
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	all := Policies{}
 	for m, p := range builtin {
 		all[m] = p

@@ -134,9 +134,7 @@ type Server struct {
 // recovery, authorization and rate limits, then the interceptors given by
 // options. New fails when a registered method has no authorization policy.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register func(grpc.ServiceRegistrar), opts ...Option) (*Server, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	if reg == nil {
 		return nil, errors.New("grpcserver: nil prometheus.Registerer")
 	}

@@ -142,9 +142,7 @@ func NewAdmin(consumer string, pool *pgxpool.Pool, handler Handler, opts AdminOp
 	case opts.Keys == nil:
 		return nil, ErrNoKeys
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = telemetry.OrDiscard(opts.Logger)
 	actions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "inbox_admin_actions_total",
 		Help: "Operators' actions on parked inbox events, by action (replay, discard) and outcome (ok, failed, refused).",

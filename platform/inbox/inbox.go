@@ -299,9 +299,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = noop.NewTracerProvider()
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = telemetry.OrDiscard(opts.Logger)
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // TrustDomain is the SPIFFE trust domain of GoodGo's identities.
@@ -93,9 +95,7 @@ type identity struct {
 // the problem; the certificate must carry a GoodGo SPIFFE ID and be signed
 // by the CA in files.CA. A nil logger discards logs.
 func Load(files Files, logger *slog.Logger) (*Source, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	s := &Source{files: files, logger: logger, now: time.Now}
 	id, err := s.read()
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 const (
@@ -63,9 +65,7 @@ func New(addr string, reg *prometheus.Registry, ready func(context.Context) erro
 	if reg == nil {
 		return nil, errors.New("opshttp: nil registry")
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	if ready == nil {
 		ready = func(context.Context) error { return nil }
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/internal/childspans"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // DefaultMaxConns is the pool size when the URL has no pool_max_conns:
@@ -68,9 +69,7 @@ const (
 // Startup parameters take precedence over ALTER ROLE/DATABASE … SET: a
 // setting meant for these pools belongs in the URL.
 func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.Duration) (*pgxpool.Pool, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn's parse errors already mask the password.

@@ -12,6 +12,8 @@ import (
 	"github.com/golang-migrate/migrate/v4"
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers pgx5://
 	"github.com/golang-migrate/migrate/v4/source/iofs"
+
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Migrate applies the golang-migrate files in migrations (NNNNNN_name.up.sql
@@ -24,9 +26,7 @@ import (
 //
 // When ctx is cancelled the migration stops after the current file.
 func Migrate(ctx context.Context, url string, migrations fs.FS, logger *slog.Logger) error {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	dbURL, where, err := migrateURL(url)
 	if err != nil {
 		return err

@@ -27,6 +27,8 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Class groups RPCs that share one limit per user.
@@ -89,9 +91,7 @@ func New(rdb redis.UniversalClient, limits map[Class]Limit, prefix string, reg p
 	if rdb == nil || reg == nil {
 		return nil, errors.New("ratelimit: Redis client and registerer are required")
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	l := &Limiter{
 		rl:     redis_rate.NewLimiter(rdb),
 		limits: map[Class]redis_rate.Limit{},

@@ -20,6 +20,7 @@ import (
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/saga/sagadb"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Defaults of Options.
@@ -116,9 +117,7 @@ func (o *Options) setDefaults() {
 	positiveOr(&o.CompensationLimit, DefaultCompensationLimit)
 	positiveOr(&o.InlineRetryWait, DefaultInlineRetryWait)
 	positiveOr(&o.StatsInterval, DefaultStatsInterval)
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o.Logger = telemetry.OrDiscard(o.Logger)
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}

@@ -60,3 +60,12 @@ func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (h traceHandler) WithGroup(name string) slog.Handler {
 	return traceHandler{next: h.next.WithGroup(name)}
 }
+
+// OrDiscard returns logger, or a logger that discards everything when it
+// is nil: what every constructor taking an optional logger does with it.
+func OrDiscard(logger *slog.Logger) *slog.Logger {
+	if logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return logger
+}

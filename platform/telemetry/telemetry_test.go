@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -186,4 +187,13 @@ func TestSetupRejectsMalformedResourceAttributes(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "no-equals-sign")
 	_, err := telemetry.Setup(context.Background(), "order", "dev", noEnv)
 	require.ErrorContains(t, err, "OTEL_RESOURCE_ATTRIBUTES")
+}
+
+func TestOrDiscardKeepsALoggerAndReplacesNil(t *testing.T) {
+	t.Parallel()
+	l := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	require.Same(t, l, telemetry.OrDiscard(l))
+	d := telemetry.OrDiscard(nil)
+	require.NotNil(t, d)
+	require.False(t, d.Enabled(context.Background(), slog.LevelError), "a nil logger becomes one that logs nothing")
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/goodgo/goodgo/platform/optlock"
+	"github.com/goodgo/goodgo/platform/telemetry"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 )
 
@@ -91,8 +92,6 @@ type Service struct {
 // client's version is written (see AddStock); nil means always
 // optimistically. A nil logger discards logs.
 func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, hot *optlock.Contention, logger *slog.Logger) *Service {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	return &Service{repo: repo, versions: versions, locks: locks, hot: hot, logger: logger}
 }

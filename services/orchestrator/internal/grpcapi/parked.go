@@ -15,6 +15,7 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/telemetry"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 )
 
@@ -53,9 +54,7 @@ var _ opsv1.ParkedEventServiceServer = (*Parked)(nil)
 
 // NewParked returns the ParkedEventService server over events.
 func NewParked(events ParkedEvents, logger *slog.Logger) *Parked {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	return &Parked{events: events, logger: logger}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/saga"
+	"github.com/goodgo/goodgo/platform/telemetry"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
@@ -62,9 +63,7 @@ var _ orchestratorv1.SagaServiceServer = (*Server)(nil)
 // New returns the SagaService server over sagas, logging unexpected errors
 // to logger.
 func New(sagas Sagas, logger *slog.Logger) *Server {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	return &Server{sagas: sagas, logger: logger}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/telemetry"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	"github.com/goodgo/goodgo/services/order/internal/order"
@@ -48,9 +49,7 @@ var _ orderv1.OrderQueryServiceServer = (*QueryServer)(nil)
 // NewQueryServer returns a QueryServer reading views and logging internal
 // errors to logger (nil discards them).
 func NewQueryServer(views Views, logger *slog.Logger) *QueryServer {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	return &QueryServer{views: views, logger: logger}
 }
 

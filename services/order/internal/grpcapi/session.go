@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/telemetry"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 )
 
@@ -28,9 +29,7 @@ var _ sessionv1.SessionServiceServer = (*Sessions)(nil)
 
 // NewSessions returns the SessionService over keys.
 func NewSessions(keys Forgetter, logger *slog.Logger) *Sessions {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	return &Sessions{keys: keys, logger: logger}
 }
 

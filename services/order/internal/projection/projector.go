@@ -164,9 +164,7 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 5 * time.Second
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = telemetry.OrDiscard(opts.Logger)
 	return &Projector{
 		cfg:     cfg,
 		store:   store,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // RebuildConfig configures Rebuild.
@@ -64,9 +65,7 @@ type RebuildStats struct {
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, keys *keyring.Keyring, cfg RebuildConfig, m *Metrics, logger *slog.Logger) (RebuildStats, error) {
 	start := time.Now()
 	var stats RebuildStats
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	if cfg.GroupID == "" {
 		cfg.GroupID = fmt.Sprintf("order-read-rebuild-%d", start.Unix())
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/ratelimit"
+	"github.com/goodgo/goodgo/platform/telemetry"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 )
 
@@ -88,9 +89,7 @@ var _ opsv1.ParkedEventServiceServer = (*Server)(nil)
 // on first use: a database that is down fails only the calls that need
 // it. Close releases the pools. Metrics go to reg (nil: none).
 func Open(urls []string, reg prometheus.Registerer, logger *slog.Logger) (*Server, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = telemetry.OrDiscard(logger)
 	s := &Server{logger: logger, actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "outbox_parked_actions_total",
 		Help: "Operators' actions on parked outbox events, by database, action (replay, discard) and outcome (ok, refused, failed).",

@@ -66,6 +66,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Defaults of Config's zero values.
@@ -218,9 +219,7 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	if opts.NewPublisher == nil {
 		return nil, errors.New("relay: no publisher")
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.Logger = telemetry.OrDiscard(opts.Logger)
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = noop.NewTracerProvider()
 	}
