@@ -2,7 +2,6 @@ package keyring_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"testing"
@@ -10,19 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
-
-func newKey(t *testing.T) []byte {
-	t.Helper()
-	k := make([]byte, keyring.KeySize)
-	_, err := rand.Read(k)
-	require.NoError(t, err)
-	return k
-}
 
 func TestSealOpenRoundTrip(t *testing.T) {
 	t.Parallel()
-	kr, err := keyring.New("k1", map[string][]byte{"k1": newKey(t)})
+	kr, err := keyring.New("k1", map[string][]byte{"k1": servicetest.NewKey(t)})
 	require.NoError(t, err)
 
 	plaintext := []byte(`{"email":"alice@example.com"}`)
@@ -52,7 +44,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 
 func TestRotation(t *testing.T) {
 	t.Parallel()
-	old, next := newKey(t), newKey(t)
+	old, next := servicetest.NewKey(t), servicetest.NewKey(t)
 
 	// Step 1: only the old key.
 	v1, err := keyring.New("old", map[string][]byte{"old": old})
@@ -92,7 +84,7 @@ func TestRotation(t *testing.T) {
 
 func TestOpenRejects(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newKey(t), newKey(t)
+	k1, k2 := servicetest.NewKey(t), servicetest.NewKey(t)
 	kr, err := keyring.New("k1", map[string][]byte{"k1": k1, "k2": k2})
 	require.NoError(t, err)
 	aad := []byte("row-42")
@@ -134,7 +126,7 @@ func TestOpenRejects(t *testing.T) {
 
 func TestNewRejects(t *testing.T) {
 	t.Parallel()
-	good := newKey(t)
+	good := servicetest.NewKey(t)
 	cases := map[string]struct {
 		active string
 		keys   map[string][]byte
@@ -160,7 +152,7 @@ func TestNewRejects(t *testing.T) {
 
 func TestParse(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newKey(t), newKey(t)
+	k1, k2 := servicetest.NewKey(t), servicetest.NewKey(t)
 	std1 := base64.StdEncoding.EncodeToString(k1)
 	raw2 := base64.RawStdEncoding.EncodeToString(k2)
 
@@ -216,7 +208,7 @@ func TestParse(t *testing.T) {
 
 func TestPrintingHidesKeys(t *testing.T) {
 	t.Parallel()
-	key := newKey(t)
+	key := servicetest.NewKey(t)
 	kr, err := keyring.New("k1", map[string][]byte{"k1": key})
 	require.NoError(t, err)
 	for _, s := range []string{fmt.Sprint(kr), fmt.Sprintf("%v", kr), fmt.Sprintf("%+v", kr), fmt.Sprintf("%#v", kr), kr.String()} {

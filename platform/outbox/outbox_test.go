@@ -3,7 +3,6 @@ package outbox_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -26,6 +25,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 func TestLane(t *testing.T) {
@@ -182,7 +182,7 @@ func TestAppend(t *testing.T) {
 	t.Run("PII payloads are stored sealed and Decrypt restores them", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
-		old, next := newKey(t), newKey(t)
+		old, next := servicetest.NewKey(t), servicetest.NewKey(t)
 		keys, err := keyring.New("k1", map[string][]byte{"k1": old})
 		require.NoError(t, err)
 		w := newWriter(t, keys)
@@ -481,14 +481,6 @@ func newWriter(t *testing.T, keys *keyring.Keyring) *outbox.Writer {
 	w, err := outbox.NewWriter(keys, prometheus.NewRegistry())
 	require.NoError(t, err)
 	return w
-}
-
-func newKey(t *testing.T) []byte {
-	t.Helper()
-	k := make([]byte, keyring.KeySize)
-	_, err := rand.Read(k)
-	require.NoError(t, err)
-	return k
 }
 
 func newAggregateID() string { return "order-" + uuid.NewString() }

@@ -2,7 +2,6 @@ package reconciler_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -155,9 +154,7 @@ func newReplica(t *testing.T, pool *pgxpool.Pool, keys *keyring.Keyring, owner s
 func setup(t *testing.T, svc *services, replicas int) (*pgxpool.Pool, []replica) {
 	t.Helper()
 	_, pool := pgtest.NewDatabase(t, db.Orchestrator)
-	key := make([]byte, keyring.KeySize)
-	_, _ = rand.Read(key)
-	keys, err := keyring.New("k1", map[string][]byte{"k1": key})
+	keys, err := keyring.New("k1", map[string][]byte{"k1": servicetest.NewKey(t)})
 	require.NoError(t, err)
 	out := make([]replica, replicas)
 	for i := range out {
