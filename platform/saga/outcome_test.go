@@ -24,14 +24,7 @@ var errInternal = errors.New("rpc error: code = Internal desc = internal error")
 // and returns it.
 func waitDone(t testing.TB, e *engine, id uuid.UUID) saga.Saga {
 	t.Helper()
-	var s saga.Saga
-	require.Eventually(t, func() bool {
-		var err error
-		s, err = e.Get(context.Background(), id)
-		require.NoError(t, err)
-		return !s.State.Active()
-	}, 15*time.Second, 5*time.Millisecond, "saga %s never ended", id)
-	return s
+	return waitSaga(t, e, id, "ended", func(s saga.Saga) bool { return !s.State.Active() })
 }
 
 // actionsAfterCompensating returns the audited starts of action calls made

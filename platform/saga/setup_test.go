@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -107,13 +108,20 @@ func startEngineK(t testing.TB, db saga.DB, keys *keyring.Keyring, opts saga.Opt
 // waitState waits until saga id is in state.
 func waitState(t testing.TB, e *engine, id uuid.UUID, state saga.State) saga.Saga {
 	t.Helper()
+	return waitSaga(t, e, id, fmt.Sprintf("reached %s", state), func(s saga.Saga) bool { return s.State == state })
+}
+
+// waitSaga waits until saga id is as ok wants it (what says how, for the
+// failure) and returns it.
+func waitSaga(t testing.TB, e *engine, id uuid.UUID, what string, ok func(saga.Saga) bool) saga.Saga {
+	t.Helper()
 	var s saga.Saga
 	require.Eventually(t, func() bool {
 		var err error
 		s, err = e.Get(context.Background(), id)
 		require.NoError(t, err)
-		return s.State == state
-	}, 15*time.Second, 5*time.Millisecond, "saga %s never reached %s", id, state)
+		return ok(s)
+	}, 15*time.Second, 5*time.Millisecond, "saga %s never %s", id, what)
 	return s
 }
 
