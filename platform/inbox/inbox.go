@@ -252,21 +252,29 @@ func AfterCommit(ctx context.Context, fn func(context.Context)) error {
 	return nil
 }
 
-// GroupReader completes rc, a consumer group's reader configuration, with
-// what every consumer of this repository uses: fetches of at least a byte
-// and at most 10 MiB, and group timings that bound a dead member's pause.
-// kafka-go waits 30 s by default before the group notices a consumer that
-// died without leaving (kill -9) and hands its partitions to another; new
-// events wait that long. A heartbeat every second and a 6 s session bound
-// the pause.
-func GroupReader(rc kafka.ReaderConfig) kafka.ReaderConfig {
-	rc.MinBytes = 1
-	rc.MaxBytes = 10 << 20
-	rc.HeartbeatInterval = time.Second
-	rc.SessionTimeout = 6 * time.Second
-	rc.RebalanceTimeout = 6 * time.Second
-	rc.JoinGroupBackoff = 500 * time.Millisecond
-	return rc
+// Reader is the reader configuration of c's consumer group, reaching the
+// brokers through dialer (nil: plaintext), with what every consumer of this
+// repository uses: fetches of at least a byte and at most 10 MiB, and group
+// timings that bound a dead member's pause. kafka-go waits 30 s by default
+// before the group notices a consumer that died without leaving (kill -9)
+// and hands its partitions to another; new events wait that long. A
+// heartbeat every second and a 6 s session bound the pause.
+func (c Config) Reader(dialer *kafka.Dialer) kafka.ReaderConfig {
+	return kafka.ReaderConfig{
+		Brokers:           c.Brokers,
+		Dialer:            dialer,
+		GroupID:           c.GroupID,
+		GroupTopics:       c.Topics,
+		StartOffset:       c.StartOffset,
+		CommitInterval:    c.CommitInterval,
+		MaxWait:           c.MaxWait,
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    6 * time.Second,
+		RebalanceTimeout:  6 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+	}
 }
 
 // New returns a Consumer applying events to pool's database with handler.
@@ -318,15 +326,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 		handler: handler,
 		types:   types,
 		keys:    opts.Keys,
-		reader: kafka.NewReader(GroupReader(kafka.ReaderConfig{
-			Brokers:        cfg.Brokers,
-			Dialer:         opts.Dialer,
-			GroupID:        cfg.GroupID,
-			GroupTopics:    cfg.Topics,
-			StartOffset:    cfg.StartOffset,
-			CommitInterval: cfg.CommitInterval,
-			MaxWait:        cfg.MaxWait,
-		})),
+		reader:  kafka.NewReader(cfg.Reader(opts.Dialer)),
 		tracer:  opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/inbox"),
 		log:     opts.Logger.With("consumer", cfg.Consumer),
 		results: m.results,

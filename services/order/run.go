@@ -14,6 +14,7 @@ import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/platform/bootstrap"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/lifecycle"
@@ -129,6 +130,6 @@ func newProjector(cfg ReadModelConfig, pool *pgxpool.Pool, kconn kafkaconn.Setti
 	// Offsets are committed in the background every second rather than
 	// after each batch (a broker round trip less per batch): a crash
 	// redelivers at most that second's events, which the inbox skips.
-	return projection.New(projection.Config{Brokers: cfg.Kafka.Brokers, GroupID: cfg.GroupID, Topics: event.Topics, MaxBatch: cfg.MaxBatch, CommitInterval: time.Second},
+	return projection.New(projection.Config{Config: inbox.Config{Brokers: cfg.Kafka.Brokers, GroupID: cfg.GroupID, Topics: event.Topics, CommitInterval: time.Second}, MaxBatch: cfg.MaxBatch},
 		store, m, projection.Options{Registerer: kit.Registry, Logger: kit.Logger, Dialer: kconn.Dialer(cfg.GroupID)})
 }

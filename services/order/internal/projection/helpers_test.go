@@ -16,6 +16,7 @@ import (
 	"github.com/goodgo/goodgo/db"
 	"github.com/goodgo/goodgo/devbroker/broker"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
@@ -57,7 +58,7 @@ func (tb *testBundle) projector(t testing.TB, table, group string, reg prometheu
 	require.NoError(t, err)
 	m, err := projection.NewMetrics(reg)
 	require.NoError(t, err)
-	p, err := projection.New(projection.Config{Brokers: tb.brokers, GroupID: group, CommitInterval: commitInterval, MaxWait: maxWait, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, store, m, opts)
+	p, err := projection.New(projection.Config{Config: inbox.Config{Brokers: tb.brokers, GroupID: group, CommitInterval: commitInterval, MaxWait: maxWait, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}}, store, m, opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -24,32 +24,23 @@ const (
 
 // Config configures a Projector.
 type Config struct {
-	Brokers []string
-	// GroupID is the Kafka consumer group (default order-read-projector);
-	// replicas share the partitions. It also names the consumer in the
-	// inbox tables.
-	GroupID string
-	// Topics default to the order, payment and inventory topics.
-	Topics []string
+	// Config is the consumer group and how it reads: Brokers; GroupID
+	// (default order-read-projector; replicas share the partitions; it
+	// also names the consumer in the inbox tables); Topics (default the
+	// order, payment and inventory topics); StartOffset; CommitInterval
+	// (> 0 commits offsets in the background at that period instead of
+	// after each batch: fewer round trips, more redeliveries after a
+	// crash, which the inbox absorbs; default 0); MaxWait (default 50ms: a
+	// fetch that finds a partition empty may not return before it, so it
+	// is a floor of the lag's tail); BackoffMin and BackoffMax (the wait
+	// between attempts of a batch that failed, the read database
+	// unavailable; defaults 100ms and 5s). Consumer and Types are unused.
+	inbox.Config
 	// MaxBatch bounds the events applied in one transaction (default
 	// 1000). A batch is whatever has been fetched when the previous one
 	// committed: one event when traffic is light (no added latency), up to
 	// MaxBatch under load (throughput).
 	MaxBatch int
-	// StartOffset is where a new group starts: kafka.FirstOffset (0, the
-	// default: kafka-go's group reader takes 0 for it).
-	StartOffset int64
-	// CommitInterval > 0 commits offsets in the background at that period
-	// instead of after each batch (fewer round trips, more redeliveries
-	// after a crash, which the inbox absorbs). Default 0.
-	CommitInterval time.Duration
-	// MaxWait bounds how long a fetch waits for new messages (default
-	// 50ms): a fetch that finds a partition empty may not return before
-	// it, so it is a floor of the lag's tail.
-	MaxWait time.Duration
-	// BackoffMin and BackoffMax bound the wait between attempts of a batch
-	// that failed (the read database unavailable); defaults 100ms and 5s.
-	BackoffMin, BackoffMax time.Duration
 }
 
 // Options are the projector's collaborators.
@@ -159,28 +150,21 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 		cfg.MaxWait = 50 * time.Millisecond
 	}
 	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = 100 * time.Millisecond
+		cfg.BackoffMin = inbox.DefaultBackoffMin
 	}
 	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = 5 * time.Second
+		cfg.BackoffMax = inbox.DefaultBackoffMax
 	}
 	opts.Logger = telemetry.OrDiscard(opts.Logger)
+	rc := cfg.Reader(opts.Dialer)
+	rc.QueueCapacity = cfg.MaxBatch
 	return &Projector{
-		cfg:     cfg,
-		store:   store,
-		metrics: m,
-		log:     opts.Logger.With("consumer", cfg.GroupID),
-		opts:    opts,
-		readerCfg: inbox.GroupReader(kafka.ReaderConfig{
-			Brokers:        cfg.Brokers,
-			Dialer:         opts.Dialer,
-			GroupID:        cfg.GroupID,
-			GroupTopics:    cfg.Topics,
-			StartOffset:    cfg.StartOffset,
-			CommitInterval: cfg.CommitInterval,
-			MaxWait:        cfg.MaxWait,
-			QueueCapacity:  cfg.MaxBatch,
-		}),
+		cfg:       cfg,
+		store:     store,
+		metrics:   m,
+		log:       opts.Logger.With("consumer", cfg.GroupID),
+		opts:      opts,
+		readerCfg: rc,
 	}, nil
 }
 

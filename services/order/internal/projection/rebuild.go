@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
@@ -96,7 +97,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, keys *keyring.Keyring, cfg
 	if len(remaining) == 0 {
 		close(caughtUp)
 	}
-	p, err := New(Config{Brokers: cfg.Brokers, GroupID: cfg.GroupID, Topics: cfg.Topics, MaxBatch: cfg.MaxBatch}, store, m,
+	p, err := New(Config{Config: inbox.Config{Brokers: cfg.Brokers, GroupID: cfg.GroupID, Topics: cfg.Topics}, MaxBatch: cfg.MaxBatch}, store, m,
 		Options{Logger: logger, Dialer: cfg.Dialer, OnCommit: func(high map[Partition]int64) {
 			mu.Lock()
 			defer mu.Unlock()
