@@ -59,9 +59,7 @@ func (b *bundle) waitLogged(t *testing.T, msg string, n int) {
 // placeAndComplete publishes an order and waits for its saga to complete.
 func (b *bundle) placeAndComplete(t *testing.T) {
 	t.Helper()
-	o := order("tok_ok", "SKU-1")
-	b.publish(t, uuid.New(), o)
-	b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+	b.runSaga(t, order("tok_ok", "SKU-1"), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
 }
 
 // setupOnBroker runs the orchestrator with px, a brokerBehindProxy, as its

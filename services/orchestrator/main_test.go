@@ -353,6 +353,14 @@ func (b *bundle) sagaOf(t *testing.T, orderID string, state orchestratorv1.SagaS
 	return found
 }
 
+// runSaga publishes o under a fresh event id and waits until its saga is
+// in state.
+func (b *bundle) runSaga(t *testing.T, o *orderv1.OrderCreated, state orchestratorv1.SagaState) *orchestratorv1.Saga {
+	t.Helper()
+	b.publish(t, uuid.New(), o)
+	return b.sagaOf(t, o.GetOrderId(), state)
+}
+
 // keyed returns a context with a fresh idempotency key.
 func keyed() context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), idempotency.MetadataKey, uuid.NewString())
@@ -362,9 +370,7 @@ func TestOrderSagaConfirmsAPaidReservedOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	o := order("tok_visa", "SKU-1", "SKU-2")
-	b.publish(t, uuid.New(), o)
-
-	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+	s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
 	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder"}, b.n.methodsOf(o.GetOrderId()))
 	for _, c := range b.n.of(o.GetOrderId()) {
 		require.Equal(t, "orchestrator", c.Caller, "the orchestrator calls with its certificate")
@@ -397,9 +403,7 @@ func TestDeclinedPaymentCancelsTheOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	o := order("tok_decline", "SKU-1")
-	b.publish(t, uuid.New(), o)
-
-	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
 	require.Equal(t, []string{"ProcessPayment", "CancelOrder"}, b.n.methodsOf(o.GetOrderId()),
 		"nothing reserved, nothing to refund: only the order is cancelled")
 	cancel := b.n.of(o.GetOrderId())[1]
@@ -412,9 +416,7 @@ func TestInsufficientStockRefundsThenCancels(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	o := order("tok_visa", "SKU-1", "SHORT")
-	b.publish(t, uuid.New(), o)
-
-	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
 	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "RefundPayment", "CancelOrder"}, b.n.methodsOf(o.GetOrderId()))
 	require.Equal(t, "saga:"+s.GetSagaId()+":payment:compensate", b.n.of(o.GetOrderId())[2].Key)
 	require.Equal(t, "inventory: insufficient stock: insufficient_stock", s.GetFailureReason())
@@ -457,8 +459,7 @@ func TestSagaServiceOperatesSagas(t *testing.T) {
 		b.n.blockOn = "ReserveStock"
 		b.n.mu.Unlock()
 		o := order("tok_visa", "SKU-1")
-		b.publish(t, uuid.New(), o)
-		s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_RUNNING)
+		s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_RUNNING)
 		require.Eventually(t, func() bool { return len(b.n.of(o.GetOrderId())) == 2 }, 10*time.Second, 5*time.Millisecond)
 
 		bob := b.as("ops-bob", caller.RoleOperator)
@@ -581,8 +582,7 @@ func TestDeniedUsersOrdersAreCancelled(t *testing.T) {
 	b := setup(t, map[string]string{"SAGA_DENY_USERS": "mallory"})
 	o := order("tok_visa", "SKU-1")
 	o.PlacedBy = "mallory"
-	b.publish(t, uuid.New(), o)
-	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
 	require.Equal(t, []string{"CancelOrder"}, b.n.methodsOf(o.GetOrderId()), "nothing charged on behalf of a blocked user")
 	require.True(t, strings.HasPrefix(s.GetFailureReason(), "payment: permission denied"), s.GetFailureReason())
 }
@@ -617,9 +617,7 @@ func TestPaymentThatAnswersInternalIsRefundedWhenTheSagaTurnsBack(t *testing.T) 
 	b := setup(t, map[string]string{"SAGA_STEP_ATTEMPTS": "3", "SAGA_STEP_BUDGET": "0s"})
 	b.n.failOn("ProcessPayment", func(int) error { return status.Error(codes.Internal, "internal error") })
 	o := order("tok_visa", "SKU-1")
-	b.publish(t, uuid.New(), o)
-
-	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
 	require.Equal(t, []string{"ProcessPayment", "ProcessPayment", "ProcessPayment", "RefundPayment", "CancelOrder"},
 		b.n.methodsOf(o.GetOrderId()), "retried within its budget, then refunded and cancelled; no charge during compensation")
 	calls := b.n.of(o.GetOrderId())
@@ -644,9 +642,7 @@ func TestConfirmationThatAnswersInternalIsRetriedNotCompensated(t *testing.T) {
 		return nil
 	})
 	o := order("tok_visa", "SKU-1")
-	b.publish(t, uuid.New(), o)
-
-	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
+	s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_COMPLETED)
 	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder", "ConfirmOrder"}, b.n.methodsOf(o.GetOrderId()))
 	calls := b.n.of(o.GetOrderId())
 	require.Equal(t, calls[2].Key, calls[3].Key, "the retry uses the pivot's key")
@@ -662,9 +658,7 @@ func TestConfirmationRefusedForACancelledOrderCompensates(t *testing.T) {
 		return status.Error(codes.FailedPrecondition, "order_id: order is CANCELLED and cannot be confirmed")
 	})
 	o := order("tok_visa", "SKU-1")
-	b.publish(t, uuid.New(), o)
-
-	s := b.sagaOf(t, o.GetOrderId(), orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
+	s := b.runSaga(t, o, orchestratorv1.SagaState_SAGA_STATE_COMPENSATED)
 	require.Equal(t, []string{"ProcessPayment", "ReserveStock", "ConfirmOrder", "ReleaseStock", "RefundPayment", "CancelOrder"},
 		b.n.methodsOf(o.GetOrderId()), "refused once, not retried; the earlier steps undone in reverse")
 	require.Contains(t, s.GetFailureReason(), "confirm: ConfirmOrder: rpc error: code = FailedPrecondition")
