@@ -38,6 +38,15 @@ func roundTrip(addr string) (string, net.Conn, error) {
 	return line, c, err
 }
 
+// requireForwards requires a round trip through addr to come back.
+func requireForwards(t *testing.T, addr string, msgAndArgs ...any) {
+	t.Helper()
+	line, c, err := roundTrip(addr)
+	require.NoError(t, err)
+	_ = c.Close()
+	require.Equal(t, "hello\n", line, msgAndArgs...)
+}
+
 func TestCutRefusesAndDropsRestoreForwardsAgain(t *testing.T) {
 	p := tcpproxy.Start(t, echo(t))
 
@@ -53,10 +62,7 @@ func TestCutRefusesAndDropsRestoreForwardsAgain(t *testing.T) {
 	require.Error(t, err, "open connections are dropped")
 
 	p.Restore()
-	line, c, err := roundTrip(p.Addr())
-	require.NoError(t, err)
-	require.Equal(t, "hello\n", line, "same address, forwarding again")
-	_ = c.Close()
+	requireForwards(t, p.Addr(), "same address, forwarding again")
 }
 
 func TestResetDropsOpenConnectionsAndKeepsAccepting(t *testing.T) {
@@ -74,27 +80,19 @@ func TestResetDropsOpenConnectionsAndKeepsAccepting(t *testing.T) {
 	_, err = c.Read(make([]byte, 1))
 	require.ErrorIs(t, err, syscall.ECONNRESET, "the open connection is reset, not closed")
 
-	line, c2, err := roundTrip(p.Addr())
-	require.NoError(t, err)
-	require.Equal(t, "hello\n", line, "new connections still pass")
-	_ = c2.Close()
+	requireForwards(t, p.Addr(), "new connections still pass")
 }
 
 func TestLatencyHoldsEachChunk(t *testing.T) {
 	p := tcpproxy.Start(t, echo(t))
 	p.Latency(150 * time.Millisecond)
 	start := time.Now()
-	line, c, err := roundTrip(p.Addr())
-	require.NoError(t, err)
-	_ = c.Close()
-	require.Equal(t, "hello\n", line)
+	requireForwards(t, p.Addr())
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "held once each way")
 
 	p.Latency(0)
 	start = time.Now()
-	_, c, err = roundTrip(p.Addr())
-	require.NoError(t, err)
-	_ = c.Close()
+	requireForwards(t, p.Addr())
 	require.Less(t, time.Since(start), 300*time.Millisecond, "latency ended")
 }
 
