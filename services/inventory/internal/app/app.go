@@ -92,6 +92,5 @@ type Service struct {
 // client's version is written (see AddStock); nil means always
 // optimistically. A nil logger discards logs.
 func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, hot *optlock.Contention, logger *slog.Logger) *Service {
-	logger = telemetry.OrDiscard(logger)
-	return &Service{repo: repo, versions: versions, locks: locks, hot: hot, logger: logger}
+	return &Service{repo: repo, versions: versions, locks: locks, hot: hot, logger: telemetry.OrDiscard(logger)}
 }

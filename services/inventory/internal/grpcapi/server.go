@@ -43,8 +43,7 @@ var _ inventoryv1.InventoryServiceServer = (*Server)(nil)
 // New returns a Server running the use cases of svc. tokens signs the
 // version tokens of returned products. A nil logger discards logs.
 func New(svc *app.Service, tokens TokenIssuer, logger *slog.Logger) *Server {
-	logger = telemetry.OrDiscard(logger)
-	return &Server{app: svc, tokens: tokens, logger: logger}
+	return &Server{app: svc, tokens: tokens, logger: telemetry.OrDiscard(logger)}
 }
 
 // GetProducts lists catalog entries by SKU or page by page.

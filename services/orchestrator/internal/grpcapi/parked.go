@@ -54,8 +54,7 @@ var _ opsv1.ParkedEventServiceServer = (*Parked)(nil)
 
 // NewParked returns the ParkedEventService server over events.
 func NewParked(events ParkedEvents, logger *slog.Logger) *Parked {
-	logger = telemetry.OrDiscard(logger)
-	return &Parked{events: events, logger: logger}
+	return &Parked{events: events, logger: telemetry.OrDiscard(logger)}
 }
 
 // ListParkedEvents implements ParkedEventService.

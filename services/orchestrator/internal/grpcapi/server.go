@@ -63,8 +63,7 @@ var _ orchestratorv1.SagaServiceServer = (*Server)(nil)
 // New returns the SagaService server over sagas, logging unexpected errors
 // to logger.
 func New(sagas Sagas, logger *slog.Logger) *Server {
-	logger = telemetry.OrDiscard(logger)
-	return &Server{sagas: sagas, logger: logger}
+	return &Server{sagas: sagas, logger: telemetry.OrDiscard(logger)}
 }
 
 // Policies say who may call each RPC (platform/authz): signed-in users

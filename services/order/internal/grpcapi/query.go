@@ -49,8 +49,7 @@ var _ orderv1.OrderQueryServiceServer = (*QueryServer)(nil)
 // NewQueryServer returns a QueryServer reading views and logging internal
 // errors to logger (nil discards them).
 func NewQueryServer(views Views, logger *slog.Logger) *QueryServer {
-	logger = telemetry.OrDiscard(logger)
-	return &QueryServer{views: views, logger: logger}
+	return &QueryServer{views: views, logger: telemetry.OrDiscard(logger)}
 }
 
 // maxCustomerID bounds customer_id in queries: longer is no customer's.

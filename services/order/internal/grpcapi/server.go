@@ -41,8 +41,7 @@ var _ orderv1.OrderServiceServer = (*Server)(nil)
 // New returns a Server running the use cases of a, signing version tokens
 // with tokens and logging internal errors to logger (nil discards them).
 func New(a *app.App, tokens *optlock.Signer, logger *slog.Logger) *Server {
-	logger = telemetry.OrDiscard(logger)
-	return &Server{app: a, tokens: tokens, logger: logger}
+	return &Server{app: a, tokens: tokens, logger: telemetry.OrDiscard(logger)}
 }
 
 // PermPlaceOrder is the permission of a service acting for a user in the

@@ -29,8 +29,7 @@ var _ sessionv1.SessionServiceServer = (*Sessions)(nil)
 
 // NewSessions returns the SessionService over keys.
 func NewSessions(keys Forgetter, logger *slog.Logger) *Sessions {
-	logger = telemetry.OrDiscard(logger)
-	return &Sessions{keys: keys, logger: logger}
+	return &Sessions{keys: keys, logger: telemetry.OrDiscard(logger)}
 }
 
 // Logout implements sessionv1.SessionServiceServer: the caller logs
