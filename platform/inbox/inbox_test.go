@@ -28,6 +28,7 @@ import (
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 const topic = event.TopicOrder
@@ -223,27 +224,8 @@ func (b *bundle) metric(t *testing.T, name string, pairs ...string) float64 {
 // there is none).
 func (b *bundle) series(t *testing.T, name string, pairs ...string) float64 {
 	t.Helper()
-	families, err := b.reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(pairs); i += 2 {
-				if labels[pairs[i]] != pairs[i+1] {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return 0
+	v, _ := servicetest.LookupMetric(t, b.reg, name, pairs...)
+	return v
 }
 
 func (b *bundle) effects(t *testing.T, id uuid.UUID) int {

@@ -24,6 +24,7 @@ import (
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/pgtest"
 	"github.com/goodgo/goodgo/platform/saga"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 // migrations is the canonical saga DDL as a one-file migration set: the
@@ -125,39 +126,13 @@ func waitSaga(t testing.TB, e *engine, id uuid.UUID, what string, ok func(saga.S
 	return s
 }
 
+// counter returns the value of the series of name with labels (name,
+// value pairs): a counter's or a gauge's value, a histogram's sample count;
+// 0 when there is none.
 func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metric
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			if m.GetGauge() != nil {
-				return m.GetGauge().GetValue()
-			}
-			if m.GetHistogram() != nil {
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return 0
+	v, _ := servicetest.LookupMetric(t, reg, name, labels...)
+	return v
 }
 
 // requireCounter waits for the metric to reach want. The engine records a

@@ -24,10 +24,23 @@ func MetricSum(tb testing.TB, g prometheus.Gatherer, name string) float64 {
 	return total
 }
 
-// Metric returns the value of the first series of the counter or gauge
-// name in g that has every label of labels, given as name, value pairs;
-// it fails the test when there is none.
+// Metric returns the value of the first series of the counter, gauge or
+// histogram name in g that has every label of labels, given as name, value
+// pairs (see LookupMetric); it fails the test when there is none.
 func Metric(tb testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
+	tb.Helper()
+	v, ok := LookupMetric(tb, g, name, labels...)
+	if !ok {
+		require.Failf(tb, "metric not found", "%s%v", name, labels)
+	}
+	return v
+}
+
+// LookupMetric returns the value of the first series of name in g that
+// has every label of labels, given as name, value pairs: a counter's or a
+// gauge's value, a histogram's sample count. It reports false when there
+// is no such series.
+func LookupMetric(tb testing.TB, g prometheus.Gatherer, name string, labels ...string) (float64, bool) {
 	tb.Helper()
 	families, err := g.Gather()
 	require.NoError(tb, err)
@@ -46,12 +59,15 @@ func Metric(tb testing.TB, g prometheus.Gatherer, name string, labels ...string)
 					continue series
 				}
 			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue(), true
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue(), true
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount()), true
 			}
-			return m.GetGauge().GetValue()
 		}
 	}
-	require.Failf(tb, "metric not found", "%s%v", name, labels)
-	return 0
+	return 0, false
 }
