@@ -27,7 +27,6 @@ import (
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
-	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
@@ -155,22 +154,9 @@ func newStore(tb testing.TB, rdb redis.UniversalClient, prefix string) *idempote
 	return store
 }
 
-// testKeys holds the test run's key of each key id, so that keyrings built
-// apart (before and after a rotation) agree on them.
-var testKeys sync.Map
-
-// newKeys is a keyring of the test run's keys with ids, the first active.
-func newKeys(tb testing.TB, ids ...string) *keyring.Keyring {
-	tb.Helper()
-	keys := make(map[string][]byte)
-	for _, id := range ids {
-		k, _ := testKeys.LoadOrStore(id, []byte((rand.Text() + rand.Text())[:keyring.KeySize]))
-		keys[id] = k.([]byte)
-	}
-	kr, err := keyring.New(ids[0], keys)
-	require.NoError(tb, err)
-	return kr
-}
+// newKeys is a keyring of the test binary's keys with ids, the first
+// active (servicetest.Keyring: keyrings built apart agree on them).
+var newKeys = servicetest.Keyring
 
 func newRedis(tb testing.TB) (*redis.Client, string) {
 	tb.Helper()

@@ -2,7 +2,6 @@ package inbox_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,22 +136,9 @@ func setup(t *testing.T, partitions int32) *bundle {
 	return &bundle{addr: startBroker(t, partitions), keys: newKeys(t, "p1"), pool: pool, reg: prometheus.NewRegistry(), group: "g-" + uuid.NewString()[:8]}
 }
 
-// testKeys holds the run's key of each key id, so that keyrings built
-// apart (before and after a rotation) agree on them.
-var testKeys sync.Map
-
-// newKeys is a keyring of the run's keys with ids, the first active.
-func newKeys(t *testing.T, ids ...string) *keyring.Keyring {
-	t.Helper()
-	keys := make(map[string][]byte)
-	for _, id := range ids {
-		k, _ := testKeys.LoadOrStore(id, []byte((rand.Text() + rand.Text())[:keyring.KeySize]))
-		keys[id] = k.([]byte)
-	}
-	kr, err := keyring.New(ids[0], keys)
-	require.NoError(t, err)
-	return kr
-}
+// newKeys is a keyring of the test binary's keys with ids, the first
+// active (servicetest.Keyring: keyrings built apart agree on them).
+var newKeys = servicetest.Keyring
 
 // recordEffect is the handler's effect: one row per application.
 func recordEffect(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {

@@ -2,6 +2,7 @@ package servicetest
 
 import (
 	"crypto/rand"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -16,4 +17,22 @@ func NewKey(tb testing.TB) []byte {
 	_, err := rand.Read(k)
 	require.NoError(tb, err)
 	return k
+}
+
+// runKeys holds the test binary's key of each key id, so that keyrings
+// built apart (before and after a rotation, in two replicas) agree on them.
+var runKeys sync.Map
+
+// Keyring returns a keyring of the test binary's keys with ids, the first
+// active: an id has the same key in every keyring Keyring returns.
+func Keyring(tb testing.TB, ids ...string) *keyring.Keyring {
+	tb.Helper()
+	keys := make(map[string][]byte)
+	for _, id := range ids {
+		k, _ := runKeys.LoadOrStore(id, []byte((rand.Text() + rand.Text())[:keyring.KeySize]))
+		keys[id] = k.([]byte)
+	}
+	kr, err := keyring.New(ids[0], keys)
+	require.NoError(tb, err)
+	return kr
 }
