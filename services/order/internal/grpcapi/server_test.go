@@ -233,6 +233,17 @@ func (b testBundle) placeWith(t *testing.T, key string) *orderv1.PlaceOrderRespo
 	return resp
 }
 
+// placeAndLoseKey places placeRequest's order under a fresh key, then
+// deletes the idempotency records from Redis (as a Redis that lost its
+// data); it returns the key and the reply.
+func (b testBundle) placeAndLoseKey(t *testing.T) (string, *orderv1.PlaceOrderResponse) {
+	t.Helper()
+	key := newKey()
+	first := b.placeWith(t, key)
+	deleteKeys(t, b.redis, b.redisPrefix)
+	return key, first
+}
+
 // requireKeyTaken places other under key, which placeRequest's order
 // used already: refused, and still one order.
 func (b testBundle) requireKeyTaken(t *testing.T, key string, other *orderv1.PlaceOrderRequest) {
@@ -379,9 +390,7 @@ func TestPlaceOrder(t *testing.T) {
 	t.Run("with the Redis record lost, the database still returns the first order", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		key := newKey()
-		first := b.placeWith(t, key)
-		deleteKeys(t, b.redis, b.redisPrefix)
+		key, first := b.placeAndLoseKey(t)
 
 		again := b.placeWith(t, key)
 		require.Equal(t, first.GetOrder().GetOrderId(), again.GetOrder().GetOrderId())
@@ -394,9 +403,7 @@ func TestPlaceOrder(t *testing.T) {
 	t.Run("with the Redis record lost, the same key with another address is rejected", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		key := newKey()
-		first := b.placeWith(t, key)
-		deleteKeys(t, b.redis, b.redisPrefix)
+		key, first := b.placeAndLoseKey(t)
 
 		other := placeRequest()
 		other.ShippingAddress.City = "Paris"
