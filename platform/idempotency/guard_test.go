@@ -149,14 +149,10 @@ type testBundle struct {
 // newStore is a RedisStore on rdb under prefix, sealing with a fresh key.
 func newStore(tb testing.TB, rdb redis.UniversalClient, prefix string) *idempotency.RedisStore {
 	tb.Helper()
-	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: newKeys(tb, "k1")})
+	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: servicetest.Keyring(tb, "k1")})
 	require.NoError(tb, err)
 	return store
 }
-
-// newKeys is a keyring of the test binary's keys with ids, the first
-// active (servicetest.Keyring: keyrings built apart agree on them).
-var newKeys = servicetest.Keyring
 
 func newRedis(tb testing.TB) (*redis.Client, string) {
 	tb.Helper()
@@ -246,13 +242,6 @@ func (b *testBundle) call(t *testing.T, method, user, key, value string) result 
 	return r
 }
 
-// metric is servicetest.Metric: the value of name's first series with
-// labels (name, value pairs).
-func metric(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
-	t.Helper()
-	return servicetest.Metric(t, reg, name, labels...)
-}
-
 func TestRetryReplaysTheResponse(t *testing.T) {
 	b := setup(t, idempotency.Options{}, nil)
 
@@ -268,8 +257,8 @@ func TestRetryReplaysTheResponse(t *testing.T) {
 		require.True(t, again.replay, "a replay says so in the header")
 	}
 	require.Equal(t, int64(1), b.svc.executions.Load(), "the handler ran once")
-	require.Equal(t, 4.0, metric(t, b.reg, "idempotency_checks_total", "method", methodDo))
-	require.Equal(t, 3.0, metric(t, b.reg, "idempotency_hits_total", "method", methodDo))
+	require.Equal(t, 4.0, servicetest.Metric(t, b.reg, "idempotency_checks_total", "method", methodDo))
+	require.Equal(t, 3.0, servicetest.Metric(t, b.reg, "idempotency_hits_total", "method", methodDo))
 }
 
 func TestRetryReplaysTheBusinessError(t *testing.T) {
@@ -293,7 +282,7 @@ func TestSameKeyWithADifferentRequestIsRejected(t *testing.T) {
 	require.Equal(t, codes.FailedPrecondition, other.errCode)
 	require.Equal(t, "idempotency-key was already used with a different request", status.Convert(other.err).Message())
 	require.Equal(t, int64(1), b.svc.executions.Load(), "the different request never ran")
-	require.Equal(t, 1.0, metric(t, b.reg, "idempotency_conflicts_total", "method", methodDo, "reason", "fingerprint_mismatch"))
+	require.Equal(t, 1.0, servicetest.Metric(t, b.reg, "idempotency_conflicts_total", "method", methodDo, "reason", "fingerprint_mismatch"))
 
 	original := b.call(t, methodDo, "alice", "key-1", "ok:a")
 	require.NoError(t, original.err)
@@ -377,7 +366,7 @@ func TestDuplicateWhileInProgressIsAbortedAndRunsOnce(t *testing.T) {
 	require.Equal(t, "block#1", winner.resp.GetValue())
 	require.Equal(t, n-1, aborted)
 	require.Equal(t, int64(1), b.svc.executions.Load())
-	require.Equal(t, float64(n-1), metric(t, b.reg, "idempotency_conflicts_total", "method", methodDo, "reason", "in_progress"))
+	require.Equal(t, float64(n-1), servicetest.Metric(t, b.reg, "idempotency_conflicts_total", "method", methodDo, "reason", "in_progress"))
 
 	retry := b.call(t, methodDo, "alice", "key-1", "block")
 	require.NoError(t, retry.err, "an aborted caller's retry gets the result")
@@ -415,7 +404,7 @@ func TestFiftyConcurrentIdenticalRequestsHaveOneEffect(t *testing.T) {
 	require.Equal(t, int64(1), b.svc.executions.Load(), "exactly one effect")
 	require.Equal(t, n, ok+aborted)
 	require.GreaterOrEqual(t, ok, 1)
-	require.Equal(t, float64(ok-1), metric(t, b.reg, "idempotency_hits_total", "method", methodDo))
+	require.Equal(t, float64(ok-1), servicetest.Metric(t, b.reg, "idempotency_hits_total", "method", methodDo))
 	t.Logf("%d replayed or original, %d in progress", ok, aborted)
 }
 
@@ -453,7 +442,7 @@ func TestRedisDown(t *testing.T) {
 	require.Equal(t, int64(1), b.svc.executions.Load())
 	require.Equal(t, []string{idempotency.Key("user:alice", methodSafe, "key-2")}, b.svc.keys,
 		"the handler still gets the key for its unique column")
-	require.Equal(t, 2.0, metric(t, b.reg, "idempotency_redis_errors_total"))
+	require.Equal(t, 2.0, servicetest.Metric(t, b.reg, "idempotency_redis_errors_total"))
 }
 
 func TestKeyTTLs(t *testing.T) {
@@ -473,7 +462,7 @@ func TestKeyTTLs(t *testing.T) {
 	pttl, err = b.rdb.PTTL(t.Context(), redisKey).Result()
 	require.NoError(t, err)
 	require.True(t, pttl > 89*time.Second && pttl <= opts.TTL, "completed: full TTL, got %v", pttl)
-	require.Equal(t, 90.0, metric(t, b.reg, "idempotency_key_ttl_seconds"))
+	require.Equal(t, 90.0, servicetest.Metric(t, b.reg, "idempotency_key_ttl_seconds"))
 }
 
 func TestDefaultTTLIsADay(t *testing.T) {
@@ -482,7 +471,7 @@ func TestDefaultTTLIsADay(t *testing.T) {
 	pttl, err := b.rdb.PTTL(t.Context(), b.prefix+idempotency.Key("user:alice", methodDo, "key-1")).Result()
 	require.NoError(t, err)
 	require.True(t, pttl > 23*time.Hour+59*time.Minute && pttl <= 24*time.Hour, "got %v", pttl)
-	require.Equal(t, 86400.0, metric(t, b.reg, "idempotency_key_ttl_seconds"))
+	require.Equal(t, 86400.0, servicetest.Metric(t, b.reg, "idempotency_key_ttl_seconds"))
 }
 
 func TestAbandonedClaimExpires(t *testing.T) {
@@ -524,7 +513,7 @@ func TestKeyValidation(t *testing.T) {
 
 	require.NoError(t, b.call(t, methodDo, "alice", strings.Repeat("k", 255), "ok:x").err, "255 characters are fine")
 	require.NoError(t, b.call(t, methodRead, "alice", "-", "ok:x").err, "unguarded methods need no key")
-	require.Zero(t, metric(t, b.reg, "idempotency_checks_total", "method", methodSafe))
+	require.Zero(t, servicetest.Metric(t, b.reg, "idempotency_checks_total", "method", methodSafe))
 }
 
 // TestInterceptorDirectly covers what a well-behaved gRPC client cannot send
@@ -633,7 +622,7 @@ func TestHandlerTimeoutEndsTheHandler(t *testing.T) {
 	exists, err := b.rdb.Exists(t.Context(), redisKey).Result()
 	require.NoError(t, err)
 	require.Zero(t, exists, "the claim was released")
-	require.Zero(t, metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo), "renewed throughout")
+	require.Zero(t, servicetest.Metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo), "renewed throughout")
 
 	second := b.call(t, methodDo, "alice", "key-1", "wait")
 	require.Equal(t, codes.DeadlineExceeded, second.errCode)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 func TestRedisStoreRenew(t *testing.T) {
@@ -137,8 +138,8 @@ func TestLiveHolderKeepsItsClaim(t *testing.T) {
 	require.True(t, retry.replay)
 	require.Equal(t, "block#1", retry.resp.GetValue())
 	require.Equal(t, int64(1), b.svc.executions.Load())
-	require.Equal(t, float64(duplicates), metric(t, b.reg, "idempotency_conflicts_total", "method", methodDo, "reason", "in_progress"))
-	require.Zero(t, metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo))
+	require.Equal(t, float64(duplicates), servicetest.Metric(t, b.reg, "idempotency_conflicts_total", "method", methodDo, "reason", "in_progress"))
+	require.Zero(t, servicetest.Metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo))
 }
 
 // A claim lost under a running handler (its lease expired while the process
@@ -162,7 +163,7 @@ func TestLostClaim(t *testing.T) {
 		}
 		require.Equal(t, codes.Unavailable, first.errCode, "%v", first.err)
 		require.Equal(t, "idempotency claim lost before the request finished; retry", status.Convert(first.err).Message())
-		require.Equal(t, 1.0, metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo))
+		require.Equal(t, 1.0, servicetest.Metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo))
 
 		close(b.svc.release)
 		retry := b.call(t, methodDo, "alice", "key-1", "block")
@@ -178,7 +179,7 @@ func TestLostClaim(t *testing.T) {
 		<-b.svc.started
 		require.NoError(t, b.rdb.Del(t.Context(), b.prefix+idempotency.Key("user:alice", methodSafe, "key-1")).Err())
 		require.Eventually(t, func() bool {
-			return metric(t, b.reg, "idempotency_leases_lost_total", "method", methodSafe) == 1
+			return servicetest.Metric(t, b.reg, "idempotency_leases_lost_total", "method", methodSafe) == 1
 		}, 5*time.Second, 10*time.Millisecond, "the loss is noticed and counted")
 		select {
 		case r := <-done:
@@ -249,8 +250,8 @@ func TestStoreOutageStopsTheHandlerBeforeItsClaimExpires(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, pttl, time.Duration(0), "the handler stopped before its claim could expire")
 	require.Equal(t, codes.Unavailable, first.errCode, "%v", first.err)
-	require.Equal(t, 1.0, metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo))
-	require.GreaterOrEqual(t, metric(t, b.reg, "idempotency_redis_errors_total"), 2.0, "the failed renewals and the failed release")
+	require.Equal(t, 1.0, servicetest.Metric(t, b.reg, "idempotency_leases_lost_total", "method", methodDo))
+	require.GreaterOrEqual(t, servicetest.Metric(t, b.reg, "idempotency_redis_errors_total"), 2.0, "the failed renewals and the failed release")
 
 	out.down.Store(false)
 	close(b.svc.release)

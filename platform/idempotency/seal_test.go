@@ -16,6 +16,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 const secret = "Jane Roe, 12 Main Street, Springfield"
@@ -83,7 +84,7 @@ func TestStoredRepliesAreSealed(t *testing.T) {
 	_, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc"})
 	require.ErrorIs(t, err, idempotency.ErrNoKeys, "no keyring, no store: nothing is written in the clear")
 
-	keys := newKeys(t, "k1")
+	keys := servicetest.Keyring(t, "k1")
 	store, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: keys})
 	require.NoError(t, err)
 	completed(t, store, "a")
@@ -115,7 +116,7 @@ func TestStoredRepliesAreSealed(t *testing.T) {
 	})
 	t.Run("a retired key is named", func(t *testing.T) {
 		completed(t, store, "c")
-		other, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: newKeys(t, "k2")})
+		other, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: servicetest.Keyring(t, "k2")})
 		require.NoError(t, err)
 		err = replayed(t, other, "c")
 		require.ErrorIs(t, err, keyring.ErrUnknownKey)
@@ -128,9 +129,9 @@ func TestStoredRepliesAreSealed(t *testing.T) {
 // record.
 func TestResealUnderLoad(t *testing.T) {
 	rdb, prefix := newRedis(t)
-	oldKeys := newKeys(t, "k1")
-	newKey := newKeys(t, "k2")
-	both := newKeys(t, "k2", "k1")
+	oldKeys := servicetest.Keyring(t, "k1")
+	newKey := servicetest.Keyring(t, "k2")
+	both := servicetest.Keyring(t, "k2", "k1")
 	before, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: oldKeys})
 	require.NoError(t, err)
 	after, err := idempotency.NewRedisStore(rdb, idempotency.RedisOptions{Prefix: prefix, Service: "svc", Keys: both})

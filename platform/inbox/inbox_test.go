@@ -133,12 +133,8 @@ type bundle struct {
 func setup(t *testing.T, partitions int32) *bundle {
 	t.Helper()
 	_, pool := pgtest.NewDatabase(t, migrations(t))
-	return &bundle{addr: startBroker(t, partitions), keys: newKeys(t, "p1"), pool: pool, reg: prometheus.NewRegistry(), group: "g-" + uuid.NewString()[:8]}
+	return &bundle{addr: startBroker(t, partitions), keys: servicetest.Keyring(t, "p1"), pool: pool, reg: prometheus.NewRegistry(), group: "g-" + uuid.NewString()[:8]}
 }
-
-// newKeys is a keyring of the test binary's keys with ids, the first
-// active (servicetest.Keyring: keyrings built apart agree on them).
-var newKeys = servicetest.Keyring
 
 // recordEffect is the handler's effect: one row per application.
 func recordEffect(ctx context.Context, tx pgx.Tx, ev inbox.Event) error {

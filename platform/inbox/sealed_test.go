@@ -12,6 +12,7 @@ import (
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/pgtest"
+	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
 func TestNewRefusesToParkInTheClear(t *testing.T) {
@@ -27,8 +28,8 @@ func TestNewRefusesToParkInTheClear(t *testing.T) {
 func TestResealParked(t *testing.T) {
 	ctx := context.Background()
 	_, pool := pgtest.NewDatabase(t, migrations(t))
-	old := newKeys(t, "r1")
-	rotated := newKeys(t, "r2", "r1")
+	old := servicetest.Keyring(t, "r1")
+	rotated := servicetest.Keyring(t, "r2", "r1")
 	park := func(id uuid.UUID, payload []byte, kid string) {
 		_, err := pool.Exec(ctx, `INSERT INTO inbox_parked (consumer, event_id, topic, kafka_partition, kafka_offset,
 			aggregate_type, aggregate_id, event_type, payload, key_id, error)
@@ -58,7 +59,7 @@ func TestResealParked(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, keyring.ResealStats{Scanned: 1200, Resealed: 800}, stats)
 
-	retired := newKeys(t, "r2")
+	retired := servicetest.Keyring(t, "r2")
 	var clear int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM inbox_parked
 		WHERE key_id <> 'r2' OR position(convert_to('Main Street', 'UTF8') IN payload) > 0`).Scan(&clear))
@@ -79,7 +80,7 @@ func TestResealParked(t *testing.T) {
 	}
 
 	t.Run("a payload under a key no longer held is named and counted", func(t *testing.T) {
-		stray := newKeys(t, "gone")
+		stray := servicetest.Keyring(t, "gone")
 		id := uuid.New()
 		kid, sealed, err := stray.Seal([]byte("x"), inbox.ParkedAAD("projector", id))
 		require.NoError(t, err)

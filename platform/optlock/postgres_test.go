@@ -271,25 +271,7 @@ func TestNewMetricsRejectsDuplicateRegistration(t *testing.T) {
 // the test if it is absent.
 func gather(tb testing.TB, g prometheus.Gatherer, name, aggregate string) float64 {
 	tb.Helper()
-	families, err := g.Gather()
-	require.NoError(tb, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, metric := range f.GetMetric() {
-			for _, l := range metric.GetLabel() {
-				if l.GetName() == "aggregate" && l.GetValue() == aggregate {
-					if c := metric.GetCounter(); c != nil {
-						return c.GetValue()
-					}
-					return metric.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	require.Failf(tb, "metric not found", "%s{aggregate=%q}", name, aggregate)
-	return 0
+	return servicetest.Metric(tb, g, name, "aggregate", aggregate)
 }
 
 // updateMode is how BenchmarkUpdate's writers update: "adaptive" (the

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
-	"strconv"
 	"testing"
 	"time"
 
@@ -84,13 +83,7 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 	// parallel tests to stay under PostgreSQL's max_connections.
 	url, pool := pgtest.NewDatabase(t, db.Inventory)
 	if o.lockTimeout > 0 {
-		cfg, err := pgxpool.ParseConfig(url)
-		require.NoError(t, err)
-		cfg.MaxConns = 4
-		cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(o.lockTimeout.Milliseconds(), 10)
-		pool, err = pgxpool.NewWithConfig(ctx, cfg)
-		require.NoError(t, err)
-		t.Cleanup(pool.Close)
+		pool = pgtest.LockTimeoutPool(t, url, o.lockTimeout)
 	}
 
 	rdb := redis.NewClient(&redis.Options{Addr: o.redisAddr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
