@@ -7,21 +7,18 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/optlock"
-	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 )
 
 // Client-facing messages of errors whose detail stays in the log.
 const (
-	msgStale       = "version_token: stale or invalid; read the product again"
-	msgNotAToken   = "version_token: not a version token; use the one GetStock returned"
-	msgMismatch    = "order_id: the order already has a reservation with different items"
-	msgForbidden   = "caller may not adjust stock"
-	msgOutOfRange  = "delta: would take available below 0 or above 1000000000"
-	msgUnavailable = "temporarily unavailable; retry"
-	msgRetry       = "concurrent update; retry"
-	msgInternal    = "internal error"
+	msgStale      = "version_token: stale or invalid; read the product again"
+	msgNotAToken  = "version_token: not a version token; use the one GetStock returned"
+	msgMismatch   = "order_id: the order already has a reservation with different items"
+	msgForbidden  = "caller may not adjust stock"
+	msgOutOfRange = "delta: would take available below 0 or above 1000000000"
 )
 
 // toStatus maps a use-case error to the status sent to the client. Only
@@ -56,17 +53,6 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.InvalidArgument, msgNotAToken)
 	case errors.Is(err, optlock.ErrConflict), errors.Is(err, optlock.ErrInvalidToken):
 		return status.Error(codes.Aborted, msgStale)
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case postgres.IsTransient(err):
-		s.logger.WarnContext(ctx, "inventory request failed: database temporarily unavailable", "method", method, "error", err)
-		return status.Error(codes.Unavailable, msgUnavailable)
-	case postgres.IsSerializationFailure(err):
-		s.logger.WarnContext(ctx, "inventory request failed: transaction rolled back by the database", "method", method, "error", err)
-		return status.Error(codes.Aborted, msgRetry)
 	}
-	s.logger.ErrorContext(ctx, "inventory request failed", "method", method, "error", err)
-	return status.Error(codes.Internal, msgInternal)
+	return grpcserver.FallbackStatus(ctx, s.logger, "inventory request", err, "method", method)
 }

@@ -163,7 +163,7 @@ func (p *Parked) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, inbox.ErrReasonTooLong):
 		return status.Errorf(codes.InvalidArgument, "reason must be at most %d bytes", inbox.MaxReason)
 	default:
-		return otherStatus(ctx, p.logger, "parked events request", err)
+		return grpcserver.FallbackStatus(ctx, p.logger, "parked events request", err)
 	}
 }
 

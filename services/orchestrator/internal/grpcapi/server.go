@@ -21,7 +21,6 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
-	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/saga"
 	"github.com/goodgo/goodgo/platform/telemetry"
@@ -226,30 +225,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "saga not found")
 	case errors.Is(err, saga.ErrIllegalState):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case postgres.IsSerializationFailure(err):
-		return status.Error(codes.Aborted, "concurrent change; retry")
 	default:
-		return otherStatus(ctx, s.logger, "saga request", err)
-	}
-}
-
-// otherStatus is the status of an error that neither service's own errors
-// account for (SagaService, ParkedEventService): a transient database
-// error is Unavailable, the caller's cancellation or deadline is theirs,
-// and anything else is Internal, logged as what failed, its text kept from
-// the client.
-func otherStatus(ctx context.Context, logger *slog.Logger, what string, err error) error {
-	switch {
-	case postgres.IsTransient(err):
-		logger.WarnContext(ctx, what+" failed; transient", "error", err)
-		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	default:
-		logger.ErrorContext(ctx, what+" failed", "error", err)
-		return status.Error(codes.Internal, "internal error")
+		return grpcserver.FallbackStatus(ctx, s.logger, "saga request", err)
 	}
 }
 

@@ -7,8 +7,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/optlock"
-	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/order"
 )
@@ -40,19 +40,8 @@ func (s *Server) toStatus(ctx context.Context, rpc string, err error) error {
 		// retries, under heavy contention on one order.
 		s.logger.WarnContext(ctx, "order update conflict after retries", "rpc", rpc, "error", err)
 		return status.Error(codes.Aborted, "the order is being changed concurrently; retry")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case postgres.IsTransient(err):
-		s.logger.WarnContext(ctx, "database temporarily unavailable", "rpc", rpc, "error", err)
-		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
-	case postgres.IsSerializationFailure(err):
-		s.logger.WarnContext(ctx, "transaction rolled back by the database", "rpc", rpc, "error", err)
-		return status.Error(codes.Aborted, "concurrent update; retry")
 	default:
-		s.logger.ErrorContext(ctx, "internal error", "rpc", rpc, "error", err)
-		return status.Error(codes.Internal, "internal error")
+		return grpcserver.FallbackStatus(ctx, s.logger, "order request", err, "rpc", rpc)
 	}
 }
 

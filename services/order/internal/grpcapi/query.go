@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/postgres"
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/telemetry"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
@@ -179,16 +179,8 @@ func (s *QueryServer) toStatus(ctx context.Context, rpc string, err error) error
 		return status.Errorf(codes.Unavailable,
 			"the read model has not caught up: it has order version %d, min_order_version is %d (%d behind); retry",
 			behind.Have, behind.Want, behind.Want-behind.Have)
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case postgres.IsTransient(err):
-		s.logger.WarnContext(ctx, "read database temporarily unavailable", "rpc", rpc, "error", err)
-		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
 	default:
-		s.logger.ErrorContext(ctx, "internal error", "rpc", rpc, "error", err)
-		return status.Error(codes.Internal, "internal error")
+		return grpcserver.FallbackStatus(ctx, s.logger, "order query", err, "rpc", rpc)
 	}
 }
 

@@ -341,13 +341,8 @@ func (s *Server) toStatus(ctx context.Context, src string, err error) error {
 	case postgres.IsTransient(err):
 		s.logger.WarnContext(ctx, "parked events request failed; transient", "database", src, "error", err)
 		return status.Errorf(codes.Unavailable, "outbox database %s temporarily unavailable; retry", src)
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	default:
-		s.logger.ErrorContext(ctx, "parked events request failed", "database", src, "error", err)
-		return status.Error(codes.Internal, "internal error")
+		return grpcserver.FallbackStatus(ctx, s.logger, "parked events request", err, "database", src)
 	}
 }
 

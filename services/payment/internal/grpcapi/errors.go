@@ -7,8 +7,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/optlock"
-	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 )
 
@@ -35,20 +35,9 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, optlock.ErrConflict):
 		// Internal retries were spent on a hot payment: the client may retry
 		// with the same idempotency key.
-		s.logger.WarnContext(ctx, "payment update conflict", "err", err)
+		s.logger.WarnContext(ctx, "payment update conflict", "error", err)
 		return status.Error(codes.Aborted, "payment changed concurrently, retry")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case postgres.IsTransient(err):
-		s.logger.WarnContext(ctx, "payment request failed: database temporarily unavailable", "err", err)
-		return status.Error(codes.Unavailable, "temporarily unavailable; retry")
-	case postgres.IsSerializationFailure(err):
-		s.logger.WarnContext(ctx, "payment request failed: transaction rolled back by the database", "err", err)
-		return status.Error(codes.Aborted, "concurrent update; retry")
 	default:
-		s.logger.ErrorContext(ctx, "payment request failed", "err", err)
-		return status.Error(codes.Internal, "internal error")
+		return grpcserver.FallbackStatus(ctx, s.logger, "payment request", err)
 	}
 }
