@@ -109,7 +109,7 @@ func Check(s *Snapshot, grace time.Duration) *Report {
 type checker struct {
 	s *Snapshot
 	r *Report
-	// settled are the orders whose saga has ended, as CheckOrder saw them.
+	// settled are the orders whose saga has ended, as sagasAndOrders saw them.
 	settled []*Order
 }
 

@@ -42,7 +42,8 @@ func NewIssuer(name, audience, kid string) (*Issuer, error) {
 	return &Issuer{Name: name, Audience: audience, key: key}, nil
 }
 
-// LoadIssuer reads an issuer's private key written by SaveKey.
+// LoadIssuer reads an issuer's private key from keyFile, a JWK as
+// PrivateJWK wrote it.
 func LoadIssuer(name, audience, keyFile string) (*Issuer, error) {
 	raw, err := os.ReadFile(keyFile)
 	if err != nil {

@@ -26,7 +26,7 @@ ON CONFLICT (consumer, aggregate_type, aggregate_id)
 DO UPDATE SET version = GREATEST(inbox_versions.version, EXCLUDED.version);
 
 -- name: ParkedState :one
--- ParkedState is IsParked and OpenParkedEvent in one round trip: whether
+-- ParkedState answers two questions in one round trip: whether
 -- consumer parked event_id before (resolved or not), and the event id of
 -- the oldest unresolved parked event of the aggregate (the nil UUID when
 -- none: event ids are UUIDv7, never nil).

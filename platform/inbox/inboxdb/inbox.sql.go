@@ -156,7 +156,7 @@ type ParkedStateRow struct {
 	Blocker uuid.UUID
 }
 
-// ParkedState is IsParked and OpenParkedEvent in one round trip: whether
+// ParkedState answers two questions in one round trip: whether
 // consumer parked event_id before (resolved or not), and the event id of
 // the oldest unresolved parked event of the aggregate (the nil UUID when
 // none: event ids are UUIDv7, never nil).

@@ -60,8 +60,9 @@ var pendingSQL = func() []string {
 	return out
 }()
 
-// messageOverhead over-estimates what Kafka adds to a record and to a
-// record batch, so that a cut batch fits one produce request per partition.
+// recordOverhead and batchOverhead over-estimate what Kafka adds to a
+// record and to a record batch, so that a cut batch fits one produce
+// request per partition.
 const (
 	recordOverhead = 64
 	batchOverhead  = 128
