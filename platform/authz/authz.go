@@ -40,6 +40,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/mtls"
 	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/telemetry"
@@ -98,7 +99,7 @@ func New(policies Policies, cfg Config, reg prometheus.Registerer, logger *slog.
 	if reg == nil {
 		return nil, errors.New("authz: nil prometheus.Registerer")
 	}
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	all := Policies{}
 	for m, p := range builtin {
 		all[m] = p

@@ -26,6 +26,7 @@ import (
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/opshttp"
 	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/redisclient"
@@ -59,7 +60,7 @@ type Kit struct {
 // OTEL_* variables) and loads the binary's credentials. On an error, what
 // was opened is closed again.
 func Open(ctx context.Context, common config.Common, sec config.Security, version string, stdout io.Writer, lookup lifecycle.Lookup) (*Kit, error) {
-	k := &Kit{common: common, version: version, Logger: telemetry.NewLogger(stdout, common.Service, common.LogLevel)}
+	k := &Kit{common: common, version: version, Logger: logs.NewLogger(stdout, common.Service, common.LogLevel)}
 	var err error
 	if k.tel, err = telemetry.Setup(ctx, common.Service, version, lookup); err != nil {
 		return nil, err

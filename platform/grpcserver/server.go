@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/goodgo/goodgo/platform/authz"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -134,7 +135,7 @@ type Server struct {
 // recovery, authorization and rate limits, then the interceptors given by
 // options. New fails when a registered method has no authorization policy.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register func(grpc.ServiceRegistrar), opts ...Option) (*Server, error) {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	if reg == nil {
 		return nil, errors.New("grpcserver: nil prometheus.Registerer")
 	}

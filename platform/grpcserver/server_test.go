@@ -31,8 +31,8 @@ import (
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/servicetest"
-	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // spans records every span started and ended in this test binary.
@@ -184,7 +184,7 @@ func setupConfig(t *testing.T, cfg grpcserver.Config) *testBundle {
 		serveErr: make(chan error, 1),
 	}
 	b.token = b.pki.Token("carol")
-	logger := telemetry.NewLogger(b.logs, "test", slog.LevelDebug)
+	logger := logs.NewLogger(b.logs, "test", slog.LevelDebug)
 	srv, err := grpcserver.New(secure(b.pki, cfg), logger, b.reg, func(s grpc.ServiceRegistrar) { s.RegisterService(b.svc.desc(), b.svc) })
 	require.NoError(t, err)
 	b.srv = srv

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // Policy is the idempotency policy of one guarded RPC.
@@ -128,7 +128,7 @@ func New(store Store, policies map[string]Policy, opts Options, reg prometheus.R
 		return nil, fmt.Errorf("idempotency: LockTTL %v must be at least %v: the lease is renewed every third of it",
 			opts.LockTTL, MinLockTTL)
 	}
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 
 	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "idempotency_checks_total",

@@ -18,6 +18,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -142,7 +143,7 @@ func NewAdmin(consumer string, pool *pgxpool.Pool, handler Handler, opts AdminOp
 	case opts.Keys == nil:
 		return nil, ErrNoKeys
 	}
-	opts.Logger = telemetry.OrDiscard(opts.Logger)
+	opts.Logger = logs.OrDiscard(opts.Logger)
 	actions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "inbox_admin_actions_total",
 		Help: "Operators' actions on parked inbox events, by action (replay, discard) and outcome (ok, failed, refused).",

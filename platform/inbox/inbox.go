@@ -74,6 +74,7 @@ import (
 	"github.com/goodgo/goodgo/platform/failpoint"
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -307,7 +308,7 @@ func New(cfg Config, pool *pgxpool.Pool, handler Handler, opts Options) (*Consum
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = noop.NewTracerProvider()
 	}
-	opts.Logger = telemetry.OrDiscard(opts.Logger)
+	opts.Logger = logs.OrDiscard(opts.Logger)
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err

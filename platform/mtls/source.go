@@ -28,7 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // TrustDomain is the SPIFFE trust domain of GoodGo's identities.
@@ -95,7 +95,7 @@ type identity struct {
 // the problem; the certificate must carry a GoodGo SPIFFE ID and be signed
 // by the CA in files.CA. A nil logger discards logs.
 func Load(files Files, logger *slog.Logger) (*Source, error) {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	s := &Source{files: files, logger: logger, now: time.Now}
 	id, err := s.read()
 	if err != nil {

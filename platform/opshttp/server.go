@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 const (
@@ -65,7 +65,7 @@ func New(addr string, reg *prometheus.Registry, ready func(context.Context) erro
 	if reg == nil {
 		return nil, errors.New("opshttp: nil registry")
 	}
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	if ready == nil {
 		ready = func(context.Context) error { return nil }
 	}

@@ -24,7 +24,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/internal/childspans"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // DefaultMaxConns is the pool size when the URL has no pool_max_conns:
@@ -69,7 +69,7 @@ const (
 // Startup parameters take precedence over ALTER ROLE/DATABASE … SET: a
 // setting meant for these pools belongs in the URL.
 func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.Duration) (*pgxpool.Pool, error) {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn's parse errors already mask the password.

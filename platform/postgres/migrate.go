@@ -13,7 +13,7 @@ import (
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers pgx5://
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // Migrate applies the golang-migrate files in migrations (NNNNNN_name.up.sql
@@ -26,7 +26,7 @@ import (
 //
 // When ctx is cancelled the migration stops after the current file.
 func Migrate(ctx context.Context, url string, migrations fs.FS, logger *slog.Logger) error {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	dbURL, where, err := migrateURL(url)
 	if err != nil {
 		return err

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/goodgo/goodgo/platform/backoff"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // OpenService is what a service does with its own database at start-up,
@@ -48,7 +48,7 @@ func OpenService(ctx context.Context, url, migrateURL string, migrations fs.FS, 
 // migrations that create the services' roles, to create roles. An
 // unreachable server is waited for up to maxWait.
 func MigrateDatabase(ctx context.Context, url string, migrations fs.FS, logger *slog.Logger, maxWait time.Duration) error {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	err := backoff.Until(ctx, maxWait, func(ctx context.Context) error { return EnsureDatabase(ctx, url) }, isPermanent,
 		func(attempt int, err error, wait time.Duration) {
 			logger.WarnContext(ctx, "postgres not reachable yet; retrying",

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/goodgo/goodgo/platform/backoff"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // codeUndefinedTable is the SQLSTATE of a schema not migrated yet.
@@ -109,7 +109,7 @@ func (e *SchemaError) Unwrap() error { return e.Err }
 // while it lacks it (the grant comes with the migrations) the schema counts
 // as not migrated yet.
 func WaitForSchema(ctx context.Context, pool *pgxpool.Pool, migrations fs.FS, logger *slog.Logger, maxWait time.Duration) error {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	want, err := LatestVersion(migrations)
 	if err != nil {
 		return err

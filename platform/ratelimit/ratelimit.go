@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // Class groups RPCs that share one limit per user.
@@ -91,7 +91,7 @@ func New(rdb redis.UniversalClient, limits map[Class]Limit, prefix string, reg p
 	if rdb == nil || reg == nil {
 		return nil, errors.New("ratelimit: Redis client and registerer are required")
 	}
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	l := &Limiter{
 		rl:     redis_rate.NewLimiter(rdb),
 		limits: map[Class]redis_rate.Limit{},

@@ -17,7 +17,7 @@ import (
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/internal/childspans"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // Connect returns a Redis client once the server answers PING, retrying
@@ -38,7 +38,7 @@ import (
 // connections. An unreadable file fails at once naming its variable; so does
 // a server certificate that does not verify, since waiting will not fix it.
 func Connect(ctx context.Context, cfg config.Redis, logger *slog.Logger, maxWait time.Duration) (redis.UniversalClient, error) {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	var (
 		client redis.UniversalClient
 		where  string

@@ -25,9 +25,9 @@ import (
 	"github.com/goodgo/goodgo/platform/idempotency"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/redisclient"
-	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Stores is what a run reseals with: the service's database (as its own
@@ -73,7 +73,7 @@ func Command(service string, sagas bool, targets ...Target) lifecycle.Command {
 		return s, e.Err()
 	}
 	run := func(ctx context.Context, s settings, stdout io.Writer, _ lifecycle.Lookup) error {
-		logger := telemetry.NewLogger(stdout, service, s.common.LogLevel)
+		logger := logs.NewLogger(stdout, service, s.common.LogLevel)
 		pool, err := postgres.Connect(ctx, s.db.URL, logger, s.common.StartupTimeout)
 		if err != nil {
 			return err

@@ -19,8 +19,8 @@ import (
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/saga/sagadb"
-	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Defaults of Options.
@@ -117,7 +117,7 @@ func (o *Options) setDefaults() {
 	positiveOr(&o.CompensationLimit, DefaultCompensationLimit)
 	positiveOr(&o.InlineRetryWait, DefaultInlineRetryWait)
 	positiveOr(&o.StatsInterval, DefaultStatsInterval)
-	o.Logger = telemetry.OrDiscard(o.Logger)
+	o.Logger = logs.OrDiscard(o.Logger)
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}

@@ -22,8 +22,8 @@ import (
 
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/postgres"
-	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Excess names what a role holds beyond what the service needs (see
@@ -102,7 +102,7 @@ func Command(service string, migrations fs.FS) lifecycle.Command {
 		return s, e.Err()
 	}
 	run := func(ctx context.Context, s settings, stdout io.Writer, _ lifecycle.Lookup) error {
-		logger := telemetry.NewLogger(stdout, service, s.common.LogLevel)
+		logger := logs.NewLogger(stdout, service, s.common.LogLevel)
 		return postgres.MigrateDatabase(ctx, s.db.MigrateURL, migrations, logger, s.common.StartupTimeout)
 	}
 	return lifecycle.NewCommand("migrate", "create the database if missing and apply its migrations (MIGRATE_DATABASE_URL), then exit", load, run)

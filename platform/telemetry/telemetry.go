@@ -1,3 +1,8 @@
+// Package telemetry sets up a binary's traces and metrics: an OpenTelemetry
+// tracer provider (exporting over OTLP when the standard OTEL_* variables
+// ask for it) installed as the global provider together with the W3C
+// propagators, and a Prometheus registry with the Go runtime and process
+// collectors. Logs are platform/logs'.
 package telemetry
 
 import (

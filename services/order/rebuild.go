@@ -10,8 +10,8 @@ import (
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/kafkaconn"
 	"github.com/goodgo/goodgo/platform/lifecycle"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/postgres"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	"github.com/goodgo/goodgo/services/order/internal/projection"
 )
 
@@ -36,13 +36,13 @@ func migrateReadCommand() lifecycle.Command {
 			if cfg.ReadModel.Database.MigrateURL == "" {
 				return errors.New("MIGRATE_READ_DATABASE_URL: required: the read database's owner migrates it")
 			}
-			logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
+			logger := logs.NewLogger(stdout, cfg.Service, cfg.LogLevel)
 			return postgres.MigrateDatabase(ctx, cfg.ReadModel.Database.MigrateURL, db.OrderRead, logger, cfg.StartupTimeout)
 		})
 }
 
 func runRebuild(ctx context.Context, cfg Config, stdout io.Writer, _ lifecycle.Lookup) error {
-	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
+	logger := logs.NewLogger(stdout, cfg.Service, cfg.LogLevel)
 	rm := cfg.ReadModel
 	if rm.Database.MigrateURL == "" {
 		return errors.New("MIGRATE_READ_DATABASE_URL: required: the read database's owner rebuilds it")

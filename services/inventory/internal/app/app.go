@@ -8,8 +8,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/optlock"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 )
 
@@ -92,5 +92,5 @@ type Service struct {
 // client's version is written (see AddStock); nil means always
 // optimistically. A nil logger discards logs.
 func New(repo Repository, versions VersionVerifier, locks *optlock.Metrics, hot *optlock.Contention, logger *slog.Logger) *Service {
-	return &Service{repo: repo, versions: versions, locks: locks, hot: hot, logger: telemetry.OrDiscard(logger)}
+	return &Service{repo: repo, versions: versions, locks: locks, hot: hot, logger: logs.OrDiscard(logger)}
 }

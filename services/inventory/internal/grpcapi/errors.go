@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/grpcerr"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 )
@@ -54,5 +54,5 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	case errors.Is(err, optlock.ErrConflict), errors.Is(err, optlock.ErrInvalidToken):
 		return status.Error(codes.Aborted, msgStale)
 	}
-	return grpcserver.FallbackStatus(ctx, s.logger, "inventory request", err, "method", method)
+	return grpcerr.Fallback(ctx, s.logger, "inventory request", err, "method", method)
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/optlock"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	inventoryv1 "github.com/goodgo/goodgo/proto/goodgo/inventory/v1"
 	"github.com/goodgo/goodgo/services/inventory/internal/app"
@@ -43,7 +43,7 @@ var _ inventoryv1.InventoryServiceServer = (*Server)(nil)
 // New returns a Server running the use cases of svc. tokens signs the
 // version tokens of returned products. A nil logger discards logs.
 func New(svc *app.Service, tokens TokenIssuer, logger *slog.Logger) *Server {
-	return &Server{app: svc, tokens: tokens, logger: telemetry.OrDiscard(logger)}
+	return &Server{app: svc, tokens: tokens, logger: logs.OrDiscard(logger)}
 }
 
 // GetProducts lists catalog entries by SKU or page by page.

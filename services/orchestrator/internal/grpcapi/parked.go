@@ -13,9 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcerr"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/inbox"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 )
 
@@ -54,7 +55,7 @@ var _ opsv1.ParkedEventServiceServer = (*Parked)(nil)
 
 // NewParked returns the ParkedEventService server over events.
 func NewParked(events ParkedEvents, logger *slog.Logger) *Parked {
-	return &Parked{events: events, logger: telemetry.OrDiscard(logger)}
+	return &Parked{events: events, logger: logs.OrDiscard(logger)}
 }
 
 // ListParkedEvents implements ParkedEventService.
@@ -163,7 +164,7 @@ func (p *Parked) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, inbox.ErrReasonTooLong):
 		return status.Errorf(codes.InvalidArgument, "reason must be at most %d bytes", inbox.MaxReason)
 	default:
-		return grpcserver.FallbackStatus(ctx, p.logger, "parked events request", err)
+		return grpcerr.Fallback(ctx, p.logger, "parked events request", err)
 	}
 }
 

@@ -19,11 +19,12 @@ import (
 
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcerr"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/ratelimit"
 	"github.com/goodgo/goodgo/platform/saga"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 	orchestratorv1 "github.com/goodgo/goodgo/proto/goodgo/orchestrator/v1"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
@@ -62,7 +63,7 @@ var _ orchestratorv1.SagaServiceServer = (*Server)(nil)
 // New returns the SagaService server over sagas, logging unexpected errors
 // to logger.
 func New(sagas Sagas, logger *slog.Logger) *Server {
-	return &Server{sagas: sagas, logger: telemetry.OrDiscard(logger)}
+	return &Server{sagas: sagas, logger: logs.OrDiscard(logger)}
 }
 
 // Policies say who may call each RPC (platform/authz): signed-in users
@@ -226,7 +227,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, saga.ErrIllegalState):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	default:
-		return grpcserver.FallbackStatus(ctx, s.logger, "saga request", err)
+		return grpcerr.Fallback(ctx, s.logger, "saga request", err)
 	}
 }
 

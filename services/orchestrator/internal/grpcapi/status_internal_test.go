@@ -19,7 +19,7 @@ import (
 )
 
 // TestToStatus checks both services' mappings: their own errors, and that
-// the rest reach grpcserver.FallbackStatus (tested there) with the name of
+// the rest reach grpcerr.Fallback (tested there) with the name of
 // what failed: the code, the client's message and what is logged.
 func TestToStatus(t *testing.T) {
 	transient := fmt.Errorf("read: %w", io.ErrUnexpectedEOF)

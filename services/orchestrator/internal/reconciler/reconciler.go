@@ -31,8 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/saga"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	"github.com/goodgo/goodgo/services/orchestrator/internal/checkout"
 )
 
@@ -108,7 +108,7 @@ func New(orders Orders, sagas Sagas, cfg Config, reg prometheus.Registerer, logg
 	if cfg.Interval < 0 || cfg.OlderThan < time.Second {
 		return nil, fmt.Errorf("reconciler: bad config (interval %s, older than %s)", cfg.Interval, cfg.OlderThan)
 	}
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	r := &Reconciler{
 		orders: orders, sagas: sagas, cfg: cfg, log: logger.With("component", "reconciler"),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{

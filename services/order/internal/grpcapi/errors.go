@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/grpcerr"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/order/internal/app"
 	"github.com/goodgo/goodgo/services/order/internal/order"
@@ -41,7 +41,7 @@ func (s *Server) toStatus(ctx context.Context, rpc string, err error) error {
 		s.logger.WarnContext(ctx, "order update conflict after retries", "rpc", rpc, "error", err)
 		return status.Error(codes.Aborted, "the order is being changed concurrently; retry")
 	default:
-		return grpcserver.FallbackStatus(ctx, s.logger, "order request", err, "rpc", rpc)
+		return grpcerr.Fallback(ctx, s.logger, "order request", err, "rpc", rpc)
 	}
 }
 

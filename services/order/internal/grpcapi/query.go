@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/grpcserver"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/grpcerr"
+	"github.com/goodgo/goodgo/platform/logs"
 	commonv1 "github.com/goodgo/goodgo/proto/goodgo/common/v1"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	"github.com/goodgo/goodgo/services/order/internal/order"
@@ -49,7 +49,7 @@ var _ orderv1.OrderQueryServiceServer = (*QueryServer)(nil)
 // NewQueryServer returns a QueryServer reading views and logging internal
 // errors to logger (nil discards them).
 func NewQueryServer(views Views, logger *slog.Logger) *QueryServer {
-	return &QueryServer{views: views, logger: telemetry.OrDiscard(logger)}
+	return &QueryServer{views: views, logger: logs.OrDiscard(logger)}
 }
 
 // maxCustomerID bounds customer_id in queries: longer is no customer's.
@@ -180,7 +180,7 @@ func (s *QueryServer) toStatus(ctx context.Context, rpc string, err error) error
 			"the read model has not caught up: it has order version %d, min_order_version is %d (%d behind); retry",
 			behind.Have, behind.Want, behind.Want-behind.Have)
 	default:
-		return grpcserver.FallbackStatus(ctx, s.logger, "order query", err, "rpc", rpc)
+		return grpcerr.Fallback(ctx, s.logger, "order query", err, "rpc", rpc)
 	}
 }
 

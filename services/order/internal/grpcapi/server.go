@@ -17,9 +17,9 @@ import (
 	"github.com/goodgo/goodgo/platform/caller"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/ratelimit"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	orderv1 "github.com/goodgo/goodgo/proto/goodgo/order/v1"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 	"github.com/goodgo/goodgo/services/order/internal/app"
@@ -41,7 +41,7 @@ var _ orderv1.OrderServiceServer = (*Server)(nil)
 // New returns a Server running the use cases of a, signing version tokens
 // with tokens and logging internal errors to logger (nil discards them).
 func New(a *app.App, tokens *optlock.Signer, logger *slog.Logger) *Server {
-	return &Server{app: a, tokens: tokens, logger: telemetry.OrDiscard(logger)}
+	return &Server{app: a, tokens: tokens, logger: logs.OrDiscard(logger)}
 }
 
 // PermPlaceOrder is the permission of a service acting for a user in the

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goodgo/goodgo/platform/caller"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 	sessionv1 "github.com/goodgo/goodgo/proto/goodgo/session/v1"
 )
 
@@ -29,7 +29,7 @@ var _ sessionv1.SessionServiceServer = (*Sessions)(nil)
 
 // NewSessions returns the SessionService over keys.
 func NewSessions(keys Forgetter, logger *slog.Logger) *Sessions {
-	return &Sessions{keys: keys, logger: telemetry.OrDiscard(logger)}
+	return &Sessions{keys: keys, logger: logs.OrDiscard(logger)}
 }
 
 // Logout implements sessionv1.SessionServiceServer: the caller logs

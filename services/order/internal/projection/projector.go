@@ -13,6 +13,7 @@ import (
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -155,7 +156,7 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = inbox.DefaultBackoffMax
 	}
-	opts.Logger = telemetry.OrDiscard(opts.Logger)
+	opts.Logger = logs.OrDiscard(opts.Logger)
 	rc := cfg.Reader(opts.Dialer)
 	rc.QueueCapacity = cfg.MaxBatch
 	return &Projector{

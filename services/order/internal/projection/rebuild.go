@@ -14,7 +14,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
-	"github.com/goodgo/goodgo/platform/telemetry"
+	"github.com/goodgo/goodgo/platform/logs"
 )
 
 // RebuildConfig configures Rebuild.
@@ -66,7 +66,7 @@ type RebuildStats struct {
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, keys *keyring.Keyring, cfg RebuildConfig, m *Metrics, logger *slog.Logger) (RebuildStats, error) {
 	start := time.Now()
 	var stats RebuildStats
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	if cfg.GroupID == "" {
 		cfg.GroupID = fmt.Sprintf("order-read-rebuild-%d", start.Unix())
 	}

@@ -34,12 +34,13 @@ import (
 
 	"github.com/goodgo/goodgo/platform/authz"
 	"github.com/goodgo/goodgo/platform/caller"
+	"github.com/goodgo/goodgo/platform/grpcerr"
 	"github.com/goodgo/goodgo/platform/grpcserver"
 	"github.com/goodgo/goodgo/platform/idempotency"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
 	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/ratelimit"
-	"github.com/goodgo/goodgo/platform/telemetry"
 	opsv1 "github.com/goodgo/goodgo/proto/goodgo/ops/v1"
 )
 
@@ -89,7 +90,7 @@ var _ opsv1.ParkedEventServiceServer = (*Server)(nil)
 // on first use: a database that is down fails only the calls that need
 // it. Close releases the pools. Metrics go to reg (nil: none).
 func Open(urls []string, reg prometheus.Registerer, logger *slog.Logger) (*Server, error) {
-	logger = telemetry.OrDiscard(logger)
+	logger = logs.OrDiscard(logger)
 	s := &Server{logger: logger, actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "outbox_parked_actions_total",
 		Help: "Operators' actions on parked outbox events, by database, action (replay, discard) and outcome (ok, refused, failed).",
@@ -342,7 +343,7 @@ func (s *Server) toStatus(ctx context.Context, src string, err error) error {
 		s.logger.WarnContext(ctx, "parked events request failed; transient", "database", src, "error", err)
 		return status.Errorf(codes.Unavailable, "outbox database %s temporarily unavailable; retry", src)
 	default:
-		return grpcserver.FallbackStatus(ctx, s.logger, "parked events request", err, "database", src)
+		return grpcerr.Fallback(ctx, s.logger, "parked events request", err, "database", src)
 	}
 }
 

@@ -65,8 +65,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/outbox"
-	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
 // Defaults of Config's zero values.
@@ -219,7 +219,7 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	if opts.NewPublisher == nil {
 		return nil, errors.New("relay: no publisher")
 	}
-	opts.Logger = telemetry.OrDiscard(opts.Logger)
+	opts.Logger = logs.OrDiscard(opts.Logger)
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = noop.NewTracerProvider()
 	}

@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/grpcerr"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 )
@@ -38,6 +38,6 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		s.logger.WarnContext(ctx, "payment update conflict", "error", err)
 		return status.Error(codes.Aborted, "payment changed concurrently, retry")
 	default:
-		return grpcserver.FallbackStatus(ctx, s.logger, "payment request", err)
+		return grpcerr.Fallback(ctx, s.logger, "payment request", err)
 	}
 }

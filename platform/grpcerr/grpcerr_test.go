@@ -1,4 +1,4 @@
-package grpcserver_test
+package grpcerr_test
 
 import (
 	"bytes"
@@ -14,16 +14,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/goodgo/goodgo/platform/grpcserver"
+	"github.com/goodgo/goodgo/platform/grpcerr"
 	"github.com/goodgo/goodgo/platform/servicetest"
 )
 
-func TestFallbackStatusClassifiesAndKeepsTheTextFromTheClient(t *testing.T) {
+func TestFallbackClassifiesAndKeepsTheTextFromTheClient(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	fallback := func(err error) error {
-		return grpcserver.FallbackStatus(context.Background(), logger, "thing request", err, "rpc", "DoThing")
+		return grpcerr.Fallback(context.Background(), logger, "thing request", err, "rpc", "DoThing")
 	}
 	servicetest.RequireDatabaseFailuresClassified(t, fallback)
 

@@ -1,10 +1,10 @@
-// Package telemetry sets up a binary's logs, traces and metrics: a JSON
-// slog logger that stamps every line with the current trace and span ids, an
-// OpenTelemetry tracer provider (exporting over OTLP when the standard OTEL_*
-// variables ask for it) installed as the global provider together with the
-// W3C propagators, and a Prometheus registry with the Go runtime and process
-// collectors.
-package telemetry
+// Package logs is how GoodGo logs: JSON lines through log/slog, each
+// stamped with the service and, when the context holds a span, its trace
+// and span ids (NewLogger); OrDiscard is what a constructor taking an
+// optional logger does with a nil one. It depends on OpenTelemetry's trace
+// API only, so that low-level packages (postgres, redisclient) can log
+// without pulling in the SDK that platform/telemetry sets up.
+package logs
 
 import (
 	"context"

@@ -1,4 +1,8 @@
-package grpcserver
+// Package grpcerr turns errors into gRPC statuses. Each service maps its
+// own errors in its internal/grpcapi and ends in Fallback, so that what all
+// services share (cancellation, deadlines, database failures, bugs) is
+// answered the same everywhere and no internal text reaches a client.
+package grpcerr
 
 import (
 	"context"
@@ -11,7 +15,7 @@ import (
 	"github.com/goodgo/goodgo/platform/postgres"
 )
 
-// FallbackStatus is the status of an error that a service's own errors do
+// Fallback is the status of an error that a service's own errors do
 // not account for; every service's mapping ends in it, so that these
 // answers are the same everywhere:
 //   - the caller's cancellation or deadline is theirs: Canceled,
@@ -25,7 +29,7 @@ import (
 //
 // The error's own text never reaches the client. what names the request in
 // the log line ("payment request"); attrs are added to it.
-func FallbackStatus(ctx context.Context, logger *slog.Logger, what string, err error, attrs ...any) error {
+func Fallback(ctx context.Context, logger *slog.Logger, what string, err error, attrs ...any) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
