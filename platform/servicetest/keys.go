@@ -29,7 +29,7 @@ func Keyring(tb testing.TB, ids ...string) *keyring.Keyring {
 	tb.Helper()
 	keys := make(map[string][]byte)
 	for _, id := range ids {
-		k, _ := runKeys.LoadOrStore(id, []byte((rand.Text() + rand.Text())[:keyring.KeySize]))
+		k, _ := runKeys.LoadOrStore(id, NewKey(tb))
 		keys[id] = k.([]byte)
 	}
 	kr, err := keyring.New(ids[0], keys)
