@@ -10,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/goodgo/goodgo/platform/event"
+	"github.com/goodgo/goodgo/platform/inbox"
 )
 
 // kafkaEvent is one message of a topic, by its envelope headers.
@@ -125,9 +126,12 @@ func tailTopic(ctx context.Context, brokerAddr, topic string, deliver func(kafka
 		if err != nil {
 			return err
 		}
+		// The services' MaxWait: a shorter one makes kafka-go dial again
+		// whenever the busy broker answers an empty fetch late (see
+		// inbox.DefaultMaxWait), which BenchmarkOrderSaga would count.
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: []string{brokerAddr}, Topic: topic, Partition: p,
-			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 50 * time.Millisecond,
+			MinBytes: 1, MaxBytes: 16 << 20, MaxWait: inbox.DefaultMaxWait,
 		})
 		if err := r.SetOffset(last); err != nil {
 			_ = r.Close()

@@ -2,11 +2,13 @@ package inbox_test
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -24,6 +26,57 @@ type advertising struct {
 
 func (a advertising) Addr() net.Addr { return a.addr }
 
+// startProxiedBroker runs a one-node kfake cluster (see startBroker) that
+// clients reach, metadata included, only through the returned proxy.
+func startProxiedBroker(t *testing.T, partitions int32) *tcpproxy.Proxy {
+	t.Helper()
+	px := tcpproxy.Listen(t)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	adv, err := net.ResolveTCPAddr("tcp", px.Addr())
+	require.NoError(t, err)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic),
+		kfake.ListenFn(func(string, string) (net.Listener, error) { return advertising{ln, adv}, nil }))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	px.Forward(ln.Addr().String())
+	return px
+}
+
+// The order projection's reader, at a MaxWait of 50ms, dialled the broker
+// 75 times a second during BenchmarkOrderSaga on two busy cores: kafka-go
+// stops reading an empty fetch's answer a quarter of MaxWait after the
+// broker's wait ends, then closes the connection and dials again. A broker
+// that answers 20ms late (10ms each way) must not cost a reader with the
+// default MaxWait a connection per fetch.
+func TestReaderKeepsItsConnections(t *testing.T) {
+	t.Parallel()
+	px := startProxiedBroker(t, 2)
+	px.Latency(10 * time.Millisecond)
+	logs := &servicetest.Logs{}
+	cfg := inbox.Config{Brokers: []string{px.Addr()}, GroupID: "keeps-" + rand.Text(), Topics: []string{topic}}
+	r := kafka.NewReader(cfg.Reader(nil, slog.New(slog.NewJSONHandler(logs, nil))))
+	t.Cleanup(func() { _ = r.Close() })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _, _ = r.FetchMessage(ctx) }() // nothing to read: empty fetches
+
+	// Stats counts since its last call: add them up until both partitions
+	// have had several empty fetches.
+	var total kafka.ReaderStats
+	require.Eventually(t, func() bool {
+		s := r.Stats()
+		total.Fetches += s.Fetches
+		total.Dials += s.Dials
+		total.Errors += s.Errors
+		return total.Fetches >= 16
+	}, 60*time.Second, 50*time.Millisecond)
+	errs := logs.All(inbox.ReaderErrorLog)
+	require.Zero(t, total.Errors, "fetch errors (%d dials for %d fetches); logged %d: %v", total.Dials, total.Fetches, len(errs), errs)
+	require.LessOrEqual(t, total.Dials, int64(2), "one connection per partition")
+	require.Empty(t, errs)
+}
+
 // Issue 10: Run returned "inbox: fetch: …" when the broker could not be
 // reached, at start or mid-run, and the binary exited with it. Run now
 // logs, waits and fetches again until the broker is back, then applies
@@ -31,16 +84,7 @@ func (a advertising) Addr() net.Addr { return a.addr }
 func TestRunOutlivesTheBroker(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 2)
-	px := tcpproxy.Listen(t)
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	adv, err := net.ResolveTCPAddr("tcp", px.Addr())
-	require.NoError(t, err)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic),
-		kfake.ListenFn(func(string, string) (net.Listener, error) { return advertising{ln, adv}, nil }))
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	px.Forward(ln.Addr().String())
+	px := startProxiedBroker(t, 2)
 	px.Cut() // not there at start
 
 	logs := &servicetest.Logs{}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -31,9 +30,8 @@ type Config struct {
 	// order, payment and inventory topics); StartOffset; CommitInterval
 	// (> 0 commits offsets in the background at that period instead of
 	// after each batch: fewer round trips, more redeliveries after a
-	// crash, which the inbox absorbs; default 0); MaxWait (default 50ms: a
-	// fetch that finds a partition empty may not return before it, so it
-	// is a floor of the lag's tail); BackoffMin and BackoffMax (the wait
+	// crash, which the inbox absorbs; default 0); MaxWait (default
+	// inbox.DefaultMaxWait); BackoffMin and BackoffMax (the wait
 	// between attempts of a batch that failed, the read database
 	// unavailable; defaults 100ms and 5s). Consumer and Types are unused.
 	inbox.Config
@@ -147,9 +145,6 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
-	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = 50 * time.Millisecond
-	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = inbox.DefaultBackoffMin
 	}
@@ -157,7 +152,7 @@ func New(cfg Config, store *Store, m *Metrics, opts Options) (*Projector, error)
 		cfg.BackoffMax = inbox.DefaultBackoffMax
 	}
 	opts.Logger = logs.OrDiscard(opts.Logger)
-	rc := cfg.Reader(opts.Dialer)
+	rc := cfg.Reader(opts.Dialer, opts.Logger)
 	rc.QueueCapacity = cfg.MaxBatch
 	return &Projector{
 		cfg:       cfg,
