@@ -36,16 +36,30 @@ func TestSetupWithoutExporter(t *testing.T) {
 	require.True(t, names["go_goroutines"], "Go collector registered")
 	require.True(t, names["process_start_time_seconds"], "process collector registered")
 
-	// The global provider is ours and records spans, so trace ids exist even
-	// without an exporter, and the W3C propagator carries them.
+	// The global provider is ours: trace ids exist even without an
+	// exporter, and the W3C propagator carries them. Spans no one exports
+	// are not recorded.
 	require.Same(t, tel.TracerProvider, otel.GetTracerProvider())
 	spanCtx, span := otel.Tracer("test").Start(ctx, "op")
 	defer span.End()
 	require.True(t, span.SpanContext().IsValid())
-	require.True(t, span.SpanContext().IsSampled())
+	require.False(t, span.SpanContext().IsSampled())
+	require.False(t, span.IsRecording())
 	carrier := propagation.MapCarrier{}
 	otel.GetTextMapPropagator().Inject(spanCtx, carrier)
 	require.Contains(t, carrier["traceparent"], span.SpanContext().TraceID().String())
+
+	// A caller's sampled trace stays sampled through this binary, for the
+	// binaries after it that export.
+	sampled := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	})
+	childCtx, child := otel.Tracer("test").Start(sampled, "handle")
+	defer child.End()
+	require.True(t, child.SpanContext().IsSampled())
+	carrier = propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(childCtx, carrier)
+	require.Equal(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-"+child.SpanContext().SpanID().String()+"-01", carrier["traceparent"])
 
 }
 
