@@ -45,7 +45,6 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, lookup lifecycle.Loo
 		Brokers:    cfg.Kafka.Brokers,
 		Conn:       kconn,
 		ClientID:   clientID,
-		BatchSize:  cfg.BatchSize,
 		BatchBytes: cfg.MaxBatchBytes,
 	})
 	if err != nil {

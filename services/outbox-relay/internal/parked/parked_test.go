@@ -142,7 +142,7 @@ func TestReplayedRowIsPublishedOnce(t *testing.T) {
 	t.Cleanup(br.Close)
 	ids := write(t, pool, "order-r", 2, 1) // v1 parked, v2 pending
 
-	k, err := relay.NewKafka(relay.KafkaConfig{Brokers: []string{br.Addr()}, ClientID: "parked-test", BatchSize: relay.DefaultBatchSize})
+	k, err := relay.NewKafka(relay.KafkaConfig{Brokers: []string{br.Addr()}, ClientID: "parked-test"})
 	require.NoError(t, err)
 	keys, err := keyring.New("k1", map[string][]byte{"k1": []byte("0123456789abcdef0123456789abcdef")})
 	require.NoError(t, err)

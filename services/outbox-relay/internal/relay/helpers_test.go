@@ -150,7 +150,7 @@ func startRelay(tb testing.TB, o relayOpts) *runningRelay {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	k, err := relay.NewKafka(relay.KafkaConfig{Brokers: o.brokers, ClientID: o.id, BatchSize: max(cfg.BatchSize, relay.DefaultBatchSize), BatchBytes: cfg.MaxBatchBytes})
+	k, err := relay.NewKafka(relay.KafkaConfig{Brokers: o.brokers, ClientID: o.id, BatchBytes: cfg.MaxBatchBytes})
 	require.NoError(tb, err)
 	keys := o.keys
 	if keys == nil {
