@@ -102,7 +102,11 @@ func (s *RedisStore) run(ctx context.Context, script *redis.Script, key string, 
 	if s.batch == nil {
 		return script.Run(ctx, s.client, []string{key}, args...)
 	}
-	cmd := redis.NewCmd(ctx, append([]any{"evalsha", script.Hash(), 1, key}, args...)...)
+	// One allocation for the command's arguments: appending args to a
+	// four-element literal would copy it into a second.
+	cmdArgs := make([]any, 0, 4+len(args))
+	cmdArgs = append(cmdArgs, "evalsha", script.Hash(), 1, key)
+	cmd := redis.NewCmd(ctx, append(cmdArgs, args...)...)
 	err := s.batch.do(ctx, cmd)
 	switch {
 	case err == nil:
@@ -168,14 +172,15 @@ func (s *RedisStore) Claim(ctx context.Context, key, owner string, fingerprint [
 	if owner == "" {
 		return nil, errors.New("idempotency: claim: empty owner token")
 	}
-	res, err := s.run(ctx, claimScript, s.prefix+key, owner, fingerprint, lockTTL.Milliseconds()).Slice()
+	stored := s.prefix + key
+	res, err := s.run(ctx, claimScript, stored, owner, fingerprint, lockTTL.Milliseconds()).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: claim: %w", err)
 	}
 	if len(res) == 0 {
 		return nil, nil
 	}
-	rec, err := s.decodeRecord(s.prefix+key, res)
+	rec, err := s.decodeRecord(stored, res)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: claim: %w", err)
 	}
@@ -194,10 +199,11 @@ func (s *RedisStore) Complete(ctx context.Context, key, owner string, out Outcom
 			return fmt.Errorf("idempotency: complete: marshal response: %w", err)
 		}
 	}
-	if st, resp, err = s.seal(s.prefix+key, st, resp); err != nil {
+	stored := s.prefix + key
+	if st, resp, err = s.seal(stored, st, resp); err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
-	done, err := s.run(ctx, completeScript, s.prefix+key, owner, st, resp, ttl.Milliseconds()).Int()
+	done, err := s.run(ctx, completeScript, stored, owner, st, resp, ttl.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
@@ -311,7 +317,10 @@ func (s *RedisStore) open(key, field, v string) ([]byte, string, error) {
 
 // fieldAAD binds a sealed field to its record and field, so that a value
 // copied to another record or field does not open.
-func fieldAAD(key, field string) []byte { return []byte(key + "\x00" + field) }
+func fieldAAD(key, field string) []byte {
+	aad := make([]byte, 0, len(key)+1+len(field))
+	return append(append(append(aad, key...), 0), field...)
+}
 
 // decodeRecord decodes claimScript's reply [s, f, st, r, o] for the record
 // at key.
