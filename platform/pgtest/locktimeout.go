@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	"github.com/goodgo/goodgo/platform/postgres"
 )
 
 // LockTimeoutPool opens a pool of at most DefaultMaxConns connections on
@@ -18,6 +20,7 @@ func LockTimeoutPool(tb testing.TB, dbURL string, lockTimeout time.Duration) *pg
 	tb.Helper()
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	require.NoError(tb, err)
+	cfg.AfterConnect = postgres.AfterConnect
 	cfg.MaxConns = DefaultMaxConns
 	cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(lockTimeout.Milliseconds(), 10)
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)

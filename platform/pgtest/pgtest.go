@@ -212,6 +212,7 @@ func NewDatabase(t testing.TB, migrations fs.FS, opts ...Option) (string, *pgxpo
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
+	cfg.AfterConnect = postgres.AfterConnect
 	cfg.MaxConns = o.maxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

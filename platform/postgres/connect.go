@@ -87,6 +87,7 @@ func Connect(ctx context.Context, url string, logger *slog.Logger, maxWait time.
 	// the background loops' polling would make a root trace per query.
 	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithSpanNameFunc(SpanName),
 		otelpgx.WithTracerProvider(childspans.Only(otel.GetTracerProvider())))
+	cfg.AfterConnect = AfterConnect
 	where := Describe(cfg.ConnConfig.Config)
 
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

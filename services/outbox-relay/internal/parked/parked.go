@@ -113,6 +113,7 @@ func Open(urls []string, reg prometheus.Registerer, logger *slog.Logger) (*Serve
 			return nil, fmt.Errorf("parked: two outbox databases named %q", name)
 		}
 		seen[name] = true
+		cfg.AfterConnect = postgres.AfterConnect
 		cfg.MaxConns, cfg.MinConns = 2, 0
 		cfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
 		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)

@@ -50,6 +50,7 @@ func newDatabase(r *Relay, url string) (*database, error) {
 	// Workers, the lease manager and the janitor/statistics loop; the LISTEN
 	// connection is separate.
 	cfg.MaxConns = int32(r.cfg.Workers + 3)
+	cfg.AfterConnect = postgres.AfterConnect
 	cfg.MinConns = 0 // connect lazily: the database may not exist yet
 	rp := cfg.ConnConfig.RuntimeParams
 	rp["application_name"] = ApplicationNamePrefix + r.cfg.ID
