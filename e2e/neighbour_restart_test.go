@@ -14,7 +14,9 @@ import (
 // TestInventoryRestartUnderLoadCancelsNoGoodOrder is issue 10's defect 1
 // end to end: good orders arrive at 20/s for 12 s; about 3 s in, the
 // inventory service is SIGKILLed and, 3 s later, restarted on its port.
-// A neighbour's short restart must not time a saga out: every good order is
+// (Payment is frozen for a moment before it, so that sagas are on their
+// way to the inventory step when it dies.) A neighbour's short restart
+// must not time a saga out: every good order is
 // CONFIRMED, none cancelled and refunded (45 of 1,687 were, when a killed
 // holder's idempotency claim lasted 60 s).
 //
@@ -75,8 +77,14 @@ func TestInventoryRestartUnderLoadCancelsNoGoodOrder(t *testing.T) {
 	}
 	// Only sagas already started meet the outage: while inventory is down
 	// PlaceOrder cannot read the catalog and the generator's placements
-	// wait and retry. So the kill lands with sagas running that still have
-	// their inventory step to do.
+	// wait and retry. So the kill must land with sagas running that still
+	// have their inventory step to do. At 20 orders/s a saga passes that
+	// step within milliseconds of its start, too fast to find three before
+	// it by chance (this test failed so once the services got faster):
+	// payment, the step before, is frozen (SIGSTOP, its calls hang
+	// unanswered) until three sagas wait on it, inventory is killed, and
+	// payment resumes, so that those sagas go on into the outage.
+	e.Pause(svcPayment)
 	var before int
 	ok := poll(30*time.Second, 2*time.Millisecond, func() bool {
 		err := e.DB[svcOrchestrator].QueryRow(context.Background(), `SELECT count(*) FROM sagas s WHERE state = 'RUNNING'
@@ -86,6 +94,7 @@ func TestInventoryRestartUnderLoadCancelsNoGoodOrder(t *testing.T) {
 	require.True(t, ok, "never 3 sagas before their inventory step (last %d)", before)
 	e.Kill(svcInventory)
 	killed := time.Now()
+	e.Resume(svcPayment)
 	// The outage lasts a fixed time, as an operator's restart would: this
 	// waits for no condition.
 	time.Sleep(time.Until(killed.Add(down)))
