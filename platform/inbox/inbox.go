@@ -75,6 +75,7 @@ import (
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/logs"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -670,17 +671,17 @@ func (c *Consumer) apply(ctx context.Context, m kafka.Message, ev Event) (string
 // applyOnce runs one transaction for ev. Handler errors are returned as
 // they are; the consumer's own failures as dbError.
 func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (result string, err error) {
-	tx, err := c.pool.Begin(ctx)
+	tx, err := postgres.Begin(ctx, c.pool)
 	if err != nil {
-		return "", dbError{fmt.Errorf("begin: %w", err)}
+		return "", dbError{err}
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	q := inboxdb.New(tx)
 	name := c.cfg.Consumer
 
-	// One round trip per step: parked state, then record and lock, then
-	// the handler's statements and the version (a transaction of five
-	// round trips with BEGIN and COMMIT, plus the handler's).
+	// One round trip per step: BEGIN with the parked state, then record
+	// and lock, then the handler's statements, and the version with the
+	// COMMIT (three round trips, plus the handler's).
 	state, err := q.ParkedState(ctx, inboxdb.ParkedStateParams{
 		Consumer: name, EventID: ev.ID, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID,
 	})
@@ -727,7 +728,7 @@ func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (re
 	if err := c.handler(context.WithValue(ctx, afterCommitKey{}, after), tx, ev); err != nil {
 		return "", err
 	}
-	if err := q.SetAppliedVersion(ctx, inboxdb.SetAppliedVersionParams{
+	if err := inboxdb.New(postgres.Pipelined(tx)).SetAppliedVersion(ctx, inboxdb.SetAppliedVersionParams{
 		Consumer: name, AggregateType: ev.AggregateType, AggregateID: ev.AggregateID, Version: ev.AggregateVersion,
 	}); err != nil {
 		return "", dbError{err}
@@ -748,7 +749,7 @@ func (c *Consumer) applyOnce(ctx context.Context, m kafka.Message, ev Event) (re
 func (c *Consumer) park(ctx context.Context, m kafka.Message, ev Event, cause error) (string, error) {
 	b := c.newBackoff()
 	for {
-		tx, err := c.pool.Begin(ctx)
+		tx, err := postgres.Begin(ctx, c.pool)
 		if err == nil {
 			err = c.insertParked(ctx, inboxdb.New(tx), m, ev, cause)
 			if err == nil {

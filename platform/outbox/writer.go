@@ -15,6 +15,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/outbox/outboxdb"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -90,11 +91,14 @@ var traceContext = propagation.TraceContext{}
 // events vanish with the business change. The relay is woken by the
 // table's NOTIFY trigger, which PostgreSQL delivers at commit.
 //
-// Append counts the events in outbox_events_total when the insert succeeds;
-// it cannot know whether tx will commit, so rolled-back events are counted.
+// Append counts the events in outbox_events_total when the insert succeeds
+// or is queued; it cannot know whether tx will commit, so rolled-back
+// events are counted.
 //
-// On error nothing was inserted by this call, but the statement error may
-// have aborted tx: the caller must roll back.
+// In a pipelined transaction (postgres.Begin or InTx on a pool) the insert
+// is queued and sent with tx's next statement or its COMMIT, which then
+// returns the insert's error. On error nothing was inserted by this call,
+// but the statement error may have aborted tx: the caller must roll back.
 func (w *Writer) Append(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil
@@ -158,7 +162,10 @@ func (w *Writer) Append(ctx context.Context, tx pgx.Tx, events ...Event) error {
 		arg.Payloads[i] = payload
 		arg.KeyIds[i] = keyID
 	}
-	if err := outboxdb.New(tx).InsertEvents(ctx, arg); err != nil {
+	// Nothing reads the insert's result: in a pipelined transaction
+	// (postgres.Begin on a pool) it goes out with the next statement or
+	// the COMMIT instead of taking a round trip of its own.
+	if err := outboxdb.New(postgres.Pipelined(tx)).InsertEvents(ctx, arg); err != nil {
 		return fmt.Errorf("outbox: append %d events: %w", n, err)
 	}
 	for _, e := range events {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // SQLSTATE codes the helpers look for.
@@ -90,18 +91,18 @@ type txBeginner interface {
 // would see the transaction's old snapshot and find nothing.
 var txOptions = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 
-// InTx runs fn in a transaction begun on db. The transaction is committed
-// when fn returns nil and rolled back when fn returns an error or panics;
-// fn's error is returned as is, so callers can test it with errors.Is.
-// fn must not keep tx after returning.
+// InTx runs fn in a transaction begun on db (Begin). The transaction is
+// committed when fn returns nil and rolled back when fn returns an error or
+// panics; fn's error is returned as is, so callers can test it with
+// errors.Is. fn must not keep tx after returning.
 //
 // On a pool or a connection the transaction is READ COMMITTED whatever the
 // server's default (see txOptions); on a pgx.Tx it is a savepoint of that
 // transaction and keeps its isolation level.
 func InTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) error {
-	tx, err := begin(ctx, db)
+	tx, err := Begin(ctx, db)
 	if err != nil {
-		return fmt.Errorf("postgres: begin: %w", err)
+		return err
 	}
 	// Rollback after Commit is a no-op; on error or panic it undoes fn.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
@@ -114,7 +115,22 @@ func InTx(ctx context.Context, db Beginner, fn func(pgx.Tx) error) error {
 	return nil
 }
 
+// Begin begins a transaction on db as InTx does; the caller commits or
+// rolls it back. On a pool the transaction is pipelined: its BEGIN goes out
+// with its first statement, and statements queued through Pipelined with
+// the next one (pipeline.go).
+func Begin(ctx context.Context, db Beginner) (pgx.Tx, error) {
+	tx, err := begin(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: begin: %w", err)
+	}
+	return tx, nil
+}
+
 func begin(ctx context.Context, db Beginner) (pgx.Tx, error) {
+	if pool, ok := db.(*pgxpool.Pool); ok {
+		return beginPipelined(ctx, pool)
+	}
 	if _, nested := db.(pgx.Tx); !nested {
 		if b, ok := db.(txBeginner); ok {
 			return b.BeginTx(ctx, txOptions)

@@ -18,6 +18,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
+	pgplatform "github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 	"github.com/goodgo/goodgo/services/inventory/internal/postgres/inventorydb"
 )
@@ -119,7 +120,7 @@ func getProduct(ctx context.Context, q *inventorydb.Queries, sku string) (invent
 // optlock.ErrConflict when the version has moved on.
 func (r *Repository) AdjustStock(ctx context.Context, a inventory.Adjustment) (inventory.Product, error) {
 	var p inventory.Product
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err := pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
 		row, err := q.SetAvailable(ctx, inventorydb.SetAvailableParams{
 			SKU: a.SKU, Available: a.Available, Version: a.ExpectedVersion,

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/goodgo/goodgo/platform/outbox"
+	pgplatform "github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 	"github.com/goodgo/goodgo/services/inventory/internal/postgres/inventorydb"
 )
@@ -83,7 +84,7 @@ type reserveCall struct {
 // request (or a deadlock victim) fails no other.
 func (r *Repository) reserveBatch(ctx context.Context, calls []*reserveCall) {
 	slices.SortFunc(calls, func(a, b *reserveCall) int { return bytes.Compare(a.orderID[:], b.orderID[:]) })
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err := pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
 		for _, c := range calls {
 			it := c.req.Items[0]
@@ -160,7 +161,7 @@ func (r *Repository) reserveAlone(ctx context.Context, req inventory.ReserveRequ
 		skus[i], quantities[i] = it.SKU, it.Quantity
 	}
 
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
 		row, err := q.CreateReservation(ctx, inventorydb.CreateReservationParams{
 			ID: id, OrderID: orderID, Skus: skus, Quantities: quantities,
@@ -296,7 +297,7 @@ func (r *Repository) Release(ctx context.Context, orderID string) (res inventory
 	if err != nil {
 		return inventory.Reservation{}, false, err
 	}
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
 		row, err := q.ReleaseReservation(ctx, oid)
 		if errors.Is(err, pgx.ErrNoRows) {

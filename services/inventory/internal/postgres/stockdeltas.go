@@ -10,6 +10,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
+	pgplatform "github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/inventory/internal/inventory"
 	"github.com/goodgo/goodgo/services/inventory/internal/postgres/inventorydb"
 )
@@ -28,7 +29,7 @@ func (r *Repository) AddStockAt(ctx context.Context, d inventory.StockDelta, ver
 	if err != nil {
 		return inventory.Product{}, false, err
 	}
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
 		if applied, err = recordDelta(ctx, q, d); err != nil || !applied {
 			if err == nil {
@@ -100,7 +101,7 @@ type deltaCall struct {
 // answered from stock_deltas.
 func (r *Repository) addStockBatch(ctx context.Context, calls []*deltaCall) {
 	sku := calls[0].d.SKU
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err := pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
 		row, err := q.LockProduct(ctx, sku)
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
+	"github.com/goodgo/goodgo/platform/postgres"
 )
 
 // Table is the view's table; a rebuild writes to ShadowTable and swaps.
@@ -83,9 +84,9 @@ type aggregate struct{ typ, id string }
 // transient (the database), and the batch may be applied again.
 func (s *Store) ApplyBatch(ctx context.Context, msgs []Message) (Outcome, error) {
 	var out Outcome
-	tx, err := s.pool.Begin(ctx)
+	tx, err := postgres.Begin(ctx, s.pool)
 	if err != nil {
-		return out, fmt.Errorf("projection: begin: %w", err)
+		return out, fmt.Errorf("projection: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
@@ -339,7 +340,8 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, views map[uuid.UUID]*View
 		ov, pv, iv = append(ov, v.OrderVersion), append(pv, v.PaymentVersion), append(iv, v.InventoryVersion)
 		created, updated = append(created, v.CreatedAt), append(updated, v.UpdatedAt)
 	}
-	_, err := tx.Exec(ctx, `
+	// Sent with the COMMIT: nothing reads its result.
+	_, err := postgres.Pipelined(tx).Exec(ctx, `
 INSERT INTO `+s.table+` (`+viewColumns+`, projected_at)
 SELECT u.*, now() FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::bigint[], $7::text[],
   $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],

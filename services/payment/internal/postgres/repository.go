@@ -20,6 +20,7 @@ import (
 	"github.com/goodgo/goodgo/platform/event"
 	"github.com/goodgo/goodgo/platform/optlock"
 	"github.com/goodgo/goodgo/platform/outbox"
+	pgplatform "github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/services/payment/internal/app"
 	"github.com/goodgo/goodgo/services/payment/internal/payment"
 	"github.com/goodgo/goodgo/services/payment/internal/postgres/paymentdb"
@@ -93,7 +94,7 @@ func (r *Repository) VoidPayment(ctx context.Context, p payment.Payment) (paymen
 func (r *Repository) insertOnce(ctx context.Context, orderID payment.ID,
 	insert func(*paymentdb.Queries) (paymentdb.Payment, error), created func(pgx.Tx, payment.Payment) error,
 ) (stored payment.Payment, isNew bool, err error) {
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := paymentdb.New(tx)
 		row, err := insert(q)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -140,7 +141,7 @@ func (r *Repository) FindPayment(ctx context.Context, ref payment.Ref) (payment.
 // version and status CAPTURED.
 func (r *Repository) SaveRefund(ctx context.Context, p payment.Payment, expected int64) (payment.Payment, error) {
 	var stored payment.Payment
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err := pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		row, err := paymentdb.New(tx).RefundPayment(ctx, paymentdb.RefundPaymentParams{
 			ID:           uuid.UUID(p.ID),
 			Version:      expected,
