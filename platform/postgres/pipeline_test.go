@@ -3,7 +3,9 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -270,4 +272,69 @@ func TestPipelinedTransactionFirstStatements(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []string{"kept"}, ids)
 	})
+}
+
+// BenchmarkTransaction compares PlaceOrder's shape of transaction (a
+// write, an outbox append, the commit) sent one statement per round trip,
+// as pgx's BeginTx does, and pipelined (InTx on a pool): from one caller
+// (the latency of a transaction, mostly the commit's WAL flush) and from
+// 32 (the machine's CPU is the limit, so ns/op is its cost).
+func BenchmarkTransaction(b *testing.B) {
+	_, pool := pgtest.NewDatabase(b, migrations, pgtest.WithMaxConns(32))
+	ctx := b.Context()
+	var id atomic.Int64
+	write := func(tx pgx.Tx, append func(sql string, args ...any) error) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO orders (id, customer_id) VALUES ($1, 'c')", id.Add(1)); err != nil {
+			return err
+		}
+		return append("INSERT INTO outbox (aggregate_id, payload) VALUES ($1, $2)", "a", []byte("p"))
+	}
+	variants := []struct {
+		name string
+		run  func() error
+	}{
+		{"one_by_one", func() error {
+			tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+			if err != nil {
+				return err
+			}
+			defer func() { _ = tx.Rollback(ctx) }()
+			if err := write(tx, func(sql string, args ...any) error {
+				_, err := tx.Exec(ctx, sql, args...)
+				return err
+			}); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		}},
+		{"pipelined", func() error {
+			return postgres.InTx(ctx, pool, func(tx pgx.Tx) error {
+				return write(tx, func(sql string, args ...any) error {
+					_, err := postgres.Pipelined(tx).Exec(ctx, sql, args...)
+					return err
+				})
+			})
+		}},
+	}
+	for _, callers := range []int{1, 32} {
+		for _, v := range variants {
+			b.Run(fmt.Sprintf("callers=%d/%s", callers, v.name), func(b *testing.B) {
+				if callers == 1 {
+					for b.Loop() {
+						require.NoError(b, v.run())
+					}
+					return
+				}
+				b.SetParallelism(callers / runtime.GOMAXPROCS(0))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := v.run(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
 }
