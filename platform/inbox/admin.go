@@ -19,6 +19,7 @@ import (
 	"github.com/goodgo/goodgo/platform/inbox/inboxdb"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/logs"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/telemetry"
 )
 
@@ -251,9 +252,9 @@ func joinReason(reason string) string {
 // aggregate of the event, for the events behind it.
 func (a *Admin) replayOne(ctx context.Context, id uuid.UUID, actor, reason string, head bool) (ReplayResult, string, string, error) {
 	res := ReplayResult{EventID: id}
-	tx, err := a.pool.Begin(ctx)
+	tx, err := postgres.Begin(ctx, a.pool)
 	if err != nil {
-		return res, "", "", fmt.Errorf("inbox: replay: begin: %w", err)
+		return res, "", "", fmt.Errorf("inbox: replay: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	q := inboxdb.New(tx)
@@ -394,9 +395,9 @@ func (a *Admin) discard(ctx context.Context, id uuid.UUID, actor, reason string)
 	case len(reason) > MaxReason:
 		return Parked{}, fmt.Errorf("%w: at most %d bytes", ErrReasonTooLong, MaxReason)
 	}
-	tx, err := a.pool.Begin(ctx)
+	tx, err := postgres.Begin(ctx, a.pool)
 	if err != nil {
-		return Parked{}, fmt.Errorf("inbox: discard: begin: %w", err)
+		return Parked{}, fmt.Errorf("inbox: discard: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	q := inboxdb.New(tx)

@@ -15,6 +15,7 @@ import (
 	"github.com/goodgo/goodgo/platform/inbox"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/logs"
+	"github.com/goodgo/goodgo/platform/postgres"
 )
 
 // RebuildConfig configures Rebuild.
@@ -234,7 +235,7 @@ $$`
 // swap merges and renames in one transaction; it returns the new view's
 // row count.
 func swap(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
-	tx, err := pool.Begin(ctx)
+	tx, err := postgres.Begin(ctx, pool)
 	if err != nil {
 		return 0, fmt.Errorf("projection: swap: %w", err)
 	}
