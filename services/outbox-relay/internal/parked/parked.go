@@ -293,7 +293,7 @@ func (s *Server) find(ctx context.Context, a action, do func(context.Context, *o
 		if a.source != "" && a.source != src.Name {
 			continue
 		}
-		err := pgx.BeginFunc(ctx, src.Pool, func(tx pgx.Tx) error { return do(ctx, outboxdb.New(tx)) })
+		err := postgres.InTx(ctx, src.Pool, func(tx pgx.Tx) error { return do(ctx, outboxdb.New(tx)) })
 		if err == nil {
 			return src.Name, nil
 		}
