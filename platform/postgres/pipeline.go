@@ -163,7 +163,7 @@ func (p *pipelinedTx) Commit(ctx context.Context) error {
 	p.done = true
 	if err != nil {
 		if p.conn.PgConn().TxStatus() != 'I' {
-			p.rollback(ctx) // a queued statement failed: COMMIT was skipped
+			_ = p.rollback(ctx) // a queued statement failed and COMMIT was skipped; err says why
 		}
 		return err
 	}
