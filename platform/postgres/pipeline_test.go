@@ -265,10 +265,9 @@ func TestPipelinedTransactionFirstStatements(t *testing.T) {
 			require.Error(t, inner)
 			return nil
 		}))
-		var ids []string
 		rows, err := pool.Query(ctx, "SELECT aggregate_id FROM outbox")
 		require.NoError(t, err)
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		require.NoError(t, err)
 		require.Equal(t, []string{"kept"}, ids)
 	})
