@@ -162,9 +162,7 @@ func (w *Writer) Append(ctx context.Context, tx pgx.Tx, events ...Event) error {
 		arg.Payloads[i] = payload
 		arg.KeyIds[i] = keyID
 	}
-	// Nothing reads the insert's result: in a pipelined transaction
-	// (postgres.Begin on a pool) it goes out with the next statement or
-	// the COMMIT instead of taking a round trip of its own.
+	// Queued in a pipelined transaction (see above): nothing reads its result.
 	if err := outboxdb.New(postgres.Pipelined(tx)).InsertEvents(ctx, arg); err != nil {
 		return fmt.Errorf("outbox: append %d events: %w", n, err)
 	}

@@ -62,24 +62,12 @@ func (p *pipelinedTx) queue(sql string, args ...any) {
 // send sends the queued statements followed by sql and reads the results
 // of the queued ones; the caller reads the last result from br and closes
 // it. On error br is closed and nil.
-func (p *pipelinedTx) send(ctx context.Context, sql string, args ...any) (br pgx.BatchResults, err error) {
+func (p *pipelinedTx) send(ctx context.Context, sql string, args ...any) (pgx.BatchResults, error) {
 	if p.done {
 		return nil, pgx.ErrTxClosed
 	}
 	p.queue(sql, args...)
-	b := p.queued
-	p.queued = nil
-	br = p.conn.SendBatch(ctx, b)
-	if p.tx == nil {
-		p.tx = br.Tx()
-	}
-	for range len(b.QueuedQueries) - 1 {
-		if _, err := br.Exec(); err != nil {
-			_ = br.Close()
-			return nil, err
-		}
-	}
-	return br, nil
+	return p.sendQueued(ctx, 1)
 }
 
 // flush sends what is queued, for the methods that do not take part in the
@@ -91,19 +79,30 @@ func (p *pipelinedTx) flush(ctx context.Context) error {
 	if p.queued == nil {
 		return nil
 	}
+	br, err := p.sendQueued(ctx, 0)
+	if err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// sendQueued sends the queued statements in one round trip and reads the
+// results of all but the last keep of them, which are the caller's to
+// read before it closes br. On error br is closed and nil.
+func (p *pipelinedTx) sendQueued(ctx context.Context, keep int) (pgx.BatchResults, error) {
 	b := p.queued
 	p.queued = nil
 	br := p.conn.SendBatch(ctx, b)
 	if p.tx == nil {
 		p.tx = br.Tx()
 	}
-	for range b.QueuedQueries {
+	for range len(b.QueuedQueries) - keep {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			return err
+			return nil, err
 		}
 	}
-	return br.Close()
+	return br, nil
 }
 
 func (p *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -161,7 +160,6 @@ func (p *pipelinedTx) Commit(ctx context.Context) error {
 		tag, err = br.Exec()
 		err = closeAfter(br, err)
 	}
-	p.done = true
 	if err != nil {
 		if p.conn.PgConn().TxStatus() != 'I' {
 			_ = p.rollback(ctx) // a queued statement failed and COMMIT was skipped; err says why
@@ -179,7 +177,6 @@ func (p *pipelinedTx) Rollback(ctx context.Context) error {
 	if p.done {
 		return pgx.ErrTxClosed
 	}
-	p.done = true
 	defer p.close()
 	if p.tx == nil || p.conn.PgConn().TxStatus() == 'I' {
 		return nil
