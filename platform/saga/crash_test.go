@@ -457,8 +457,15 @@ func TestExecuteStartedStopsWhenTheSagaMovedOn(t *testing.T) {
 	ctx := context.Background()
 	r := startCommitted(t, e1, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
 
-	_, err := pool.Exec(ctx, "UPDATE sagas SET lease_until = now() - interval '1 second' WHERE id = $1", r.SagaID)
-	require.NoError(t, err)
+	// The insert's lease runs out while ExecuteStarted is not called (it
+	// waits for a worker, say). Waited out for real, not set back in the
+	// table: the execution must tell from its own clock that the first
+	// call the insert recorded may no longer be made.
+	require.Eventually(t, func() bool {
+		var expired bool
+		require.NoError(t, pool.QueryRow(ctx, "SELECT lease_until < now() FROM sagas WHERE id = $1", r.SagaID).Scan(&expired))
+		return expired
+	}, 10*time.Second, 10*time.Millisecond)
 	e2 := startEngine(t, pool, fastOptions("r2"), def3(w))
 	waitState(t, e2, r.SagaID, saga.StateCompleted)
 
@@ -466,4 +473,41 @@ func TestExecuteStartedStopsWhenTheSagaMovedOn(t *testing.T) {
 	require.Eventually(t, func() bool { return counter(t, e1.reg, "saga_lease_lost_total") == 1 }, 10*time.Second, 10*time.Millisecond,
 		"the stale copy's first write matches nothing")
 	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)), "step a ran once, by r2")
+}
+
+// A saga from StartTx has its first call recorded by its insert, and the
+// execution after the commit makes that call without a write of its own:
+// one transition fewer than the steps plus the end, and the attempt is the
+// one the insert stored, not a second.
+func TestExecuteStartedCallsTheStepItsInsertRecorded(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	w := newWorld()
+	e := startEngine(t, pool, fastOptions("r1"), def3(w))
+	ctx := context.Background()
+	r := startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
+
+	stored, err := e.Get(ctx, r.SagaID)
+	require.NoError(t, err)
+	a := stepOf(stored, "a", saga.PhaseAction)
+	require.Equal(t, saga.StepRunning, a.Status, "the insert records step a as started")
+	require.Equal(t, 1, a.Attempts)
+	require.Equal(t, []string{"saga.started", "step.started"}, auditActions(t, e, r.SagaID))
+	require.Zero(t, w.callsOf(key(r.SagaID, "a", false)), "nothing is called before ExecuteStarted")
+	version := func() (v int64) {
+		require.NoError(t, pool.QueryRow(ctx, "SELECT version FROM sagas WHERE id = $1", r.SagaID).Scan(&v))
+		return v
+	}
+	inserted := version()
+
+	require.NoError(t, e.ExecuteStarted(ctx, r))
+	done := waitState(t, e, r.SagaID, saga.StateCompleted)
+	require.Equal(t, 1, stepOf(done, "a", saga.PhaseAction).Attempts, "step a's recorded attempt is the one called")
+	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)))
+	// b started (with a's success), c started, completed: three writes.
+	require.Equal(t, inserted+3, version(), "no write before step a's call")
+	require.Equal(t, []string{
+		"saga.started", "step.started", "step.succeeded", "step.started", "step.succeeded",
+		"step.started", "step.succeeded", "saga.completed",
+	}, auditActions(t, e, r.SagaID))
 }

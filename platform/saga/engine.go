@@ -334,9 +334,12 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (StartResult, erro
 
 // StartTx creates the saga of req within the caller's transaction tx (for
 // example together with the inbox record of the event that starts it),
-// leased to this replica. Nothing runs until the caller, after committing,
+// leased to this replica. Like Start's, the insert records the first
+// step's call as started. Nothing runs until the caller, after committing,
 // calls ExecuteStarted with the result; a saga whose execution never comes is
-// picked up by the recovery loop once its lease expires. A saga that
+// picked up by the recovery loop once its lease expires, and calls that
+// step again (same idempotency key), as after any crash between a record
+// and its call. A saga that
 // already exists for the type and correlation id is returned with Created
 // false. The trace context of ctx is stored with the saga.
 func (e *Engine) StartTx(ctx context.Context, tx pgx.Tx, req StartRequest) (StartResult, error) {
@@ -344,6 +347,8 @@ func (e *Engine) StartTx(ctx context.Context, tx pgx.Tx, req StartRequest) (Star
 	if err != nil {
 		return StartResult{}, err
 	}
+	e.prestart(ctx, in)
+	in.leaseSent = e.leaseClock()
 	err = in.flush(ctx, sagadb.New(tx), e.opts.Owner, e.opts.LeaseTTL, flushOpts{})
 	switch {
 	case err == nil:
@@ -373,13 +378,16 @@ func (e *Engine) execute(ctx context.Context, id uuid.UUID) error {
 
 // ExecuteStarted runs the saga r that StartTx created, once its
 // transaction has committed: the execution begins from the saga as StartTx
-// stored it, without reading it back (three round trips fewer per saga). A
-// saga StartTx did not create (Created false) is left alone: its creator
-// executes it, or the recovery loop once its lease expires. Should the
-// stored saga have changed meanwhile (its lease expired and a replica
-// claimed it), the execution's first write, guarded by version and lease
-// owner, matches nothing and it stops, as an execution whose lease was
-// lost does.
+// stored it, without reading it back (three round trips fewer per saga),
+// and calls the first step the insert recorded without another write
+// while the insert's lease has time left (the margin the fence loop
+// keeps). A saga StartTx did not create (Created false) is left alone: its
+// creator executes it, or the recovery loop once its lease expires. Should
+// the lease have run short meanwhile (this waited for a worker), the
+// execution records a new attempt first, as for any other call: that write,
+// guarded by version and lease owner, matches nothing if a replica claimed
+// the saga since, and the execution stops, as one whose lease was lost
+// does.
 func (e *Engine) ExecuteStarted(ctx context.Context, r StartResult) error {
 	if r.in == nil {
 		if !r.Created {
@@ -401,8 +409,41 @@ func (e *Engine) ExecuteStarted(ctx context.Context, r StartResult) error {
 		e.release()
 		return err
 	}
+	// The insert's lease, from when it was sent: the execution may call
+	// the steps the insert recorded only while it holds (and the fence
+	// loop watches it from now on).
+	x.extendLease(r.in.leaseSent)
 	go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the caller's request
 	return nil
+}
+
+// prestart records the action calls of in's first group as started (attempt
+// 1, RUNNING, audited), for StartTx's insert to store: the execution after
+// the commit then calls them without writing first, one transaction fewer
+// per saga. It records nothing when the execution would not call them now
+// (the deadline passed, Authorize refuses one): the execution decides
+// those as usual.
+func (e *Engine) prestart(ctx context.Context, in *instance) {
+	if len(in.def.Steps) == 0 || !time.Now().Before(in.deadline) {
+		return
+	}
+	g := in.def.Steps[0]
+	var calls []*Step
+	for i := range g {
+		s := &g[i]
+		if s.Action == nil {
+			continue
+		}
+		if e.opts.Authorize != nil && e.opts.Authorize(ctx, in.execution(s.Name, PhaseAction, 1)) != nil {
+			return
+		}
+		calls = append(calls, s)
+	}
+	for _, s := range calls {
+		r := in.row(s.Name, PhaseAction, 0)
+		r.status, r.attempts, r.dirty, r.prestarted = StepRunning, 1, true, true
+		in.audit(e.opts.Owner, "step.started", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts})
+	}
 }
 
 // executeHeld is execute with a worker slot already taken; it frees the

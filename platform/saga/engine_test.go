@@ -344,13 +344,27 @@ func TestAuthorizeRefusesDeniedUsers(t *testing.T) {
 		}
 		return nil
 	}
-	e := startEngine(t, newDB(t), opts, def3(w))
-	r, err := e.Start(context.Background(), saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "mallory"})
+	pool := newDB(t)
+	e := startEngine(t, pool, opts, def3(w))
+	ctx := context.Background()
+	req := saga.StartRequest{Type: "three", StartedBy: "mallory"}
+
+	req.CorrelationID = "start"
+	started, err := e.Start(ctx, req)
 	require.NoError(t, err)
-	s := waitState(t, e, r.SagaID, saga.StateCompensated)
-	require.Empty(t, w.orderOf(r.SagaID), "nothing was called on behalf of a denied user")
-	require.Equal(t, "a: permission denied: user is blocked", s.FailureReason)
-	require.Contains(t, auditActions(t, e, r.SagaID), "step.denied")
+	// StartTx's insert records the first call as started only when it
+	// may be made: here nothing is recorded, and the execution refuses.
+	req.CorrelationID = "start-tx"
+	startedTx := startCommitted(t, e, pool, req)
+	require.NoError(t, e.ExecuteStarted(ctx, startedTx))
+
+	for _, r := range []saga.StartResult{started, startedTx} {
+		s := waitState(t, e, r.SagaID, saga.StateCompensated)
+		require.Empty(t, w.orderOf(r.SagaID), "nothing was called on behalf of a denied user")
+		require.Equal(t, "a: permission denied: user is blocked", s.FailureReason)
+		require.Zero(t, stepOf(s, "a", saga.PhaseAction).Attempts)
+		require.Contains(t, auditActions(t, e, r.SagaID), "step.denied")
+	}
 }
 
 func TestAbortCompensatesARunningSaga(t *testing.T) {

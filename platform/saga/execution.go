@@ -317,34 +317,19 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 	for {
 		x.mu.Lock()
 		r := x.in.row(s.Name, PhaseAction, gi)
-		if !s.Pivot && !time.Now().Before(x.in.deadline) {
-			r.status, r.lastError, r.dirty = StepFailed, "saga deadline exceeded", true
-			x.in.audit(x.owner(), "step.failed", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts, "error": r.lastError, "timeout": true})
+		var exec *Execution
+		if r.prestarted && x.leaseLeft() && (s.Pivot || time.Now().Before(x.in.deadline)) {
+			// The saga's insert recorded this attempt (StartTx) and
+			// nothing has happened since: call it.
+			r.prestarted = false
+			exec = x.execution(s.Name, PhaseAction, r.attempts)
 			x.mu.Unlock()
-			return result{kind: resFailed, reason: "saga deadline exceeded", timedOut: true}
-		}
-		exec := x.execution(s.Name, PhaseAction, r.attempts+1)
-		// Past a pivot that was called, a refusal could only turn the saga
-		// back from an effect that may have happened: it completes.
-		if authorize := x.e.opts.Authorize; authorize != nil && !x.pivotCalled() {
-			if err := authorize(ctx, exec); err != nil {
-				msg := errText(fmt.Errorf("permission denied: %w", err))
-				// Nothing is called now; but an earlier attempt whose
-				// outcome is unknown may have taken effect and must then
-				// be compensated.
-				r.status, r.permanent, r.lastError, r.dirty = StepFailed, r.attempts == 0, msg, true
-				x.in.audit(x.owner(), "step.denied", map[string]any{"step": s.Name, "started_by": x.in.startedBy, "error": msg})
-				x.mu.Unlock()
-				return result{kind: resFailed, reason: s.Name + ": " + msg}
+		} else {
+			r.prestarted = false
+			var stop *result
+			if exec, stop = x.recordAttempt(ctx, s, r); stop != nil {
+				return *stop
 			}
-		}
-		r.status, r.permanent, r.dirty = StepRunning, false, true
-		r.attempts++
-		x.in.audit(x.owner(), "step.started", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts})
-		err := x.flush(flushOpts{})
-		x.mu.Unlock()
-		if err != nil {
-			return result{kind: resStopped, err: err}
 		}
 
 		callErr := x.call(ctx, s, PhaseAction, exec, !s.Pivot)
@@ -415,6 +400,41 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 			return result{kind: resAbandoned}
 		}
 	}
+}
+
+// recordAttempt stores the next attempt of action s (row r) as started,
+// before its call, and returns it; mu is held and recordAttempt unlocks it.
+// It returns the result instead when the attempt may not be made: the
+// deadline passed, Authorize refuses, or the write failed (the lease is
+// lost or the engine stops).
+func (x *execution) recordAttempt(ctx context.Context, s *Step, r *stepRow) (*Execution, *result) {
+	defer x.mu.Unlock()
+	if !s.Pivot && !time.Now().Before(x.in.deadline) {
+		r.status, r.lastError, r.dirty = StepFailed, "saga deadline exceeded", true
+		x.in.audit(x.owner(), "step.failed", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts, "error": r.lastError, "timeout": true})
+		return nil, &result{kind: resFailed, reason: "saga deadline exceeded", timedOut: true}
+	}
+	exec := x.execution(s.Name, PhaseAction, r.attempts+1)
+	// Past a pivot that was called, a refusal could only turn the saga
+	// back from an effect that may have happened: it completes.
+	if authorize := x.e.opts.Authorize; authorize != nil && !x.pivotCalled() {
+		if err := authorize(ctx, exec); err != nil {
+			msg := errText(fmt.Errorf("permission denied: %w", err))
+			// Nothing is called now; but an earlier attempt whose
+			// outcome is unknown may have taken effect and must then
+			// be compensated.
+			r.status, r.permanent, r.lastError, r.dirty = StepFailed, r.attempts == 0, msg, true
+			x.in.audit(x.owner(), "step.denied", map[string]any{"step": s.Name, "started_by": x.in.startedBy, "error": msg})
+			return nil, &result{kind: resFailed, reason: s.Name + ": " + msg}
+		}
+	}
+	r.status, r.permanent, r.dirty = StepRunning, false, true
+	r.attempts++
+	x.in.audit(x.owner(), "step.started", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts})
+	if err := x.flush(flushOpts{}); err != nil {
+		return nil, &result{kind: resStopped, err: err}
+	}
+	return exec, nil
 }
 
 // compensate undoes, from the cursor's group down to the first, every step
@@ -596,11 +616,14 @@ func (x *execution) finish(state State, parked string) error {
 
 // execution describes a call of step name in phase.
 func (x *execution) execution(name string, phase Phase, attempt int) *Execution {
-	return &Execution{
-		SagaID: x.in.id, SagaType: x.in.def.Name, CorrelationID: x.in.correlationID,
-		StartedBy: x.in.startedBy, Step: name, Phase: phase, Attempt: attempt,
-		Data: x.in.data, FailureReason: x.in.failureReason,
-	}
+	return x.in.execution(name, phase, attempt)
+}
+
+// leaseLeft reports whether this replica's lease on the saga has more
+// than the fence loop's margin left: a call may start.
+func (x *execution) leaseLeft() bool {
+	until := x.leaseUntil.Load()
+	return until != 0 && x.e.leaseClock()+x.e.opts.LeaseTTL/6 < time.Duration(until)
 }
 
 // call runs one attempt of s in phase under the step timeout (bounded by

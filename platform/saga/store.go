@@ -70,6 +70,10 @@ type stepRow struct {
 	// (started_at): retry budgets count from it.
 	started time.Time
 	dirty   bool // changed since the last flush
+	// prestarted: the saga's insert (StartTx) recorded this attempt as
+	// started, and no execution has called it yet; the first execution
+	// calls it without a write of its own (see Engine.prestart).
+	prestarted bool
 }
 
 type auditEntry struct {
@@ -80,7 +84,8 @@ type auditEntry struct {
 // instance is the in-memory copy of one saga row and its step rows, owned by
 // one execution. Changes accumulate (dirty steps, audits) and reach the
 // database in one statement at the next flush, which always happens before
-// a remote call: "after step N" rides with "before step N+1".
+// a remote call: "after step N" rides with "before step N+1". (The first
+// calls of a saga from StartTx are recorded by its insert instead.)
 type instance struct {
 	id            uuid.UUID
 	def           *Definition
@@ -99,8 +104,11 @@ type instance struct {
 	compStarted   time.Time // zero unless compensating or parked
 	version       int64
 	inserted      bool
-	steps         map[stepKey]*stepRow
-	audits        []auditEntry
+	// leaseSent is when StartTx sent the insert that leased the saga
+	// (Engine.leaseClock): the start of the lease ExecuteStarted runs on.
+	leaseSent time.Duration
+	steps     map[stepKey]*stepRow
+	audits    []auditEntry
 }
 
 // row returns the step row of name and phase, creating it (not yet stored)
@@ -113,6 +121,15 @@ func (in *instance) row(name string, phase Phase, group int) *stepRow {
 		in.steps[k] = r
 	}
 	return r
+}
+
+// execution describes a call of step name in phase.
+func (in *instance) execution(name string, phase Phase, attempt int) *Execution {
+	return &Execution{
+		SagaID: in.id, SagaType: in.def.Name, CorrelationID: in.correlationID,
+		StartedBy: in.startedBy, Step: name, Phase: phase, Attempt: attempt,
+		Data: in.data, FailureReason: in.failureReason,
+	}
 }
 
 // lookup returns the step row of name and phase, or nil.

@@ -97,6 +97,10 @@ func TestLiveReplicaKeepsItsSagaThroughALongStep(t *testing.T) {
 	w := newWorld()
 	opts1, opts2 := fastOptions("r1"), fastOptions("r2")
 	opts1.LeaseTTL, opts2.LeaseTTL = 500*time.Millisecond, 500*time.Millisecond
+	// Well above the step's four lease lengths: at fastOptions' 2 s the
+	// step's own timeout raced the slow service's answer, and a lost race
+	// made a second attempt that this test would blame on the lease.
+	opts1.StepTimeout, opts2.StepTimeout = 10*time.Second, 10*time.Second
 	w.on("b", func(ctx context.Context, _ *saga.Execution) error {
 		select {
 		case <-time.After(4 * opts1.LeaseTTL): // the slow service
