@@ -475,39 +475,61 @@ func TestExecuteStartedStopsWhenTheSagaMovedOn(t *testing.T) {
 	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)), "step a ran once, by r2")
 }
 
-// A saga from StartTx has its first call recorded by its insert, and the
-// execution after the commit makes that call without a write of its own:
-// one transition fewer than the steps plus the end, and the attempt is the
-// one the insert stored, not a second.
+// A saga from StartTx has its first call recorded by its insert (after
+// any leading steps without an action, passed as no-ops, as the checkout's
+// order step is), and the execution after the commit makes that call
+// without a write of its own: one transition per later call and one for the
+// end, and the attempt called is the one the insert stored, not a second.
 func TestExecuteStartedCallsTheStepItsInsertRecorded(t *testing.T) {
 	t.Parallel()
-	pool := newDB(t)
 	w := newWorld()
-	e := startEngine(t, pool, fastOptions("r1"), def3(w))
-	ctx := context.Background()
-	r := startCommitted(t, e, pool, saga.StartRequest{Type: "three", CorrelationID: "o", StartedBy: "alice"})
+	noop := saga.Step{Name: "order", Compensate: w.call}
+	for _, tc := range []struct {
+		def          *saga.Definition
+		first        string
+		insertAudit  []string
+		later, audit []string
+	}{{
+		def:         def3(w),
+		first:       "a",
+		insertAudit: []string{"saga.started", "step.started"},
+		later:       []string{"b", "c"},
+		audit: []string{"saga.started", "step.started", "step.succeeded", "step.started", "step.succeeded",
+			"step.started", "step.succeeded", "saga.completed"},
+	}, {
+		def:         &saga.Definition{Name: "noop-first", Steps: saga.Sequence(noop, w.step("x"), w.step("y"))},
+		first:       "x",
+		insertAudit: []string{"saga.started", "step.succeeded", "step.started"},
+		later:       []string{"y"},
+		audit: []string{"saga.started", "step.succeeded", "step.started", "step.succeeded", "step.started",
+			"step.succeeded", "saga.completed"},
+	}} {
+		t.Run(tc.def.Name, func(t *testing.T) {
+			t.Parallel()
+			pool := newDB(t)
+			e := startEngine(t, pool, fastOptions("r1"), tc.def)
+			ctx := context.Background()
+			r := startCommitted(t, e, pool, saga.StartRequest{Type: tc.def.Name, CorrelationID: "o", StartedBy: "alice"})
 
-	stored, err := e.Get(ctx, r.SagaID)
-	require.NoError(t, err)
-	a := stepOf(stored, "a", saga.PhaseAction)
-	require.Equal(t, saga.StepRunning, a.Status, "the insert records step a as started")
-	require.Equal(t, 1, a.Attempts)
-	require.Equal(t, []string{"saga.started", "step.started"}, auditActions(t, e, r.SagaID))
-	require.Zero(t, w.callsOf(key(r.SagaID, "a", false)), "nothing is called before ExecuteStarted")
-	version := func() (v int64) {
-		require.NoError(t, pool.QueryRow(ctx, "SELECT version FROM sagas WHERE id = $1", r.SagaID).Scan(&v))
-		return v
+			stored, err := e.Get(ctx, r.SagaID)
+			require.NoError(t, err)
+			first := stepOf(stored, tc.first, saga.PhaseAction)
+			require.Equal(t, saga.StepRunning, first.Status, "the insert records the first call as started")
+			require.Equal(t, 1, first.Attempts)
+			require.Equal(t, tc.insertAudit, auditActions(t, e, r.SagaID))
+			require.Zero(t, w.callsOf(key(r.SagaID, tc.first, false)), "nothing is called before ExecuteStarted")
+			version := func() (v int64) {
+				require.NoError(t, pool.QueryRow(ctx, "SELECT version FROM sagas WHERE id = $1", r.SagaID).Scan(&v))
+				return v
+			}
+			inserted := version()
+
+			require.NoError(t, e.ExecuteStarted(ctx, r))
+			done := waitState(t, e, r.SagaID, saga.StateCompleted)
+			require.Equal(t, 1, stepOf(done, tc.first, saga.PhaseAction).Attempts, "the recorded attempt is the one called")
+			require.Equal(t, 1, w.callsOf(key(r.SagaID, tc.first, false)))
+			require.Equal(t, inserted+int64(len(tc.later))+1, version(), "no write before the first call")
+			require.Equal(t, tc.audit, auditActions(t, e, r.SagaID))
+		})
 	}
-	inserted := version()
-
-	require.NoError(t, e.ExecuteStarted(ctx, r))
-	done := waitState(t, e, r.SagaID, saga.StateCompleted)
-	require.Equal(t, 1, stepOf(done, "a", saga.PhaseAction).Attempts, "step a's recorded attempt is the one called")
-	require.Equal(t, 1, w.callsOf(key(r.SagaID, "a", false)))
-	// b started (with a's success), c started, completed: three writes.
-	require.Equal(t, inserted+3, version(), "no write before step a's call")
-	require.Equal(t, []string{
-		"saga.started", "step.started", "step.succeeded", "step.started", "step.succeeded",
-		"step.started", "step.succeeded", "saga.completed",
-	}, auditActions(t, e, r.SagaID))
 }

@@ -417,32 +417,43 @@ func (e *Engine) ExecuteStarted(ctx context.Context, r StartResult) error {
 	return nil
 }
 
-// prestart records the action calls of in's first group as started (attempt
-// 1, RUNNING, audited), for StartTx's insert to store: the execution after
-// the commit then calls them without writing first, one transaction fewer
-// per saga. It records nothing when the execution would not call them now
-// (the deadline passed, Authorize refuses one): the execution decides
-// those as usual.
+// prestart records, for StartTx's insert to store, what the execution's
+// first write before a call would: the groups without actions passed (their
+// steps succeeded as no-ops, the cursor past them) and the action calls of
+// the first group that has some started (attempt 1, RUNNING, audited). The
+// execution after the commit then calls them without writing first: one
+// transaction fewer per saga. It records nothing when the execution would
+// not call them now (the deadline passed, Authorize refuses one): the
+// execution decides those as usual.
 func (e *Engine) prestart(ctx context.Context, in *instance) {
-	if len(in.def.Steps) == 0 || !time.Now().Before(in.deadline) {
+	if !time.Now().Before(in.deadline) {
 		return
 	}
-	g := in.def.Steps[0]
-	var calls []*Step
-	for i := range g {
-		s := &g[i]
-		if s.Action == nil {
+	for gi, g := range in.def.Steps {
+		var calls []*Step
+		for i := range g {
+			s := &g[i]
+			if s.Action == nil {
+				continue
+			}
+			if e.opts.Authorize != nil && e.opts.Authorize(ctx, in.execution(s.Name, PhaseAction, 1)) != nil {
+				return
+			}
+			calls = append(calls, s)
+		}
+		if len(calls) == 0 {
 			continue
 		}
-		if e.opts.Authorize != nil && e.opts.Authorize(ctx, in.execution(s.Name, PhaseAction, 1)) != nil {
-			return
+		for pi := range gi + 1 {
+			in.markNoops(pi, in.def.Steps[pi], e.opts.Owner)
 		}
-		calls = append(calls, s)
-	}
-	for _, s := range calls {
-		r := in.row(s.Name, PhaseAction, 0)
-		r.status, r.attempts, r.dirty, r.prestarted = StepRunning, 1, true, true
-		in.audit(e.opts.Owner, "step.started", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts})
+		in.cursor = gi
+		for _, s := range calls {
+			r := in.row(s.Name, PhaseAction, gi)
+			r.status, r.attempts, r.dirty, r.prestarted = StepRunning, 1, true, true
+			in.audit(e.opts.Owner, "step.started", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts})
+		}
+		return
 	}
 }
 

@@ -182,7 +182,7 @@ func (x *execution) forward() (bool, error) {
 		}
 		gi := x.in.cursor
 		g := def.Steps[gi]
-		x.markNoops(gi, g)
+		x.in.markNoops(gi, g, x.owner())
 		if !time.Now().Before(x.in.deadline) && !x.pastPivot() {
 			x.toCompensating("saga deadline exceeded", true)
 			return false, nil
@@ -201,19 +201,6 @@ func (x *execution) forward() (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// markNoops records the steps without an action of group gi as succeeded,
-// so that their compensation runs if the saga compensates.
-func (x *execution) markNoops(gi int, g Group) {
-	for _, s := range g {
-		if s.Action != nil || x.in.lookup(s.Name, PhaseAction) != nil {
-			continue
-		}
-		r := x.in.row(s.Name, PhaseAction, gi)
-		r.status, r.dirty = StepSucceeded, true
-		x.in.audit(x.owner(), "step.succeeded", map[string]any{"step": s.Name, "phase": PhaseAction, "noop": true})
-	}
 }
 
 // pastPivot reports whether a pivot step has started: the saga can then

@@ -132,6 +132,20 @@ func (in *instance) execution(name string, phase Phase, attempt int) *Execution 
 	}
 }
 
+// markNoops records the steps without an action of group gi as succeeded,
+// so that their compensation runs if the saga compensates; owner is the
+// audit's actor.
+func (in *instance) markNoops(gi int, g Group, owner string) {
+	for _, s := range g {
+		if s.Action != nil || in.lookup(s.Name, PhaseAction) != nil {
+			continue
+		}
+		r := in.row(s.Name, PhaseAction, gi)
+		r.status, r.dirty = StepSucceeded, true
+		in.audit(owner, "step.succeeded", map[string]any{"step": s.Name, "phase": PhaseAction, "noop": true})
+	}
+}
+
 // lookup returns the step row of name and phase, or nil.
 func (in *instance) lookup(name string, phase Phase) *stepRow {
 	return in.steps[stepKey{name, phase}]
