@@ -362,6 +362,9 @@ func checkPod(w workload, m *manifests, envVars map[string]map[string]bool) []er
 			if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return strings.HasPrefix(e.Name, "MIGRATE_") }) {
 				fail("container %s: the database owner's connection belongs to the migration Job only", cid)
 			}
+			if err := memLimitUnder(c); err != nil {
+				fail("container %s: %v", cid, err)
+			}
 		}
 	}
 	return errs
@@ -461,6 +464,38 @@ func checkMonitoring(m *manifests) []error {
 	return errs
 }
 
+// runtimeVars are the variables the Go runtime reads, not the binaries'
+// configuration.
+var runtimeVars = []string{"GOGC", "GOMEMLIMIT"}
+
+// goSize is the syntax of GOMEMLIMIT (runtime package documentation).
+var goSize = regexp.MustCompile(`^[0-9]+(B|KiB|MiB|GiB|TiB)?$`)
+
+// memLimitUnder checks that a binary's container sets GOMEMLIMIT, the Go
+// collector's soft limit, to at most 85 % of its memory limit: the binaries
+// run GOGC at 400 (lifecycle.DefaultGCPercent), and without a soft limit
+// the heap could reach the container's limit before a collection.
+func memLimitUnder(c corev1.Container) error {
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
+	if i < 0 {
+		return errors.New("GOMEMLIMIT must be set below the memory limit")
+	}
+	v := c.Env[i].Value
+	if !goSize.MatchString(v) {
+		return fmt.Errorf("GOMEMLIMIT %q is not a size Go reads (bytes, or KiB, MiB, GiB, TiB)", v)
+	}
+	// Go's suffixes are Kubernetes' binary ones with a B: 400MiB is 400Mi.
+	q, err := resource.ParseQuantity(strings.TrimSuffix(v, "B"))
+	if err != nil {
+		return fmt.Errorf("GOMEMLIMIT %q: %w", v, err)
+	}
+	limit := c.Resources.Limits[corev1.ResourceMemory]
+	if q.Value()*100 > limit.Value()*85 {
+		return fmt.Errorf("GOMEMLIMIT %s is above 85 %% of the memory limit %s", v, limit.String())
+	}
+	return nil
+}
+
 // envVarsRead collects, per binary, the environment variable names its
 // configuration code spells out: the service's own files and the platform
 // packages that read settings. A variable outside it is a typo or a
@@ -491,6 +526,9 @@ func envVarsRead(t *testing.T) map[string]map[string]bool {
 		vars := map[string]bool{}
 		for _, dir := range []string{"platform/config", "platform/bootstrap", "platform/telemetry", "services/" + svc} {
 			read(dir, vars)
+		}
+		for _, k := range runtimeVars {
+			vars[k] = true
 		}
 		// Key variables are built from their purpose's name (config.Purpose).
 		for _, k := range []string{"PII", "OUTBOX", "SAGA_CONTEXT", "VERSION_TOKEN"} {
@@ -638,6 +676,12 @@ func TestBrokenManifestsFail(t *testing.T) {
 		{"key inlined", "base/orchestrator/deployment.yaml", "            - name: SAGA_CONTEXT_KEYS\n              valueFrom:\n                secretKeyRef: {name: orchestrator-secrets, key: SAGA_CONTEXT_KEYS}\n",
 			"            - name: SAGA_CONTEXT_KEYS\n              value: k1:AAAA\n", "overlays/production",
 			`SAGA_CONTEXT_KEYS must come from a Secret`},
+		{"no soft memory limit", "base/payment/deployment.yaml", "            - {name: GOMEMLIMIT, value: 400MiB}\n", "", "overlays/production",
+			`Deployment/payment: container app: GOMEMLIMIT must be set below the memory limit`},
+		{"soft memory limit at the limit", "base/outbox-relay/deployment.yaml", "{name: GOMEMLIMIT, value: 200MiB}", "{name: GOMEMLIMIT, value: 256MiB}", "overlays/production",
+			`Deployment/outbox-relay: container app: GOMEMLIMIT 256MiB is above 85 % of the memory limit 256Mi`},
+		{"soft memory limit in Kubernetes' units", "base/order/deployment.yaml", "{name: GOMEMLIMIT, value: 400MiB}", "{name: GOMEMLIMIT, value: 400M}", "overlays/production",
+			`Deployment/order: container app: GOMEMLIMIT "400M" is not a size Go reads`},
 		{"no migration job", "base/inventory/kustomization.yaml", "  - migrate-job.yaml\n", "", "overlays/production",
 			`Job/inventory-migrate: missing`},
 	} {

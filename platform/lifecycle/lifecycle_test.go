@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -172,4 +173,20 @@ func TestServe(t *testing.T) {
 			t.Fatal("Serve did not return after cancel")
 		}
 	})
+}
+
+// DefaultGC raises the collector's target when GOGC is not in the
+// environment, and leaves a GOGC the runtime applied alone.
+func TestDefaultGC(t *testing.T) {
+	// SetGCPercent is process-wide: put back what the test binary had.
+	before := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+
+	unset := func(string) (string, bool) { return "", false }
+	require.True(t, DefaultGC(unset))
+	require.Equal(t, DefaultGCPercent, debug.SetGCPercent(100), "GOGC unset: the default")
+
+	set := func(k string) (string, bool) { return "50", k == "GOGC" }
+	require.False(t, DefaultGC(set))
+	require.Equal(t, 100, debug.SetGCPercent(100), "GOGC set: the runtime's value stays")
 }
