@@ -336,12 +336,12 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (StartResult, erro
 // example together with the inbox record of the event that starts it),
 // leased to this replica. Like Start's, the insert records the first
 // step's call as started. Nothing runs until the caller, after committing,
-// calls ExecuteStarted with the result; a saga whose execution never comes is
-// picked up by the recovery loop once its lease expires, and calls that
-// step again (same idempotency key), as after any crash between a record
-// and its call. A saga that
-// already exists for the type and correlation id is returned with Created
-// false. The trace context of ctx is stored with the saga.
+// calls ExecuteStarted with the result; a saga whose execution never comes
+// is picked up by the recovery loop once its lease expires, which calls
+// that step again (same idempotency key), as after any crash between a
+// record and its call. A saga that already exists for the type and
+// correlation id is returned with Created false. The trace context of ctx
+// is stored with the saga.
 func (e *Engine) StartTx(ctx context.Context, tx pgx.Tx, req StartRequest) (StartResult, error) {
 	in, err := e.newInstance(ctx, req)
 	if err != nil {
