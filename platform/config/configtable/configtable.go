@@ -37,6 +37,13 @@ var NotSettings = map[string]string{
 	"KUBERNETES_SERVICE_HOST": "set by Kubernetes in every pod; development mode refuses to run there",
 }
 
+// Runtime are settings the table lists that loadConfig never reads: the Go
+// runtime reads them (and lifecycle.Main looks GOGC up to keep it).
+var Runtime = map[string]string{
+	"GOGC":       "the collector's target; lifecycle.DefaultGCPercent when unset",
+	"GOMEMLIMIT": "the collector's soft memory limit",
+}
+
 // Row is one line of the table: its variables and the binaries using them.
 type Row struct {
 	Vars []string
@@ -180,7 +187,8 @@ func Compare(rows []Row, binary string, read []string) (unlisted, unread []strin
 	for v := range listed {
 		// A variable of a wildcard row (OTEL_EXPORTER_OTLP_ENDPOINT beside
 		// OTEL_*) is read by the telemetry SDK, not by loadConfig.
-		if !readSet[v] && !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(v, p) }) {
+		_, runtime := Runtime[v]
+		if !readSet[v] && !runtime && !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(v, p) }) {
 			unread = append(unread, v)
 		}
 	}

@@ -15,6 +15,7 @@ const readme = "# X\n\n## Configuration\n\n| variable | default | used by |\n|--
 	"| `PAYMENT_ADDR`, `ORDER_ADDR` | `:2` | orchestrator |\n" +
 	"| `KAFKA_BROKERS` | `:3` | outbox-relay, order (projector) |\n" +
 	"| `OTEL_EXPORTER_OTLP_ENDPOINT` and the other standard `OTEL_*` | unset | all |\n" +
+	"| `GOGC`, `GOMEMLIMIT` | read by the Go runtime | all |\n" +
 	"\n## Next\n\n| `NOT_CONFIG` | x | all |\n"
 
 func TestCompare(t *testing.T) {
@@ -22,7 +23,7 @@ func TestCompare(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(readme), 0o600))
 	rows, err := configtable.Parse(path)
 	require.NoError(t, err)
-	require.Len(t, rows, 4, "only the Configuration section's rows")
+	require.Len(t, rows, 5, "only the Configuration section's rows")
 	require.Equal(t, []string{"orchestrator"}, rows[1].Binaries)
 	require.Equal(t, []string{"order", "outbox-relay"}, rows[2].Binaries)
 	require.Equal(t, []string{"OTEL_"}, rows[3].Prefixes)
@@ -48,6 +49,6 @@ func TestCompare(t *testing.T) {
 	})
 	t.Run("a variable listed but never read fails", func(t *testing.T) {
 		_, unread := configtable.Compare(rows, "orchestrator", configtable.Read(load("GRPC_ADDR", "ORDER_ADDR")))
-		require.Equal(t, []string{"PAYMENT_ADDR"}, unread)
+		require.Equal(t, []string{"PAYMENT_ADDR"}, unread, "the runtime's GOGC and GOMEMLIMIT are not counted")
 	})
 }
