@@ -305,14 +305,14 @@ func (x *execution) runAction(ctx context.Context, gi int, s *Step) result {
 		x.mu.Lock()
 		r := x.in.row(s.Name, PhaseAction, gi)
 		var exec *Execution
-		if r.prestarted && x.leaseLeft() && (s.Pivot || time.Now().Before(x.in.deadline)) {
+		prestarted := r.prestarted
+		r.prestarted = false
+		if prestarted && x.leaseLeft() && (s.Pivot || time.Now().Before(x.in.deadline)) {
 			// The saga's insert recorded this attempt (StartTx) and
 			// nothing has happened since: call it.
-			r.prestarted = false
-			exec = x.execution(s.Name, PhaseAction, r.attempts)
+			exec = x.in.execution(s.Name, PhaseAction, r.attempts)
 			x.mu.Unlock()
 		} else {
-			r.prestarted = false
 			var stop *result
 			if exec, stop = x.recordAttempt(ctx, s, r); stop != nil {
 				return *stop
@@ -401,7 +401,7 @@ func (x *execution) recordAttempt(ctx context.Context, s *Step, r *stepRow) (*Ex
 		x.in.audit(x.owner(), "step.failed", map[string]any{"step": s.Name, "phase": PhaseAction, "attempt": r.attempts, "error": r.lastError, "timeout": true})
 		return nil, &result{kind: resFailed, reason: "saga deadline exceeded", timedOut: true}
 	}
-	exec := x.execution(s.Name, PhaseAction, r.attempts+1)
+	exec := x.in.execution(s.Name, PhaseAction, r.attempts+1)
 	// Past a pivot that was called, a refusal could only turn the saga
 	// back from an effect that may have happened: it completes.
 	if authorize := x.e.opts.Authorize; authorize != nil && !x.pivotCalled() {
@@ -508,7 +508,7 @@ func (x *execution) runCompensation(gi int, s *Step) result {
 		}
 		r.status, r.dirty = StepRunning, true
 		r.attempts++
-		exec := x.execution(s.Name, PhaseCompensation, r.attempts)
+		exec := x.in.execution(s.Name, PhaseCompensation, r.attempts)
 		x.in.audit(x.owner(), "step.started", detail)
 		err := x.flush(flushOpts{})
 		x.mu.Unlock()
@@ -599,11 +599,6 @@ func (x *execution) finish(state State, parked string) error {
 		f(in.id, state)
 	}
 	return nil
-}
-
-// execution describes a call of step name in phase.
-func (x *execution) execution(name string, phase Phase, attempt int) *Execution {
-	return x.in.execution(name, phase, attempt)
 }
 
 // leaseLeft reports whether this replica's lease on the saga has more
