@@ -185,11 +185,44 @@ type Signer struct {
 	hdrLeaf *x509.Certificate
 	hdr     string
 	hdrAlg  *sigAlg
+
+	// Assertions signed lately, for reuse: a service that calls the same
+	// callee for the same user again within reuseAssertionsFor (a saga's
+	// compensation, a retry, a customer's next order) sends the assertion
+	// it signed before instead of signing again, as clients of an OAuth
+	// server keep a token until it nears expiry. An entry belongs to the
+	// certificate that signed it and goes with it.
+	amu       sync.Mutex
+	signed    map[assertionFor]signedAssertion
+	maxSigned int
 }
+
+// assertionFor is what an assertion says apart from its times: the callee,
+// the user and the permissions (length-prefixed, so that no two lists
+// join alike).
+type assertionFor struct {
+	callee, user, perms string
+}
+
+type signedAssertion struct {
+	raw   string
+	cert  *tls.Certificate
+	leaf  *x509.Certificate
+	until time.Time
+}
+
+// reuseAssertionsFor is how long a signed assertion is reused: half its
+// lifetime, so that a callee always receives one with at least half a
+// minute to live (a transport retry or a slow queue still fits).
+const reuseAssertionsFor = AssertionTTL / 2
+
+// maxSignedAssertions bounds the signed-assertion cache (about a megabyte).
+const maxSignedAssertions = 4096
 
 // NewSigner returns the Signer of service self.
 func NewSigner(certs Certificates, self string, id IDFunc) *Signer {
-	return &Signer{certs: certs, id: id, self: self, now: time.Now}
+	return &Signer{certs: certs, id: id, self: self, now: time.Now,
+		signed: map[assertionFor]signedAssertion{}, maxSigned: maxSignedAssertions}
 }
 
 // protectedHeader is an assertion's JOSE header, its members in the order
@@ -234,9 +267,70 @@ func (s *Signer) header(tc *tls.Certificate, leaf *x509.Certificate) (string, *s
 }
 
 // Sign returns an assertion that self acts for user with permissions, for
-// the callee service only, valid for AssertionTTL.
+// the callee service only, valid for AssertionTTL: one signed by the
+// current certificate at most reuseAssertionsFor ago, or a new one.
 func (s *Signer) Sign(callee, user string, permissions []string) (string, error) {
 	tc, leaf := s.certs.Certificate()
+	k := assertionFor{callee: callee, user: user, perms: joinPermissions(permissions)}
+	now := s.now()
+	if raw, ok := s.reusable(k, tc, leaf, now); ok {
+		return raw, nil
+	}
+	raw, err := s.sign(tc, leaf, callee, user, permissions, now)
+	if err != nil {
+		return "", err
+	}
+	s.keep(k, signedAssertion{raw: raw, cert: tc, leaf: leaf, until: now.Add(reuseAssertionsFor)}, now)
+	return raw, nil
+}
+
+// joinPermissions encodes permissions as one string, each prefixed with
+// its length.
+func joinPermissions(permissions []string) string {
+	n := 0
+	for _, p := range permissions {
+		n += len(p) + 4
+	}
+	b := make([]byte, 0, n)
+	for _, p := range permissions {
+		b = strconv.AppendInt(b, int64(len(p)), 10)
+		b = append(append(b, ':'), p...)
+	}
+	return string(b)
+}
+
+// reusable returns the assertion for k that the certificate tc signed
+// lately, if there is one.
+func (s *Signer) reusable(k assertionFor, tc *tls.Certificate, leaf *x509.Certificate, now time.Time) (string, bool) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	e, ok := s.signed[k]
+	if !ok || e.cert != tc || e.leaf != leaf || !now.Before(e.until) || now.Before(e.until.Add(-reuseAssertionsFor)) {
+		return "", false
+	}
+	return e.raw, true
+}
+
+// keep remembers e for reuse; a full cache first drops what expired, and
+// then everything.
+func (s *Signer) keep(k assertionFor, e signedAssertion, now time.Time) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if len(s.signed) >= s.maxSigned {
+		for k, old := range s.signed {
+			if !now.Before(old.until) {
+				delete(s.signed, k)
+			}
+		}
+		if len(s.signed) >= s.maxSigned {
+			clear(s.signed)
+		}
+	}
+	s.signed[k] = e
+}
+
+// sign signs a new assertion with tc's key, issued at now.
+func (s *Signer) sign(tc *tls.Certificate, leaf *x509.Certificate, callee, user string, permissions []string, now time.Time) (string, error) {
 	key, ok := tc.PrivateKey.(crypto.Signer)
 	if !ok {
 		return "", errors.New("token: certificate key cannot sign")
@@ -248,7 +342,6 @@ func (s *Signer) Sign(callee, user string, permissions []string) (string, error)
 	if permissions == nil {
 		permissions = []string{} // "perm":[] — a claim the verifier requires, even empty
 	}
-	now := s.now()
 	payload, err := json.Marshal(assertionClaims{
 		Aud: []string{s.id(callee)}, Exp: now.Add(AssertionTTL).Unix(), Iat: now.Unix(),
 		Iss: s.id(s.self), Perm: permissions, Sub: user,
@@ -293,6 +386,23 @@ type AssertionVerifier struct {
 
 	mu    sync.Mutex
 	known map[[32]byte]knownHeader
+
+	// Assertions verified lately, by the SHA-256 of the whole assertion:
+	// a caller reuses an assertion for half its lifetime (Signer), and
+	// verifying its signature again each time was a fifth of a service's
+	// CPU on a busy path. An entry holds until the assertion's exp, but no
+	// longer than its header is known (the chain is verified again after
+	// that) nor verifiedFor, as the bearer tokens' cache does; the calling
+	// peer is checked on every call. Refusals are never cached.
+	vmu         sync.Mutex
+	verified    map[[32]byte]verifiedAssertion
+	maxVerified int
+}
+
+type verifiedAssertion struct {
+	a       Assertion
+	service string // the signer, which must be the calling peer
+	until   time.Time
 }
 
 // knownHeader is what a verified protected header says: the service its
@@ -312,7 +422,8 @@ const maxKnownHeaders = 1024
 // NewAssertionVerifier returns the verifier of service self's incoming
 // assertions, trusting the chains that chains accepts.
 func NewAssertionVerifier(chains ChainVerifier, self string, id IDFunc) *AssertionVerifier {
-	return &AssertionVerifier{chains: chains, id: id, self: self, now: time.Now, known: map[[32]byte]knownHeader{}}
+	return &AssertionVerifier{chains: chains, id: id, self: self, now: time.Now, known: map[[32]byte]knownHeader{},
+		verified: map[[32]byte]verifiedAssertion{}, maxVerified: maxVerifiedTokens}
 }
 
 // Verify checks raw, presented over a connection whose verified peer is
@@ -327,6 +438,14 @@ func (v *AssertionVerifier) Verify(raw, peerService string) (Assertion, error) {
 		return Assertion{}, errors.New("malformed")
 	}
 	now := v.now()
+	whole := sha256.Sum256([]byte(raw))
+	if e, ok := v.cached(whole, now); ok {
+		if e.service != peerService {
+			return Assertion{}, fmt.Errorf("signed by %s, not by the calling %s", e.service, peerService)
+		}
+		e.a.Permissions = slices.Clone(e.a.Permissions)
+		return e.a, nil
+	}
 	sum := sha256.Sum256([]byte(hdrSeg))
 	v.mu.Lock()
 	k, known := v.known[sum]
@@ -357,7 +476,55 @@ func (v *AssertionVerifier) Verify(raw, peerService string) (Assertion, error) {
 	if err != nil {
 		return Assertion{}, ErrMalformed
 	}
-	return v.checkClaims(payload, peerService, now)
+	a, err := v.checkClaims(payload, peerService, now)
+	if err != nil {
+		return Assertion{}, err
+	}
+	until := now.Add(verifiedFor)
+	for _, t := range []time.Time{a.Expires, k.until, k.leaf.NotAfter} {
+		if t.Before(until) {
+			until = t
+		}
+	}
+	v.remember(whole, verifiedAssertion{a: a, service: k.service, until: until}, now)
+	a.Permissions = slices.Clone(a.Permissions)
+	return a, nil
+}
+
+// cached returns the entry of an assertion verified lately.
+func (v *AssertionVerifier) cached(sum [32]byte, now time.Time) (verifiedAssertion, bool) {
+	v.vmu.Lock()
+	defer v.vmu.Unlock()
+	e, ok := v.verified[sum]
+	if !ok {
+		return verifiedAssertion{}, false
+	}
+	if !now.Before(e.until) {
+		delete(v.verified, sum)
+		return verifiedAssertion{}, false
+	}
+	return e, true
+}
+
+// remember caches e until e.until; a full cache first drops what expired,
+// and then everything.
+func (v *AssertionVerifier) remember(sum [32]byte, e verifiedAssertion, now time.Time) {
+	if !now.Before(e.until) { // accepted within the skew after exp: verified each time
+		return
+	}
+	v.vmu.Lock()
+	defer v.vmu.Unlock()
+	if len(v.verified) >= v.maxVerified {
+		for k, old := range v.verified {
+			if !now.Before(old.until) {
+				delete(v.verified, k)
+			}
+		}
+		if len(v.verified) >= v.maxVerified {
+			clear(v.verified)
+		}
+	}
+	v.verified[sum] = e
 }
 
 // splitCompact splits a compact JWS into its three segments, each only of

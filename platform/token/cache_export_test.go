@@ -24,3 +24,34 @@ func (v *Verifier) SetMaxCachedTokens(n int) {
 	defer v.vmu.Unlock()
 	v.maxVerified = n
 }
+
+// CachedAssertions is how many verified assertions v remembers.
+func (v *AssertionVerifier) CachedAssertions() int {
+	v.vmu.Lock()
+	defer v.vmu.Unlock()
+	return len(v.verified)
+}
+
+// SetMaxCachedAssertions bounds v's verified-assertion cache to n.
+func (v *AssertionVerifier) SetMaxCachedAssertions(n int) {
+	v.vmu.Lock()
+	defer v.vmu.Unlock()
+	v.maxVerified = n
+}
+
+// SignedAssertions is how many signed assertions s keeps for reuse.
+func (s *Signer) SignedAssertions() int {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	return len(s.signed)
+}
+
+// SetMaxSignedAssertions bounds s's signed-assertion cache to n.
+func (s *Signer) SetMaxSignedAssertions(n int) {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	s.maxSigned = n
+}
+
+// ReuseAssertionsFor is how long a Signer reuses an assertion.
+const ReuseAssertionsFor = reuseAssertionsFor

@@ -41,6 +41,11 @@ const lowContentionSKUs = 256
 // benchClients concurrent clients. low_contention spreads the orders over
 // many SKUs; high_contention puts every order on one hot SKU, whose row
 // lock serializes the transactions. Stock is ample: every call reserves.
+// The calls act for one customer, so the caller reuses its on-behalf-of
+// assertion (token.Signer) and the server remembers it verified;
+// high_contention_new_users acts for a customer never seen before on each
+// call, as in a flash sale of one product, and signs and verifies each
+// assertion anew.
 //
 //	go test -run '^$' -bench 'ReserveStock|AdjustStock' -count 5 ./internal/grpcapi/
 func BenchmarkReserveStock(b *testing.B) {
@@ -48,9 +53,10 @@ func BenchmarkReserveStock(b *testing.B) {
 	// with growing b.N, and a database (and a pool) per run would pile up.
 	bb := setup(b)
 	for _, tc := range []struct {
-		name string
-		skus int
-	}{{"low_contention", lowContentionSKUs}, {"high_contention", 1}} {
+		name     string
+		skus     int
+		newUsers bool
+	}{{"low_contention", lowContentionSKUs, false}, {"high_contention", 1, false}, {"high_contention_new_users", 1, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			skus := make([]string, tc.skus)
 			for i := range skus {
@@ -66,8 +72,13 @@ func BenchmarkReserveStock(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					sku := skus[int(next.Add(1))%len(skus)]
+					user := customer
+					if tc.newUsers {
+						user = "shopper-" + newKey()
+					}
+					callCtx := withKeyFor(ctx, newKey(), user)
 					start := time.Now()
-					resp, err := bb.client.ReserveStock(withKey(ctx, newKey()), &inventoryv1.ReserveStockRequest{
+					resp, err := bb.client.ReserveStock(callCtx, &inventoryv1.ReserveStockRequest{
 						OrderId: newOrderID(), Items: items(sku, 1),
 					})
 					if err != nil {

@@ -148,12 +148,22 @@ func setup(t testing.TB, opts ...setupOpts) testBundle {
 
 // forCustomer returns ctx whose calls on b.client act for customer.
 func forCustomer(ctx context.Context) context.Context {
-	return caller.WithDelegation(ctx, caller.Delegation{User: customer, Permissions: []string{grpcapi.PermPlaceOrder}})
+	return forUser(ctx, customer)
+}
+
+// forUser returns ctx whose calls on b.client act for user.
+func forUser(ctx context.Context, user string) context.Context {
+	return caller.WithDelegation(ctx, caller.Delegation{User: user, Permissions: []string{grpcapi.PermPlaceOrder}})
 }
 
 // withKey returns ctx carrying an idempotency key, acting for customer.
 func withKey(ctx context.Context, key string) context.Context {
-	return metadata.AppendToOutgoingContext(forCustomer(ctx), idempotency.MetadataKey, key)
+	return withKeyFor(ctx, key, customer)
+}
+
+// withKeyFor returns ctx carrying an idempotency key, acting for user.
+func withKeyFor(ctx context.Context, key, user string) context.Context {
+	return metadata.AppendToOutgoingContext(forUser(ctx, user), idempotency.MetadataKey, key)
 }
 
 // asAdmin returns ctx carrying an idempotency key and an admin's token, for
