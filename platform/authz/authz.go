@@ -240,8 +240,9 @@ func (a *Authorizer) identify(ctx context.Context) (caller.Identity, *refusal) {
 		}
 		id.Service = p.Service
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	bearer, assertion := md.Get(BearerMetadataKey), md.Get(token.AssertionMetadataKey)
+	// The two entries' values, not a copy of every entry (FromIncomingContext).
+	bearer := metadata.ValueFromIncomingContext(ctx, BearerMetadataKey)
+	assertion := metadata.ValueFromIncomingContext(ctx, token.AssertionMetadataKey)
 	switch {
 	case len(bearer) > 0 && len(assertion) > 0:
 		return id, &refusal{"bad_credentials", "send either a bearer token or an on-behalf-of assertion, not both", nil}

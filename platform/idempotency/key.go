@@ -55,8 +55,8 @@ func withKey(ctx context.Context, key string) context.Context {
 // clientKey extracts and validates the idempotency-key metadata entry; its
 // errors are InvalidArgument statuses naming the entry.
 func clientKey(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get(MetadataKey)
+	// One entry's values, not a copy of every entry (FromIncomingContext).
+	values := metadata.ValueFromIncomingContext(ctx, MetadataKey)
 	switch {
 	case len(values) == 0 || (len(values) == 1 && values[0] == ""):
 		return "", status.Error(codes.InvalidArgument, "idempotency-key metadata is required")
