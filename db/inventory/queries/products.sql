@@ -29,6 +29,18 @@ SET available = available - sqlc.arg(quantity)::bigint,
     updated_at = now()
 WHERE sku = sqlc.arg(sku) AND available >= sqlc.arg(quantity)::bigint;
 
+-- name: TakeStockFor :execrows
+-- TakeStockFor is TakeStock for a group of reservations of one SKU at once
+-- (reserveBatch): quantity is their total, and the version goes up by one
+-- per reservation, as if each had been taken alone. 0 rows means the SKU
+-- cannot cover the whole group.
+UPDATE products
+SET available = available - sqlc.arg(quantity)::bigint,
+    reserved = reserved + sqlc.arg(quantity)::bigint,
+    version = version + sqlc.arg(reservations)::bigint,
+    updated_at = now()
+WHERE sku = sqlc.arg(sku) AND available >= sqlc.arg(quantity)::bigint;
+
 -- name: ReturnStock :execrows
 -- ReturnStock moves quantity from reserved back to available; 0 rows means
 -- the SKU does not hold that much reserved stock, which a correct caller

@@ -17,6 +17,29 @@ WITH reservation AS (
 )
 SELECT * FROM reservation;
 
+-- name: CreateReservations :many
+-- CreateReservations is CreateReservation for several orders of one item
+-- each (the parallel arrays ids, order_ids, skus and quantities), in one
+-- statement: a group of reservations of a hot SKU (reserveBatch). It
+-- returns the reservations it created; an order that already had one is
+-- left out. Rows are inserted in order id order, the order every group
+-- takes the unique index's entries in, so two groups cannot wait on each
+-- other.
+WITH input AS (
+    SELECT unnest(sqlc.arg(ids)::uuid[]) AS id, unnest(sqlc.arg(order_ids)::uuid[]) AS order_id,
+        unnest(sqlc.arg(skus)::text[]) AS sku, unnest(sqlc.arg(quantities)::int[]) AS quantity
+), reservation AS (
+    INSERT INTO reservations (id, order_id, status)
+    SELECT id, order_id, 'RESERVED' FROM input ORDER BY order_id
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING *
+), lines AS (
+    INSERT INTO reservation_items (reservation_id, sku, quantity)
+    SELECT reservation.id, input.sku, input.quantity
+    FROM reservation JOIN input ON input.id = reservation.id
+)
+SELECT * FROM reservation;
+
 -- name: RejectReservation :one
 -- RejectReservation marks a reservation created in the same transaction
 -- REJECTED. The version stays: the RESERVED state it replaces was never

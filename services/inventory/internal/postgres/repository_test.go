@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -930,5 +931,83 @@ func TestCatalog(t *testing.T) {
 		require.Len(t, ps, 1)
 		_, err = b.repo.Product(ctx, "SKU-NOPE")
 		require.ErrorIs(t, err, inventory.ErrNotFound)
+	})
+}
+
+// A group of a hot SKU's reservations takes the whole group's stock in one
+// update when the SKU covers it, and otherwise goes reservation by
+// reservation in order id order, rejecting those the SKU cannot cover, as
+// each alone would be; an order reserved before is a duplicate. Either
+// way the group is one transaction, with one product version and one
+// event per reservation.
+func TestReserveGroup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t)
+	// Order ids in the order the group takes them (UUIDv7: increasing).
+	orders := func(n int) []string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = newOrderID()
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	group := func(sku string, ids []string, quantities ...int32) []inventory.ReserveRequest {
+		reqs := make([]inventory.ReserveRequest, len(ids))
+		for i, id := range ids {
+			reqs[i] = reserveRequest(t, id, inventory.Item{SKU: sku, Quantity: quantities[i]})
+		}
+		// Handed over in another order than the one they are taken in.
+		slices.Reverse(reqs)
+		return reqs
+	}
+	statuses := func(out []postgres.ReserveOutcome) []inventory.Status {
+		var s []inventory.Status
+		for _, o := range slices.Backward(out) {
+			require.NoError(t, o.Err)
+			s = append(s, o.Res.Status)
+		}
+		return s
+	}
+	oneTransaction := func(ids []string) {
+		t.Helper()
+		require.Equal(t, 1, b.count(t, `SELECT count(DISTINCT xmin::text) FROM reservations WHERE order_id = ANY($1::uuid[])`, ids))
+		require.Equal(t, len(ids), b.count(t, `SELECT count(*) FROM outbox WHERE aggregate_type = $1 AND aggregate_id = ANY($2::text[])`,
+			event.AggregateReservation, ids), "one event per reservation")
+	}
+
+	t.Run("covered", func(t *testing.T) {
+		sku := b.addProduct(t, "T-GROUP-COVERED", 100)
+		ids := orders(5)
+		out, err := b.repo.ReserveGroup(ctx, group(sku, ids, 1, 2, 3, 4, 5))
+		require.NoError(t, err)
+		require.Equal(t, slices.Repeat([]inventory.Status{inventory.StatusReserved}, 5), statuses(out))
+		avail, reserved, version := b.stock(t, sku)
+		require.Equal(t, []int64{85, 15, 1 + 5}, []int64{avail, reserved, version})
+		oneTransaction(ids)
+	})
+
+	t.Run("short", func(t *testing.T) {
+		sku := b.addProduct(t, "T-GROUP-SHORT", 6)
+		before := b.reserve(t, newOrderID(), inventory.Item{SKU: sku, Quantity: 1})
+		ids := orders(4)
+		reqs := append(group(sku, ids, 2, 4, 3, 1), reserveRequest(t, before.OrderID, inventory.Item{SKU: sku, Quantity: 1}))
+		out, err := b.repo.ReserveGroup(ctx, reqs)
+		require.NoError(t, err)
+		dup := out[len(out)-1]
+		require.NoError(t, dup.Err)
+		require.False(t, dup.Created, "the order had its reservation")
+		require.Equal(t, before.ID, dup.Res.ID)
+		require.Equal(t, inventory.StatusReserved, dup.Res.Status)
+		require.Equal(t, []inventory.Status{
+			inventory.StatusReserved, inventory.StatusRejected, inventory.StatusReserved, inventory.StatusRejected,
+		}, statuses(out[:len(out)-1]), "5 left: 2 fit, 4 does not, 3 fits, 1 does not")
+		for _, o := range out[:len(out)-1] {
+			require.True(t, o.Created)
+		}
+		avail, reserved, version := b.stock(t, sku)
+		require.Equal(t, []int64{0, 6, 1 + 1 + 2}, []int64{avail, reserved, version}, "one version per reservation taken")
+		oneTransaction(ids)
 	})
 }

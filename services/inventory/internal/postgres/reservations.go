@@ -76,57 +76,32 @@ type reserveCall struct {
 }
 
 // reserveBatch reserves single-item requests of one SKU in one
-// transaction, with Reserve's outcome for each: the same statements as
-// reserveAlone, grouped. Lock order, as everywhere: every reservation row
-// first (in order id order, so two batches cannot wait on each other's
-// unique index entries), then the product. If anything fails, the
-// transaction is rolled back and every call runs alone, so that one bad
-// request (or a deadlock victim) fails no other.
+// transaction, with Reserve's outcome for each, in three round trips
+// whatever the group's size: every reservation in one insert (in order id
+// order, so two batches cannot wait on each other's unique index
+// entries), the group's stock in one conditional UPDATE of the product
+// (the lock order, as everywhere: reservations first, then the product),
+// and the events with the commit. Only when the SKU cannot cover the
+// whole group is stock taken reservation by reservation, in order id
+// order, and the ones it cannot cover are REJECTED, as each alone would
+// be. If anything fails, the transaction is rolled back and every call
+// runs alone, so that one bad request (or a deadlock victim) fails no
+// other.
 func (r *Repository) reserveBatch(ctx context.Context, calls []*reserveCall) {
 	slices.SortFunc(calls, func(a, b *reserveCall) int { return bytes.Compare(a.orderID[:], b.orderID[:]) })
 	err := pgplatform.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		q := r.q.WithTx(tx)
-		for _, c := range calls {
-			it := c.req.Items[0]
-			row, err := q.CreateReservation(ctx, inventorydb.CreateReservationParams{
-				ID: c.id, OrderID: c.orderID, Skus: []string{it.SKU}, Quantities: []int32{it.Quantity},
-			})
-			c.created, c.duplicate = err == nil, errors.Is(err, pgx.ErrNoRows)
-			if !c.created && !c.duplicate {
-				return fmt.Errorf("create reservation: %w", err)
-			}
-			if c.created {
-				c.res = inventory.Reservation{
-					ID: row.ID.String(), OrderID: row.OrderID.String(), Status: inventory.StatusReserved,
-					Items: c.req.Items, Version: row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
-				}
-			}
+		if err := createReservations(ctx, q, calls); err != nil {
+			return err
 		}
-		events := make([]outbox.Event, 0, len(calls))
-		for _, c := range calls {
-			if !c.created {
-				continue
-			}
-			taken, err := takeStock(ctx, tx, c.req.Items)
-			if err != nil {
-				return err
-			}
-			if !taken {
-				rejected, err := q.RejectReservation(ctx, inventorydb.RejectReservationParams{
-					ID: c.id, RejectReason: inventory.RejectInsufficientStock,
-				})
-				if err != nil {
-					return fmt.Errorf("reject reservation: %w", err)
-				}
-				c.res.Status, c.res.RejectReason, c.res.Version = inventory.StatusRejected, rejected.RejectReason, rejected.Version
-			}
-			events = append(events, reservationEvent(c.res))
+		events, err := takeStockForBatch(ctx, tx, q, calls)
+		if err != nil {
+			return err
 		}
 		// Duplicates last: one may be of an order reserved earlier in this
 		// very batch, whose status is only now settled.
 		for _, c := range calls {
 			if c.duplicate {
-				var err error
 				if c.res, err = loadReservation(ctx, q, c.orderID); err != nil {
 					return err
 				}
@@ -143,6 +118,81 @@ func (r *Repository) reserveBatch(ctx context.Context, calls []*reserveCall) {
 	for _, c := range calls {
 		c.res, c.created, c.err = r.reserveAlone(ctx, c.req)
 	}
+}
+
+// createReservations inserts the reservations of calls (sorted by order id)
+// in one statement; a call whose order had one already is a duplicate.
+func createReservations(ctx context.Context, q *inventorydb.Queries, calls []*reserveCall) error {
+	p := inventorydb.CreateReservationsParams{
+		Ids: make([]uuid.UUID, len(calls)), OrderIds: make([]uuid.UUID, len(calls)),
+		Skus: make([]string, len(calls)), Quantities: make([]int32, len(calls)),
+	}
+	for i, c := range calls {
+		it := c.req.Items[0]
+		p.Ids[i], p.OrderIds[i], p.Skus[i], p.Quantities[i] = c.id, c.orderID, it.SKU, it.Quantity
+	}
+	rows, err := q.CreateReservations(ctx, p)
+	if err != nil {
+		return fmt.Errorf("create reservations: %w", err)
+	}
+	created := make(map[uuid.UUID]inventorydb.CreateReservationsRow, len(rows))
+	for _, row := range rows {
+		created[row.ID] = row
+	}
+	for _, c := range calls {
+		row, ok := created[c.id]
+		c.created, c.duplicate = ok, !ok
+		if ok {
+			c.res = inventory.Reservation{
+				ID: row.ID.String(), OrderID: row.OrderID.String(), Status: inventory.StatusReserved,
+				Items: c.req.Items, Version: row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+			}
+		}
+	}
+	return nil
+}
+
+// takeStockForBatch takes the stock of the reservations calls created, all
+// of one SKU: the whole group's at once, or, if the SKU cannot cover it,
+// one reservation after the other, rejecting those it cannot cover. It
+// returns each created reservation's event.
+func takeStockForBatch(ctx context.Context, tx pgx.Tx, q *inventorydb.Queries, calls []*reserveCall) ([]outbox.Event, error) {
+	var created []*reserveCall
+	var total int64
+	for _, c := range calls {
+		if c.created {
+			created = append(created, c)
+			total += int64(c.req.Items[0].Quantity)
+		}
+	}
+	if len(created) == 0 {
+		return nil, nil
+	}
+	sku := created[0].req.Items[0].SKU
+	n, err := q.TakeStockFor(ctx, inventorydb.TakeStockForParams{SKU: sku, Quantity: total, Reservations: int64(len(created))})
+	if err != nil {
+		return nil, fmt.Errorf("take %d of %s for %d reservations: %w", total, sku, len(created), err)
+	}
+	events := make([]outbox.Event, 0, len(created))
+	for _, c := range created {
+		if n == 0 { // short for the group: each on its own, as alone
+			taken, err := takeStock(ctx, tx, c.req.Items)
+			if err != nil {
+				return nil, err
+			}
+			if !taken {
+				rejected, err := q.RejectReservation(ctx, inventorydb.RejectReservationParams{
+					ID: c.id, RejectReason: inventory.RejectInsufficientStock,
+				})
+				if err != nil {
+					return nil, fmt.Errorf("reject reservation: %w", err)
+				}
+				c.res.Status, c.res.RejectReason, c.res.Version = inventory.StatusRejected, rejected.RejectReason, rejected.Version
+			}
+		}
+		events = append(events, reservationEvent(c.res))
+	}
+	return events, nil
 }
 
 // reserveAlone is Reserve in a transaction of its own.

@@ -252,3 +252,30 @@ func (q *Queries) TakeStock(ctx context.Context, arg TakeStockParams) (int64, er
 	}
 	return result.RowsAffected(), nil
 }
+
+const takeStockFor = `-- name: TakeStockFor :execrows
+UPDATE products
+SET available = available - $1::bigint,
+    reserved = reserved + $1::bigint,
+    version = version + $2::bigint,
+    updated_at = now()
+WHERE sku = $3 AND available >= $1::bigint
+`
+
+type TakeStockForParams struct {
+	Quantity     int64
+	Reservations int64
+	SKU          string
+}
+
+// TakeStockFor is TakeStock for a group of reservations of one SKU at once
+// (reserveBatch): quantity is their total, and the version goes up by one
+// per reservation, as if each had been taken alone. 0 rows means the SKU
+// cannot cover the whole group.
+func (q *Queries) TakeStockFor(ctx context.Context, arg TakeStockForParams) (int64, error) {
+	result, err := q.db.Exec(ctx, takeStockFor, arg.Quantity, arg.Reservations, arg.SKU)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}

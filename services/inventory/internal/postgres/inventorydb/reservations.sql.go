@@ -104,6 +104,80 @@ func (q *Queries) CreateReservation(ctx context.Context, arg CreateReservationPa
 	return i, err
 }
 
+const createReservations = `-- name: CreateReservations :many
+WITH input AS (
+    SELECT unnest($1::uuid[]) AS id, unnest($2::uuid[]) AS order_id,
+        unnest($3::text[]) AS sku, unnest($4::int[]) AS quantity
+), reservation AS (
+    INSERT INTO reservations (id, order_id, status)
+    SELECT id, order_id, 'RESERVED' FROM input ORDER BY order_id
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING id, order_id, status, reject_reason, version, created_at, updated_at
+), lines AS (
+    INSERT INTO reservation_items (reservation_id, sku, quantity)
+    SELECT reservation.id, input.sku, input.quantity
+    FROM reservation JOIN input ON input.id = reservation.id
+)
+SELECT id, order_id, status, reject_reason, version, created_at, updated_at FROM reservation
+`
+
+type CreateReservationsParams struct {
+	Ids        []uuid.UUID
+	OrderIds   []uuid.UUID
+	Skus       []string
+	Quantities []int32
+}
+
+type CreateReservationsRow struct {
+	ID           uuid.UUID
+	OrderID      uuid.UUID
+	Status       string
+	RejectReason string
+	Version      int64
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// CreateReservations is CreateReservation for several orders of one item
+// each (the parallel arrays ids, order_ids, skus and quantities), in one
+// statement: a group of reservations of a hot SKU (reserveBatch). It
+// returns the reservations it created; an order that already had one is
+// left out. Rows are inserted in order id order, the order every group
+// takes the unique index's entries in, so two groups cannot wait on each
+// other.
+func (q *Queries) CreateReservations(ctx context.Context, arg CreateReservationsParams) ([]CreateReservationsRow, error) {
+	rows, err := q.db.Query(ctx, createReservations,
+		arg.Ids,
+		arg.OrderIds,
+		arg.Skus,
+		arg.Quantities,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CreateReservationsRow
+	for rows.Next() {
+		var i CreateReservationsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrderID,
+			&i.Status,
+			&i.RejectReason,
+			&i.Version,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getReservationByOrder = `-- name: GetReservationByOrder :one
 SELECT id, order_id, status, reject_reason, version, created_at, updated_at FROM reservations WHERE order_id = $1
 `
