@@ -316,16 +316,7 @@ func (s *Signer) reusable(k assertionFor, tc *tls.Certificate, leaf *x509.Certif
 func (s *Signer) keep(k assertionFor, e signedAssertion, now time.Time) {
 	s.amu.Lock()
 	defer s.amu.Unlock()
-	if len(s.signed) >= s.maxSigned {
-		for k, old := range s.signed {
-			if !now.Before(old.until) {
-				delete(s.signed, k)
-			}
-		}
-		if len(s.signed) >= s.maxSigned {
-			clear(s.signed)
-		}
-	}
+	makeRoom(s.signed, s.maxSigned, now, func(e signedAssertion) time.Time { return e.until })
 	s.signed[k] = e
 }
 
@@ -514,16 +505,7 @@ func (v *AssertionVerifier) remember(sum [32]byte, e verifiedAssertion, now time
 	}
 	v.vmu.Lock()
 	defer v.vmu.Unlock()
-	if len(v.verified) >= v.maxVerified {
-		for k, old := range v.verified {
-			if !now.Before(old.until) {
-				delete(v.verified, k)
-			}
-		}
-		if len(v.verified) >= v.maxVerified {
-			clear(v.verified)
-		}
-	}
+	makeRoom(v.verified, v.maxVerified, now, func(e verifiedAssertion) time.Time { return e.until })
 	v.verified[sum] = e
 }
 

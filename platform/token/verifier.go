@@ -298,17 +298,25 @@ func (v *Verifier) remember(set jwk.Set, sum [32]byte, c Claims, now time.Time) 
 		clear(v.verified)
 		v.verifiedSet = set
 	}
-	if len(v.verified) >= v.maxVerified {
-		for k, e := range v.verified {
-			if !now.Before(e.until) {
-				delete(v.verified, k)
-			}
-		}
-		if len(v.verified) >= v.maxVerified {
-			clear(v.verified)
+	makeRoom(v.verified, v.maxVerified, now, func(e verifiedToken) time.Time { return e.until })
+	v.verified[sum] = verifiedToken{claims: c, until: until}
+}
+
+// makeRoom readies cache, bounded to limit entries, for one more: a full one
+// first drops the entries whose until has passed, then, still full,
+// everything (a burst of new entries costs re-verifying, never memory).
+func makeRoom[K comparable, V any](cache map[K]V, limit int, now time.Time, until func(V) time.Time) {
+	if len(cache) < limit {
+		return
+	}
+	for k, e := range cache {
+		if !now.Before(until(e)) {
+			delete(cache, k)
 		}
 	}
-	v.verified[sum] = verifiedToken{claims: c, until: until}
+	if len(cache) >= limit {
+		clear(cache)
+	}
 }
 
 // verify checks raw against set with jwx.
