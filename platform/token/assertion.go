@@ -205,10 +205,10 @@ type assertionFor struct {
 }
 
 type signedAssertion struct {
-	raw   string
-	cert  *tls.Certificate
-	leaf  *x509.Certificate
-	until time.Time
+	raw  string
+	cert *tls.Certificate
+	leaf *x509.Certificate
+	at   time.Time // its iat
 }
 
 // reuseAssertionsFor is how long a signed assertion is reused: half its
@@ -280,7 +280,7 @@ func (s *Signer) Sign(callee, user string, permissions []string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	s.keep(k, signedAssertion{raw: raw, cert: tc, leaf: leaf, until: now.Add(reuseAssertionsFor)}, now)
+	s.keep(k, signedAssertion{raw: raw, cert: tc, leaf: leaf, at: now}, now)
 	return raw, nil
 }
 
@@ -300,12 +300,13 @@ func joinPermissions(permissions []string) string {
 }
 
 // reusable returns the assertion for k that the certificate tc signed
-// lately, if there is one.
+// less than reuseAssertionsFor ago, if there is one; one "signed" after
+// now (the clock went back) would look issued in the future.
 func (s *Signer) reusable(k assertionFor, tc *tls.Certificate, leaf *x509.Certificate, now time.Time) (string, bool) {
 	s.amu.Lock()
 	defer s.amu.Unlock()
 	e, ok := s.signed[k]
-	if !ok || e.cert != tc || e.leaf != leaf || !now.Before(e.until) || now.Before(e.until.Add(-reuseAssertionsFor)) {
+	if !ok || e.cert != tc || e.leaf != leaf || now.Before(e.at) || !now.Before(e.at.Add(reuseAssertionsFor)) {
 		return "", false
 	}
 	return e.raw, true
@@ -316,7 +317,7 @@ func (s *Signer) reusable(k assertionFor, tc *tls.Certificate, leaf *x509.Certif
 func (s *Signer) keep(k assertionFor, e signedAssertion, now time.Time) {
 	s.amu.Lock()
 	defer s.amu.Unlock()
-	makeRoom(s.signed, s.maxSigned, now, func(e signedAssertion) time.Time { return e.until })
+	makeRoom(s.signed, s.maxSigned, now, func(e signedAssertion) time.Time { return e.at.Add(reuseAssertionsFor) })
 	s.signed[k] = e
 }
 

@@ -27,15 +27,20 @@ func TestSignerReusesAssertions(t *testing.T) {
 	first := sign(t, s, "payment", "alice", perms)
 	require.Equal(t, first, sign(t, s, "payment", "alice", []string{"orders.place"}), "the same assertion, reused")
 
-	for name, other := range map[string]string{
-		"another user":              sign(t, s, "payment", "bob", perms),
-		"another callee":            sign(t, s, "inventory", "alice", perms),
-		"more permissions":          sign(t, s, "payment", "alice", []string{"orders.place", "payments.charge"}),
-		"no permissions":            sign(t, s, "payment", "alice", nil),
-		"permissions joined alike":  sign(t, s, "payment", "alice", []string{"orders", "place"}),
-		"one permission spelt both": sign(t, s, "payment", "alice", []string{"ordersplace"}),
+	// Each a new assertion, none reused for another: the last two would
+	// share a cache entry if the permissions were joined without their
+	// lengths.
+	distinct := map[string]bool{first: true}
+	for _, raw := range []string{
+		sign(t, s, "payment", "bob", perms),
+		sign(t, s, "inventory", "alice", perms),
+		sign(t, s, "payment", "alice", []string{"orders.place", "payments.charge"}),
+		sign(t, s, "payment", "alice", nil),
+		sign(t, s, "payment", "alice", []string{"orders", "place"}),
+		sign(t, s, "payment", "alice", []string{"ordersplace"}),
 	} {
-		require.NotEqual(t, first, other, name)
+		require.False(t, distinct[raw], "an assertion reused for something else")
+		distinct[raw] = true
 	}
 
 	// What a callee receives always has at least half its lifetime left.
@@ -122,6 +127,7 @@ func TestAssertionVerifierRemembersVerified(t *testing.T) {
 	a, err := v.Verify(raw, "orchestrator")
 	require.NoError(t, err)
 	require.Equal(t, 1, v.CachedAssertions())
+	require.Equal(t, now.Add(30*time.Second), v.RememberedUntil(raw), "verifiedFor, before exp and the chain's minute")
 	a.Permissions[0] = "admin"
 
 	again, err := v.Verify(raw, "orchestrator")
@@ -144,10 +150,13 @@ func TestAssertionVerifierRemembersVerified(t *testing.T) {
 
 	// Past verifiedFor (30s) the entry goes and the assertion is verified
 	// again (and remembered again).
+	signedAt := now
 	now = now.Add(31 * time.Second)
 	_, err = v.Verify(raw, "orchestrator")
 	require.NoError(t, err)
 	require.Equal(t, 1, v.CachedAssertions())
+	require.Equal(t, signedAt.Add(token.AssertionTTL).Unix(), v.RememberedUntil(raw).Unix(),
+		"verified again: remembered now until its exp")
 	// Past exp and the skew it is refused, cache or not.
 	now = now.Add(token.AssertionTTL)
 	_, err = v.Verify(raw, "orchestrator")

@@ -1,6 +1,10 @@
 package token
 
-import "context"
+import (
+	"context"
+	"crypto/sha256"
+	"time"
+)
 
 // VerifyUncached is Verify as it was before its cache of verified tokens.
 func (v *Verifier) VerifyUncached(ctx context.Context, raw string) (Claims, error) {
@@ -55,3 +59,11 @@ func (s *Signer) SetMaxSignedAssertions(n int) {
 
 // ReuseAssertionsFor is how long a Signer reuses an assertion.
 const ReuseAssertionsFor = reuseAssertionsFor
+
+// RememberedUntil is until when v trusts raw without verifying it again
+// (zero if it does not remember raw).
+func (v *AssertionVerifier) RememberedUntil(raw string) time.Time {
+	v.vmu.Lock()
+	defer v.vmu.Unlock()
+	return v.verified[sha256.Sum256([]byte(raw))].until
+}

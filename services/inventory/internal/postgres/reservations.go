@@ -94,7 +94,7 @@ func (r *Repository) reserveBatch(ctx context.Context, calls []*reserveCall) {
 		if err := createReservations(ctx, q, calls); err != nil {
 			return err
 		}
-		events, err := takeStockForBatch(ctx, tx, q, calls)
+		events, err := takeStockForBatch(ctx, tx, calls)
 		if err != nil {
 			return err
 		}
@@ -156,7 +156,8 @@ func createReservations(ctx context.Context, q *inventorydb.Queries, calls []*re
 // of one SKU: the whole group's at once, or, if the SKU cannot cover it,
 // one reservation after the other, rejecting those it cannot cover. It
 // returns each created reservation's event.
-func takeStockForBatch(ctx context.Context, tx pgx.Tx, q *inventorydb.Queries, calls []*reserveCall) ([]outbox.Event, error) {
+func takeStockForBatch(ctx context.Context, tx pgx.Tx, calls []*reserveCall) ([]outbox.Event, error) {
+	q := inventorydb.New(tx)
 	var created []*reserveCall
 	var total int64
 	for _, c := range calls {
