@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -78,10 +79,19 @@ type manifests struct {
 	prometheusRules []*monitoringv1.PrometheusRule
 }
 
+// kustomizeMu runs one kustomize build at a time. kustomize keeps its
+// OpenAPI schema in package globals that the first build fills in and
+// every build reads (kubernetes-sigs/kustomize#4824, #5805), so the
+// parallel tests of this package race on them without it: CI's race
+// detector caught it under load.
+var kustomizeMu sync.Mutex
+
 // render runs kustomize on dir of fsys and decodes every object strictly:
 // an unknown or misspelt field is an error, as it would be for kubectl
 // apply --validate=strict.
 func render(fsys filesys.FileSystem, dir string) (*manifests, error) {
+	kustomizeMu.Lock()
+	defer kustomizeMu.Unlock()
 	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("kustomize %s: %w", dir, err)
