@@ -59,8 +59,12 @@ func TestRun(t *testing.T) {
 		forCustomer := caller.WithDelegation(ctx, caller.Delegation{User: uuid.NewString(), Permissions: []string{"orders.place"}})
 		return metadata.AppendToOutgoingContext(forCustomer, idempotency.MetadataKey, uuid.NewString())
 	}
+	// The admin is a new user per run: the per-user rate limits live in
+	// the shared Redis, so a fixed name would carry one run's calls into
+	// the next (go test -count 2 failed with ResourceExhausted).
+	adminToken := pki.Token("admin-"+uuid.NewString(), caller.RoleAdmin)
 	adminKey := func() context.Context {
-		return metadata.AppendToOutgoingContext(authtest.AsUser(ctx, pki.Token("root", caller.RoleAdmin)), idempotency.MetadataKey, uuid.NewString())
+		return metadata.AppendToOutgoingContext(authtest.AsUser(ctx, adminToken), idempotency.MetadataKey, uuid.NewString())
 	}
 
 	t.Run("health is SERVING", func(t *testing.T) {
