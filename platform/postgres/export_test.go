@@ -33,3 +33,10 @@ func ConstraintName(err error) string {
 	}
 	return ""
 }
+
+// Queued is how many statements wait for a batch.
+func (g *Group) Queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue)
+}

@@ -22,7 +22,12 @@
 // one write before its call (step RUNNING, attempts + 1) and the result is
 // written with the next step's "before" (or with the saga's outcome): a
 // saga of n sequential steps costs n + 1 writes, the first of which is the
-// insert made by Start.
+// insert made by Start. On a pool, the writes of concurrent executions go
+// out together (postgres.Group): one round trip and one commit for all of
+// them, each execution still returning only once its own write committed.
+// The lease renewal waits for the batches in flight and they for it: a
+// batch holds several sagas' rows until it commits, and the renewal's one
+// statement locks them in an order of its own.
 //
 // # Leases and replicas
 //

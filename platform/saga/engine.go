@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -20,6 +21,7 @@ import (
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/logs"
+	"github.com/goodgo/goodgo/platform/postgres"
 	"github.com/goodgo/goodgo/platform/saga/sagadb"
 )
 
@@ -149,14 +151,24 @@ var (
 // Engine runs saga definitions durably on PostgreSQL (see the package
 // documentation). Its methods are safe for concurrent use.
 type Engine struct {
-	db     DB
-	q      *sagadb.Queries
-	keys   *keyring.Keyring
-	opts   Options
-	defs   map[string]*Definition
-	m      *metrics
-	tracer trace.Tracer
-	log    *slog.Logger
+	db DB
+	q  *sagadb.Queries
+	// grouped is q for the executions' writes, group-committed with
+	// those of the other executions by group when db is a pool (see
+	// flushes); group is nil otherwise.
+	grouped *sagadb.Queries
+	group   *postgres.Group
+	// flushes is held (shared) by every grouped write and (exclusively)
+	// by the lease renewal: a batch of transitions holds the rows of
+	// several sagas until it commits, and the renewal's one statement
+	// locks all of them in its own order, so the two would deadlock.
+	flushes sync.RWMutex
+	keys    *keyring.Keyring
+	opts    Options
+	defs    map[string]*Definition
+	m       *metrics
+	tracer  trace.Tracer
+	log     *slog.Logger
 
 	slots chan struct{} // worker semaphore
 
@@ -187,7 +199,7 @@ func New(db DB, keys *keyring.Keyring, opts Options, defs ...*Definition) (*Engi
 	}
 	opts.setDefaults()
 	e := &Engine{
-		db: db, q: sagadb.New(db), keys: keys, opts: opts,
+		db: db, q: sagadb.New(db), grouped: sagadb.New(db), keys: keys, opts: opts,
 		defs:   make(map[string]*Definition, len(defs)),
 		tracer: opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/saga"),
 		log:    opts.Logger.With("component", "saga", "owner", opts.Owner),
@@ -195,6 +207,18 @@ func New(db DB, keys *keyring.Keyring, opts Options, defs ...*Definition) (*Engi
 		held:   map[uuid.UUID]*execution{},
 		kick:   make(chan struct{}, 1),
 		epoch:  time.Now(),
+	}
+	// Only a pool: a group sends its batches concurrently with the
+	// engine's other statements, which a connection or a transaction
+	// does not allow.
+	if pool, ok := db.(*pgxpool.Pool); ok {
+		// A write older than the lease is moot: the fence stops its
+		// execution by then.
+		g, err := postgres.NewGroup(pool, postgres.GroupOptions{Timeout: opts.LeaseTTL})
+		if err != nil {
+			return nil, fmt.Errorf("saga: %w", err)
+		}
+		e.group, e.grouped = g, sagadb.New(g)
 	}
 	e.runCtx, e.runCancel = context.WithCancel(context.Background())
 	e.running = true
@@ -756,7 +780,9 @@ func (e *Engine) renewLeases(ctx context.Context) {
 	}
 	sent := e.leaseClock()
 	rctx, cancel := context.WithTimeout(ctx, e.opts.LeaseTTL/2)
+	e.flushes.Lock()
 	kept, err := e.q.RenewLeases(rctx, sagadb.RenewLeasesParams{LeaseMs: e.opts.LeaseTTL.Milliseconds(), Owner: e.opts.Owner, Ids: ids})
+	e.flushes.Unlock()
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {

@@ -541,3 +541,26 @@ func TestStartFailsAfterRunReturned(t *testing.T) {
 
 // newDBless stands in for a database where none is touched.
 type newDBless struct{ saga.DB }
+
+// The executions' writes are group-committed on a pool, and only there: a
+// connection or a transaction must not carry concurrent batches.
+func TestEngineGroupCommitsOnAPoolOnly(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	keys, def := newKeys(t), def3(newWorld())
+	e, err := saga.New(pool, keys, saga.Options{Owner: "r"}, def)
+	require.NoError(t, err)
+	require.True(t, e.GroupCommits())
+	conn, err := pool.Acquire(t.Context())
+	require.NoError(t, err)
+	defer conn.Release()
+	e, err = saga.New(conn.Conn(), keys, saga.Options{Owner: "r"}, def)
+	require.NoError(t, err)
+	require.False(t, e.GroupCommits())
+	tx, err := pool.Begin(t.Context())
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	e, err = saga.New(tx, keys, saga.Options{Owner: "r"}, def)
+	require.NoError(t, err)
+	require.False(t, e.GroupCommits())
+}

@@ -140,7 +140,9 @@ func (x *execution) loop() error {
 func (x *execution) flush(o flushOpts) error {
 	first := !x.in.inserted
 	sent := x.e.leaseClock()
-	err := x.in.flush(x.ctx, x.e.q, x.e.opts.Owner, x.e.opts.LeaseTTL, o)
+	x.e.flushes.RLock()
+	err := x.in.flush(x.ctx, x.e.grouped, x.e.opts.Owner, x.e.opts.LeaseTTL, o)
+	x.e.flushes.RUnlock()
 	if first && x.inserted != nil {
 		x.inserted <- err
 		x.inserted = nil

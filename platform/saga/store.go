@@ -17,7 +17,9 @@ import (
 
 // DB is what the engine needs from PostgreSQL: a *pgxpool.Pool, a
 // *pgx.Conn or a pgx.Tx. Every engine write is a single statement, so the
-// engine never opens transactions of its own.
+// engine never opens transactions of its own; on a pool, the writes of
+// concurrent executions are group-committed (postgres.Group: one round
+// trip and one commit for several sagas' transitions).
 type DB = sagadb.DBTX
 
 // State is a saga's place in its life cycle, as stored.

@@ -1,0 +1,237 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Group commit: many callers each write one statement on their own (the
+// saga engine's transitions, one per step of every saga in flight), and
+// each statement sent alone is a transaction of its own: a round trip, a
+// commit and a WAL flush each. A Group sends the single-row statements of
+// concurrent callers together, in one round trip and one transaction, and
+// gives each caller its own row.
+//
+// The batch is one implicit transaction (one Sync at its end, no BEGIN):
+// PostgreSQL commits all of it or none. Each caller returns only once the
+// commit is known, so a write the caller saw succeed is as durable as
+// one sent alone. A statement that fails aborts the batch; its statements
+// are then sent again one at a time, so that one caller's error stays its
+// own (the others' statements were rolled back, not done). A failed round
+// trip (the connection broke) leaves the batch's outcome unknown: each of
+// its callers gets the error, as a caller whose statement was lost alone
+// would; the statements must therefore be safe to run again or guarded
+// (the saga's are, by version and lease owner).
+//
+// No waiting to fill a batch: a statement goes out at once while fewer
+// than MaxInFlight batches are in flight, and otherwise joins the queue
+// that goes out, whole (up to MaxBatch), when one of them returns. A lone
+// caller pays what it would pay without the Group.
+
+// Group defaults.
+const (
+	DefaultGroupInFlight = 2
+	DefaultGroupBatch    = 64
+)
+
+// GroupOptions configure a Group.
+type GroupOptions struct {
+	// MaxInFlight is how many batches may be in flight at once;
+	// DefaultGroupInFlight if 0.
+	MaxInFlight int
+	// MaxBatch caps the statements of one batch; DefaultGroupBatch if 0.
+	MaxBatch int
+	// Timeout bounds a batch's round trip, which no caller's context
+	// cancels once it is sent (see QueryRow). Required.
+	Timeout time.Duration
+}
+
+// Sender is what a Group sends batches and lone statements on: a
+// *pgxpool.Pool.
+type Sender interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// Group is a DBTX whose QueryRow statements are group-committed with those
+// of concurrent callers (see above). Exec and Query are not grouped: they
+// go to the Sender's pool as they are.
+type Group struct {
+	db    Sender
+	exec  DBTX
+	opts  GroupOptions
+	mu    sync.Mutex
+	queue []*groupedRow
+	// inFlight counts the batches sent and not yet answered.
+	inFlight int
+}
+
+// NewGroup returns a Group over pool (a *pgxpool.Pool).
+func NewGroup(pool interface {
+	Sender
+	DBTX
+}, opts GroupOptions) (*Group, error) {
+	if opts.Timeout <= 0 {
+		return nil, errors.New("postgres: GroupOptions.Timeout is required")
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultGroupInFlight
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultGroupBatch
+	}
+	return &Group{db: pool, exec: pool, opts: opts}, nil
+}
+
+// Exec implements DBTX, ungrouped.
+func (g *Group) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return g.exec.Exec(ctx, sql, args...)
+}
+
+// Query implements DBTX, ungrouped.
+func (g *Group) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return g.exec.Query(ctx, sql, args...)
+}
+
+// QueryRow implements DBTX: the statement joins the next batch when its
+// row is scanned. If ctx ends while the statement is still queued, Scan
+// returns ctx's error and the statement is never sent; once sent, Scan
+// waits for its outcome (at most Timeout), since the statement may
+// commit.
+func (g *Group) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return &groupedRow{g: g, ctx: ctx, sql: sql, args: args}
+}
+
+// groupedRow is one caller's statement; done is closed once err holds its
+// outcome and dest its values.
+type groupedRow struct {
+	g    *Group
+	ctx  context.Context
+	sql  string
+	args []any
+	dest []any
+	err  error
+	sent bool // under g.mu
+	done chan struct{}
+}
+
+func (r *groupedRow) Scan(dest ...any) error {
+	r.dest, r.done = dest, make(chan struct{})
+	g := r.g
+	g.mu.Lock()
+	g.queue = append(g.queue, r)
+	var batch []*groupedRow
+	if g.inFlight < g.opts.MaxInFlight {
+		g.inFlight++
+		batch = g.takeLocked()
+	}
+	g.mu.Unlock()
+	if batch != nil {
+		go g.drain(batch)
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-r.ctx.Done():
+	}
+	g.mu.Lock()
+	if !r.sent {
+		g.queue = slices.DeleteFunc(g.queue, func(q *groupedRow) bool { return q == r })
+		g.mu.Unlock()
+		return fmt.Errorf("postgres: grouped statement not sent: %w", r.ctx.Err())
+	}
+	g.mu.Unlock()
+	<-r.done // sent: its outcome is on its way, and it may have committed
+	return r.err
+}
+
+// drain sends batches until the queue is empty, then frees its slot.
+func (g *Group) drain(batch []*groupedRow) {
+	for batch != nil {
+		g.send(batch)
+		batch = g.nextOrRelease()
+	}
+}
+
+func (g *Group) nextOrRelease() []*groupedRow {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queue) == 0 {
+		g.inFlight--
+		return nil
+	}
+	return g.takeLocked()
+}
+
+// takeLocked removes up to MaxBatch statements from the head of the queue
+// and marks them sent.
+func (g *Group) takeLocked() []*groupedRow {
+	n := min(len(g.queue), g.opts.MaxBatch)
+	batch := slices.Clone(g.queue[:n])
+	g.queue = slices.Delete(g.queue, 0, n)
+	for _, r := range batch {
+		r.sent = true
+	}
+	return batch
+}
+
+// send runs a batch and wakes its callers. It runs without the callers'
+// cancellation (each waits for its outcome) but with the first one's
+// values (its span is the batch's parent), bounded by Timeout.
+func (g *Group) send(batch []*groupedRow) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), g.opts.Timeout)
+	defer cancel()
+	if len(batch) == 1 {
+		g.sendAlone(ctx, batch[0])
+		return
+	}
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(batch))}
+	for _, r := range batch {
+		b.Queue(r.sql, r.args...)
+	}
+	br := g.db.SendBatch(ctx, b)
+	aborted := false
+	for _, r := range batch {
+		r.err = br.QueryRow().Scan(r.dest...)
+		var pgErr *pgconn.PgError
+		if errors.As(r.err, &pgErr) {
+			aborted = true
+		}
+	}
+	if err := br.Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			// The round trip failed: whether the batch committed is
+			// unknown, and every caller gets to know it.
+			for _, r := range batch {
+				r.err = fmt.Errorf("postgres: grouped statement, outcome unknown: %w", err)
+			}
+			return
+		}
+		aborted = true
+	}
+	if aborted {
+		// A statement failed: PostgreSQL rolled the whole batch back.
+		// One at a time now, so that only that statement's caller
+		// gets an error.
+		for _, r := range batch {
+			g.sendAlone(ctx, r)
+		}
+	}
+}
+
+func (g *Group) sendAlone(ctx context.Context, r *groupedRow) {
+	r.err = g.db.QueryRow(ctx, r.sql, r.args...).Scan(r.dest...)
+}
