@@ -112,14 +112,14 @@ func (g *Group) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 // groupedRow is one caller's statement; done is closed once err holds its
 // outcome and dest its values.
 type groupedRow struct {
-	g    *Group
-	ctx  context.Context
-	sql  string
-	args []any
-	dest []any
-	err  error
-	sent bool // under g.mu
-	done chan struct{}
+	g     *Group
+	ctx   context.Context
+	sql   string
+	args  []any
+	dest  []any
+	err   error
+	taken bool // for a batch; under g.mu
+	done  chan struct{}
 }
 
 func (r *groupedRow) Scan(dest ...any) error {
@@ -142,13 +142,13 @@ func (r *groupedRow) Scan(dest ...any) error {
 	case <-r.ctx.Done():
 	}
 	g.mu.Lock()
-	if !r.sent {
+	if !r.taken {
 		g.queue = slices.DeleteFunc(g.queue, func(q *groupedRow) bool { return q == r })
 		g.mu.Unlock()
 		return fmt.Errorf("postgres: grouped statement not sent: %w", r.ctx.Err())
 	}
 	g.mu.Unlock()
-	<-r.done // sent: its outcome is on its way, and it may have committed
+	<-r.done // taken: it may be on its way and commit, so its outcome is awaited
 	return r.err
 }
 
@@ -171,13 +171,13 @@ func (g *Group) nextOrRelease() []*groupedRow {
 }
 
 // takeLocked removes up to MaxBatch statements from the head of the queue
-// and marks them sent.
+// and marks them taken.
 func (g *Group) takeLocked() []*groupedRow {
 	n := min(len(g.queue), g.opts.MaxBatch)
 	batch := slices.Clone(g.queue[:n])
 	g.queue = slices.Delete(g.queue, 0, n)
 	for _, r := range batch {
-		r.sent = true
+		r.taken = true
 	}
 	return batch
 }
@@ -185,12 +185,24 @@ func (g *Group) takeLocked() []*groupedRow {
 // send runs a batch and wakes its callers. It runs without the callers'
 // cancellation (each waits for its outcome) but with the first one's
 // values (its span is the batch's parent), bounded by Timeout.
-func (g *Group) send(batch []*groupedRow) {
+func (g *Group) send(taken []*groupedRow) {
 	defer func() {
-		for _, r := range batch {
+		for _, r := range taken {
 			close(r.done)
 		}
 	}()
+	// A caller that left before its batch went out is not sent for.
+	batch := make([]*groupedRow, 0, len(taken))
+	for _, r := range taken {
+		if err := r.ctx.Err(); err != nil {
+			r.err = fmt.Errorf("postgres: grouped statement not sent: %w", err)
+			continue
+		}
+		batch = append(batch, r)
+	}
+	if len(batch) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), g.opts.Timeout)
 	defer cancel()
 	if len(batch) == 1 {
