@@ -3,9 +3,10 @@ package idempotency
 import (
 	"context"
 	"slices"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/goodgo/goodgo/platform/batch"
 )
 
 // Batching defaults: see RedisOptions.
@@ -15,17 +16,11 @@ const (
 )
 
 // batcher coalesces the commands of concurrent callers into pipelines, one
-// round trip each. One client with many callers is bound by round trips,
-// not by Redis: each command alone costs a write and a read system call on
-// both sides, which batching shares among every command of a pipeline.
-//
-// There is no waiting for a batch to fill: a command is sent at once when
-// fewer than maxPipelines pipelines are in flight, and otherwise joins the
-// queue that goes out, whole (up to maxBatch), as soon as one of them
-// returns. A command therefore waits for at most the pipelines ahead of it,
-// and a lone caller pays one round trip as without batching. No goroutine
-// outlives the queue: a caller that finds a free slot starts one, which
-// sends batches while there are any.
+// round trip each (package batch: no waiting to fill a pipeline, at most
+// maxPipelines in flight, a lone caller pays one round trip as without
+// batching). One client with many callers is bound by round trips, not by
+// Redis: each command alone costs a write and a read system call on both
+// sides, which batching shares among every command of a pipeline.
 //
 // Each caller gets its own command's result: a Redis error (a script's
 // error, NOSCRIPT) fails only that command, and a failed round trip fails
@@ -33,13 +28,8 @@ const (
 // a pipeline whose connection failed (MaxRetries), like a single command;
 // the store's scripts are written to be run twice (see Store).
 type batcher struct {
-	client       redis.UniversalClient
-	maxPipelines int
-	maxBatch     int
-
-	mu       sync.Mutex
-	queue    []*queued
-	inFlight int
+	client redis.UniversalClient
+	queue  *batch.Queue[*queued]
 }
 
 // queued is one caller's command; done is closed once cmd holds its result.
@@ -56,7 +46,9 @@ func newBatcher(client redis.UniversalClient, maxPipelines, maxBatch int) *batch
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatch
 	}
-	return &batcher{client: client, maxPipelines: maxPipelines, maxBatch: maxBatch}
+	b := &batcher{client: client}
+	b.queue = batch.New(maxPipelines, maxBatch, b.exec)
+	return b
 }
 
 // do runs cmd in a pipeline with the commands of other callers and returns
@@ -66,57 +58,13 @@ func newBatcher(client redis.UniversalClient, maxPipelines, maxBatch int) *batch
 // lost, and the caller must not read cmd.
 func (b *batcher) do(ctx context.Context, cmd redis.Cmder) error {
 	q := &queued{ctx: ctx, cmd: cmd, done: make(chan struct{})}
-	b.mu.Lock()
-	b.queue = append(b.queue, q)
-	var batch []*queued
-	if b.inFlight < b.maxPipelines {
-		b.inFlight++
-		batch = b.takeLocked()
-	}
-	b.mu.Unlock()
-	if batch != nil {
-		// Sent by a goroutine, not by this caller, which must be free to
-		// return when ctx ends: a pipeline ends only with its round trip.
-		go b.drain(batch)
-	}
+	b.queue.Add(q)
 	select {
 	case <-q.done:
 		return cmd.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// drain sends batches until the queue is empty, then frees its slot.
-func (b *batcher) drain(batch []*queued) {
-	for batch != nil {
-		b.exec(batch)
-		batch = b.nextOrRelease()
-	}
-}
-
-// nextOrRelease takes the next batch for a sender whose pipeline returned,
-// or frees its slot if nothing is queued.
-func (b *batcher) nextOrRelease() []*queued {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.queue) == 0 {
-		b.inFlight--
-		return nil
-	}
-	return b.takeLocked()
-}
-
-// takeLocked removes up to maxBatch commands from the head of the queue.
-func (b *batcher) takeLocked() []*queued {
-	n := min(len(b.queue), b.maxBatch)
-	batch := b.queue[:n:n]
-	if n == len(b.queue) {
-		b.queue = nil
-	} else {
-		b.queue = b.queue[n:]
-	}
-	return batch
 }
 
 // exec sends one pipeline of the batch's live commands and wakes their

@@ -105,11 +105,7 @@ func setupBatcher(t *testing.T, maxPipelines int) *batcherBundle {
 // waitQueued waits until n commands wait in the batcher's queue.
 func waitQueued(t *testing.T, b *batcher, n int) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return len(b.queue) == n
-	}, 5*time.Second, time.Millisecond, "%d commands queued", n)
+	require.Eventually(t, func() bool { return b.queue.Len() == n }, 5*time.Second, time.Millisecond, "%d commands queued", n)
 }
 
 func TestBatcher(t *testing.T) {
@@ -156,11 +152,7 @@ func TestBatcher(t *testing.T) {
 		require.NoError(t, tb.b.do(t.Context(), cmd))
 		require.Equal(t, "alone", cmd.Val())
 		require.Equal(t, int64(1), tb.gate.pipelines.Load())
-		require.Eventually(t, func() bool {
-			tb.b.mu.Lock()
-			defer tb.b.mu.Unlock()
-			return tb.b.inFlight == 0
-		}, 5*time.Second, time.Millisecond, "the slot is free again, no goroutine left")
+		require.Eventually(t, func() bool { return tb.b.queue.InFlight() == 0 }, 5*time.Second, time.Millisecond, "the slot is free again, no goroutine left")
 	})
 
 	t.Run("an error fails only its own command", func(t *testing.T) {
@@ -244,11 +236,7 @@ func TestBatcher(t *testing.T) {
 		cancel()
 		require.ErrorIs(t, <-errc, context.Canceled, "returns while the pipeline ahead is still held")
 		release()
-		require.Eventually(t, func() bool {
-			tb.b.mu.Lock()
-			defer tb.b.mu.Unlock()
-			return tb.b.inFlight == 0
-		}, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return tb.b.queue.InFlight() == 0 }, 5*time.Second, time.Millisecond)
 		require.Equal(t, int64(1), tb.gate.pipelines.Load(), "no pipeline for the cancelled command")
 		n, err := tb.rdb.Exists(ctx, tb.prefix+"cancelled").Result()
 		require.NoError(t, err)
@@ -284,7 +272,7 @@ func TestBatcher(t *testing.T) {
 	t.Run("batches are capped", func(t *testing.T) {
 		t.Parallel()
 		tb := setupBatcher(t, 1)
-		tb.b.maxBatch = 10
+		tb.b = newBatcher(tb.rdb, 1, 10)
 		ctx := t.Context()
 		held, release := tb.gate.holdNext(nil)
 		go func() { _ = tb.b.do(ctx, redis.NewStatusCmd(ctx, "ping")) }()

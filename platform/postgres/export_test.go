@@ -35,8 +35,4 @@ func ConstraintName(err error) string {
 }
 
 // Queued is how many statements wait for a batch.
-func (g *Group) Queued() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.queue)
-}
+func (g *Group) Queued() int { return g.queue.Len() }

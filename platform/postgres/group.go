@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/goodgo/goodgo/platform/batch"
 )
 
 // Group commit: many callers each write one statement on their own (the
@@ -30,10 +30,9 @@ import (
 // would; the statements must therefore be safe to run again or guarded
 // (the saga's are, by version and lease owner).
 //
-// No waiting to fill a batch: a statement goes out at once while fewer
-// than MaxInFlight batches are in flight, and otherwise joins the queue
-// that goes out, whole (up to MaxBatch), when one of them returns. A lone
-// caller pays what it would pay without the Group.
+// The batching is package batch's: no waiting to fill a batch, at most
+// MaxInFlight batches in flight, a lone caller pays what it would pay
+// without the Group.
 
 // Group defaults.
 const (
@@ -67,10 +66,7 @@ type Group struct {
 	db    Sender
 	exec  DBTX
 	opts  GroupOptions
-	mu    sync.Mutex
-	queue []*groupedRow
-	// inFlight counts the batches sent and not yet answered.
-	inFlight int
+	queue *batch.Queue[*groupedRow]
 }
 
 // NewGroup returns a Group over pool (a *pgxpool.Pool).
@@ -87,7 +83,9 @@ func NewGroup(pool interface {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultGroupBatch
 	}
-	return &Group{db: pool, exec: pool, opts: opts}, nil
+	g := &Group{db: pool, exec: pool, opts: opts}
+	g.queue = batch.New(opts.MaxInFlight, opts.MaxBatch, g.send)
+	return g, nil
 }
 
 // Exec implements DBTX, ungrouped.
@@ -112,74 +110,28 @@ func (g *Group) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 // groupedRow is one caller's statement; done is closed once err holds its
 // outcome and dest its values.
 type groupedRow struct {
-	g     *Group
-	ctx   context.Context
-	sql   string
-	args  []any
-	dest  []any
-	err   error
-	taken bool // for a batch; under g.mu
-	done  chan struct{}
+	g    *Group
+	ctx  context.Context
+	sql  string
+	args []any
+	dest []any
+	err  error
+	done chan struct{}
 }
 
 func (r *groupedRow) Scan(dest ...any) error {
 	r.dest, r.done = dest, make(chan struct{})
-	g := r.g
-	g.mu.Lock()
-	g.queue = append(g.queue, r)
-	var batch []*groupedRow
-	if g.inFlight < g.opts.MaxInFlight {
-		g.inFlight++
-		batch = g.takeLocked()
-	}
-	g.mu.Unlock()
-	if batch != nil {
-		go g.drain(batch)
-	}
+	r.g.queue.Add(r)
 	select {
 	case <-r.done:
 		return r.err
 	case <-r.ctx.Done():
 	}
-	g.mu.Lock()
-	if !r.taken {
-		g.queue = slices.DeleteFunc(g.queue, func(q *groupedRow) bool { return q == r })
-		g.mu.Unlock()
+	if r.g.queue.Remove(r) {
 		return fmt.Errorf("postgres: grouped statement not sent: %w", r.ctx.Err())
 	}
-	g.mu.Unlock()
-	<-r.done // taken: it may be on its way and commit, so its outcome is awaited
+	<-r.done // in a batch: it may be on its way and commit, so its outcome is awaited
 	return r.err
-}
-
-// drain sends batches until the queue is empty, then frees its slot.
-func (g *Group) drain(batch []*groupedRow) {
-	for batch != nil {
-		g.send(batch)
-		batch = g.nextOrRelease()
-	}
-}
-
-func (g *Group) nextOrRelease() []*groupedRow {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.queue) == 0 {
-		g.inFlight--
-		return nil
-	}
-	return g.takeLocked()
-}
-
-// takeLocked removes up to MaxBatch statements from the head of the queue
-// and marks them taken.
-func (g *Group) takeLocked() []*groupedRow {
-	n := min(len(g.queue), g.opts.MaxBatch)
-	batch := slices.Clone(g.queue[:n])
-	g.queue = slices.Delete(g.queue, 0, n)
-	for _, r := range batch {
-		r.taken = true
-	}
-	return batch
 }
 
 // send runs a batch and wakes its callers. It runs without the callers'
