@@ -48,7 +48,7 @@ type GroupOptions struct {
 	// MaxBatch caps the statements of one batch; DefaultGroupBatch if 0.
 	MaxBatch int
 	// Timeout bounds a batch's round trip, which no caller's context
-	// cancels once it is sent (see QueryRow). Required.
+	// cancels once it is taken (see QueryRow). Required.
 	Timeout time.Duration
 }
 
@@ -100,9 +100,9 @@ func (g *Group) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, e
 
 // QueryRow implements DBTX: the statement joins the next batch when its
 // row is scanned. If ctx ends while the statement is still queued, Scan
-// returns ctx's error and the statement is never sent; once sent, Scan
-// waits for its outcome (at most Timeout), since the statement may
-// commit.
+// returns ctx's error and the statement is never sent; once a batch has
+// taken it, Scan waits for its outcome (at most Timeout), since the
+// statement may commit.
 func (g *Group) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return &groupedRow{g: g, ctx: ctx, sql: sql, args: args}
 }
@@ -144,30 +144,30 @@ func (g *Group) send(taken []*groupedRow) {
 		}
 	}()
 	// A caller that left before its batch went out is not sent for.
-	batch := make([]*groupedRow, 0, len(taken))
+	live := make([]*groupedRow, 0, len(taken))
 	for _, r := range taken {
 		if err := r.ctx.Err(); err != nil {
 			r.err = fmt.Errorf("postgres: grouped statement not sent: %w", err)
 			continue
 		}
-		batch = append(batch, r)
+		live = append(live, r)
 	}
-	if len(batch) == 0 {
+	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), g.opts.Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), g.opts.Timeout)
 	defer cancel()
-	if len(batch) == 1 {
-		g.sendAlone(ctx, batch[0])
+	if len(live) == 1 {
+		g.sendAlone(ctx, live[0])
 		return
 	}
-	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(batch))}
-	for _, r := range batch {
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(live))}
+	for _, r := range live {
 		b.Queue(r.sql, r.args...)
 	}
 	br := g.db.SendBatch(ctx, b)
 	aborted := false
-	for _, r := range batch {
+	for _, r := range live {
 		r.err = br.QueryRow().Scan(r.dest...)
 		var pgErr *pgconn.PgError
 		if errors.As(r.err, &pgErr) {
@@ -179,7 +179,7 @@ func (g *Group) send(taken []*groupedRow) {
 		if !errors.As(err, &pgErr) {
 			// The round trip failed: whether the batch committed is
 			// unknown, and every caller gets to know it.
-			for _, r := range batch {
+			for _, r := range live {
 				r.err = fmt.Errorf("postgres: grouped statement, outcome unknown: %w", err)
 			}
 			return
@@ -190,7 +190,7 @@ func (g *Group) send(taken []*groupedRow) {
 		// A statement failed: PostgreSQL rolled the whole batch back.
 		// One at a time now, so that only that statement's caller
 		// gets an error.
-		for _, r := range batch {
+		for _, r := range live {
 			g.sendAlone(ctx, r)
 		}
 	}
