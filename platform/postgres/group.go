@@ -52,28 +52,24 @@ type GroupOptions struct {
 	Timeout time.Duration
 }
 
-// Sender is what a Group sends batches and lone statements on: a
-// *pgxpool.Pool.
+// Sender is what a Group sends batches, lone statements and its ungrouped
+// statements on: a *pgxpool.Pool.
 type Sender interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	DBTX
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Group is a DBTX whose QueryRow statements are group-committed with those
 // of concurrent callers (see above). Exec and Query are not grouped: they
-// go to the Sender's pool as they are.
+// go to the pool as they are.
 type Group struct {
 	db    Sender
-	exec  DBTX
 	opts  GroupOptions
 	queue *batch.Queue[*groupedRow]
 }
 
-// NewGroup returns a Group over pool (a *pgxpool.Pool).
-func NewGroup(pool interface {
-	Sender
-	DBTX
-}, opts GroupOptions) (*Group, error) {
+// NewGroup returns a Group over pool.
+func NewGroup(pool Sender, opts GroupOptions) (*Group, error) {
 	if opts.Timeout <= 0 {
 		return nil, errors.New("postgres: GroupOptions.Timeout is required")
 	}
@@ -83,19 +79,19 @@ func NewGroup(pool interface {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultGroupBatch
 	}
-	g := &Group{db: pool, exec: pool, opts: opts}
+	g := &Group{db: pool, opts: opts}
 	g.queue = batch.New(opts.MaxInFlight, opts.MaxBatch, g.send)
 	return g, nil
 }
 
 // Exec implements DBTX, ungrouped.
 func (g *Group) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	return g.exec.Exec(ctx, sql, args...)
+	return g.db.Exec(ctx, sql, args...)
 }
 
 // Query implements DBTX, ungrouped.
 func (g *Group) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return g.exec.Query(ctx, sql, args...)
+	return g.db.Query(ctx, sql, args...)
 }
 
 // QueryRow implements DBTX: the statement joins the next batch when its

@@ -153,11 +153,10 @@ var (
 type Engine struct {
 	db DB
 	q  *sagadb.Queries
-	// grouped is q for the executions' writes, group-committed with
-	// those of the other executions by group when db is a pool (see
-	// flushes); group is nil otherwise.
+	// grouped is the executions' writes' Queries: on a pool,
+	// group-committed with those of the other executions (see flushes);
+	// q itself otherwise.
 	grouped *sagadb.Queries
-	group   *postgres.Group
 	// flushes is held (shared) by every grouped write and (exclusively)
 	// by the lease renewal: a batch of transitions holds the rows of
 	// several sagas until it commits, and the renewal's one statement
@@ -199,7 +198,7 @@ func New(db DB, keys *keyring.Keyring, opts Options, defs ...*Definition) (*Engi
 	}
 	opts.setDefaults()
 	e := &Engine{
-		db: db, q: sagadb.New(db), grouped: sagadb.New(db), keys: keys, opts: opts,
+		db: db, q: sagadb.New(db), keys: keys, opts: opts,
 		defs:   make(map[string]*Definition, len(defs)),
 		tracer: opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/saga"),
 		log:    opts.Logger.With("component", "saga", "owner", opts.Owner),
@@ -218,7 +217,9 @@ func New(db DB, keys *keyring.Keyring, opts Options, defs ...*Definition) (*Engi
 		if err != nil {
 			return nil, fmt.Errorf("saga: %w", err)
 		}
-		e.group, e.grouped = g, sagadb.New(g)
+		e.grouped = sagadb.New(g)
+	} else {
+		e.grouped = e.q
 	}
 	e.runCtx, e.runCancel = context.WithCancel(context.Background())
 	e.running = true

@@ -11,4 +11,4 @@ import (
 func (e *Engine) Execute(ctx context.Context, id uuid.UUID) error { return e.execute(ctx, id) }
 
 // GroupCommits reports whether the executions' writes are group-committed.
-func (e *Engine) GroupCommits() bool { return e.group != nil }
+func (e *Engine) GroupCommits() bool { return e.grouped != e.q }
