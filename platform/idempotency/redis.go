@@ -40,22 +40,23 @@ type RedisOptions struct {
 	MaxBatch int
 }
 
-// RedisStore is a Store on Redis or Redis Cluster. A record is one hash
+// RedisStore is a Store on Redis (7.0 or later) or Redis Cluster. A
+// record is one string (see record.go): its state, owner token and request
+// fingerprint, and once completed the google.rpc.Status and the response's
+// google.protobuf.Any, both sealed with the PII keyring (keyring.SealValue,
+// bound to the record's key and field), so Redis never holds a reply in the
+// clear. Its expiry is the claim's lease while in progress (set by Claim,
+// pushed out by Renew) and the replay TTL once completed.
 //
-//	s  state: "p" (in progress) or "c" (completed)
-//	f  request fingerprint
-//	o  owner token (kept once completed, for a repeated Complete)
-//	st google.rpc.Status, protobuf-encoded, once completed
-//	r  google.protobuf.Any of the response, once completed with OK
+// A claim is one native command, SET NX PX GET: it stores the claim if no
+// record exists and returns the record that does, so a replay costs Redis
+// one command. Complete, Renew and Release compare the owner first, so
+// each is a Lua script on one key (EVALSHA): atomic, and valid on Redis
+// Cluster. The commands of concurrent requests share round trips: they go
+// out together in one pipeline (batcher), each with its own reply.
 //
-// st and r are sealed with the PII keyring (keyring.SealValue, bound to
-// the record's key and field), so Redis never holds a reply in the clear.
-// The record's PEXPIRE is the claim's lease while in progress (set by
-// Claim, pushed out by Renew) and the replay TTL once completed.
-// Each method is one Lua script on one key (EVALSHA), which makes it atomic
-// and valid on Redis Cluster. The scripts of concurrent requests share
-// round trips: they go out together in one pipeline (batcher), each with
-// its own reply.
+// Records written by earlier releases, as hashes, are still read (legacy.go)
+// until they expire.
 type RedisStore struct {
 	client redis.UniversalClient
 	prefix string
@@ -94,97 +95,120 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore
 	}, nil
 }
 
-// run runs script on key with args, in a pipeline shared with concurrent
-// callers. On error the returned command is a fresh one holding it: the
-// batched command may still be written by a pipeline its caller stopped
-// waiting for.
-func (s *RedisStore) run(ctx context.Context, script *redis.Script, key string, args ...any) *redis.Cmd {
+// send runs cmd in a pipeline shared with concurrent callers. On error
+// the caller must not read cmd: the batched command may still be written by
+// a pipeline its caller stopped waiting for.
+func (s *RedisStore) send(ctx context.Context, cmd redis.Cmder) error {
 	if s.batch == nil {
-		return script.Run(ctx, s.client, []string{key}, args...)
+		return s.client.Process(ctx, cmd)
+	}
+	return s.batch.do(ctx, cmd)
+}
+
+// run runs script on key with args, in a pipeline shared with concurrent
+// callers, and returns its integer reply.
+func (s *RedisStore) run(ctx context.Context, script *redis.Script, key string, args ...any) (int64, error) {
+	if s.batch == nil {
+		return script.Run(ctx, s.client, []string{key}, args...).Int64()
 	}
 	// One allocation for the command's arguments: appending args to a
 	// four-element literal would copy it into a second.
 	cmdArgs := make([]any, 0, 4+len(args))
 	cmdArgs = append(cmdArgs, "evalsha", script.Hash(), 1, key)
-	cmd := redis.NewCmd(ctx, append(cmdArgs, args...)...)
+	cmd := redis.NewIntCmd(ctx, append(cmdArgs, args...)...)
 	err := s.batch.do(ctx, cmd)
 	switch {
 	case err == nil:
-		return cmd
+		return cmd.Val(), nil
 	case redis.HasErrorPrefix(err, "NOSCRIPT"):
 		// Redis lost its scripts (a restart, SCRIPT FLUSH): EVAL loads
 		// this one again. Alone, as it is rare.
-		return script.Run(ctx, s.client, []string{key}, args...)
+		return script.Run(ctx, s.client, []string{key}, args...).Int64()
 	}
-	failed := redis.NewCmd(ctx)
-	failed.SetErr(err)
-	return failed
+	return 0, err
 }
 
-// claimScript returns an empty array after claiming, else the record's s, f,
-// st, r, o. (Not nil: go-redis treats a nil reply as an error, a slower
-// path.) A record in progress for ARGV owner is this same claim run again
-// (go-redis retries a command whose reply timed out): claimed, unchanged.
-// KEYS[1] record; ARGV owner, fingerprint, lock TTL in ms.
-var claimScript = redis.NewScript(`
-local rec = redis.call('HMGET', KEYS[1], 's', 'f', 'st', 'r', 'o')
-if rec[1] == 'p' and rec[5] == ARGV[1] then return {} end
-if rec[1] then return rec end
-redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[2], 'o', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {}
-`)
+// The scripts read the record with redis.pcall: a legacy hash record
+// (WRONGTYPE for GET) is never the owner's, since this store claims with
+// strings, so it is "not the owner", not an error.
 
 // completeScript returns 1 if owner held the claim and it is now completed,
 // or if owner completed it already (go-redis retried the script after a
-// lost reply: the first run's outcome stays). The owner token is kept for
-// that check. KEYS[1] record; ARGV owner, status, response, TTL in ms.
+// lost reply: the first run's outcome stays). The owner is kept for that
+// check. KEYS[1] record; ARGV owner field (length byte, owner), the
+// completion (sealed status and response), TTL in ms.
 var completeScript = redis.NewScript(`
-local rec = redis.call('HMGET', KEYS[1], 's', 'o')
-if rec[2] ~= ARGV[1] then return 0 end
-if rec[1] == 'c' then return 1 end
-redis.call('HSET', KEYS[1], 's', 'c', 'st', ARGV[2], 'r', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or string.sub(rec, 2, #ARGV[1] + 1) ~= ARGV[1] then return 0 end
+local state = string.sub(rec, 1, 1)
+if state == 'c' then return 1 end
+if state ~= 'p' then return 0 end
+redis.call('SET', KEYS[1], 'c' .. string.sub(rec, 2) .. ARGV[2], 'PX', ARGV[3])
 return 1
 `)
 
 // renewScript returns 1 if owner holds the claim in progress and its
 // expiry is now lock TTL away, else 0, changing nothing: a completed record
 // keeps its TTL, and a claim that expired is not brought back. KEYS[1]
-// record; ARGV owner, lock TTL in ms.
+// record; ARGV 'p' and the owner field, lock TTL in ms.
 var renewScript = redis.NewScript(`
-local rec = redis.call('HMGET', KEYS[1], 's', 'o')
-if rec[1] ~= 'p' or rec[2] ~= ARGV[1] then return 0 end
+local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or string.sub(rec, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `)
 
 // releaseScript returns 1 if owner held the claim and it is now deleted. A
-// completed record is never deleted. KEYS[1] record; ARGV owner.
+// completed record is never deleted. KEYS[1] record; ARGV 'p' and the owner
+// field.
 var releaseScript = redis.NewScript(`
-local rec = redis.call('HMGET', KEYS[1], 's', 'o')
-if rec[1] ~= 'p' or rec[2] ~= ARGV[1] then return 0 end
+local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or string.sub(rec, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 `)
 
-// Claim implements Store.
+// Claim implements Store: SET NX PX GET claims the key if it has no record
+// and returns the one it has. A record in progress for owner is this same
+// claim run again (go-redis retries a command whose reply timed out):
+// claimed, unchanged.
 func (s *RedisStore) Claim(ctx context.Context, key, owner string, fingerprint []byte, lockTTL time.Duration) (*Record, error) {
-	if owner == "" {
-		return nil, errors.New("idempotency: claim: empty owner token")
+	if err := checkFields(owner, fingerprint); err != nil {
+		return nil, fmt.Errorf("idempotency: claim: %w", err)
 	}
 	stored := s.prefix + key
-	res, err := s.run(ctx, claimScript, stored, owner, fingerprint, lockTTL.Milliseconds()).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("idempotency: claim: %w", err)
+	for range 3 {
+		cmd := redis.NewStringCmd(ctx, "set", stored, claimValue(owner, fingerprint), "px", lockTTL.Milliseconds(), "nx", "get")
+		err := s.send(ctx, cmd)
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, nil
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
+			// A hash: a record of an earlier release.
+			rec, err := s.claimLegacy(ctx, stored)
+			if errors.Is(err, errExpired) {
+				continue // it expired between the two commands: claim again
+			}
+			if err != nil {
+				return nil, fmt.Errorf("idempotency: claim: %w", err)
+			}
+			return rec, nil
+		case err != nil:
+			return nil, fmt.Errorf("idempotency: claim: %w", err)
+		}
+		raw, err := parseRecord(cmd.Val())
+		if err != nil {
+			return nil, fmt.Errorf("idempotency: claim: %w", err)
+		}
+		if raw.state == stateInProgress && raw.owner == owner {
+			return nil, nil
+		}
+		rec, err := s.decodeRecord(stored, raw)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency: claim: %w", err)
+		}
+		return rec, nil
 	}
-	if len(res) == 0 {
-		return nil, nil
-	}
-	rec, err := s.decodeRecord(stored, res)
-	if err != nil {
-		return nil, fmt.Errorf("idempotency: claim: %w", err)
-	}
-	return rec, nil
+	return nil, errors.New("idempotency: claim: the record kept changing type")
 }
 
 // Complete implements Store.
@@ -203,7 +227,7 @@ func (s *RedisStore) Complete(ctx context.Context, key, owner string, out Outcom
 	if st, resp, err = s.seal(stored, st, resp); err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
-	done, err := s.run(ctx, completeScript, stored, owner, st, resp, ttl.Milliseconds()).Int()
+	done, err := s.run(ctx, completeScript, stored, ownerField(owner), completion(st, resp), ttl.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
@@ -215,7 +239,7 @@ func (s *RedisStore) Complete(ctx context.Context, key, owner string, out Outcom
 
 // Renew implements Store.
 func (s *RedisStore) Renew(ctx context.Context, key, owner string, lockTTL time.Duration) error {
-	done, err := s.run(ctx, renewScript, s.prefix+key, owner, lockTTL.Milliseconds()).Int()
+	done, err := s.run(ctx, renewScript, s.prefix+key, claimedBy(owner), lockTTL.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("idempotency: renew: %w", err)
 	}
@@ -227,7 +251,7 @@ func (s *RedisStore) Renew(ctx context.Context, key, owner string, lockTTL time.
 
 // Release implements Store.
 func (s *RedisStore) Release(ctx context.Context, key, owner string) error {
-	done, err := s.run(ctx, releaseScript, s.prefix+key, owner).Int()
+	done, err := s.run(ctx, releaseScript, s.prefix+key, claimedBy(owner))
 	if err != nil {
 		return fmt.Errorf("idempotency: release: %w", err)
 	}
@@ -235,6 +259,11 @@ func (s *RedisStore) Release(ctx context.Context, key, owner string) error {
 		return ErrNotOwner
 	}
 	return nil
+}
+
+// claimedBy is how the record of owner's claim in progress begins.
+func claimedBy(owner string) []byte {
+	return append([]byte{stateInProgress}, ownerField(owner)...)
 }
 
 // trackKey is the set of a scope's tracked record keys. The scope is
@@ -322,40 +351,40 @@ func fieldAAD(key, field string) []byte {
 	return append(append(append(aad, key...), 0), field...)
 }
 
-// decodeRecord decodes claimScript's reply [s, f, st, r, o] for the record
-// at key.
-func (s *RedisStore) decodeRecord(key string, res []any) (*Record, error) {
-	if len(res) != 5 {
-		return nil, fmt.Errorf("unexpected reply of %d fields", len(res))
-	}
-	field := func(i int) string { s, _ := res[i].(string); return s }
-	rec := &Record{Fingerprint: []byte(field(1))}
-	switch field(0) {
-	case "p":
+// decodeRecord opens and decodes the record raw found at key.
+func (s *RedisStore) decodeRecord(key string, raw rawRecord) (*Record, error) {
+	rec := &Record{Fingerprint: []byte(raw.fingerprint)}
+	if raw.state == stateInProgress {
 		rec.State = InProgress
 		return rec, nil
-	case "c":
-		rec.State = Completed
-	default:
-		return nil, fmt.Errorf("unknown record state %q", field(0))
 	}
-	st, _, err := s.open(key, "st", field(2))
-	if err != nil {
+	rec.State = Completed
+	if err := s.openOutcome(key, raw.st, raw.r, &rec.Outcome); err != nil {
 		return nil, err
-	}
-	rec.Outcome.Status = new(spb.Status)
-	if err := proto.Unmarshal(st, rec.Outcome.Status); err != nil {
-		return nil, fmt.Errorf("decode status: %w", err)
-	}
-	resp, _, err := s.open(key, "r", field(3))
-	if err != nil {
-		return nil, err
-	}
-	if len(resp) > 0 {
-		rec.Outcome.Response = new(anypb.Any)
-		if err := proto.Unmarshal(resp, rec.Outcome.Response); err != nil {
-			return nil, fmt.Errorf("decode response: %w", err)
-		}
 	}
 	return rec, nil
+}
+
+// openOutcome opens and decodes a completed record's sealed status and
+// response into out.
+func (s *RedisStore) openOutcome(key, sealedSt, sealedR string, out *Outcome) error {
+	st, _, err := s.open(key, "st", sealedSt)
+	if err != nil {
+		return err
+	}
+	out.Status = new(spb.Status)
+	if err := proto.Unmarshal(st, out.Status); err != nil {
+		return fmt.Errorf("decode status: %w", err)
+	}
+	resp, _, err := s.open(key, "r", sealedR)
+	if err != nil {
+		return err
+	}
+	if len(resp) > 0 {
+		out.Response = new(anypb.Any)
+		if err := proto.Unmarshal(resp, out.Response); err != nil {
+			return fmt.Errorf("decode response: %w", err)
+		}
+	}
+	return nil
 }

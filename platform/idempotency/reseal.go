@@ -11,13 +11,12 @@ import (
 	"github.com/goodgo/goodgo/platform/keyring"
 )
 
-// resealScript replaces a completed record's sealed fields if they are
-// still the ones read (a concurrent Complete or Forget wins); the expiry is
-// kept. KEYS[1] record; ARGV old st, old r, new st, new r.
+// resealScript replaces a completed record if it is still the one read (a
+// concurrent Forget wins); the expiry is kept. KEYS[1] record; ARGV the
+// record read, the record resealed.
 var resealScript = redis.NewScript(`
-local rec = redis.call('HMGET', KEYS[1], 's', 'st', 'r')
-if rec[1] ~= 'c' or rec[2] ~= ARGV[1] or (rec[3] or '') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'st', ARGV[3], 'r', ARGV[4])
+if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 return 1
 `)
 
@@ -78,36 +77,53 @@ func (s *RedisStore) Reseal(ctx context.Context) (keyring.ResealStats, error) {
 // resealOne reseals the record at key (a full Redis key) if it is
 // completed and sealed under another key than the active one.
 func (s *RedisStore) resealOne(ctx context.Context, key string) (bool, error) {
-	rec, err := s.client.HMGet(ctx, key, "s", "st", "r").Result()
+	v, err := s.client.Get(ctx, key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return false, nil // gone: expired or forgotten
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return s.resealLegacy(ctx, key)
+	case err != nil:
+		return false, err
+	}
+	raw, err := parseRecord(v)
 	if err != nil {
 		return false, err
 	}
-	field := func(i int) string { v, _ := rec[i].(string); return v }
-	if field(0) != "c" {
+	if raw.state != stateCompleted {
 		return false, nil // in progress: its Complete seals under the active key
 	}
-	oldSt, oldR := field(1), field(2)
-	st, kid, err := s.open(key, "st", oldSt)
-	if err != nil {
+	st, r, resealed, err := s.resealFields(key, raw.st, raw.r)
+	if err != nil || !resealed {
 		return false, err
 	}
-	resp, rkid, err := s.open(key, "r", oldR)
-	if err != nil {
-		return false, err
-	}
-	active := s.keys.ActiveKeyID()
-	if kid == active && (oldR == "" || rkid == active) {
-		return false, nil
-	}
-	newSt, newR, err := s.seal(key, st, resp)
-	if err != nil {
-		return false, err
-	}
-	n, err := resealScript.Run(ctx, s.client, []string{key}, oldSt, oldR, newSt, newR).Int()
+	n, err := resealScript.Run(ctx, s.client, []string{key}, v, raw.completedWith(st, r)).Int()
 	if err != nil {
 		return false, err
 	}
 	return n == 1, nil
+}
+
+// resealFields seals a record's sealed status and response again under the
+// active key. resealed is false, and nothing returned, if both are under
+// it already.
+func (s *RedisStore) resealFields(key, sealedSt, sealedR string) (st, r []byte, resealed bool, err error) {
+	plainSt, kid, err := s.open(key, "st", sealedSt)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	plainR, rkid, err := s.open(key, "r", sealedR)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	active := s.keys.ActiveKeyID()
+	if kid == active && (sealedR == "" || rkid == active) {
+		return nil, nil, false, nil
+	}
+	if st, r, err = s.seal(key, plainSt, plainR); err != nil {
+		return nil, nil, false, err
+	}
+	return st, r, true, nil
 }
 
 // escapeGlob escapes the glob characters of SCAN's MATCH in a literal.
