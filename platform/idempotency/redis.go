@@ -180,8 +180,9 @@ func (s *RedisStore) Claim(ctx context.Context, key, owner string, fingerprint [
 		cmd := redis.NewStringCmd(ctx, "set", stored, claimValue(owner, fingerprint), "px", lockTTL.Milliseconds(), "nx", "get")
 		err := s.send(ctx, cmd)
 		switch {
+		case err == nil: // the record the key has
 		case errors.Is(err, redis.Nil):
-			return nil, nil
+			return nil, nil // claimed
 		case redis.HasErrorPrefix(err, "WRONGTYPE"):
 			// A hash: a record of an earlier release.
 			rec, err := s.claimLegacy(ctx, stored)
@@ -192,7 +193,7 @@ func (s *RedisStore) Claim(ctx context.Context, key, owner string, fingerprint [
 				return nil, fmt.Errorf("idempotency: claim: %w", err)
 			}
 			return rec, nil
-		case err != nil:
+		default:
 			return nil, fmt.Errorf("idempotency: claim: %w", err)
 		}
 		raw, err := parseRecord(cmd.Val())
