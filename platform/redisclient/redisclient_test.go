@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/goodgo/goodgo/platform/config"
 	"github.com/goodgo/goodgo/platform/redisclient"
@@ -72,4 +76,44 @@ func TestConnectRejectsBadURL(t *testing.T) {
 	_, err = redisclient.Connect(t.Context(), config.Redis{URL: "redis://:s3cret-pw@127.0.0.1:notaport/0"}, nil, time.Second)
 	require.ErrorContains(t, err, "redis: parse REDIS_URL")
 	require.NotContains(t, err.Error(), "s3cret-pw")
+}
+
+// TestSpansRecordNeitherValuesNorCallers: a command inside a trace gets a
+// child span that names the command but holds neither its arguments (an
+// idempotency record holds a stored reply) nor the calling function, which
+// costs a stack walk per command. Not parallel: it swaps the global tracer
+// provider.
+func TestSpansRecordNeitherValuesNorCallers(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+	client, err := redisclient.Connect(t.Context(), config.Redis{URL: "redis://127.0.0.1:6379/0"}, nil, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+
+	ctx, parent := otel.Tracer("test").Start(t.Context(), "request")
+	key := "test:redisclient:" + t.Name() + ":" + time.Now().Format(time.RFC3339Nano)
+	const secret = "Jane Roe, 12 Main Street"
+	require.NoError(t, client.Set(ctx, key, secret, time.Minute).Err())
+	_, err = client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Get(ctx, key)
+		p.Del(ctx, key)
+		return nil
+	})
+	require.NoError(t, err)
+	parent.End()
+
+	var names []string
+	for _, s := range rec.Ended() {
+		if s.Parent().SpanID() != parent.SpanContext().SpanID() {
+			continue
+		}
+		names = append(names, s.Name())
+		for _, a := range s.Attributes() {
+			require.NotContains(t, a.Value.String(), "Main Street", "span %s attribute %s", s.Name(), a.Key)
+			require.False(t, strings.HasPrefix(string(a.Key), "code."), "span %s has %s: the caller is not recorded", s.Name(), a.Key)
+		}
+	}
+	require.Equal(t, []string{"set", "redis.pipeline get del"}, names)
 }
