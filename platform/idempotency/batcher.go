@@ -31,7 +31,7 @@ const (
 // error, NOSCRIPT) fails only that command, and a failed round trip fails
 // the commands of that pipeline, not the queue behind it. go-redis retries
 // a pipeline whose connection failed (MaxRetries), like a single command;
-// the store's scripts are written to be run twice (see Store).
+// the store's commands are written to be run twice (see Store).
 type batcher struct {
 	client redis.UniversalClient
 	queue  *batch.Queue[*queued]

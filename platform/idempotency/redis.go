@@ -61,7 +61,7 @@ type RedisStore struct {
 	client redis.UniversalClient
 	prefix string
 	keys   *keyring.Keyring
-	// batch pipelines the scripts; nil sends each alone (the benchmarks'
+	// batch pipelines the commands; nil sends each alone (the benchmarks'
 	// comparison).
 	batch *batcher
 }
