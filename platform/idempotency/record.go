@@ -33,20 +33,26 @@ var errCorrupt = errors.New("corrupt record")
 // length.
 const maxField = 255
 
-// ownerField is the owner as the record holds it: its length, then itself.
-func ownerField(owner string) []byte {
-	b := make([]byte, 0, 1+len(owner))
-	return append(append(b, byte(len(owner))), owner...)
+// begin writes a record's fixed part, state and owner field, into a
+// buffer with room for extra more bytes: the one place the layout's head
+// is written.
+func begin(state byte, owner string, extra int) []byte {
+	b := make([]byte, 0, 2+len(owner)+extra)
+	b = append(b, state, byte(len(owner)))
+	return append(b, owner...)
+}
+
+// claimedBy is how the record of owner's claim in progress begins; without
+// its state byte, it is the owner field the complete script compares.
+func claimedBy(owner string) []byte {
+	return begin(stateInProgress, owner, 0)
 }
 
 // claimValue is the record of owner's claim in progress of a request with
 // fingerprint.
 func claimValue(owner string, fingerprint []byte) []byte {
-	b := make([]byte, 0, 3+len(owner)+len(fingerprint))
-	b = append(b, stateInProgress, byte(len(owner)))
-	b = append(b, owner...)
-	b = append(b, byte(len(fingerprint)))
-	return append(b, fingerprint...)
+	b := begin(stateInProgress, owner, 1+len(fingerprint))
+	return append(append(b, byte(len(fingerprint))), fingerprint...)
 }
 
 // completion is what completing a claim appends to its record: the sealed
@@ -69,12 +75,10 @@ type rawRecord struct {
 // completedWith is the record raw completed with the sealed status st and
 // response resp.
 func (raw rawRecord) completedWith(st, resp []byte) []byte {
-	b := make([]byte, 0, 3+len(raw.owner)+len(raw.fingerprint)+binary.MaxVarintLen64+len(st)+len(resp))
-	b = append(b, stateCompleted, byte(len(raw.owner)))
-	b = append(b, raw.owner...)
-	b = append(b, byte(len(raw.fingerprint)))
-	b = append(b, raw.fingerprint...)
-	return append(b, completion(st, resp)...)
+	tail := completion(st, resp)
+	b := begin(stateCompleted, raw.owner, 1+len(raw.fingerprint)+len(tail))
+	b = append(append(b, byte(len(raw.fingerprint))), raw.fingerprint...)
+	return append(b, tail...)
 }
 
 // parseRecord splits a stored record into its fields.

@@ -228,7 +228,7 @@ func (s *RedisStore) Complete(ctx context.Context, key, owner string, out Outcom
 	if st, resp, err = s.seal(stored, st, resp); err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
-	done, err := s.run(ctx, completeScript, stored, ownerField(owner), completion(st, resp), ttl.Milliseconds())
+	done, err := s.run(ctx, completeScript, stored, claimedBy(owner)[1:], completion(st, resp), ttl.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
@@ -260,11 +260,6 @@ func (s *RedisStore) Release(ctx context.Context, key, owner string) error {
 		return ErrNotOwner
 	}
 	return nil
-}
-
-// claimedBy is how the record of owner's claim in progress begins.
-func claimedBy(owner string) []byte {
-	return append([]byte{stateInProgress}, ownerField(owner)...)
 }
 
 // trackKey is the set of a scope's tracked record keys. The scope is
