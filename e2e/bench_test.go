@@ -38,6 +38,7 @@ var (
 var statementSettings = []string{
 	"shared_preload_libraries = 'pg_stat_statements'",
 	"pg_stat_statements.max = 10000",
+	"pg_stat_statements.track_planning = on",
 	"fsync = on",
 	"full_page_writes = on",
 	"shared_buffers = 128MB",
@@ -335,31 +336,32 @@ func startStatements(tb testing.TB, e *Env) func(sagas int) {
 	return func(sagas int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		rows, err := pool.Query(ctx, `SELECT d.datname, s.query, s.calls, s.rows, s.total_exec_time,
-				sum(s.total_exec_time) OVER (), sum(s.calls) OVER ()
+		rows, err := pool.Query(ctx, `SELECT d.datname, s.query, s.calls, s.rows, s.total_exec_time, s.plans, s.total_plan_time,
+				sum(s.total_exec_time) OVER (), sum(s.calls) OVER (), sum(s.total_plan_time) OVER ()
 			FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-			WHERE d.datname LIKE $1 ORDER BY s.total_exec_time DESC LIMIT 30`,
+			WHERE d.datname LIKE $1 ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT 40`,
 			pgtest.Prefix+"e2e_%")
 		require.NoError(tb, err)
 		n := float64(sagas)
 		var lines []string
-		var allMS, allCalls float64
+		var allMS, allCalls, allPlanMS float64
 		for rows.Next() {
 			var db, query string
-			var calls, nrows int64
-			var ms float64
-			require.NoError(tb, rows.Scan(&db, &query, &calls, &nrows, &ms, &allMS, &allCalls))
+			var calls, nrows, plans int64
+			var ms, planMS float64
+			require.NoError(tb, rows.Scan(&db, &query, &calls, &nrows, &ms, &plans, &planMS, &allMS, &allCalls, &allPlanMS))
 			_, svc, _ := strings.Cut(db, "_e2e_")
 			_, svc, _ = strings.Cut(svc, "_") // the environment's suffix
 			query = strings.Join(strings.Fields(query), " ")
 			if len(query) > 110 {
 				query = query[:110] + "…"
 			}
-			lines = append(lines, fmt.Sprintf("%6.2f ms %5.2f calls %5.2f rows  %-14s %s", ms/n, float64(calls)/n, float64(nrows)/n, svc, query))
+			lines = append(lines, fmt.Sprintf("%6.2f ms %5.2f calls %5.2f rows %5.3f ms %5.2f plans  %-14s %s",
+				ms/n, float64(calls)/n, float64(nrows)/n, planMS/n, float64(plans)/n, svc, query))
 		}
 		require.NoError(tb, rows.Err())
-		tb.Logf("statements per saga: %.1f calls, %.2f ms of execution in all; the costliest:\n%s",
-			allCalls/n, allMS/n, strings.Join(lines, "\n"))
+		tb.Logf("statements per saga: %.1f calls, %.2f ms of execution and %.2f ms of planning in all; the costliest (execution, calls, rows, planning, plans):\n%s",
+			allCalls/n, allMS/n, allPlanMS/n, strings.Join(lines, "\n"))
 	}
 }
 
