@@ -21,6 +21,16 @@ func TestOnly(t *testing.T) {
 	orphan.End()
 	require.Equal(t, context.Background(), ctx)
 
+	// Inside a trace that is not sampled: no child either, not even a
+	// non-recording one of its own.
+	unsampled := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(rec))
+	quietCtx, quiet := unsampled.Tracer("test").Start(context.Background(), "request")
+	require.True(t, quiet.SpanContext().IsValid())
+	childCtx, none := childspans.Only(unsampled).Tracer("test").Start(quietCtx, "query")
+	require.Equal(t, quietCtx, childCtx)
+	require.Equal(t, quiet.SpanContext(), none.SpanContext())
+	quiet.End()
+
 	parentCtx, parent := tp.Tracer("test").Start(context.Background(), "request")
 	_, child := tracer.Start(parentCtx, "query")
 	require.True(t, child.IsRecording())
