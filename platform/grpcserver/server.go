@@ -78,6 +78,13 @@ const (
 	// MaxHeaderListSize bounds a call's metadata: tokens and assertions
 	// are about 2 KiB.
 	MaxHeaderListSize = 32 << 10
+	// StreamWorkers is how many goroutines serve calls and keep their
+	// stacks between calls. A goroutine per call starts with a small stack
+	// and copies it as the interceptors, TLS and the database client
+	// deepen it: 2-4 % of each service's CPU in the order saga
+	// (runtime.newstack, docs/benchmarks.md). Calls beyond this many in
+	// flight get a goroutine of their own, as without workers.
+	StreamWorkers = 64
 )
 
 // Keepalive enforcement: a client may ping at most every KeepaliveMinTime
@@ -190,6 +197,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, register fu
 		grpc.MaxSendMsgSize(MaxSendMsgSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.MaxHeaderListSize(MaxHeaderListSize),
+		grpc.NumStreamWorkers(StreamWorkers),
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepaliveParams),
