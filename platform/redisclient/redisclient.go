@@ -10,13 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel"
 
 	"github.com/goodgo/goodgo/platform/backoff"
 	"github.com/goodgo/goodgo/platform/config"
-	"github.com/goodgo/goodgo/platform/internal/childspans"
 	"github.com/goodgo/goodgo/platform/logs"
 )
 
@@ -77,18 +74,7 @@ func Connect(ctx context.Context, cfg config.Redis, logger *slog.Logger, maxWait
 		return nil, fmt.Errorf("redis: neither a URL nor cluster addresses given")
 	}
 
-	// A span per command and pipeline, child of the caller's span (the
-	// global tracer provider, telemetry.Setup's). Keys and values are not
-	// recorded: an idempotency record holds a stored reply. Only inside a
-	// trace, as for PostgreSQL. Nor is the calling function: the hook walks
-	// the stack for it on every command, traced or not (4 % of the order
-	// service's CPU in the order saga), and for the idempotency store's
-	// pipelines it would name the batcher, not the request.
-	if err := redisotel.InstrumentTracing(client, redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false),
-		redisotel.WithTracerProvider(childspans.Only(otel.GetTracerProvider()))); err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("redis: tracing: %w", err)
-	}
+	instrument(client)
 	start := time.Now()
 	ping := func(ctx context.Context) error { return client.Ping(ctx).Err() }
 	err := backoff.Until(ctx, maxWait, ping, isCertError, func(attempt int, err error, wait time.Duration) {
