@@ -425,8 +425,7 @@ func NewAssertionVerifier(chains ChainVerifier, self string, id IDFunc) *Asserti
 // the assertion unexpired and naming a user. Errors say which check
 // failed, never echoing the assertion.
 func (v *AssertionVerifier) Verify(raw, peerService string) (Assertion, error) {
-	hdrSeg, payloadSeg, sigSeg, ok := splitCompact(raw)
-	if !ok {
+	if len(raw) > MaxLength {
 		return Assertion{}, errors.New("malformed")
 	}
 	now := v.now()
@@ -437,6 +436,13 @@ func (v *AssertionVerifier) Verify(raw, peerService string) (Assertion, error) {
 		}
 		e.a.Permissions = slices.Clone(e.a.Permissions)
 		return e.a, nil
+	}
+	// Checked after the cache: a remembered assertion passed it, and the
+	// byte-by-byte check of a few kilobytes (the header carries the
+	// certificate chain) was most of a remembered assertion's cost.
+	hdrSeg, payloadSeg, sigSeg, ok := splitCompact(raw)
+	if !ok {
+		return Assertion{}, errors.New("malformed")
 	}
 	sum := sha256.Sum256([]byte(hdrSeg))
 	v.mu.Lock()
