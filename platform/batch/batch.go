@@ -8,21 +8,30 @@
 // while fewer than MaxInFlight batches are in flight, and otherwise joins
 // the queue that goes out, whole (up to MaxBatch), as soon as one of them
 // returns. A request therefore waits for at most the batches ahead of it,
-// and a lone caller pays one round trip, as without batching. No goroutine
-// outlives the queue: the caller that finds a free slot starts one, which
-// sends batches while there are any.
+// and a lone caller pays one round trip, as without batching. The caller
+// that finds a free slot hands the batch to a sender goroutine, which sends
+// batches while there are any; senders wait a second for the next batch
+// before they end, so that a busy queue reuses their grown stacks
+// (platform/internal/warm).
 package batch
 
 import (
 	"slices"
 	"sync"
+	"time"
+
+	"github.com/goodgo/goodgo/platform/internal/warm"
 )
+
+// senderLinger is how long a sender goroutine waits for the next batch.
+const senderLinger = time.Second
 
 // Queue batches requests of type T for its send function.
 type Queue[T comparable] struct {
 	send        func([]T)
 	maxInFlight int
 	maxBatch    int
+	senders     *warm.Pool
 
 	mu       sync.Mutex
 	queue    []T
@@ -34,7 +43,7 @@ type Queue[T comparable] struct {
 // batch, runs on a goroutine of the queue's, and must wake the batch's
 // callers itself.
 func New[T comparable](maxInFlight, maxBatch int, send func(batch []T)) *Queue[T] {
-	return &Queue[T]{send: send, maxInFlight: max(1, maxInFlight), maxBatch: max(1, maxBatch)}
+	return &Queue[T]{send: send, maxInFlight: max(1, maxInFlight), maxBatch: max(1, maxBatch), senders: warm.New(senderLinger)}
 }
 
 // Add queues r for the next batch.
@@ -51,7 +60,7 @@ func (q *Queue[T]) Add(r T) {
 		// Sent by a goroutine, not by this caller, which must be free to
 		// return when its context ends: a batch ends only with its round
 		// trip.
-		go q.drain(batch)
+		q.senders.Go(func() { q.drain(batch) })
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/goodgo/goodgo/platform/backoff"
+	"github.com/goodgo/goodgo/platform/internal/warm"
 	"github.com/goodgo/goodgo/platform/keyring"
 	"github.com/goodgo/goodgo/platform/logs"
 	"github.com/goodgo/goodgo/platform/postgres"
@@ -170,6 +171,9 @@ type Engine struct {
 	log     *slog.Logger
 
 	slots chan struct{} // worker semaphore
+	// runners run the executions on goroutines that stay a while between
+	// them, keeping their grown stacks.
+	runners *warm.Pool
 
 	// epoch is the origin of leaseClock, a monotonic reading.
 	epoch time.Time
@@ -199,13 +203,14 @@ func New(db DB, keys *keyring.Keyring, opts Options, defs ...*Definition) (*Engi
 	opts.setDefaults()
 	e := &Engine{
 		db: db, q: sagadb.New(db), keys: keys, opts: opts,
-		defs:   make(map[string]*Definition, len(defs)),
-		tracer: opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/saga"),
-		log:    opts.Logger.With("component", "saga", "owner", opts.Owner),
-		slots:  make(chan struct{}, opts.Workers),
-		held:   map[uuid.UUID]*execution{},
-		kick:   make(chan struct{}, 1),
-		epoch:  time.Now(),
+		defs:    make(map[string]*Definition, len(defs)),
+		tracer:  opts.TracerProvider.Tracer("github.com/goodgo/goodgo/platform/saga"),
+		log:     opts.Logger.With("component", "saga", "owner", opts.Owner),
+		slots:   make(chan struct{}, opts.Workers),
+		runners: warm.New(time.Second),
+		held:    map[uuid.UUID]*execution{},
+		kick:    make(chan struct{}, 1),
+		epoch:   time.Now(),
 	}
 	// Only a pool: a group sends its batches concurrently with the
 	// engine's other statements, which a connection or a transaction
@@ -336,7 +341,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (StartResult, erro
 	}
 	inserted := make(chan error, 1)
 	x.inserted = inserted
-	go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the caller's request
+	e.runners.Go(x.run) // the execution belongs to the engine, not to the caller's request
 	select {
 	case err = <-inserted:
 	case <-ctx.Done():
@@ -438,7 +443,7 @@ func (e *Engine) ExecuteStarted(ctx context.Context, r StartResult) error {
 	// the steps the insert recorded only while it holds (and the fence
 	// loop watches it from now on).
 	x.extendLease(r.in.leaseSent)
-	go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the caller's request
+	e.runners.Go(x.run) // the execution belongs to the engine, not to the caller's request
 	return nil
 }
 
@@ -526,7 +531,7 @@ func (e *Engine) executeHeld(ctx context.Context, id uuid.UUID) error {
 		e.release()
 		return err
 	}
-	go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the caller's request
+	e.runners.Go(x.run) // the execution belongs to the engine, not to the caller's request
 	return nil
 }
 
@@ -750,7 +755,7 @@ func (e *Engine) claimDue(ctx context.Context) (int, error) {
 		}
 		started++
 		e.log.Info("saga claimed", "saga_id", in.id, "saga_type", in.def.Name, "state", in.state)
-		go x.run() //nolint:gosec // G118: the execution belongs to the engine, not to the claim loop
+		e.runners.Go(x.run)
 	}
 	for range free - started {
 		e.release()
