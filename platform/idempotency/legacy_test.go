@@ -2,6 +2,7 @@ package idempotency_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,7 +118,7 @@ func TestLegacyRecordsDuringAnUpgrade(t *testing.T) {
 // SET each, not a script, so Redis runs no Lua for them.
 func TestClaimIsOneNativeCommand(t *testing.T) {
 	rdb, prefix := newRedis(t)
-	names := &commandNames{names: make(chan string, 100)}
+	names := &commandNames{}
 	rdb.AddHook(names)
 	store := newStore(t, rdb, prefix)
 	fp := sha256Sum([]byte("request"))
@@ -136,29 +137,30 @@ func TestClaimIsOneNativeCommand(t *testing.T) {
 }
 
 // commandNames is a go-redis hook that records the names of the commands
-// sent, alone or in pipelines.
+// sent, alone or in pipelines. It never blocks a command: the test's
+// cleanup scans the whole keyspace through the same client.
 type commandNames struct {
-	names chan string
+	mu    sync.Mutex
+	names []string
 }
 
 func (c *commandNames) record(cmds ...redis.Cmder) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, cmd := range cmds {
 		if n := cmd.Name(); n != "hello" && n != "client" {
-			c.names <- n
+			c.names = append(c.names, n)
 		}
 	}
 }
 
+// take returns the names recorded since the last take.
 func (c *commandNames) take() []string {
-	var out []string
-	for {
-		select {
-		case n := <-c.names:
-			out = append(out, n)
-		default:
-			return out
-		}
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.names
+	c.names = nil
+	return out
 }
 
 func (c *commandNames) DialHook(next redis.DialHook) redis.DialHook { return next }

@@ -59,6 +59,7 @@ func startService(tb testing.TB, env map[string]string) *service {
 	cfg, err := loadConfig(lookup)
 	require.NoError(tb, err)
 	s := &service{pki: pki, idempotencyPrefix: vars["IDEMPOTENCY_KEY_PREFIX"], pool: pool}
+	servicetest.DeleteIdempotencyKeysAtEnd(tb, s.idempotencyPrefix)
 	s.Process = servicetest.Start(tb, "payment", func(ctx context.Context, stdout io.Writer) error { return run(ctx, cfg, stdout, lookup) })
 	s.conn = pki.DialAs("orchestrator", "payment", s.GRPCAddr)
 	s.client = paymentv1.NewPaymentServiceClient(s.conn)
