@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/goodgo/goodgo/platform/internal/childspans"
 )
 
 // instrument makes a span per command, per pipeline and per dial of
@@ -30,7 +32,7 @@ func instrument(client redis.UniversalClient) {
 }
 
 // tracing is the go-redis hook behind instrument. Spans are made only
-// inside a sampled trace: a request's commands show in its trace, while
+// inside a sampled trace (childspans.Wanted): a request's commands show in its trace, while
 // the background loops (lease renewals) make no root trace per command,
 // and no work is done for a span no one records. They name the commands
 // ("set", "redis.pipeline get del") and the server, never keys or values (an
@@ -60,7 +62,7 @@ func newTracing(tracer trace.Tracer, addr string) tracing {
 
 func (t tracing) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if !trace.SpanContextFromContext(ctx).IsSampled() {
+		if !childspans.Wanted(ctx) {
 			return next(ctx, network, addr)
 		}
 		ctx, span := t.tracer.Start(ctx, "redis.dial", t.opts...)
@@ -73,7 +75,7 @@ func (t tracing) DialHook(next redis.DialHook) redis.DialHook {
 
 func (t tracing) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !trace.SpanContextFromContext(ctx).IsSampled() {
+		if !childspans.Wanted(ctx) {
 			return next(ctx, cmd)
 		}
 		ctx, span := t.tracer.Start(ctx, cmd.FullName(), t.opts...)
@@ -86,7 +88,7 @@ func (t tracing) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (t tracing) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if !trace.SpanContextFromContext(ctx).IsSampled() {
+		if !childspans.Wanted(ctx) {
 			return next(ctx, cmds)
 		}
 		ctx, span := t.tracer.Start(ctx, "redis.pipeline "+summary(cmds), t.opts...)

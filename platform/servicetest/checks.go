@@ -14,12 +14,9 @@ import (
 // and removes them.
 func RequireIdempotencyKeys(tb testing.TB, prefix string) {
 	tb.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: localRedis})
 	defer func() { _ = rdb.Close() }()
-	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
-	require.NoError(tb, err)
-	require.NotEmpty(tb, keys, "no idempotency key under %q", prefix)
-	require.NoError(tb, rdb.Del(context.Background(), keys...).Err())
+	require.NotZero(tb, deleteKeys(tb, rdb, prefix), "no idempotency key under %q", prefix)
 }
 
 // DeleteIdempotencyKeysAtEnd removes, when the test ends, every key a
@@ -28,22 +25,39 @@ func RequireIdempotencyKeys(tb testing.TB, prefix string) {
 // hundreds of thousands of them, slowing every scan of the keyspace.
 func DeleteIdempotencyKeysAtEnd(tb testing.TB, prefix string) {
 	tb.Cleanup(func() {
-		ctx := context.Background()
-		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+		rdb := redis.NewClient(&redis.Options{Addr: localRedis})
 		defer func() { _ = rdb.Close() }()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			if keys = append(keys, iter.Val()); len(keys) == 1000 {
-				require.NoError(tb, rdb.Unlink(ctx, keys...).Err())
-				keys = keys[:0]
-			}
-		}
-		require.NoError(tb, iter.Err())
+		deleteKeys(tb, rdb, prefix)
+	})
+}
+
+// localRedis is the Redis the tests run against.
+const localRedis = "127.0.0.1:6379"
+
+// deleteKeys unlinks every key of rdb under prefix, scanning the keyspace
+// (not KEYS, which blocks the server), a thousand keys per command, and
+// returns how many there were.
+func deleteKeys(tb testing.TB, rdb redis.UniversalClient, prefix string) int {
+	tb.Helper()
+	ctx := context.Background()
+	n := 0
+	var keys []string
+	unlink := func() {
 		if len(keys) > 0 {
 			require.NoError(tb, rdb.Unlink(ctx, keys...).Err())
+			n += len(keys)
+			keys = keys[:0]
 		}
-	})
+	}
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if keys = append(keys, iter.Val()); len(keys) == 1000 {
+			unlink()
+		}
+	}
+	require.NoError(tb, iter.Err())
+	unlink()
+	return n
 }
 
 // HTTPGetOK returns the body of a GET of url and requires that it

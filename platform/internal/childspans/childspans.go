@@ -36,8 +36,15 @@ type childOnlyTracer struct {
 	t trace.Tracer
 }
 
+// Wanted reports whether a child of ctx's span is to be made: inside a
+// sampled trace. Hooks that would build a span's name and attributes ask
+// first (platform/redisclient).
+func Wanted(ctx context.Context) bool {
+	return trace.SpanContextFromContext(ctx).IsSampled()
+}
+
 func (t childOnlyTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	if !trace.SpanContextFromContext(ctx).IsSampled() {
+	if !Wanted(ctx) {
 		return ctx, trace.SpanFromContext(ctx)
 	}
 	return t.t.Start(ctx, name, opts...)

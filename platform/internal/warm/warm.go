@@ -47,7 +47,6 @@ func (p *Pool) work(f func()) {
 	var t *time.Timer
 	for {
 		f()
-		f = nil // hold nothing of it while idle
 		if t == nil {
 			t = time.NewTimer(p.linger)
 		} else {

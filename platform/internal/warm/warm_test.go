@@ -6,7 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"weak"
 
 	"github.com/stretchr/testify/require"
 
@@ -60,16 +59,6 @@ func TestConcurrentFunctionsEachGetAGoroutine(t *testing.T) {
 	}
 	require.Len(t, seen, n)
 	eventually(t, func() bool { return p.Idle() == n }, "all of them wait for more work")
-}
-
-func TestAnIdleGoroutineHoldsNothingOfItsLastFunction(t *testing.T) {
-	p := warm.New(time.Minute)
-	req := new([1 << 10]byte) // what a function's closure captured: a batch, an execution
-	gone := weak.Make(req)
-	p.Go(func() { req[0] = 1 })
-	eventually(t, func() bool { return p.Idle() == 1 }, "the goroutine waits for more work")
-	req = nil
-	eventually(t, func() bool { runtime.GC(); return gone.Value() == nil }, "the closure was let go")
 }
 
 func TestAnIdleGoroutineEndsAfterLinger(t *testing.T) {
